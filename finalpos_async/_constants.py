@@ -36,7 +36,26 @@ DNS_CACHE_TTL = 300
 # Response handling.
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 ERROR_TEXT_LIMIT = 2000
+# Response headers that may carry the server's request id (first one present wins).
+REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-correlation-id", "x-amzn-requestid")
 
 # Pagination and bulk.
 DEFAULT_PAGE_LIMIT = 100
 BULK_CONCURRENCY = 16
+# After stop() or Ctrl-C, in-flight bulk items get this long to finish before they are cancelled.
+BULK_DRAIN_TIMEOUT = 30.0
+# The bulk journal commits every JOURNAL_BATCH_SIZE records or JOURNAL_FLUSH_INTERVAL seconds.
+JOURNAL_BATCH_SIZE = 500
+JOURNAL_FLUSH_INTERVAL = 1.0
+
+# Sync facade (finalpos_sync): its private loop thread.
+SYNC_LOOP_THREAD_NAME = "finalpos-sync-loop"
+SYNC_CANCEL_GRACE = 5.0  # seconds a cancelled call may take to unwind after Ctrl-C
+SYNC_CLOSE_TIMEOUT = 30.0  # seconds close() waits for the async client to close on the loop
+
+# Sandbox (finalpos_async.sandbox): the embedded local server.
+SANDBOX_HOST = "127.0.0.1"  # never another interface unless asked: it accepts a known key
+SANDBOX_API_KEY = "sk_sandbox_finalpos"  # the key accepted when none is configured
+SANDBOX_MAX_BODY_SIZE = 1024 * 1024  # bytes; larger bodies answer 413
+SANDBOX_SHUTDOWN_TIMEOUT = 1.0  # seconds close() lets in-flight (e.g. delayed) requests finish
+SANDBOX_START_TIMEOUT = 10.0  # seconds run_in_thread() waits for the server to listen

@@ -1,0 +1,385 @@
+"""The errors the SDK raises. Every one of them derives from `FinalPOSError`:
+
+```
+FinalPOSError                      anything the SDK raises on purpose
+ ├── APIConnectionError            no usable HTTP response (refused, reset, DNS, TLS, disconnect)
+ │    └── APITimeoutError          connect / pool-acquire / read timeout, or the call's deadline
+ ├── APIStatusError                the API answered with a non-2xx status
+ │    ├── BadRequestError          400
+ │    ├── AuthenticationError      401
+ │    ├── PermissionDeniedError    403
+ │    ├── NotFoundError            404
+ │    ├── ConflictError            409
+ │    ├── UnprocessableEntityError 422
+ │    ├── RateLimitError           429 (and a Retry-After longer than the cap)
+ │    └── InternalServerError      >= 500
+ └── ResponseValidationError       a 2xx body that cannot be read into the expected type
+```
+
+Every error carries the request context: `method`, `url`, `attempts` (HTTP attempts made) and
+`idempotency_key`. `APIStatusError` adds `status_code`, `body` (parsed JSON or `None`), `message`
+(the API's `{statusCode, message, error}` message, or a readable summary of an HTML/text page),
+`text` (raw body, truncated), `headers`, `request_id` and `response`. The API key is never part of
+any error text.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import _codec
+from ._constants import ERROR_TEXT_LIMIT
+
+if TYPE_CHECKING:
+    from ._response import RawResponse
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "FinalPOSError",
+    "InternalServerError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseValidationError",
+    "TimeoutKind",
+    "UnprocessableEntityError",
+    "make_status_error",
+]
+
+TimeoutKind = Literal["connect", "pool", "read", "deadline"]
+"""Which limit ran out: socket connect, waiting for a pool slot, reading the answer, or the
+whole call's deadline."""
+
+
+class FinalPOSError(Exception):
+    """Base of every error the SDK raises; `message` is the human-readable cause."""
+
+    message: str
+    method: str | None
+    url: str | None
+    attempts: int
+    idempotency_key: str | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        attempts: int = 0,
+        idempotency_key: str | None = None,
+    ) -> None:
+        self.message = message
+        self.method = method
+        self.url = url
+        self.attempts = attempts
+        self.idempotency_key = idempotency_key
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The keyword-only constructors defeat Exception's default reduce (args only), which
+        # copy.copy() and pickle use; rebuild from the instance state instead.
+        return (_rebuild_error, (type(self), self.args, self.__dict__.copy()))
+
+    def __str__(self) -> str:
+        parts = [self._headline()]
+        if self.method and self.url:
+            parts.append(f"[{self.method} {self.url}")
+            if self.attempts:
+                noun = "attempt" if self.attempts == 1 else "attempts"
+                parts[-1] += f", {self.attempts} {noun}"
+            if self.idempotency_key:
+                parts[-1] += f", idempotency key {self.idempotency_key}"
+            parts[-1] += "]"
+        return " ".join(parts)
+
+    def _headline(self) -> str:
+        return self.message
+
+
+class APIConnectionError(FinalPOSError):
+    """No usable HTTP response: the connection failed, was reset or dropped, or TLS failed."""
+
+    def __init__(
+        self,
+        message: str = "Connection error.",
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        attempts: int = 0,
+        idempotency_key: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, method=method, url=url, attempts=attempts, idempotency_key=idempotency_key
+        )
+
+
+class APITimeoutError(APIConnectionError):
+    """A time limit ran out; `kind` says which one (`connect`, `pool`, `read`, `deadline`).
+
+    `last_error` is the error of the last attempt when the deadline stopped a retry sequence.
+    """
+
+    kind: TimeoutKind
+    last_error: FinalPOSError | None
+
+    def __init__(
+        self,
+        message: str = "Request timed out.",
+        *,
+        kind: TimeoutKind = "read",
+        method: str | None = None,
+        url: str | None = None,
+        attempts: int = 0,
+        idempotency_key: str | None = None,
+        last_error: FinalPOSError | None = None,
+    ) -> None:
+        self.kind = kind
+        self.last_error = last_error
+        super().__init__(
+            message, method=method, url=url, attempts=attempts, idempotency_key=idempotency_key
+        )
+
+
+class APIStatusError(FinalPOSError):
+    """The API answered with a non-2xx status.
+
+    `message` is the API's own message (`{statusCode, message, error}`), or a readable summary
+    when the body is not that shape (an HTML page from a proxy, plain text, nothing).
+    """
+
+    status_code: int
+    body: Any
+    error: str | None
+    text: str
+    request_id: str | None
+    response: RawResponse[Any]
+
+    def __init__(self, message: str, *, response: RawResponse[Any], body: Any = None) -> None:
+        self.response = response
+        self.status_code = response.status_code
+        self.body = body
+        self.error = _body_error(body)
+        self.text = _truncate(response.text)
+        self.request_id = response.request_id
+        super().__init__(
+            message,
+            method=response.method,
+            url=response.url,
+            attempts=response.attempts,
+            idempotency_key=response.idempotency_key,
+        )
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The response headers (case-insensitive)."""
+        return self.response.headers
+
+    def _headline(self) -> str:
+        head = f"HTTP {self.status_code}"
+        reason = _reason(self.status_code)
+        if reason:
+            head += f" {reason}"
+        head += f": {self.message}"
+        if self.request_id:
+            head += f" (request id {self.request_id})"
+        return head
+
+
+class BadRequestError(APIStatusError):
+    """400: the request was malformed or failed validation."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing, wrong or revoked."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the API key may not do this."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such route or object."""
+
+
+class ConflictError(APIStatusError):
+    """409: the request conflicts with the current state (for example a duplicate)."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the body was well-formed but semantically invalid."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests. `retry_after` is the server's requested wait in seconds, if any.
+
+    Also raised at once (without waiting) when `Retry-After` asks for longer than the client's
+    cap, so a long stall is the caller's decision.
+    """
+
+    retry_after: float | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: RawResponse[Any],
+        body: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, response=response, body=body)
+
+    def _headline(self) -> str:
+        head = super()._headline()
+        if self.retry_after is not None:
+            head += f" (retry after {self.retry_after:g} s)"
+        return head
+
+
+class InternalServerError(APIStatusError):
+    """A 5xx status: the server (or a proxy in front of it) failed."""
+
+
+class ResponseValidationError(FinalPOSError):
+    """A 2xx body could not be read into the expected type; `field_path` says where."""
+
+    field_path: str | None
+    response: RawResponse[Any] | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field_path: str | None = None,
+        response: RawResponse[Any] | None = None,
+    ) -> None:
+        self.field_path = field_path
+        self.response = response
+        if response is None:
+            super().__init__(message)
+        else:
+            super().__init__(
+                message,
+                method=response.method,
+                url=response.url,
+                attempts=response.attempts,
+                idempotency_key=response.idempotency_key,
+            )
+
+    def _headline(self) -> str:
+        if self.field_path:
+            return f"{self.message} (at {self.field_path})"
+        return self.message
+
+
+def _rebuild_error(
+    cls: type[FinalPOSError], args: tuple[Any, ...], state: dict[str, Any]
+) -> FinalPOSError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def make_status_error(
+    response: RawResponse[Any], *, retry_after: float | None = None
+) -> APIStatusError:
+    """Build the typed error for a non-2xx response (the class is chosen by status)."""
+    body = _parse_body(response.content)
+    message = _message(response, body)
+    status = response.status_code
+    if status == 429:
+        return RateLimitError(message, response=response, body=body, retry_after=retry_after)
+    cls = _STATUS_CLASSES.get(status)
+    if cls is None:
+        cls = InternalServerError if status >= 500 else APIStatusError
+    return cls(message, response=response, body=body)
+
+
+def _parse_body(content: bytes) -> Any:
+    stripped = content.strip()
+    if not stripped or stripped[:1] not in b'{["':
+        return None
+    try:
+        return _codec.loads(stripped)
+    except ValueError:
+        return None
+
+
+def _body_error(body: Any) -> str | None:
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, str):
+            return error
+    return None
+
+
+def _message(response: RawResponse[Any], body: Any) -> str:
+    if isinstance(body, dict):
+        msg = body.get("message")
+        # NestJS-style validation errors answer a list of messages.
+        if isinstance(msg, list) and msg:
+            return "; ".join(str(m) for m in msg)
+        if isinstance(msg, str) and msg.strip():
+            return msg.strip()
+        err = body.get("error")
+        if isinstance(err, str) and err.strip():
+            return err.strip()
+    text = response.text.strip()
+    if not text:
+        return _reason(response.status_code) or "no response body"
+    if "<" in text and re.search(r"<\s*(html|head|body|title|h1)\b", text, re.IGNORECASE):
+        return _html_summary(text) or _reason(response.status_code) or "HTML error page"
+    return _truncate(" ".join(text.split()), 300)
+
+
+_TAG_RE = re.compile(r"<[^>]+>")
+_TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_H1_RE = re.compile(r"<h1[^>]*>(.*?)</h1>", re.IGNORECASE | re.DOTALL)
+_SCRIPT_RE = re.compile(r"<(script|style)[^>]*>.*?</\1>", re.IGNORECASE | re.DOTALL)
+
+
+def _html_summary(text: str) -> str:
+    """A one-line readable message from an HTML error page (a proxy's 502, for example)."""
+    for pattern in (_TITLE_RE, _H1_RE):
+        match = pattern.search(text)
+        if match:
+            found = " ".join(html.unescape(_TAG_RE.sub(" ", match.group(1))).split())
+            if found:
+                return _truncate(found, 300)
+    plain = " ".join(html.unescape(_TAG_RE.sub(" ", _SCRIPT_RE.sub(" ", text))).split())
+    return _truncate(plain, 300)
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _truncate(text: str, limit: int = ERROR_TEXT_LIMIT) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [truncated, {len(text)} characters in all]"

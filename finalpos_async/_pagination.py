@@ -1,0 +1,232 @@
+"""Skip/limit pagination over the API's bare JSON arrays: `AsyncPaginator` and `Page`.
+
+The list endpoints answer a plain array with no total and no cursor, so the walk is:
+next skip = skip + len(items); stop on an empty page or one shorter than the limit asked for;
+a page longer than the limit, or one that starts with the same record as the page before, means the
+server is ignoring skip/limit and raises `ResponseValidationError` instead of looping forever.
+
+Offset paging over a list that changes while it is walked can skip or repeat records (the API
+offers nothing better); walk a quiet list, or de-duplicate by id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+import attrs
+
+from ._constants import DEFAULT_PAGE_LIMIT
+from ._converter import FieldError, structure_list
+from ._exceptions import ResponseValidationError
+from ._response import RawResponse
+from ._types import DEFAULT_OPTIONS, RequestOptions
+
+if TYPE_CHECKING:
+    from ._resource import SupportsRequest
+
+__all__ = ["AsyncPaginator", "Page"]
+
+_T = TypeVar("_T")
+
+
+class Page(Sequence[_T]):
+    """One page of a list endpoint: a read-only sequence of items plus the `skip`/`limit` asked."""
+
+    __slots__ = ("items", "limit", "skip")
+
+    def __init__(self, items: list[_T], *, skip: int, limit: int) -> None:
+        self.items = items
+        self.skip = skip
+        self.limit = limit
+
+    @overload
+    def __getitem__(self, index: int) -> _T: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[_T]: ...
+    def __getitem__(self, index: int | slice) -> _T | list[_T]:
+        return self.items[index]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[_T]:
+        return iter(self.items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Page):
+            return (self.items, self.skip, self.limit) == (other.items, other.skip, other.limit)
+        if isinstance(other, list):
+            return self.items == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable items, like a list
+
+    def __repr__(self) -> str:
+        return f"Page(skip={self.skip}, limit={self.limit}, items={self.items!r})"
+
+
+def _first_id(items: Sequence[Any]) -> object:
+    if not items:
+        return None
+    first = items[0]
+    if isinstance(first, dict):
+        return first.get("id", first.get("_id"))
+    return getattr(first, "id", None)
+
+
+@attrs.define
+class _Walk:
+    """Where a walk stands: the next skip to ask for (None when done), the last page's first id."""
+
+    start: int
+    max_items: int | None
+    next_skip: int | None
+    last_first_id: object = None
+
+    def advance(self, page: Page[Any]) -> None:
+        """Take in the page just fetched and work out the next skip (or the end)."""
+        first_id = _first_id(page.items)
+        if first_id is not None and first_id == self.last_first_id:
+            raise ResponseValidationError(
+                f"the server returned the same page twice (first id {first_id!r} at skip="
+                f"{page.skip}); it seems to ignore `skip`, so the walk stops here"
+            )
+        self.last_first_id = first_id
+        count = len(page.items)
+        if count == 0 or count < page.limit:
+            self.next_skip = None
+            return
+        self.next_skip = page.skip + count
+        if self.max_items is not None and self.next_skip - self.start >= self.max_items:
+            self.next_skip = None
+
+
+class AsyncPaginator(Generic[_T]):
+    """A lazy walk over a list endpoint; creating one makes no request.
+
+    - `await paginator` gives the first `Page` (a list-like object with `items`, `skip`, `limit`);
+    - `async for item in paginator` yields every record, fetching one page at a time;
+    - `async for page in paginator.pages()` yields page by page.
+
+    Only the current page is held. `max_items` caps the total (the last request asks only for
+    what is left).
+
+    To drive it step by step (the sync facade does this through its loop bridge)::
+
+        walk = paginator._walk()
+        while walk.next_skip is not None:
+            page = await paginator._fetch_page(walk.next_skip)
+            walk.advance(page)  # raises on a repeated page
+            ...  # use page
+
+    `_fetch_page(skip)` makes one request and checks the page is not longer than its limit.
+    """
+
+    def __init__(
+        self,
+        client: SupportsRequest,
+        path: str,
+        item: type[_T],
+        *,
+        params: Mapping[str, Any] | None = None,
+        skip: int = 0,
+        limit: int = DEFAULT_PAGE_LIMIT,
+        max_items: int | None = None,
+        options: RequestOptions = DEFAULT_OPTIONS,
+    ) -> None:
+        for name, value, least in (("skip", skip, 0), ("limit", limit, 1)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+            if value < least:
+                raise ValueError(f"{name} must be >= {least}, got {value}")
+        if max_items is not None and (
+            not isinstance(max_items, int) or isinstance(max_items, bool) or max_items < 0
+        ):
+            raise ValueError(f"max_items must be None or an int >= 0, got {max_items!r}")
+        self._client = client
+        self._path = path
+        self._item = item
+        self._params = dict(params or {})
+        self._start = skip
+        self._limit = limit
+        self._max_items = max_items
+        self._options = options
+
+    def __repr__(self) -> str:
+        return (
+            f"AsyncPaginator({self._path!r}, {self._item.__name__}, skip={self._start}, "
+            f"limit={self._limit}, max_items={self._max_items})"
+        )
+
+    def _walk(self) -> _Walk:
+        """A fresh walk state starting at this paginator's skip."""
+        done = self._max_items == 0
+        return _Walk(self._start, self._max_items, None if done else self._start)
+
+    def _limit_at(self, skip: int) -> int:
+        if self._max_items is None:
+            return self._limit
+        return max(1, min(self._limit, self._max_items - (skip - self._start)))
+
+    def _parse_items(self, data: Any) -> list[_T]:
+        if self._item is dict:
+            if data.__class__ is not list:
+                raise FieldError("array", data)
+            for index, element in enumerate(data):
+                if element.__class__ is not dict:
+                    raise FieldError("object", element, (index,))
+            return data
+        return structure_list(data, self._item)
+
+    async def _fetch_raw_page(self, skip: int) -> RawResponse[Page[_T]]:
+        """One request for the page at `skip`; its `.parse()` builds and checks the `Page`."""
+        limit = self._limit_at(skip)
+        params = {**self._params, "skip": skip, "limit": limit}
+        raw = await self._client._request("GET", self._path, params=params, options=self._options)
+        response = raw
+
+        def parse(data: Any) -> Page[_T]:
+            try:
+                items = self._parse_items(data)
+            except FieldError as error:
+                raise ResponseValidationError(
+                    f"GET {response.url} answered a page that does not fit "
+                    f"list[{self._item.__name__}]: {error}",
+                    field_path=error.path_str,
+                    response=response,
+                ) from None
+            if len(items) > limit:
+                raise ResponseValidationError(
+                    f"GET {response.url} returned {len(items)} items for limit={limit}; the "
+                    "server seems to ignore `limit`, so pages cannot be walked safely",
+                    response=response,
+                )
+            return Page(items, skip=skip, limit=limit)
+
+        return raw.with_parser(parse)
+
+    async def _fetch_page(self, skip: int) -> Page[_T]:
+        """One request: the checked `Page` at `skip` (see the class docstring)."""
+        return (await self._fetch_raw_page(skip)).parse()
+
+    def __await__(self) -> Generator[Any, None, Page[_T]]:
+        return self._first_page().__await__()
+
+    async def _first_page(self) -> Page[_T]:
+        if self._max_items == 0:
+            return Page([], skip=self._start, limit=0)
+        return await self._fetch_page(self._start)
+
+    async def pages(self) -> AsyncIterator[Page[_T]]:
+        """Yield each page in turn, fetching the next only when asked for it."""
+        walk = self._walk()
+        while walk.next_skip is not None:
+            page = await self._fetch_page(walk.next_skip)
+            walk.advance(page)
+            yield page
+
+    async def __aiter__(self) -> AsyncIterator[_T]:
+        async for page in self.pages():
+            for item in page.items:
+                yield item

@@ -1,0 +1,183 @@
+"""The hand-written base of the generated resource classes, and the raw-response wrappers.
+
+A generated method validates its arguments, builds the path and body, and calls
+`AsyncAPIResource._request` (one call, parsed into a model) or `_paginate` (a lazy paginator).
+`with_raw_response` gives a twin resource whose methods return the `RawResponse` instead; the
+`to_raw_response` / `to_raw_page` wrappers give those methods their `RawResponse[Model]` types.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
+
+from ._converter import FieldError, structure
+from ._exceptions import ResponseValidationError
+from ._pagination import AsyncPaginator, Page
+from ._response import RawResponse
+from ._types import DEFAULT_OPTIONS, NotGiven, NotGivenOr, RequestOptions
+
+__all__ = [
+    "AsyncAPIResource",
+    "SupportsRequest",
+    "parse_model",
+    "request_options",
+    "to_raw_page",
+    "to_raw_response",
+]
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+
+class SupportsRequest(Protocol):
+    """What a resource needs from the client: one logical call (see `AsyncFinalPOS._request`)."""
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        options: RequestOptions = DEFAULT_OPTIONS,
+    ) -> RawResponse[Any]: ...
+
+
+def request_options(
+    timeout: NotGivenOr[float | None],
+    deadline: NotGivenOr[float | None],
+    max_retries: NotGivenOr[int],
+    extra_headers: Mapping[str, str] | None,
+    idempotency_key: str | None,
+) -> RequestOptions:
+    """The `RequestOptions` of one call; the shared default object when nothing was given."""
+    if (
+        timeout.__class__ is NotGiven
+        and deadline.__class__ is NotGiven
+        and max_retries.__class__ is NotGiven
+        and extra_headers is None
+        and idempotency_key is None
+    ):
+        return DEFAULT_OPTIONS
+    return RequestOptions(
+        timeout=timeout,
+        deadline=deadline,
+        max_retries=max_retries,
+        extra_headers=extra_headers,
+        idempotency_key=idempotency_key,
+    )
+
+
+def parse_model(raw: RawResponse[Any], cls: type[_T]) -> _T:
+    """The body of `raw` as a `cls`; a body that does not fit raises `ResponseValidationError`."""
+    try:
+        if cls is dict:
+            data = raw.json()
+            if data.__class__ is not dict:
+                raise FieldError("object", data)
+            return cast(_T, data)
+        return structure(raw.json(), cls)
+    except FieldError as error:
+        raise ResponseValidationError(
+            f"{raw.method} {raw.url} answered {raw.status_code} with a body that does not fit "
+            f"{cls.__name__}: {error}",
+            field_path=error.path_str,
+            response=raw,
+        ) from None
+
+
+def _model_parser(cls: type[_T]) -> Callable[[Any], _T]:
+    """A `RawResponse` parser for `cls` (used by `.parse()` of raw responses)."""
+
+    def parse(data: Any) -> _T:
+        try:
+            if cls is dict:
+                if data.__class__ is not dict:
+                    raise FieldError("object", data)
+                return cast(_T, data)
+            return structure(data, cls)
+        except FieldError as error:
+            raise ResponseValidationError(
+                f"the response body does not fit {cls.__name__}: {error}",
+                field_path=error.path_str,
+            ) from None
+
+    return parse
+
+
+class AsyncAPIResource:
+    """Base of the generated `Async<Resource>` classes: holds the client, makes the calls."""
+
+    def __init__(self, client: SupportsRequest, *, raw: bool = False) -> None:
+        self._client = client
+        self._raw = raw
+
+    def _raw_twin(self) -> Any:
+        """This resource, answering `RawResponse` objects (see `with_raw_response`)."""
+        return type(self)(self._client, raw=True)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        cast_to: type[_T],
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        options: RequestOptions = DEFAULT_OPTIONS,
+    ) -> _T:
+        if params:
+            params = {k: v for k, v in params.items() if v is not None}
+        raw = await self._client._request(method, path, params=params, json=body, options=options)
+        if self._raw:
+            # The raw twin's callers see RawResponse[_T] through `to_raw_response`'s typing.
+            return cast(_T, raw.with_parser(_model_parser(cast_to)))
+        return parse_model(raw, cast_to)
+
+    def _paginate(
+        self,
+        path: str,
+        item: type[_T],
+        *,
+        params: Mapping[str, Any],
+        skip: int,
+        limit: int,
+        max_items: int | None,
+        options: RequestOptions,
+    ) -> AsyncPaginator[_T]:
+        return AsyncPaginator(
+            self._client,
+            path,
+            item,
+            params={k: v for k, v in params.items() if v is not None},
+            skip=skip,
+            limit=limit,
+            max_items=max_items,
+            options=options,
+        )
+
+
+def to_raw_response(
+    method: Callable[_P, Awaitable[_T]],
+) -> Callable[_P, Awaitable[RawResponse[_T]]]:
+    """Type a raw twin's method: the same arguments, a `RawResponse[_T]` result.
+
+    At run time the twin (a resource built with `raw=True`) already returns the `RawResponse`;
+    this only gives it the right type.
+    """
+    return cast("Callable[_P, Awaitable[RawResponse[_T]]]", method)
+
+
+def to_raw_page(
+    method: Callable[_P, AsyncPaginator[_T]],
+) -> Callable[_P, Awaitable[RawResponse[Page[_T]]]]:
+    """A list method that fetches its first page and returns that page's `RawResponse`."""
+
+    @functools.wraps(method)
+    async def first_page(*args: _P.args, **kwargs: _P.kwargs) -> RawResponse[Page[_T]]:
+        paginator = method(*args, **kwargs)
+        return await paginator._fetch_raw_page(paginator._start)
+
+    return first_page

@@ -1,0 +1,95 @@
+"""`RawResponse`: what one logical call brought back, before it is turned into a model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar, cast
+
+import attrs
+from multidict import CIMultiDict
+
+from . import _codec
+
+__all__ = ["RawResponse"]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+_UNSET: Any = object()
+
+
+@attrs.define(eq=False)
+class RawResponse(Generic[T]):
+    """The final HTTP response of one logical call (after any retries).
+
+    - `status_code`, `headers` (case-insensitive), `content` (the body bytes, fully read);
+    - `elapsed`: seconds the whole call took, across every attempt and backoff sleep;
+    - `attempts`: how many HTTP attempts were made (1 when there was no retry);
+    - `request_id`: the server's request id header when it sent one;
+    - `method`, `url`, `idempotency_key`: what was sent.
+
+    `json()` decodes the body once; `parse()` applies the parser (models are built lazily), and
+    `with_parser(fn)` returns the same response with another parser.
+    """
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes = attrs.field(repr=False)
+    elapsed: float
+    attempts: int
+    request_id: str | None
+    method: str
+    url: str
+    idempotency_key: str | None = None
+    _parser: Callable[[Any], T] | None = attrs.field(default=None, repr=False, alias="parser")
+    _json: Any = attrs.field(default=_UNSET, init=False, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # aiohttp's read-only header proxy cannot be pickled; a CIMultiDict copy can (errors
+        # carrying a response may cross process boundaries).
+        state = {field.name: getattr(self, field.name) for field in attrs.fields(type(self))}
+        if not isinstance(state["headers"], (dict, CIMultiDict)):
+            state["headers"] = CIMultiDict(state["headers"])
+        if state["_json"] is _UNSET:  # the sentinel's identity would not survive
+            del state["_json"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        object.__setattr__(self, "_json", _UNSET)
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def text(self) -> str:
+        """The body decoded as UTF-8 (undecodable bytes replaced)."""
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body decoded as JSON (decoded once and cached); `None` for an empty body."""
+        if self._json is _UNSET:
+            self._json = _codec.loads(self.content) if self.content.strip() else None
+        return self._json
+
+    def parse(self) -> T:
+        """The body turned into the caller's type by the parser (the decoded JSON without one)."""
+        data = self.json()
+        if self._parser is None:
+            return cast(T, data)
+        return self._parser(data)
+
+    def with_parser(self, fn: Callable[[Any], U]) -> RawResponse[U]:
+        """The same response with `fn` as its parser (the decoded JSON is shared, not re-read)."""
+        new: RawResponse[U] = RawResponse(
+            status_code=self.status_code,
+            headers=self.headers,
+            content=self.content,
+            elapsed=self.elapsed,
+            attempts=self.attempts,
+            request_id=self.request_id,
+            method=self.method,
+            url=self.url,
+            idempotency_key=self.idempotency_key,
+            parser=fn,
+        )
+        new._json = self._json
+        return new

@@ -1,0 +1,273 @@
+"""The HTTP transport: one pooled aiohttp session per client, and one attempt at a time.
+
+The session and its `TCPConnector` are created lazily, inside the running loop, on the first
+request; the loop is recorded so a later call from another loop fails clearly. Every response is
+fully read and released before `send` returns or raises, so the pool never holds a connection
+that nobody will release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiohttp
+import attrs
+from multidict import CIMultiDictProxy
+
+from ._constants import (
+    DNS_CACHE_TTL,
+    KEEPALIVE_TIMEOUT,
+    MAX_RESPONSE_BYTES,
+)
+from ._retry import FailureKind
+
+__all__ = ["AttemptResult", "Transport", "TransportError", "flatten_params"]
+
+
+@attrs.frozen
+class AttemptResult:
+    """The status, headers and fully read body of one attempt (the connection is released)."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    content: bytes
+
+
+class TransportError(Exception):
+    """One attempt got no usable response; `kind` classifies it for the retry policy."""
+
+    def __init__(self, kind: FailureKind, message: str) -> None:
+        self.kind = kind
+        self.message = message
+        super().__init__(message)
+
+
+class _TraceState:
+    """Per-attempt facts gathered from aiohttp's trace signals."""
+
+    __slots__ = ("queued",)
+
+    def __init__(self) -> None:
+        self.queued = False
+
+
+async def _on_queued_start(
+    session: aiohttp.ClientSession, ctx: types.SimpleNamespace, params: object
+) -> None:
+    state = ctx.trace_request_ctx
+    if isinstance(state, _TraceState):
+        state.queued = True
+
+
+async def _on_queued_end(
+    session: aiohttp.ClientSession, ctx: types.SimpleNamespace, params: object
+) -> None:
+    state = ctx.trace_request_ctx
+    if isinstance(state, _TraceState):
+        state.queued = False
+
+
+def _make_trace_config() -> aiohttp.TraceConfig:
+    # Tells a pool-slot wait apart from a slow TCP connect: aiohttp raises the same
+    # ConnectionTimeoutError for both.
+    config = aiohttp.TraceConfig()
+    config.on_connection_queued_start.append(_on_queued_start)
+    config.on_connection_queued_end.append(_on_queued_end)
+    return config
+
+
+@attrs.define(eq=False)
+class Transport:
+    """Owns (or borrows) the aiohttp session shared by a client and all its `with_options` views.
+
+    `limit`/`limit_per_host` size the connector; `connect_timeout` bounds the TCP/TLS connect and
+    `pool_timeout` the wait for a free pool slot.
+    """
+
+    connect_timeout: float | None
+    pool_timeout: float | None
+    limit: int
+    limit_per_host: int
+    external_session: aiohttp.ClientSession | None = None
+    session: aiohttp.ClientSession | None = attrs.field(default=None, init=False)
+    loop: asyncio.AbstractEventLoop | None = attrs.field(default=None, init=False)
+    closed: bool = attrs.field(default=False, init=False)
+
+    def ensure_session(self) -> aiohttp.ClientSession:
+        """The session, created on first use inside the running loop."""
+        session = self.session
+        if session is not None:
+            return session
+        if self.closed:
+            # Never make a fresh pool behind a closed client (a retry racing close(), say).
+            raise RuntimeError("this AsyncFinalPOS is closed; create a new client")
+        loop = asyncio.get_running_loop()
+        if self.external_session is not None:
+            session = self.external_session
+        else:
+            connector = aiohttp.TCPConnector(
+                limit=self.limit,
+                limit_per_host=self.limit_per_host,
+                keepalive_timeout=KEEPALIVE_TIMEOUT,
+                ttl_dns_cache=DNS_CACHE_TTL,
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                # Per-request timeouts are passed on every call; no session-wide total.
+                timeout=aiohttp.ClientTimeout(total=None),
+                trace_configs=[_make_trace_config()],
+                raise_for_status=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+            # aiohttp silently repeats an idempotent request once when a connection drops; our
+            # retry loop owns every repeat so attempts, backoff, budget and deadline stay exact.
+            # (A private flag, the one aiohttp's own test client turns off; absent: no harm.)
+            if hasattr(session, "_retry_connection"):
+                session._retry_connection = False
+        self.session = session
+        self.loop = loop
+        return session
+
+    @property
+    def owns_session(self) -> bool:
+        """True when the session is ours to close (not handed in by the caller)."""
+        return self.external_session is None
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: Sequence[tuple[str, str]] | None,
+        data: bytes | None,
+        read_timeout: float | None,
+        total_timeout: float | None,
+    ) -> AttemptResult:
+        """Make one attempt and return the fully read response, or raise `TransportError`."""
+        session = self.ensure_session()
+        timeout = aiohttp.ClientTimeout(
+            total=total_timeout,
+            # aiohttp's `connect` bounds getting a ready connection: the pool-slot wait plus
+            # opening a new socket when needed; `sock_connect` bounds the socket connect alone.
+            connect=self.pool_timeout,
+            sock_connect=self.connect_timeout,
+            sock_read=read_timeout,
+        )
+        state = _TraceState()
+        try:
+            async with session.request(
+                method,
+                url,
+                headers=headers,
+                params=params,
+                data=data,
+                timeout=timeout,
+                # A redirect would carry the API key to wherever it points: never follow one.
+                allow_redirects=False,
+                trace_request_ctx=state,
+            ) as resp:
+                content = await _read_body(resp)
+                return AttemptResult(resp.status, resp.headers, content)
+        except aiohttp.ConnectionTimeoutError as exc:
+            if state.queued:
+                raise TransportError(
+                    FailureKind.POOL_TIMEOUT,
+                    f"timed out after {self.pool_timeout} s waiting for a free connection "
+                    f"(pool limit {self.limit}, per host {self.limit_per_host})",
+                ) from exc
+            raise TransportError(
+                FailureKind.CONNECT_TIMEOUT, f"timed out connecting ({self.connect_timeout} s)"
+            ) from exc
+        except aiohttp.SocketTimeoutError as exc:
+            raise TransportError(
+                FailureKind.READ_TIMEOUT, f"no answer within the read timeout ({read_timeout} s)"
+            ) from exc
+        except (aiohttp.ClientSSLError, aiohttp.InvalidURL) as exc:
+            raise TransportError(FailureKind.FATAL, _describe(exc)) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise TransportError(FailureKind.CONNECT, _describe(exc)) from exc
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            # Reset, disconnect or truncated body after the request was (maybe) sent.
+            raise TransportError(FailureKind.DISCONNECTED, _describe(exc)) from exc
+        except asyncio.TimeoutError as exc:
+            # aiohttp's `total` timer: the caller's deadline ran out mid-attempt.
+            raise TransportError(FailureKind.READ_TIMEOUT, "the call's deadline ran out") from exc
+
+    async def close(self) -> None:
+        """Close the session if it is ours (a caller-supplied session is left open)."""
+        self.closed = True
+        session, self.session = self.session, None
+        if session is not None and self.owns_session:
+            await session.close()
+
+    def open_connections(self) -> int:
+        """Connections currently checked out of the pool (0 when every response was released)."""
+        session = self.session
+        if session is None or session.connector is None:
+            return 0
+        acquired = getattr(session.connector, "_acquired", ())
+        return len(acquired)
+
+
+async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
+    length = resp.content_length
+    if length is not None and length > MAX_RESPONSE_BYTES:
+        raise aiohttp.ClientPayloadError(
+            f"response body of {length} bytes exceeds the {MAX_RESPONSE_BYTES}-byte limit"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise aiohttp.ClientPayloadError(
+                f"response body exceeds the {MAX_RESPONSE_BYTES}-byte limit"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+def flatten_params(params: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """Flatten query parameters: `None` dropped, bools as true/false, sequences repeated."""
+    out: list[tuple[str, str]] = []
+    if not params:
+        return out
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            for item in value:
+                if item is not None:
+                    out.append((key, _query_value(key, item)))
+        else:
+            out.append((key, _query_value(key, value)))
+    return out
+
+
+def _query_value(key: str, value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    # Enums, Decimals, dates and the like: their str() is the wire form.
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    enum_value = getattr(value, "value", None)
+    if isinstance(enum_value, (str, int)):
+        return str(enum_value)
+    if type(value).__name__ == "Decimal":
+        return str(value)
+    raise TypeError(
+        f"query parameter {key!r} has a value of type {type(value).__name__}, which cannot be "
+        "sent in a URL; pass a str, int, float, bool, date/datetime, enum or a list of them"
+    )

@@ -1,0 +1,28 @@
+"""Bulk operations: run one API operation over many inputs, bounded, streaming and resumable.
+
+    async with AsyncFinalPOS() as client:
+        report = await client.bulk.run(client.customers.create, rows, journal="import.journal")
+
+See `BulkRunner.run` for the options, `BulkJob` for consuming results as they finish,
+`Journal` for resuming after a crash and `RateLimiter` for a shared requests-per-second cap.
+"""
+
+from ._engine import BulkJob, BulkRunner, Items, KeySpec, Operation, idempotency_key_for
+from ._journal import Journal, JournalEntry
+from ._limiter import RateLimiter
+from ._results import BulkReport, ItemResult, ItemStatus
+
+__all__ = [
+    "BulkJob",
+    "BulkReport",
+    "BulkRunner",
+    "ItemResult",
+    "ItemStatus",
+    "Items",
+    "Journal",
+    "JournalEntry",
+    "KeySpec",
+    "Operation",
+    "RateLimiter",
+    "idempotency_key_for",
+]

@@ -1,0 +1,31 @@
+"""The `finalpos` command (installed with the `cli` extra: `pip install 'finalpos[cli]'`).
+
+    finalpos import customers examples/customers.csv     # no key: an embedded sandbox
+    finalpos export customers --format csv > customers.csv
+    finalpos get customers ID / finalpos delete customers ID
+    finalpos sandbox --port 8000
+
+Global options `--api-key` / `FINALPOS_API_KEY` and `--base-url` / `FINALPOS_BASE_URL`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the `finalpos` console script."""
+    try:
+        from ._app import cli
+    except ImportError as exc:  # click or rich missing: say which extra brings them
+        if exc.name in ("click", "rich"):
+            sys.stderr.write(
+                f"finalpos: the command line needs {exc.name}; install it with "
+                "pip install 'finalpos[cli]'\n"
+            )
+            sys.exit(1)
+        raise
+    cli.main(args=list(argv) if argv is not None else None, prog_name="finalpos")

@@ -1,0 +1,317 @@
+"""The `finalpos` command: click groups and options; the work is in `_import` and `_calls`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from .._constants import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    BULK_CONCURRENCY,
+    BULK_DRAIN_TIMEOUT,
+    DEFAULT_PAGE_LIMIT,
+)
+from .._exceptions import FinalPOSError
+from .._version import __version__
+from ._calls import delete_one, export, get_one, print_json
+from ._connect import Settings, connect
+from ._import import ImportOptions, run_import
+from ._rows import sniff_format
+from ._spec import Resource, find_resource, load_resources
+
+__all__ = ["cli"]
+
+
+def _console() -> Console:
+    # Human output (progress, tables, notes) goes to stderr; stdout carries only data (JSON, CSV).
+    return Console(stderr=True, highlight=False)
+
+
+def _resource(name: str, need: str) -> Resource:
+    """The resource called `name` that supports `need`, or a usage error listing those that do."""
+    resource = find_resource(name)
+    table = load_resources()
+
+    def supported(r: Resource) -> bool:
+        return {
+            "create": r.create_path is not None and r.create_schema is not None,
+            "list": r.list_path is not None,
+            "get": r.item_path is not None and r.has_get,
+            "delete": r.item_path is not None and r.has_delete,
+        }[need]
+
+    if resource is None or not supported(resource):
+        names = ", ".join(r.name for r in table.values() if supported(r))
+        problem = "unknown resource" if resource is None else f"{resource.name} has no {need}"
+        raise click.BadParameter(f"{problem}; choose one of: {names}", param_hint="RESOURCE")
+    return resource
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--api-key",
+    envvar=API_KEY_ENV,
+    show_envvar=True,
+    help="API key; without one, commands run against an embedded sandbox.",
+)
+@click.option("--base-url", envvar=BASE_URL_ENV, show_envvar=True, help="API base URL.")
+@click.option(
+    "--sandbox-db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep the embedded sandbox's data in this SQLite file (no-key mode only).",
+)
+@click.option("--max-retries", type=click.IntRange(0), help="Retries per request (default 3).")
+@click.option(
+    "--timeout", type=click.FloatRange(0, min_open=True), help="Read timeout per attempt (s)."
+)
+@click.version_option(__version__, prog_name="finalpos")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    api_key: str | None,
+    base_url: str | None,
+    sandbox_db: Path | None,
+    max_retries: int | None,
+    timeout: float | None,
+) -> None:
+    """Final POS from the command line: bulk import, export, get and delete, local sandbox."""
+    ctx.obj = Settings(
+        api_key=api_key or None,
+        base_url=base_url or None,
+        sandbox_db=sandbox_db,
+        max_retries=max_retries,
+        timeout=timeout,
+    )
+
+
+@cli.command("import")
+@click.argument("resource")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "csv", "jsonl"]),
+    default="auto",
+    show_default=True,
+    help="Input format; auto goes by the file name (.jsonl/.ndjson/.json are JSON Lines).",
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(1),
+    default=BULK_CONCURRENCY,
+    show_default=True,
+    help="Rows in flight at once (capped at the connection pool).",
+)
+@click.option(
+    "--rate", type=click.FloatRange(0, min_open=True), help="Requests per second at most."
+)
+@click.option(
+    "--journal",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite journal to resume from (default FILE.journal when the data is kept).",
+)
+@click.option("--no-journal", is_flag=True, help="Do not keep a journal.")
+@click.option(
+    "--key",
+    "key_field",
+    help="Column that identifies a row across runs (default: its line number).",
+)
+@click.option(
+    "--failed-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where failed rows go (default FILE.failed.jsonl).",
+)
+@click.option("--validate-only", is_flag=True, help="Check the rows, send nothing.")
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(0),
+    default=BULK_DRAIN_TIMEOUT,
+    show_default=True,
+    help="On Ctrl-C, seconds rows in flight may take to finish.",
+)
+@click.pass_obj
+def import_command(
+    settings: Settings,
+    resource: str,
+    file: Path,
+    fmt: str,
+    concurrency: int,
+    rate: float | None,
+    journal: Path | None,
+    no_journal: bool,
+    key_field: str | None,
+    failed_file: Path | None,
+    validate_only: bool,
+    drain_timeout: float,
+) -> None:
+    """Create one RESOURCE per row of FILE (CSV or JSON Lines).
+
+    Every row is checked first; bad rows are listed with line and field. Failed rows, with
+    their error, go to FILE.failed.jsonl, which can be fixed and imported again. Exit status
+    0 only when every row is in the API.
+
+    \b
+    CSV headers: camelCase or snake_case, nested fields with dots (billing.city);
+    lists as a;b;c or a JSON array; objects as JSON.
+    """
+    if journal is not None and no_journal:
+        raise click.UsageError("--journal and --no-journal exclude each other")
+    options = ImportOptions(
+        resource=_resource(resource, "create"),
+        file=file,
+        fmt=sniff_format(file) if fmt == "auto" else fmt,
+        concurrency=concurrency,
+        rate=rate,
+        journal=journal,
+        no_journal=no_journal,
+        key_field=key_field,
+        failed_file=failed_file,
+        validate_only=validate_only,
+        drain_timeout=drain_timeout,
+    )
+    sys.exit(_guard(lambda: run_import(options, settings, _console())))
+
+
+@cli.command("export")
+@click.argument("resource")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    default="jsonl",
+    show_default=True,
+    help="jsonl keeps every field; csv has one column per field of the spec.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here instead of stdout.",
+)
+@click.option("--limit", type=click.IntRange(1), help="Stop after this many items.")
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, 1000),
+    default=DEFAULT_PAGE_LIMIT,
+    show_default=True,
+    help="Items per request.",
+)
+@click.pass_obj
+def export_command(
+    settings: Settings,
+    resource: str,
+    fmt: str,
+    output: Path | None,
+    limit: int | None,
+    page_size: int,
+) -> None:
+    """Stream every RESOURCE to stdout (or --output), one page in memory at a time."""
+    res = _resource(resource, "list")
+    console = _console()
+
+    async def main() -> int:
+        async with connect(settings, console.print) as conn:
+            if output is None:
+                count = await export(
+                    conn.client, res, sys.stdout, fmt=fmt, page_size=page_size, limit=limit
+                )
+            else:
+                with output.open("w", encoding="utf-8", newline="") as out:
+                    count = await export(
+                        conn.client, res, out, fmt=fmt, page_size=page_size, limit=limit
+                    )
+            console.print(f"{count} {res.name} exported.")
+        return 0
+
+    sys.exit(_guard(lambda: asyncio.run(main())))
+
+
+@cli.command("get")
+@click.argument("resource")
+@click.argument("ident", metavar="ID")
+@click.pass_obj
+def get_command(settings: Settings, resource: str, ident: str) -> None:
+    """Print one RESOURCE by ID as JSON."""
+    res = _resource(resource, "get")
+    sys.exit(_guard(lambda: asyncio.run(_single(settings, get_one, res, ident))))
+
+
+@cli.command("delete")
+@click.argument("resource")
+@click.argument("ident", metavar="ID")
+@click.pass_obj
+def delete_command(settings: Settings, resource: str, ident: str) -> None:
+    """Delete one RESOURCE by ID; prints the API's answer as JSON."""
+    res = _resource(resource, "delete")
+    sys.exit(_guard(lambda: asyncio.run(_single(settings, delete_one, res, ident))))
+
+
+async def _single(settings: Settings, call: Any, resource: Resource, ident: str) -> int:
+    async with connect(settings, _console().print) as conn:
+        print_json(await call(conn.client, resource, ident))
+    return 0
+
+
+@cli.command("resources")
+def resources_command() -> None:
+    """List the resources and what each command can do with them."""
+    console = Console(highlight=False)
+    for r in load_resources().values():
+        can = [
+            name
+            for name, ok in (
+                ("import", r.create_path is not None),
+                ("export", r.list_path is not None),
+                ("get", r.has_get),
+                ("delete", r.has_delete),
+            )
+            if ok
+        ]
+        console.print(f"{r.name:<20} {', '.join(can) or '-'}")
+
+
+@cli.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--db", type=click.Path(dir_okay=False), help="SQLite file to keep the data in.")
+@click.option("--faults", help="Fault injection, e.g. rate=0.1,kinds=500+503+reset,retry-after=1.")
+@click.option("--seed", type=int, help="Seed of the fault-rate generator.")
+@click.option("--quiet", is_flag=True, help="No access log.")
+def sandbox_command(
+    host: str, port: int, db: str | None, faults: str | None, seed: int | None, quiet: bool
+) -> None:
+    """Run the local Final POS sandbox server until Ctrl-C."""
+    import logging
+
+    from ..sandbox import parse_faults, serve
+
+    try:
+        config = parse_faults(faults) if faults else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--faults") from exc
+    if not quiet:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    serve(host=host, port=port, db=db, faults=config, seed=seed, access_log=not quiet)
+
+
+def _guard(run: Any) -> int:
+    """Run a command body; API and input errors become one red line and exit status 1."""
+    try:
+        status: int = run()
+    except FinalPOSError as exc:
+        _console().print(f"[red]error:[/] {exc}")
+        return 1
+    except (ValueError, TypeError, OSError) as exc:
+        _console().print(f"[red]error:[/] {exc}")
+        return 1
+    except KeyboardInterrupt:
+        _console().print("[yellow]interrupted[/]")
+        return 130
+    return status

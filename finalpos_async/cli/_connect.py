@@ -1,0 +1,77 @@
+"""Where the CLI's requests go: the real API when a key is given, else an embedded sandbox."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import attrs
+
+from .._client import AsyncFinalPOS
+from .._constants import READ_TIMEOUT
+
+__all__ = ["Connection", "Settings", "connect"]
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """The global options of the `finalpos` command."""
+
+    api_key: str | None
+    base_url: str | None
+    sandbox_db: Path | None
+    max_retries: int | None
+    timeout: float | None
+
+
+@attrs.frozen(kw_only=True)
+class Connection:
+    """An open client and what the user should know about where it points."""
+
+    client: AsyncFinalPOS
+    embedded: bool
+    persistent: bool  # data outlives this command (real API or --sandbox-db)
+    target: str
+
+
+@contextlib.asynccontextmanager
+async def connect(settings: Settings, say: Callable[[str], None]) -> AsyncIterator[Connection]:
+    """Open the client (starting an embedded sandbox when there is no key), close it after."""
+    timeout = settings.timeout if settings.timeout is not None else READ_TIMEOUT
+    if settings.api_key:
+        client = AsyncFinalPOS(
+            settings.api_key,
+            base_url=settings.base_url,
+            max_retries=settings.max_retries,
+            timeout=timeout,
+        )
+        async with client:
+            yield Connection(
+                client=client,
+                embedded=False,
+                persistent=True,
+                target=settings.base_url
+                or os.environ.get("FINALPOS_BASE_URL")
+                or client.base_url
+                or "",
+            )
+        return
+
+    # Imported here: the sandbox (and its spec tables) is only needed without a key.
+    from ..sandbox import Sandbox
+
+    db = os.fspath(settings.sandbox_db) if settings.sandbox_db is not None else None
+    async with Sandbox(db=db) as sandbox:
+        where = f"data kept in {db}" if db else "data discarded on exit; --sandbox-db FILE keeps it"
+        say(f"No API key given: using an embedded sandbox at {sandbox.url} ({where}).")
+        async with AsyncFinalPOS(
+            sandbox.api_key,
+            base_url=sandbox.url,
+            max_retries=settings.max_retries,
+            timeout=timeout,
+        ) as client:
+            yield Connection(
+                client=client, embedded=True, persistent=db is not None, target=sandbox.url
+            )

@@ -1,0 +1,387 @@
+"""Reading import files (CSV or JSON Lines) into request bodies checked against the spec.
+
+A CSV header may be camelCase or snake_case and name nested fields with dots (`billing.city`,
+`billing.post_code`). Cells are text, so each one is converted to the type the spec gives its
+field: numbers, booleans (`true/false/yes/no/1/0`), arrays (`vip;loyal`, or a JSON array),
+objects (a JSON object). Empty cells are left out of the body. JSON Lines records are taken as
+they are, with the same header rules and the same checks.
+
+Every problem is reported as `line N, field F: what is wrong`, and a bad row never stops the
+reading: the caller decides what to do with it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import attrs
+
+from ._spec import resolve_schema
+
+__all__ = ["ParsedRow", "RowError", "RowParser", "read_records", "sniff_format"]
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_TRUE = frozenset({"true", "yes", "y", "1", "on"})
+_FALSE = frozenset({"false", "no", "n", "0", "off"})
+# A failed-rows file (FILE.failed.jsonl) holds {"line", "row", "error"} records; importing it
+# again takes each record's "row".
+_FAILED_KEYS = frozenset({"row", "error"})
+
+
+@attrs.frozen
+class RowError:
+    """One problem with one row."""
+
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}"
+        return (
+            f"{where}, field {self.field}: {self.message}"
+            if self.field
+            else f"{where}: {self.message}"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class ParsedRow:
+    """A row read from the file: its body when valid, its errors otherwise, and the raw record."""
+
+    line: int
+    raw: Mapping[str, Any]
+    body: dict[str, Any] | None
+    errors: tuple[RowError, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when the row can be sent."""
+        return not self.errors
+
+
+def sniff_format(path: Path) -> str:
+    """ "csv" or "jsonl", from the file name (`.jsonl`, `.ndjson`, `.json` mean JSON Lines)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    return "csv"
+
+
+def read_records(stream: TextIO, fmt: str) -> Iterator[tuple[int, Mapping[str, Any] | RowError]]:
+    """Yield (line number, record) for every record of the file, lazily.
+
+    A record that cannot even be read (bad JSON, a CSV row with more cells than the header) comes
+    out as a `RowError` in place of the record.
+    """
+    if fmt == "jsonl":
+        for number, text in enumerate(stream, start=1):
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield (
+                    number,
+                    RowError(number, "", f"not valid JSON ({exc.msg} at column {exc.colno})"),
+                )
+                continue
+            if not isinstance(record, dict):
+                yield (
+                    number,
+                    RowError(number, "", f"expected a JSON object, got {type(record).__name__}"),
+                )
+                continue
+            if record.keys() >= _FAILED_KEYS and isinstance(record["row"], dict):
+                record = record["row"]
+            yield number, record
+        return
+    reader = csv.reader(stream)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    header = [name.strip().lstrip("\ufeff") for name in header]
+    line = reader.line_num + 1
+    for cells in reader:
+        start, line = line, reader.line_num + 1
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) > len(header):
+            yield (
+                start,
+                RowError(start, "", f"{len(cells)} cells but the header has {len(header)} columns"),
+            )
+            continue
+        yield start, dict(zip(header, cells, strict=False))
+
+
+class RowParser:
+    """Turns raw records into request bodies for one create schema."""
+
+    def __init__(
+        self,
+        schema: Mapping[str, Any],
+        *,
+        schema_name: str = "body",
+        server_fields: frozenset[str] = frozenset(),
+    ) -> None:
+        self._schema = schema
+        self._schema_name = schema_name
+        # Fields the server sets (id, createdAt, ...): an export re-imported carries them as
+        # columns; they are dropped instead of being sent and refused.
+        self._server_fields = server_fields - _properties(schema).keys()
+        self._columns: dict[str, tuple[str, ...]] = {}
+        self.unknown_columns: set[str] = set()
+        self.dropped_columns: set[str] = set()
+
+    def parse(self, line: int, raw: Mapping[str, Any]) -> ParsedRow:
+        """Check and convert one record; never raises for bad data."""
+        errors: list[RowError] = []
+        body: dict[str, Any] = {}
+        for column, value in raw.items():
+            if value is None or (isinstance(value, str) and not value.strip()):
+                continue
+            path = self.column_path(str(column))
+            if path and path[0] in self._server_fields:
+                self.dropped_columns.add(str(column))
+                continue
+            if not path or any(not part for part in path):
+                errors.append(RowError(line, str(column), "malformed column name"))
+                continue
+            target = body
+            for part in path[:-1]:
+                existing = target.setdefault(part, {})
+                if not isinstance(existing, dict):
+                    errors.append(RowError(line, ".".join(path), f"{part!r} is given twice"))
+                    break
+                target = existing
+            else:
+                if path[-1] in target:
+                    errors.append(RowError(line, ".".join(path), "given twice"))
+                else:
+                    target[path[-1]] = value
+        if errors:
+            return ParsedRow(line=line, raw=raw, body=None, errors=tuple(errors))
+        converted = self._convert_object(body, self._schema, "", line, errors, top=True)
+        if errors:
+            return ParsedRow(line=line, raw=raw, body=None, errors=tuple(errors))
+        return ParsedRow(line=line, raw=raw, body=converted)
+
+    # -- names -----------------------------------------------------------------------------------
+
+    def column_path(self, column: str) -> tuple[str, ...]:
+        """`billing.post_code` -> ("billing", "postCode"), matched against the schema's names."""
+        cached = self._columns.get(column)
+        if cached is not None:
+            return cached
+        parts: list[str] = []
+        schema: Mapping[str, Any] | None = self._schema
+        for segment in column.strip().split("."):
+            props = _properties(schema) if schema is not None else {}
+            name = _match_property(segment.strip(), props)
+            if name is None:
+                name = _camel(segment.strip())
+                if not parts and name not in self._server_fields:
+                    self.unknown_columns.add(column)
+                schema = None
+            else:
+                schema = resolve_schema(props[name])
+            parts.append(name)
+        path = tuple(parts)
+        self._columns[column] = path
+        return path
+
+    # -- values ----------------------------------------------------------------------------------
+
+    def _convert(
+        self, value: Any, schema: Mapping[str, Any], field: str, line: int, errors: list[RowError]
+    ) -> Any:
+        schema = resolve_schema(schema)
+        kind = schema.get("type")
+        if kind is None and "properties" in schema:
+            kind = "object"
+        if isinstance(value, str) and kind not in (None, "string"):
+            value = value.strip()
+        result: Any
+        if kind == "string":
+            if not isinstance(value, str):
+                errors.append(RowError(line, field, f"must be text, got {_show(value)}"))
+                return None
+            result = value
+        elif kind == "integer":
+            result = _to_int(value)
+            if result is None:
+                errors.append(RowError(line, field, f"must be a whole number, got {_show(value)}"))
+        elif kind == "number":
+            result = _to_number(value)
+            if result is None:
+                errors.append(RowError(line, field, f"must be a number, got {_show(value)}"))
+        elif kind == "boolean":
+            result = _to_bool(value)
+            if result is None:
+                errors.append(
+                    RowError(
+                        line, field, f"must be true or false (yes/no, 1/0), got {_show(value)}"
+                    )
+                )
+        elif kind == "array":
+            return self._convert_array(value, schema, field, line, errors)
+        elif kind == "object":
+            if isinstance(value, str):
+                value = _json_cell(value, dict, field, line, errors, "a JSON object")
+                if value is None:
+                    return None
+            if not isinstance(value, dict):
+                errors.append(RowError(line, field, f"must be an object, got {_show(value)}"))
+                return None
+            return self._convert_object(value, schema, field, line, errors, top=False)
+        else:
+            result = value  # no type in the spec: sent as given
+        if result is not None and "enum" in schema and result not in schema["enum"]:
+            allowed = ", ".join(repr(v) for v in schema["enum"])
+            errors.append(RowError(line, field, f"{_show(result)} is not one of {allowed}"))
+        is_email = field.rsplit(".", 1)[-1] == "email" or schema.get("format") == "email"
+        if isinstance(result, str) and is_email and not _EMAIL.match(result):
+            errors.append(RowError(line, field, f"{_show(result)} is not an email address"))
+        return result
+
+    def _convert_array(
+        self, value: Any, schema: Mapping[str, Any], field: str, line: int, errors: list[RowError]
+    ) -> Any:
+        item_schema = resolve_schema(schema.get("items", {}))
+        if isinstance(value, str):
+            if value.startswith("["):
+                value = _json_cell(value, list, field, line, errors, "a JSON array")
+                if value is None:
+                    return None
+            elif item_schema.get("type") in ("object", None) and "properties" in item_schema:
+                errors.append(
+                    RowError(line, field, 'must be a JSON array of objects, e.g. [{"key": "k"}]')
+                )
+                return None
+            else:
+                value = [part.strip() for part in value.split(";") if part.strip()]
+        if not isinstance(value, list):
+            errors.append(RowError(line, field, f"must be a list, got {_show(value)}"))
+            return None
+        return [
+            self._convert(element, item_schema, f"{field}[{i}]", line, errors)
+            for i, element in enumerate(value)
+        ]
+
+    def _convert_object(
+        self,
+        value: Mapping[str, Any],
+        schema: Mapping[str, Any],
+        field: str,
+        line: int,
+        errors: list[RowError],
+        *,
+        top: bool,
+    ) -> dict[str, Any]:
+        props = _properties(schema)
+        out: dict[str, Any] = {}
+        for key, element in value.items():
+            name = key if top else (_match_property(key, props) or key)
+            path = f"{field}.{name}" if field else name
+            if name in props:
+                out[name] = self._convert(element, props[name], path, line, errors)
+            elif top or not props:
+                # Unknown top-level fields are sent as given: customer DTOs follow the company's
+                # custom tables, so the spec cannot list every field.
+                out[name] = element
+            else:
+                known = ", ".join(sorted(props))
+                errors.append(RowError(line, path, f"unknown field (known: {known})"))
+        for name in schema.get("required", ()):
+            if name not in out:
+                path = f"{field}.{name}" if field else name
+                errors.append(RowError(line, path, "is required"))
+        return out
+
+
+def _properties(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    props: Mapping[str, Any] = resolve_schema(schema).get("properties", {})
+    return props
+
+
+def _match_property(segment: str, props: Mapping[str, Any]) -> str | None:
+    if segment in props:
+        return segment
+    folded = segment.replace("_", "").replace("-", "").lower()
+    for name in props:
+        if name.lower() == folded:
+            return name
+    return None
+
+
+def _camel(segment: str) -> str:
+    head, *rest = re.split(r"[_\-]+", segment)
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def _json_cell(
+    text: str, kind: type, field: str, line: int, errors: list[RowError], what: str
+) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        errors.append(RowError(line, field, f"must be {what}: {exc.msg} at column {exc.colno}"))
+        return None
+    if not isinstance(value, kind):
+        errors.append(RowError(line, field, f"must be {what}, got {_show(value)}"))
+        return None
+    return value
+
+
+def _to_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value):
+        return int(value)
+    return None
+
+
+def _to_number(value: Any) -> int | float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        as_int = _to_int(value)
+        if as_int is not None:
+            return as_int
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _to_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    return None
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."

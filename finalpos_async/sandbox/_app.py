@@ -1,0 +1,461 @@
+"""The aiohttp application: one middleware for the cross-cutting parts, generic handlers per kind.
+
+Request path: route miss (404 in the API's shape) → injected fault (if any) → `x-api-key` check →
+the operation's generic handler (create / find_one / update / delete / find_all), wrapped by the
+`Idempotency-Key` replay for writes. Handlers never see per-operation code: everything they need
+(parameters, body schema, entity schema, collection) comes from `_routes.Operation`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import secrets
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+from aiohttp import web
+
+from . import _json
+from ._errors import SandboxHTTPError, error_body
+from ._faults import SCRIPT_HEADER, Fault, FaultInjector
+from ._idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, Idempotency, fingerprint
+from ._routes import Operation, Param, RouteTable
+from ._storage import Storage
+from ._validation import fill_required, validate_body, validate_stored_fields
+
+__all__ = ["API_KEY_HEADER", "SandboxState", "build_app"]
+
+logger = logging.getLogger("finalpos_async.sandbox")
+
+API_KEY_HEADER = "x-api-key"
+REQUEST_ID_HEADER = "x-request-id"
+# Fields the server owns: a body cannot set them (as the API ignores them).
+SERVER_FIELDS = frozenset({"id", "_id", "createdAt", "updatedAt", "companyId"})
+_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
+_PAGING = ("skip", "limit")
+_STATE_KEY: web.AppKey[SandboxState] = web.AppKey("finalpos_sandbox_state")
+Payload = Any
+Outcome = tuple[int, Payload]
+
+
+@attrs.define
+class SandboxState:
+    """Everything a running sandbox shares between requests."""
+
+    routes: RouteTable
+    storage: Storage
+    faults: FaultInjector
+    api_keys: frozenset[str]
+    company_id: str
+    max_body_size: int
+    idempotency: Idempotency = attrs.field(init=False)
+    _last_millis: int = 0
+    _object_counter: int = attrs.field(factory=lambda: int.from_bytes(os.urandom(3), "big"))
+
+    def __attrs_post_init__(self) -> None:
+        self.idempotency = Idempotency(self.storage)
+
+    def new_id(self) -> str:
+        """A MongoDB-style ObjectId: 4 bytes of time, 5 random, a 3-byte counter (24 hex)."""
+        self._object_counter = (self._object_counter + 1) % 0x1000000
+        return (
+            int(time.time()).to_bytes(4, "big")
+            + os.urandom(5)
+            + self._object_counter.to_bytes(3, "big")
+        ).hex()
+
+    def now(self) -> str:
+        """The current time like the API writes it; strictly increasing so updates show."""
+        millis = max(int(time.time() * 1000), self._last_millis + 1)
+        self._last_millis = millis
+        moment = datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}+00:00"
+
+
+def company_id_for(api_key: str) -> str:
+    """A stable 24-hex company id derived from the key (the key itself is never shown)."""
+    return hashlib.sha256(b"finalpos-sandbox-company:" + api_key.encode()).hexdigest()[:24]
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def _json_response(
+    status: int, payload: Payload, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=_json.dumps(payload),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _error_response(exc: SandboxHTTPError) -> web.Response:
+    return _json_response(exc.status, error_body(exc.status, exc.message), exc.headers)
+
+
+def _format_seconds(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+
+
+def _reset_connection(request: web.Request) -> None:
+    """Drop the client's connection with a TCP reset, without any answer."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # SO_LINGER with a zero timeout makes close() send RST instead of FIN
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _bad(message: str) -> SandboxHTTPError:
+    return SandboxHTTPError(400, f"Validation failed: {message}")
+
+
+def _short(value: str) -> str:
+    return repr(value if len(value) <= 64 else value[:61] + "...")
+
+
+def _query_value(param: Param, raw: str) -> Any:
+    kind = param.schema.get("type")
+    if kind in ("number", "integer"):
+        try:
+            number = float(raw)
+        except ValueError:
+            number = float("nan")
+        if number != number or number in (float("inf"), float("-inf")):
+            raise _bad(f"Query parameter `{param.name}` must be a number, got {_short(raw)}.")
+        if kind == "integer" and not number.is_integer():
+            raise _bad(f"Query parameter `{param.name}` must be an integer, got {_short(raw)}.")
+        return number
+    if kind == "boolean":
+        if raw not in ("true", "false"):
+            raise _bad(f"Query parameter `{param.name}` must be true or false, got {_short(raw)}.")
+        return raw == "true"
+    enum = param.schema.get("enum")
+    if enum is not None and raw not in enum:
+        allowed = ", ".join(str(v) for v in enum)
+        raise _bad(f"Query parameter `{param.name}` must be one of: {allowed}.")
+    return raw
+
+
+def _query(op: Operation, query: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for param in op.query_params:
+        raw = query.get(param.name)
+        if raw is None:
+            if param.required:
+                raise _bad(f"Query parameter `{param.name}` is required.")
+            continue
+        values[param.name] = _query_value(param, raw)
+    return values
+
+
+def _record_id(op: Operation, match_info: Mapping[str, str]) -> str:
+    name = op.id_param or "id"
+    value = match_info.get(name, "")
+    if not _OBJECT_ID.match(value):
+        raise _bad(
+            f"Path parameter `{name}` must be a 24-character hexadecimal id, got {_short(value)}."
+        )
+    return value.lower()
+
+
+def _matches(field: Any, wanted: str) -> bool:
+    if isinstance(field, dict):  # ObjectId wrappers: {"$oid": "..."}
+        return field.get("$oid") == wanted
+    return field == wanted or str(field) == wanted
+
+
+# --------------------------------------------------------------------------- records
+
+
+def _is_object_id_schema(schema: Mapping[str, Any] | None) -> bool:
+    return bool(schema) and "$oid" in (schema.get("properties") or {})  # type: ignore[union-attr]
+
+
+def _system_fields(
+    state: SandboxState, entity: Mapping[str, Any] | None, record_id: str
+) -> dict[str, Any]:
+    properties: Mapping[str, Any] = (entity or {}).get("properties") or {}
+    now = state.now()
+    if not properties:  # an undocumented entity: the fields every documented one has
+        return {"id": record_id, "createdAt": now, "updatedAt": now, "companyId": state.company_id}
+
+    def shaped(name: str, value: str) -> Any:
+        return {"$oid": value} if _is_object_id_schema(properties.get(name)) else value
+
+    fields: dict[str, Any] = {}
+    id_name = "_id" if "_id" in properties and "id" not in properties else "id"
+    fields[id_name] = shaped(id_name, record_id)
+    for name in ("createdAt", "updatedAt"):
+        if name in properties:
+            fields[name] = now
+    if "companyId" in properties:
+        fields["companyId"] = shaped("companyId", state.company_id)
+    return fields
+
+
+def _derive(state: SandboxState, op: Operation, record: dict[str, Any], *, creating: bool) -> None:
+    """Fill the fields the spec documents as derived.
+
+    - a property whose description says it sets `fromFinal` (customer/order `externalId`) makes
+      `fromFinal` true when present, false otherwise;
+    - a property described as generated ("auto-generated", "generated by the server") that the
+      create body does not declare (outlet `sequenceNumber`) takes the next value of a
+      per-collection counter.
+    """
+    entity = op.entity_schema
+    if not entity:
+        return
+    properties: Mapping[str, Any] = entity.get("properties") or {}
+    if "fromFinal" in properties:
+        triggers = [
+            name
+            for name, sub in properties.items()
+            if name != "fromFinal" and "fromFinal" in str(sub.get("description", ""))
+        ]
+        if triggers:
+            record["fromFinal"] = any(bool(record.get(name)) for name in triggers)
+    if creating:
+        for name, sub in properties.items():
+            if (
+                "generated" in str(sub.get("description", "")).lower()
+                and name not in op.create_fields
+            ):
+                value = state.storage.next_sequence(f"{op.collection}.{name}")
+                record[name] = str(value) if sub.get("type") == "string" else value
+
+
+def _parse_body(op: Operation, raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        if op.body_required:
+            raise _bad("A JSON request body is required (send {} to change nothing).")
+        body: Any = {}
+    else:
+        try:
+            body = _json.loads(raw)
+        except ValueError as exc:
+            raise SandboxHTTPError(400, f"Malformed JSON in the request body: {exc}") from None
+    if op.body_schema is not None:
+        problem = validate_body(body, op.body_schema)
+        if problem is not None:
+            raise _bad(problem)
+    if not isinstance(body, dict):
+        raise _bad("The request body must be a JSON object.")
+    if op.entity_schema is not None:
+        problem = validate_stored_fields(body, op.entity_schema, SERVER_FIELDS)
+        if problem is not None:
+            raise _bad(problem)
+    return body
+
+
+def _not_found(record_id: str) -> SandboxHTTPError:
+    return SandboxHTTPError(404, f"Resource with Id {record_id} not found")
+
+
+def _create(state: SandboxState, op: Operation, request: web.Request, raw: bytes) -> Outcome:
+    body = _parse_body(op, raw)
+    record_id = state.new_id()
+    record = _system_fields(state, op.entity_schema, record_id)
+    record.update((k, v) for k, v in body.items() if k not in SERVER_FIELDS)
+    _derive(state, op, record, creating=True)
+    if op.entity_schema is not None:
+        fill_required(record, op.entity_schema)
+    state.storage.insert(op.collection, record_id, record)
+    return op.success_status, record
+
+
+def _find_one(state: SandboxState, op: Operation, request: web.Request, raw: bytes) -> Outcome:
+    record_id = _record_id(op, request.match_info)
+    _query(op, request.query)
+    record = state.storage.get(op.collection, record_id)
+    if record is None:
+        raise _not_found(record_id)
+    return op.success_status, record
+
+
+def _update(state: SandboxState, op: Operation, request: web.Request, raw: bytes) -> Outcome:
+    record_id = _record_id(op, request.match_info)
+    body = _parse_body(op, raw)
+    existing = state.storage.get(op.collection, record_id)
+    if existing is None:
+        raise _not_found(record_id)
+    record = dict(existing)
+    record.update((k, v) for k, v in body.items() if k not in SERVER_FIELDS)
+    if "updatedAt" in record or "createdAt" in record:
+        record["updatedAt"] = state.now()
+    _derive(state, op, record, creating=False)
+    state.storage.replace(op.collection, record_id, record)
+    return op.success_status, record
+
+
+def _delete(state: SandboxState, op: Operation, request: web.Request, raw: bytes) -> Outcome:
+    record_id = _record_id(op, request.match_info)
+    if not state.storage.delete(op.collection, record_id):
+        raise _not_found(record_id)
+    return op.success_status, {
+        "statusCode": op.success_status,
+        "message": f"Resource with Id {record_id} deleted successfully",
+    }
+
+
+def _find_all(state: SandboxState, op: Operation, request: web.Request, raw: bytes) -> Outcome:
+    query = _query(op, request.query)
+    skip = max(0, int(query.get("skip", 0)))
+    # limit 0 (the docs' own example) or none means "no limit", as MongoDB's limit(0) does;
+    # a negative limit counts like its absolute value (MongoDB again)
+    limit = abs(int(query.get("limit", 0))) or None
+    filters = {k: str(v) for k, v in query.items() if k not in _PAGING}
+
+    def where(record: dict[str, Any]) -> bool:
+        return all(_matches(record.get(k), v) for k, v in filters.items())
+
+    records = state.storage.list(op.collection, skip, limit, where if filters else None)
+    return op.success_status, records
+
+
+def _unsupported(state: SandboxState, op: Operation, request: web.Request, raw: bytes) -> Outcome:
+    raise SandboxHTTPError(501, f"The sandbox cannot serve {op.method} {op.path} yet.")
+
+
+_KINDS: dict[str, Callable[[SandboxState, Operation, web.Request, bytes], Outcome]] = {
+    "create": _create,
+    "find_one": _find_one,
+    "update": _update,
+    "delete": _delete,
+    "find_all": _find_all,
+    "unsupported": _unsupported,
+}
+
+
+def _handler(
+    state: SandboxState, op: Operation
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    run = _KINDS[op.kind]
+    has_body = op.method in ("POST", "PUT", "PATCH")
+
+    def outcome(request: web.Request, raw: bytes) -> tuple[int, bytes]:
+        try:
+            status, payload = run(state, op, request, raw)
+        except SandboxHTTPError as exc:
+            return exc.status, _json.dumps(error_body(exc.status, exc.message))
+        return status, _json.dumps(payload)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        raw = await request.read() if has_body else b""
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        headers: dict[str, str] = {}
+        if key is not None and op.method != "GET":
+            scope = hashlib.sha256(request.headers.get(API_KEY_HEADER, "").encode()).hexdigest()
+
+            async def first() -> tuple[int, bytes]:
+                return outcome(request, raw)
+
+            status, body, replayed = await state.idempotency.run(
+                scope, key, fingerprint(op.method, request.path_qs, raw), first
+            )
+            if replayed:
+                headers[REPLAYED_HEADER] = "true"
+        else:
+            status, body = outcome(request, raw)
+        return web.Response(
+            body=body, status=status, content_type="application/json", headers=headers
+        )
+
+    return handle
+
+
+# --------------------------------------------------------------------------- middleware
+
+
+def _fault_response(fault: Fault) -> web.Response:
+    headers = {}
+    if fault.retry_after is not None:
+        headers["Retry-After"] = _format_seconds(fault.retry_after)
+    return _json_response(
+        fault.status,
+        error_body(fault.status, f"Sandbox fault injected: HTTP {fault.status}."),
+        headers,
+    )
+
+
+def _middleware(state: SandboxState) -> Any:
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        request_id = "req_" + secrets.token_hex(8)
+        response = await _dispatch(state, request, handler)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        if logger.isEnabledFor(logging.DEBUG):
+            # method, path and status only: headers (and so API keys) never reach the log
+            logger.debug("%s %s -> %s", request.method, request.path, response.status)
+        return response
+
+    return middleware
+
+
+async def _dispatch(
+    state: SandboxState,
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> web.StreamResponse:
+    if request.match_info.http_exception is not None:
+        # NestJS answers an unknown route (or method) with 404 "Cannot GET /path"
+        return _json_response(404, error_body(404, f"Cannot {request.method} {request.path}"))
+    if state.faults.config.enabled or SCRIPT_HEADER in request.headers:
+        try:
+            fault = state.faults.for_request(request.method, request.path, request.headers)
+        except ValueError as exc:
+            return _json_response(400, error_body(400, str(exc)))
+        if fault is not None:
+            if fault.kind == "reset":
+                _reset_connection(request)
+                raise asyncio.CancelledError  # nothing more can be sent on this connection
+            if fault.kind == "delay":
+                await asyncio.sleep(fault.delay)
+            else:
+                return _fault_response(fault)
+    key = request.headers.get(API_KEY_HEADER)
+    if not key:
+        return _json_response(
+            401, error_body(401, "Missing API key: send it in the x-api-key header.")
+        )
+    if key not in state.api_keys:
+        return _json_response(401, error_body(401, "Invalid API key."))
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return _json_response(
+            413,
+            error_body(
+                413, f"Request body is larger than the limit of {state.max_body_size} bytes."
+            ),
+        )
+    except SandboxHTTPError as exc:
+        return _error_response(exc)
+
+
+def build_app(state: SandboxState) -> web.Application:
+    """The aiohttp application serving every operation of `state.routes`."""
+    app = web.Application(middlewares=[_middleware(state)], client_max_size=state.max_body_size)
+    app[_STATE_KEY] = state
+    for op in state.routes.operations:
+        app.router.add_route(op.method, op.path, _handler(state, op))
+    return app

@@ -1,0 +1,117 @@
+"""Running the sandbox from a shell: `serve()` (for the `finalpos sandbox` command) and `main()`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from .._constants import SANDBOX_API_KEY, SANDBOX_HOST
+from ._faults import FaultConfig, parse_faults
+from ._sandbox import Sandbox
+
+__all__ = ["main", "serve"]
+
+
+async def _serve(sandbox: Sandbox, *, announce: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # not on Windows, nor outside the main thread: Ctrl-C then ends asyncio.run instead
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with sandbox:
+        if announce:
+            key = sandbox.api_key
+            # the default key is public knowledge; a key the user chose is never printed
+            shown = key if key == SANDBOX_API_KEY else "(the key you gave)"
+            print(f"Final POS sandbox listening on {sandbox.url}", flush=True)
+            print(f"  x-api-key: {shown}", flush=True)
+            print(f"  storage:   {sandbox.db or 'memory'}", flush=True)
+            if sandbox.faults.enabled:
+                print(f"  faults:    {sandbox.faults}", flush=True)
+            print("Press Ctrl-C to stop.", flush=True)
+        await stop.wait()
+
+
+def serve(
+    *,
+    host: str = SANDBOX_HOST,
+    port: int = 8000,
+    api_key: str | None = None,
+    db: str | os.PathLike[str] | None = None,
+    faults: FaultConfig | str | None = None,
+    seed: int | None = None,
+    access_log: bool = True,
+    announce: bool = True,
+) -> None:
+    """Run a sandbox in the foreground until Ctrl-C or SIGTERM (blocks).
+
+    The arguments are those of `Sandbox`; `announce` prints the URL and key on start-up.
+    """
+    sandbox = Sandbox(
+        host=host,
+        port=port,
+        api_key=api_key,
+        db=db,
+        faults=faults,
+        seed=seed,
+        access_log=access_log,
+    )
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop
+        asyncio.run(_serve(sandbox, announce=announce))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m finalpos_async.sandbox",
+        description="Run a local, stateful Final POS API sandbox.",
+    )
+    parser.add_argument("--host", default=SANDBOX_HOST, help="interface (default %(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("FINALPOS_SANDBOX_API_KEY"),
+        help="the accepted x-api-key (default: env FINALPOS_SANDBOX_API_KEY, else "
+        f"{SANDBOX_API_KEY})",
+    )
+    parser.add_argument("--db", help="SQLite file that keeps the data across restarts")
+    parser.add_argument(
+        "--faults",
+        help="fault injection, e.g. rate=0.1,kinds=500+503+reset,delay=2,retry-after=1,"
+        "rate-limit=50,burst=10",
+    )
+    parser.add_argument("--seed", type=int, help="seed of the fault-rate generator")
+    parser.add_argument("--quiet", action="store_true", help="no access log")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        faults = parse_faults(args.faults) if args.faults else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        serve(
+            host=args.host,
+            port=args.port,
+            api_key=args.api_key,
+            db=args.db,
+            faults=faults,
+            seed=args.seed,
+            access_log=not args.quiet,
+        )
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0

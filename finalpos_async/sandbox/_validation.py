@@ -1,0 +1,172 @@
+"""A small validator for the JSON-schema subset the Final POS spec uses.
+
+The spec's schemas use only `type`, `properties`, `required`, `items`, `enum`, `format` and
+`allOf`/`$ref` (resolved before they reach this module, see `_routes.inline_schema`). A hand-written
+validator keeps the sandbox free of an extra dependency and, more importantly, lets every message
+name the field the way the API does: ``Validation failed: Field `billing.city` must be a string.``
+
+Unknown properties are accepted everywhere: customer DTOs are generated from each company's custom
+tables, so the real API keeps fields the spec does not list.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "check_value",
+    "default_for",
+    "fill_required",
+    "validate_body",
+    "validate_stored_fields",
+]
+
+# RFC 3339 date-time, leniently: a space or lower-case separator and any fraction length pass.
+_DATE_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:?\d{2})?$",
+)
+_ARTICLES = {
+    "string": "a string",
+    "number": "a number",
+    "integer": "an integer",
+    "boolean": "a boolean",
+    "array": "an array",
+    "object": "an object",
+}
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _type_ok(value: Any, expected: str) -> bool:
+    # bool is an int subclass in Python but never a JSON number.
+    if expected == "string":
+        return isinstance(value, str)
+    if expected == "number":
+        return (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and (not isinstance(value, float) or math.isfinite(value))
+        )
+    if expected == "integer":
+        if isinstance(value, bool):
+            return False
+        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if expected == "boolean":
+        return isinstance(value, bool)
+    if expected == "array":
+        return isinstance(value, list)
+    if expected == "object":
+        return isinstance(value, dict)
+    return True  # an unknown type keyword constrains nothing
+
+
+def check_value(value: Any, schema: Mapping[str, Any], path: str) -> str | None:
+    """Return the first problem of `value` against `schema` (a message naming `path`), or None."""
+    expected = schema.get("type")
+    if expected is None and "properties" in schema:
+        expected = "object"
+    if isinstance(expected, str) and not _type_ok(value, expected):
+        return f"Field `{path}` must be {_ARTICLES.get(expected, expected)}."
+    enum = schema.get("enum")
+    if enum is not None and value not in enum:
+        allowed = ", ".join(str(v) for v in enum)
+        return f"Field `{path}` must be one of: {allowed}."
+    if (
+        schema.get("format") == "date-time"
+        and isinstance(value, str)
+        and not _DATE_TIME.match(value)
+    ):
+        return f"Field `{path}` must be an ISO 8601 date-time string."
+    if isinstance(value, dict):
+        for name in schema.get("required", ()):
+            if name not in value:
+                return f"Field `{_join(path, name)}` is required."
+        properties = schema.get("properties") or {}
+        for key, sub in properties.items():
+            if key in value:
+                problem = check_value(value[key], sub, _join(path, key))
+                if problem is not None:
+                    return problem
+    elif isinstance(value, list):
+        items = schema.get("items")
+        if items is not None:
+            for index, item in enumerate(value):
+                problem = check_value(item, items, f"{path}[{index}]")
+                if problem is not None:
+                    return problem
+    return None
+
+
+def validate_body(body: Any, schema: Mapping[str, Any]) -> str | None:
+    """Validate a request body; the message for a non-object body names the body itself."""
+    if schema.get("type", "object") == "object" and not isinstance(body, dict):
+        return "The request body must be a JSON object."
+    if isinstance(body, dict):
+        for name in schema.get("required", ()):
+            if name not in body:
+                return f"Field `{name}` is required."
+        for key, sub in (schema.get("properties") or {}).items():
+            if key in body:
+                problem = check_value(body[key], sub, key)
+                if problem is not None:
+                    return problem
+        return None
+    return check_value(body, schema, "body")
+
+
+def validate_stored_fields(
+    body: Mapping[str, Any], entity: Mapping[str, Any], skip: frozenset[str]
+) -> str | None:
+    """Check body fields against the type the stored entity declares for them.
+
+    The request schema may be looser than the record the API keeps (customer `lastAction` is a
+    plain string in the body but a date-time in the record), and fields the request schema does
+    not list are kept as they are; a value the record could not hold is refused here, with the
+    field named, instead of being stored and answered in a shape the spec does not allow.
+    """
+    properties = entity.get("properties") or {}
+    for key, value in body.items():
+        if key in skip:
+            continue
+        sub = properties.get(key)
+        if sub is not None:
+            problem = check_value(value, sub, key)
+            if problem is not None:
+                return problem
+    return None
+
+
+def default_for(schema: Mapping[str, Any]) -> Any:
+    """A value that satisfies `schema`: its example, default, first enum value, or a zero value."""
+    for keyword in ("example", "default"):
+        if keyword in schema and check_value(schema[keyword], schema, "x") is None:
+            return schema[keyword]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = schema.get("type", "object" if "properties" in schema else None)
+    if kind == "string":
+        return "1970-01-01T00:00:00.000+00:00" if schema.get("format") == "date-time" else ""
+    if kind in ("number", "integer"):
+        return 0
+    if kind == "boolean":
+        return False
+    if kind == "array":
+        return []
+    if kind == "object":
+        result: dict[str, Any] = {}
+        fill_required(result, schema)
+        return result
+    return None
+
+
+def fill_required(record: dict[str, Any], schema: Mapping[str, Any]) -> None:
+    """Add every field `schema` requires but `record` lacks, so the answer conforms to the spec."""
+    properties = schema.get("properties") or {}
+    for name in schema.get("required", ()):
+        if name not in record:
+            record[name] = default_for(properties.get(name, {}))

@@ -1,0 +1,111 @@
+"""pytest plugin (entry point ``pytest11``, loaded automatically): a running sandbox per test.
+
+Fixtures:
+
+- ``finalpos_sandbox`` (async): a started `Sandbox` with empty state, stopped after the test.
+- ``finalpos_client`` (async): an `AsyncFinalPOS` bound to ``finalpos_sandbox``, closed after.
+- ``finalpos_sandbox_thread``: a `Sandbox` served from a background thread (for sync code).
+- ``finalpos_sync_client``: a `finalpos_sync.FinalPOS` bound to ``finalpos_sandbox_thread``.
+
+Configure a test's sandbox with the ``finalpos_sandbox`` marker, whose keyword arguments go to
+`Sandbox` (``faults=``, ``seed=``, ``api_key=``, ``db=``), and its client with the
+``finalpos_client`` marker, whose keyword arguments go to the client (``max_retries=``,
+``backoff_base=``, ...)::
+
+    @pytest.mark.finalpos_sandbox(faults="rate-limit=5,retry-after=0")
+    async def test_my_code_survives_rate_limits(finalpos_client):
+        customer = await finalpos_client.customers.create(
+            email="a@example.com", first_name="Ada", last_name="Lovelace"
+        )
+        assert (await finalpos_client.customers.retrieve(customer.id)).email == "a@example.com"
+
+The async fixtures need pytest-asyncio (``asyncio_mode = "auto"``, or mark the tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from ._sandbox import Sandbox
+
+try:  # async fixtures need pytest-asyncio; without it only the thread-based ones exist
+    import pytest_asyncio
+
+    _async_fixture: Any = pytest_asyncio.fixture
+except ImportError:  # pragma: no cover - depends on the environment
+    _async_fixture = None
+
+MARKER = "finalpos_sandbox"
+CLIENT_MARKER = "finalpos_client"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker so `--strict-markers` accepts it."""
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(**kwargs): keyword arguments for the test's finalpos Sandbox "
+        "(faults=, seed=, api_key=, db=)",
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{CLIENT_MARKER}(**kwargs): keyword arguments for the test's finalpos client "
+        "(max_retries=, backoff_base=, timeout=, ...)",
+    )
+
+
+def _sandbox_kwargs(request: pytest.FixtureRequest) -> dict[str, Any]:
+    marker = request.node.get_closest_marker(MARKER)
+    return dict(marker.kwargs) if marker is not None else {}
+
+
+def _client_kwargs(request: pytest.FixtureRequest, sandbox: Sandbox) -> dict[str, Any]:
+    marker = request.node.get_closest_marker(CLIENT_MARKER)
+    kwargs = dict(marker.kwargs) if marker is not None else {}
+    return {"api_key": sandbox.api_key, "base_url": sandbox.url, **kwargs}
+
+
+if _async_fixture is not None:
+
+    @_async_fixture  # type: ignore[untyped-decorator]
+    async def finalpos_sandbox(request: pytest.FixtureRequest) -> AsyncIterator[Sandbox]:
+        """A running sandbox with empty state, on a free port of 127.0.0.1."""
+        async with Sandbox(**_sandbox_kwargs(request)) as sandbox:
+            yield sandbox
+
+    @_async_fixture  # type: ignore[untyped-decorator]
+    async def finalpos_client(
+        request: pytest.FixtureRequest, finalpos_sandbox: Sandbox
+    ) -> AsyncIterator[Any]:
+        """An `AsyncFinalPOS` client bound to `finalpos_sandbox`, closed after the test."""
+        client_module = pytest.importorskip("finalpos_async._client")
+        client = client_module.AsyncFinalPOS(**_client_kwargs(request, finalpos_sandbox))
+        try:
+            yield client
+        finally:
+            await client.close()
+
+
+@pytest.fixture
+def finalpos_sandbox_thread(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    """A sandbox served from a background thread: for sync code and subprocesses."""
+    with Sandbox(**_sandbox_kwargs(request)).run_in_thread() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def finalpos_sync_client(
+    request: pytest.FixtureRequest, finalpos_sandbox_thread: Sandbox
+) -> Iterator[Any]:
+    """A sync `finalpos_sync.FinalPOS` client bound to `finalpos_sandbox_thread`, closed after."""
+    sync_module = pytest.importorskip("finalpos_sync")
+    client_class = getattr(sync_module, "FinalPOS", None)
+    if client_class is None:
+        pytest.skip("finalpos_sync.FinalPOS is not available")
+    client = client_class(**_client_kwargs(request, finalpos_sandbox_thread))
+    try:
+        yield client
+    finally:
+        client.close()

@@ -1,0 +1,161 @@
+"""Hand-written half of the sync client: lifecycle, the async client behind it, fork handling.
+
+The generated `finalpos_sync._client.FinalPOS` adds the constructor, `with_options`, `request`
+and the resource attributes, each a direct translation of `AsyncFinalPOS`; everything that is
+not a translation lives here.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Awaitable, Callable, Coroutine
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from ._loop import LoopThread
+
+if TYPE_CHECKING:
+    from finalpos_async._client import AsyncFinalPOS
+
+__all__ = ["BaseSyncClient"]
+
+_T = TypeVar("_T")
+_Client = TypeVar("_Client", bound="BaseSyncClient")
+
+
+class BaseSyncClient:
+    """Owns (or, for a `with_options` view, borrows) the private loop and the async client on it.
+
+    The async client is built in the caller's thread at construction, so bad configuration
+    raises at once; its aiohttp session is created lazily on the private loop by the first call.
+    After `os.fork()` the child rebuilds the async client from the same arguments (the parent's
+    one is bound to a loop whose thread does not exist in the child).
+    """
+
+    _loop_thread: LoopThread
+    _parent: BaseSyncClient | None
+    _derive: Callable[[AsyncFinalPOS], AsyncFinalPOS] | None
+    _factory: Callable[[], AsyncFinalPOS] | None
+    _async: AsyncFinalPOS | None
+    _async_generation: int
+
+    def _init_root(self, cls: type[AsyncFinalPOS], kwargs: dict[str, Any]) -> None:
+        """Set up a client owning its loop; `cls(**kwargs)` is its async client (again after fork).
+
+        The async client is made here, in the caller's thread, so bad arguments raise at once.
+        """
+        if kwargs.get("session") is not None:
+            raise ValueError(
+                "session: an aiohttp.ClientSession belongs to the event loop it was made on, and "
+                "finalpos_sync.FinalPOS runs on its own private loop; leave session unset (tune "
+                "the pool with pool_limit / pool_limit_per_host), or use AsyncFinalPOS"
+            )
+        factory = functools.partial(cls, **kwargs)
+        self._parent = None
+        self._derive = None
+        self._factory = factory
+        self._async = factory()
+        self._fork_generation = 0
+        self._async_generation = 0
+        self._loop_thread = LoopThread(on_close=self._close_async, on_fork=self._forked)
+
+    def _view(self: _Client, derive: Callable[[AsyncFinalPOS], AsyncFinalPOS]) -> _Client:
+        """A light view on this client's loop and pool whose async client is `derive(ours)`."""
+        view = type(self).__new__(type(self))
+        view._init_view(self, derive)
+        return view
+
+    def _init_view(
+        self, parent: BaseSyncClient, derive: Callable[[AsyncFinalPOS], AsyncFinalPOS]
+    ) -> None:
+        self._parent = parent
+        self._derive = derive
+        self._factory = None
+        self._loop_thread = parent._loop_thread
+        self._async = derive(parent.async_client)
+        self._async_generation = parent._root()._fork_generation
+
+    @property
+    def async_client(self) -> AsyncFinalPOS:
+        """The `AsyncFinalPOS` this facade runs on its private loop.
+
+        Use it from code that already runs *on* that loop (event hooks): `await` its methods.
+        """
+        root = self._root()
+        if self._async is None or self._async_generation != root._fork_generation:
+            self._rebuild_async(root)
+        assert self._async is not None
+        return self._async
+
+    def _run(self, coro: Awaitable[_T]) -> _T:
+        """Run one coroutine of the async client on the private loop; blocks until it is done."""
+        # Typed Awaitable because the raw-response wrappers are; at run time it is a coroutine.
+        return self._loop_thread.run(cast("Coroutine[Any, Any, _T]", coro))
+
+    def close(self) -> None:
+        """Close the connection pool and stop the private loop. Idempotent.
+
+        On a `with_options` view this does nothing: the view borrows its parent's pool and loop.
+        A closed client cannot be reopened; calls on it raise `RuntimeError`.
+        """
+        if self._parent is None:
+            self._loop_thread.close()
+
+    @property
+    def is_closed(self) -> bool:
+        """True once the client (or, for a view, its parent) has been closed."""
+        return self._loop_thread.closed
+
+    def __enter__(self: _Client) -> _Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Never close from a finalizer (it would block in whatever thread runs GC); atexit
+        # closes what is left. Only say that it was forgotten.
+        loop_thread = getattr(self, "_loop_thread", None)
+        is_root = getattr(self, "_parent", True) is None
+        if is_root and loop_thread is not None and loop_thread.started and not loop_thread.closed:
+            warnings.warn(
+                f"unclosed {type(self).__name__}: call close() or use `with`; the pool is "
+                "closed at interpreter exit",
+                ResourceWarning,
+                stacklevel=1,
+            )
+
+    def _root(self) -> BaseSyncClient:
+        client = self
+        while client._parent is not None:
+            client = client._parent
+        return client
+
+    def _rebuild_async(self, root: BaseSyncClient) -> None:
+        if self._parent is None:
+            assert self._factory is not None
+            self._async = self._factory()
+        else:
+            assert self._derive is not None
+            self._async = self._derive(self._parent.async_client)
+        self._async_generation = root._fork_generation
+
+    def _forked(self) -> None:
+        # Called in a fork child with no loop work allowed: forget the parent's async client
+        # (kept alive by the loop module so its finalizers never run) and rebuild it lazily.
+        from ._loop import _ABANDONED
+
+        _ABANDONED.append(self._async)
+        self._async = None
+        self._fork_generation += 1
+
+    async def _close_async(self) -> None:
+        client = self._async
+        if client is not None:
+            await client.close()

@@ -1,0 +1,344 @@
+"""The private event loop behind the sync facade, and the bridge that runs one coroutine on it.
+
+Every `finalpos_sync.FinalPOS` owns one `LoopThread`: an asyncio loop in a daemon thread, started
+by anyio's blocking portal on the first call and stopped by `close()`. A call sends its coroutine
+with one `loop.call_soon_threadsafe` (what `asyncio.run_coroutine_threadsafe` does; `portal.call`
+costs two round trips) and blocks on a bare lock that the task's done callback releases.
+
+What this module guarantees, and why (see sdk-anchors.md, pitfalls 1-8):
+
+- the loop and the aiohttp session on it live as long as the client, never one loop per call;
+- any number of threads may call at once: every call is marshalled onto the one loop;
+- a call from a thread already running a loop (Jupyter, an async handler) works; it blocks that
+  loop while it waits, so a one-time `RuntimeWarning` says so (not under IPython, where it is the
+  normal way to use a sync API);
+- a call made *on* the loop thread (an event hook) raises `RuntimeError` instead of deadlocking;
+- Ctrl-C while waiting cancels the in-flight task, waits a bounded time for it to unwind, and
+  re-raises `KeyboardInterrupt`;
+- after `os.fork()` the child drops the inherited loop without touching it (its thread does not
+  exist in the child) and starts a fresh one on first use;
+- at interpreter exit, `atexit` closes every loop still open, so nothing hangs or prints
+  "Event loop is closed".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import builtins
+import contextlib
+import os
+import threading
+import warnings
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Generic, TypeVar
+
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from finalpos_async._constants import SYNC_CANCEL_GRACE, SYNC_CLOSE_TIMEOUT, SYNC_LOOP_THREAD_NAME
+
+__all__ = ["LoopThread"]
+
+_T = TypeVar("_T")
+
+_REENTRY_MESSAGE = (
+    "finalpos_sync was called from its own event loop thread (for example inside an event hook "
+    "or a callback that runs on the SDK's loop); waiting there would deadlock. Code running on "
+    "the loop must use the async client instead: `await` the same method on "
+    "finalpos_async.AsyncFinalPOS (a sync client's async twin is `client.async_client`)."
+)
+_CLOSED_MESSAGE = (
+    "this finalpos_sync client is closed; create a new FinalPOS() (a closed client cannot be "
+    "reopened)"
+)
+_CLOSED_DURING_CALL = (
+    "this finalpos_sync client was closed (by close() in another thread, or at interpreter "
+    "exit) while the call was in flight; the request was cancelled"
+)
+_RUNNING_LOOP_WARNING = (
+    "finalpos_sync.FinalPOS was called from a thread that is running an asyncio event loop; the "
+    "call works, but it blocks that loop until the response arrives. In async code, use "
+    "finalpos_async.AsyncFinalPOS and `await` the call instead."
+)
+
+# Open loops, held strongly so that an unclosed client's loop is still closed by `atexit`.
+_OPEN: dict[int, LoopThread] = {}
+_OPEN_LOCK = threading.Lock()
+# What a fork child inherited and must never touch or let the garbage collector finalize: the
+# parent's portal, loop and session objects (their finalizers would poke a loop whose thread does
+# not exist in the child). Children are rare and the objects small, so they are simply kept.
+_ABANDONED: list[object] = []
+_warned_running_loop = False
+
+
+def _uvloop_options() -> dict[str, Any]:
+    """The portal's backend options: uvloop when it is installed (less CPU per call)."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
+
+
+class LoopThread:
+    """One private event loop in a daemon thread, started on first use and stopped by `close()`.
+
+    `on_close` is a coroutine function run on the loop by `close()` (and by `atexit`) before the
+    loop stops: the facade passes its async client's `close`, so the aiohttp session is closed
+    on the loop that created it. `on_fork` is called in a fork child (with no loop work) so the
+    owner can drop objects bound to the parent's loop; it must not block.
+
+    Thread-safe: `run()` may be called from any number of threads at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        on_close: Callable[[], Awaitable[object]] | None = None,
+        on_fork: Callable[[], object] | None = None,
+    ) -> None:
+        self._on_close = on_close
+        self._on_fork = on_fork
+        self._lock = threading.Lock()
+        self._portal_cm: contextlib.AbstractContextManager[BlockingPortal] | None = None
+        self._portal: BlockingPortal | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread_id: int | None = None
+        self._closed = False
+        self._inflight: set[_Call[Any]] = set()
+        _FORK_WATCH.add(self)
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` has run; a closed loop thread never starts again."""
+        return self._closed
+
+    @property
+    def started(self) -> bool:
+        """True while the loop thread is running."""
+        return self._loop is not None
+
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run `coro` on the private loop and return its result (or raise its exception).
+
+        Blocks the calling thread. Ctrl-C while blocked cancels the task, waits up to
+        `SYNC_CANCEL_GRACE` seconds for it to unwind, and re-raises `KeyboardInterrupt`.
+        """
+        loop = self._loop
+        if loop is None:
+            try:
+                loop = self._start()
+            except BaseException:
+                coro.close()  # never awaited: close it so Python does not warn about it
+                raise
+        if threading.get_ident() == self._thread_id:
+            coro.close()
+            raise RuntimeError(_REENTRY_MESSAGE)
+        if not _warned_running_loop and asyncio._get_running_loop() is not None:
+            _warn_running_loop()
+        call = _Call(coro)
+        inflight = self._inflight
+        inflight.add(call)
+        try:
+            loop.call_soon_threadsafe(call.start, loop)
+        except RuntimeError:  # the loop was closed under us by a concurrent close()
+            inflight.discard(call)
+            coro.close()
+            raise RuntimeError(_CLOSED_MESSAGE) from None
+        try:
+            call.done.acquire()
+        except BaseException:
+            # Interrupted while waiting (Ctrl-C, or SystemExit from a signal handler): the task
+            # must not keep running unobserved, so cancel it and let it unwind (release its
+            # response, return its connection) before the caller sees the exception.
+            if not call.finished:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(call.cancel)
+                call.done.acquire(timeout=SYNC_CANCEL_GRACE)
+            raise
+        finally:
+            inflight.discard(call)
+        return call.outcome()
+
+    def close(self) -> None:
+        """Run `on_close` on the loop, stop the loop and join its thread. Idempotent.
+
+        Calls in flight on other threads are cancelled. Calling this from the loop thread
+        raises `RuntimeError` (it would deadlock).
+        """
+        if threading.get_ident() == self._thread_id:
+            raise RuntimeError(_REENTRY_MESSAGE)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            cm, portal, loop = self._portal_cm, self._portal, self._loop
+            self._portal_cm = self._portal = self._loop = None
+            self._thread_id = None
+        with _OPEN_LOCK:
+            _OPEN.pop(id(self), None)
+        if cm is None or portal is None or loop is None:
+            return
+        try:
+            if self._on_close is not None:
+                future = asyncio.run_coroutine_threadsafe(_as_coroutine(self._on_close), loop)
+                try:
+                    future.result(timeout=SYNC_CLOSE_TIMEOUT)
+                except BaseException:
+                    future.cancel()
+                    raise
+        finally:
+            _stop_portal(cm, portal)
+            # The loop thread is gone: a call it never started or finished would wait forever.
+            for call in list(self._inflight):
+                call.abandon()
+
+    def _start(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(_CLOSED_MESSAGE)
+            if self._loop is not None:  # another thread started it while we waited
+                return self._loop
+            cm = start_blocking_portal("asyncio", _uvloop_options(), name=SYNC_LOOP_THREAD_NAME)
+            portal = cm.__enter__()
+            # Two round trips, once per loop life: learn the loop and its thread.
+            self._loop = portal.call(_running_loop)
+            self._thread_id = portal.call(_thread_ident)
+            self._portal_cm, self._portal = cm, portal
+        with _OPEN_LOCK:
+            _OPEN[id(self)] = self
+        return self._loop
+
+    def _after_fork_in_child(self) -> None:
+        """Drop the parent's loop (its thread does not exist here); start afresh on next use."""
+        self._lock = threading.Lock()  # the parent's lock may have been held at fork time
+        if self._loop is not None:
+            _ABANDONED.append((self._portal_cm, self._portal, self._loop))
+        self._portal_cm = self._portal = self._loop = None
+        self._thread_id = None
+        _OPEN.pop(id(self), None)
+        if self._on_fork is not None:
+            self._on_fork()
+
+
+class _Call(Generic[_T]):
+    """One coroutine sent to the loop, and the lock its caller blocks on until it is done.
+
+    Why not `asyncio.run_coroutine_threadsafe`: it makes the same single `call_soon_threadsafe`
+    hop, but its `concurrent.futures.Future` wakes the caller through a `Condition` (a fresh
+    lock per wait, then re-taking the condition's lock that the loop thread may still hold),
+    which measured here as the larger part of the facade's per-call CPU. A bare pre-acquired
+    lock released by the task's done callback is one futex wake.
+    """
+
+    __slots__ = ("cancelled", "coro", "done", "error", "finished", "task")
+
+    def __init__(self, coro: Coroutine[Any, Any, _T]) -> None:
+        self.coro = coro
+        self.done = threading.Lock()
+        self.done.acquire()  # released (on the loop) when the task is done
+        self.task: asyncio.Task[_T] | None = None
+        self.error: BaseException | None = None
+        self.cancelled = False  # read and written on the loop thread only
+        self.finished = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop: run the coroutine as a task (unless cancelled before it started)."""
+        if self.cancelled:
+            self.coro.close()
+            self._finish()
+            return
+        try:
+            self.task = loop.create_task(self.coro)
+        except BaseException as exc:  # handed to the caller, whatever it is
+            self.error = exc
+            self._finish()
+            return
+        self.task.add_done_callback(self._task_done)
+
+    def cancel(self) -> None:
+        """On the loop: cancel the task, or make `start` drop the coroutine if still queued."""
+        self.cancelled = True
+        if self.task is not None:
+            self.task.cancel()
+
+    def abandon(self) -> None:
+        """After the loop thread ended: wake a caller whose call never ran or finished."""
+        if not self.finished:
+            self.error = RuntimeError(_CLOSED_DURING_CALL)
+            self.coro.close()
+            self._finish()
+
+    def outcome(self) -> _T:
+        """In the caller: the task's result, or its exception raised."""
+        if self.error is not None:
+            raise self.error
+        task = self.task
+        assert task is not None
+        if task.cancelled():
+            # Not cancelled by this caller (that path re-raises KeyboardInterrupt): the loop
+            # was shut down by close() while the call was in flight.
+            raise RuntimeError(_CLOSED_DURING_CALL)
+        return task.result()
+
+    def _task_done(self, task: asyncio.Task[_T]) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        self.finished = True
+        self.done.release()
+
+
+async def _as_coroutine(fn: Callable[[], Awaitable[object]]) -> None:
+    await fn()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
+
+
+def _thread_ident() -> int:
+    return threading.get_ident()
+
+
+def _stop_portal(
+    cm: contextlib.AbstractContextManager[BlockingPortal], portal: BlockingPortal
+) -> None:
+    """Stop the portal, cancelling what is left, and join its thread."""
+    # Cancelling first means a call stuck on another thread cannot make the join hang; the
+    # context manager's own stop (which would wait for such tasks) then finds it stopped.
+    with contextlib.suppress(RuntimeError):
+        portal.call(portal.stop, True)
+    cm.__exit__(None, None, None)
+
+
+def _warn_running_loop() -> None:
+    global _warned_running_loop
+    _warned_running_loop = True
+    if getattr(builtins, "__IPYTHON__", False):
+        return  # Jupyter runs every cell inside a loop; a sync API is the point there
+    warnings.warn(_RUNNING_LOOP_WARNING, RuntimeWarning, stacklevel=4)
+
+
+# Every live LoopThread, for the fork hook; weak, so a never-started one costs nothing.
+_FORK_WATCH: weakref.WeakSet[LoopThread] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    global _OPEN_LOCK
+    _OPEN_LOCK = threading.Lock()
+    for loop_thread in list(_FORK_WATCH):
+        loop_thread._after_fork_in_child()
+
+
+def _close_all_at_exit() -> None:
+    """Close every loop still open, so exit neither hangs nor prints loop-closed tracebacks."""
+    for loop_thread in list(_OPEN.values()):
+        with contextlib.suppress(Exception):
+            loop_thread.close()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only; Windows has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_close_all_at_exit)

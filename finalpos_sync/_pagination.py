@@ -1,0 +1,56 @@
+"""`SyncPaginator`: an `AsyncPaginator` walked from sync code, one page per round trip to the loop.
+
+Only the current page is held, as in async; the walk rules (next skip, end of list, a repeated or
+over-long page raising `ResponseValidationError`) are the async paginator's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from finalpos_async._pagination import AsyncPaginator, Page
+
+if TYPE_CHECKING:
+    from ._base_client import BaseSyncClient
+
+__all__ = ["Page", "SyncPaginator"]
+
+_T = TypeVar("_T")
+
+
+class SyncPaginator(Generic[_T]):
+    """A lazy walk over a list endpoint; creating one makes no request.
+
+    - `paginator.first_page()` gives the first `Page` (what `await paginator` gives in async);
+    - `for item in paginator` yields every record, fetching one page at a time;
+    - `for page in paginator.pages()` yields page by page.
+
+    Each page is one call on the client's private loop, so a walk may be spread over time (or
+    abandoned half-way) without holding anything on the loop between pages.
+    """
+
+    __slots__ = ("_client", "_paginator")
+
+    def __init__(self, client: BaseSyncClient, paginator: AsyncPaginator[_T]) -> None:
+        self._client = client
+        self._paginator = paginator
+
+    def __repr__(self) -> str:
+        return f"Sync{self._paginator!r}"
+
+    def first_page(self) -> Page[_T]:
+        """The first page (one request), like `await paginator` on the async side."""
+        return self._client._run(self._paginator._first_page())
+
+    def pages(self) -> Iterator[Page[_T]]:
+        """Yield each page in turn, fetching the next only when asked for it."""
+        walk = self._paginator._walk()
+        while walk.next_skip is not None:
+            page = self._client._run(self._paginator._fetch_page(walk.next_skip))
+            walk.advance(page)
+            yield page
+
+    def __iter__(self) -> Iterator[_T]:
+        for page in self.pages():
+            yield from page.items

@@ -1,0 +1,232 @@
+"""`finalpos import`: the README's main job, run through the real command against a sandbox."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from finalpos_async.cli._app import cli
+from finalpos_async.sandbox import FaultConfig, Sandbox
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "customers.csv"
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox().run_in_thread() as sb:
+        yield sb
+
+
+def run(sb: Sandbox | None, *args: str) -> Result:
+    """Run `finalpos [--api-key K --base-url U] ARGS` in-process; output captured."""
+    prefix = ["--api-key", sb.api_key, "--base-url", sb.url] if sb is not None else []
+    return CliRunner().invoke(cli, [*prefix, *args], catch_exceptions=False)
+
+
+def stored(sb: Sandbox, path: str = "/v1/api/customers") -> list[dict[str, Any]]:
+    """Everything a list endpoint of the sandbox holds, read over HTTP page by page."""
+    found: list[dict[str, Any]] = []
+    while True:
+        request = urllib.request.Request(
+            f"{sb.url}{path}?skip={len(found)}&limit=1000", headers={"x-api-key": sb.api_key}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            page = json.loads(response.read())
+        found.extend(page)
+        if len(page) < 1000:
+            return found
+
+
+def stored_customers(sb: Sandbox) -> list[dict[str, Any]]:
+    return stored(sb)
+
+
+def write_csv(path: Path, text: str) -> Path:
+    path.write_text(text.lstrip(), encoding="utf-8")
+    return path
+
+
+def test_example_file_imports_every_valid_row_and_reports_the_bad_ones(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    failed = tmp_path / "failed.jsonl"
+    result = run(
+        sandbox, "import", "customers", str(EXAMPLE), "--failed-file", str(failed), "--no-journal"
+    )
+    # The example holds 6 deliberately invalid rows: they are not sent, so the exit is 1.
+    assert result.exit_code == 1, result.output
+    stored = stored_customers(sandbox)
+    assert len(stored) == 2994
+    assert len({c["email"] for c in stored}) == 2994
+    records = [json.loads(line) for line in failed.read_text().splitlines()]
+    assert [r["line"] for r in records] == [422, 489, 1310, 2060, 2098, 2652]
+    assert {r["field"] for r in records} >= {"email", "lastName", "tags", "metadata"}
+    assert "invalid row(s) (not sent)" in result.stderr
+    assert "422" in result.stderr
+    assert "created" in result.stderr
+    assert "2994" in result.stderr
+    # Nested dotted columns and snake_case headers arrived as the API's camelCase objects.
+    first = next(c for c in stored if c["email"].endswith(".0@example.com"))
+    assert first["firstName"] == "Dennis"
+    assert first["billing"]["postCode"] == "10124"
+    assert first["tags"] == ["newsletter", "loyal"]
+
+
+def test_a_clean_file_exits_zero_and_leaves_no_failed_file(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = write_csv(
+        tmp_path / "c.csv",
+        """
+firstName,last_name,Email,billing.city,shipping.post_code,tags,metadata
+Ada,Lovelace,ada@example.com,London,N1,"[""math""]","[{""key"": ""k"", ""value"": ""v""}]"
+Alan,Turing,alan@example.com,,,,
+""",
+    )
+    result = run(sandbox, "import", "customers", str(source))
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "c.csv.failed.jsonl").exists()
+    stored = {c["email"]: c for c in stored_customers(sandbox)}
+    assert stored["ada@example.com"]["billing"] == {"city": "London"}
+    assert stored["ada@example.com"]["shipping"] == {"postCode": "N1"}
+    assert stored["ada@example.com"]["metadata"] == [{"key": "k", "value": "v"}]
+    assert "billing" not in stored["alan@example.com"]
+
+
+def test_json_lines_input_is_checked_the_same_way(sandbox: Sandbox, tmp_path: Path) -> None:
+    source = tmp_path / "c.jsonl"
+    source.write_text(
+        "\n".join(
+            [
+                json.dumps({"email": "a@example.com", "firstName": "A", "lastName": "B"}),
+                json.dumps(
+                    {
+                        "email": "b@example.com",
+                        "first_name": "B",
+                        "last_name": "C",
+                        "billing": {"city": "Oslo"},
+                    }
+                ),
+                "",
+                json.dumps({"email": "c@example.com", "firstName": 3, "lastName": "C"}),
+                "{not json",
+            ]
+        )
+        + "\n"
+    )
+    result = run(sandbox, "import", "customers", str(source))
+    assert result.exit_code == 1
+    assert {c["email"] for c in stored_customers(sandbox)} == {"a@example.com", "b@example.com"}
+    failed = [json.loads(x) for x in (tmp_path / "c.jsonl.failed.jsonl").read_text().splitlines()]
+    assert [(r["line"], r.get("field")) for r in failed] == [(4, "firstName"), (5, None)]
+    assert "must be text" in failed[0]["error"]
+    assert "not valid JSON" in failed[1]["error"]
+
+
+def test_validate_only_sends_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
+    result = run(
+        sandbox,
+        "import",
+        "customers",
+        str(EXAMPLE),
+        "--validate-only",
+        "--failed-file",
+        str(tmp_path / "f.jsonl"),
+    )
+    assert result.exit_code == 1
+    assert "2994 valid rows, 6 invalid rows" in result.stderr
+    assert stored_customers(sandbox) == []
+
+
+def test_all_failing_server_reports_every_row_then_the_failed_file_reimports(
+    tmp_path: Path,
+) -> None:
+    source = write_csv(
+        tmp_path / "c.csv",
+        "email,first_name,last_name\n"
+        + "".join(f"user{n}@example.com,User,{n}\n" for n in range(40)),
+    )
+    down = FaultConfig(rate=1.0, kinds=("500",), seed=1)
+    with Sandbox(faults=down).run_in_thread() as broken:
+        result = run(broken, "--max-retries", "0", "import", "customers", str(source))
+    assert result.exit_code == 1
+    failed_file = tmp_path / "c.csv.failed.jsonl"
+    failed = [json.loads(line) for line in failed_file.read_text().splitlines()]
+    assert sorted(r["line"] for r in failed) == list(range(2, 42))
+    assert all("InternalServerError (500)" in r["error"] for r in failed)
+    assert "40" in result.stderr
+
+    with Sandbox().run_in_thread() as healthy:
+        again = run(healthy, "import", "customers", str(failed_file))
+        assert again.exit_code == 0, again.output
+        emails = sorted(c["email"] for c in stored_customers(healthy))
+    assert emails == sorted(f"user{n}@example.com" for n in range(40))
+    assert not (tmp_path / "c.csv.failed.jsonl.failed.jsonl").exists()
+
+
+def test_journal_makes_a_rerun_skip_what_is_done(sandbox: Sandbox, tmp_path: Path) -> None:
+    source = write_csv(
+        tmp_path / "c.csv",
+        "email,first_name,last_name\n" + "".join(f"j{n}@example.com,J,{n}\n" for n in range(30)),
+    )
+    first = run(sandbox, "import", "customers", str(source))
+    assert first.exit_code == 0, first.output
+    assert (tmp_path / "c.csv.journal").exists()
+    second = run(sandbox, "import", "customers", str(source))
+    assert second.exit_code == 0
+    assert "already imported (journal)" in second.stderr
+    assert len(stored_customers(sandbox)) == 30
+
+
+def test_key_column_identifies_rows(sandbox: Sandbox, tmp_path: Path) -> None:
+    source = write_csv(
+        tmp_path / "c.csv", "email,first_name,last_name\nk1@example.com,K,1\nk2@example.com,K,2\n"
+    )
+    assert run(sandbox, "import", "customers", str(source), "--key", "email").exit_code == 0
+    # The same rows in another order: the journal knows them by email, nothing is sent again.
+    write_csv(source, "email,first_name,last_name\nk2@example.com,K,2\nk1@example.com,K,1\n")
+    again = run(sandbox, "import", "customers", str(source), "--key", "email")
+    assert again.exit_code == 0
+    assert len(stored_customers(sandbox)) == 2
+
+
+def test_other_resources_import_too(sandbox: Sandbox, tmp_path: Path) -> None:
+    source = write_csv(
+        tmp_path / "p.csv",
+        "name,product_type,min_price,tags\nTea,simple,2.5,hot;drink\nCake,simple,4,\n",
+    )
+    result = run(sandbox, "import", "products", str(source))
+    assert result.exit_code == 0, result.output
+    products = stored(sandbox, "/v1/api/products")
+    assert {(p["name"], p.get("minPrice")) for p in products} == {("Tea", 2.5), ("Cake", 4)}
+
+
+def test_unknown_resource_lists_the_importable_ones(tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "x.csv", "a\n1\n")
+    result = run(None, "import", "widgets", str(source))
+    assert result.exit_code == 2
+    assert "unknown resource" in result.stderr
+    assert "customers" in result.stderr
+
+
+def test_without_a_key_it_says_it_uses_an_embedded_sandbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FINALPOS_API_KEY", raising=False)
+    monkeypatch.delenv("FINALPOS_BASE_URL", raising=False)
+    source = write_csv(tmp_path / "c.csv", "email,first_name,last_name\ne@example.com,E,F\n")
+    db = tmp_path / "sandbox.db"
+    result = run(None, "--sandbox-db", str(db), "import", "customers", str(source))
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if "embedded sandbox" in line]
+    assert len(lines) == 1
+    # The data was kept: a second command on the same file sees it.
+    exported = run(None, "--sandbox-db", str(db), "export", "customers")
+    assert exported.exit_code == 0
+    assert json.loads(exported.stdout.splitlines()[0])["email"] == "e@example.com"

@@ -1,0 +1,147 @@
+"""Import rows: header names, cell conversion and error messages naming line and field."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+
+from finalpos_async.cli._rows import RowError, RowParser, read_records, sniff_format
+from finalpos_async.cli._spec import find_resource, load_resources
+
+
+def parser(resource: str) -> RowParser:
+    found = find_resource(resource)
+    assert found is not None
+    assert found.create_schema is not None
+    return RowParser(found.create_schema)
+
+
+def parse(resource: str, raw: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
+    row = parser(resource).parse(7, raw)
+    return row.body, [str(e) for e in row.errors]
+
+
+def test_every_resource_with_a_create_is_importable() -> None:
+    importable = {r.name for r in load_resources().values() if r.create_schema is not None}
+    assert {"customers", "products", "outlets", "categories", "variants", "orders"} <= importable
+    assert find_resource("customer") is find_resource("customers")
+    assert find_resource("zapier_triggers") is not None
+
+
+def test_snake_case_camel_case_and_dotted_headers_build_nested_camel_case_bodies() -> None:
+    body, errors = parse(
+        "customers",
+        {
+            "email": "a@example.com",
+            "first_name": "Ada",
+            "LastName": "L",
+            "billing.post_code": "N1",
+            "billing.city": "London",
+            "shipping.address1": "1 Road",
+        },
+    )
+    assert errors == []
+    assert body == {
+        "email": "a@example.com",
+        "firstName": "Ada",
+        "lastName": "L",
+        "billing": {"postCode": "N1", "city": "London"},
+        "shipping": {"address1": "1 Road"},
+    }
+
+
+def test_cells_are_converted_to_the_spec_types() -> None:
+    body, errors = parse(
+        "variants",
+        {"product_id": "p1", "manage_stock": "yes", "price": "2.50", "images": "a.png; b.png"},
+    )
+    assert errors == []
+    assert body == {
+        "productId": "p1",
+        "manageStock": True,
+        "price": 2.5,
+        "images": ["a.png", "b.png"],
+    }
+
+
+def test_empty_cells_are_left_out() -> None:
+    body, errors = parse(
+        "customers",
+        {"email": "a@example.com", "firstName": "A", "lastName": "B", "phone": "", "tags": " "},
+    )
+    assert errors == []
+    assert body is not None
+    assert "phone" not in body
+    assert "tags" not in body
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"firstName": "A", "lastName": "B"}, "line 7, field email: is required"),
+        (
+            {"email": "nope", "firstName": "A", "lastName": "B"},
+            'line 7, field email: "nope" is not an email address',
+        ),
+        (
+            {"email": "a@x.io", "firstName": "A", "lastName": "B", "tags": "[1"},
+            "line 7, field tags: must be a JSON array",
+        ),
+        (
+            {"email": "a@x.io", "firstName": "A", "lastName": "B", "billing.zip": "1"},
+            "line 7, field billing.zip: unknown field (known: address1,",
+        ),
+        (
+            {"email": "a@x.io", "firstName": "A", "lastName": "B", "metadata": '[{"key": 1}]'},
+            "line 7, field metadata[0].key: must be text, got 1",
+        ),
+        (
+            {"email": "a@x.io", "firstName": "A", "lastName": "B", "billing": "[]"},
+            "line 7, field billing: must be a JSON object, got []",
+        ),
+    ],
+)
+def test_bad_rows_name_the_line_and_field(raw: dict[str, Any], message: str) -> None:
+    body, errors = parse("customers", raw)
+    assert body is None
+    assert any(e.startswith(message) for e in errors), errors
+
+
+def test_numbers_and_booleans_are_checked() -> None:
+    _, errors = parse("variants", {"productId": "p", "manageStock": "maybe", "price": "cheap"})
+    assert 'line 7, field manageStock: must be true or false (yes/no, 1/0), got "maybe"' in errors
+    assert 'line 7, field price: must be a number, got "cheap"' in errors
+
+
+def test_unknown_top_level_columns_are_sent_and_noted() -> None:
+    p = parser("customers")
+    row = p.parse(2, {"email": "a@x.io", "firstName": "A", "lastName": "B", "loyalty_tier": "3"})
+    assert row.ok
+    assert row.body is not None
+    assert row.body["loyaltyTier"] == "3"
+    assert p.unknown_columns == {"loyalty_tier"}
+
+
+def test_csv_records_carry_their_starting_line_number() -> None:
+    text = 'email,first_name\na@x.io,"multi\nline"\n\nb@x.io,B\nc@x.io,C,extra\n'
+    records = list(read_records(io.StringIO(text), "csv"))
+    assert [line for line, _ in records] == [2, 5, 6]
+    assert records[0][1] == {"email": "a@x.io", "first_name": "multi\nline"}
+    assert isinstance(records[2][1], RowError)
+    assert "3 cells but the header has 2 columns" in str(records[2][1])
+
+
+def test_failed_rows_files_are_read_back_as_their_rows() -> None:
+    text = '{"line": 4, "error": "boom", "row": {"email": "a@x.io"}}\n{"email": "b@x.io"}\n'
+    records = list(read_records(io.StringIO(text), "jsonl"))
+    assert records == [(1, {"email": "a@x.io"}), (2, {"email": "b@x.io"})]
+
+
+def test_format_follows_the_file_name() -> None:
+    from pathlib import Path
+
+    assert sniff_format(Path("a.csv")) == "csv"
+    assert sniff_format(Path("a.csv.failed.jsonl")) == "jsonl"
+    assert sniff_format(Path("a.ndjson")) == "jsonl"

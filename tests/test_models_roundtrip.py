@@ -1,0 +1,110 @@
+"""Every documented example of the spec reads into its model and writes back to the same JSON."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import pytest
+from spec_examples import SCHEMAS, model_name, operation_examples, schema_examples
+
+from finalpos_async import types
+from finalpos_async._converter import structure, unstructure
+
+
+def model_for(schema_name: str) -> type:
+    return getattr(types, model_name(schema_name))  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(("schema_name", "example"), schema_examples(), ids=lambda v: str(v)[:40])
+def test_schema_example_round_trips_to_the_same_json(schema_name: str, example: Any) -> None:
+    original = copy.deepcopy(example)
+    model = structure(example, model_for(schema_name))
+    assert unstructure(model) == original
+    assert example == original  # structuring did not change the input
+
+
+@pytest.mark.parametrize(
+    ("where", "schema_name", "example"), operation_examples(), ids=lambda v: str(v)[:50]
+)
+def test_operation_example_round_trips_to_the_same_json(
+    where: str, schema_name: str, example: Any
+) -> None:
+    model = structure(example, model_for(schema_name))
+    assert unstructure(model) == example, where
+
+
+def test_every_schema_has_a_model_and_every_model_is_exported() -> None:
+    assert {model_name(n) for n in SCHEMAS} == set(types.__all__)
+
+
+def test_money_is_decimal_and_timestamps_are_aware_datetimes() -> None:
+    data = {
+        "id": "c1",
+        "createdAt": "2025-12-07T19:31:48.436+00:00",
+        "totalSpent": "1000.50",
+        "notes": [{"createdAt": "2025-12-07T19:31:48.436+00:00", "message": "hi"}],
+    }
+    customer = structure(data, types.Customer)
+    assert customer.total_spent == Decimal("1000.50")
+    assert isinstance(customer.total_spent, Decimal)
+    assert customer.created_at == datetime(2025, 12, 7, 19, 31, 48, 436000, tzinfo=timezone.utc)
+    assert customer.created_at is not None
+    assert customer.created_at.utcoffset() == timedelta(0)
+    # Trailing zeros of money survive: "1000.50" goes back as "1000.50", not "1000.5".
+    assert unstructure(customer)["totalSpent"] == "1000.50"
+
+
+def test_unknown_fields_survive_a_read_modify_write_round_trip() -> None:
+    data = {
+        "id": "c1",
+        "email": "a@example.com",
+        "loyaltyTier": "gold",  # a custom-table field the spec cannot know
+        "billing": {"city": "Paris", "floor": 3},
+        "metadata": [{"key": "k", "value": "v", "source": "pos"}],
+    }
+    customer = structure(copy.deepcopy(data), types.Customer)
+    assert customer.extra == {"loyaltyTier": "gold"}
+    assert customer.billing is not None
+    assert customer.billing.extra == {"floor": 3}
+    customer.email = "b@example.com"
+    written = unstructure(customer)
+    assert written == {**data, "email": "b@example.com"}
+
+
+def test_extra_is_not_part_of_equality() -> None:
+    a = structure({"id": "x", "new": 1}, types.Customer)
+    b = structure({"id": "x", "new": 2}, types.Customer)
+    assert a == b
+    assert "extra" in [f.name for f in attrs.fields(types.Customer)]
+
+
+def test_schema_without_properties_keeps_everything_in_extra() -> None:
+    body = {"id": "z1", "triggerType": "new_order", "createdAt": "2025-01-01T00:00:00.000Z"}
+    trigger = structure(dict(body), types.ZapierTrigger)
+    assert trigger.extra == body
+    assert unstructure(trigger) == body
+
+
+def test_unknown_enum_value_is_kept_not_rejected() -> None:
+    error = structure(
+        {"statusCode": 418, "message": "short and stout", "error": "I'm a teapot"},
+        types.ErrorResponse,
+    )
+    assert error.error == "I'm a teapot"
+
+
+def test_wire_names_that_are_not_camel_case_map_both_ways() -> None:
+    row = structure(
+        {"_id": {"$oid": "507f"}, "companyId": {"$oid": "c"}, "tableId": {"$oid": "t1"}},
+        types.CustomTableRow,
+    )
+    assert row.id.oid == "507f"
+    assert unstructure(row) == {
+        "_id": {"$oid": "507f"},
+        "companyId": {"$oid": "c"},
+        "tableId": {"$oid": "t1"},
+    }

@@ -1,0 +1,155 @@
+"""The sandbox answers errors like the API: ErrorResponseDto bodies that name the problem."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from finalpos_async.sandbox import Sandbox
+
+CUSTOMER = {"email": "ada@example.com", "firstName": "Ada", "lastName": "Lovelace"}
+
+
+@pytest.fixture
+async def http(finalpos_sandbox: Sandbox) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(
+        finalpos_sandbox.url, headers={"x-api-key": finalpos_sandbox.api_key}
+    ) as session:
+        yield session
+
+
+async def call(
+    http: aiohttp.ClientSession, method: str, path: str, **kwargs: Any
+) -> tuple[int, Any]:
+    async with http.request(method, path, **kwargs) as response:
+        return response.status, json.loads(await response.text())
+
+
+def assert_error(body: Any, status: int, *fragments: str) -> None:
+    assert set(body) == {"statusCode", "message", "error"}
+    assert body["statusCode"] == status
+    for fragment in fragments:
+        assert fragment in body["message"]
+
+
+async def test_missing_api_key_is_401(finalpos_sandbox: Sandbox) -> None:
+    async with aiohttp.ClientSession(finalpos_sandbox.url) as session:
+        status, body = await call(session, "GET", "/v1/api/customers")
+    assert status == 401
+    assert_error(body, 401, "x-api-key")
+    assert body["error"] == "Unauthorized"
+
+
+async def test_wrong_api_key_is_401_and_not_echoed(finalpos_sandbox: Sandbox) -> None:
+    async with aiohttp.ClientSession(
+        finalpos_sandbox.url, headers={"x-api-key": "sk_live_secret_123"}
+    ) as session:
+        status, body = await call(session, "GET", "/v1/api/customers")
+    assert status == 401
+    assert "sk_live_secret_123" not in json.dumps(body)
+
+
+@pytest.mark.finalpos_sandbox(api_key="sk_custom_key")
+async def test_a_configured_key_is_the_one_accepted(finalpos_sandbox: Sandbox) -> None:
+    assert finalpos_sandbox.api_key == "sk_custom_key"
+    async with aiohttp.ClientSession(
+        finalpos_sandbox.url, headers={"x-api-key": "sk_custom_key"}
+    ) as session:
+        status, body = await call(session, "GET", "/v1/api/customers")
+    assert (status, body) == (200, [])
+
+
+@pytest.mark.parametrize(
+    ("body", "fragments"),
+    [
+        ({"email": "a@b.c", "firstName": "A"}, ["`lastName`", "required"]),
+        ({**CUSTOMER, "email": 5}, ["`email`", "string"]),
+        ({**CUSTOMER, "tags": ["ok", 3]}, ["`tags[1]`", "string"]),
+        ({**CUSTOMER, "billing": {"city": False}}, ["`billing.city`", "string"]),
+        ({**CUSTOMER, "metadata": [{"key": "k", "value": 1}]}, ["`metadata[0].value`"]),
+        ({**CUSTOMER, "lastAction": "yesterday"}, ["`lastAction`", "date-time"]),
+        ([CUSTOMER], ["JSON object"]),
+    ],
+)
+async def test_invalid_body_is_400_naming_the_field(
+    http: aiohttp.ClientSession, body: Any, fragments: list[str]
+) -> None:
+    status, answer = await call(http, "POST", "/v1/api/customer", json=body)
+    assert status == 400
+    assert_error(answer, 400, "Validation failed", *fragments)
+    assert answer["error"] == "Bad Request"
+
+
+async def test_nested_required_field_is_named(http: aiohttp.ClientSession) -> None:
+    role = {"name": "Manager", "permissions": [{"name": "x"}]}
+    status, answer = await call(http, "POST", "/v1/api/roles", json=role)
+    assert status == 400
+    assert_error(answer, 400, "`permissions[0].")
+
+
+async def test_malformed_json_is_400(http: aiohttp.ClientSession) -> None:
+    status, answer = await call(
+        http,
+        "POST",
+        "/v1/api/customer",
+        data=b'{"email": ',
+        headers={"content-type": "application/json"},
+    )
+    assert status == 400
+    assert_error(answer, 400, "Malformed JSON")
+
+
+@pytest.mark.finalpos_sandbox(max_body_size=1024)
+async def test_oversized_body_is_413(http: aiohttp.ClientSession) -> None:
+    status, answer = await call(
+        http, "POST", "/v1/api/customer", json={**CUSTOMER, "pad": "x" * 2048}
+    )
+    assert status == 413
+    assert_error(answer, 413, "1024 bytes")
+
+
+async def test_unknown_id_is_404_and_bad_id_is_400(http: aiohttp.ClientSession) -> None:
+    status, answer = await call(http, "GET", "/v1/api/customer/" + "0" * 24)
+    assert status == 404
+    assert_error(answer, 404, "0" * 24)
+    assert answer["error"] == "Not Found"
+    status, answer = await call(http, "PUT", "/v1/api/outlet/not-an-id", json={})
+    assert status == 400
+    assert_error(answer, 400, "`id`", "24-character")
+
+
+async def test_query_parameters_are_validated(http: aiohttp.ClientSession) -> None:
+    status, answer = await call(http, "GET", "/v1/api/customers", params={"limit": "ten"})
+    assert status == 400
+    assert_error(answer, 400, "`limit`", "number")
+    status, answer = await call(http, "GET", "/v1/api/custom-table-fields")
+    assert status == 400
+    assert_error(answer, 400, "`tableId`", "required")
+
+
+async def test_unknown_route_is_404_in_the_api_shape(http: aiohttp.ClientSession) -> None:
+    status, answer = await call(http, "PATCH", "/v1/api/customers")
+    assert status == 404
+    assert_error(answer, 404, "Cannot PATCH /v1/api/customers")
+
+
+async def test_api_keys_never_reach_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with Sandbox(api_key="sk_very_secret_key", access_log=True) as sandbox:
+        for key in ("sk_very_secret_key", "sk_wrong_secret_key"):
+            async with aiohttp.ClientSession(sandbox.url, headers={"x-api-key": key}) as session:
+                await call(session, "POST", "/v1/api/customer", json=CUSTOMER)
+                await call(session, "GET", "/v1/api/customers")
+    assert "/v1/api/customers" in caplog.text  # the requests were logged...
+    assert "secret_key" not in caplog.text  # ...without their keys
+
+
+async def test_a_missing_required_body_is_400(http: aiohttp.ClientSession) -> None:
+    status, answer = await call(http, "POST", "/v1/api/account")
+    assert status == 400
+    assert_error(answer, 400, "request body is required")
