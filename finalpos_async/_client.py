@@ -7,6 +7,7 @@ import importlib
 import logging
 import os
 import platform
+import re
 import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,6 +24,7 @@ from ._constants import (
     CONNECT_TIMEOUT,
     DEADLINE,
     DEFAULT_BASE_URL,
+    MAX_RESPONSE_BYTES,
     POOL_LIMIT,
     POOL_LIMIT_PER_HOST,
     POOL_TIMEOUT,
@@ -183,6 +185,11 @@ class AsyncFinalPOS(AsyncResourcesMixin):
     - `sandbox=True` (or `FINALPOS_SANDBOX=1`): start the embedded sandbox server on the first
       request and talk to it; it stops on `close()`.
     - `allow_insecure_http=True`: allow `http://` to a non-local host (the key travels in clear).
+    - `max_response_bytes`: the largest response body accepted, counted after decompression
+      (default 32 MiB); a larger one raises `APIConnectionError` and is not retried.
+    - `insecure_skip_tls_verify=True`: do not verify the server's TLS certificate. Verification
+      is on by default; this explicit opt-out exists for test rigs with self-signed
+      certificates and should never be used against the real API.
 
     **States**: `new` (created, no connection yet) → `open` (first request made the pool inside
     the running loop and bound the client to that loop) → `closed` (after `close()`; for good:
@@ -219,6 +226,8 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         sandbox: bool | None = None,
         session: aiohttp.ClientSession | None = None,
         allow_insecure_http: bool = False,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        insecure_skip_tls_verify: bool = False,
     ) -> None:
         setup_logging()
         if sandbox is None:
@@ -252,12 +261,24 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             )
         _check_int("pool_limit", pool_limit, minimum=1)
         _check_int("pool_limit_per_host", pool_limit_per_host, minimum=0)
+        _check_int("max_response_bytes", max_response_bytes, minimum=1)
+        if not isinstance(insecure_skip_tls_verify, bool):
+            raise TypeError(
+                f"insecure_skip_tls_verify must be a bool, got {insecure_skip_tls_verify!r}"
+            )
+        if insecure_skip_tls_verify:
+            logger.warning(
+                "TLS certificate verification is OFF (insecure_skip_tls_verify=True); "
+                "anyone on the network path can read the API key"
+            )
         transport = Transport(
             connect_timeout=_check_seconds("connect_timeout", connect_timeout),
             pool_timeout=_check_seconds("pool_timeout", pool_timeout),
             limit=pool_limit,
             limit_per_host=pool_limit_per_host,
             external_session=session,
+            max_response_bytes=max_response_bytes,
+            verify_tls=not insecure_skip_tls_verify,
         )
         if retry_budget is None:
             budget = None
@@ -518,10 +539,12 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         query = flatten_params(params)
         if options.extra_query:
             query.extend(flatten_params(options.extra_query))
-        data = _codec.dumps(json) if json is not None else None
+        data = _encode_body(json) if json is not None else None
 
         # One key per logical call, reused on every attempt (a new key per retry would defeat it).
         idempotency_key = options.idempotency_key
+        if idempotency_key is not None:
+            _check_header_value("idempotency_key", idempotency_key)
         if idempotency_key is None and method not in IDEMPOTENT_METHODS:
             idempotency_key = str(uuid.uuid4())
         # An explicit key (or retry_unsafe) is the caller's word that a repeat is harmless.
@@ -851,15 +874,49 @@ def _check_int(name: str, value: object, *, minimum: int) -> int:
     return value
 
 
+# RFC 9110 section 5.6.2: a header name is a "token"; anything else (":", space, "\r") could
+# forge another header or split the request.
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
 def _check_headers(name: str, headers: Mapping[str, str] | None) -> Mapping[str, str]:
     if headers is None:
         return {}
+    if not isinstance(headers, Mapping):
+        raise TypeError(f"{name} must be a mapping of str to str, got {type(headers).__name__}")
     for key, value in headers.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"{name} must map str to str; {key!r} maps to {type(value).__name__}")
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key + value):
+        if not _TOKEN_RE.fullmatch(key):
+            raise ValueError(
+                f"{name} has an invalid header name {key!r}; a name is letters, digits and "
+                "!#$%&'*+-.^_`|~ only (no spaces, colons or control characters)"
+            )
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
             raise ValueError(f"{name} entry {key!r} contains control characters (CR, LF, ...)")
     return headers
+
+
+def _check_header_value(name: str, value: object) -> str:
+    """A value that goes into a header: a non-empty str without control characters."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{name} must not be empty")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        # The value itself is not echoed: it could be long or sensitive.
+        raise ValueError(f"{name} contains control characters (CR, LF, ...); they are refused")
+    return value
+
+
+def _encode_body(json: Any) -> bytes:
+    """The request body as JSON bytes; what cannot be encoded is an error naming `json`."""
+    try:
+        return _codec.dumps(json)
+    except TypeError as exc:
+        raise TypeError(f"json (the request body) cannot be encoded as JSON: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"json (the request body) cannot be encoded as JSON: {exc}") from None
 
 
 def _make_policy(

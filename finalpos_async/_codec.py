@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json as _json
+import math
 from typing import Any
 
 __all__ = ["BACKEND", "dumps", "loads"]
@@ -21,15 +22,50 @@ def _stdlib_dumps(obj: Any) -> bytes:
 
 
 def _stdlib_loads(data: bytes | str) -> Any:
-    return _json.loads(data)
+    try:
+        return _json.loads(data)
+    except RecursionError:
+        # Deeply nested input: report it like any other undecodable body (orjson does too).
+        raise ValueError("JSON nested too deeply to decode") from None
+
+
+def _non_finite_path(obj: Any, path: str = "$") -> str | None:
+    """Where `obj` holds a NaN or infinite float (`$.items[2].price`), or `None`."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else path
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            found = _non_finite_path(value, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(obj, (list, tuple)):
+        for index, value in enumerate(obj):
+            found = _non_finite_path(value, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _refuse_non_finite(obj: Any) -> None:
+    where = _non_finite_path(obj)
+    if where is not None:
+        raise ValueError(
+            f"cannot encode a NaN or infinite number as JSON (at {where}); "
+            "JSON has no such value and the amount would be lost"
+        )
 
 
 if _orjson is not None:
     BACKEND = "orjson"
 
     def dumps(obj: Any) -> bytes:
-        """Encode `obj` as compact UTF-8 JSON bytes."""
-        return _orjson.dumps(obj)
+        """Encode `obj` as compact UTF-8 JSON bytes; NaN/infinity raise `ValueError`."""
+        out = _orjson.dumps(obj)
+        # orjson writes NaN and infinity as `null`, silently losing the value: look for them,
+        # but only when a `null` is in the output (rare in request bodies, so almost free).
+        if b"null" in out:
+            _refuse_non_finite(obj)
+        return out
 
     def loads(data: bytes | str) -> Any:
         """Decode JSON from `bytes` or `str`."""
@@ -39,8 +75,12 @@ else:  # pragma: no cover - exercised only without the `speedups` extra
     BACKEND = "json"
 
     def dumps(obj: Any) -> bytes:
-        """Encode `obj` as compact UTF-8 JSON bytes."""
-        return _stdlib_dumps(obj)
+        """Encode `obj` as compact UTF-8 JSON bytes; NaN/infinity raise `ValueError`."""
+        try:
+            return _stdlib_dumps(obj)
+        except ValueError:
+            _refuse_non_finite(obj)
+            raise
 
     def loads(data: bytes | str) -> Any:
         """Decode JSON from `bytes` or `str`."""

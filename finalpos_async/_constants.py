@@ -59,3 +59,6 @@ SANDBOX_API_KEY = "sk_sandbox_finalpos"  # the key accepted when none is configu
 SANDBOX_MAX_BODY_SIZE = 1024 * 1024  # bytes; larger bodies answer 413
 SANDBOX_SHUTDOWN_TIMEOUT = 1.0  # seconds close() lets in-flight (e.g. delayed) requests finish
 SANDBOX_START_TIMEOUT = 10.0  # seconds run_in_thread() waits for the server to listen
+SANDBOX_FAULT_DELAY = 2.0  # seconds a "delay" fault holds an answer (set it past client timeouts)
+SANDBOX_FAULT_RETRY_AFTER = 1.0  # seconds, the Retry-After of injected 429s (fractions allowed)
+SANDBOX_FAULT_SCRIPTS = 10_000  # fault-script positions remembered; the oldest are forgotten

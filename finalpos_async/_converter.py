@@ -42,6 +42,7 @@ __all__ = [
     "FieldError",
     "MissingFieldError",
     "converter",
+    "is_model",
     "structure",
     "structure_list",
     "unstructure",
@@ -122,6 +123,12 @@ _MISSING = _Missing()
 
 
 _CAMEL_BOUNDARY = re.compile(r"_([a-z0-9])")
+
+
+def is_model(tp: Any) -> bool:
+    """True for an API model: an attrs class with the `extra` mapping (other attrs classes are
+    left to cattrs' defaults)."""
+    return isinstance(tp, type) and attrs.has(tp) and "extra" in attrs.fields_dict(tp)
 
 
 def wire_name(field: attrs.Attribute[Any]) -> str:
@@ -303,7 +310,7 @@ def _leaf_for(tp: Any) -> _Leaf:
         item = _leaf_for(item_tp)
         parse_list = _check_str_list if item_tp is str else _list_of(item.parse, dumping=False)
         return _Leaf(parse_list, _list_of(item.dump, dumping=True), None)
-    if isinstance(tp, type) and attrs.has(tp):
+    if is_model(tp):
         model = tp
         # Resolved now (compiling the nested model's hooks first), so a call costs no dispatch.
         # Our compiled hooks take the type argument as optional, so they are called with one.
@@ -433,8 +440,8 @@ def _make_unstructure_hook(cls: type) -> Callable[[Any], dict[str, Any]]:
 
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(detailed_validation=False)
-    conv.register_structure_hook_factory(attrs.has, _make_structure_hook)
-    conv.register_unstructure_hook_factory(attrs.has, _make_unstructure_hook)
+    conv.register_structure_hook_factory(is_model, _make_structure_hook)
+    conv.register_unstructure_hook_factory(is_model, _make_unstructure_hook)
     conv.register_structure_hook(Decimal, lambda v, _t: _parse_decimal(v))
     conv.register_unstructure_hook(Decimal, _dump_decimal)
     conv.register_structure_hook(datetime, lambda v, _t: _parse_datetime(v))
@@ -484,49 +491,87 @@ class _ParamField:
     wire: str
     optional: bool
     dump: Callable[[Any], Any]
+    # A value of exactly this class is written as it is, without calling `dump` (str, bool).
+    exact: type | None
 
 
-_PARAM_TABLES: dict[type, dict[str, _ParamField]] = {}
+@attrs.frozen
+class _ParamTable:
+    """How to check and write each field of a request model, by Python name and by wire name."""
+
+    by_name: dict[str, _ParamField]
+    by_key: dict[str, _ParamField]
+    required: tuple[str, ...]
 
 
-def _param_table(cls: type) -> dict[str, _ParamField]:
+_PARAM_TABLES: dict[type, _ParamTable] = {}
+
+
+def _param_table(cls: type) -> _ParamTable:
     table = _PARAM_TABLES.get(cls)
     if table is None:
-        table = {}
-        for field, wire, tp, optional in _model_fields(cls):
-            table[field.name] = _ParamField(wire, optional, _param_dumper(tp))
-        _PARAM_TABLES[cls] = table
+        by_name = {
+            field.name: _ParamField(
+                wire, optional, _param_dumper(tp), tp if tp in (str, bool) else None
+            )
+            for field, wire, tp, optional in _model_fields(cls)
+        }
+        by_key = {**by_name, **{spec.wire: spec for spec in by_name.values()}}
+        required = tuple(spec.wire for spec in by_name.values() if not spec.optional)
+        table = _PARAM_TABLES[cls] = _ParamTable(by_name, by_key, required)
     return table
 
 
 def _param_dumper(tp: Any) -> Callable[[Any], Any]:
-    """Like the leaf dumper, but a nested model may also be given as a plain mapping."""
-    if isinstance(tp, type) and attrs.has(tp):
+    """Like the leaf dumper, but a nested model may also be given as a plain mapping, and a
+    date-time as an ISO 8601 string."""
+    if is_model(tp):
         model = tp
 
         def dump(value: Any) -> Any:
             if isinstance(value, model):
                 return converter.get_unstructure_hook(model)(value)
             if isinstance(value, Mapping):
-                return unstructure(structure(_wire_keys(model, value), model))
+                return _dump_mapping(model, value)
             raise FieldError(f"{model.__name__} or a mapping", value)
 
         return dump
     if typing.get_origin(tp) is list:
         (item_tp,) = typing.get_args(tp)
         return _list_of(_param_dumper(item_tp), dumping=True)
+    if tp is datetime:
+        return lambda v: _dump_datetime(_parse_datetime(v) if isinstance(v, str) else v)
     return _leaf_for(tp).dump
 
 
-def _wire_keys(model: type, value: Mapping[str, Any]) -> dict[str, Any]:
-    """Accept a nested mapping keyed by Python names or by wire names; unknown keys pass as is."""
+def _dump_mapping(model: type, value: Mapping[str, Any]) -> dict[str, Any]:
+    """A nested argument given as a mapping, checked and written in one pass.
+
+    Keys may be Python names (`first_name`) or wire names (`firstName`); keys the model does not
+    know pass through as they are (the API may know fields the spec does not); `None` is null.
+    """
     table = _param_table(model)
     out: dict[str, Any] = {}
     for key, item in value.items():
-        if not isinstance(key, str):
-            raise FieldError("string keys", key)
-        spec = table.get(key)
-        out[spec.wire if spec is not None else key] = item
+        spec = table.by_key.get(key)
+        if spec is None:
+            if not isinstance(key, str):
+                raise FieldError("string keys", key)
+            out[key] = item
+        elif item is None:
+            if not spec.optional:
+                raise FieldError("a value (None is not allowed)", None, (spec.wire,))
+            out[spec.wire] = None
+        elif item.__class__ is spec.exact:
+            out[spec.wire] = item
+        else:
+            try:
+                out[spec.wire] = spec.dump(item)
+            except FieldError as error:
+                raise error.within(spec.wire) from None
+    for wire in table.required:
+        if wire not in out:
+            raise MissingFieldError((wire,))
     return out
 
 
@@ -539,7 +584,7 @@ def unstructure_params(
     (the caller's `extra_body`) is added last and may hold fields the spec does not know.
     Raises `TypeError`/`ValueError` naming the argument.
     """
-    table = _param_table(cls)
+    table = _param_table(cls).by_name
     body: dict[str, Any] = {}
     for name, value in values.items():
         if value.__class__ is NotGiven:
@@ -549,6 +594,9 @@ def unstructure_params(
             if not spec.optional:
                 raise FieldError("a value (None is not allowed)", None, (name,))
             body[spec.wire] = None
+            continue
+        if value.__class__ is spec.exact:
+            body[spec.wire] = value
             continue
         try:
             body[spec.wire] = spec.dump(value)

@@ -65,9 +65,27 @@ class RawResponse(Generic[T]):
         return self.content.decode("utf-8", errors="replace")
 
     def json(self) -> Any:
-        """The body decoded as JSON (decoded once and cached); `None` for an empty body."""
+        """The body decoded as JSON (decoded once and cached); `None` for an empty body.
+
+        A body that is not JSON (an HTML page, truncated or random bytes) raises
+        `ResponseValidationError`, never a bare `ValueError`.
+        """
         if self._json is _UNSET:
-            self._json = _codec.loads(self.content) if self.content.strip() else None
+            if not self.content.strip():
+                self._json = None
+            else:
+                try:
+                    self._json = _codec.loads(self.content)
+                except ValueError as exc:
+                    # Imported here: _exceptions needs this module's type for its annotations.
+                    from ._exceptions import ResponseValidationError
+
+                    raise ResponseValidationError(
+                        f"the {self.status_code} response body is not valid JSON "
+                        f"({len(self.content)} bytes, content type "
+                        f"{self.headers.get('Content-Type')!r}): {exc}",
+                        response=self,
+                    ) from None
         return self._json
 
     def parse(self) -> T:

@@ -9,12 +9,16 @@ that nobody will release.
 from __future__ import annotations
 
 import asyncio
+import math
 import types
 from collections.abc import Mapping, Sequence
+from datetime import datetime
+from urllib.parse import quote
 from typing import Any
 
 import aiohttp
 import attrs
+import yarl
 from multidict import CIMultiDictProxy
 
 from ._constants import (
@@ -43,6 +47,10 @@ class TransportError(Exception):
         self.kind = kind
         self.message = message
         super().__init__(message)
+
+
+class _BodyTooLarge(Exception):
+    """The response body (after decompression) grew past the client's `max_response_bytes`."""
 
 
 class _TraceState:
@@ -84,7 +92,9 @@ class Transport:
     """Owns (or borrows) the aiohttp session shared by a client and all its `with_options` views.
 
     `limit`/`limit_per_host` size the connector; `connect_timeout` bounds the TCP/TLS connect and
-    `pool_timeout` the wait for a free pool slot.
+    `pool_timeout` the wait for a free pool slot. `max_response_bytes` caps a body after
+    decompression (a gzip bomb stops there); `verify_tls=False` turns certificate checks off
+    (only ever set through the client's explicit `insecure_skip_tls_verify=True`).
     """
 
     connect_timeout: float | None
@@ -92,6 +102,8 @@ class Transport:
     limit: int
     limit_per_host: int
     external_session: aiohttp.ClientSession | None = None
+    max_response_bytes: int = MAX_RESPONSE_BYTES
+    verify_tls: bool = True
     session: aiohttp.ClientSession | None = attrs.field(default=None, init=False)
     loop: asyncio.AbstractEventLoop | None = attrs.field(default=None, init=False)
     closed: bool = attrs.field(default=False, init=False)
@@ -113,6 +125,8 @@ class Transport:
                 limit_per_host=self.limit_per_host,
                 keepalive_timeout=KEEPALIVE_TIMEOUT,
                 ttl_dns_cache=DNS_CACHE_TTL,
+                # True: aiohttp's default verified context; False only on explicit opt-out.
+                ssl=self.verify_tls,
             )
             session = aiohttp.ClientSession(
                 connector=connector,
@@ -161,7 +175,7 @@ class Transport:
         try:
             async with session.request(
                 method,
-                url,
+                _wire_url(url),
                 headers=headers,
                 params=params,
                 data=data,
@@ -170,8 +184,12 @@ class Transport:
                 allow_redirects=False,
                 trace_request_ctx=state,
             ) as resp:
-                content = await _read_body(resp)
+                content = await _read_body(resp, self.max_response_bytes)
                 return AttemptResult(resp.status, resp.headers, content)
+        except _BodyTooLarge as exc:
+            # The same resource would answer the same size again: never retried. Leaving the
+            # `async with` early closes (never pools) the half-read connection.
+            raise TransportError(FailureKind.FATAL, str(exc)) from exc
         except aiohttp.ConnectionTimeoutError as exc:
             if state.queued:
                 raise TransportError(
@@ -213,22 +231,47 @@ class Transport:
         return len(acquired)
 
 
-async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
+async def _read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     length = resp.content_length
-    if length is not None and length > MAX_RESPONSE_BYTES:
-        raise aiohttp.ClientPayloadError(
-            f"response body of {length} bytes exceeds the {MAX_RESPONSE_BYTES}-byte limit"
+    if length is not None and length > limit:
+        raise _BodyTooLarge(
+            f"the response body of {length} bytes exceeds the client's limit of {limit} bytes "
+            "(max_response_bytes)"
         )
     chunks: list[bytes] = []
     size = 0
+    # aiohttp hands decompressed data out in bounded chunks, so a gzip bomb stops here after
+    # at most one chunk past the limit, never after inflating all of it.
     async for chunk in resp.content.iter_any():
         size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            raise aiohttp.ClientPayloadError(
-                f"response body exceeds the {MAX_RESPONSE_BYTES}-byte limit"
+        if size > limit:
+            raise _BodyTooLarge(
+                f"the response body exceeds the client's limit of {limit} bytes "
+                "(max_response_bytes; counted after decompression)"
             )
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+# Everything RFC 3986 allows in a URL, plus "%" so existing escapes stay as they are.
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
+
+
+def _wire_url(url: str) -> yarl.URL:
+    """`url` exactly as built, for the request line.
+
+    The path is already percent-encoded (`encode_path_param`); yarl's default parsing would
+    "normalise" it and decode `%3D`, `%3B`, `%40`... back to `=`, `;`, `@`, so an id like
+    `c1;jsessionid=1` would reach a server as a matrix parameter of `c1`. Only characters that
+    may not appear in a URL at all (spaces, non-ASCII) are escaped here; nothing is decoded.
+    """
+    if url.isascii():
+        return yarl.URL(quote(url, safe=_URL_SAFE), encoded=True)
+    # A non-ASCII host needs IDNA, which yarl's normal parsing does; the rest is kept as is.
+    scheme, _, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    origin = str(yarl.URL(f"{scheme}://{netloc}"))
+    return yarl.URL(origin + quote(slash + tail, safe=_URL_SAFE), encoded=True)
 
 
 def _describe(exc: BaseException) -> str:
@@ -257,8 +300,17 @@ def flatten_params(params: Mapping[str, Any] | None) -> list[tuple[str, str]]:
 def _query_value(key: str, value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        # "nan"/"inf" in a filter would be read as a word, or match nothing, silently.
+        raise ValueError(f"query parameter {key!r} must be a finite number, got {value!r}")
     if isinstance(value, (str, int, float)):
         return str(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        # A naive time means a different instant on every machine; the API needs an offset.
+        raise ValueError(
+            f"query parameter {key!r} is a naive datetime ({value.isoformat()}); pass a "
+            "timezone-aware one, e.g. datetime.now(timezone.utc)"
+        )
     # Enums, Decimals, dates and the like: their str() is the wire form.
     if hasattr(value, "isoformat"):
         return str(value.isoformat())

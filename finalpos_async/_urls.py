@@ -52,6 +52,12 @@ def normalize_base_url(url: str, *, allow_insecure_http: bool = False) -> str:
     if not isinstance(url, str) or not url.strip():
         raise ValueError("base_url must be a non-empty URL such as 'https://api.finalpos.com'")
     url = url.strip()
+    # urlsplit silently drops CR, LF and tab, so check first: they would otherwise reach the
+    # request line or the Host header.
+    if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in url):
+        raise ValueError(
+            "base_url must not contain spaces or control characters (CR, LF, tab, ...)"
+        )
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ValueError(f"base_url must be an http(s) URL with a host, got {url!r}")

@@ -8,7 +8,6 @@ not a translation lives here.
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -31,6 +30,9 @@ class BaseSyncClient:
     raises at once; its aiohttp session is created lazily on the private loop by the first call.
     After `os.fork()` the child rebuilds the async client from the same arguments (the parent's
     one is bound to a loop whose thread does not exist in the child).
+
+    A started client that is never closed lives (with its loop thread and pool) until
+    interpreter exit, where `atexit` closes it: create one per process and reuse it.
     """
 
     _loop_thread: LoopThread
@@ -107,6 +109,10 @@ class BaseSyncClient:
         """True once the client (or, for a view, its parent) has been closed."""
         return self._loop_thread.closed
 
+    def __repr__(self) -> str:
+        # The async client's repr (never the API key), under this class's name.
+        return repr(self.async_client).replace("AsyncFinalPOS", type(self).__name__, 1)
+
     def __enter__(self: _Client) -> _Client:
         return self
 
@@ -117,19 +123,6 @@ class BaseSyncClient:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        # Never close from a finalizer (it would block in whatever thread runs GC); atexit
-        # closes what is left. Only say that it was forgotten.
-        loop_thread = getattr(self, "_loop_thread", None)
-        is_root = getattr(self, "_parent", True) is None
-        if is_root and loop_thread is not None and loop_thread.started and not loop_thread.closed:
-            warnings.warn(
-                f"unclosed {type(self).__name__}: call close() or use `with`; the pool is "
-                "closed at interpreter exit",
-                ResourceWarning,
-                stacklevel=1,
-            )
 
     def _root(self) -> BaseSyncClient:
         client = self

@@ -15,6 +15,7 @@ from finalpos_async._client import AsyncFinalPOS, ClientState
 from finalpos_async._constants import (
     CONNECT_TIMEOUT,
     DEADLINE,
+    MAX_RESPONSE_BYTES,
     POOL_LIMIT,
     POOL_LIMIT_PER_HOST,
     POOL_TIMEOUT,
@@ -102,6 +103,8 @@ class FinalPOS(BaseSyncClient):
         sandbox: bool | None = None,
         session: aiohttp.ClientSession | None = None,
         allow_insecure_http: bool = False,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        insecure_skip_tls_verify: bool = False,
     ) -> None:
         self._init_root(
             AsyncFinalPOS,
@@ -123,6 +126,8 @@ class FinalPOS(BaseSyncClient):
                 "sandbox": sandbox,
                 "session": session,
                 "allow_insecure_http": allow_insecure_http,
+                "max_response_bytes": max_response_bytes,
+                "insecure_skip_tls_verify": insecure_skip_tls_verify,
             },
         )
 

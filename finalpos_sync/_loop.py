@@ -32,11 +32,12 @@ import threading
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Generic, TypeVar
-
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from finalpos_async._constants import SYNC_CANCEL_GRACE, SYNC_CLOSE_TIMEOUT, SYNC_LOOP_THREAD_NAME
+
+if TYPE_CHECKING:
+    from anyio.from_thread import BlockingPortal
 
 __all__ = ["LoopThread"]
 
@@ -200,6 +201,9 @@ class LoopThread:
                 raise RuntimeError(_CLOSED_MESSAGE)
             if self._loop is not None:  # another thread started it while we waited
                 return self._loop
+            # Imported here: a process that never calls the facade does not pay for it.
+            from anyio.from_thread import start_blocking_portal
+
             cm = start_blocking_portal("asyncio", _uvloop_options(), name=SYNC_LOOP_THREAD_NAME)
             portal = cm.__enter__()
             # Two round trips, once per loop life: learn the loop and its thread.
@@ -318,7 +322,8 @@ def _warn_running_loop() -> None:
     _warned_running_loop = True
     if getattr(builtins, "__IPYTHON__", False):
         return  # Jupyter runs every cell inside a loop; a sync API is the point there
-    warnings.warn(_RUNNING_LOOP_WARNING, RuntimeWarning, stacklevel=4)
+    # 5: this function, run(), the client's _run(), the generated method, the caller.
+    warnings.warn(_RUNNING_LOOP_WARNING, RuntimeWarning, stacklevel=5)
 
 
 # Every live LoopThread, for the fork hook; weak, so a never-started one costs nothing.

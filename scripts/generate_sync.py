@@ -116,6 +116,7 @@ CLIENT_DOC = '''"""The synchronous client for the Final POS REST API.
 
 @functools.cache
 def module_ast(module: ModuleType) -> ast.Module:
+    """The parsed source of a module (cached)."""
     return ast.parse(inspect.getsource(module))
 
 
@@ -151,6 +152,7 @@ def import_table(module: ModuleType) -> dict[str, tuple[str, str, bool]]:
 
 
 def parse_def(obj: Any) -> tuple[str, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef]:
+    """(dedented source, parsed node) of one function or class."""
     source = textwrap.dedent(inspect.getsource(obj))
     node = ast.parse(source).body[0]
     assert isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)), obj
@@ -180,6 +182,7 @@ def docstring_source(obj: Any, indent: int) -> str | None:
 
 
 def plain_function(member: Any) -> Any:
+    """The function behind a class member (property, cached_property, method), else None."""
     if isinstance(member, property):
         return member.fget
     if isinstance(member, functools.cached_property):
@@ -299,6 +302,7 @@ class Module:
         raise SystemExit(f"cannot find TypeVar {name} in {source.__name__}")
 
     def rename(self, name: str) -> str:
+        """The sync-side name of a name used in async annotations."""
         return self.twins[name][1] if name in self.twins else RENAMES.get(name, name)
 
     def translate(self, node: ast.expr, source: ModuleType) -> ast.expr:
@@ -309,7 +313,7 @@ class Module:
             def visit_Subscript(self, sub: ast.Subscript) -> ast.AST:
                 if isinstance(sub.value, ast.Name) and sub.value.id in UNWRAP:
                     inner = sub.slice.elts[-1] if isinstance(sub.slice, ast.Tuple) else sub.slice
-                    return self.visit(inner)
+                    return typing.cast(ast.AST, self.visit(inner))
                 self.generic_visit(sub)
                 return sub
 
@@ -374,6 +378,7 @@ def method(
     body: str,
     decorator: str = "",
 ) -> str:
+    """The text of one twin method (indented for a class body)."""
     lines = [f"    {decorator}"] if decorator else []
     lines.append(f"    def {name}({params}) -> {returns}:")
     if doc:
@@ -383,6 +388,7 @@ def method(
 
 
 def render_class(cls: type, sync_name: str, mod: Module, *, is_client: bool) -> str:
+    """The sync twin of one async class: each public member becomes a one-line delegation."""
     async_name = cls.__name__
     this = sys.modules[__name__]
     mod.imports[async_name] = (cls.__module__, async_name, False)
@@ -470,6 +476,7 @@ def render_raw(cls: type, raw: list[tuple[str, str, str, str]], mod: Module) -> 
 
 
 def render_module(doc: str, classes: list[str], body: str, mod: Module) -> str:
+    """A whole generated module: header, docstring, the imports `mod` collected, the classes."""
     runtime: dict[str, set[str]] = {}
     type_only: dict[str, set[str]] = {}
     plain: set[str] = set()
@@ -495,6 +502,7 @@ def render_module(doc: str, classes: list[str], body: str, mod: Module) -> str:
 
 
 def ruff(text: str, filename: Path) -> str:
+    """Sort imports, drop unused ones, sort `__all__` and format, as `ruff` does in CI."""
     exe = Path(sys.executable).parent / "ruff"
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "ruff"]
     for step in (
@@ -533,6 +541,7 @@ def twins() -> dict[str, tuple[str, str]]:
 
 
 def render_all() -> dict[Path, str]:
+    """Every generated file: path -> text."""
     from finalpos_async._client import AsyncFinalPOS
 
     table = twins()
@@ -629,11 +638,15 @@ def lazy_resource_imports(body: str, mod: Module, resources: list[str]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Write the generated files (or, with --check, report the stale ones and return 1).
+
+    `scripts/generate.py` may call `main([])` after writing the async package.
+    """
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="fail if generated files differ")
     parser.add_argument("--force", action="store_true", help="overwrite files without the header")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     files = render_all()
     existing = [p for p in (SYNC / "resources").glob("*.py") if p not in files]
     stray = [p for p in files if p.exists() and not p.read_text().startswith(HEADER)]

@@ -12,6 +12,7 @@ import aiohttp
 from finalpos_async import AsyncFinalPOS
 from finalpos_async.bulk import ItemStatus
 from finalpos_async.sandbox import FaultConfig, Sandbox
+from finalpos_async.types import Customer
 
 ROWS = 10_000
 
@@ -73,9 +74,7 @@ async def test_ten_thousand_customers_under_ten_percent_faults_arrive_exactly_on
             backoff_cap=0.01,
         )
         try:
-            job = client.bulk.run(
-                client.customers.with_raw_response.create, customers(ROWS), concurrency=32
-            )
+            job = client.bulk.run(client.customers.create, customers(ROWS), concurrency=32)
             attempts_seen = 0
             statuses = collections.Counter[ItemStatus]()
             async for result in job:
@@ -83,6 +82,8 @@ async def test_ten_thousand_customers_under_ten_percent_faults_arrive_exactly_on
                 attempts_seen += result.attempts
                 if result.status is not ItemStatus.SUCCEEDED:
                     raise AssertionError(f"row {result.index} failed: {result.reason}")
+                assert isinstance(result.value, Customer)
+                assert result.created_id == result.value.id
             report = job.report
             assert statuses == {ItemStatus.SUCCEEDED: ROWS}
             assert report.succeeded == report.submitted == ROWS

@@ -17,8 +17,8 @@ from finalpos_async import AsyncFinalPOS
 from finalpos_async.sandbox import Sandbox
 
 ROOT = Path(__file__).parent.parent
-ROWS = 3000
-KILL_AFTER = 600  # journaled rows before the kill: well inside the run
+ROWS = 2000
+KILL_AFTER = 400  # journaled rows before the kill: well inside the run
 
 
 def make_csv(path: Path, rows: int) -> None:
@@ -123,3 +123,45 @@ async def test_import_killed_midway_resumes_with_exact_count_and_no_duplicates(
     assert len(stored) == ROWS
     assert len(set(emails)) == ROWS
     assert journaled(journal) == ROWS
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+async def test_ctrl_c_stops_gracefully_reports_and_a_rerun_finishes(tmp_path: Path) -> None:
+    source = tmp_path / "customers.csv"
+    make_csv(source, 1000)
+    journal = tmp_path / "import.journal"
+    loop = asyncio.get_running_loop()
+    async with Sandbox() as sandbox:
+        command = [
+            sys.executable, "-m", "finalpos_async.cli",
+            "--api-key", sandbox.api_key, "--base-url", sandbox.url,
+            "import", "customers", str(source), "--journal", str(journal),
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        first = await asyncio.create_subprocess_exec(
+            *command, "--rate", "300",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        deadline = loop.time() + 60
+        while journaled(journal) < 100:
+            assert first.returncode is None, "the import ended before it could be interrupted"
+            assert loop.time() < deadline, "the import made no progress"
+            await asyncio.sleep(0.05)
+        first.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(first.communicate(), 60)
+        text = err.decode()
+        assert first.returncode == 130, text
+        assert "Stopping" in text
+        assert "Interrupted: run the same command again to resume" in text
+        # The graceful stop let every row in flight finish and recorded it.
+        async with AsyncFinalPOS(sandbox.api_key, base_url=sandbox.url) as client:
+            assert len(await all_customers(client)) == journaled(journal)
+
+        second = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env
+        )
+        _, err = await asyncio.wait_for(second.communicate(), 120)
+        assert second.returncode == 0, err.decode()
+        async with AsyncFinalPOS(sandbox.api_key, base_url=sandbox.url) as client:
+            emails = [c["email"] for c in await all_customers(client)]
+    assert len(emails) == len(set(emails)) == 1000

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import pytest
 
 from finalpos_async import NOT_GIVEN, types
@@ -159,3 +160,12 @@ def test_structure_does_not_mutate_its_input_and_str_subclasses_are_accepted() -
     customer = structure(data, types.Customer)
     assert customer.first_name == "Ann"
     assert data == {"firstName": "Ann", "unknown": 1}
+
+
+def test_attrs_classes_that_are_not_api_models_keep_cattrs_defaults() -> None:
+    @attrs.define
+    class Plain:
+        count: int
+
+    assert structure({"count": 3}, Plain) == Plain(count=3)
+    assert unstructure(Plain(count=3)) == {"count": 3}

@@ -15,7 +15,7 @@ import pytest
 from conftest import ScriptedServer, Step, ok
 from spec_examples import ROOT, SCHEMAS, SPEC, example_of, model_name, resolve
 
-from finalpos_async import RawResponse, ResponseValidationError, types
+from finalpos_async import AsyncFinalPOS, RawResponse, ResponseValidationError, types
 from finalpos_async._pagination import Page
 
 _spec = importlib.util.spec_from_file_location("operations", ROOT / "scripts" / "operations.py")
@@ -254,3 +254,25 @@ def test_generated_files_carry_the_do_not_edit_header() -> None:
 
 def test_spec_schemas_are_all_known() -> None:
     assert len(SCHEMAS) == 61
+
+
+async def test_custom_fields_survive_read_modify_write_through_the_sandbox(
+    finalpos_client: AsyncFinalPOS,
+) -> None:
+    customers = finalpos_client.customers
+    made = await customers.create(
+        email="rmw@example.com",
+        first_name="Read",
+        last_name="Write",
+        total_spent="10.50",
+        billing={"city": "Paris"},
+        extra_body={"loyaltyTier": "gold"},
+    )
+    assert made.id is not None
+    fetched = await customers.retrieve(made.id)
+    assert fetched == made
+    assert fetched.extra == {"loyaltyTier": "gold"}
+    updated = await customers.update(made.id, phone="+33100000000")
+    assert updated.extra == {"loyaltyTier": "gold"}
+    assert updated.total_spent == Decimal("10.50")
+    assert (await customers.delete(made.id)).status_code == 200

@@ -285,3 +285,12 @@ async def test_a_new_spec_operation_is_served_without_new_code(tmp_path: Path) -
         assert "`size`" in bad["message"]
         assert (await call(session, "GET", f"/v1/api/widget/{made['id']}")) == (200, made)
         assert (await call(session, "GET", "/v1/api/widgets")) == (200, [made])
+
+
+async def test_huge_skip_and_limit_values_are_accepted(http: aiohttp.ClientSession) -> None:
+    await create(http, CREATES["CustomerDto"])
+    status, page = await call(http, "GET", "/v1/api/customers", params={"skip": "1e300"})
+    assert (status, page) == (200, [])
+    status, page = await call(http, "GET", "/v1/api/customers", params={"limit": "-1e300"})
+    assert status == 200
+    assert len(page) == 1

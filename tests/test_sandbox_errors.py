@@ -153,3 +153,11 @@ async def test_a_missing_required_body_is_400(http: aiohttp.ClientSession) -> No
     status, answer = await call(http, "POST", "/v1/api/account")
     assert status == 400
     assert_error(answer, 400, "request body is required")
+
+
+async def test_an_id_with_braces_reaches_the_route_and_is_a_400(
+    http: aiohttp.ClientSession,
+) -> None:
+    status, answer = await call(http, "GET", "/v1/api/custom-table-row/%7B'$oid':%20'x'%7D")
+    assert status == 400
+    assert_error(answer, 400, "`id`")

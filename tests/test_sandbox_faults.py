@@ -150,3 +150,30 @@ def test_fault_text_is_parsed_and_bad_text_names_the_problem() -> None:
         parse_faults("kinds=500+boom")
     with pytest.raises(ValueError, match="between 0 and 1"):
         parse_faults("rate=2")
+
+
+async def test_a_reset_after_step_applies_the_request_then_drops_the_answer(
+    finalpos_sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    headers = {SCRIPT: "reset-after,ok", "Idempotency-Key": "create-1"}
+    assert await outcome(http, headers) == "reset"
+    assert len(finalpos_sandbox.storage.list("AccountDto", 0, None)) == 1  # it did happen
+    async with http.post("/v1/api/account", json={}, headers=headers) as response:
+        assert response.status == 201
+        assert response.headers["Idempotent-Replayed"] == "true"
+    assert len(finalpos_sandbox.storage.list("AccountDto", 0, None)) == 1  # and only once
+
+
+async def test_a_status_after_step_without_a_key_shows_why_keys_matter(
+    finalpos_sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    headers = {SCRIPT: "503-after,ok"}
+    assert [await outcome(http, headers), await outcome(http, headers)] == ["503", "201"]
+    assert len(finalpos_sandbox.storage.list("AccountDto", 0, None)) == 2
+
+
+async def test_bad_seconds_in_a_step_are_named(http: aiohttp.ClientSession) -> None:
+    async with http.get("/v1/api/customers", headers={SCRIPT: "delay:soon"}) as response:
+        body = await response.json()
+    assert response.status == 400
+    assert "delay:soon" in body["message"]

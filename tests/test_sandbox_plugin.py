@@ -63,7 +63,7 @@ def test_the_sync_client_fixture_is_bound_to_a_threaded_sandbox(finalpos_sync_cl
     assert finalpos_sync_client.outlets.retrieve(outlet.id) == outlet
 
 
-README_EXAMPLE = '''
+README_EXAMPLE = """
 import pytest
 
 async def test_customer_round_trip(finalpos_client):
@@ -82,7 +82,7 @@ async def test_my_code_survives_a_rate_limit(finalpos_client):
 
 def test_sync_code(finalpos_sync_client):
     assert list(finalpos_sync_client.customers.list()) == []
-'''
+"""
 
 
 def test_the_documented_example_passes_in_a_users_project(pytester: pytest.Pytester) -> None:

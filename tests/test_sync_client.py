@@ -193,6 +193,7 @@ def test_call_from_inside_a_running_loop_works_and_warns_once(
     assert len(ids) == 2
     running_loop_warnings = [w for w in caught if "AsyncFinalPOS" in str(w.message)]
     assert len(running_loop_warnings) == 1
+    assert running_loop_warnings[0].filename == __file__  # points at the caller's line
 
 
 def test_call_from_the_clients_own_loop_raises_naming_the_async_client(client: FinalPOS) -> None:
@@ -262,8 +263,11 @@ def test_forked_child_makes_a_call_and_exits_zero_within_deadline(
     made = _make_customers(client, 1)[0]
     result = _script(
         """
-        import os, sys, time
+        import os, sys, time, warnings
         from finalpos_sync import FinalPOS
+
+        # Python 3.12+ warns about fork() with threads; that is the situation under test.
+        warnings.simplefilter("ignore", DeprecationWarning)
 
         url, key, cid = sys.argv[1:4]
         client = FinalPOS(api_key=key, base_url=url)
@@ -317,3 +321,9 @@ def test_exit_without_close_leaves_stderr_empty(client: FinalPOS, sandbox: Sandb
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.strip() == made.id
+
+
+def test_repr_names_the_sync_client_and_never_the_key(client: FinalPOS, sandbox: Sandbox) -> None:
+    text = repr(client)
+    assert text.startswith("<FinalPOS ")
+    assert sandbox.api_key not in text

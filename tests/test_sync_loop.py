@@ -204,8 +204,11 @@ def _run_script(code: str) -> subprocess.CompletedProcess[str]:
 def test_fork_child_gets_a_fresh_loop_and_exits_within_deadline() -> None:
     result = _run_script(
         """
-        import asyncio, os, sys, threading, time
+        import asyncio, os, sys, threading, time, warnings
         from finalpos_sync._loop import LoopThread
+
+        # Python 3.12+ warns about fork() with threads; that is the situation under test.
+        warnings.simplefilter("ignore", DeprecationWarning)
 
         forks = []
         lt = LoopThread(on_fork=lambda: forks.append(os.getpid()))

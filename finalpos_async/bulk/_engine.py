@@ -123,6 +123,7 @@ class BulkRunner:
             raise ValueError(f"drain_timeout must be >= 0 seconds, got {drain_timeout!r}")
         if not (key is None or isinstance(key, str) or callable(key)):
             raise TypeError(f"key must be None, a field name or a callable, got {key!r}")
+        operation = _raw_twin(operation)
         owns_journal = journal is not None and not isinstance(journal, Journal)
         if journal is not None and not isinstance(journal, Journal):
             journal = Journal(journal)
@@ -203,16 +204,20 @@ class BulkJob(Generic[_T]):
         """The job identity in every idempotency key (known once the run has started)."""
         return self._job_id
 
-    def stop(self) -> None:
+    def stop(self, *, drain_timeout: float | None = None) -> None:
         """Stop pulling new items; in-flight ones get `drain_timeout` seconds to finish.
 
-        Safe to call from a signal handler installed with `loop.add_signal_handler`, and more
-        than once (the first call sets the deadline).
+        `drain_timeout` defaults to the run's. Safe to call from a signal handler installed
+        with `loop.add_signal_handler`, and more than once: a later call can only bring the
+        deadline closer (`stop(drain_timeout=0)` cancels what is in flight now).
         """
+        deadline = time.monotonic() + (
+            self._drain_timeout if drain_timeout is None else max(0.0, drain_timeout)
+        )
         if self._stopping:
-            return
+            deadline = min(deadline, self._stop_deadline)
         self._stopping = True
-        self._stop_deadline = time.monotonic() + self._drain_timeout
+        self._stop_deadline = deadline
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
@@ -303,12 +308,13 @@ class BulkJob(Generic[_T]):
                         in_flight.add(started)
                 if not in_flight:
                     break
-                waiters: set[asyncio.Future[Any]] = set(in_flight)
+                if self._wakeup.done():
+                    # Consumed: a later stop() (a closer deadline) must wake the wait again.
+                    self._wakeup = asyncio.get_running_loop().create_future()
+                waiters: set[asyncio.Future[Any]] = {*in_flight, self._wakeup}
                 timeout: float | None = None
                 if self._stopping:
                     timeout = max(0.0, self._stop_deadline - time.monotonic())
-                else:
-                    waiters.add(self._wakeup)
                 done, _ = await asyncio.wait(
                     waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
@@ -329,8 +335,11 @@ class BulkJob(Generic[_T]):
         except BaseException:
             # Cancelled, closed early, or the input raised: stop pulling and drain (bounded).
             report.outcome = "cancelled"
+            drain = self._drain_timeout
+            if self._stopping:  # stop() came first: its deadline still holds
+                drain = min(drain, max(0.0, self._stop_deadline - time.monotonic()))
             self._stopping = True
-            await self._abandon(in_flight)
+            await self._abandon(in_flight, drain)
             raise
         finally:
             report.finished_at = time.monotonic()
@@ -451,13 +460,13 @@ class BulkJob(Generic[_T]):
             error=describe_error(result.error) if result.error is not None else None,
         )
 
-    async def _abandon(self, in_flight: set[asyncio.Future[ItemResult[_T]]]) -> None:
-        """Give in-flight items `drain_timeout` to finish, cancel the rest, count them all."""
+    async def _abandon(self, in_flight: set[asyncio.Future[ItemResult[_T]]], drain: float) -> None:
+        """Give in-flight items `drain` seconds to finish, cancel the rest, count them all."""
         if not in_flight:
             return
         pending: set[asyncio.Future[ItemResult[_T]]] = set(in_flight)
         try:
-            _, pending = await asyncio.wait(in_flight, timeout=self._drain_timeout)
+            _, pending = await asyncio.wait(in_flight, timeout=drain)
         except BaseException:
             # Cancelled again while draining: stop waiting, cancel everything now.
             pending = {task for task in in_flight if not task.done()}
@@ -498,6 +507,24 @@ def _canonical(value: object) -> object:
     if attrs.has(type(value)):
         return attrs.asdict(value)  # type: ignore[arg-type]
     return str(value)
+
+
+def _raw_twin(operation: Callable[..., Awaitable[_T]]) -> Callable[..., Awaitable[_T]]:
+    """For a generated resource method, its `with_raw_response` twin; else the operation itself.
+
+    The twin answers a `RawResponse`, which the engine unwraps to the same model while reading
+    its attempt count, so every result's `attempts` includes the client's retries.
+    """
+    owner = getattr(operation, "__self__", None)
+    name = getattr(operation, "__name__", None)
+    if owner is None or not isinstance(name, str):
+        return operation
+    try:
+        raw_resource = owner.with_raw_response
+    except AttributeError:
+        return operation
+    twin = getattr(raw_resource, name, None)
+    return twin if callable(twin) else operation
 
 
 def _is_raw_response(value: object) -> bool:

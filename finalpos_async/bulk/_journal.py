@@ -97,6 +97,8 @@ class Journal:
         self._job_id: str | None = None
         self._pending: dict[str, tuple[str, str | None, str, int, str | None, float]] = {}
         self._last_flush = time.monotonic()
+        self._had_items = True
+        self._flushed_this_run = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -141,6 +143,9 @@ class Journal:
         except BaseException:
             conn.close()
             raise
+        # A journal that held nothing when opened needs no per-item lookups on disk: only the
+        # records of this run (still buffered, or committed by it) can answer.
+        self._had_items = conn.execute("SELECT EXISTS (SELECT 1 FROM items)").fetchone()[0] == 1
         self._conn = conn
         self._job_id = job_id
         return self
@@ -193,6 +198,9 @@ class Journal:
                 attempts=attempts,
                 error=error,
             )
+        self.open()
+        if not self._had_items and not self._flushed_this_run:
+            return None
         row = (
             self._connection()
             .execute(
@@ -242,6 +250,7 @@ class Journal:
         try:
             conn.executemany(_UPSERT, rows)
             conn.execute("COMMIT")
+            self._flushed_this_run = True
         except BaseException:
             conn.execute("ROLLBACK")
             raise

@@ -339,19 +339,22 @@ _handlers: list[int] = []
 
 
 def _install_interrupt(job: BulkJob[Any], console: Console, drain: float) -> list[bool]:
-    """First Ctrl-C: stop pulling rows and let in-flight ones finish; second: cancel now."""
+    """First Ctrl-C: stop reading rows, let those in flight finish; second: cancel them now."""
     flag: list[bool] = []
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
 
     def on_interrupt() -> None:
-        if not job.stopping:
-            flag.append(True)
+        flag.append(True)
+        if len(flag) == 1:
             console.print(
                 f"\n[yellow]Stopping:[/] finishing rows in flight (up to {drain:g} s); "
                 "Ctrl-C again to abort."
             )
             job.stop()
+        elif len(flag) == 2:
+            console.print("\n[yellow]Aborting:[/] cancelling rows in flight.")
+            job.stop(drain_timeout=0)
         elif main_task is not None:
             main_task.cancel()
 

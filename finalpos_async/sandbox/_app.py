@@ -42,6 +42,7 @@ REQUEST_ID_HEADER = "x-request-id"
 SERVER_FIELDS = frozenset({"id", "_id", "createdAt", "updatedAt", "companyId"})
 _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 _PAGING = ("skip", "limit")
+_MAX_PAGE = 2**62
 _STATE_KEY: web.AppKey[SandboxState] = web.AppKey("finalpos_sandbox_state")
 Payload = Any
 Outcome = tuple[int, Payload]
@@ -60,9 +61,16 @@ class SandboxState:
     idempotency: Idempotency = attrs.field(init=False)
     _last_millis: int = 0
     _object_counter: int = attrs.field(factory=lambda: int.from_bytes(os.urandom(3), "big"))
+    _request_prefix: str = attrs.field(factory=lambda: secrets.token_hex(4))
+    _request_counter: int = 0
 
     def __attrs_post_init__(self) -> None:
         self.idempotency = Idempotency(self.storage)
+
+    def new_request_id(self) -> str:
+        """A unique request id for the `x-request-id` header (cheaper than a random per call)."""
+        self._request_counter += 1
+        return f"req_{self._request_prefix}{self._request_counter:08x}"
 
     def new_id(self) -> str:
         """A MongoDB-style ObjectId: 4 bytes of time, 5 random, a 3-byte counter (24 hex)."""
@@ -317,10 +325,11 @@ def _delete(state: SandboxState, op: Operation, request: web.Request, raw: bytes
 
 def _find_all(state: SandboxState, op: Operation, request: web.Request, raw: bytes) -> Outcome:
     query = _query(op, request.query)
-    skip = max(0, int(query.get("skip", 0)))
+    # clamped: SQLite's OFFSET/LIMIT are 64-bit, and no sandbox holds 2**62 records anyway
+    skip = min(max(0, int(query.get("skip", 0))), _MAX_PAGE)
     # limit 0 (the docs' own example) or none means "no limit", as MongoDB's limit(0) does;
     # a negative limit counts like its absolute value (MongoDB again)
-    limit = abs(int(query.get("limit", 0))) or None
+    limit = min(abs(int(query.get("limit", 0))), _MAX_PAGE) or None
     filters = {k: str(v) for k, v in query.items() if k not in _PAGING}
 
     def where(record: dict[str, Any]) -> bool:
@@ -400,9 +409,8 @@ def _middleware(state: SandboxState) -> Any:
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        request_id = "req_" + secrets.token_hex(8)
         response = await _dispatch(state, request, handler)
-        response.headers[REQUEST_ID_HEADER] = request_id
+        response.headers[REQUEST_ID_HEADER] = state.new_request_id()
         if logger.isEnabledFor(logging.DEBUG):
             # method, path and status only: headers (and so API keys) never reach the log
             logger.debug("%s %s -> %s", request.method, request.path, response.status)
@@ -419,19 +427,34 @@ async def _dispatch(
     if request.match_info.http_exception is not None:
         # NestJS answers an unknown route (or method) with 404 "Cannot GET /path"
         return _json_response(404, error_body(404, f"Cannot {request.method} {request.path}"))
+    fault: Fault | None = None
     if state.faults.config.enabled or SCRIPT_HEADER in request.headers:
         try:
             fault = state.faults.for_request(request.method, request.path, request.headers)
         except ValueError as exc:
             return _json_response(400, error_body(400, str(exc)))
-        if fault is not None:
-            if fault.kind == "reset":
-                _reset_connection(request)
-                raise asyncio.CancelledError  # nothing more can be sent on this connection
-            if fault.kind == "delay":
-                await asyncio.sleep(fault.delay)
-            else:
-                return _fault_response(fault)
+    if fault is None:
+        return await _serve(state, request, handler)
+    if fault.after:
+        # the request takes effect, then its answer is lost: what a retry must not duplicate
+        response = await _serve(state, request, handler)
+        if fault.kind == "delay":
+            await asyncio.sleep(fault.delay)
+            return response
+    elif fault.kind == "delay":
+        await asyncio.sleep(fault.delay)
+        return await _serve(state, request, handler)
+    if fault.kind == "reset":
+        _reset_connection(request)
+        raise asyncio.CancelledError  # nothing more can be sent on this connection
+    return _fault_response(fault)
+
+
+async def _serve(
+    state: SandboxState,
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> web.StreamResponse:
     key = request.headers.get(API_KEY_HEADER)
     if not key:
         return _json_response(
@@ -457,5 +480,7 @@ def build_app(state: SandboxState) -> web.Application:
     app = web.Application(middlewares=[_middleware(state)], client_max_size=state.max_body_size)
     app[_STATE_KEY] = state
     for op in state.routes.operations:
-        app.router.add_route(op.method, op.path, _handler(state, op))
+        # `{id:[^/]+}`: aiohttp's default `{id}` refuses braces, the API's router takes any segment
+        path = re.sub(r"\{([^}:]+)\}", r"{\1:[^/]+}", op.path)
+        app.router.add_route(op.method, path, _handler(state, op))
     return app

@@ -8,7 +8,9 @@ All of it is off by default. Three independent mechanisms:
   The script key is the ``x-sandbox-fault-key`` header if given, else the ``Idempotency-Key``, else
   the method and path. Steps: ``ok``; an HTTP status (``503``; ``503:2`` adds ``Retry-After: 2``;
   ``429`` always carries ``Retry-After``); ``reset`` (the connection is dropped without an answer);
-  ``delay`` or ``delay:SECONDS`` (the answer is held back, then given normally).
+  ``delay`` or ``delay:SECONDS`` (the answer is held back, then given normally). A step with
+  ``-after`` (``reset-after``, ``503-after``) lets the request take effect first and then loses
+  its answer: the case a retry with the same ``Idempotency-Key`` must not duplicate.
 - **Fault rate** (``FaultConfig(rate=0.2, kinds=("500", "503", "reset"))``): each request without a
   script fails with probability `rate`, the kind drawn from `kinds`, from a `random.Random(seed)`,
   so the same seed and the same requests give the same outcomes.
@@ -30,11 +32,12 @@ from collections.abc import Mapping
 
 import attrs
 
+from .._constants import SANDBOX_FAULT_DELAY, SANDBOX_FAULT_RETRY_AFTER, SANDBOX_FAULT_SCRIPTS
+
 __all__ = ["Fault", "FaultConfig", "FaultInjector", "parse_fault_script", "parse_faults"]
 
 SCRIPT_HEADER = "x-sandbox-fault"
 SCRIPT_KEY_HEADER = "x-sandbox-fault-key"
-_MAX_SCRIPTS = 10_000  # remembered script positions; the oldest are forgotten first
 _KINDS = ("500", "502", "503", "reset", "delay")
 
 
@@ -54,8 +57,8 @@ class FaultConfig:
 
     rate: float = attrs.field(default=0.0)
     kinds: tuple[str, ...] = _KINDS
-    delay: float = 2.0
-    retry_after: float = 1.0
+    delay: float = SANDBOX_FAULT_DELAY
+    retry_after: float = SANDBOX_FAULT_RETRY_AFTER
     rate_limit: float | None = None
     burst: int | None = None
     seed: int | None = None
@@ -121,6 +124,8 @@ class Fault:
     status: int = 0
     retry_after: float | None = None
     delay: float = 0.0
+    after: bool = False
+    """Applied after the request took effect (its answer is lost), not instead of it."""
 
 
 def parse_fault_script(text: str, config: FaultConfig) -> list[Fault | None]:
@@ -131,24 +136,40 @@ def parse_fault_script(text: str, config: FaultConfig) -> list[Fault | None]:
         if not token:
             continue
         name, _, arg = token.partition(":")
-        if name == "ok":
+        after = name.endswith("-after")
+        name = name.removesuffix("-after")
+        if name == "ok" and not after:
             steps.append(None)
         elif name == "reset":
-            steps.append(Fault("reset"))
+            steps.append(Fault("reset", after=after))
         elif name == "delay":
-            steps.append(Fault("delay", delay=float(arg) if arg else config.delay))
+            delay = _seconds(arg, raw) if arg else config.delay
+            steps.append(Fault("delay", delay=delay, after=after))
         elif name.isdigit() and 100 <= int(name) <= 599:
             status = int(name)
-            retry_after = float(arg) if arg else (config.retry_after if status == 429 else None)
-            steps.append(Fault("status", status=status, retry_after=retry_after))
+            retry_after = (
+                _seconds(arg, raw) if arg else (config.retry_after if status == 429 else None)
+            )
+            steps.append(Fault("status", status=status, retry_after=retry_after, after=after))
         else:
             raise ValueError(
-                f"x-sandbox-fault: unknown step {raw.strip()!r} "
-                "(use ok, an HTTP status like 503 or 503:2, reset, delay or delay:SECONDS)"
+                f"x-sandbox-fault: unknown step {raw.strip()!r} (use ok, an HTTP status like "
+                "503 or 503:2, reset, delay or delay:SECONDS; add -after, as in reset-after, "
+                "to apply it after the request took effect)"
             )
     if not steps:
         raise ValueError("x-sandbox-fault: the script is empty")
     return steps
+
+
+def _seconds(text: str, step: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 3600.0:
+        raise ValueError(f"x-sandbox-fault: bad seconds in step {step.strip()!r}")
+    return value
 
 
 class FaultInjector:
@@ -172,7 +193,7 @@ class FaultInjector:
         slot = (key, script)
         position = self._positions.pop(slot, 0)
         self._positions[slot] = (position + 1) % len(steps)
-        while len(self._positions) > _MAX_SCRIPTS:
+        while len(self._positions) > SANDBOX_FAULT_SCRIPTS:
             self._positions.popitem(last=False)
         return steps[position]
 

@@ -21,7 +21,8 @@ def dumps(obj: Any) -> bytes:
     """Encode `obj` as compact UTF-8 JSON bytes."""
     if _orjson is not None:
         return _orjson.dumps(obj)
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    # ASCII escapes: a lone surrogate from a lenient decode must not fail the encode
+    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def loads(data: bytes | str) -> Any:

@@ -133,13 +133,8 @@ class Operation:
     """The record's schema (a list's item schema), inlined; None if undocumented."""
     create_fields: frozenset[str]
     """Fields the create body of this collection declares (generated fields are not among them)."""
-
-    @property
-    def id_param(self) -> str | None:
-        """Name of the trailing path parameter (the record id), if the path ends in one."""
-        last = self.path.rstrip("/").rsplit("/", 1)[-1]
-        match = _PARAM_SEGMENT.match(last)
-        return match.group(1) if match else None
+    id_param: str | None
+    """Name of the trailing path parameter (the record id), if the path ends in one."""
 
 
 @attrs.frozen
@@ -173,6 +168,11 @@ def _classify(method: str, path: str) -> Kind:
             method, "delete" if method == "delete" else "unsupported"
         )  # type: ignore[return-value]
     return {"post": "create", "get": "find_all"}.get(method, "unsupported")  # type: ignore[return-value]
+
+
+def _trailing_param(path: str) -> str | None:
+    match = _PARAM_SEGMENT.match(path.rstrip("/").rsplit("/", 1)[-1])
+    return match.group(1) if match else None
 
 
 def _base(path: str) -> str:
@@ -254,6 +254,7 @@ def build_route_table(spec: Mapping[str, Any]) -> RouteTable:
                 success_status=status,
                 entity_schema=inlined_entity,
                 create_fields=create_fields.get(collection, frozenset()),
+                id_param=_trailing_param(path),
             )
         )
     # an operation without a documented body answers its collection's records as they are
