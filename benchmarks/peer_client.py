@@ -31,13 +31,20 @@ class PeerClient:
         """The generator's version, for the report."""
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken or half-removed install counts as missing
+        return False
+
+
 def generate(spec: Path, workdir: Path) -> PeerClient:
     """Run openapi-python-client on `spec` into `workdir`; never raises for a missing tool."""
-    if importlib.util.find_spec("openapi_python_client") is None:
+    if not _installed("openapi_python_client"):
         return PeerClient(
             None, "openapi-python-client is not installed (pip install -e '.[bench]')"
         )
-    if importlib.util.find_spec("httpx") is None:
+    if not _installed("httpx"):
         return PeerClient(None, "httpx (the generated client's transport) is not installed")
     config = workdir / "peer-config.yaml"
     # No post hooks: the default ones run ruff on the output, which only costs time here.

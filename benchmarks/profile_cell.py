@@ -113,7 +113,9 @@ def main() -> None:
         tmp = Path(tmp_text)
         peer = None
         if args.variant.startswith("generated"):
-            generated = peer_client.generate(REPO / "finalpos_async/spec/finalpos-openapi.json", tmp)
+            generated = peer_client.generate(
+                REPO / "finalpos_async/spec/finalpos-openapi.json", tmp
+            )
             if generated.path is None:
                 sys.exit(generated.reason)
             peer = str(generated.path)

@@ -449,7 +449,9 @@ def _profiled() -> Iterator[None]:
         return
     import cProfile
 
-    profiler = cProfile.Profile()
+    # CPU time of this thread, not wall time: on a shared machine a wall-clock profile charges
+    # every preemption to whatever function happened to be running.
+    profiler = cProfile.Profile(time.thread_time)
     profiler.enable()
     try:
         yield
@@ -555,33 +557,49 @@ def run_cell(
         loop.close()
 
 
+def _int_list(text: str) -> list[int]:
+    return [int(part) for part in text.split(",")]
+
+
 def main() -> None:
-    """Command-line entry: run one cell and print its JSON result line."""
-    parser = argparse.ArgumentParser(description="Run one benchmark cell.")
+    """Command-line entry: run the cells given and print one JSON result line per operation.
+
+    Several operations (`retrieve,create,list` with matching `--n 600,600,8`) run one after
+    another in this interpreter, each with a fresh client; `run.py --quick` uses that to pay
+    the interpreter start-up once per variant instead of once per cell.
+    """
+    parser = argparse.ArgumentParser(description="Run benchmark cells of one variant.")
     parser.add_argument("variant")
-    parser.add_argument("operation", choices=OPERATIONS)
+    parser.add_argument("operations", help="comma-separated: retrieve, create, list")
     parser.add_argument("--url", required=True)
-    parser.add_argument("--n", type=int, required=True, help="operations (walks for list)")
-    parser.add_argument("--warmup", type=int, default=0)
+    parser.add_argument("--n", required=True, help="operations per cell (walks for list)")
+    parser.add_argument("--warmup", default="0", help="warm-up operations per cell")
     parser.add_argument("--peer", default=None, help="folder holding the generated peer client")
     parser.add_argument("--profile", default=None, help="dump cProfile stats of the window here")
     args = parser.parse_args()
     global PROFILE_PATH
     PROFILE_PATH = args.profile
-    try:
-        m = run_cell(args.variant, args.operation, args.url, args.n, args.warmup, args.peer)
-    except Unavailable as exc:
-        print(json.dumps({"status": "unavailable", "reason": str(exc)}))
-        return
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = {
-        "status": "ok",
-        "cpu_s": m.cpu_s,
-        "wall_s": m.wall_s,
-        "requests": m.requests,
-        "maxrss_kib": maxrss,
-    }
-    print(json.dumps(result))
+    operations = args.operations.split(",")
+    counts, warmups = _int_list(args.n), _int_list(args.warmup)
+    if len(warmups) == 1:
+        warmups *= len(operations)
+    if len(counts) != len(operations) or len(warmups) != len(operations):
+        parser.error("--n and --warmup need one value per operation")
+    for operation, n, warmup in zip(operations, counts, warmups, strict=True):
+        try:
+            m = run_cell(args.variant, operation, args.url, n, warmup, args.peer)
+        except Unavailable as exc:
+            result = {"operation": operation, "status": "unavailable", "reason": str(exc)}
+        else:
+            result = {
+                "operation": operation,
+                "status": "ok",
+                "cpu_s": m.cpu_s,
+                "wall_s": m.wall_s,
+                "requests": m.requests,
+                "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            }
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -600,7 +600,9 @@ class AsyncFinalPOS(AsyncResourcesMixin):
                         budget.record_success(last_cost)
                     return raw
                 retry_after = _retry_after(result, policy)
-                status_error = make_status_error(raw, retry_after=retry_after)
+                status_error = make_status_error(
+                    raw, retry_after=retry_after, secret=_api_key_sent(headers)
+                )
                 if retry_after is not None and retry_after > policy.retry_after_cap:
                     # A long stall is the caller's decision, not ours: raise at once.
                     raise status_error
@@ -720,7 +722,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
         if extra:
-            headers.update(_check_headers("extra_headers", extra))
+            _merge_headers(headers, _check_headers("extra_headers", extra))
         return headers
 
     def _make_base_headers(self) -> dict[str, str]:
@@ -730,9 +732,9 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             sandbox = self._core.sandbox
             api_key = None if sandbox is None else str(sandbox.api_key)
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
-        headers.update(cfg.default_headers)
+        _merge_headers(headers, cfg.default_headers)
         if api_key:
-            headers["x-api-key"] = api_key
+            _merge_headers(headers, {"x-api-key": api_key})
         return headers
 
     def _raw(
@@ -895,6 +897,25 @@ def _check_headers(name: str, headers: Mapping[str, str] | None) -> Mapping[str,
         if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
             raise ValueError(f"{name} entry {key!r} contains control characters (CR, LF, ...)")
     return headers
+
+
+def _api_key_sent(headers: Mapping[str, str]) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == "x-api-key":
+            return value
+    return None
+
+
+def _merge_headers(headers: dict[str, str], extra: Mapping[str, str]) -> None:
+    """Put `extra` into `headers`, replacing any header of the same name in another case.
+
+    Header names are case-insensitive: an override must replace ours, not be sent next to it
+    (two `x-api-key` or `User-Agent` headers).
+    """
+    overridden = {key.lower() for key in extra}
+    for key in [k for k in headers if k.lower() in overridden]:
+        del headers[key]
+    headers.update(extra)
 
 
 def _check_header_value(name: str, value: object) -> str:

@@ -351,7 +351,11 @@ def _compile(name: str, lines: list[str], namespace: dict[str, Any]) -> Any:
 
 
 def _make_structure_hook(cls: type) -> Callable[[Any, Any], Any]:
-    """Compile `structure(data) -> cls`: one straight-line function, no per-field dispatch."""
+    """Compile `structure(data) -> cls`: one straight-line function, no per-field dispatch.
+
+    Each field costs a `dict.get` and, for plain values, one class test inline; conversions
+    (dates, money, nested models, lists) are one call each.
+    """
     fields = _model_fields(cls)
     ns: dict[str, Any] = {
         "cls": cls,

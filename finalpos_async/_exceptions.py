@@ -302,19 +302,47 @@ _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
 }
 
 
+REDACTED = "[REDACTED]"
+
+
 def make_status_error(
-    response: RawResponse[Any], *, retry_after: float | None = None
+    response: RawResponse[Any], *, retry_after: float | None = None, secret: str | None = None
 ) -> APIStatusError:
-    """Build the typed error for a non-2xx response (the class is chosen by status)."""
+    """Build the typed error for a non-2xx response (the class is chosen by status).
+
+    `secret` (the API key that was sent) is blanked out of the error's `message` and `text`:
+    a server or proxy that echoes the key ("invalid key sk_live_...") must not put it into
+    logs and tracebacks through `str(error)`.
+    """
     body = _parse_body(response.content)
     message = _message(response, body)
     status = response.status_code
+    error: APIStatusError
     if status == 429:
-        return RateLimitError(message, response=response, body=body, retry_after=retry_after)
-    cls = _STATUS_CLASSES.get(status)
-    if cls is None:
-        cls = InternalServerError if status >= 500 else APIStatusError
-    return cls(message, response=response, body=body)
+        error = RateLimitError(message, response=response, body=body, retry_after=retry_after)
+    else:
+        cls = _STATUS_CLASSES.get(status)
+        if cls is None:
+            cls = InternalServerError if status >= 500 else APIStatusError
+        error = cls(message, response=response, body=body)
+    if secret and secret in response.text:
+        error.message = error.message.replace(secret, REDACTED)
+        error.text = error.text.replace(secret, REDACTED)
+        error.body = _redact(error.body, secret)
+        error.error = _body_error(error.body)
+        error.args = (error.message,)
+    return error
+
+
+def _redact(value: Any, secret: str) -> Any:
+    """`value` (decoded JSON) with `secret` blanked out of every string in it."""
+    if isinstance(value, str):
+        return value.replace(secret, REDACTED)
+    if isinstance(value, list):
+        return [_redact(item, secret) for item in value]
+    if isinstance(value, dict):
+        return {_redact(k, secret): _redact(v, secret) for k, v in value.items()}
+    return value
 
 
 def _parse_body(content: bytes) -> Any:

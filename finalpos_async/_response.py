@@ -52,6 +52,9 @@ class RawResponse(Generic[T]):
             state["headers"] = CIMultiDict(state["headers"])
         if state["_json"] is _UNSET:  # the sentinel's identity would not survive
             del state["_json"]
+        # Parsers are closures (per model class, per page) that cannot be pickled; the copy
+        # keeps the body, and its `parse()` returns the decoded JSON.
+        state["_parser"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -13,8 +13,8 @@ import math
 import types
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import attrs

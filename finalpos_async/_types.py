@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 import attrs
 
@@ -37,7 +37,7 @@ class NotGiven:
 
 NOT_GIVEN: Final = NotGiven()
 
-NotGivenOr = _T | NotGiven
+NotGivenOr: TypeAlias = _T | NotGiven
 """A parameter type that also accepts `NOT_GIVEN` (meaning: omit it)."""
 
 

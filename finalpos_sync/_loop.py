@@ -221,6 +221,7 @@ class LoopThread:
             _ABANDONED.append((self._portal_cm, self._portal, self._loop))
         self._portal_cm = self._portal = self._loop = None
         self._thread_id = None
+        self._inflight = set()  # their callers were threads of the parent
         _OPEN.pop(id(self), None)
         if self._on_fork is not None:
             self._on_fork()
@@ -232,8 +233,10 @@ class _Call(Generic[_T]):
     Why not `asyncio.run_coroutine_threadsafe`: it makes the same single `call_soon_threadsafe`
     hop, but its `concurrent.futures.Future` wakes the caller through a `Condition` (a fresh
     lock per wait, then re-taking the condition's lock that the loop thread may still hold),
-    which measured here as the larger part of the facade's per-call CPU. A bare pre-acquired
-    lock released by the task's done callback is one futex wake.
+    which costs CPU on every call. A bare pre-acquired lock released by the task's done callback
+    is one futex wake. Measured (sequential `customers.retrieve` against a local server, client
+    CPU per call, median of 5 rounds): 498 us with this bridge, 582 us with
+    `run_coroutine_threadsafe`, 404 us for the async client in-loop on uvloop.
     """
 
     __slots__ = ("cancelled", "coro", "done", "error", "finished", "task")

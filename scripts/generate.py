@@ -459,9 +459,10 @@ def render_call(op: Operation, body_model: Model | None, query: list[tuple[str, 
     return out
 
 
-def render_resource_module(resource: str, ops: list[Operation], models: dict[str, Model]) -> str:
+def render_resource_module(
+    resource: str, ops: list[Operation], models: dict[str, Model], tags: dict[str, str]
+) -> str:
     cls = f"Async{pascal(resource)}"
-    tags = {t["name"]: t.get("description", "") for t in SPEC_TAGS}
     tag_docs = []
     for op in ops:
         for tag in op.op.get("tags", []):
@@ -503,20 +504,18 @@ class {cls}WithRawResponse:
     head += ["from __future__ import annotations", ""]
     head += std_imports(body)
     head += [""]
+    # Order does not matter here: `ruff_format` sorts the imports.
     core = ["AsyncAPIResource", "request_options"]
     if any(op.paginated for op in ops):
         core.append("to_raw_page")
+        head.append("from .._constants import DEFAULT_PAGE_LIMIT")
+        head.append("from .._pagination import AsyncPaginator")
     if any(not op.paginated for op in ops):
         core.append("to_raw_response")
-    if any(op.paginated for op in ops):
-        head.append("from .._constants import DEFAULT_PAGE_LIMIT")
     if any(op.body for op in ops):
         head.append("from .._converter import unstructure_params")
-    if any(op.paginated for op in ops):
-        head.append("from .._pagination import AsyncPaginator")
-    head.append(f"from .._resource import {', '.join(sorted(core, key=str.lower))}")
-    type_names = ["NOT_GIVEN", "NotGivenOr"]
-    head.append(f"from .._types import {', '.join(type_names)}")
+    head.append(f"from .._resource import {', '.join(core)}")
+    head.append("from .._types import NOT_GIVEN, NotGivenOr")
     if any(op.path_params for op in ops):
         head.append("from .._urls import encode_path_param")
     for module in sorted(by_module):
@@ -599,9 +598,8 @@ def ruff_format(text: str, filename: Path) -> str:
 
 
 def render_all() -> dict[Path, str]:
-    global SPEC_TAGS
     spec, models, operations = load()
-    SPEC_TAGS = spec.get("tags", [])
+    tags = {t["name"]: t.get("description", "") for t in spec.get("tags", [])}
     files: dict[Path, str] = {}
     types_dir, resources_dir = PACKAGE / "types", PACKAGE / "resources"
     for module in sorted({m.module for m in models.values()}):
@@ -611,12 +609,10 @@ def render_all() -> dict[Path, str]:
     for op in operations:
         by_resource[op.resource].append(op)
     for resource, ops in by_resource.items():
-        files[resources_dir / f"{resource}.py"] = render_resource_module(resource, ops, models)
+        module = render_resource_module(resource, ops, models, tags)
+        files[resources_dir / f"{resource}.py"] = module
     files[resources_dir / "__init__.py"] = render_resources_init(list(by_resource))
     return {path: ruff_format(text, path) for path, text in files.items()}
-
-
-SPEC_TAGS: list[dict[str, Any]] = []
 
 
 def write_or_check(check: bool) -> int:

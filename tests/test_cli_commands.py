@@ -5,6 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,3 +115,35 @@ def test_version_and_sandbox_help() -> None:
     help_text = CliRunner().invoke(cli, ["sandbox", "--help"]).stdout
     assert "--faults" in help_text
     assert "--db" in help_text
+
+
+def test_sandbox_command_serves_until_interrupted() -> None:
+    root = Path(__file__).parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finalpos_async.cli", "sandbox", "--port", "0", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        url = ""
+        for line in proc.stdout:
+            if "listening on" in line:
+                url = line.rsplit(" ", 1)[-1].strip()
+                break
+            assert time.monotonic() < deadline
+        assert url.startswith("http://127.0.0.1:")
+        request = urllib.request.Request(
+            f"{url}/v1/api/customers", headers={"x-api-key": "sk_sandbox_finalpos"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.loads(response.read()) == []
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

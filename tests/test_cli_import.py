@@ -230,3 +230,13 @@ def test_without_a_key_it_says_it_uses_an_embedded_sandbox(
     exported = run(None, "--sandbox-db", str(db), "export", "customers")
     assert exported.exit_code == 0
     assert json.loads(exported.stdout.splitlines()[0])["email"] == "e@example.com"
+
+
+def test_a_journal_cannot_resume_another_kind_of_job(sandbox: Sandbox, tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "c.csv", "email,first_name,last_name\nq@example.com,Q,R\n")
+    journal = str(tmp_path / "shared.journal")
+    assert run(sandbox, "import", "customers", str(source), "--journal", journal).exit_code == 0
+    other = run(sandbox, "import", "customers", str(source), "--journal", journal, "--key", "email")
+    assert other.exit_code == 1
+    assert "belongs to job 'customers.create key=line'" in other.stderr
+    assert len(stored_customers(sandbox)) == 1

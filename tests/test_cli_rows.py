@@ -145,3 +145,16 @@ def test_format_follows_the_file_name() -> None:
     assert sniff_format(Path("a.csv")) == "csv"
     assert sniff_format(Path("a.csv.failed.jsonl")) == "jsonl"
     assert sniff_format(Path("a.ndjson")) == "jsonl"
+
+
+def test_semicolon_and_tab_separated_files_are_recognised_by_their_header() -> None:
+    for sep in (";", "\t"):
+        text = f"email{sep}first_name\na@x.io{sep}Ada, Countess\n"
+        assert list(read_records(io.StringIO(text), "csv")) == [
+            (2, {"email": "a@x.io", "first_name": "Ada, Countess"})
+        ]
+
+
+def test_a_json_array_file_is_refused_with_a_way_out() -> None:
+    with pytest.raises(ValueError, match=r"JSON array; import reads JSON Lines .* jq"):
+        list(read_records(io.StringIO('[{"email": "a@x.io"}]\n'), "jsonl"))

@@ -135,12 +135,11 @@ async def test_any_id_reaches_the_route_unchanged(recorder: Recorder, ident: str
 @given(value=st.text(min_size=1, max_size=40).filter(lambda s: s not in {".", ".."}))
 @settings(max_examples=300, derandomize=True, database=None)
 def test_encode_path_param_leaves_no_delimiter_or_fails_naming_the_parameter(value: str) -> None:
-    try:
-        encoded = encode_path_param(value, "order_id")
-    except ValueError as exc:
-        assert "'order_id'" in str(exc)
-        assert any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        with pytest.raises(ValueError, match="'order_id'"):
+            encode_path_param(value, "order_id")
         return
+    encoded = encode_path_param(value, "order_id")
     assert not set(encoded) & set("/?#\\ \r\n")
     assert all(ch.isascii() for ch in encoded)
 
@@ -284,7 +283,7 @@ async def test_a_naive_datetime_in_a_model_is_refused_naming_the_field() -> None
     from finalpos_async.types.customers import Customer
 
     naive = Customer(id="c1", email="a@b.c", last_action=datetime(2024, 1, 1))  # type: ignore[call-arg]
-    with pytest.raises((TypeError, ValueError), match="last_action.*timezone-aware"):
+    with pytest.raises((TypeError, ValueError), match=r"last_action.*timezone-aware"):
         unstructure(naive)
 
 
@@ -296,9 +295,9 @@ INJECTIONS = ["v\r\nX-Injected: 1", "v\nX-Injected: 1", "v\rX-Injected: 1", "v\x
 @pytest.mark.parametrize("value", INJECTIONS)
 async def test_crlf_in_extra_headers_is_refused(value: str) -> None:
     client = offline_client()
-    with pytest.raises(ValueError, match="extra_headers.*control characters"):
+    with pytest.raises(ValueError, match=r"extra_headers.*control characters"):
         await client.request("GET", "/v1/api/customers", extra_headers={"X-Trace": value})
-    with pytest.raises(ValueError, match="extra_headers.*control characters"):
+    with pytest.raises(ValueError, match=r"extra_headers.*control characters"):
         await client.customers.retrieve("c1", extra_headers={"X-Trace": value})
     await client.close()
 
@@ -306,7 +305,7 @@ async def test_crlf_in_extra_headers_is_refused(value: str) -> None:
 @pytest.mark.parametrize("value", INJECTIONS)
 async def test_crlf_in_idempotency_key_is_refused(value: str) -> None:
     client = offline_client()
-    with pytest.raises(ValueError, match="idempotency_key.*control characters"):
+    with pytest.raises(ValueError, match=r"idempotency_key.*control characters"):
         await client.customers.create(**CUSTOMER, idempotency_key=value)
     with pytest.raises(ValueError, match="idempotency_key"):
         await client.request("POST", "/v1/api/customer", json={}, idempotency_key=value)
@@ -337,10 +336,10 @@ async def test_invalid_header_names_are_refused(name: str) -> None:
 
 @pytest.mark.parametrize("value", INJECTIONS)
 def test_crlf_in_default_headers_and_with_options_is_refused(value: str) -> None:
-    with pytest.raises(ValueError, match="default_headers.*control characters"):
+    with pytest.raises(ValueError, match=r"default_headers.*control characters"):
         offline_client(default_headers={"X-Tenant": value})
     client = offline_client()
-    with pytest.raises(ValueError, match="default_headers.*control characters"):
+    with pytest.raises(ValueError, match=r"default_headers.*control characters"):
         client.with_options(default_headers={"X-Tenant": value})
 
 

@@ -196,9 +196,7 @@ _content_types = st.sampled_from(
 )  # fmt: skip
 _statuses = st.sampled_from([200, 200, 200, 201, 204, 301, 302, 400, 401, 404, 409, 418, 422,
                              429, 500, 502, 503, 504, 599])  # fmt: skip
-_header_text = st.text(
-    st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30
-)
+_header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30)
 _extra_headers = st.lists(
     st.tuples(
         st.sampled_from(["Retry-After", "retry-after-ms", "X-Request-Id", "Location",

@@ -68,6 +68,14 @@ def client_tasks() -> set[asyncio.Task[Any]]:
     return out
 
 
+async def wait_for_hits(server: FaultServer, count: int, *, timeout: float = 5.0) -> None:
+    """Poll with a deadline until the server has seen `count` requests."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + timeout
+    while server.hits < count and loop.time() < until:  # noqa: ASYNC110 - a poll, not a wait
+        await asyncio.sleep(0.01)
+
+
 @attrs.define
 class FaultServer:
     """Answers by path: /timeout hangs, /reset drops the connection, /5xx answers 500,
@@ -118,7 +126,7 @@ def make_client(server: FaultServer, **kwargs: Any) -> AsyncFinalPOS:
     settings: dict[str, Any] = {
         "api_key": "sk_test_leaks",
         "base_url": server.url,
-        "timeout": 0.05,
+        "timeout": 5.0,
         "max_retries": 0,
         "backoff_base": 0,
         "backoff_cap": 0,
@@ -151,7 +159,7 @@ def idle_connections(client: AsyncFinalPOS) -> int:
 
 
 KINDS: list[tuple[str, type[FinalPOSError], dict[str, Any]]] = [
-    ("timeout", APITimeoutError, {}),
+    ("timeout", APITimeoutError, {"timeout": 0.05}),
     ("reset", APIConnectionError, {}),
     ("5xx", InternalServerError, {}),
     # With one zero-backoff retry, so the retry path is exercised too.
@@ -173,11 +181,28 @@ async def test_a_thousand_failures_leave_no_connection_and_no_fd(
     baseline = open_fds()
     tasks_before = client_tasks()
     client = make_client(fault_server, **options)
-    outcomes = await run_bounded(FAILURES, lambda: client.request("GET", f"/{kind}"))
+    try:
+        await _fail_and_check(client, fault_server, kind, error, baseline)
+    finally:
+        await client.close()  # idempotent; here for a failed assertion above
+    if kind == "timeout":
+        fault_server.release.set()  # the server's half of those connections may end now
+    after = await settle_fds(baseline)
+    assert after == baseline, f"{after - baseline} file descriptors leaked"
+    assert client_tasks() - tasks_before == set()
 
+
+async def _fail_and_check(
+    client: AsyncFinalPOS,
+    server: FaultServer,
+    kind: str,
+    error: type[FinalPOSError],
+    baseline: int,
+) -> None:
+    outcomes = await run_bounded(FAILURES, lambda: client.request("GET", f"/{kind}"))
     # Every call failed, with the right error: nothing was lost or swallowed.
-    assert all(isinstance(o, error) for o in outcomes), {type(o).__name__ for o in outcomes}
     assert len(outcomes) == FAILURES
+    assert all(isinstance(o, error) for o in outcomes), {type(o).__name__ for o in outcomes}
     # Nothing checked out of the pool...
     assert client._core.transport.open_connections() == 0
     # ...and no socket beyond the idle keep-alive ones (two ends each: ours and the server's).
@@ -186,15 +211,8 @@ async def test_a_thousand_failures_leave_no_connection_and_no_fd(
     in_use = await settle_fds(baseline + 2 * idle)
     assert in_use <= baseline + 2 * idle, (in_use, baseline, idle)
     # The client stays healthy after all that.
-    assert await client.request("GET", "/ok") == {"ok": True}
+    assert await client.with_options(timeout=5.0).request("GET", "/ok") == {"ok": True}
     assert client._core.transport.open_connections() == 0
-
-    await client.close()
-    if kind == "timeout":
-        fault_server.release.set()  # the server's half of those connections may end now
-    after = await settle_fds(baseline)
-    assert after == baseline, f"{after - baseline} file descriptors leaked"
-    assert client_tasks() - tasks_before == set()
 
 
 async def test_a_thousand_open_use_close_cycles_leave_nothing_behind(
@@ -244,10 +262,7 @@ async def test_cancelled_calls_release_their_connections(fault_server: FaultServ
         # More calls than pool slots: some hang on the server, the rest wait for a slot.
         tasks = [asyncio.create_task(client.request("GET", "/timeout")) for _ in range(200)]
         in_flight = client.pool_limit_per_host
-        loop = asyncio.get_running_loop()
-        until = loop.time() + 5.0
-        while fault_server.hits < in_flight and loop.time() < until:
-            await asyncio.sleep(0.01)
+        await wait_for_hits(fault_server, in_flight)
         assert fault_server.hits == in_flight
         for task in tasks:
             task.cancel()

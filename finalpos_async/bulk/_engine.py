@@ -31,6 +31,7 @@ from collections.abc import (
     Callable,
     Generator,
     Iterable,
+    Iterator,
     Mapping,
 )
 from types import TracebackType
@@ -278,7 +279,7 @@ class BulkJob(Generic[_T]):
 
         source = self._items
         async_source: AsyncIterator[Mapping[str, Any]] | None = None
-        sync_source: Iterable[Mapping[str, Any]] | None = None
+        sync_source: Iterator[Mapping[str, Any]] | None = None
         if isinstance(source, AsyncIterable):
             async_source = source.__aiter__()
         else:
@@ -294,7 +295,7 @@ class BulkJob(Generic[_T]):
                             item = await async_source.__anext__()
                         else:
                             assert sync_source is not None
-                            item = next(sync_source)  # type: ignore[call-overload]
+                            item = next(sync_source)
                     except (StopIteration, StopAsyncIteration):
                         exhausted = True
                         break

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -308,7 +309,7 @@ def _guard(run: Any) -> int:
     except FinalPOSError as exc:
         _console().print(f"[red]error:[/] {exc}")
         return 1
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, TypeError, OSError, sqlite3.Error) as exc:
         _console().print(f"[red]error:[/] {exc}")
         return 1
     except KeyboardInterrupt:

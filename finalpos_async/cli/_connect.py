@@ -41,6 +41,8 @@ async def connect(settings: Settings, say: Callable[[str], None]) -> AsyncIterat
     """Open the client (starting an embedded sandbox when there is no key), close it after."""
     timeout = settings.timeout if settings.timeout is not None else READ_TIMEOUT
     if settings.api_key:
+        if settings.sandbox_db is not None:
+            say("note: --sandbox-db is ignored: an API key was given, so no sandbox is started.")
         client = AsyncFinalPOS(
             settings.api_key,
             base_url=settings.base_url,

@@ -36,7 +36,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .._types import RequestOptions
-from ..bulk import BulkJob, ItemResult
+from ..bulk import BulkJob, ItemResult, Journal
 from ._connect import Settings, connect
 from ._rows import RowError, RowParser, read_records
 from ._spec import Resource
@@ -241,24 +241,36 @@ async def _send(
             journal = options.file.with_name(options.file.name + ".journal")
         if options.no_journal:
             journal = None
-        job: BulkJob[Any] = client.bulk.run(
-            create,
-            _good_rows(options),
-            concurrency=options.concurrency,
-            rate_limit=options.rate,
-            journal=journal,
-            key="row_key",
-            drain_timeout=options.drain_timeout,
+        # The label ties the file to this resource and this kind of row identity: resuming
+        # with another --key would give every row a new idempotency key, hence duplicates.
+        log = (
+            Journal(journal, job=f"{resource.name}.create key={options.key_field or 'line'}")
+            if journal is not None
+            else None
         )
-        if journal is not None:
-            console.print(f"Journal: {journal} (re-run the same command to resume).")
-        interrupted = _install_interrupt(job, console, options.drain_timeout)
         try:
-            await _drive(job, console, failed, valid)
-        except asyncio.CancelledError:
-            interrupted.append(True)
+            if log is not None:
+                log.open()  # fails here, before anything is sent, if the file is another job's
+                console.print(f"Journal: {journal} (re-run the same command to resume).")
+            job: BulkJob[Any] = client.bulk.run(
+                create,
+                _good_rows(options),
+                concurrency=options.concurrency,
+                rate_limit=options.rate,
+                journal=log,
+                key="row_key",
+                drain_timeout=options.drain_timeout,
+            )
+            interrupted = _install_interrupt(job, console, options.drain_timeout)
+            try:
+                await _drive(job, console, failed, valid)
+            except asyncio.CancelledError:
+                interrupted.append(True)
+            finally:
+                _remove_interrupt()
         finally:
-            _remove_interrupt()
+            if log is not None:
+                log.close()
         _summary(job, console, failed, valid, invalid, journal)
         if interrupted or job.report.outcome != "completed":
             return EXIT_INTERRUPTED

@@ -13,6 +13,7 @@ reading: the caller decides what to do with it.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import re
@@ -81,9 +82,16 @@ def read_records(stream: TextIO, fmt: str) -> Iterator[tuple[int, Mapping[str, A
     out as a `RowError` in place of the record.
     """
     if fmt == "jsonl":
+        seen_record = False
         for number, text in enumerate(stream, start=1):
             if not text.strip():
                 continue
+            if not seen_record and text.lstrip().startswith("["):
+                raise ValueError(
+                    f"line {number}: the file holds a JSON array; import reads JSON Lines (one "
+                    "object per line), e.g. convert it with: jq -c '.[]' FILE > FILE.jsonl"
+                )
+            seen_record = True
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as exc:
@@ -102,11 +110,13 @@ def read_records(stream: TextIO, fmt: str) -> Iterator[tuple[int, Mapping[str, A
                 record = record["row"]
             yield number, record
         return
-    reader = csv.reader(stream)
-    try:
-        header = next(reader)
-    except StopIteration:
+    first = stream.readline()
+    if not first:
         return
+    # Spreadsheets in many locales save CSV with ";" (or tabs): the header line tells which.
+    delimiter = max((",", ";", "\t"), key=first.count)
+    reader = csv.reader(itertools.chain([first], stream), delimiter=delimiter)
+    header = next(reader)
     header = [name.strip().lstrip("\ufeff") for name in header]
     line = reader.line_num + 1
     for cells in reader:
