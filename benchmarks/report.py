@@ -58,7 +58,7 @@ SYNC_GROUP = Group(
         ("requests", "requests.Session (dicts)"),
         ("generated-sync", "openapi-python-client, sync (models)"),
         ("finalpos-sync", "**finalpos_sync (models)**"),
-        ("finalpos-async-seq", "finalpos async, in-loop sequential (models)"),
+        ("finalpos-async-seq", "finalpos async, in-loop sequential, facade's loop (models)"),
     ],
     floor="aiohttp-orjson-seq",
     finalpos="finalpos-sync",

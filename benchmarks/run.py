@@ -52,8 +52,8 @@ SEQUENTIAL = {
 # count so that a cell stays a few seconds long; per-request figures do not depend on it.
 SIZES: dict[str, dict[str, dict[str, int]]] = {
     "full": {
-        "async": {"retrieve": 8000, "create": 8000, "list": 128},
-        "sync": {"retrieve": 2000, "create": 2000, "list": 30},
+        "async": {"retrieve": 5000, "create": 5000, "list": 64},
+        "sync": {"retrieve": 2000, "create": 2000, "list": 20},
     },
     "quick": {
         "async": {"retrieve": 600, "create": 600, "list": 8},

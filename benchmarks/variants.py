@@ -528,6 +528,15 @@ def _new_loop(variant: str) -> asyncio.AbstractEventLoop:
         uvloop = _require("uvloop")
         loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
         return loop
+    if variant == "finalpos-async-seq":
+        # The sync facade's reference runs on the loop the facade itself uses (uvloop when it
+        # is installed), so that the ratio measures the thread hop and nothing else.
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.new_event_loop()
+        facade_loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        return facade_loop
     return asyncio.new_event_loop()
 
 

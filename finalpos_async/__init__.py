@@ -17,6 +17,7 @@ from ._exceptions import (
     UnprocessableEntityError,
 )
 from ._pagination import AsyncPaginator, Page
+from ._rate_limit import RateLimiter
 from ._response import RawResponse
 from ._retry import RetryBudget, RetryPolicy
 from ._types import NOT_GIVEN, NotGiven, RequestOptions
@@ -138,6 +139,7 @@ __all__ = [
     "Product",
     "ProductAttribute",
     "RateLimitError",
+    "RateLimiter",
     "RawResponse",
     "Refund",
     "RefundCartDiscount",

@@ -42,6 +42,7 @@ from ._exceptions import (
     make_status_error,
 )
 from ._logging import logger, setup_logging
+from ._rate_limit import RateLimiter
 from ._response import RawResponse
 from ._retry import (
     IDEMPOTENT_METHODS,
@@ -118,6 +119,7 @@ class _Core:
 
     __slots__ = (
         "budget",
+        "limiter",
         "loop",
         "sandbox",
         "sandbox_api_key",
@@ -135,9 +137,12 @@ class _Core:
         *,
         sandbox_mode: bool,
         sandbox_api_key: str | None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.transport = transport
         self.budget = budget
+        # One token per HTTP attempt, shared by every with_options view (and bulk run).
+        self.limiter = limiter
         self.state: ClientState = "new"
         self.loop: asyncio.AbstractEventLoop | None = None
         self.sandbox_mode = sandbox_mode
@@ -180,6 +185,11 @@ class AsyncFinalPOS(AsyncResourcesMixin):
     - `max_retries`, `backoff_base`, `backoff_cap`, `retry_after_cap`: the retry policy
       (`_retry.py`; `None` keeps the default: 3 retries, 0.5 s base, 8 s cap, 60 s cap on
       `Retry-After`); `retry_budget` is the client-wide retry token bucket (`None` disables it).
+    - `rate_limit`: requests per second (token bucket, bursts of one second's worth), or a
+      `RateLimiter` to share one cap between clients; `None` (default) for no cap. A token is
+      taken before every HTTP attempt, retries included, and shared by every `with_options` copy
+      and bulk run of this client; a call whose deadline would pass while it waits for a token
+      raises `APITimeoutError` (kind "deadline") without sending.
     - `pool_limit`, `pool_limit_per_host`: connection pool size.
     - `session`: an `aiohttp.ClientSession` of your own; it is used as is and never closed by us.
     - `sandbox=True` (or `FINALPOS_SANDBOX=1`): start the embedded sandbox server on the first
@@ -220,6 +230,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         backoff_cap: float | None = None,
         retry_after_cap: float | None = None,
         retry_budget: int | None = RETRY_BUDGET_TOKENS,
+        rate_limit: float | RateLimiter | None = None,
         pool_limit: int = POOL_LIMIT,
         pool_limit_per_host: int = POOL_LIMIT_PER_HOST,
         default_headers: Mapping[str, str] | None = None,
@@ -285,7 +296,13 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         else:
             _check_int("retry_budget", retry_budget, minimum=0)
             budget = RetryBudget(retry_budget)
-        self._core = _Core(transport, budget, sandbox_mode=bool(sandbox), sandbox_api_key=api_key)
+        self._core = _Core(
+            transport,
+            budget,
+            sandbox_mode=bool(sandbox),
+            sandbox_api_key=api_key,
+            limiter=_make_limiter(rate_limit),
+        )
         self._owns_core = True
         self._base_headers = None
         self._config = _Config(
@@ -397,6 +414,11 @@ class AsyncFinalPOS(AsyncResourcesMixin):
     def retry_budget(self) -> RetryBudget | None:
         """The client-wide retry token bucket (shared with `with_options` copies)."""
         return self._core.budget
+
+    @property
+    def rate_limiter(self) -> RateLimiter | None:
+        """The requests-per-second limiter every attempt waits on (shared with `with_options`)."""
+        return self._core.limiter
 
     @property
     def bulk(self) -> BulkRunner:
@@ -553,18 +575,45 @@ class AsyncFinalPOS(AsyncResourcesMixin):
 
         transport = core.transport
         budget = core.budget
+        limiter = core.limiter
         log_info = logger.isEnabledFor(logging.INFO)
         start = loop.time()
         deadline_at = None if deadline is None else start + deadline
         attempt = 0
         last_cost = 0
+        last_error: FinalPOSError | None = None
         while True:
             attempt += 1
+            if limiter is not None:
+                # Every attempt (retries too) takes a token; the wait counts against the deadline
+                # and is never allowed to cross it.
+                left = None if deadline_at is None else deadline_at - loop.time()
+                if not await limiter.acquire(timeout=left):
+                    raise _rate_limit_deadline_error(
+                        self._deadline_error(
+                            deadline,
+                            method,
+                            url,
+                            attempt - 1,
+                            idempotency_key,
+                            last_error=last_error,
+                        )
+                    ) from last_error
+                if core.state == "closed":
+                    raise _closed_error() from last_error
             total_timeout = None
             if deadline_at is not None:
                 total_timeout = deadline_at - loop.time()
                 if total_timeout <= 0:
                     raise self._deadline_error(deadline, method, url, attempt - 1, idempotency_key)
+                if (
+                    attempt == 1
+                    and deadline is not None
+                    and deadline - total_timeout < _DEADLINE_SLACK
+                ):
+                    # A first attempt that starts at once gets the whole deadline: a value that
+                    # repeats, so the transport reuses its timeout object (within timer slack).
+                    total_timeout = deadline
             attempt_start = loop.time()
             retry_after: float | None = None
             error: FinalPOSError
@@ -620,6 +669,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
 
             if not retryable or attempt > max_retries:
                 raise error from (cause if cause is not error else None)
+            last_error = error
             delay = policy.delay(attempt - 1, retry_after)
             if deadline_at is not None and loop.time() + delay >= deadline_at:
                 # No sleep crosses the deadline.
@@ -697,8 +747,10 @@ class AsyncFinalPOS(AsyncResourcesMixin):
                 f"path must be a URL path starting with '/', such as '/v1/api/customers'; "
                 f"got {path!r}"
             )
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
-            raise ValueError("path must not contain control characters (CR, LF, ...)")
+        if _CONTROL_CHAR.search(path):
+            raise ValueError(
+                "path must not contain control characters (CR, LF, ...) or lone surrogates"
+            )
         base = self._config.base_url
         if base is None:
             sandbox = self._core.sandbox
@@ -716,6 +768,10 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         base = self._base_headers
         if base is None:
             base = self._base_headers = self._make_base_headers()
+        if not has_body and idempotency_key is None and not extra:
+            # A plain GET sends the cached dict itself (no copy per call); nobody mutates it:
+            # aiohttp copies it into its own CIMultiDict.
+            return base
         headers = dict(base)
         if has_body:
             headers["Content-Type"] = "application/json"
@@ -835,6 +891,30 @@ def _log_path(url: str) -> str:
     return path
 
 
+def _make_limiter(rate_limit: object) -> RateLimiter | None:
+    """The client's limiter from its `rate_limit` argument (requests per second or a limiter)."""
+    if rate_limit is None or isinstance(rate_limit, RateLimiter):
+        return rate_limit
+    if isinstance(rate_limit, bool) or not isinstance(rate_limit, (int, float)):
+        raise TypeError(
+            f"rate_limit must be requests per second (a number), a RateLimiter or None, "
+            f"got {rate_limit!r}"
+        )
+    if not (rate_limit > 0 and rate_limit != float("inf")):
+        raise ValueError(
+            f"rate_limit must be a finite number of requests per second > 0 (or None), "
+            f"got {rate_limit!r}"
+        )
+    return RateLimiter(rate_limit)
+
+
+def _rate_limit_deadline_error(error: APITimeoutError) -> APITimeoutError:
+    """Say that the wait for a rate-limit token is what would have crossed the deadline."""
+    error.message += "; waiting for a rate-limit token (rate_limit=) would have crossed it"
+    error.args = (error.message,)
+    return error
+
+
 def _closed_error() -> RuntimeError:
     return RuntimeError(
         "this AsyncFinalPOS is closed and cannot be used again; create a new client "
@@ -848,8 +928,11 @@ def _check_api_key(key: object) -> None:
         raise TypeError(f"api_key must be a str, got {type(key).__name__}")
     if not key.strip():
         raise ValueError("api_key must not be empty")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
-        raise ValueError("api_key contains control characters (CR, LF, ...); check how it is read")
+    if _CONTROL_CHAR.search(key):
+        raise ValueError(
+            "api_key contains control characters (CR, LF, ...) or lone surrogates; "
+            "check how it is read"
+        )
 
 
 def _check_method(method: object) -> str:
@@ -879,6 +962,10 @@ def _check_int(name: str, value: object, *, minimum: int) -> int:
 # RFC 9110 section 5.6.2: a header name is a "token"; anything else (":", space, "\r") could
 # forge another header or split the request.
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# One regex scan instead of an `ord()` per character: `_url` runs it on every call.
+# Lone surrogates too: aiohttp and yarl silently drop them from headers and URLs, so two
+# different values ("k\ud800", "k\udc00") would go out as the same one.
+_CONTROL_CHAR = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def _check_headers(name: str, headers: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -894,8 +981,10 @@ def _check_headers(name: str, headers: Mapping[str, str] | None) -> Mapping[str,
                 f"{name} has an invalid header name {key!r}; a name is letters, digits and "
                 "!#$%&'*+-.^_`|~ only (no spaces, colons or control characters)"
             )
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-            raise ValueError(f"{name} entry {key!r} contains control characters (CR, LF, ...)")
+        if _CONTROL_CHAR.search(value):
+            raise ValueError(
+                f"{name} entry {key!r} contains control characters (CR, LF, ...) or lone surrogates"
+            )
     return headers
 
 
@@ -924,9 +1013,11 @@ def _check_header_value(name: str, value: object) -> str:
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")
     if not value.strip():
         raise ValueError(f"{name} must not be empty")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    if _CONTROL_CHAR.search(value):
         # The value itself is not echoed: it could be long or sensitive.
-        raise ValueError(f"{name} contains control characters (CR, LF, ...); they are refused")
+        raise ValueError(
+            f"{name} contains control characters (CR, LF, ...) or lone surrogates; they are refused"
+        )
     return value
 
 

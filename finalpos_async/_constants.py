@@ -42,6 +42,9 @@ REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-correlation-id", "x-amzn-
 # Pagination and bulk.
 DEFAULT_PAGE_LIMIT = 100
 BULK_CONCURRENCY = 16
+# Rate limiter (`rate_limit=` on the client or a bulk run): the token bucket holds this many
+# seconds' worth of requests (at least one), so a quiet client may burst that much at once.
+RATE_LIMIT_BURST_SECONDS = 1.0
 # After stop() or Ctrl-C, in-flight bulk items get this long to finish before they are cancelled.
 BULK_DRAIN_TIMEOUT = 30.0
 # The bulk journal commits every JOURNAL_BATCH_SIZE records or JOURNAL_FLUSH_INTERVAL seconds.
@@ -52,6 +55,10 @@ JOURNAL_FLUSH_INTERVAL = 1.0
 SYNC_LOOP_THREAD_NAME = "finalpos-sync-loop"
 SYNC_CANCEL_GRACE = 5.0  # seconds a cancelled call may take to unwind after Ctrl-C
 SYNC_CLOSE_TIMEOUT = 30.0  # seconds close() waits for the async client to close on the loop
+# Sync bulk runs: results finished on the loop but not yet taken by the iterating thread (at
+# most this many; then the run waits), and how often a waiting thread checks the loop is alive.
+SYNC_BULK_BUFFER = 256
+SYNC_BULK_POLL = 0.5
 
 # Sandbox (finalpos_async.sandbox): the embedded local server.
 SANDBOX_HOST = "127.0.0.1"  # never another interface unless asked: it accepts a known key

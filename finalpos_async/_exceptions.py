@@ -382,21 +382,60 @@ def _message(response: RawResponse[Any], body: Any) -> str:
     return _truncate(" ".join(text.split()), 300)
 
 
-_TAG_RE = re.compile(r"<[^>]+>")
-_TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-_H1_RE = re.compile(r"<h1[^>]*>(.*?)</h1>", re.IGNORECASE | re.DOTALL)
-_SCRIPT_RE = re.compile(r"<(script|style)[^>]*>.*?</\1>", re.IGNORECASE | re.DOTALL)
+# A page's title or heading is near its top: only this much of an HTML error page is read for
+# its summary. Every scan below is linear (no pattern can backtrack over the text), so even a
+# hostile page at the size limit cannot hold the event loop for long.
+_HTML_SCAN_LIMIT = 64 * 1024
+# `[^<>]`: a "<" with no ">" after it fails at the next "<", instead of rescanning to the end.
+_TAG_RE = re.compile(r"<[^<>]*>")
+_OPEN_RES = {
+    tag: re.compile(rf"<{tag}(?:[\s/][^<>]*)?>", re.IGNORECASE)
+    for tag in ("title", "h1", "script", "style")
+}
+_CLOSE_RES = {
+    tag: re.compile(rf"</{tag}\s*>", re.IGNORECASE) for tag in ("title", "h1", "script", "style")
+}
+
+
+def _element_text(text: str, tag: str) -> str:
+    """The raw content of the first `<tag>...</tag>` in `text` ("" when there is none)."""
+    opening = _OPEN_RES[tag].search(text)
+    if opening is None:
+        return ""
+    closing = _CLOSE_RES[tag].search(text, opening.end())
+    return "" if closing is None else text[opening.end() : closing.start()]
+
+
+def _strip_elements(text: str, tag: str) -> str:
+    """`text` without its `<tag>...</tag>` blocks (scripts and styles are not prose)."""
+    parts: list[str] = []
+    pos = 0
+    while True:
+        opening = _OPEN_RES[tag].search(text, pos)
+        if opening is None:
+            break
+        parts.append(text[pos : opening.start()])
+        closing = _CLOSE_RES[tag].search(text, opening.end())
+        if closing is None:
+            pos = len(text)
+            break
+        parts.append(" ")
+        pos = closing.end()
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 def _html_summary(text: str) -> str:
     """A one-line readable message from an HTML error page (a proxy's 502, for example)."""
-    for pattern in (_TITLE_RE, _H1_RE):
-        match = pattern.search(text)
-        if match:
-            found = " ".join(html.unescape(_TAG_RE.sub(" ", match.group(1))).split())
+    text = text[:_HTML_SCAN_LIMIT]
+    for tag in ("title", "h1"):
+        content = _element_text(text, tag)
+        if content:
+            found = " ".join(html.unescape(_TAG_RE.sub(" ", content)).split())
             if found:
                 return _truncate(found, 300)
-    plain = " ".join(html.unescape(_TAG_RE.sub(" ", _SCRIPT_RE.sub(" ", text))).split())
+    prose = _strip_elements(_strip_elements(text, "script"), "style")
+    plain = " ".join(html.unescape(_TAG_RE.sub(" ", prose)).split())
     return _truncate(plain, 300)
 
 

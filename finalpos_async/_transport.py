@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import types
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -29,6 +31,9 @@ from ._constants import (
 from ._retry import FailureKind
 
 __all__ = ["AttemptResult", "Transport", "TransportError", "flatten_params"]
+
+# Distinct (total, read) timeout pairs kept; first attempts reuse one or two, retries add odd ones.
+_TIMEOUT_CACHE_SIZE = 32
 
 
 @attrs.frozen
@@ -87,6 +92,32 @@ def _make_trace_config() -> aiohttp.TraceConfig:
     return config
 
 
+# Set when an attempt's `connect` timeout fired while it waited for a free pool slot. A context
+# variable: the connector runs inside the attempt's own task, so each attempt sees its own flag.
+_POOL_WAIT_TIMED_OUT: ContextVar[bool] = ContextVar("finalpos_pool_wait_timed_out", default=False)
+
+
+class _PoolConnector(aiohttp.TCPConnector):
+    """A `TCPConnector` that notes an attempt timing out while queued for a pool slot.
+
+    This replaces aiohttp tracing, which costs a dozen signal dispatches and parameter objects
+    on every request (about 5 % of the client's CPU per call) just to see two rare events.
+    """
+
+    async def _wait_for_available_connection(self, key: Any, traces: Any) -> None:
+        try:
+            await super()._wait_for_available_connection(key, traces)
+        except asyncio.CancelledError:
+            # aiohttp's `connect` timeout cancels this wait; the flag is read (and cleared)
+            # by `Transport.send` only when that timeout is what ended the attempt.
+            _POOL_WAIT_TIMED_OUT.set(True)
+            raise
+
+
+# aiohttp < 3.10 has no such hook: fall back to tracing the pool-queue signals there.
+_TRACE_POOL_WAITS = not hasattr(aiohttp.TCPConnector, "_wait_for_available_connection")
+
+
 @attrs.define(eq=False)
 class Transport:
     """Owns (or borrows) the aiohttp session shared by a client and all its `with_options` views.
@@ -107,6 +138,10 @@ class Transport:
     session: aiohttp.ClientSession | None = attrs.field(default=None, init=False)
     loop: asyncio.AbstractEventLoop | None = attrs.field(default=None, init=False)
     closed: bool = attrs.field(default=False, init=False)
+    # (total, read) -> ClientTimeout: the same few values recur on almost every call.
+    _timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = attrs.field(
+        factory=dict, init=False, repr=False
+    )
 
     def ensure_session(self) -> aiohttp.ClientSession:
         """The session, created on first use inside the running loop."""
@@ -120,7 +155,7 @@ class Transport:
         if self.external_session is not None:
             session = self.external_session
         else:
-            connector = aiohttp.TCPConnector(
+            connector = _PoolConnector(
                 limit=self.limit,
                 limit_per_host=self.limit_per_host,
                 keepalive_timeout=KEEPALIVE_TIMEOUT,
@@ -132,7 +167,7 @@ class Transport:
                 connector=connector,
                 # Per-request timeouts are passed on every call; no session-wide total.
                 timeout=aiohttp.ClientTimeout(total=None),
-                trace_configs=[_make_trace_config()],
+                trace_configs=[_make_trace_config()] if _TRACE_POOL_WAITS else None,
                 raise_for_status=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
@@ -144,6 +179,20 @@ class Transport:
         self.session = session
         self.loop = loop
         return session
+
+    def _make_timeout(self, total: float | None, read: float | None) -> aiohttp.ClientTimeout:
+        timeout = aiohttp.ClientTimeout(
+            total=total,
+            # aiohttp's `connect` bounds getting a ready connection: the pool-slot wait plus
+            # opening a new socket when needed; `sock_connect` bounds the socket connect alone.
+            connect=self.pool_timeout,
+            sock_connect=self.connect_timeout,
+            sock_read=read,
+        )
+        if len(self._timeouts) >= _TIMEOUT_CACHE_SIZE:
+            self._timeouts.clear()  # retries bring odd totals; keep the cache small
+        self._timeouts[(total, read)] = timeout
+        return timeout
 
     @property
     def owns_session(self) -> bool:
@@ -163,15 +212,12 @@ class Transport:
     ) -> AttemptResult:
         """Make one attempt and return the fully read response, or raise `TransportError`."""
         session = self.ensure_session()
-        timeout = aiohttp.ClientTimeout(
-            total=total_timeout,
-            # aiohttp's `connect` bounds getting a ready connection: the pool-slot wait plus
-            # opening a new socket when needed; `sock_connect` bounds the socket connect alone.
-            connect=self.pool_timeout,
-            sock_connect=self.connect_timeout,
-            sock_read=read_timeout,
-        )
-        state = _TraceState()
+        timeout = self._timeouts.get((total_timeout, read_timeout))
+        if timeout is None:
+            timeout = self._make_timeout(total_timeout, read_timeout)
+        state = _TraceState() if _TRACE_POOL_WAITS else None
+        if _POOL_WAIT_TIMED_OUT.get():
+            _POOL_WAIT_TIMED_OUT.set(False)  # left over from a cancelled earlier attempt
         try:
             async with session.request(
                 method,
@@ -191,7 +237,9 @@ class Transport:
             # `async with` early closes (never pools) the half-read connection.
             raise TransportError(FailureKind.FATAL, str(exc)) from exc
         except aiohttp.ConnectionTimeoutError as exc:
-            if state.queued:
+            queued = _POOL_WAIT_TIMED_OUT.get() if state is None else state.queued
+            _POOL_WAIT_TIMED_OUT.set(False)
+            if queued:
                 raise TransportError(
                     FailureKind.POOL_TIMEOUT,
                     f"timed out after {self.pool_timeout} s waiting for a free connection "
@@ -210,6 +258,18 @@ class Transport:
             raise TransportError(FailureKind.CONNECT, _describe(exc)) from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             # Reset, disconnect or truncated body after the request was (maybe) sent.
+            raise TransportError(FailureKind.DISCONNECTED, _describe(exc)) from exc
+        except aiohttp.ClientResponseError as exc:
+            # Not HTTP at all, or broken HTTP (bad status line, header or chunk framing, an
+            # encoding we cannot decode): aiohttp's parser refused it. The request was sent, so
+            # it counts as a connection lost after sending.
+            lines = [line.strip() for line in str(exc.message).splitlines() if line.strip()]
+            detail = " ".join(lines[:2]) if lines else "unreadable"
+            raise TransportError(
+                FailureKind.DISCONNECTED, f"the server sent a malformed HTTP response: {detail}"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            # Anything else aiohttp may add later: still a FinalPOSError for the caller.
             raise TransportError(FailureKind.DISCONNECTED, _describe(exc)) from exc
         except asyncio.TimeoutError as exc:
             # aiohttp's `total` timer: the caller's deadline ran out mid-attempt.
@@ -255,6 +315,8 @@ async def _read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
 
 # Everything RFC 3986 allows in a URL, plus "%" so existing escapes stay as they are.
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
+# A URL made only of these characters is what `quote(url, safe=_URL_SAFE)` returns unchanged.
+_PLAIN_URL = re.compile(r"[A-Za-z0-9_.\-:/?#\[\]@!$&'()*+,;=%~]*")
 
 
 def _wire_url(url: str) -> yarl.URL:
@@ -265,6 +327,9 @@ def _wire_url(url: str) -> yarl.URL:
     `c1;jsessionid=1` would reach a server as a matrix parameter of `c1`. Only characters that
     may not appear in a URL at all (spaces, non-ASCII) are escaped here; nothing is decoded.
     """
+    if _PLAIN_URL.fullmatch(url):
+        # The usual case (every path parameter was percent-encoded already): no `quote` pass.
+        return yarl.URL(url, encoded=True)
     if url.isascii():
         return yarl.URL(quote(url, safe=_URL_SAFE), encoded=True)
     # A non-ASCII host needs IDNA, which yarl's normal parsing does; the rest is kept as is.
@@ -285,7 +350,13 @@ def flatten_params(params: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if not params:
         return out
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a mapping of names to values, got {type(params).__name__}")
     for key, value in params.items():
+        if not isinstance(key, str):
+            raise TypeError(f"params keys must be str, got {key!r} ({type(key).__name__})")
+        if _SURROGATE.search(key):
+            raise ValueError(f"query parameter name {key!r} holds a lone surrogate")
         if value is None:
             continue
         if isinstance(value, (list, tuple)):
@@ -297,13 +368,21 @@ def flatten_params(params: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     return out
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
 def _query_value(key: str, value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and not math.isfinite(value):
         # "nan"/"inf" in a filter would be read as a word, or match nothing, silently.
         raise ValueError(f"query parameter {key!r} must be a finite number, got {value!r}")
-    if isinstance(value, (str, int, float)):
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            # yarl would silently drop it: a different value than the caller's would be sent.
+            raise ValueError(f"query parameter {key!r} holds a lone surrogate (invalid Unicode)")
+        return value
+    if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, datetime) and value.tzinfo is None:
         # A naive time means a different instant on every machine; the API needs an offset.

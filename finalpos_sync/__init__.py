@@ -25,6 +25,7 @@ from finalpos_async._exceptions import (
     UnprocessableEntityError,
 )
 from finalpos_async._pagination import Page
+from finalpos_async._rate_limit import RateLimiter
 from finalpos_async._response import RawResponse
 from finalpos_async._retry import RetryBudget, RetryPolicy
 from finalpos_async._types import NOT_GIVEN, NotGiven, RequestOptions
@@ -147,6 +148,7 @@ __all__ = [
     "Product",
     "ProductAttribute",
     "RateLimitError",
+    "RateLimiter",
     "RawResponse",
     "Refund",
     "RefundCartDiscount",

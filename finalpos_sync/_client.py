@@ -22,9 +22,11 @@ from finalpos_async._constants import (
     READ_TIMEOUT,
     RETRY_BUDGET_TOKENS,
 )
+from finalpos_async._rate_limit import RateLimiter
 from finalpos_async._retry import RetryBudget, RetryPolicy
 from finalpos_async._types import NOT_GIVEN, NotGivenOr
 from finalpos_sync._base_client import BaseSyncClient
+from finalpos_sync._bulk import SyncBulkRunner
 
 if TYPE_CHECKING:
     from finalpos_sync.resources.accounts import Accounts
@@ -97,6 +99,7 @@ class FinalPOS(BaseSyncClient):
         backoff_cap: float | None = None,
         retry_after_cap: float | None = None,
         retry_budget: int | None = RETRY_BUDGET_TOKENS,
+        rate_limit: float | RateLimiter | None = None,
         pool_limit: int = POOL_LIMIT,
         pool_limit_per_host: int = POOL_LIMIT_PER_HOST,
         default_headers: Mapping[str, str] | None = None,
@@ -120,6 +123,7 @@ class FinalPOS(BaseSyncClient):
                 "backoff_cap": backoff_cap,
                 "retry_after_cap": retry_after_cap,
                 "retry_budget": retry_budget,
+                "rate_limit": rate_limit,
                 "pool_limit": pool_limit,
                 "pool_limit_per_host": pool_limit_per_host,
                 "default_headers": default_headers,
@@ -198,6 +202,19 @@ class FinalPOS(BaseSyncClient):
     def retry_budget(self) -> RetryBudget | None:
         """The client-wide retry token bucket (shared with `with_options` copies)."""
         return self.async_client.retry_budget
+
+    @property
+    def rate_limiter(self) -> RateLimiter | None:
+        """The requests-per-second limiter every attempt waits on (shared with `with_options`)."""
+        return self.async_client.rate_limiter
+
+    @property
+    def bulk(self) -> SyncBulkRunner:
+        """Bulk operations over many inputs: `client.bulk.run(client.customers.create, rows)`.
+
+        Concurrency is capped at this client's pool; see `finalpos_sync.bulk.SyncBulkRunner.run`.
+        """
+        return SyncBulkRunner(self, lambda c: c.bulk)
 
     @property
     def pool_limit_per_host(self) -> int:

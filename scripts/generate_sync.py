@@ -48,12 +48,17 @@ HEADER = (
 )
 # Members the hand-written bases provide (lifecycle), so they are not generated.
 CLIENT_HANDWRITTEN = frozenset({"close", "is_closed"})
-# Async-only members with no sync twin (the parity test allows exactly these):
-# `bulk` drives many coroutines at once on the caller's loop; from sync code, loop over the
-# sync methods in threads instead.
-ASYNC_ONLY = frozenset({"bulk"})
+# Async-only members with no sync twin (the parity test allows exactly these): none today.
+ASYNC_ONLY: frozenset[str] = frozenset()
+# Async classes whose sync twin is hand-written (it carries logic, not just delegation): a member
+# returning one becomes `Twin(client, lambda c: c.member)`, like a resource attribute.
+HANDWRITTEN_TWINS = {"BulkRunner": ("finalpos_sync._bulk", "SyncBulkRunner")}
 # Docstring sentences that only make sense in async code, and their sync wording.
 DOC_REWRITES = {
+    "`await client.bulk.run(client.customers.create, rows)`": (
+        "`client.bulk.run(client.customers.create, rows)`"
+    ),
+    "`finalpos_async.bulk.BulkRunner.run`": "`finalpos_sync.bulk.SyncBulkRunner.run`",
     "`await` the result for the first page, `async for` over it": (
         "call `.first_page()` for the first page, `for` over it"
     ),
@@ -428,9 +433,12 @@ def render_class(cls: type, sync_name: str, mod: Module, *, is_client: bool) -> 
             body = f"self._init_root({async_name}, {{{kwargs}}})"
             doc = None
         elif isinstance(member, (property, functools.cached_property)):
-            if twin is not None:
+            if twin is not None and isinstance(member, functools.cached_property):
                 decorator = "@cached_property"
                 mod.need("cached_property", this)
+                body = f"return {twin}({client}, lambda c: {get}.{name})"
+            elif twin is not None:  # a plain property makes a new object per access: so do we
+                decorator = "@property"
                 body = f"return {twin}({client}, lambda c: {get}.{name})"
             else:
                 decorator = "@property"
@@ -570,7 +578,7 @@ def render_all() -> dict[Path, str]:
         "",
     ]
     files[SYNC / "resources" / "__init__.py"] = "\n".join(init)
-    mod = Module("finalpos_sync._client", table)
+    mod = Module("finalpos_sync._client", {**table, **HANDWRITTEN_TWINS})
     # The client module imports resource modules only under TYPE_CHECKING; a resource attribute
     # imports its module on first use (like the async mixin), so importing the client is cheap.
     body = render_class(AsyncFinalPOS, "FinalPOS", mod, is_client=True)

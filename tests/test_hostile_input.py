@@ -132,10 +132,12 @@ async def test_any_id_reaches_the_route_unchanged(recorder: Recorder, ident: str
     assert customer.id == ident
 
 
-@given(value=st.text(min_size=1, max_size=40).filter(lambda s: s not in {".", ".."}))
+@given(
+    value=st.text(st.characters(), min_size=1, max_size=40).filter(lambda s: s not in {".", ".."})
+)
 @settings(max_examples=300, derandomize=True, database=None)
 def test_encode_path_param_leaves_no_delimiter_or_fails_naming_the_parameter(value: str) -> None:
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F or 0xD800 <= ord(ch) <= 0xDFFF for ch in value):
         with pytest.raises(ValueError, match="'order_id'"):
             encode_path_param(value, "order_id")
         return
@@ -155,6 +157,7 @@ def test_encode_path_param_leaves_no_delimiter_or_fails_naming_the_parameter(val
         (".", ValueError, "must not be '.'"),
         ("c1\r\nHost: evil", ValueError, "control character"),
         ("c1\x00", ValueError, "control character"),
+        ("c1\ud800", ValueError, "lone surrogate"),
     ],
 )
 async def test_bad_ids_are_refused_naming_the_argument(
@@ -260,9 +263,13 @@ async def test_bad_per_call_options_name_the_option(options: dict[str, Any], nam
         ({"min_total": math.nan}, "'min_total' must be a finite number"),
         ({"max_total": math.inf}, "'max_total' must be a finite number"),
         ({"ids": [1, object()]}, "'ids'"),
+        ({"raw": b"bytes"}, "'raw'"),
+        ({1: "a"}, "params keys must be str"),
+        ("a=b", "params must be a mapping"),
+        ([("a", "b")], "params must be a mapping"),
     ],
 )
-async def test_bad_query_values_name_the_parameter(params: dict[str, Any], words: str) -> None:
+async def test_bad_query_values_name_the_parameter(params: Any, words: str) -> None:
     client = offline_client()
     with pytest.raises((TypeError, ValueError), match=words):
         await client.request("GET", "/v1/api/orders", params=params)
@@ -402,3 +409,25 @@ async def test_bad_raw_paths_are_refused(path: Any, words: str) -> None:
     with pytest.raises((TypeError, ValueError), match=words):
         await client.request("GET", path)
     await client.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"extra_headers": {"X-Trace": "a\ud800"}}, "extra_headers.*lone surrogate"),
+        ({"idempotency_key": "k\udc00"}, "idempotency_key.*lone surrogate"),
+        ({"params": {"q": "a\ud800"}}, "'q' holds a lone surrogate"),
+        ({"params": {"q\ud800": "a"}}, "holds a lone surrogate"),
+    ],
+)
+async def test_lone_surrogates_are_refused_not_silently_dropped(
+    recorder: Recorder, kwargs: dict[str, Any], words: str
+) -> None:
+    # aiohttp/yarl drop a lone surrogate on the way out: "k\ud800" and "k\udc00" would both be
+    # sent as "k" (two idempotency keys becoming one). It must be an error naming the argument.
+    async with AsyncFinalPOS(api_key="sk_test_input", base_url=recorder.url) as client:
+        with pytest.raises(ValueError, match=words):
+            await client.request("POST", "/v1/api/customer", json={}, **kwargs)
+        with pytest.raises(ValueError, match="path"):
+            await client.request("GET", "/v1/api/customer/a\ud800")
+    assert recorder.raw_paths == []

@@ -14,6 +14,7 @@ Example counts are bounded (the file runs in well under 40 s); timeouts are tent
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import os
@@ -41,7 +42,7 @@ READ_TIMEOUT = 0.25
 DEADLINE = 1.0
 # Scheduling noise on a shared 2-core machine; the deadline itself is what is asserted.
 SLACK = 0.75
-EXAMPLES = int(os.environ.get("FINALPOS_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("FINALPOS_FUZZ_EXAMPLES", "150"))
 
 
 @attrs.frozen
@@ -51,7 +52,8 @@ class Reply:
     `mode` is `normal` (status, headers, body), `stall_headers` (headers, then nothing ever),
     `stall_body` (headers and half the body, then nothing), `short` (Content-Length larger than
     the body, then the connection closes), `chunked` (no Content-Length, the body in 1 KiB
-    chunks) or `reset` (the connection is dropped at once).
+    chunks), `trickle` (a byte at a time, forever, each inside the read timeout) or `reset` (the
+    connection is dropped at once).
     """
 
     status: int = 200
@@ -91,6 +93,16 @@ class HostileServer:
             for start in range(0, len(reply.body), 1024):
                 await response.write(reply.body[start : start + 1024])
             await response.write_eof()
+            return response
+        if reply.mode == "trickle":
+            # One byte at a time, each well inside the read timeout: only the deadline ends it.
+            response.content_length = len(reply.body) * 1000
+            await response.prepare(request)
+            with contextlib.suppress(ConnectionError):  # the client gave up: done
+                while not self.release.is_set():
+                    await response.write(b" ")
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self.release.wait(), READ_TIMEOUT / 5)
             return response
         if reply.mode == "short":
             response.content_length = len(reply.body) + 100
@@ -163,7 +175,8 @@ _json = st.recursive(
 # Keys of the models, so "wrong field types" hit real fields, not only unknown extras.
 _customer_keys = st.sampled_from(
     ["_id", "id", "email", "firstName", "lastName", "totalSpent", "createdAt", "updatedAt",
-     "tags", "billing", "metadata", "notes", "data", "items", "total", "skip", "limit"]
+     "tags", "billing", "metadata", "notes", "data", "items", "total", "skip", "limit",
+     "balance", "summary", "lineItems", "cartFees", "fromFinal", "fields", "values"]
 )  # fmt: skip
 _wrong_types = st.dictionaries(_customer_keys, _json, min_size=1, max_size=8)
 
@@ -266,7 +279,17 @@ async def _via_raw_parse(client: AsyncFinalPOS) -> Any:
     return raw.parse()
 
 
+async def _via_orders(client: AsyncFinalPOS) -> Any:
+    return await client.orders.list(limit=3)
+
+
+async def _via_custom_row(client: AsyncFinalPOS) -> Any:
+    return await client.custom_tables.retrieve_row("r1")
+
+
 CALLS: dict[str, Call] = {
+    "orders": _via_orders,
+    "custom_row": _via_custom_row,
     "request": _via_request,
     "raw_json": _via_raw_json,
     "retrieve": _via_retrieve,
@@ -316,14 +339,95 @@ async def test_only_finalpos_errors_escape_whatever_the_server_sends(
         assert reply.mode in {"normal", "chunked"}
 
 
+# ------------------------------------------------------- not even HTTP: raw bytes on the wire
+
+_RAW_TEMPLATES = [
+    b"garbage\r\n\r\n",
+    b"HTTP/1.1 abc OK\r\nContent-Length: 2\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nBad Header\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 20000 + b"\r\nContent-Length: 2\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: a\r\n" % i for i in range(300)) + b"\r\n{}",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+    b"HTTP/1.1 099 X\r\nContent-Length: 2\r\n\r\n{}",
+    b"HTTP/1.1 100 Continue\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\nContent-Encoding: zstd\r\nContent-Length: 2\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\n{}",
+    b"\x00\x00\x12\x04\x00\x00\x00\x00\x00",  # an HTTP/2 frame
+    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}",  # then the connection closes
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",  # a valid answer, for contrast
+]
+raw_replies = st.one_of(
+    st.sampled_from(_RAW_TEMPLATES),
+    st.binary(max_size=200),
+    st.builds(lambda t, cut: t[: max(1, len(t) - cut)], st.sampled_from(_RAW_TEMPLATES),
+              st.integers(1, 40)),  # cut short anywhere
+    st.builds(lambda t, junk: t + junk, st.sampled_from(_RAW_TEMPLATES), st.binary(max_size=50)),
+)  # fmt: skip
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A TCP server on 127.0.0.1 writing `reply[0]` verbatim to every request, then closing."""
+    reply: list[bytes] = [b""]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(reply[0])
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", reply
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    derandomize=os.environ.get("FINALPOS_FUZZ_RANDOM") is None,
+    database=None,
+)
+@given(data=raw_replies, call_name=st.sampled_from(sorted(CALLS)))
+async def test_only_finalpos_errors_escape_whatever_bytes_come_back(
+    raw_server: tuple[str, list[bytes]], data: bytes, call_name: str
+) -> None:
+    url, reply = raw_server
+    reply[0] = data
+    async with AsyncFinalPOS(
+        "sk_test_hostile", base_url=url, timeout=READ_TIMEOUT, deadline=DEADLINE, max_retries=1,
+        backoff_base=0, backoff_cap=0, max_response_bytes=LIMIT,
+    ) as client:  # fmt: skip
+        await _call_and_check(client, CALLS[call_name], Reply(label=repr(data[:40])))
+        assert client._core.transport.open_connections() == 0
+
+
 # ----------------------------------------------------------------- named hostile scenarios
 
 
-async def test_gzip_bomb_stops_at_the_limit_after_one_attempt(
-    hostile_server: HostileServer,
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_compression_bomb_stops_at_the_limit_after_one_attempt(
+    hostile_server: HostileServer, encoding: str
 ) -> None:
     # 64 MiB of zeros compress to ~64 KiB: far under the limit on the wire, far over inflated.
     bomb = _gzip_bomb(64 * 1024 * 1024)
+    if encoding == "deflate":
+        bomb = Reply(
+            body=zlib.compress(b"0" * (64 * 1024 * 1024), 9),
+            headers=(("Content-Encoding", "deflate"),),
+        )
     assert len(bomb.body) < 1024 * 1024
     hostile_server.reply = bomb
     async with make_client(hostile_server, max_response_bytes=1024 * 1024, deadline=10.0) as c:
@@ -361,13 +465,14 @@ def test_max_response_bytes_defaults_to_the_constant_and_is_validated() -> None:
         AsyncFinalPOS(api_key="sk_test", base_url="http://127.0.0.1:9", max_response_bytes="1")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("mode", ["stall_headers", "stall_body"])
+@pytest.mark.parametrize("mode", ["stall_headers", "stall_body", "trickle"])
 async def test_a_server_that_stalls_forever_is_cut_off_by_the_deadline(
     hostile_server: HostileServer, mode: str
 ) -> None:
     hostile_server.reply = Reply(body=b'{"id": "c1"}', mode=mode)
-    # The read timeout is longer than the deadline: only the deadline can end this call.
-    async with make_client(hostile_server, timeout=30.0, deadline=0.5, max_retries=3) as client:
+    # The read timeout is longer than the deadline (and a trickle never trips it): only the
+    # deadline can end this call.
+    async with make_client(hostile_server, deadline=0.5, max_retries=3) as client:
         loop = asyncio.get_running_loop()
         started = loop.time()
         with pytest.raises(APITimeoutError) as info:
@@ -414,3 +519,29 @@ async def test_a_redirect_is_never_followed(hostile_server: HostileServer) -> No
             await client.request("GET", "/v1/api/customers")
         assert info.value.status_code == 302
         assert hostile_server.hits == 1
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        b"<html><title>" * 25_000,  # many openings, never closed
+        b"<html><h1>" * 30_000,
+        b"<html>" + b"<" * 300_000,  # a "<" that never closes, over and over
+        b"<html><body>" + b"<script>" * 40_000,
+    ],
+    ids=["titles", "headings", "brackets", "scripts"],
+)
+async def test_a_pathological_html_error_page_is_summarised_in_linear_time(
+    hostile_server: HostileServer, page: bytes
+) -> None:
+    # The summary of an HTML error page used to rescan the page from every "<title" (or "<"),
+    # so 300 KB took minutes of CPU: the event loop froze and no deadline could fire.
+    hostile_server.reply = Reply(status=502, body=page, content_type="text/html")
+    async with make_client(hostile_server, max_retries=0, max_response_bytes=4 * 1024**2) as c:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(APIStatusError) as info:
+            await c.request("GET", "/v1/api/customers")
+        assert loop.time() - started < 2.0
+    assert info.value.status_code == 502
+    assert len(info.value.message) <= 400

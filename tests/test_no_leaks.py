@@ -15,6 +15,7 @@ import asyncio
 import gc
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ from finalpos_async._exceptions import (
     InternalServerError,
     ResponseValidationError,
 )
+from finalpos_async.sandbox import Sandbox
 
 pytestmark = pytest.mark.skipif(
     not os.path.isdir("/proc/self/fd"), reason="counts file descriptors through /proc"
@@ -237,6 +239,29 @@ async def test_a_thousand_open_use_close_cycles_leave_nothing_behind(
     assert client_tasks() - tasks_before == set()
     sessions_after = sum(isinstance(o, aiohttp.ClientSession) for o in gc.get_objects())
     assert sessions_after == sessions_before
+
+
+def test_the_sync_client_opened_and_closed_leaves_no_thread_and_no_socket() -> None:
+    import threading
+
+    from finalpos_sync import FinalPOS
+
+    with Sandbox().run_in_thread() as sandbox:
+        with FinalPOS(sandbox.api_key, base_url=sandbox.url) as client:  # warm-up
+            client.request("GET", "/v1/api/customers")
+        gc.collect()
+        fds, threads = open_fds(), threading.active_count()
+        for _ in range(200):
+            with FinalPOS(sandbox.api_key, base_url=sandbox.url, max_retries=0) as client:
+                client.request("GET", "/v1/api/customers")
+        gc.collect()
+        # Each client's loop thread and sockets are gone once it is closed.
+        assert threading.active_count() == threads
+        # The sandbox thread closes its ends as it notices: poll for it, with a deadline.
+        until = time.monotonic() + 5.0
+        while open_fds() > fds and time.monotonic() < until:
+            time.sleep(0.01)
+        assert open_fds() == fds
 
 
 async def test_with_options_copies_share_the_pool_and_open_no_socket(

@@ -172,6 +172,20 @@ async def test_an_echoed_key_is_blanked_out_but_the_message_stays_readable(
     assert SECRET not in info.value.text
 
 
+def test_the_sync_client_does_not_show_the_key() -> None:
+    from finalpos_sync import FinalPOS
+
+    client = FinalPOS(SECRET, base_url="http://127.0.0.1:9", max_retries=0)
+    try:
+        assert_no_secret("repr(FinalPOS)", render(client))
+        assert_no_secret("repr(copy)", render(client.with_options(timeout=1.0)))
+        with pytest.raises(APIConnectionError) as info:
+            client.request("GET", "/v1/api/customers")
+        assert_no_secret("sync connect error", render(info.value))
+    finally:
+        client.close()
+
+
 def test_missing_or_bad_keys_are_reported_without_echoing_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -19,13 +19,17 @@ import pytest
 import finalpos_async
 import finalpos_sync
 from finalpos_async import AsyncFinalPOS, resources
+from finalpos_async.bulk import BulkJob, BulkRunner
 from finalpos_sync import FinalPOS
+from finalpos_sync._bulk import SyncBulkJob, SyncBulkRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 # Public members the sync side adds by hand (lifecycle and the way back to async code).
 SYNC_ONLY = {"async_client", "close", "is_closed"}
 # Async members with no sync twin, each for a stated reason (see scripts/generate_sync.py).
-ASYNC_ONLY = {("AsyncFinalPOS", "bulk")}
+ASYNC_ONLY: set[tuple[str, str]] = set()
+# Async classes whose hand-written sync twins do not follow the `Async<Name>` -> `<Name>` rule.
+TWIN_NAMES = {"BulkRunner": "SyncBulkRunner", "BulkJob": "SyncBulkJob"}
 
 
 def _norm(annotation: Any) -> str:
@@ -40,13 +44,29 @@ def _to_sync(annotation: str) -> str:
     text = re.sub(r"\bAsyncPaginator\b", "SyncPaginator", annotation)
     text = re.sub(r"\bAsyncIterator\b", "Iterator", text)
     text = re.sub(r"\bAsync([A-Z]\w*)", r"\1", text)
-    match = re.fullmatch(r"(?:Awaitable|Coroutine)\[(?:Any, Any, )?(.*)\]", text)
-    return match.group(1) if match else text
+    for async_name, sync_name in TWIN_NAMES.items():
+        text = re.sub(rf"\b{async_name}\b", sync_name, text)
+    # Awaitable[T] / Coroutine[Any, Any, T] -> T, at any depth (Callable[..., Awaitable[T]]).
+    return ast.unparse(_Unwrap().visit(ast.parse(text, mode="eval")))
+
+
+class _Unwrap(ast.NodeTransformer):
+    """Replace `Awaitable[T]` and `Coroutine[Any, Any, T]` by `T` wherever they appear."""
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
+        if isinstance(node.value, ast.Name) and node.value.id in ("Awaitable", "Coroutine"):
+            inner = node.slice.elts[-1] if isinstance(node.slice, ast.Tuple) else node.slice
+            result: ast.AST = self.visit(inner)
+            return result
+        self.generic_visit(node)
+        return node
 
 
 def _async_classes() -> Iterator[tuple[type, type]]:
     """(async class, its sync twin) for the client and every resource class."""
     yield AsyncFinalPOS, FinalPOS
+    yield BulkRunner, SyncBulkRunner
+    yield BulkJob, SyncBulkJob
     for info in pkgutil.iter_modules(resources.__path__):
         async_mod = importlib.import_module(f"finalpos_async.resources.{info.name}")
         sync_mod = importlib.import_module(f"finalpos_sync.resources.{info.name}")

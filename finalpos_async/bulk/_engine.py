@@ -93,7 +93,13 @@ class BulkRunner:
             report = await client.bulk.run(client.customers.create, rows)  # counts only
 
         - `concurrency`: items in flight at once (default 16), capped at the client's pool size.
-        - `rate_limit`: requests per second, or a `RateLimiter` shared with other runs.
+        - `rate_limit`: items started per second, or a `RateLimiter` shared with other runs.
+          How it combines with the client's own `rate_limit` (`AsyncFinalPOS(rate_limit=...)`):
+          the client's limiter takes a token for every HTTP attempt it sends, retries included,
+          for this run and for everything else the client does; a run's limiter takes one token
+          per item, when the item starts. With both, the stricter one sets the pace. Left unset,
+          the run is paced by the client's limiter alone (`job.rate_limiter` is then the
+          client's); passing the client's own limiter here is the same as leaving it unset.
         - `journal`: a SQLite file (or `Journal`) recording every outcome; re-running the same job
           with it skips items that succeeded and retries the others under the same keys.
         - `key`: an item's identity in the journal and its idempotency key: its position by
@@ -120,6 +126,10 @@ class BulkRunner:
             limiter = rate_limit
         else:
             limiter = RateLimiter(rate_limit)
+        client_limiter = _client_limiter(self._client)
+        if limiter is client_limiter:
+            # The client already takes a token per attempt; one more per item would halve it.
+            limiter = None
         if drain_timeout < 0:
             raise ValueError(f"drain_timeout must be >= 0 seconds, got {drain_timeout!r}")
         if not (key is None or isinstance(key, str) or callable(key)):
@@ -133,12 +143,19 @@ class BulkRunner:
             items,
             concurrency=concurrency,
             limiter=limiter,
+            client_limiter=client_limiter,
             journal=journal,
             owns_journal=owns_journal,
             key=key,
             job_id=job_id,
             drain_timeout=drain_timeout,
         )
+
+
+def _client_limiter(client: object | None) -> RateLimiter | None:
+    """The limiter `client` applies to every attempt (`AsyncFinalPOS.rate_limiter`), if any."""
+    limiter = getattr(client, "rate_limiter", None) if client is not None else None
+    return limiter if isinstance(limiter, RateLimiter) else None
 
 
 def _pool_size(client: object | None) -> int | None:
@@ -170,6 +187,7 @@ class BulkJob(Generic[_T]):
         limiter: RateLimiter | None,
         journal: Journal | None,
         owns_journal: bool,
+        client_limiter: RateLimiter | None = None,
         key: KeySpec,
         job_id: str | None,
         drain_timeout: float,
@@ -178,6 +196,7 @@ class BulkJob(Generic[_T]):
         self._items = items
         self._concurrency = concurrency
         self._limiter = limiter
+        self._client_limiter = client_limiter
         self._journal = journal
         self._owns_journal = owns_journal
         self._key = key
@@ -199,6 +218,11 @@ class BulkJob(Generic[_T]):
     def journal(self) -> Journal | None:
         """The journal this run records into, if any."""
         return self._journal
+
+    @property
+    def rate_limiter(self) -> RateLimiter | None:
+        """The limiter pacing this run: its own `rate_limit`, else the client's (None: no cap)."""
+        return self._limiter if self._limiter is not None else self._client_limiter
 
     @property
     def job_id(self) -> str | None:

@@ -1,0 +1,187 @@
+"""`AsyncFinalPOS(rate_limit=...)`: one token per HTTP attempt, shared, never past the deadline.
+
+The limiter's clock and sleep are injected, so pacing is asserted on the waits it asks for and on
+its token count, not by sleeping through real seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from conftest import ScriptedServer, ok, status
+
+from finalpos_async import APITimeoutError, AsyncFinalPOS, RateLimiter
+from finalpos_async._constants import RATE_LIMIT_BURST_SECONDS
+from finalpos_sync import FinalPOS
+
+
+class FakeTime:
+    """A clock that moves only when told, and a sleep that records instead of waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 6))
+        await asyncio.sleep(0)
+
+
+def limiter(rate: float, *, burst: float, fake: FakeTime) -> RateLimiter:
+    return RateLimiter(rate, burst=burst, clock=fake.clock, sleep=fake.sleep)
+
+
+async def test_a_burst_of_requests_is_paced_after_the_bucket_empties(
+    scripted_server: ScriptedServer,
+) -> None:
+    fake = FakeTime()
+    bucket = limiter(10, burst=2, fake=fake)
+    async with scripted_server.client(rate_limit=bucket) as client:
+        await asyncio.gather(*(client.request("GET", "/v1/api/customers") for _ in range(6)))
+    assert scripted_server.attempts == 6
+    # Two go at once (the burst), the next four queue 0.1 s apart (10 per second).
+    assert sorted(fake.sleeps) == [0.1, 0.2, 0.3, 0.4]
+    assert bucket.acquired == 6
+
+
+async def test_the_bucket_refills_with_time(scripted_server: ScriptedServer) -> None:
+    fake = FakeTime()
+    bucket = limiter(10, burst=2, fake=fake)
+    async with scripted_server.client(rate_limit=bucket) as client:
+        for _ in range(2):
+            await client.request("GET", "/v1/api/customers")
+        fake.now += 0.1  # one token earned
+        await client.request("GET", "/v1/api/customers")
+        assert fake.sleeps == []
+        await client.request("GET", "/v1/api/customers")
+    assert fake.sleeps == [0.1]
+
+
+async def test_every_retry_takes_a_token(scripted_server: ScriptedServer) -> None:
+    scripted_server.play(status(503), status(503), ok())
+    fake = FakeTime()
+    bucket = limiter(10, burst=10, fake=fake)
+    async with scripted_server.client(rate_limit=bucket) as client:
+        await client.request("GET", "/v1/api/customers")
+    assert scripted_server.attempts == 3
+    assert bucket.acquired == 3
+    assert bucket.tokens == pytest.approx(7)
+
+
+async def test_a_token_wait_that_would_cross_the_deadline_fails_without_sending(
+    scripted_server: ScriptedServer,
+) -> None:
+    fake = FakeTime()
+    bucket = limiter(1, burst=1, fake=fake)
+    async with scripted_server.client(rate_limit=bucket) as client:
+        await client.request("GET", "/v1/api/customers")
+        with pytest.raises(APITimeoutError) as excinfo:
+            await client.request("GET", "/v1/api/customers", deadline=0.5)
+        error = excinfo.value
+        assert error.kind == "deadline"
+        assert error.attempts == 0
+        assert "rate-limit token" in str(error)
+        assert scripted_server.attempts == 1
+        assert bucket.acquired == 1  # the token it could not use was not taken
+        # A wait that fits in the deadline is made, then the request goes out.
+        await client.request("GET", "/v1/api/customers", deadline=5)
+    assert fake.sleeps == [1.0]
+    assert scripted_server.attempts == 2
+
+
+async def test_a_retry_whose_token_wait_crosses_the_deadline_reports_the_last_error(
+    scripted_server: ScriptedServer,
+) -> None:
+    scripted_server.play(status(503), ok())
+    fake = FakeTime()
+    bucket = limiter(0.5, burst=1, fake=fake)  # the retry would wait 2 s for its token
+    async with scripted_server.client(rate_limit=bucket) as client:
+        with pytest.raises(APITimeoutError) as excinfo:
+            await client.request("GET", "/v1/api/customers", deadline=1.0)
+    assert excinfo.value.kind == "deadline"
+    assert excinfo.value.attempts == 1
+    assert excinfo.value.last_error is not None
+    assert excinfo.value.last_error.status_code == 503  # type: ignore[attr-defined]
+    assert scripted_server.attempts == 1
+
+
+async def test_real_clock_pacing(scripted_server: ScriptedServer) -> None:
+    # The default clock and sleep: 11 requests at 100/s with no burst take at least 0.1 s.
+    async with scripted_server.client(rate_limit=RateLimiter(100, burst=1)) as client:
+        started = time.monotonic()
+        await asyncio.gather(*(client.request("GET", "/v1/api/customers") for _ in range(11)))
+        assert time.monotonic() - started >= 0.095
+
+
+async def test_with_options_copies_and_bulk_runs_share_the_clients_limiter(
+    scripted_server: ScriptedServer,
+) -> None:
+    fake = FakeTime()
+    bucket = limiter(1e6, burst=1e6, fake=fake)
+    async with scripted_server.client(rate_limit=bucket) as client:
+        view = client.with_options(timeout=5)
+        assert view.rate_limiter is client.rate_limiter is bucket
+        await view.request("GET", "/v1/api/customers")
+        assert bucket.acquired == 1
+
+        async def create(**fields: object) -> object:
+            return await client.request("POST", "/v1/api/customer", json=fields)
+
+        job = client.bulk.run(create, [{"n": n} for n in range(5)])
+        assert job.rate_limiter is bucket
+        assert (await job).succeeded == 5
+        assert bucket.acquired == 6  # one per attempt: the run takes no extra tokens
+
+        own = RateLimiter(1e6)
+        job = client.bulk.run(create, [{"n": n} for n in range(3)], rate_limit=own)
+        assert job.rate_limiter is own
+        await job
+        assert own.acquired == 3  # one per item started
+        assert bucket.acquired == 9  # and the client's, one per attempt
+
+        same = client.bulk.run(create, [{"n": 1}], rate_limit=bucket)
+        await same
+        assert bucket.acquired == 10  # the client's own limiter is not applied twice
+
+
+def test_a_number_makes_a_limiter_with_the_default_burst() -> None:
+    client = AsyncFinalPOS(api_key="sk_test", base_url="http://127.0.0.1:9", rate_limit=20)
+    assert client.rate_limiter is not None
+    assert client.rate_limiter.rate == 20
+    assert client.rate_limiter.burst == max(1.0, 20 * RATE_LIMIT_BURST_SECONDS)
+    assert AsyncFinalPOS(api_key="sk_test", base_url="http://127.0.0.1:9").rate_limiter is None
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (0, ValueError),
+        (-1, ValueError),
+        (float("inf"), ValueError),
+        (float("nan"), ValueError),
+        ("10", TypeError),
+        (True, TypeError),
+    ],
+)
+def test_bad_rate_limits_name_the_field(value: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="rate_limit"):
+        AsyncFinalPOS(api_key="sk_test", base_url="http://127.0.0.1:9", rate_limit=value)  # type: ignore[arg-type]
+
+
+def test_bad_limiter_settings_name_the_field() -> None:
+    with pytest.raises(ValueError, match="burst"):
+        RateLimiter(10, burst=0.5)
+    with pytest.raises(TypeError, match="rate"):
+        RateLimiter("10")  # type: ignore[arg-type]
+
+
+def test_the_sync_client_takes_the_same_option() -> None:
+    with FinalPOS(api_key="sk_test", base_url="http://127.0.0.1:9", rate_limit=5) as client:
+        assert client.rate_limiter is not None
+        assert client.rate_limiter.rate == 5
+        assert client.with_options(timeout=3).rate_limiter is client.rate_limiter

@@ -1,0 +1,249 @@
+"""`finalpos_sync.FinalPOS().bulk.run(...)`: the async bulk engine driven from plain threads."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import finalpos_sync
+from finalpos_async._constants import SYNC_BULK_BUFFER
+from finalpos_async.bulk import ItemStatus, Journal, RateLimiter
+from finalpos_async.sandbox import Sandbox
+from finalpos_sync import FinalPOS
+from finalpos_sync._bulk import SyncBulkJob
+from finalpos_sync.types import Customer
+
+DEADLINE = 60.0  # seconds any wait here may take before the test fails
+FAIL_ALWAYS = {"x-sandbox-fault": "500,500,500,500,500"}  # more 500s than attempts
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox().run_in_thread() as sb:
+        yield sb
+
+
+@pytest.fixture
+def client(sandbox: Sandbox) -> Iterator[FinalPOS]:
+    sandbox.reset()
+    # Retries without real waiting.
+    with FinalPOS(
+        api_key=sandbox.api_key, base_url=sandbox.url, backoff_base=0.001, backoff_cap=0.002
+    ) as c:
+        yield c
+
+
+def customer_rows(count: int, *, failing: frozenset[int] = frozenset()) -> Iterator[dict[str, Any]]:
+    for n in range(count):
+        row: dict[str, Any] = {"email": f"bulk{n}@example.com", "first_name": f"F{n}"}
+        row["last_name"] = "Sync"
+        if n in failing:
+            row["extra_headers"] = FAIL_ALWAYS
+        yield row
+
+
+def stored_emails(client: FinalPOS) -> list[str | None]:
+    return [c.email for c in client.customers.list()]
+
+
+def test_a_thousand_customers_arrive_once_and_the_counts_add_up(client: FinalPOS) -> None:
+    job = client.bulk.run(client.customers.create, customer_rows(1000), concurrency=16)
+    assert isinstance(job, SyncBulkJob)
+    results = list(job)
+    assert len(results) == 1000
+    assert {r.index for r in results} == set(range(1000))
+    assert all(r.status is ItemStatus.SUCCEEDED for r in results)
+    assert all(isinstance(r.value, Customer) for r in results)
+    assert len({r.created_id for r in results}) == 1000
+    report = job.report
+    assert (report.submitted, report.succeeded, report.failed, report.in_flight) == (
+        1000,
+        1000,
+        0,
+        0,
+    )
+    assert report.attempts == 1000
+    assert report.outcome == "completed"
+    emails = stored_emails(client)
+    assert len(emails) == 1000
+    assert set(emails) == {f"bulk{n}@example.com" for n in range(1000)}
+
+
+def test_a_failing_item_is_reported_with_its_error_and_attempts(client: FinalPOS) -> None:
+    results = {
+        r.index: r
+        for r in client.bulk.run(client.customers.create, customer_rows(10, failing=frozenset({3})))
+    }
+    failed = results[3]
+    assert failed.status is ItemStatus.FAILED
+    assert isinstance(failed.error, finalpos_sync.InternalServerError)
+    assert failed.attempts == 4  # the first attempt and the client's 3 retries
+    assert "InternalServerError (500)" in failed.reason
+    assert all(results[n].ok for n in range(10) if n != 3)
+    assert len(stored_emails(client)) == 9
+
+
+def test_wait_returns_the_report(client: FinalPOS) -> None:
+    report = client.bulk.run(
+        client.customers.create, customer_rows(25, failing=frozenset({1}))
+    ).wait()
+    assert (report.submitted, report.succeeded, report.failed) == (25, 24, 1)
+    assert report.outcome == "completed"
+
+
+def test_journal_rerun_skips_done_items_and_retries_failed_ones(
+    client: FinalPOS, tmp_path: Path
+) -> None:
+    journal = tmp_path / "customers.journal"
+    first = client.bulk.run(
+        client.customers.create, customer_rows(30, failing=frozenset({5, 7})), journal=journal
+    )
+    assert sorted(r.index for r in first if not r.ok) == [5, 7]
+    assert (first.report.succeeded, first.report.failed) == (28, 2)
+
+    second = client.bulk.run(client.customers.create, customer_rows(30), journal=journal)
+    statuses = {r.index: r.status for r in second}
+    assert sorted(n for n, s in statuses.items() if s is ItemStatus.SUCCEEDED) == [5, 7]
+    assert second.report.skipped == 28
+    assert second.job_id == first.job_id
+    emails = stored_emails(client)
+    assert len(emails) == 30 == len(set(emails))  # no duplicates
+    with Journal(journal) as log:
+        assert log.counts() == {"succeeded": 30}
+
+
+def test_inputs_are_pulled_lazily_in_the_calling_thread(client: FinalPOS) -> None:
+    threads: set[int] = set()
+    pulled = 0
+
+    def rows() -> Iterator[dict[str, Any]]:
+        nonlocal pulled
+        for row in customer_rows(2000):
+            threads.add(threading.get_ident())
+            pulled += 1
+            yield row
+
+    job = client.bulk.run(client.customers.create, rows(), concurrency=8)
+    results = iter(job)
+    next(results)
+    # One batch per request of the engine, results bounded by the buffer: far from all 2,000.
+    assert pulled <= 3 * job.concurrency + 2 * SYNC_BULK_BUFFER < 2000
+    assert sum(1 for _ in results) == 1999
+    assert threads == {threading.get_ident()}
+
+
+def test_stop_from_the_loop_body_ends_the_run_gracefully(client: FinalPOS) -> None:
+    job = client.bulk.run(client.customers.create, customer_rows(5000), concurrency=4)
+    seen = 0
+    for result in job:
+        assert result.ok
+        seen += 1
+        if seen == 10:
+            job.stop()
+    report = job.report
+    assert report.outcome == "stopped"
+    assert report.submitted == report.succeeded == seen < 5000
+    assert len(stored_emails(client)) == seen
+
+
+def test_leaving_the_loop_early_drains_and_counts_everything(client: FinalPOS) -> None:
+    job = client.bulk.run(client.customers.create, customer_rows(5000), concurrency=4)
+    with job:
+        for _ in job:
+            break
+    report = job.report
+    assert report.outcome == "cancelled"
+    assert report.in_flight == 0
+    assert report.submitted == report.succeeded + report.cancelled < 5000
+
+
+def test_an_input_error_is_raised_after_the_drain(client: FinalPOS) -> None:
+    def rows() -> Iterator[dict[str, Any]]:
+        yield from customer_rows(5)
+        raise ValueError("row 6 is unreadable")
+
+    job = client.bulk.run(client.customers.create, rows())
+    with pytest.raises(ValueError, match="row 6 is unreadable"):
+        job.wait()
+    assert job.report.submitted == 5
+    assert job.report.in_flight == 0
+
+
+def test_a_job_runs_once(client: FinalPOS) -> None:
+    job = client.bulk.run(client.customers.create, customer_rows(2))
+    job.wait()
+    with pytest.raises(RuntimeError, match="runs once"):
+        job.wait()
+
+
+def test_bad_arguments_are_refused_in_the_calling_thread(client: FinalPOS) -> None:
+    def create(**fields: Any) -> None:
+        return None
+
+    with pytest.raises(TypeError, match="operation must be a method of a finalpos_sync resource"):
+        client.bulk.run(create, customer_rows(1))
+    with pytest.raises(TypeError, match="items must be an iterable"):
+        client.bulk.run(client.customers.create, 5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="concurrency"):
+        client.bulk.run(client.customers.create, customer_rows(1), concurrency=0)
+
+
+def test_raw_response_twin_and_client_rate_limiter_are_used(sandbox: Sandbox) -> None:
+    sandbox.reset()
+    limiter = RateLimiter(1e6)  # never waits; counts the attempts it lets through
+    with FinalPOS(api_key=sandbox.api_key, base_url=sandbox.url, rate_limit=limiter) as client:
+        job = client.bulk.run(client.customers.with_raw_response.create, customer_rows(20))
+        assert job.rate_limiter is limiter is client.rate_limiter
+        results = list(job)
+    assert all(isinstance(r.value, Customer) for r in results)
+    # One token per HTTP attempt, taken by the client: the run adds none of its own.
+    assert limiter.acquired == 20
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_drains_records_in_the_journal_and_reraises(
+    client: FinalPOS, tmp_path: Path
+) -> None:
+    started = threading.Event()
+    hold = asyncio.Event()  # never set: items 3+ stay in flight until cancelled
+
+    async def create(*, n: int, idempotency_key: str) -> dict[str, Any]:
+        if n < 3:
+            return {"id": f"id-{n}"}
+        if n == 5:
+            started.set()
+        await hold.wait()
+        raise AssertionError("unreachable")
+
+    def interrupt() -> None:
+        if started.wait(DEADLINE):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    journal = tmp_path / "interrupted.journal"
+    job = client.bulk.run(
+        create, ({"n": n} for n in range(100)), concurrency=4, journal=journal, drain_timeout=0.2
+    )
+    thread = threading.Thread(target=interrupt)
+    thread.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for _ in job:
+                pass
+    finally:
+        thread.join(DEADLINE)
+    report = job.report
+    assert report.outcome == "cancelled"
+    assert report.in_flight == 0
+    assert report.succeeded == 3
+    assert report.cancelled >= 1
+    assert report.submitted == report.succeeded + report.cancelled
+    with Journal(journal) as log:
+        assert log.counts() == {"succeeded": 3}
