@@ -7,7 +7,8 @@ Starts a canned local API server in its own process (nginx when installed, else 
 generates the openapi-python-client peer from the package's spec into a temporary folder, runs
 every (variant, operation) cell in a fresh interpreter, repetitions interleaved in a shuffled
 order, then measures import times and the bulk engine. Prints a markdown report and writes it to
-`benchmarks/results/latest.md` (`quick.md` for `--quick`) with the raw data as JSON beside it.
+`benchmarks/results/latest.md` (`quick.md` for `--quick`) with the raw data beside it
+(`latest.json`, `quick.json`).
 See `benchmarks/README.md` for how to read the tables.
 """
 
@@ -334,8 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     out = args.output or RESULTS / ("quick.md" if args.quick else "latest.md")
     out.write_text(text)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    json_path = out.with_name(f"{out.stem}-{stamp}.json")
+    json_path = out.with_suffix(".json")
     json_path.write_text(json.dumps(data, indent=1, default=str))
     log(f"wrote {out} and {json_path}")
     broken = [

@@ -74,7 +74,9 @@ class RawResponse(Generic[T]):
         `ResponseValidationError`, never a bare `ValueError`.
         """
         if self._json is _UNSET:
-            if not self.content.strip():
+            content = self.content
+            # Not `.strip()`: that copies the whole body (a 100-record page) just to test it.
+            if not content or content.isspace():
                 self._json = None
             else:
                 try:

@@ -15,10 +15,9 @@ import pytest
 
 import finalpos_sync
 from finalpos_async._constants import SYNC_BULK_BUFFER
-from finalpos_async.bulk import ItemStatus, Journal, RateLimiter
 from finalpos_async.sandbox import Sandbox
 from finalpos_sync import FinalPOS
-from finalpos_sync._bulk import SyncBulkJob
+from finalpos_sync.bulk import ItemStatus, Journal, RateLimiter, SyncBulkJob
 from finalpos_sync.types import Customer
 
 DEADLINE = 60.0  # seconds any wait here may take before the test fails
@@ -247,3 +246,35 @@ def test_ctrl_c_drains_records_in_the_journal_and_reraises(
     assert report.submitted == report.succeeded + report.cancelled
     with Journal(journal) as log:
         assert log.counts() == {"succeeded": 3}
+
+
+def test_stop_from_another_thread_yields_the_stragglers_as_cancelled(client: FinalPOS) -> None:
+    started = threading.Event()
+    hold = asyncio.Event()  # never set: items 3+ stay in flight until the drain deadline
+
+    async def create(*, n: int, idempotency_key: str) -> dict[str, Any]:
+        if n < 3:
+            return {"id": f"id-{n}"}
+        if n == 5:
+            started.set()
+        await hold.wait()
+        raise AssertionError("unreachable")
+
+    job = client.bulk.run(create, ({"n": n} for n in range(100)), concurrency=4)
+
+    def stop_when_started() -> None:
+        if started.wait(DEADLINE):
+            job.stop(drain_timeout=0.1)
+
+    thread = threading.Thread(target=stop_when_started)
+    thread.start()
+    try:
+        results = list(job)
+    finally:
+        thread.join(DEADLINE)
+    statuses = [r.status for r in results]
+    assert statuses.count(ItemStatus.SUCCEEDED) == 3
+    assert statuses.count(ItemStatus.CANCELLED) == len(results) - 3 >= 1
+    assert job.report.outcome == "stopped"
+    assert job.report.in_flight == 0
+    assert job.stopping

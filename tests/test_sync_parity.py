@@ -21,7 +21,7 @@ import finalpos_sync
 from finalpos_async import AsyncFinalPOS, resources
 from finalpos_async.bulk import BulkJob, BulkRunner
 from finalpos_sync import FinalPOS
-from finalpos_sync._bulk import SyncBulkJob, SyncBulkRunner
+from finalpos_sync.bulk import SyncBulkJob, SyncBulkRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 # Public members the sync side adds by hand (lifecycle and the way back to async code).
