@@ -242,9 +242,21 @@ def run_server(kind: str = "auto", nginx: str | None = None) -> Iterator[ServerI
     if kind == "nginx" and not nginx_bin:
         raise RuntimeError("--server nginx was asked for but no nginx binary is on PATH")
     if kind in ("auto", "nginx") and nginx_bin:
-        with _run_nginx(nginx_bin) as info:
-            yield info
-        return
+        try:
+            nginx_cm = _run_nginx(nginx_bin)
+            info = nginx_cm.__enter__()
+        except RuntimeError as exc:
+            if kind == "nginx":
+                raise
+            # An nginx that cannot start here (permissions, a broken install) is not fatal:
+            # the aiohttp fallback serves the same bytes.
+            print(f"nginx did not start ({exc}); using the aiohttp.web server", file=sys.stderr)
+        else:
+            try:
+                yield info
+            finally:
+                nginx_cm.__exit__(None, None, None)
+            return
     with _run_aiohttp() as info:
         yield info
 
@@ -264,7 +276,12 @@ def _run_nginx(nginx_bin: str) -> Iterator[ServerInfo]:
         stderr=subprocess.PIPE,
     )
     try:
-        _wait_listening(port, proc, time.monotonic() + START_TIMEOUT)
+        try:
+            _wait_listening(port, proc, time.monotonic() + START_TIMEOUT)
+        except RuntimeError as exc:
+            exited = proc.poll() is not None and proc.stderr is not None
+            err = proc.stderr.read().decode(errors="replace") if exited and proc.stderr else ""
+            raise RuntimeError(f"{exc}: {err.strip()[-300:]}") from None
         yield ServerInfo(f"http://127.0.0.1:{port}", f"{version} (1 worker)")
     finally:
         proc.terminate()

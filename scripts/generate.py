@@ -335,14 +335,50 @@ def std_imports(body: str) -> list[str]:
 
 
 def render_types_init(models: dict[str, Model]) -> str:
+    """The package of models, loading each module on first use of one of its names.
+
+    Importing every model module costs about 100 ms (attrs builds each class at import), so
+    `import finalpos_async` must not do it (sdk-anchors pitfall 24): a module `__getattr__`
+    imports `types/<module>.py` when one of its names is first asked for. Type checkers see
+    the names through the `TYPE_CHECKING` imports.
+    """
     modules: dict[str, list[str]] = defaultdict(list)
     for model in models.values():
         modules[model.module].append(model.name)
-    lines = [HEADER + '"""Every model of the API, one module per resource."""', ""]
+    lines = [
+        HEADER + '"""Every model of the API, one module per resource, each imported on first use."""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "import importlib",
+        "from typing import TYPE_CHECKING, Any",
+        "",
+        "if TYPE_CHECKING:",
+    ]
     for module in sorted(modules):
-        lines.append(f"from .{module} import {', '.join(sorted(modules[module]))}")
+        lines.append(f"    from .{module} import {', '.join(sorted(modules[module]))}")
     everything = sorted(models)
-    lines += ["", "__all__ = [" + ", ".join(f'"{n}"' for n in everything) + "]"]
+    lines += ["", "__all__ = [" + ", ".join(f'"{n}"' for n in everything) + "]", ""]
+    lines.append("_MODULES: dict[str, str] = {")
+    for name in everything:
+        lines.append(f'    "{name}": "{models[name].module}",')
+    lines += [
+        "}",
+        '"""Model name -> the module of this package that defines it."""',
+        "",
+        "",
+        "def __getattr__(name: str) -> Any:",
+        "    module = _MODULES.get(name)",
+        "    if module is None:",
+        '        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")',
+        '    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)',
+        "    globals()[name] = value  # later lookups are plain module attributes",
+        "    return value",
+        "",
+        "",
+        "def __dir__() -> list[str]:",
+        "    return sorted({*globals(), *__all__})",
+    ]
     return "\n".join(lines) + "\n"
 
 

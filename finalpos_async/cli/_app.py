@@ -111,7 +111,9 @@ def cli(
     help="Rows in flight at once (capped at the connection pool).",
 )
 @click.option(
-    "--rate", type=click.FloatRange(0, min_open=True), help="Requests per second at most."
+    "--rate",
+    type=click.FloatRange(0, min_open=True),
+    help="HTTP requests per second at most, retries included.",
 )
 @click.option(
     "--journal",

@@ -24,6 +24,8 @@ class Settings:
     sandbox_db: Path | None
     max_retries: int | None
     timeout: float | None
+    # Requests per second over every HTTP attempt, retries included (the import's --rate).
+    rate_limit: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -48,6 +50,7 @@ async def connect(settings: Settings, say: Callable[[str], None]) -> AsyncIterat
             base_url=settings.base_url,
             max_retries=settings.max_retries,
             timeout=timeout,
+            rate_limit=settings.rate_limit,
         )
         async with client:
             yield Connection(
@@ -73,6 +76,7 @@ async def connect(settings: Settings, say: Callable[[str], None]) -> AsyncIterat
             base_url=sandbox.url,
             max_retries=settings.max_retries,
             timeout=timeout,
+            rate_limit=settings.rate_limit,
         ) as client:
             yield Connection(
                 client=client, embedded=True, persistent=db is not None, target=sandbox.url

@@ -225,6 +225,8 @@ async def _send(
     resource = options.resource
     path = resource.create_path
     assert path is not None
+    # --rate paces HTTP attempts (retries included), so it goes to the client, not the job.
+    settings = attrs.evolve(settings, rate_limit=options.rate)
     async with connect(settings, console.print) as conn:
         client = conn.client
 
@@ -256,7 +258,6 @@ async def _send(
                 create,
                 _good_rows(options),
                 concurrency=options.concurrency,
-                rate_limit=options.rate,
                 journal=log,
                 key="row_key",
                 drain_timeout=options.drain_timeout,
