@@ -1,5 +1,8 @@
 """finalpos: the async-first Python SDK for the Final POS REST API."""
 
+from typing import TYPE_CHECKING, Any
+
+from . import types as _models_pkg
 from ._client import AsyncFinalPOS
 from ._exceptions import (
     APIConnectionError,
@@ -16,76 +19,78 @@ from ._exceptions import (
     ResponseValidationError,
     UnprocessableEntityError,
 )
-from ._pagination import AsyncPaginator, Page
 from ._rate_limit import RateLimiter
 from ._response import RawResponse
 from ._retry import RetryBudget, RetryPolicy
 from ._types import NOT_GIVEN, NotGiven, RequestOptions
 from ._urls import encode_path_param
 from ._version import __version__
-from .types import (
-    Account,
-    Address,
-    Attachment,
-    Category,
-    CreateAccount,
-    CreateAttachment,
-    CreateCategory,
-    CreateCustomer,
-    CreateCustomTableRow,
-    CreateOrder,
-    CreateOutlet,
-    CreateProduct,
-    CreateRefund,
-    CreateRole,
-    CreateSession,
-    CreateStation,
-    CreateTransaction,
-    CreateVariant,
-    CreateZapierTrigger,
-    Customer,
-    CustomTableRow,
-    DeleteResponse,
-    ErrorResponse,
-    Inventory,
-    Metadata,
-    Note,
-    ObjectId,
-    Order,
-    OrderSummary,
-    OrderTax,
-    OrderTip,
-    Outlet,
-    PaymentData,
-    Product,
-    ProductAttribute,
-    Refund,
-    RefundCartDiscount,
-    RefundLineItemDiscount,
-    RefundPayment,
-    RefundsLineItem,
-    RefundsTax,
-    RefundSummary,
-    Role,
-    RolePermission,
-    Session,
-    SessionClosingAmounts,
-    Station,
-    StripeConfig,
-    Transaction,
-    UpdateAccount,
-    UpdateCustomer,
-    UpdateOutlet,
-    UpdateRefund,
-    UpdateRole,
-    UpdateSession,
-    UpdateStation,
-    UpdateVariant,
-    UpdateZapierTrigger,
-    Variant,
-    VariantAttribute,
-    ZapierTrigger,
-)
+
+if TYPE_CHECKING:
+    from ._pagination import AsyncPaginator, Page
+    from .types import (
+        Account,
+        Address,
+        Attachment,
+        Category,
+        CreateAccount,
+        CreateAttachment,
+        CreateCategory,
+        CreateCustomer,
+        CreateCustomTableRow,
+        CreateOrder,
+        CreateOutlet,
+        CreateProduct,
+        CreateRefund,
+        CreateRole,
+        CreateSession,
+        CreateStation,
+        CreateTransaction,
+        CreateVariant,
+        CreateZapierTrigger,
+        Customer,
+        CustomTableRow,
+        DeleteResponse,
+        ErrorResponse,
+        Inventory,
+        Metadata,
+        Note,
+        ObjectId,
+        Order,
+        OrderSummary,
+        OrderTax,
+        OrderTip,
+        Outlet,
+        PaymentData,
+        Product,
+        ProductAttribute,
+        Refund,
+        RefundCartDiscount,
+        RefundLineItemDiscount,
+        RefundPayment,
+        RefundsLineItem,
+        RefundsTax,
+        RefundSummary,
+        Role,
+        RolePermission,
+        Session,
+        SessionClosingAmounts,
+        Station,
+        StripeConfig,
+        Transaction,
+        UpdateAccount,
+        UpdateCustomer,
+        UpdateOutlet,
+        UpdateRefund,
+        UpdateRole,
+        UpdateSession,
+        UpdateStation,
+        UpdateVariant,
+        UpdateZapierTrigger,
+        Variant,
+        VariantAttribute,
+        ZapierTrigger,
+    )
 
 __all__ = [
     "NOT_GIVEN",
@@ -175,3 +180,26 @@ __all__ = [
     "__version__",
     "encode_path_param",
 ]
+
+
+# Loaded on first use (sdk-anchors pitfall 24, import cost): the models (`types/`, about
+# 100 ms of attrs class building) and the pagination/converter layer (cattrs). `from
+# finalpos_async import Customer` works as before; only the first access pays.
+_PAGINATION_NAMES = frozenset({"AsyncPaginator", "Page"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PAGINATION_NAMES:
+        from . import _pagination
+
+        value = getattr(_pagination, name)
+    elif name in _models_pkg.__all__:
+        value = getattr(_models_pkg, name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later lookups are plain module attributes
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
