@@ -8,7 +8,6 @@ import logging
 import os
 import platform
 import re
-import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -548,15 +547,16 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         url = self._url(path)
 
         read_timeout = cfg.timeout
-        if not isinstance(options.timeout, NotGiven):
-            read_timeout = _check_seconds("timeout", options.timeout)
         deadline = cfg.deadline
-        if not isinstance(options.deadline, NotGiven):
-            deadline = _check_seconds("deadline", options.deadline)
         policy = cfg.policy
         max_retries = policy.max_retries
-        if not isinstance(options.max_retries, NotGiven):
-            max_retries = _check_int("max_retries", options.max_retries, minimum=0)
+        if options is not DEFAULT_OPTIONS:  # the shared default overrides nothing
+            if not isinstance(options.timeout, NotGiven):
+                read_timeout = _check_seconds("timeout", options.timeout)
+            if not isinstance(options.deadline, NotGiven):
+                deadline = _check_seconds("deadline", options.deadline)
+            if not isinstance(options.max_retries, NotGiven):
+                max_retries = _check_int("max_retries", options.max_retries, minimum=0)
 
         query = flatten_params(params)
         if options.extra_query:
@@ -568,7 +568,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         if idempotency_key is not None:
             _check_header_value("idempotency_key", idempotency_key)
         if idempotency_key is None and method not in IDEMPOTENT_METHODS:
-            idempotency_key = str(uuid.uuid4())
+            idempotency_key = _new_idempotency_key()
         # An explicit key (or retry_unsafe) is the caller's word that a repeat is harmless.
         unsafe_ok = options.retry_unsafe or options.idempotency_key is not None
         headers = self._headers(data is not None, idempotency_key, options.extra_headers)
@@ -915,6 +915,20 @@ def _rate_limit_deadline_error(error: APITimeoutError) -> APITimeoutError:
     return error
 
 
+# A version-4 UUID's fixed bits: version nibble 4, RFC 4122 variant 10.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def _new_idempotency_key() -> str:
+    """A random UUID4 string, as `str(uuid.uuid4())` gives, in about half the time.
+
+    Same randomness source (`os.urandom`), without building a `uuid.UUID` on every POST.
+    """
+    h = "%032x" % (int.from_bytes(os.urandom(16), "big") & _UUID4_CLEAR | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def _closed_error() -> RuntimeError:
     return RuntimeError(
         "this AsyncFinalPOS is closed and cannot be used again; create a new client "
@@ -935,7 +949,13 @@ def _check_api_key(key: object) -> None:
         )
 
 
+# The methods the generated resources send, accepted as they are without further checks.
+_PLAIN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
 def _check_method(method: object) -> str:
+    if method.__class__ is str and method in _PLAIN_METHODS:
+        return method
     if not isinstance(method, str) or not method.isalpha():
         raise ValueError(f"method must be an HTTP method such as 'GET' or 'POST', got {method!r}")
     return method.upper()

@@ -22,7 +22,10 @@ def encode_path_param(value: object, name: str) -> str:
     """
     if not isinstance(value, str):
         raise TypeError(f"path parameter {name!r} must be a str, got {type(value).__name__}")
-    # Ids are almost always plain (hex, uuid, slug): one regex match and nothing to escape.
+    # Ids are almost always plain (hex, uuid, slug): nothing to escape. Hex and other
+    # alphanumeric ids pass two C-level checks; the regex covers "-", "_", "." and "~".
+    if value.isascii() and value.isalnum():
+        return value
     if _UNRESERVED.fullmatch(value) and value not in {".", ".."}:
         return value
     if not value:

@@ -56,13 +56,13 @@ class AsyncAccounts(AsyncAPIResource):
         body = unstructure_params(
             CreateAccount, {"email": email, "name": name, "phone": phone}, extra_body
         )
-        return await self._request(
+        raw = await self._client._request(
             "POST",
             "/v1/api/account",
-            Account,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Account)
 
     async def retrieve(
         self,
@@ -85,12 +85,12 @@ class AsyncAccounts(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return await self._request(
+        raw = await self._client._request(
             "GET",
             f"/v1/api/account/{encode_path_param(id, 'id')}",
-            Account,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Account)
 
     async def update(
         self,
@@ -124,13 +124,13 @@ class AsyncAccounts(AsyncAPIResource):
         body = unstructure_params(
             UpdateAccount, {"email": email, "name": name, "phone": phone}, extra_body
         )
-        return await self._request(
+        raw = await self._client._request(
             "PUT",
             f"/v1/api/account/{encode_path_param(id, 'id')}",
-            Account,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Account)
 
     async def delete(
         self,
@@ -153,12 +153,12 @@ class AsyncAccounts(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return await self._request(
+        raw = await self._client._request(
             "DELETE",
             f"/v1/api/account/{encode_path_param(id, 'id')}",
-            DeleteResponse,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, DeleteResponse)
 
 
 class AsyncAccountsWithRawResponse:

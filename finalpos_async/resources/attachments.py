@@ -70,13 +70,13 @@ class AsyncAttachments(AsyncAPIResource):
             },
             extra_body,
         )
-        return await self._request(
+        raw = await self._client._request(
             "POST",
             "/v1/api/attachment",
-            Attachment,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Attachment)
 
     async def retrieve(
         self,
@@ -99,12 +99,12 @@ class AsyncAttachments(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return await self._request(
+        raw = await self._client._request(
             "GET",
             f"/v1/api/attachment/{encode_path_param(id, 'id')}",
-            Attachment,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Attachment)
 
 
 class AsyncAttachmentsWithRawResponse:

@@ -77,13 +77,13 @@ class AsyncCategories(AsyncAPIResource):
             },
             extra_body,
         )
-        return await self._request(
+        raw = await self._client._request(
             "POST",
             "/v1/api/category",
-            Category,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Category)
 
     async def retrieve(
         self,
@@ -106,12 +106,12 @@ class AsyncCategories(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return await self._request(
+        raw = await self._client._request(
             "GET",
             f"/v1/api/category/{encode_path_param(id, 'id')}",
-            Category,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Category)
 
     def list(
         self,

@@ -131,13 +131,13 @@ class AsyncCustomTables(AsyncAPIResource):
                 `RequestOptions`.
         """
         body = unstructure_params(CreateCustomTableRow, {"table_id": table_id}, extra_body)
-        return await self._request(
+        raw = await self._client._request(
             "POST",
             "/v1/api/custom-table-row",
-            CustomTableRow,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, CustomTableRow)
 
     async def retrieve_row(
         self,
@@ -160,12 +160,12 @@ class AsyncCustomTables(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return await self._request(
+        raw = await self._client._request(
             "GET",
             f"/v1/api/custom-table-row/{encode_path_param(id, 'id')}",
-            CustomTableRow,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, CustomTableRow)
 
     def list_rows(
         self,

@@ -130,13 +130,13 @@ class AsyncOrders(AsyncAPIResource):
             },
             extra_body,
         )
-        return await self._request(
+        raw = await self._client._request(
             "POST",
             "/v1/api/order",
-            Order,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Order)
 
     async def delete(
         self,
@@ -159,12 +159,12 @@ class AsyncOrders(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return await self._request(
+        raw = await self._client._request(
             "DELETE",
             f"/v1/api/order/{encode_path_param(id, 'id')}",
-            DeleteResponse,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, DeleteResponse)
 
     def list(
         self,

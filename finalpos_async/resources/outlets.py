@@ -96,13 +96,13 @@ class AsyncOutlets(AsyncAPIResource):
             },
             extra_body,
         )
-        return await self._request(
+        raw = await self._client._request(
             "POST",
             "/v1/api/outlet",
-            Outlet,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Outlet)
 
     async def retrieve(
         self,
@@ -125,12 +125,12 @@ class AsyncOutlets(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return await self._request(
+        raw = await self._client._request(
             "GET",
             f"/v1/api/outlet/{encode_path_param(id, 'id')}",
-            Outlet,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Outlet)
 
     async def update(
         self,
@@ -200,13 +200,13 @@ class AsyncOutlets(AsyncAPIResource):
             },
             extra_body,
         )
-        return await self._request(
+        raw = await self._client._request(
             "PUT",
             f"/v1/api/outlet/{encode_path_param(id, 'id')}",
-            Outlet,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Outlet)
 
     async def delete(
         self,
@@ -229,12 +229,12 @@ class AsyncOutlets(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return await self._request(
+        raw = await self._client._request(
             "DELETE",
             f"/v1/api/outlet/{encode_path_param(id, 'id')}",
-            DeleteResponse,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, DeleteResponse)
 
     def list(
         self,

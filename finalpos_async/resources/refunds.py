@@ -93,13 +93,13 @@ class AsyncRefunds(AsyncAPIResource):
             },
             extra_body,
         )
-        return await self._request(
+        raw = await self._client._request(
             "POST",
             "/v1/api/refunds",
-            Refund,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Refund)
 
     async def retrieve(
         self,
@@ -122,12 +122,12 @@ class AsyncRefunds(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return await self._request(
+        raw = await self._client._request(
             "GET",
             f"/v1/api/refunds/{encode_path_param(id, 'id')}",
-            Refund,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Refund)
 
     async def update(
         self,
@@ -191,13 +191,13 @@ class AsyncRefunds(AsyncAPIResource):
             },
             extra_body,
         )
-        return await self._request(
+        raw = await self._client._request(
             "PUT",
             f"/v1/api/refunds/{encode_path_param(id, 'id')}",
-            Refund,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Refund)
 
 
 class AsyncRefundsWithRawResponse:

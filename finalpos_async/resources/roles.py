@@ -53,13 +53,13 @@ class AsyncRoles(AsyncAPIResource):
         body = unstructure_params(
             CreateRole, {"name": name, "permissions": permissions}, extra_body
         )
-        return await self._request(
+        raw = await self._client._request(
             "POST",
             "/v1/api/roles",
-            Role,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Role)
 
     async def retrieve(
         self,
@@ -82,12 +82,12 @@ class AsyncRoles(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return await self._request(
+        raw = await self._client._request(
             "GET",
             f"/v1/api/roles/{encode_path_param(id, 'id')}",
-            Role,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Role)
 
     async def update(
         self,
@@ -119,13 +119,13 @@ class AsyncRoles(AsyncAPIResource):
         body = unstructure_params(
             UpdateRole, {"name": name, "permissions": permissions}, extra_body
         )
-        return await self._request(
+        raw = await self._client._request(
             "PUT",
             f"/v1/api/roles/{encode_path_param(id, 'id')}",
-            Role,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Role)
 
 
 class AsyncRolesWithRawResponse:

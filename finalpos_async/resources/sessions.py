@@ -92,13 +92,13 @@ class AsyncSessions(AsyncAPIResource):
             },
             extra_body,
         )
-        return await self._request(
+        raw = await self._client._request(
             "POST",
             "/v1/api/session",
-            Session,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Session)
 
     async def update(
         self,
@@ -168,13 +168,13 @@ class AsyncSessions(AsyncAPIResource):
             },
             extra_body,
         )
-        return await self._request(
+        raw = await self._client._request(
             "PUT",
             f"/v1/api/session/{encode_path_param(id, 'id')}",
-            Session,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Session)
 
 
 class AsyncSessionsWithRawResponse:

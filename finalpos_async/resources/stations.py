@@ -85,13 +85,13 @@ class AsyncStations(AsyncAPIResource):
             },
             extra_body,
         )
-        return await self._request(
+        raw = await self._client._request(
             "POST",
             "/v1/api/station",
-            Station,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Station)
 
     async def retrieve(
         self,
@@ -114,12 +114,12 @@ class AsyncStations(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return await self._request(
+        raw = await self._client._request(
             "GET",
             f"/v1/api/station/{encode_path_param(id, 'id')}",
-            Station,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Station)
 
     async def update(
         self,
@@ -178,13 +178,13 @@ class AsyncStations(AsyncAPIResource):
             },
             extra_body,
         )
-        return await self._request(
+        raw = await self._client._request(
             "PUT",
             f"/v1/api/station/{encode_path_param(id, 'id')}",
-            Station,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Station)
 
     async def delete(
         self,
@@ -207,12 +207,12 @@ class AsyncStations(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return await self._request(
+        raw = await self._client._request(
             "DELETE",
             f"/v1/api/station/{encode_path_param(id, 'id')}",
-            DeleteResponse,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, DeleteResponse)
 
     def list(
         self,

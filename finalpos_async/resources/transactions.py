@@ -100,13 +100,13 @@ class AsyncTransactions(AsyncAPIResource):
             },
             extra_body,
         )
-        return await self._request(
+        raw = await self._client._request(
             "POST",
             "/v1/api/transactions",
-            Transaction,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Transaction)
 
     async def retrieve(
         self,
@@ -129,12 +129,12 @@ class AsyncTransactions(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return await self._request(
+        raw = await self._client._request(
             "GET",
             f"/v1/api/transactions/{encode_path_param(id, 'id')}",
-            Transaction,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Transaction)
 
     async def delete(
         self,
@@ -157,12 +157,12 @@ class AsyncTransactions(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return await self._request(
+        raw = await self._client._request(
             "DELETE",
             f"/v1/api/transactions/{encode_path_param(id, 'id')}",
-            DeleteResponse,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, DeleteResponse)
 
 
 class AsyncTransactionsWithRawResponse:

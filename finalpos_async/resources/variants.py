@@ -99,13 +99,13 @@ class AsyncVariants(AsyncAPIResource):
             },
             extra_body,
         )
-        return await self._request(
+        raw = await self._client._request(
             "POST",
             "/v1/api/variant",
-            Variant,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Variant)
 
     async def retrieve(
         self,
@@ -128,12 +128,12 @@ class AsyncVariants(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return await self._request(
+        raw = await self._client._request(
             "GET",
             f"/v1/api/variant/{encode_path_param(id, 'id')}",
-            Variant,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Variant)
 
     async def update(
         self,
@@ -206,13 +206,13 @@ class AsyncVariants(AsyncAPIResource):
             },
             extra_body,
         )
-        return await self._request(
+        raw = await self._client._request(
             "PUT",
             f"/v1/api/variant/{encode_path_param(id, 'id')}",
-            Variant,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, Variant)
 
     def list(
         self,

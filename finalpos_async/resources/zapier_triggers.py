@@ -67,13 +67,13 @@ class AsyncZapierTriggers(AsyncAPIResource):
             },
             extra_body,
         )
-        return await self._request(
+        raw = await self._client._request(
             "POST",
             "/v1/api/zapier-triggers",
-            ZapierTrigger,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, ZapierTrigger)
 
     async def update(
         self,
@@ -119,13 +119,13 @@ class AsyncZapierTriggers(AsyncAPIResource):
             },
             extra_body,
         )
-        return await self._request(
+        raw = await self._client._request(
             "PUT",
             f"/v1/api/zapier-triggers/{encode_path_param(id, 'id')}",
-            ZapierTrigger,
-            body=body,
+            json=body,
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
         )
+        return self._parse(raw, ZapierTrigger)
 
 
 class AsyncZapierTriggersWithRawResponse:

@@ -1,0 +1,122 @@
+"""The per-call shortcuts taken for speed give exactly what the slow paths give, and
+`import finalpos_async` stays cheap by loading models, converter and extras on first use."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from urllib.parse import quote
+
+import pytest
+import yarl
+from hypothesis import given
+from hypothesis import strategies as st
+
+from finalpos_async._client import _new_idempotency_key
+from finalpos_async._transport import _URL_SAFE, _wire_url
+from finalpos_async._urls import encode_path_param
+
+# Heavy or optional parts that a bare `import finalpos_async` must not load.
+_LAZY_MODULES = (
+    "cattrs",
+    "finalpos_async._converter",
+    "finalpos_async._pagination",
+    "finalpos_async.types.customers",
+    "finalpos_async.resources.customers",
+    "finalpos_async.sandbox",
+    "finalpos_async.bulk",
+    "finalpos_async.cli",
+)
+
+
+def _run(code: str) -> dict[str, object]:
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    result: dict[str, object] = json.loads(proc.stdout)
+    return result
+
+
+def test_import_loads_no_models_converter_or_extras() -> None:
+    loaded = _run(
+        "import json, sys\n"
+        "import finalpos_async\n"
+        f"names = {list(_LAZY_MODULES)!r}\n"
+        "print(json.dumps({'loaded': [m for m in names if m in sys.modules]}))\n"
+    )
+    assert loaded == {"loaded": []}
+
+
+def test_lazy_names_resolve_to_the_defining_modules_on_first_use() -> None:
+    result = _run(
+        "import json, sys\n"
+        "import finalpos_async\n"
+        "from finalpos_async import Customer, Page, AsyncPaginator, DeleteResponse\n"
+        "from finalpos_async.types import Address\n"
+        "import finalpos_async.types.customers as tc\n"
+        "print(json.dumps({\n"
+        "  'customer': Customer is tc.Customer, 'address': Address is tc.Address,\n"
+        "  'page': Page.__module__, 'paginator': AsyncPaginator.__module__,\n"
+        "  'delete': DeleteResponse.__module__,\n"
+        "  'in_dir': 'Customer' in dir(finalpos_async),\n"
+        "}))\n"
+    )
+    assert result == {
+        "customer": True,
+        "address": True,
+        "page": "finalpos_async._pagination",
+        "paginator": "finalpos_async._pagination",
+        "delete": "finalpos_async.types.shared",
+        "in_dir": True,
+    }
+
+
+def test_unknown_package_attribute_is_an_attribute_error() -> None:
+    import finalpos_async
+
+    with pytest.raises(AttributeError, match="NoSuchModel"):
+        finalpos_async.NoSuchModel  # noqa: B018 - the lookup is the test
+    with pytest.raises(ImportError):
+        exec("from finalpos_async.types import NoSuchModel", {})
+
+
+def test_every_public_name_resolves() -> None:
+    import finalpos_async
+
+    missing = [name for name in finalpos_async.__all__ if not hasattr(finalpos_async, name)]
+    assert missing == []
+
+
+@given(st.text(max_size=40))
+def test_path_params_encode_exactly_like_quote(value: str) -> None:
+    bad = (
+        not value
+        or value in {".", ".."}
+        or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
+        # lone surrogates cannot be UTF-8 encoded: quote() itself refuses them
+        or any(0xD800 <= ord(ch) <= 0xDFFF for ch in value)
+    )
+    if bad:
+        with pytest.raises((ValueError, UnicodeEncodeError)):
+            encode_path_param(value, "id")
+    else:
+        assert encode_path_param(value, "id") == quote(value, safe="")
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7E, min_codepoint=0x20), max_size=40))
+def test_wire_url_fast_path_matches_quoting(path: str) -> None:
+    # The shortcut skips `quote` when nothing needs escaping: the URL must come out the same.
+    url = "http://127.0.0.1:8080/v1/" + path
+    assert str(_wire_url(url)) == str(yarl.URL(quote(url, safe=_URL_SAFE), encoded=True))
+
+
+def test_idempotency_keys_are_distinct_version_4_uuids() -> None:
+    keys = [_new_idempotency_key() for _ in range(2000)]
+    assert len(set(keys)) == len(keys)
+    for key in keys:
+        parsed = uuid.UUID(key)
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        assert str(parsed) == key
