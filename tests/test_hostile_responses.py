@@ -545,3 +545,70 @@ async def test_a_pathological_html_error_page_is_summarised_in_linear_time(
         assert loop.time() - started < 2.0
     assert info.value.status_code == 502
     assert len(info.value.message) <= 400
+
+
+# ------------------------------------ every read operation, fed bodies of the wrong shape
+
+
+def _read_operations() -> list[tuple[str, str, tuple[str, ...]]]:
+    """(resource, method, required argument names) for operations callable with string ids."""
+    import inspect
+
+    client = AsyncFinalPOS(api_key="sk_test_hostile", base_url="http://127.0.0.1:9")
+    found = []
+    for attr in sorted(dir(client)):
+        if attr.startswith("_") or attr == "bulk":
+            continue
+        resource = getattr(client, attr, None)
+        if not hasattr(resource, "_client"):
+            continue
+        for name, function in inspect.getmembers(type(resource), inspect.isfunction):
+            if name.startswith("_") or name.startswith(("create", "update")):
+                continue
+            required = tuple(
+                p.name
+                for p in list(inspect.signature(function).parameters.values())[1:]
+                if p.default is inspect.Parameter.empty and p.kind is not p.VAR_KEYWORD
+            )
+            found.append((attr, name, required))
+    return found
+
+
+READ_OPERATIONS = _read_operations()
+
+
+def test_the_read_operations_were_found() -> None:
+    assert len(READ_OPERATIONS) >= 15, READ_OPERATIONS
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    derandomize=os.environ.get("FINALPOS_FUZZ_RANDOM") is None,
+    database=None,
+)
+@given(
+    operation=st.sampled_from(READ_OPERATIONS),
+    body=st.one_of(
+        _json,
+        _wrong_types,
+        st.lists(_wrong_types, max_size=3),
+        st.fixed_dictionaries({"data": st.lists(_wrong_types, max_size=3), "total": _json}),
+    ),
+)
+async def test_every_read_operation_turns_a_misshapen_body_into_a_finalpos_error(
+    hostile_server: HostileServer, operation: tuple[str, str, tuple[str, ...]], body: Any
+) -> None:
+    attr, name, required = operation
+    hostile_server.reply = Reply(body=_encode(body))
+    async with make_client(hostile_server) as client:
+        method = getattr(getattr(client, attr), name)
+
+        async def call(c: AsyncFinalPOS) -> Any:
+            result = method(**dict.fromkeys(required, "x1"))
+            if hasattr(result, "__aiter__"):
+                return [item async for item in result]
+            return await result
+
+        await _call_and_check(client, call, Reply(label=f"{attr}.{name}"))

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import yarl
 from hypothesis import given
 from hypothesis import strategies as st
 
+from finalpos_async import APITimeoutError, AsyncFinalPOS
 from finalpos_async._client import _new_idempotency_key
 from finalpos_async._transport import _URL_SAFE, _wire_url
 from finalpos_async._urls import encode_path_param
@@ -120,3 +123,101 @@ def test_idempotency_keys_are_distinct_version_4_uuids() -> None:
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
         assert str(parsed) == key
+
+
+# --- the lazily re-armed read timer keeps aiohttp's `sock_read` meaning -------------------------
+
+
+class _TrickleServer:
+    """Answers GET with a body sent one byte per `gap` seconds for `count` bytes, then stalls
+    (or, with `count=None`, completes at once). Each request is served on a kept-alive
+    connection, so later requests reuse the protocol (and its timer) of earlier ones."""
+
+    def __init__(self) -> None:
+        self.plan: list[tuple[float, int | None]] = []
+        self.release = asyncio.Event()
+        self.server: asyncio.AbstractServer | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def close(self) -> None:
+        self.release.set()
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                gap, count = self.plan.pop(0)
+                if count is None:
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                    await writer.drain()
+                    continue
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+                for _ in range(count):
+                    await writer.drain()
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self.release.wait(), gap)
+                    writer.write(b" ")
+                await writer.drain()
+                await self.release.wait()  # stall until the test ends
+                return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def test_read_timeout_counts_from_the_last_byte_with_the_lazy_timer() -> None:
+    server = _TrickleServer()
+    await server.start()
+    # A byte every 0.1 s for 0.6 s, each inside the 0.3 s read timeout; then silence.
+    server.plan = [(0.1, 6)]
+    client = AsyncFinalPOS(api_key="k", base_url=server.url, timeout=0.3, max_retries=0)
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(APITimeoutError) as info:
+            await client.request("GET", "/trickle")
+        elapsed = loop.time() - started
+        assert info.value.kind == "read"
+        # Not before the trickle ended (0.6 s) plus the timeout (0.3 s); not much after it.
+        assert 0.85 <= elapsed < 3.0, elapsed
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_a_shorter_per_call_read_timeout_fires_on_a_reused_connection() -> None:
+    server = _TrickleServer()
+    await server.start()
+    # First a quick answer with a long read timeout (the connection goes back to the pool
+    # with its timer armed far ahead), then a stalled answer with a short one.
+    server.plan = [(0.0, None), (10.0, 0)]
+    client = AsyncFinalPOS(api_key="k", base_url=server.url, timeout=30.0, max_retries=0)
+    try:
+        assert await client.request("GET", "/quick") == {}
+        # The pooled connection runs the lazily re-armed read timer.
+        assert {type(p).__name__ for p in _open_protocols(client)} == {"_ReadTimerProtocol"}
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(APITimeoutError) as info:
+            await client.request("GET", "/stall", timeout=0.2)
+        assert info.value.kind == "read"
+        assert loop.time() - started < 3.0
+    finally:
+        await client.close()
+        await server.close()
+
+
+def _open_protocols(client: AsyncFinalPOS) -> list[object]:
+    session = client._core.transport.session
+    assert session is not None
+    assert session.connector is not None
+    conns = getattr(session.connector, "_conns", {})
+    return [proto for entries in conns.values() for proto, _ in entries]
