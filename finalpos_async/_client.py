@@ -7,6 +7,7 @@ import importlib
 import logging
 import os
 import platform
+import random
 import re
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
@@ -605,7 +606,9 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             if deadline_at is not None:
                 total_timeout = deadline_at - loop.time()
                 if total_timeout <= 0:
-                    raise self._deadline_error(deadline, method, url, attempt - 1, idempotency_key)
+                    raise self._deadline_error(
+                        deadline, method, url, attempt - 1, idempotency_key, last_error=last_error
+                    ) from last_error
                 if (
                     attempt == 1
                     and deadline is not None
@@ -632,8 +635,10 @@ class AsyncFinalPOS(AsyncResourcesMixin):
                 if log_info:
                     _log_attempt(method, url, exc.kind.value, attempt, now - attempt_start)
                 if deadline_at is not None and now >= deadline_at - _DEADLINE_SLACK:
+                    # The deadline cut this attempt short: the previous attempt's failure (if
+                    # any) is the one worth reporting.
                     raise self._deadline_error(
-                        deadline, method, url, attempt, idempotency_key
+                        deadline, method, url, attempt, idempotency_key, last_error=last_error
                     ) from exc
                 error = _connection_error(exc, method, url, attempt, idempotency_key)
                 retryable = should_retry(method, exc.kind, unsafe_ok=unsafe_ok)
@@ -833,7 +838,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             "attempt" if attempts == 1 else "attempts"
         )
         if last_error is not None:
-            message += f"; the next retry would wait past it. Last error: {last_error._headline()}"
+            message += f"; last error: {last_error._headline()}"
         return APITimeoutError(
             message,
             kind="deadline",
@@ -920,12 +925,19 @@ _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
-def _new_idempotency_key() -> str:
-    """A random UUID4 string, as `str(uuid.uuid4())` gives, in about half the time.
+# Idempotency keys must be unique, not secret (they travel with the API key, over TLS): a
+# private generator seeded from os.urandom gives 122 random bits per key without a system call
+# per POST (`uuid.uuid4()` costs a getrandom() call and a UUID object). Private, so a caller's
+# `random.seed(...)` can never make two runs send the same keys; reseeded in a forked child, so
+# parent and child never share a sequence.
+_KEY_RANDOM = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_KEY_RANDOM.seed)
 
-    Same randomness source (`os.urandom`), without building a `uuid.UUID` on every POST.
-    """
-    h = "%032x" % (int.from_bytes(os.urandom(16), "big") & _UUID4_CLEAR | _UUID4_SET)
+
+def _new_idempotency_key() -> str:
+    """A random version-4 UUID string, like `str(uuid.uuid4())`, about 4x cheaper."""
+    h = "%032x" % (_KEY_RANDOM.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
