@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import random
 import subprocess
 import sys
 import uuid
@@ -221,3 +223,29 @@ def _open_protocols(client: AsyncFinalPOS) -> list[object]:
     assert session.connector is not None
     conns = getattr(session.connector, "_conns", {})
     return [proto for entries in conns.values() for proto, _ in entries]
+
+
+def test_idempotency_keys_ignore_the_global_random_seed() -> None:
+    # A script that seeds `random` for reproducibility must not replay its keys on a rerun.
+    random.seed(1234)
+    first = _new_idempotency_key()
+    random.seed(1234)
+    assert _new_idempotency_key() != first
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_repeats_the_parents_idempotency_keys() -> None:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its first key and leave at once
+        try:
+            os.write(write_end, _new_idempotency_key().encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    parent_key = _new_idempotency_key()
+    with os.fdopen(read_end, "rb") as pipe:
+        child_key = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert uuid.UUID(child_key).version == 4
+    assert child_key != parent_key
