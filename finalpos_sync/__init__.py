@@ -9,6 +9,11 @@
 the same thing).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from finalpos_async._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -24,78 +29,80 @@ from finalpos_async._exceptions import (
     ResponseValidationError,
     UnprocessableEntityError,
 )
-from finalpos_async._pagination import Page
 from finalpos_async._rate_limit import RateLimiter
 from finalpos_async._response import RawResponse
 from finalpos_async._retry import RetryBudget, RetryPolicy
 from finalpos_async._types import NOT_GIVEN, NotGiven, RequestOptions
 from finalpos_async._urls import encode_path_param
 from finalpos_async._version import __version__
-from finalpos_async.types import (
-    Account,
-    Address,
-    Attachment,
-    Category,
-    CreateAccount,
-    CreateAttachment,
-    CreateCategory,
-    CreateCustomer,
-    CreateCustomTableRow,
-    CreateOrder,
-    CreateOutlet,
-    CreateProduct,
-    CreateRefund,
-    CreateRole,
-    CreateSession,
-    CreateStation,
-    CreateTransaction,
-    CreateVariant,
-    CreateZapierTrigger,
-    Customer,
-    CustomTableRow,
-    DeleteResponse,
-    ErrorResponse,
-    Inventory,
-    Metadata,
-    Note,
-    ObjectId,
-    Order,
-    OrderSummary,
-    OrderTax,
-    OrderTip,
-    Outlet,
-    PaymentData,
-    Product,
-    ProductAttribute,
-    Refund,
-    RefundCartDiscount,
-    RefundLineItemDiscount,
-    RefundPayment,
-    RefundsLineItem,
-    RefundsTax,
-    RefundSummary,
-    Role,
-    RolePermission,
-    Session,
-    SessionClosingAmounts,
-    Station,
-    StripeConfig,
-    Transaction,
-    UpdateAccount,
-    UpdateCustomer,
-    UpdateOutlet,
-    UpdateRefund,
-    UpdateRole,
-    UpdateSession,
-    UpdateStation,
-    UpdateVariant,
-    UpdateZapierTrigger,
-    Variant,
-    VariantAttribute,
-    ZapierTrigger,
-)
 from finalpos_sync._client import FinalPOS
-from finalpos_sync._pagination import SyncPaginator
+
+if TYPE_CHECKING:
+    from finalpos_async._pagination import Page
+    from finalpos_async.types import (
+        Account,
+        Address,
+        Attachment,
+        Category,
+        CreateAccount,
+        CreateAttachment,
+        CreateCategory,
+        CreateCustomer,
+        CreateCustomTableRow,
+        CreateOrder,
+        CreateOutlet,
+        CreateProduct,
+        CreateRefund,
+        CreateRole,
+        CreateSession,
+        CreateStation,
+        CreateTransaction,
+        CreateVariant,
+        CreateZapierTrigger,
+        Customer,
+        CustomTableRow,
+        DeleteResponse,
+        ErrorResponse,
+        Inventory,
+        Metadata,
+        Note,
+        ObjectId,
+        Order,
+        OrderSummary,
+        OrderTax,
+        OrderTip,
+        Outlet,
+        PaymentData,
+        Product,
+        ProductAttribute,
+        Refund,
+        RefundCartDiscount,
+        RefundLineItemDiscount,
+        RefundPayment,
+        RefundsLineItem,
+        RefundsTax,
+        RefundSummary,
+        Role,
+        RolePermission,
+        Session,
+        SessionClosingAmounts,
+        Station,
+        StripeConfig,
+        Transaction,
+        UpdateAccount,
+        UpdateCustomer,
+        UpdateOutlet,
+        UpdateRefund,
+        UpdateRole,
+        UpdateSession,
+        UpdateStation,
+        UpdateVariant,
+        UpdateZapierTrigger,
+        Variant,
+        VariantAttribute,
+        ZapierTrigger,
+    )
+    from finalpos_sync._pagination import SyncPaginator
 
 __all__ = [
     "NOT_GIVEN",
@@ -185,3 +192,85 @@ __all__ = [
     "__version__",
     "encode_path_param",
 ]
+
+# Imported on first access (sdk-anchors pitfall 24, import cost): building the models
+# and the cattrs converter is most of the package's import time, and a script that
+# only catches an error or makes a client must not pay for it. Name -> module.
+_LAZY = {
+    "Account": "finalpos_async.types",
+    "Address": "finalpos_async.types",
+    "Attachment": "finalpos_async.types",
+    "Category": "finalpos_async.types",
+    "CreateAccount": "finalpos_async.types",
+    "CreateAttachment": "finalpos_async.types",
+    "CreateCategory": "finalpos_async.types",
+    "CreateCustomTableRow": "finalpos_async.types",
+    "CreateCustomer": "finalpos_async.types",
+    "CreateOrder": "finalpos_async.types",
+    "CreateOutlet": "finalpos_async.types",
+    "CreateProduct": "finalpos_async.types",
+    "CreateRefund": "finalpos_async.types",
+    "CreateRole": "finalpos_async.types",
+    "CreateSession": "finalpos_async.types",
+    "CreateStation": "finalpos_async.types",
+    "CreateTransaction": "finalpos_async.types",
+    "CreateVariant": "finalpos_async.types",
+    "CreateZapierTrigger": "finalpos_async.types",
+    "CustomTableRow": "finalpos_async.types",
+    "Customer": "finalpos_async.types",
+    "DeleteResponse": "finalpos_async.types",
+    "ErrorResponse": "finalpos_async.types",
+    "Inventory": "finalpos_async.types",
+    "Metadata": "finalpos_async.types",
+    "Note": "finalpos_async.types",
+    "ObjectId": "finalpos_async.types",
+    "Order": "finalpos_async.types",
+    "OrderSummary": "finalpos_async.types",
+    "OrderTax": "finalpos_async.types",
+    "OrderTip": "finalpos_async.types",
+    "Outlet": "finalpos_async.types",
+    "Page": "finalpos_async._pagination",
+    "PaymentData": "finalpos_async.types",
+    "Product": "finalpos_async.types",
+    "ProductAttribute": "finalpos_async.types",
+    "Refund": "finalpos_async.types",
+    "RefundCartDiscount": "finalpos_async.types",
+    "RefundLineItemDiscount": "finalpos_async.types",
+    "RefundPayment": "finalpos_async.types",
+    "RefundSummary": "finalpos_async.types",
+    "RefundsLineItem": "finalpos_async.types",
+    "RefundsTax": "finalpos_async.types",
+    "Role": "finalpos_async.types",
+    "RolePermission": "finalpos_async.types",
+    "Session": "finalpos_async.types",
+    "SessionClosingAmounts": "finalpos_async.types",
+    "Station": "finalpos_async.types",
+    "StripeConfig": "finalpos_async.types",
+    "SyncPaginator": "finalpos_sync._pagination",
+    "Transaction": "finalpos_async.types",
+    "UpdateAccount": "finalpos_async.types",
+    "UpdateCustomer": "finalpos_async.types",
+    "UpdateOutlet": "finalpos_async.types",
+    "UpdateRefund": "finalpos_async.types",
+    "UpdateRole": "finalpos_async.types",
+    "UpdateSession": "finalpos_async.types",
+    "UpdateStation": "finalpos_async.types",
+    "UpdateVariant": "finalpos_async.types",
+    "UpdateZapierTrigger": "finalpos_async.types",
+    "Variant": "finalpos_async.types",
+    "VariantAttribute": "finalpos_async.types",
+    "ZapierTrigger": "finalpos_async.types",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups are plain module attributes
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

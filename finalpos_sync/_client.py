@@ -26,9 +26,9 @@ from finalpos_async._rate_limit import RateLimiter
 from finalpos_async._retry import RetryBudget, RetryPolicy
 from finalpos_async._types import NOT_GIVEN, NotGivenOr
 from finalpos_sync._base_client import BaseSyncClient
-from finalpos_sync._bulk import SyncBulkRunner
 
 if TYPE_CHECKING:
+    from finalpos_sync._bulk import SyncBulkRunner
     from finalpos_sync.resources.accounts import Accounts
     from finalpos_sync.resources.attachments import Attachments
     from finalpos_sync.resources.categories import Categories
@@ -214,6 +214,8 @@ class FinalPOS(BaseSyncClient):
 
         Concurrency is capped at this client's pool; see `finalpos_sync.bulk.SyncBulkRunner.run`.
         """
+        from finalpos_sync._bulk import SyncBulkRunner
+
         return SyncBulkRunner(self, lambda c: c.bulk)
 
     @property

@@ -50,7 +50,18 @@ class SyncPaginator(Generic[_T]):
             page = self._client._run(self._paginator._fetch_page(walk.next_skip))
             walk.advance(page)
             yield page
+            del page  # not held while the next page is fetched (see `__iter__`)
 
     def __iter__(self) -> Iterator[_T]:
-        for page in self.pages():
-            yield from page.items
+        # The page loop again rather than `for page in self.pages()`: that loop variable would
+        # keep the previous page alive while the next one is fetched.
+        walk = self._paginator._walk()
+        while walk.next_skip is not None:
+            page = self._client._run(self._paginator._fetch_page(walk.next_skip))
+            walk.advance(page)
+            items = page.items
+            del page
+            yield from items
+            # Let go of the page before fetching the next: its models then die young instead of
+            # being promoted by the collections that run during the fetch (as in async).
+            del items

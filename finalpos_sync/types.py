@@ -3,47 +3,53 @@
 # `python scripts/generate_sync.py`.
 """The models of the API: the `finalpos_async.types` classes, re-exported."""
 
-from finalpos_async.types.accounts import Account, CreateAccount, UpdateAccount
-from finalpos_async.types.attachments import Attachment, CreateAttachment
-from finalpos_async.types.categories import Category, CreateCategory
-from finalpos_async.types.custom_tables import CreateCustomTableRow, CustomTableRow, ObjectId
-from finalpos_async.types.customers import Address, CreateCustomer, Customer, UpdateCustomer
-from finalpos_async.types.orders import CreateOrder, Order, OrderSummary, OrderTax, OrderTip
-from finalpos_async.types.outlets import CreateOutlet, Outlet, StripeConfig, UpdateOutlet
-from finalpos_async.types.products import CreateProduct, Product, ProductAttribute
-from finalpos_async.types.refunds import (
-    CreateRefund,
-    Refund,
-    RefundCartDiscount,
-    RefundLineItemDiscount,
-    RefundPayment,
-    RefundsLineItem,
-    RefundsTax,
-    RefundSummary,
-    UpdateRefund,
-)
-from finalpos_async.types.roles import CreateRole, Role, RolePermission, UpdateRole
-from finalpos_async.types.sessions import (
-    CreateSession,
-    Session,
-    SessionClosingAmounts,
-    UpdateSession,
-)
-from finalpos_async.types.shared import DeleteResponse, ErrorResponse, Metadata, Note
-from finalpos_async.types.stations import CreateStation, Station, UpdateStation
-from finalpos_async.types.transactions import CreateTransaction, PaymentData, Transaction
-from finalpos_async.types.variants import (
-    CreateVariant,
-    Inventory,
-    UpdateVariant,
-    Variant,
-    VariantAttribute,
-)
-from finalpos_async.types.zapier_triggers import (
-    CreateZapierTrigger,
-    UpdateZapierTrigger,
-    ZapierTrigger,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from finalpos_async.types.accounts import Account, CreateAccount, UpdateAccount
+    from finalpos_async.types.attachments import Attachment, CreateAttachment
+    from finalpos_async.types.categories import Category, CreateCategory
+    from finalpos_async.types.custom_tables import CreateCustomTableRow, CustomTableRow, ObjectId
+    from finalpos_async.types.customers import Address, CreateCustomer, Customer, UpdateCustomer
+    from finalpos_async.types.orders import CreateOrder, Order, OrderSummary, OrderTax, OrderTip
+    from finalpos_async.types.outlets import CreateOutlet, Outlet, StripeConfig, UpdateOutlet
+    from finalpos_async.types.products import CreateProduct, Product, ProductAttribute
+    from finalpos_async.types.refunds import (
+        CreateRefund,
+        Refund,
+        RefundCartDiscount,
+        RefundLineItemDiscount,
+        RefundPayment,
+        RefundsLineItem,
+        RefundsTax,
+        RefundSummary,
+        UpdateRefund,
+    )
+    from finalpos_async.types.roles import CreateRole, Role, RolePermission, UpdateRole
+    from finalpos_async.types.sessions import (
+        CreateSession,
+        Session,
+        SessionClosingAmounts,
+        UpdateSession,
+    )
+    from finalpos_async.types.shared import DeleteResponse, ErrorResponse, Metadata, Note
+    from finalpos_async.types.stations import CreateStation, Station, UpdateStation
+    from finalpos_async.types.transactions import CreateTransaction, PaymentData, Transaction
+    from finalpos_async.types.variants import (
+        CreateVariant,
+        Inventory,
+        UpdateVariant,
+        Variant,
+        VariantAttribute,
+    )
+    from finalpos_async.types.zapier_triggers import (
+        CreateZapierTrigger,
+        UpdateZapierTrigger,
+        ZapierTrigger,
+    )
 
 __all__ = [
     "Account",
@@ -108,3 +114,83 @@ __all__ = [
     "VariantAttribute",
     "ZapierTrigger",
 ]
+
+# Imported on first access (sdk-anchors pitfall 24, import cost): building the models
+# and the cattrs converter is most of the package's import time, and a script that
+# only catches an error or makes a client must not pay for it. Name -> module.
+_LAZY = {
+    "Account": "finalpos_async.types.accounts",
+    "Address": "finalpos_async.types.customers",
+    "Attachment": "finalpos_async.types.attachments",
+    "Category": "finalpos_async.types.categories",
+    "CreateAccount": "finalpos_async.types.accounts",
+    "CreateAttachment": "finalpos_async.types.attachments",
+    "CreateCategory": "finalpos_async.types.categories",
+    "CreateCustomTableRow": "finalpos_async.types.custom_tables",
+    "CreateCustomer": "finalpos_async.types.customers",
+    "CreateOrder": "finalpos_async.types.orders",
+    "CreateOutlet": "finalpos_async.types.outlets",
+    "CreateProduct": "finalpos_async.types.products",
+    "CreateRefund": "finalpos_async.types.refunds",
+    "CreateRole": "finalpos_async.types.roles",
+    "CreateSession": "finalpos_async.types.sessions",
+    "CreateStation": "finalpos_async.types.stations",
+    "CreateTransaction": "finalpos_async.types.transactions",
+    "CreateVariant": "finalpos_async.types.variants",
+    "CreateZapierTrigger": "finalpos_async.types.zapier_triggers",
+    "CustomTableRow": "finalpos_async.types.custom_tables",
+    "Customer": "finalpos_async.types.customers",
+    "DeleteResponse": "finalpos_async.types.shared",
+    "ErrorResponse": "finalpos_async.types.shared",
+    "Inventory": "finalpos_async.types.variants",
+    "Metadata": "finalpos_async.types.shared",
+    "Note": "finalpos_async.types.shared",
+    "ObjectId": "finalpos_async.types.custom_tables",
+    "Order": "finalpos_async.types.orders",
+    "OrderSummary": "finalpos_async.types.orders",
+    "OrderTax": "finalpos_async.types.orders",
+    "OrderTip": "finalpos_async.types.orders",
+    "Outlet": "finalpos_async.types.outlets",
+    "PaymentData": "finalpos_async.types.transactions",
+    "Product": "finalpos_async.types.products",
+    "ProductAttribute": "finalpos_async.types.products",
+    "Refund": "finalpos_async.types.refunds",
+    "RefundCartDiscount": "finalpos_async.types.refunds",
+    "RefundLineItemDiscount": "finalpos_async.types.refunds",
+    "RefundPayment": "finalpos_async.types.refunds",
+    "RefundSummary": "finalpos_async.types.refunds",
+    "RefundsLineItem": "finalpos_async.types.refunds",
+    "RefundsTax": "finalpos_async.types.refunds",
+    "Role": "finalpos_async.types.roles",
+    "RolePermission": "finalpos_async.types.roles",
+    "Session": "finalpos_async.types.sessions",
+    "SessionClosingAmounts": "finalpos_async.types.sessions",
+    "Station": "finalpos_async.types.stations",
+    "StripeConfig": "finalpos_async.types.outlets",
+    "Transaction": "finalpos_async.types.transactions",
+    "UpdateAccount": "finalpos_async.types.accounts",
+    "UpdateCustomer": "finalpos_async.types.customers",
+    "UpdateOutlet": "finalpos_async.types.outlets",
+    "UpdateRefund": "finalpos_async.types.refunds",
+    "UpdateRole": "finalpos_async.types.roles",
+    "UpdateSession": "finalpos_async.types.sessions",
+    "UpdateStation": "finalpos_async.types.stations",
+    "UpdateVariant": "finalpos_async.types.variants",
+    "UpdateZapierTrigger": "finalpos_async.types.zapier_triggers",
+    "Variant": "finalpos_async.types.variants",
+    "VariantAttribute": "finalpos_async.types.variants",
+    "ZapierTrigger": "finalpos_async.types.zapier_triggers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups are plain module attributes
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -579,10 +579,12 @@ def render_all() -> dict[Path, str]:
     ]
     files[SYNC / "resources" / "__init__.py"] = "\n".join(init)
     mod = Module("finalpos_sync._client", {**table, **HANDWRITTEN_TWINS})
-    # The client module imports resource modules only under TYPE_CHECKING; a resource attribute
-    # imports its module on first use (like the async mixin), so importing the client is cheap.
+    # The client module imports resource modules (and the hand-written twins, such as the bulk
+    # runner) only under TYPE_CHECKING; an attribute imports its module on first use (like the
+    # async mixin), so importing the client is cheap.
     body = render_class(AsyncFinalPOS, "FinalPOS", mod, is_client=True)
-    body = lazy_resource_imports(body, mod, resources)
+    twin_modules = sorted({module for module, _ in HANDWRITTEN_TWINS.values()})
+    body = lazy_resource_imports(body, mod, resources + twin_modules)
     files[SYNC / "_client.py"] = render_module(
         "`FinalPOS`: the sync client, a twin of `AsyncFinalPOS` running on a private loop.",
         ["FinalPOS"],
@@ -610,26 +612,75 @@ def render_all() -> dict[Path, str]:
 def render_reexports(
     package: str, doc: str, table: dict[str, tuple[str, str]], extra: dict[str, str] | None = None
 ) -> str:
-    """A module re-exporting `package.__all__`, with async twins swapped for the sync classes."""
+    """A module re-exporting `package.__all__`, with async twins swapped for the sync classes.
+
+    A name the async package imports only under TYPE_CHECKING (the models, the pagination layer
+    with its cattrs converter) is loaded here the same way: a real import for type checkers, a
+    module `__getattr__` that imports it on first access at run time, so importing the sync
+    package costs no more than the async one. A sync-side name is lazy when its async original
+    is (`SyncPaginator` as `AsyncPaginator`).
+    """
     source = importlib.import_module(package)
     imports = import_table(source)
-    names: dict[str, str] = dict(extra or {})
+    originals = {new: old for old, new in RENAMES.items()}
+    originals.update({sync_name: name for name, (_, sync_name) in table.items()})
+
+    def is_lazy(name: str) -> bool:
+        original = originals.get(name, name)
+        return original in imports and imports[original][2]
+
+    names: dict[str, tuple[str, bool]] = {n: (m, is_lazy(n)) for n, m in (extra or {}).items()}
     for name in source.__all__:
         if name in table:
             module, sync_name = table[name]
-            names[sync_name] = module
+            names[sync_name] = (module, False)
         elif name in RENAMES:
-            names[RENAMES[name]] = SYNC_NAMES[RENAMES[name]]
+            names[RENAMES[name]] = (SYNC_NAMES[RENAMES[name]], is_lazy(RENAMES[name]))
         elif name in imports:
-            names[name] = imports[name][0]
+            names[name] = (imports[name][0], imports[name][2])
         else:
-            names[name] = package
-    by_module: dict[str, list[str]] = {}
-    for name, module in names.items():
-        by_module.setdefault(module, []).append(name)
+            names[name] = (package, False)
+    eager: dict[str, list[str]] = {}
+    lazy: dict[str, list[str]] = {}
+    for name, (module, deferred) in names.items():
+        (lazy if deferred else eager).setdefault(module, []).append(name)
+
+    def import_lines(groups: dict[str, list[str]], indent: str = "") -> list[str]:
+        return [
+            f"{indent}from {m} import {', '.join(sorted(n))}" for m, n in sorted(groups.items())
+        ]
+
     lines = [HEADER + f'"""{doc}"""', ""]
-    lines += [f"from {m} import {', '.join(sorted(n))}" for m, n in sorted(by_module.items())]
+    if lazy:
+        lines += ["from __future__ import annotations", "", "import importlib"]
+        lines += ["from typing import TYPE_CHECKING, Any", ""]
+    lines += import_lines(eager)
+    if lazy:
+        lines += ["", "if TYPE_CHECKING:", *import_lines(lazy, "    ")]
     lines += ["", "__all__ = [", *(f'    "{n}",' for n in sorted(names)), "]", ""]
+    if lazy:
+        lines += [
+            "# Imported on first access (sdk-anchors pitfall 24, import cost): building the models",
+            "# and the cattrs converter is most of the package's import time, and a script that",
+            "# only catches an error or makes a client must not pay for it. Name -> module.",
+            "_LAZY = {",
+            *(f'    "{n}": "{names[n][0]}",' for n in sorted(n for g in lazy.values() for n in g)),
+            "}",
+            "",
+            "",
+            "def __getattr__(name: str) -> Any:",
+            "    module = _LAZY.get(name)",
+            "    if module is None:",
+            '        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")',
+            "    value = getattr(importlib.import_module(module), name)",
+            "    globals()[name] = value  # later lookups are plain module attributes",
+            "    return value",
+            "",
+            "",
+            "def __dir__() -> list[str]:",
+            "    return sorted({*globals(), *__all__})",
+            "",
+        ]
     return "\n".join(lines)
 
 
