@@ -23,20 +23,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-SANDBOX_READY = "Final POS sandbox listening on "
+from _sandbox_process import SANDBOX_READY, rss_mib
+
 START_TIMEOUT = 30.0
-
-
-def _rss_mib() -> float:
-    """Current resident set size of this process, MiB (Linux /proc; 0 elsewhere)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def _rows(count: int) -> Iterator[dict[str, Any]]:
@@ -86,7 +75,7 @@ async def _run(url: str, api_key: str, rows: int, concurrency: int) -> dict[str,
         # Warm up: connections, converter hooks and lazy imports, before the baseline RSS.
         await client.customers.create(email="warm@example.com", first_name="W", last_name="U")
         job = client.bulk.run(client.customers.create, _rows(rows), concurrency=concurrency)
-        rss0 = _rss_mib()
+        rss0 = rss_mib()
         cpu0 = _cpu()
         t0 = time.perf_counter()
         report = await job

@@ -19,8 +19,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,21 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-SANDBOX_READY = "Final POS sandbox listening on "
+from _sandbox_process import ROOT, rss_mib, start_sandbox
+
 GOAL_MIB = 30.0
-
-
-def rss_mib() -> float:
-    """Current resident set size of this process in MiB (Linux /proc; 0 elsewhere)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 class PeakSampler:
@@ -65,27 +51,6 @@ class PeakSampler:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, rss_mib())
-
-
-def start_sandbox() -> tuple[subprocess.Popen[str], str]:
-    """A sandbox in its own process on a free port; returns (process, url)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "finalpos_async.sandbox", "--port", "0", "--quiet"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 30
-    for line in proc.stdout:
-        if line.startswith(SANDBOX_READY):
-            return proc, line[len(SANDBOX_READY) :].strip()
-        if time.monotonic() > deadline:
-            break
-    proc.kill()
-    raise RuntimeError("the sandbox did not start")
 
 
 def make_csv(path: Path, rows: int, seed: int) -> None:

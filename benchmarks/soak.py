@@ -23,7 +23,6 @@ import asyncio
 import gc
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,46 +31,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-SANDBOX_READY = "Final POS sandbox listening on "
+from _sandbox_process import rss_mib, start_sandbox
+
 GOAL_MIB = 10.0
 CHECKPOINT = 50_000
-
-
-def rss_mib() -> float:
-    """Current resident set size of this process in MiB (Linux /proc; 0 elsewhere)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def start_sandbox(faults: str | None) -> tuple[subprocess.Popen[str], str]:
-    """A sandbox in its own process on a free port; returns (process, url)."""
-    command = [sys.executable, "-m", "finalpos_async.sandbox", "--port", "0", "--quiet"]
-    if faults:
-        command += ["--faults", faults, "--seed", "1"]
-    proc = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 30
-    for line in proc.stdout:
-        if line.startswith(SANDBOX_READY):
-            return proc, line[len(SANDBOX_READY) :].strip()
-        if time.monotonic() > deadline:
-            break
-    proc.kill()
-    raise RuntimeError("the sandbox did not start")
 
 
 def rows(count: int, offset: int) -> Iterator[dict[str, Any]]:
@@ -159,7 +122,8 @@ def main() -> int:
 
     from finalpos_async._constants import SANDBOX_API_KEY
 
-    proc, url = start_sandbox(args.faults)
+    sandbox_args = ["--faults", args.faults, "--seed", "1"] if args.faults else []
+    proc, url = start_sandbox(*sandbox_args)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             journal = Path(tmp) / "soak.journal" if args.journal else None

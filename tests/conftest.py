@@ -1,9 +1,17 @@
-"""Shared fixtures. `scripted_server`: a real aiohttp server on 127.0.0.1 that plays a script."""
+"""Shared fixtures and helpers.
+
+- `scripted_server`: a real aiohttp server on 127.0.0.1 that plays a script (`serve_locally`
+  runs any handler the same way);
+- `http`: a raw aiohttp session to the `finalpos_sandbox` plugin fixture;
+- `open_fds`/`settle_fds` (fd counts, polled with a deadline) and `all_customers` (every page).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Mapping
+import contextlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -13,6 +21,7 @@ from aiohttp import web
 from aioresponses import aioresponses
 
 from finalpos_async import AsyncFinalPOS
+from finalpos_async.sandbox import Sandbox
 
 
 @attrs.frozen
@@ -112,23 +121,40 @@ class ScriptedServer:
         )
 
 
+@contextlib.asynccontextmanager
+async def serve_locally(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    route: str,
+    release: asyncio.Event,
+    *,
+    shutdown_timeout: float,
+) -> AsyncIterator[str]:
+    """Serve `handler` for any method on `route` on 127.0.0.1 (free port); yields the base URL.
+
+    On exit `release` is set first, so handlers hanging on it let go before the server stops.
+    """
+    app = web.Application()
+    app.router.add_route("*", route, handler)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        release.set()
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def scripted_server() -> AsyncIterator[ScriptedServer]:
     """A real HTTP server on 127.0.0.1 (free port) playing a script; stops by itself."""
     server = ScriptedServer()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    server.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serve_locally(
+        server.handle, "/{tail:.*}", server.release, shutdown_timeout=1.0
+    ) as url:
+        server.url = url
         yield server
-    finally:
-        server.release.set()
-        await runner.cleanup()
 
 
 class _NoUpload:
@@ -158,3 +184,40 @@ def mock_api() -> Iterator[aioresponses]:
     """aiohttp mocked (aioresponses); nothing leaves the process."""
     with CompatAioresponses() as mocked:
         yield mocked
+
+
+@pytest.fixture
+async def http(finalpos_sandbox: Sandbox) -> AsyncIterator[aiohttp.ClientSession]:
+    """Raw HTTP to the `finalpos_sandbox` plugin fixture, with its API key on every request."""
+    async with aiohttp.ClientSession(
+        finalpos_sandbox.url, headers={"x-api-key": finalpos_sandbox.api_key}
+    ) as session:
+        yield session
+
+
+def open_fds() -> int:
+    """File descriptors this process holds right now (0 where there is no /proc)."""
+    return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
+
+
+async def settle_fds(target: int, *, timeout: float = 5.0) -> int:
+    """Poll (never a fixed sleep) until the fd count drops to `target`, or time runs out."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + timeout
+    count = open_fds()
+    while count > target and loop.time() < until:
+        await asyncio.sleep(0.01)
+        count = open_fds()
+    return count
+
+
+async def all_customers(client: AsyncFinalPOS) -> list[dict[str, Any]]:
+    """Every customer on the server, read page by page through the raw escape hatch."""
+    found: list[dict[str, Any]] = []
+    while True:
+        page = await client.request(
+            "GET", "/v1/api/customers", params={"skip": len(found), "limit": 1000}
+        )
+        found.extend(page)
+        if len(page) < 1000:
+            return found

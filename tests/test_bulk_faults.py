@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+from conftest import all_customers
 
 from finalpos_async import AsyncFinalPOS
 from finalpos_async._constants import SANDBOX_API_KEY
@@ -32,18 +33,6 @@ def customers(count: int) -> Iterator[dict[str, Any]]:
             "tags": ["import"],
             "billing": {"city": "Lisbon", "country": "Portugal"},
         }
-
-
-async def list_all(client: AsyncFinalPOS) -> list[dict[str, Any]]:
-    """Every customer in the sandbox, read page by page through the raw escape hatch."""
-    found: list[dict[str, Any]] = []
-    while True:
-        page = await client.request(
-            "GET", "/v1/api/customers", params={"skip": len(found), "limit": 1000}
-        )
-        found.extend(page)
-        if len(page) < 1000:
-            return found
 
 
 @contextlib.asynccontextmanager
@@ -121,7 +110,7 @@ async def test_ten_thousand_customers_under_ten_percent_faults_arrive_exactly_on
             )
 
             # The faults are still on for the read-back, so the client's retries help here too.
-            stored = await list_all(client.with_options(max_retries=10))
+            stored = await all_customers(client.with_options(max_retries=10))
         finally:
             await client.close()
             await session.close()

@@ -9,9 +9,9 @@ import signal
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+from conftest import all_customers
 
 from finalpos_async import AsyncFinalPOS
 from finalpos_async.sandbox import Sandbox
@@ -43,17 +43,6 @@ def journaled(path: Path) -> int:
     except sqlite3.OperationalError:  # the writer has not created the table yet
         return 0
     return int(row[0])
-
-
-async def all_customers(client: AsyncFinalPOS) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    while True:
-        page = await client.request(
-            "GET", "/v1/api/customers", params={"skip": len(found), "limit": 1000}
-        )
-        found.extend(page)
-        if len(page) < 1000:
-            return found
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")

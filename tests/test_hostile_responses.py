@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 import pytest
 from aiohttp import web
+from conftest import serve_locally
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -125,18 +126,11 @@ class HostileServer:
 async def hostile_server() -> AsyncIterator[HostileServer]:
     """A real server on 127.0.0.1 (free port) answering whatever the test sets in `reply`."""
     server = HostileServer()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.2)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve_locally(
+        server.handle, "/{tail:.*}", server.release, shutdown_timeout=0.2
+    ) as url:
+        server.url = url
         yield server
-    finally:
-        server.release.set()
-        await runner.cleanup()
 
 
 def make_client(server: HostileServer, **kwargs: Any) -> AsyncFinalPOS:

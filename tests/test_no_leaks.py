@@ -23,6 +23,7 @@ import aiohttp
 import attrs
 import pytest
 from aiohttp import web
+from conftest import open_fds, serve_locally, settle_fds
 
 from finalpos_async import AsyncFinalPOS, FinalPOSError
 from finalpos_async._exceptions import (
@@ -39,22 +40,6 @@ pytestmark = pytest.mark.skipif(
 
 FAILURES = 1000
 CONCURRENCY = 50
-
-
-def open_fds() -> int:
-    """File descriptors this process holds right now."""
-    return len(os.listdir("/proc/self/fd"))
-
-
-async def settle_fds(target: int, *, timeout: float = 5.0) -> int:
-    """Poll (never a fixed sleep) until the fd count drops to `target`, or time runs out."""
-    loop = asyncio.get_running_loop()
-    until = loop.time() + timeout
-    count = open_fds()
-    while count > target and loop.time() < until:
-        await asyncio.sleep(0.01)
-        count = open_fds()
-    return count
 
 
 def client_tasks() -> set[asyncio.Task[Any]]:
@@ -110,18 +95,9 @@ class FaultServer:
 async def fault_server() -> AsyncIterator[FaultServer]:
     """A real server on 127.0.0.1 (free port); hanging handlers are let go at teardown."""
     server = FaultServer()
-    app = web.Application()
-    app.router.add_route("*", "/{kind}", server.handle)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.2)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve_locally(server.handle, "/{kind}", server.release, shutdown_timeout=0.2) as url:
+        server.url = url
         yield server
-    finally:
-        server.release.set()
-        await runner.cleanup()
 
 
 def make_client(server: FaultServer, **kwargs: Any) -> AsyncFinalPOS:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +32,6 @@ def record_id(record: dict[str, Any]) -> str:
     if "id" in record:
         return str(record["id"])
     return str(record["_id"]["$oid"])
-
-
-@pytest.fixture
-async def http(finalpos_sandbox: Sandbox) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        finalpos_sandbox.url, headers={"x-api-key": finalpos_sandbox.api_key}
-    ) as session:
-        yield session
 
 
 async def call(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -13,14 +12,6 @@ import pytest
 from finalpos_async.sandbox import Sandbox
 
 CUSTOMER = {"email": "ada@example.com", "firstName": "Ada", "lastName": "Lovelace"}
-
-
-@pytest.fixture
-async def http(finalpos_sandbox: Sandbox) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        finalpos_sandbox.url, headers={"x-api-key": finalpos_sandbox.api_key}
-    ) as session:
-        yield session
 
 
 async def call(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -13,14 +12,6 @@ import pytest
 from finalpos_async.sandbox import FaultConfig, Sandbox, parse_faults
 
 SCRIPT = "x-sandbox-fault"
-
-
-@pytest.fixture
-async def http(finalpos_sandbox: Sandbox) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        finalpos_sandbox.url, headers={"x-api-key": finalpos_sandbox.api_key}
-    ) as session:
-        yield session
 
 
 async def outcome(http: aiohttp.ClientSession, headers: dict[str, str] | None = None) -> str:

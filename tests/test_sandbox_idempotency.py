@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
-
-from finalpos_async.sandbox import Sandbox
 
 CUSTOMER = {"email": "ada@example.com", "firstName": "Ada", "lastName": "Lovelace"}
-
-
-@pytest.fixture
-async def http(finalpos_sandbox: Sandbox) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        finalpos_sandbox.url, headers={"x-api-key": finalpos_sandbox.api_key}
-    ) as session:
-        yield session
 
 
 async def post(

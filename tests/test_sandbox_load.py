@@ -17,6 +17,7 @@ import os
 from typing import Any
 
 import pytest
+from conftest import open_fds, settle_fds
 
 from finalpos_async import AsyncFinalPOS, FinalPOSError
 from finalpos_async._exceptions import RateLimitError
@@ -26,21 +27,6 @@ CONNECTIONS = 500
 HAMMER_SECONDS = float(os.environ.get("FINALPOS_LOAD_SECONDS", "2.5"))
 # Generous: two shared cores serve both ends here. A hung request would take the full deadline.
 ANSWER_WITHIN = 8.0
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
-
-
-async def settle_fds(target: int, *, timeout: float = 5.0) -> int:
-    """Poll until the fd count is down to `target`, or time runs out."""
-    loop = asyncio.get_running_loop()
-    until = loop.time() + timeout
-    count = open_fds()
-    while count > target and loop.time() < until:
-        await asyncio.sleep(0.01)
-        count = open_fds()
-    return count
 
 
 def non_server_tasks() -> set[asyncio.Task[Any]]:
