@@ -16,11 +16,13 @@ from ._converter import FieldError, structure
 from ._exceptions import ResponseValidationError
 from ._pagination import AsyncPaginator, Page
 from ._response import RawResponse
+from ._transport import query_value
 from ._types import DEFAULT_OPTIONS, NotGiven, NotGivenOr, RequestOptions
 
 __all__ = [
     "AsyncAPIResource",
     "SupportsRequest",
+    "check_query_param",
     "parse_model",
     "request_options",
     "to_raw_page",
@@ -29,6 +31,19 @@ __all__ = [
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
+
+
+def check_query_param(value: _T, name: str) -> _T:
+    """Check a typed method's query argument when the method is called, naming the argument.
+
+    The transport checks again when it sends, but by then the error could only name the wire
+    parameter (`tableId`) and, for a paginator, would come at the first `await`.
+    """
+    if value is not None:
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if item is not None:
+                query_value(name, item)
+    return value
 
 
 class SupportsRequest(Protocol):

@@ -465,16 +465,17 @@ def flatten_params(params: Mapping[str, Any] | None) -> list[tuple[str, str]]:
         if isinstance(value, (list, tuple)):
             for item in value:
                 if item is not None:
-                    out.append((key, _query_value(key, item)))
+                    out.append((key, query_value(key, item)))
         else:
-            out.append((key, _query_value(key, value)))
+            out.append((key, query_value(key, value)))
     return out
 
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
-def _query_value(key: str, value: object) -> str:
+def query_value(key: str, value: object) -> str:
+    """One query value in its wire form; a value that cannot be sent raises, naming `key`."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and not math.isfinite(value):

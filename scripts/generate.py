@@ -463,7 +463,11 @@ def render_method(op: Operation, models: dict[str, Model]) -> str:
 def render_call(op: Operation, body_model: Model | None, query: list[tuple[str, str]]) -> list[str]:
     out = []
     options = f"options=request_options({OPTION_ARGS}),"
-    params = "{" + ", ".join(f'"{wire}": {name}' for wire, name in query) + "}"
+    params = (
+        "{"
+        + ", ".join(f'"{wire}": check_query_param({name}, "{name}")' for wire, name in query)
+        + "}"
+    )
     if body_model:
         values = ", ".join(f'"{f.name}": {f.name}' for f in body_model.fields)
         out.append(f"body = unstructure_params({body_model.name}, {{{values}}}, extra_body)")
@@ -550,6 +554,8 @@ class {cls}WithRawResponse:
         head.append("from .._pagination import AsyncPaginator")
     if any(not op.paginated for op in ops):
         core.append("to_raw_response")
+    if any(op.query_params for op in ops):
+        core.append("check_query_param")
     if any(op.body for op in ops):
         head.append("from .._converter import unstructure_params")
     head.append(f"from .._resource import {', '.join(core)}")

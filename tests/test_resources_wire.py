@@ -154,6 +154,18 @@ async def test_wrong_argument_type_names_the_field_before_any_request(
     assert scripted_server.attempts == 0
 
 
+async def test_bad_query_argument_names_the_python_argument_when_the_list_is_made(
+    scripted_server: ScriptedServer,
+) -> None:
+    async with scripted_server.client() as client:
+        # Raised by the call itself, before any paginator exists or any request is sent.
+        with pytest.raises(ValueError, match=r"'table_id' must be a finite number"):
+            client.custom_tables.list_rows(table_id=float("nan"))  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"'row_id' has a value of type object"):
+            client.custom_tables.list_values(table_id="t1", row_id=object())  # type: ignore[arg-type]
+    assert scripted_server.attempts == 0
+
+
 async def test_update_sends_only_given_fields_and_none_as_null(
     scripted_server: ScriptedServer,
 ) -> None:

@@ -11,7 +11,13 @@ from typing import Any
 from .._constants import DEFAULT_PAGE_LIMIT
 from .._converter import unstructure_params
 from .._pagination import AsyncPaginator
-from .._resource import AsyncAPIResource, request_options, to_raw_page, to_raw_response
+from .._resource import (
+    AsyncAPIResource,
+    check_query_param,
+    request_options,
+    to_raw_page,
+    to_raw_response,
+)
 from .._types import NOT_GIVEN, NotGivenOr
 from .._urls import encode_path_param
 from ..types.custom_tables import CreateCustomTableRow, CustomTableRow, ObjectId
@@ -100,7 +106,7 @@ class AsyncCustomTables(AsyncAPIResource):
         return self._paginate(
             "/v1/api/custom-table-fields",
             dict,
-            params={"tableId": table_id},
+            params={"tableId": check_query_param(table_id, "table_id")},
             skip=skip,
             limit=limit,
             max_items=max_items,
@@ -200,7 +206,7 @@ class AsyncCustomTables(AsyncAPIResource):
         return self._paginate(
             "/v1/api/custom-table-rows",
             dict,
-            params={"tableId": table_id},
+            params={"tableId": check_query_param(table_id, "table_id")},
             skip=skip,
             limit=limit,
             max_items=max_items,
@@ -243,7 +249,10 @@ class AsyncCustomTables(AsyncAPIResource):
         return self._paginate(
             "/v1/api/custom-table-values",
             dict,
-            params={"tableId": table_id, "rowId": row_id},
+            params={
+                "tableId": check_query_param(table_id, "table_id"),
+                "rowId": check_query_param(row_id, "row_id"),
+            },
             skip=skip,
             limit=limit,
             max_items=max_items,
