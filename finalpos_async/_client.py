@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib
 import logging
 import os
@@ -31,6 +32,7 @@ from ._constants import (
     READ_TIMEOUT,
     REQUEST_ID_HEADERS,
     RETRY_BUDGET_TOKENS,
+    SANDBOX_API_KEY,
     SANDBOX_ENV,
 )
 from ._exceptions import (
@@ -49,7 +51,9 @@ from ._retry import (
     FailureKind,
     RetryBudget,
     RetryPolicy,
+    may_have_taken_effect,
     parse_retry_after,
+    safe_retries_only_active,
     should_retry,
 )
 from ._transport import AttemptResult, Transport, TransportError, flatten_params
@@ -391,6 +395,29 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         return cfg.base_url
 
     @property
+    def credentials_fingerprint(self) -> str:
+        """A one-way fingerprint of the API key (16 hex digits of a SHA-256), safe to store.
+
+        It tells two keys apart without revealing either; bulk journals record it so that a
+        journal is never resumed with other credentials.
+        """
+        core = self._core
+        key = self._config.api_key
+        if key is None and core.sandbox is not None:
+            key = core.sandbox.api_key
+        if key is None:
+            key = core.sandbox_api_key or SANDBOX_API_KEY
+        return hashlib.sha256(b"finalpos-credentials:" + key.encode()).hexdigest()[:16]
+
+    @property
+    def is_embedded_sandbox(self) -> bool:
+        """True when this client runs its own in-memory sandbox (`sandbox=True`).
+
+        Its data dies with the client, so nothing recorded against it can be resumed later.
+        """
+        return self._core.sandbox_mode
+
+    @property
     def timeout(self) -> float | None:
         """The read timeout per attempt, in seconds."""
         return self._config.timeout
@@ -505,7 +532,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
-        retry_unsafe: bool = False,
+        retry_unsafe: bool | None = None,
     ) -> Any:
         """Call any route of the API and return the parsed JSON (the escape hatch).
 
@@ -570,8 +597,14 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             _check_header_value("idempotency_key", idempotency_key)
         if idempotency_key is None and method not in IDEMPOTENT_METHODS:
             idempotency_key = _new_idempotency_key()
-        # An explicit key (or retry_unsafe) is the caller's word that a repeat is harmless.
-        unsafe_ok = options.retry_unsafe or options.idempotency_key is not None
+        # An explicit key (or retry_unsafe=True) is the caller's word that a repeat is harmless;
+        # retry_unsafe=False (or a bulk run's safe_retries_only) takes that word back.
+        strict = options.retry_unsafe is False or safe_retries_only_active()
+        unsafe_ok = not strict and (
+            options.retry_unsafe is True or options.idempotency_key is not None
+        )
+        # Whether some attempt of this call may have been processed: carried by the final error.
+        maybe_processed = False
         headers = self._headers(data is not None, idempotency_key, options.extra_headers)
 
         transport = core.transport
@@ -583,6 +616,13 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         attempt = 0
         last_cost = 0
         last_error: FinalPOSError | None = None
+
+        def out_of_time(attempts: int, last: FinalPOSError | None) -> APITimeoutError:
+            error = self._deadline_error(
+                deadline, method, url, attempts, idempotency_key, last_error=last
+            )
+            return _marked(error, maybe_processed)
+
         while True:
             attempt += 1
             if limiter is not None:
@@ -591,14 +631,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
                 left = None if deadline_at is None else deadline_at - loop.time()
                 if not await limiter.acquire(timeout=left):
                     raise _rate_limit_deadline_error(
-                        self._deadline_error(
-                            deadline,
-                            method,
-                            url,
-                            attempt - 1,
-                            idempotency_key,
-                            last_error=last_error,
-                        )
+                        out_of_time(attempt - 1, last_error)
                     ) from last_error
                 if core.state == "closed":
                     raise _closed_error() from last_error
@@ -606,9 +639,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             if deadline_at is not None:
                 total_timeout = deadline_at - loop.time()
                 if total_timeout <= 0:
-                    raise self._deadline_error(
-                        deadline, method, url, attempt - 1, idempotency_key, last_error=last_error
-                    ) from last_error
+                    raise out_of_time(attempt - 1, last_error) from last_error
                 if (
                     attempt == 1
                     and deadline is not None
@@ -634,14 +665,13 @@ class AsyncFinalPOS(AsyncResourcesMixin):
                 now = loop.time()
                 if log_info:
                     _log_attempt(method, url, exc.kind.value, attempt, now - attempt_start)
+                maybe_processed = maybe_processed or may_have_taken_effect(exc.kind)
                 if deadline_at is not None and now >= deadline_at - _DEADLINE_SLACK:
                     # The deadline cut this attempt short: the previous attempt's failure (if
                     # any) is the one worth reporting.
-                    raise self._deadline_error(
-                        deadline, method, url, attempt, idempotency_key, last_error=last_error
-                    ) from exc
+                    raise out_of_time(attempt, last_error) from exc
                 error = _connection_error(exc, method, url, attempt, idempotency_key)
-                retryable = should_retry(method, exc.kind, unsafe_ok=unsafe_ok)
+                retryable = should_retry(method, exc.kind, unsafe_ok=unsafe_ok, strict=strict)
                 timed_out = exc.kind.is_timeout
                 cause: BaseException = exc
             else:
@@ -654,8 +684,12 @@ class AsyncFinalPOS(AsyncResourcesMixin):
                         budget.record_success(last_cost)
                     return raw
                 retry_after = _retry_after(result, policy)
-                status_error = make_status_error(
-                    raw, retry_after=retry_after, secret=_api_key_sent(headers)
+                maybe_processed = maybe_processed or may_have_taken_effect(
+                    FailureKind.STATUS, result.status
+                )
+                status_error = _marked(
+                    make_status_error(raw, retry_after=retry_after, secret=_api_key_sent(headers)),
+                    maybe_processed,
                 )
                 if retry_after is not None and retry_after > policy.retry_after_cap:
                     # A long stall is the caller's decision, not ours: raise at once.
@@ -667,20 +701,20 @@ class AsyncFinalPOS(AsyncResourcesMixin):
                     status=result.status,
                     has_retry_after=retry_after is not None,
                     unsafe_ok=unsafe_ok,
+                    strict=strict,
                     retryable_statuses=policy.retryable_statuses,
                 )
                 timed_out = False
                 cause = status_error
 
+            _marked(error, maybe_processed)
             if not retryable or attempt > max_retries:
                 raise error from (cause if cause is not error else None)
             last_error = error
             delay = policy.delay(attempt - 1, retry_after)
             if deadline_at is not None and loop.time() + delay >= deadline_at:
                 # No sleep crosses the deadline.
-                raise self._deadline_error(
-                    deadline, method, url, attempt, idempotency_key, last_error=error
-                ) from error
+                raise out_of_time(attempt, error) from error
             if budget is not None:
                 cost = budget.acquire(timeout=timed_out)
                 if cost is None:
@@ -848,6 +882,15 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             idempotency_key=idempotency_key,
             last_error=last_error,
         )
+
+
+_ErrorT = TypeVar("_ErrorT", bound=FinalPOSError)
+
+
+def _marked(error: _ErrorT, maybe_processed: bool) -> _ErrorT:
+    """`error` with `maybe_processed` set from every attempt of the call so far."""
+    error.maybe_processed = maybe_processed
+    return error
 
 
 def _connection_error(

@@ -47,6 +47,15 @@ BULK_CONCURRENCY = 16
 RATE_LIMIT_BURST_SECONDS = 1.0
 # After stop() or Ctrl-C, in-flight bulk items get this long to finish before they are cancelled.
 BULK_DRAIN_TIMEOUT = 30.0
+# A bulk run stops starting items after this many consecutive items could not reach the target
+# (refused, DNS, TLS): no item can fix that, and sending the rest would only fail them too.
+BULK_UNREACHABLE_STREAK = 5
+# ... and after `concurrency` + this many consecutive items whose answers were lost (5xx,
+# resets, timeouts): an outage, where every further item adds one more unknown outcome.
+BULK_FAILING_STREAK = 10
+# Before resuming, a bulk run checks that the target still holds up to this many of the records
+# its journal says were created (one GET each); all of them missing means another target.
+BULK_SPOT_CHECKS = 3
 # The bulk journal commits every JOURNAL_BATCH_SIZE records or JOURNAL_FLUSH_INTERVAL seconds.
 JOURNAL_BATCH_SIZE = 500
 JOURNAL_FLUSH_INTERVAL = 1.0

@@ -16,10 +16,12 @@ FinalPOSError                      anything the SDK raises on purpose
  └── ResponseValidationError       a 2xx body that cannot be read into the expected type
 ```
 
-Every error carries the request context: `method`, `url`, `attempts` (HTTP attempts made) and
-`idempotency_key`. `APIStatusError` adds `status_code`, `body` (parsed JSON or `None`), `message`
-(the API's `{statusCode, message, error}` message, or a readable summary of an HTML/text page),
-`text` (raw body, truncated), `headers`, `request_id` and `response`. The API key is never part of
+Every error carries the request context: `method`, `url`, `attempts` (HTTP attempts made),
+`idempotency_key` and `maybe_processed` (whether the server may have acted on the call although
+it failed: an answer lost after sending, a timeout while waiting for it, a 5xx).
+`APIStatusError` adds `status_code`, `body` (parsed JSON or `None`), `message` (the API's
+`{statusCode, message, error}` message, or a readable summary of an HTML/text page), `text`
+(raw body, truncated), `headers`, `request_id` and `response`. The API key is never part of
 any error text.
 """
 
@@ -61,13 +63,20 @@ whole call's deadline."""
 
 
 class FinalPOSError(Exception):
-    """Base of every error the SDK raises; `message` is the human-readable cause."""
+    """Base of every error the SDK raises; `message` is the human-readable cause.
+
+    `maybe_processed` is True when some attempt of the failed call reached the server and its
+    outcome is unknown (answer lost, read timeout, 5xx): a repeat of a POST could then create a
+    second record unless the server honours `Idempotency-Key`. False means the server provably did
+    not act on it (never sent, or refused with a 4xx).
+    """
 
     message: str
     method: str | None
     url: str | None
     attempts: int
     idempotency_key: str | None
+    maybe_processed: bool = False
 
     def __init__(
         self,

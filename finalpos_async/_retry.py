@@ -13,10 +13,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import enum
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
@@ -40,7 +42,10 @@ __all__ = [
     "RetryBudget",
     "RetryPolicy",
     "backoff_delay",
+    "may_have_taken_effect",
     "parse_retry_after",
+    "safe_retries_only",
+    "safe_retries_only_active",
     "should_retry",
 ]
 
@@ -167,25 +172,43 @@ def should_retry(
     status: int | None = None,
     has_retry_after: bool = False,
     unsafe_ok: bool = False,
+    strict: bool = False,
     retryable_statuses: frozenset[int] = RETRYABLE_STATUSES,
 ) -> bool:
     """Whether a failed attempt may be retried (ignoring the retry count, budget and deadline).
 
     `unsafe_ok` is the caller's per-call opt-in for non-idempotent methods (an explicit
-    idempotency key, or `retry_unsafe=True`); with it a POST follows the GET rules.
+    idempotency key, or `retry_unsafe=True`); with it a POST follows the GET rules. `strict`
+    (`retry_unsafe=False`) is the opposite: a POST is retried only when it provably did not take
+    effect (never sent, or 429), not even on a 503 with `Retry-After`, which a proxy may send
+    after the API processed the request.
     """
     if kind is FailureKind.FATAL:
         return False
     if kind is FailureKind.STATUS and (status is None or status not in retryable_statuses):
         return False
-    if unsafe_ok or method.upper() in IDEMPOTENT_METHODS:
+    idempotent = method.upper() in IDEMPOTENT_METHODS
+    if idempotent or (unsafe_ok and not strict):
         return True
     # Not idempotent and no opt-in: only when the server provably did not process it.
     if kind.never_sent:
         return True
     if kind is FailureKind.STATUS:
-        return status == 429 or (status == 503 and has_retry_after)
+        return status == 429 or (status == 503 and has_retry_after and not strict)
     return False
+
+
+def may_have_taken_effect(kind: FailureKind, status: int | None = None) -> bool:
+    """Whether a failed attempt may have been processed by the server (its outcome is unknown).
+
+    Never-sent failures and 4xx answers are definite; a lost answer, a read timeout or a 5xx is
+    not (the API may have acted before failing, or a proxy may have lost its answer).
+    """
+    if kind.never_sent or kind is FailureKind.FATAL:
+        return False
+    if kind is FailureKind.STATUS:
+        return status is not None and status >= 500
+    return True
 
 
 @attrs.frozen(kw_only=True)
@@ -289,3 +312,29 @@ class RetryBudget:
 
     def __repr__(self) -> str:
         return f"RetryBudget(tokens={self._tokens}/{self.capacity})"
+
+
+_SAFE_RETRIES_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "finalpos_safe_retries_only", default=False
+)
+
+
+@contextlib.contextmanager
+def safe_retries_only() -> Iterator[None]:
+    """Within this block (and tasks started in it), calls behave as with `retry_unsafe=False`.
+
+    The bulk engine wraps every item in it: an item's POST is sent with its idempotency key but
+    never repeated where the first attempt may have taken effect, because a server that ignores
+    `Idempotency-Key` would then create the record twice. The engine resolves such items itself.
+    A context variable, not an argument, so that it also reaches operations the caller wrapped.
+    """
+    token = _SAFE_RETRIES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SAFE_RETRIES_ONLY.reset(token)
+
+
+def safe_retries_only_active() -> bool:
+    """True inside `safe_retries_only()`."""
+    return _SAFE_RETRIES_ONLY.get()

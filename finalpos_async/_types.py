@@ -51,7 +51,11 @@ class RequestOptions:
     - `extra_headers`: added to (and overriding) the SDK's headers.
     - `extra_query`: added to the query string.
     - `idempotency_key`: sent as `Idempotency-Key`; passing one also allows retrying a POST.
-    - `retry_unsafe`: retry a POST even where it may already have been processed.
+    - `retry_unsafe`: whether a POST is retried where it may already have been processed (a
+      lost answer, a read timeout, a 5xx). `None` (default): only when `idempotency_key` is
+      given; `True`: always; `False`: never, even with a key (which is still sent), for servers
+      that may not honour it. A POST that provably did not take effect (never sent, 429) is
+      retried in every mode.
     """
 
     timeout: NotGivenOr[float | None] = NOT_GIVEN
@@ -60,7 +64,7 @@ class RequestOptions:
     extra_headers: Mapping[str, str] | None = None
     extra_query: Mapping[str, Any] | None = None
     idempotency_key: str | None = None
-    retry_unsafe: bool = False
+    retry_unsafe: bool | None = None
 
 
 DEFAULT_OPTIONS: Final = RequestOptions()

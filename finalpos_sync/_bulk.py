@@ -28,11 +28,20 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import itertools
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -81,8 +90,16 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
         rate_limit: float | RateLimiter | None = None,
         journal: str | os.PathLike[str] | Journal | None = None,
         key: KeySpec = None,
+        content: KeySpec = None,
         job_id: str | None = None,
         drain_timeout: float = BULK_DRAIN_TIMEOUT,
+        lookup: Callable[[], Iterable[Any]] | None = None,
+        lookup_key: KeySpec = None,
+        retrieve: Callable[[str], Any] | None = None,
+        resend_unknown: bool = False,
+        stop_on_fatal: bool = True,
+        target: str | None = None,
+        operation_name: str | None = None,
     ) -> SyncBulkJob[_T]:
         """Run `operation(**item, idempotency_key=...)` for every item; returns a `SyncBulkJob`.
 
@@ -104,13 +121,26 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
         - `rate_limit`: items started per second, or a `RateLimiter`; the client's own
           `rate_limit` (every HTTP attempt, retries included) applies too, and paces the run
           alone when this is unset.
-        - `journal`: a SQLite file (or `Journal`) recording every outcome; re-running the same job
-          with it skips items that succeeded and retries the others under the same keys.
-        - `key`: an item's identity in the journal and its idempotency key: its position by
-          default, a field name such as `"email"`, or a function of the item. Keys must be unique.
+        - `journal`: a SQLite file (or `Journal`) recording every outcome, bound to this
+          client's target, credentials, operation and identity rule (`JournalMismatchError`
+          otherwise); re-running the same job with it skips items that were created, sends the
+          refused and unsent ones again under the same keys, and reports those whose answer was
+          lost as `UNKNOWN` again unless `lookup` or `resend_unknown` resolves them.
+        - `key`: an item's identity across runs: its content by default, a field name such as
+          `"email"`, or a function of the item. Keys must be unique.
+        - `content`: what of an item is its content (the whole item by default).
         - `job_id`: fixes the job identity without a journal.
         - `drain_timeout`: after `stop()`, Ctrl-C or leaving the loop early, how long in-flight
-          items may finish before they are cancelled.
+          items may finish before they are cancelled (and end `UNKNOWN`: they were sent).
+        - `lookup`, `lookup_key`: lists the records in the target, to resolve by `key` the
+          items whose answer was lost: a list method of this client (`client.customers.list`,
+          run on the loop), or any function returning an iterable of records (run, and walked,
+          in a worker thread, so it may call this client: `lambda: client.customers.list(...)`).
+        - `retrieve`: fetches one record by id, to check before a resume that the target still
+          holds what the journal says was created: a retrieve method of this client
+          (`client.customers.retrieve`), or any function of the id (run in a worker thread).
+        - `resend_unknown`, `stop_on_fatal`, `target`, `operation_name`: as in the async
+          `BulkRunner.run`.
         """
         if not isinstance(items, (Iterable, AsyncIterable)):
             raise TypeError(
@@ -126,25 +156,45 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
             rate_limit=rate_limit,
             journal=journal,
             key=key,
+            content=content,
             job_id=job_id,
             drain_timeout=drain_timeout,
+            lookup=_async_lookup(lookup) if lookup is not None else None,
+            lookup_key=lookup_key,
+            retrieve=_async_retrieve(retrieve) if retrieve is not None else None,
+            resend_unknown=resend_unknown,
+            stop_on_fatal=stop_on_fatal,
+            target=target,
+            operation_name=operation_name,
         )
         if feed is not None:
             feed.batch = job.concurrency
         return SyncBulkJob(self._client, job, feed, drain_timeout=drain_timeout)
 
 
-def _async_twin(operation: Callable[..., Any]) -> Callable[..., Any]:
-    """The async method behind a sync resource method; an async callable passes unchanged."""
-    owner = getattr(operation, "__self__", None)
-    name = getattr(operation, "__name__", None)
+def _resource_twin(method: Callable[..., Any]) -> Callable[..., Any] | None:
+    """The async method behind a sync resource method (None for anything else)."""
+    owner = getattr(method, "__self__", None)
+    name = getattr(method, "__name__", None)
     if isinstance(owner, SyncResource) and isinstance(name, str):
         twin = getattr(owner._async(), name, None)
         if callable(twin):
             return twin  # type: ignore[no-any-return]
-    if inspect.iscoroutinefunction(operation) or inspect.iscoroutinefunction(
-        getattr(operation, "__call__", None)  # noqa: B004 - an object with an async __call__
-    ):
+    return None
+
+
+def _is_async(function: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+
+
+def _async_twin(operation: Callable[..., Any]) -> Callable[..., Any]:
+    """The async method behind a sync resource method; an async callable passes unchanged."""
+    twin = _resource_twin(operation)
+    if twin is not None:
+        return twin
+    if _is_async(operation):
         return operation
     raise TypeError(
         f"operation must be a method of a finalpos_sync resource, such as "
@@ -153,13 +203,60 @@ def _async_twin(operation: Callable[..., Any]) -> Callable[..., Any]:
     )
 
 
+def _async_lookup(lookup: Callable[[], Iterable[Any]]) -> Callable[[], AsyncIterable[Any]]:
+    """`lookup` for the engine on the loop: a list method runs its async twin there; an async
+    generator function passes unchanged; any other function is called, and what it returns
+    walked, in a worker thread (a chunk at a time), because it may call this sync client, which
+    blocks until the loop answers."""
+    twin = _resource_twin(lookup)
+    if twin is not None:
+        return twin
+    if inspect.isasyncgenfunction(lookup):
+        return lookup
+
+    async def listing() -> AsyncIterator[Any]:
+        records = await asyncio.to_thread(lookup)
+        if isinstance(records, AsyncIterable):
+            async for record in records:
+                yield record
+            return
+        iterator = iter(records)
+        while True:
+            chunk = await asyncio.to_thread(_take, iterator)
+            for record in chunk:
+                yield record
+            if len(chunk) < SYNC_BULK_BUFFER:
+                return
+
+    return listing
+
+
+def _take(iterator: Iterator[Any]) -> list[Any]:
+    return list(itertools.islice(iterator, SYNC_BULK_BUFFER))
+
+
+def _async_retrieve(retrieve: Callable[[str], Any]) -> Callable[[str], Awaitable[Any]]:
+    """`retrieve` for the engine: a retrieve method runs its async twin; an async callable
+    passes unchanged; any other function runs in a worker thread (it may call this client)."""
+    twin = _resource_twin(retrieve)
+    if twin is not None:
+        return twin
+    if _is_async(retrieve):
+        return retrieve
+
+    async def fetch(ident: str) -> Any:
+        return await asyncio.to_thread(retrieve, ident)
+
+    return fetch
+
+
 class SyncBulkJob(Generic[_T]):
     """One bulk run driven from sync code: iterate it for results as they finish, or `wait()`.
 
     It mirrors `finalpos_async.bulk.BulkJob`: `report` holds live counters (the same
     `BulkReport` object the engine updates, safe to read from any thread); `stop()` ends it
     gracefully (no new items, in-flight ones get `drain_timeout` seconds, the rest are yielded
-    as `CANCELLED`). A job runs once.
+    as `UNKNOWN`: they were sent and may have been created). A job runs once.
 
     **Ctrl-C** while iterating (or leaving the loop early, or `close()`) does what cancelling the
     async job's task does: no new items are pulled, in-flight ones get `drain_timeout` seconds to
@@ -217,6 +314,15 @@ class SyncBulkJob(Generic[_T]):
     def stopping(self) -> bool:
         """True once `stop()` was called (or the run was interrupted)."""
         return self._job.stopping
+
+    def open_journal(self) -> Journal | None:
+        """Open and bind the journal now (idempotent; the run does it when it starts).
+
+        Call it before the run to have a `JournalMismatchError` or `JournalLockedError` raised
+        before anything else happens, and to read the journal (`Journal.lookup`) beforehand.
+        It runs on the client's loop, like the run that will write the journal.
+        """
+        return self._client._run(_on_loop(self._job.open_journal))
 
     def stop(self, *, drain_timeout: float | None = None) -> None:
         """Stop pulling new items; in-flight ones get `drain_timeout` seconds to finish.
@@ -363,7 +469,7 @@ class SyncBulkJob(Generic[_T]):
         report = self.report
         if report.outcome == "running":  # cancelled before the engine even started
             report.outcome = "cancelled"
-            report.finished_at = time.monotonic()
+            report.finish()
         if task.cancelled():
             self._channel.post(_End(None, cancelled=True))
         else:
@@ -514,3 +620,7 @@ class _FeedSource:
 
 async def _running_loop() -> asyncio.AbstractEventLoop:
     return asyncio.get_running_loop()
+
+
+async def _on_loop(function: Callable[[], _T]) -> _T:
+    return function()

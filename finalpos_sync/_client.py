@@ -179,6 +179,23 @@ class FinalPOS(BaseSyncClient):
         return self.async_client.base_url
 
     @property
+    def credentials_fingerprint(self) -> str:
+        """A one-way fingerprint of the API key (16 hex digits of a SHA-256), safe to store.
+
+        It tells two keys apart without revealing either; bulk journals record it so that a
+        journal is never resumed with other credentials.
+        """
+        return self.async_client.credentials_fingerprint
+
+    @property
+    def is_embedded_sandbox(self) -> bool:
+        """True when this client runs its own in-memory sandbox (`sandbox=True`).
+
+        Its data dies with the client, so nothing recorded against it can be resumed later.
+        """
+        return self.async_client.is_embedded_sandbox
+
+    @property
     def timeout(self) -> float | None:
         """The read timeout per attempt, in seconds."""
         return self.async_client.timeout
@@ -235,7 +252,7 @@ class FinalPOS(BaseSyncClient):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
-        retry_unsafe: bool = False,
+        retry_unsafe: bool | None = None,
     ) -> Any:
         """Call any route of the API and return the parsed JSON (the escape hatch).
 

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
-import os
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 from conftest import all_customers
+from sandbox_proc import duplicates, records, sandbox_process
 
 from finalpos_async import AsyncFinalPOS
-from finalpos_async._constants import SANDBOX_API_KEY
-from finalpos_async.bulk import ItemStatus
+from finalpos_async.bulk import BulkReport, ItemStatus, Journal
 from finalpos_async.types import Customer
 
 ROWS = 10_000
-ROOT = Path(__file__).parent.parent
 
 
 def customers(count: int) -> Iterator[dict[str, Any]]:
@@ -33,26 +28,6 @@ def customers(count: int) -> Iterator[dict[str, Any]]:
             "tags": ["import"],
             "billing": {"city": "Lisbon", "country": "Portugal"},
         }
-
-
-@contextlib.asynccontextmanager
-async def sandbox_process(faults: str) -> AsyncIterator[SimpleNamespace]:
-    """A faulty sandbox in its own process: the client and the server get a core each."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "finalpos_async.sandbox", "--port", "0", "--quiet",
-        "--faults", faults,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 60)
-        url = line.decode().rsplit(" ", 1)[-1].strip()
-        assert url.startswith("http://127.0.0.1:"), line
-        yield SimpleNamespace(url=url, api_key=SANDBOX_API_KEY)
-    finally:
-        proc.terminate()
-        await proc.wait()
 
 
 async def test_ten_thousand_customers_under_ten_percent_faults_arrive_exactly_once() -> None:
@@ -71,7 +46,7 @@ async def test_ten_thousand_customers_under_ten_percent_faults_arrive_exactly_on
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(on_request_start)
 
-    async with sandbox_process(faults) as sandbox:
+    async with sandbox_process(faults=faults) as sandbox:
         session = aiohttp.ClientSession(
             trace_configs=[trace], connector=aiohttp.TCPConnector(limit=64)
         )
@@ -85,7 +60,11 @@ async def test_ten_thousand_customers_under_ten_percent_faults_arrive_exactly_on
             backoff_cap=0.01,
         )
         try:
-            job = client.bulk.run(client.customers.create, customers(ROWS), concurrency=32)
+            # The sandbox honours Idempotency-Key, so the client may retry a POST whose answer
+            # was lost (5xx, reset, timeout) under the same key: the server replays it.
+            job = client.bulk.run(
+                client.customers.create, customers(ROWS), concurrency=32, resend_unknown=True
+            )
             attempts_seen = 0
             statuses = collections.Counter[ItemStatus]()
             async for result in job:
@@ -118,3 +97,91 @@ async def test_ten_thousand_customers_under_ten_percent_faults_arrive_exactly_on
     assert len(stored) == ROWS
     assert len(set(emails)) == ROWS
     assert set(emails) == {f"bulk{n}@example.com" for n in range(ROWS)}
+
+
+IGNORING_ROWS = 2_000
+MAX_RUNS = 5
+# Every 25th row's first attempt takes effect and then loses its answer (a 503, a reset, or an
+# answer slower than the client's timeout), then succeeds: the drawn faults never do that.
+AFTER_EVERY = 25
+AFTER_FAULTS = ("503-after,ok", "reset-after,ok", "delay-after:0.5,ok")
+
+
+def customers_with_lost_answers(count: int) -> Iterator[dict[str, Any]]:
+    for n, row in enumerate(customers(count)):
+        if n % AFTER_EVERY == 0:
+            script = AFTER_FAULTS[n // AFTER_EVERY % len(AFTER_FAULTS)]
+            row["extra_headers"] = {"x-sandbox-fault": script}
+        yield row
+
+
+async def test_under_faults_a_server_ignoring_idempotency_keys_gets_every_row_once(
+    tmp_path: Path,
+) -> None:
+    # The same faults, but the server processes every POST as new: a client retry of a POST
+    # whose answer was lost after it took effect would create the record twice. The run never
+    # resends such a row blindly: it looks the unknown rows up by email at the end of the run,
+    # counts those it finds as created, and sends only those missing.
+    faults = "rate=0.1,kinds=429+503+reset+delay,retry-after=0.01,delay=0.5,seed=11"
+    lost_after_effect = len(range(0, IGNORING_ROWS, AFTER_EVERY))
+    journal = tmp_path / "import.journal"
+    reports: list[BulkReport] = []
+    async with sandbox_process(faults=faults, ignore_idempotency=True) as sandbox:
+        client = AsyncFinalPOS(
+            sandbox.api_key,
+            base_url=sandbox.url,
+            timeout=0.25,
+            max_retries=8,
+            backoff_base=0.001,
+            backoff_cap=0.01,
+        )
+        try:
+            # A row whose answer is lost twice in a run stays unknown: a re-run with the same
+            # journal resolves it (looked up first, never sent blindly).
+            for _ in range(MAX_RUNS):
+                job = client.bulk.run(
+                    client.customers.create,
+                    customers_with_lost_answers(IGNORING_ROWS),
+                    concurrency=32,
+                    journal=journal,
+                    key="email",
+                    lookup=client.customers.list,
+                )
+                statuses = collections.Counter[ItemStatus]()
+                async for result in job:
+                    statuses[result.status] += 1
+                    if result.found:
+                        assert result.status is ItemStatus.SUCCEEDED
+                        assert result.created_id is not None
+                report = job.report
+                reports.append(report)
+                assert report.outcome == "completed"
+                assert report.submitted == IGNORING_ROWS == sum(statuses.values())
+                assert report.failed == report.changed == report.cancelled == 0
+                assert report.succeeded + report.skipped + report.unknown == report.submitted
+                assert report.found <= report.succeeded
+                print(
+                    f"\nrun {len(reports)}: {report.succeeded} succeeded ({report.found} found "
+                    f"by the lookup of {report.lookup_records} records), {report.skipped} "
+                    f"skipped, {report.unknown} unknown, {report.attempts} POST attempts"
+                )
+                if report.unknown == 0:
+                    break
+        finally:
+            await client.close()
+        stored = await records(sandbox.url, sandbox.api_key)
+    emails = [c["email"] for c in stored]
+    assert duplicates(stored) == {}
+    assert len(stored) == IGNORING_ROWS
+    assert set(emails) == {f"bulk{n}@example.com" for n in range(IGNORING_ROWS)}
+    assert reports[-1].unknown == 0
+    # Every row was created (or found) by exactly one run; later runs skipped it.
+    assert sum(r.succeeded for r in reports) == IGNORING_ROWS
+    first = reports[0]
+    # The rows whose answer was lost after they were created were found, not sent again (other
+    # faults do not create the record, so nothing else can be found).
+    assert first.found == lost_after_effect
+    assert first.lookup_records >= first.found
+    assert first.attempts > IGNORING_ROWS * 1.05  # the faults really happened
+    with Journal(journal) as log:
+        assert log.counts() == {"succeeded": IGNORING_ROWS}

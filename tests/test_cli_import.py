@@ -34,7 +34,9 @@ def stored(sb: Sandbox, path: str = "/v1/api/customers") -> list[dict[str, Any]]
     found: list[dict[str, Any]] = []
     while True:
         request = urllib.request.Request(
-            f"{sb.url}{path}?skip={len(found)}&limit=1000", headers={"x-api-key": sb.api_key}
+            f"{sb.url}{path}?skip={len(found)}&limit=1000",
+            # "ok": a scripted request skips the fault injector, so a faulty sandbox can be read.
+            headers={"x-api-key": sb.api_key, "x-sandbox-fault": "ok"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             page = json.loads(response.read())
@@ -45,6 +47,13 @@ def stored(sb: Sandbox, path: str = "/v1/api/customers") -> list[dict[str, Any]]
 
 def stored_customers(sb: Sandbox) -> list[dict[str, Any]]:
     return stored(sb)
+
+
+def failed_rows(path: Path) -> list[dict[str, Any]]:
+    """The records of a failed-rows file, without its header line."""
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert records[0]["finalposFailedRows"] == 1
+    return records[1:]
 
 
 def write_csv(path: Path, text: str) -> Path:
@@ -64,7 +73,7 @@ def test_example_file_imports_every_valid_row_and_reports_the_bad_ones(
     stored = stored_customers(sandbox)
     assert len(stored) == 2994
     assert len({c["email"] for c in stored}) == 2994
-    records = [json.loads(line) for line in failed.read_text().splitlines()]
+    records = failed_rows(failed)
     assert [r["line"] for r in records] == [422, 489, 1310, 2060, 2098, 2652]
     assert {r["field"] for r in records} >= {"email", "lastName", "tags", "metadata"}
     assert "invalid row(s) (not sent)" in result.stderr
@@ -123,7 +132,7 @@ def test_json_lines_input_is_checked_the_same_way(sandbox: Sandbox, tmp_path: Pa
     result = run(sandbox, "import", "customers", str(source))
     assert result.exit_code == 1
     assert {c["email"] for c in stored_customers(sandbox)} == {"a@example.com", "b@example.com"}
-    failed = [json.loads(x) for x in (tmp_path / "c.jsonl.failed.jsonl").read_text().splitlines()]
+    failed = failed_rows(tmp_path / "c.jsonl.failed.jsonl")
     assert [(r["line"], r.get("field")) for r in failed] == [(4, "firstName"), (5, None)]
     assert "must be text" in failed[0]["error"]
     assert "not valid JSON" in failed[1]["error"]
@@ -144,7 +153,7 @@ def test_validate_only_sends_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
     assert stored_customers(sandbox) == []
 
 
-def test_all_failing_server_reports_every_row_then_the_failed_file_reimports(
+def test_rows_the_api_refuses_keep_their_lines_and_the_failed_file_reimports(
     tmp_path: Path,
 ) -> None:
     source = write_csv(
@@ -152,22 +161,54 @@ def test_all_failing_server_reports_every_row_then_the_failed_file_reimports(
         "email,first_name,last_name\n"
         + "".join(f"user{n}@example.com,User,{n}\n" for n in range(40)),
     )
-    down = FaultConfig(rate=1.0, kinds=("500",), seed=1)
-    with Sandbox(faults=down).run_in_thread() as broken:
-        result = run(broken, "--max-retries", "0", "import", "customers", str(source))
+    refusing = FaultConfig(rate=1.0, kinds=("422",), seed=1)
+    with Sandbox(faults=refusing).run_in_thread() as broken:
+        result = run(broken, "import", "customers", str(source), "--no-journal")
+        assert stored_customers(broken) == []
     assert result.exit_code == 1
     failed_file = tmp_path / "c.csv.failed.jsonl"
-    failed = [json.loads(line) for line in failed_file.read_text().splitlines()]
+    failed = failed_rows(failed_file)
     assert sorted(r["line"] for r in failed) == list(range(2, 42))
-    assert all("InternalServerError (500)" in r["error"] for r in failed)
-    assert "40" in result.stderr
+    assert all(r["outcome"] == "failed" for r in failed)
+    assert all("UnprocessableEntityError (422)" in r["error"] for r in failed)
+    assert "40 x UnprocessableEntityError (422)" in result.stderr
 
     with Sandbox().run_in_thread() as healthy:
         again = run(healthy, "import", "customers", str(failed_file))
         assert again.exit_code == 0, again.output
         emails = sorted(c["email"] for c in stored_customers(healthy))
     assert emails == sorted(f"user{n}@example.com" for n in range(40))
-    assert not (tmp_path / "c.csv.failed.jsonl.failed.jsonl").exists()
+    # Its own failures would have replaced it; with none left it keeps only its header, and
+    # no `c.csv.failed.jsonl.failed.jsonl` was ever made.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv", "c.csv.failed.jsonl"]
+    assert failed_rows(failed_file) == []
+    with Sandbox().run_in_thread() as healthy:
+        repeated = run(healthy, "import", "customers", str(failed_file))
+        assert repeated.exit_code == 0
+        assert "no rows left" in repeated.stderr
+        assert stored_customers(healthy) == []
+
+
+def test_server_errors_leave_rows_of_unknown_outcome_that_are_never_resent_blindly(
+    tmp_path: Path,
+) -> None:
+    source = write_csv(
+        tmp_path / "c.csv",
+        "email,first_name,last_name\n" + "".join(f"u{n}@example.com,U,{n}\n" for n in range(8)),
+    )
+    down = FaultConfig(rate=1.0, kinds=("500-after",), seed=1)
+    with Sandbox(faults=down, honour_idempotency=False).run_in_thread() as broken:
+        result = run(broken, "import", "customers", str(source))
+        assert result.exit_code == 1
+        # Each row was created once and its answer lost: the client did not repeat the POST.
+        assert len(stored_customers(broken)) == 8
+        failed = failed_rows(tmp_path / "c.csv.failed.jsonl")
+        assert [r["outcome"] for r in failed] == ["unknown"] * 8
+        assert 'set their "exists"' in " ".join(result.stderr.split())
+        # Re-running the command (or importing the failed file) does not send them again.
+        again = run(broken, "import", "customers", str(source))
+        assert again.exit_code == 1
+        assert len(stored_customers(broken)) == 8
 
 
 def test_journal_makes_a_rerun_skip_what_is_done(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -238,5 +279,5 @@ def test_a_journal_cannot_resume_another_kind_of_job(sandbox: Sandbox, tmp_path:
     assert run(sandbox, "import", "customers", str(source), "--journal", journal).exit_code == 0
     other = run(sandbox, "import", "customers", str(source), "--journal", journal, "--key", "email")
     assert other.exit_code == 1
-    assert "belongs to job 'customers.create key=line'" in other.stderr
+    assert "give this run its own journal file" in " ".join(other.stderr.split())
     assert len(stored_customers(sandbox)) == 1

@@ -7,8 +7,24 @@ See `BulkRunner.run` for the options, `BulkJob` for consuming results as they fi
 `Journal` for resuming after a crash and `RateLimiter` for a shared requests-per-second cap.
 """
 
-from ._engine import BulkJob, BulkRunner, Items, KeySpec, Operation, idempotency_key_for
-from ._journal import Journal, JournalEntry
+from ._engine import (
+    BulkJob,
+    BulkRunner,
+    Items,
+    KeySpec,
+    Operation,
+    TargetChangedError,
+    content_digest,
+    idempotency_key_for,
+)
+from ._journal import (
+    Journal,
+    JournalBinding,
+    JournalEntry,
+    JournalError,
+    JournalLockedError,
+    JournalMismatchError,
+)
 from ._limiter import RateLimiter
 from ._results import BulkReport, ItemResult, ItemStatus
 
@@ -20,9 +36,15 @@ __all__ = [
     "ItemStatus",
     "Items",
     "Journal",
+    "JournalBinding",
     "JournalEntry",
+    "JournalError",
+    "JournalLockedError",
+    "JournalMismatchError",
     "KeySpec",
     "Operation",
     "RateLimiter",
+    "TargetChangedError",
+    "content_digest",
     "idempotency_key_for",
 ]

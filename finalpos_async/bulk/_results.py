@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import enum
 import time
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -17,16 +19,25 @@ _T = TypeVar("_T")
 class ItemStatus(str, enum.Enum):
     """How one input ended.
 
-    - `SUCCEEDED`: the operation returned; `ItemResult.value` holds what it returned.
-    - `FAILED`: the operation raised after the client's retries; `ItemResult.error` holds the error.
-    - `SKIPPED`: the journal says an earlier run already succeeded with this item; not sent again.
-    - `CANCELLED`: the run was stopped before this item finished; a re-run with the same journal
-      sends it again under the same idempotency key, so it is never created twice.
+    - `SUCCEEDED`: in the target now: created by this run (`ItemResult.value` holds what the
+      operation returned), or found there by the run's lookup after its answer was lost
+      (`ItemResult.found`).
+    - `SKIPPED`: the journal says an earlier run created it; not sent again.
+    - `FAILED`: the API refused it (or it never reached the API): certainly not created.
+      `ItemResult.error` holds the error; a re-run with the journal sends it again.
+    - `UNKNOWN`: it may or may not have been created: it was sent and its answer was lost (a
+      timeout, a reset, a 5xx, a cancel in flight). It is never sent again blindly; see
+      `BulkRunner.run` (`lookup`, `resend_unknown`).
+    - `CHANGED`: the journal says this key was created with other content; not sent (an import
+      creates records, it does not update them).
+    - `CANCELLED`: the run stopped before this item was sent; a re-run sends it.
     """
 
     SUCCEEDED = "succeeded"
-    FAILED = "failed"
     SKIPPED = "skipped"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    CHANGED = "changed"
     CANCELLED = "cancelled"
 
 
@@ -35,8 +46,9 @@ class ItemResult(Generic[_T]):
     """The outcome of one input of a bulk run.
 
     `index` is the input's position (0-based) in the iterable; `key` is its identity in the
-    journal (the caller's `key=` or the position); `attempts` counts the HTTP attempts the client
-    made for it (0 for a skipped item).
+    journal (see `BulkRunner.run`); `digest` a hash of its content; `attempts` counts the HTTP
+    attempts the client made for it (0 for a skipped item). `found` is True when its answer was
+    lost and the run's lookup found it in the target.
     """
 
     index: int
@@ -44,24 +56,29 @@ class ItemResult(Generic[_T]):
     status: ItemStatus
     item: Mapping[str, Any]
     idempotency_key: str
+    digest: str = ""
     value: _T | None = None
     error: BaseException | None = None
     attempts: int = 0
     created_id: str | None = None
+    found: bool = False
     elapsed: float = 0.0
+    note: str = ""
 
     @property
     def ok(self) -> bool:
-        """True when the item is in the API: succeeded now or in an earlier run."""
+        """True when the item is in the target: succeeded now or in an earlier run."""
         return self.status in (ItemStatus.SUCCEEDED, ItemStatus.SKIPPED)
 
     @property
     def reason(self) -> str:
-        """A one-line human reason for a failed or cancelled item ("" when it is ok)."""
+        """A one-line human reason for an item that is not ok ("" when it is ok)."""
+        if self.note:
+            return self.note
         if self.error is not None:
             return describe_error(self.error)
         if self.status is ItemStatus.CANCELLED:
-            return "cancelled before it finished"
+            return "cancelled before it was sent"
         return ""
 
 
@@ -79,51 +96,95 @@ def describe_error(error: BaseException) -> str:
 class BulkReport:
     """Live counters of a bulk run; final once the run is over.
 
-    Invariant, at every moment: `submitted == succeeded + failed + skipped + cancelled + in_flight`.
-    `attempts` sums the HTTP attempts of every finished item (retries included).
-    `outcome` is "running", then "completed", "stopped" (stop() asked for it) or "cancelled".
+    Invariant, at every moment: `submitted == succeeded + skipped + failed + unknown + changed +
+    cancelled + in_flight`. `attempts` sums the HTTP attempts of every finished item (retries
+    included). `found` counts the succeeded items the lookup found in the target, and
+    `lookup_records` / `lookup_seconds` what that lookup cost.
+    `outcome` is "running", then "completed", "stopped" (stop() asked for it), "aborted" (an
+    error no item can fix, see `stop_reason`) or "cancelled". `failure_reasons` counts the
+    reasons of failed and unknown items; `top_reasons()` gives the most common ones.
+    `started_at` / `finished_at` are wall-clock times (UTC).
     """
 
     submitted: int = 0
     succeeded: int = 0
-    failed: int = 0
     skipped: int = 0
+    failed: int = 0
+    unknown: int = 0
+    changed: int = 0
     cancelled: int = 0
+    found: int = 0
     attempts: int = 0
+    lookup_records: int = 0
+    lookup_seconds: float = 0.0
     outcome: str = "running"
-    started_at: float = attrs.field(factory=time.monotonic)
-    finished_at: float | None = None
+    stop_reason: str | None = None
+    failure_reasons: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    started_at: datetime = attrs.field(factory=lambda: datetime.now(timezone.utc))
+    finished_at: datetime | None = None
+    _started: float = attrs.field(factory=time.monotonic, alias="_started")
+    _finished: float | None = attrs.field(default=None, alias="_finished")
 
     @property
     def in_flight(self) -> int:
         """Items pulled from the input whose outcome is not known yet."""
-        return self.submitted - self.succeeded - self.failed - self.skipped - self.cancelled
+        return self.submitted - self.done
 
     @property
     def done(self) -> int:
         """Items with a final outcome (any status)."""
-        return self.succeeded + self.failed + self.skipped + self.cancelled
+        return (
+            self.succeeded
+            + self.skipped
+            + self.failed
+            + self.unknown
+            + self.changed
+            + self.cancelled
+        )
 
     @property
     def elapsed(self) -> float:
         """Seconds since the run started (until it finished, once it has)."""
-        end = self.finished_at if self.finished_at is not None else time.monotonic()
-        return end - self.started_at
+        end = self._finished if self._finished is not None else time.monotonic()
+        return end - self._started
 
     @property
     def rate(self) -> float:
-        """Items sent and finished (succeeded or failed) per second so far."""
+        """Items sent and finished (succeeded, failed or unknown) per second so far."""
         elapsed = self.elapsed
-        return (self.succeeded + self.failed) / elapsed if elapsed > 0 else 0.0
+        sent = self.succeeded + self.failed + self.unknown
+        return sent / elapsed if elapsed > 0 else 0.0
+
+    def top_reasons(self, n: int = 5) -> list[tuple[str, int]]:
+        """The `n` most common reasons of failed and unknown items, with their counts."""
+        return self.failure_reasons.most_common(n)
+
+    def start(self) -> None:
+        """Mark the run as started now."""
+        self.started_at = datetime.now(timezone.utc)
+        self._started = time.monotonic()
+
+    def finish(self) -> None:
+        """Mark the run as finished now."""
+        self.finished_at = datetime.now(timezone.utc)
+        self._finished = time.monotonic()
 
     def count(self, result: ItemResult[Any]) -> None:
         """Add one finished item to the counters."""
         self.attempts += result.attempts
-        if result.status is ItemStatus.SUCCEEDED:
+        status = result.status
+        if status is ItemStatus.SUCCEEDED:
             self.succeeded += 1
-        elif result.status is ItemStatus.FAILED:
-            self.failed += 1
-        elif result.status is ItemStatus.SKIPPED:
+            self.found += result.found
+        elif status is ItemStatus.SKIPPED:
             self.skipped += 1
+        elif status is ItemStatus.FAILED:
+            self.failed += 1
+            self.failure_reasons[result.reason] += 1
+        elif status is ItemStatus.UNKNOWN:
+            self.unknown += 1
+            self.failure_reasons[result.reason] += 1
+        elif status is ItemStatus.CHANGED:
+            self.changed += 1
         else:
             self.cancelled += 1

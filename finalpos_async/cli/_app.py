@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
 import sqlite3
 import sys
 from pathlib import Path
@@ -131,6 +133,18 @@ def cli(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where failed rows go (default FILE.failed.jsonl).",
 )
+@click.option(
+    "--encoding",
+    default="utf-8-sig",
+    show_default=True,
+    help="Text encoding of FILE (e.g. cp1252 for files saved by Excel on Windows).",
+)
+@click.option(
+    "--resend-unknown",
+    is_flag=True,
+    help="Send rows whose outcome is unknown (answer lost) again under their idempotency key: "
+    "only when the server honours Idempotency-Key or you checked they are not in the target.",
+)
 @click.option("--validate-only", is_flag=True, help="Check the rows, send nothing.")
 @click.option(
     "--drain-timeout",
@@ -151,14 +165,21 @@ def import_command(
     no_journal: bool,
     key_field: str | None,
     failed_file: Path | None,
+    encoding: str,
+    resend_unknown: bool,
     validate_only: bool,
     drain_timeout: float,
 ) -> None:
     """Create one RESOURCE per row of FILE (CSV or JSON Lines).
 
-    Every row is checked first; bad rows are listed with line and field. Failed rows, with
-    their error, go to FILE.failed.jsonl, which can be fixed and imported again. Exit status
-    0 only when every row is in the API.
+    Every row is checked first; bad rows are listed with line and field. Rows that are not in
+    the target at the end go to FILE.failed.jsonl with their error; importing that file (after
+    fixing what its errors say) continues the same job and never creates a row twice. Exit
+    status 0 only when every row is in the target.
+
+    \b
+    A row is identified by its content, or by --key COLUMN (a natural key such as email):
+    rows added to FILE are imported on a re-run, rows already imported are skipped.
 
     \b
     CSV headers: camelCase or snake_case, nested fields with dots (billing.city);
@@ -178,6 +199,9 @@ def import_command(
         failed_file=failed_file,
         validate_only=validate_only,
         drain_timeout=drain_timeout,
+        encoding=encoding,
+        resend_unknown=resend_unknown,
+        command_prefix=_command_prefix(click.get_current_context()),
     )
     sys.exit(_guard(lambda: run_import(options, settings, _console())))
 
@@ -286,9 +310,21 @@ def resources_command() -> None:
 @click.option("--db", type=click.Path(dir_okay=False), help="SQLite file to keep the data in.")
 @click.option("--faults", help="Fault injection, e.g. rate=0.1,kinds=500+503+reset,retry-after=1.")
 @click.option("--seed", type=int, help="Seed of the fault-rate generator.")
+@click.option(
+    "--ignore-idempotency",
+    is_flag=True,
+    help="Process every POST as new, ignoring Idempotency-Key (to test a client against a "
+    "server that does not honour it).",
+)
 @click.option("--quiet", is_flag=True, help="No access log.")
 def sandbox_command(
-    host: str, port: int, db: str | None, faults: str | None, seed: int | None, quiet: bool
+    host: str,
+    port: int,
+    db: str | None,
+    faults: str | None,
+    seed: int | None,
+    ignore_idempotency: bool,
+    quiet: bool,
 ) -> None:
     """Run the local Final POS sandbox server until Ctrl-C."""
     import logging
@@ -301,18 +337,51 @@ def sandbox_command(
         raise click.BadParameter(str(exc), param_hint="--faults") from exc
     if not quiet:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    serve(host=host, port=port, db=db, faults=config, seed=seed, access_log=not quiet)
+    serve(
+        host=host,
+        port=port,
+        db=db,
+        faults=config,
+        seed=seed,
+        access_log=not quiet,
+        honour_idempotency=not ignore_idempotency,
+    )
+
+
+def _command_prefix(ctx: click.Context) -> str:
+    """`finalpos` and the global options given on the command line (the key never shown)."""
+    root = ctx.find_root()
+    words = ["finalpos"]
+    for name, flag in (
+        ("api_key", "--api-key"),
+        ("base_url", "--base-url"),
+        ("sandbox_db", "--sandbox-db"),
+        ("max_retries", "--max-retries"),
+        ("timeout", "--timeout"),
+    ):
+        if root.get_parameter_source(name) is not click.core.ParameterSource.COMMANDLINE:
+            continue  # from the environment (or unset): the same environment applies again
+        value = "$FINALPOS_API_KEY" if name == "api_key" else str(root.params[name])
+        words += [flag, shlex.quote(value) if name != "api_key" else value]
+    return " ".join(words)
 
 
 def _guard(run: Any) -> int:
     """Run a command body; API and input errors become one red line and exit status 1."""
     try:
         status: int = run()
+    except BrokenPipeError:
+        # The reader went away (`finalpos export ... | head`): end quietly, as `cat` does.
+        # stdout is pointed at /dev/null so that the interpreter's final flush cannot fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by it
     except FinalPOSError as exc:
-        _console().print(f"[red]error:[/] {exc}")
+        _console().print(f"[red]error:[/] {exc}", soft_wrap=True)
         return 1
     except (ValueError, TypeError, OSError, sqlite3.Error) as exc:
-        _console().print(f"[red]error:[/] {exc}")
+        _console().print(f"[red]error:[/] {exc}", soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         _console().print("[yellow]interrupted[/]")

@@ -35,7 +35,10 @@ class Connection:
     client: AsyncFinalPOS
     embedded: bool
     persistent: bool  # data outlives this command (real API or --sandbox-db)
-    target: str
+    target: str  # where requests go, for people
+    # What a journal is bound to: the base URL, or the sandbox's database file (its URL changes
+    # with the port at every start; its file does not).
+    target_id: str
 
 
 @contextlib.asynccontextmanager
@@ -53,14 +56,9 @@ async def connect(settings: Settings, say: Callable[[str], None]) -> AsyncIterat
             rate_limit=settings.rate_limit,
         )
         async with client:
+            url = client.base_url or ""
             yield Connection(
-                client=client,
-                embedded=False,
-                persistent=True,
-                target=settings.base_url
-                or os.environ.get("FINALPOS_BASE_URL")
-                or client.base_url
-                or "",
+                client=client, embedded=False, persistent=True, target=url, target_id=url
             )
         return
 
@@ -68,6 +66,7 @@ async def connect(settings: Settings, say: Callable[[str], None]) -> AsyncIterat
     from ..sandbox import Sandbox
 
     db = os.fspath(settings.sandbox_db) if settings.sandbox_db is not None else None
+    db_id = f"sandbox:{settings.sandbox_db.absolute()}" if settings.sandbox_db is not None else ""
     async with Sandbox(db=db) as sandbox:
         where = f"data kept in {db}" if db else "data discarded on exit; --sandbox-db FILE keeps it"
         say(f"No API key given: using an embedded sandbox at {sandbox.url} ({where}).")
@@ -79,5 +78,9 @@ async def connect(settings: Settings, say: Callable[[str], None]) -> AsyncIterat
             rate_limit=settings.rate_limit,
         ) as client:
             yield Connection(
-                client=client, embedded=True, persistent=db is not None, target=sandbox.url
+                client=client,
+                embedded=True,
+                persistent=db is not None,
+                target=sandbox.url,
+                target_id=db_id or sandbox.url,
             )

@@ -1,26 +1,33 @@
 """`finalpos import RESOURCE FILE`: check every row, then send the good ones with the bulk engine.
 
-Two passes over the file, both streaming (memory does not grow with the file):
+Two passes over the file, both streaming (memory grows only with one short hash per row):
 
-1. read and check every row against the create schema; bad rows are listed with line and field
-   and written to the failed-rows file at once;
-2. read it again and send the good rows with `client.bulk.run`, showing a live progress bar;
-   rows the API refuses go to the failed-rows file with the API's reason.
+1. read and check every row against the create schema, and against the journal: bad rows are
+   listed with line and field; a row whose --key was imported with other content stops the run
+   before anything is sent;
+2. read it again and send the good rows with `client.bulk.run`, showing progress.
 
-Exit status: 0 when every row is in the API, 1 when any row is invalid, failed or was not sent,
-130 when interrupted. The failed-rows file (`FILE.failed.jsonl`) is itself importable, so fixing
-it and running `finalpos import RESOURCE FILE.failed.jsonl` finishes the job.
+Every row that is not in the target at the end (invalid, refused, outcome unknown, not sent)
+goes to the failed-rows file `FILE.failed.jsonl`, with its line in the original file, its error,
+its identity and idempotency key. That file is itself importable: importing it continues the same
+job (same journal, same keys), so it is safe before, after or instead of re-running the command.
+
+Exit status: 0 when every row is in the target, 1 otherwise, 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
+import os
 import signal
-from collections.abc import Iterator, Mapping
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO
 
 import attrs
 from rich.console import Console
@@ -35,19 +42,39 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from .._exceptions import (
+    APIConnectionError,
+    AuthenticationError,
+    PermissionDeniedError,
+    RateLimitError,
+)
 from .._types import RequestOptions
-from ..bulk import BulkJob, ItemResult, Journal
-from ._connect import Settings, connect
+from ..bulk import (
+    BulkJob,
+    ItemResult,
+    ItemStatus,
+    Journal,
+    JournalEntry,
+    JournalMismatchError,
+    content_digest,
+)
+from ._calls import get_one, iterate
+from ._connect import Connection, Settings, connect
 from ._rows import RowError, RowParser, read_records
 from ._spec import Resource
 
-__all__ = ["ImportOptions", "run_import"]
+__all__ = ["FAILED_ROWS_HEADER", "ImportOptions", "InputError", "run_import"]
 
 _SHOWN_ERRORS = 20  # bad rows listed on screen; the failed-rows file has them all
+FAILED_ROWS_HEADER = "finalposFailedRows"  # the key of a failed-rows file's first line
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+
+
+class InputError(ValueError):
+    """The input file cannot be read as asked; the message names the file, line and fix."""
 
 
 @attrs.frozen(kw_only=True)
@@ -65,63 +92,291 @@ class ImportOptions:
     failed_file: Path | None
     validate_only: bool
     drain_timeout: float
+    encoding: str = "utf-8-sig"
+    resend_unknown: bool = False
+    # How the user ran the command, up to `import` (API key masked): for the printed instruction.
+    command_prefix: str = "finalpos"
+
+
+@attrs.frozen(kw_only=True)
+class _Row:
+    """One record of the input: its line in the original file and its data (or why unreadable)."""
+
+    line: int
+    data: Mapping[str, Any] | RowError
+    identity: str | None = None  # carried from a failed-rows file
+    outcome: str | None = None  # what the failed-rows file says happened to it
+    # For a row of unknown outcome: whether the user found it in the target (None: not said).
+    exists: bool | None = None
+    idempotency_key: str | None = None  # carried from a failed-rows file
+    text: str | None = None  # the raw text of a line that is not valid JSON
+
+
+@attrs.frozen(kw_only=True)
+class _Header:
+    """The first line of a failed-rows file: which job its rows belong to."""
+
+    resource: str
+    source: str
+    journal: str | None
+    job_id: str
+    key: str | None
+    target: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {FAILED_ROWS_HEADER: 1, **attrs.asdict(self)}
+
+
+class _Input:
+    """The file being imported: plain rows, or a failed-rows file (a header, then records)."""
+
+    def __init__(self, options: ImportOptions) -> None:
+        self.path = options.file
+        self.fmt = options.fmt
+        self.encoding = options.encoding
+        try:
+            size = self.path.stat().st_size
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot read it ({exc.strerror})") from exc
+        if size == 0:
+            raise InputError(f"{self.path} is empty: there is nothing to import")
+        self.header = self._read_header()
+
+    def _open(self) -> TextIO:
+        try:
+            return self.path.open(encoding=self.encoding, newline="")
+        except LookupError as exc:
+            raise InputError(
+                f"--encoding {self.encoding!r} is not an encoding Python knows "
+                "(e.g. utf-8, cp1252, latin-1)"
+            ) from exc
+
+    def _read_header(self) -> _Header | None:
+        if self.fmt != "jsonl":
+            return None
+        with self._decoding(), self._open() as stream:
+            for text in stream:
+                if not text.strip():
+                    continue
+                try:
+                    first = json.loads(text)
+                except json.JSONDecodeError:
+                    return None
+                if isinstance(first, dict) and first.get(FAILED_ROWS_HEADER) == 1:
+                    return self._header(first)
+                return None
+        return None
+
+    def _header(self, first: Mapping[str, Any]) -> _Header:
+        def text(name: str, *, optional: bool = False) -> Any:
+            value = first.get(name)
+            if isinstance(value, str) or (optional and value is None):
+                return value
+            raise InputError(
+                f"{self.path}, line 1: the failed-rows header lacks {name!r}; restore that line "
+                "as the import wrote it"
+            )
+
+        return _Header(
+            resource=text("resource"),
+            source=text("source"),
+            journal=text("journal", optional=True),
+            job_id=text("job_id"),
+            key=text("key", optional=True),
+            target=text("target"),
+        )
+
+    def rows(self) -> Iterator[_Row]:
+        """Every record, lazily, with the line it had in the file it first came from."""
+        with self._decoding(), self._open() as stream:
+            if self.header is None:
+                for line, record in read_records(stream, self.fmt):
+                    text = record.text if isinstance(record, RowError) else None
+                    yield _Row(line=line, data=record, text=text)
+                return
+            yield from self._failed_rows(stream)
+
+    def _failed_rows(self, stream: TextIO) -> Iterator[_Row]:
+        for number, text in enumerate(stream, start=1):
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as exc:
+                message = f"not valid JSON ({exc.msg} at column {exc.colno})"
+                yield _Row(line=number, data=RowError(number, "", message), text=text.rstrip("\n"))
+                continue
+            if not isinstance(record, dict) or record.get(FAILED_ROWS_HEADER) == 1:
+                continue
+            line = record["line"] if isinstance(record.get("line"), int) else number
+            identity = record.get("identity") if isinstance(record.get("identity"), str) else None
+            outcome = record.get("outcome") if isinstance(record.get("outcome"), str) else None
+            row = record.get("row")
+            if not isinstance(row, dict) and isinstance(record.get("text"), str):
+                raw = record["text"]
+                try:
+                    row = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    message = f"not valid JSON ({exc.msg} at column {exc.colno})"
+                    yield _Row(line=line, data=RowError(line, "", message), text=raw)
+                    continue
+            if not isinstance(row, dict):
+                message = 'a failed-rows record needs a JSON object in its "row"'
+                yield _Row(line=line, data=RowError(line, "", message))
+                continue
+            exists = record.get("exists")
+            idem = record.get("idempotencyKey")
+            yield _Row(
+                line=line,
+                data=row,
+                identity=identity,
+                outcome=outcome,
+                exists=exists if isinstance(exists, bool) else None,
+                idempotency_key=idem if isinstance(idem, str) else None,
+            )
+
+    @contextlib.contextmanager
+    def _decoding(self) -> Iterator[None]:
+        try:
+            yield
+        except UnicodeDecodeError as exc:
+            raise InputError(self._decode_problem(exc)) from None
+
+    def _decode_problem(self, exc: UnicodeDecodeError) -> str:
+        """Where the first undecodable byte is, by line and column, and how to go on."""
+        line_number, column, byte = 0, 0, exc.object[exc.start : exc.start + 1]
+        with self.path.open("rb") as raw:
+            for line_number, data in enumerate(raw, start=1):  # noqa: B007 - used after the loop
+                try:
+                    data.decode(self.encoding)
+                except UnicodeDecodeError as inner:
+                    column, byte = inner.start + 1, data[inner.start : inner.start + 1]
+                    break
+        hint = (
+            "if it was saved by Excel or another Windows program, pass --encoding cp1252 "
+            "(or --encoding latin-1)"
+            if self.encoding.lower().replace("_", "-").startswith("utf")
+            else "pass the file's real encoding with --encoding"
+        )
+        return (
+            f"{self.path}, line {line_number}: byte 0x{byte.hex()} at column {column} is not "
+            f"valid {self.encoding}; {hint}"
+        )
 
 
 class _FailedRows:
-    """The failed-rows file, opened on the first failure (so a clean run leaves no file)."""
+    """The failed-rows file: written beside the final path, moved into place when complete.
+
+    Until then the previous file (possibly the one being imported) stays untouched, so a crash
+    loses nothing; a run with no failures removes the old one, since its rows are all done.
+    """
 
     def __init__(self, path: Path, resource_name: str) -> None:
         self.path = path
         self.resource_name = resource_name
         self.count = 0
+        self.outcomes: collections.Counter[str] = collections.Counter()
         self._stream: IO[str] | None = None
+        self._tmp: str | None = None
 
-    def write(self, line: int, row: Mapping[str, Any], error: str, field: str = "") -> None:
+    def write(self, source: _Row, outcome: str, error: str, **extra: Any) -> None:
         if self._stream is None:
-            self._stream = self.path.open("w", encoding="utf-8")
-        record: dict[str, Any] = {"line": line, "error": error}
-        if field:
-            record["field"] = field
-        record["row"] = row
+            self._stream = self._open_tmp()
+        record: dict[str, Any] = {"line": source.line, "outcome": outcome, "error": error}
+        if outcome == ItemStatus.UNKNOWN.value:
+            record["exists"] = None  # for the user to answer: true (in the target) or false
+        record.update({k: v for k, v in extra.items() if v is not None})
         self._stream.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         self.count += 1
+        self.outcomes[outcome] += 1
 
-    def close(self) -> None:
+    def commit(self, header: _Header) -> None:
+        """Put the file in place, with its header.
+
+        When nothing failed, no file is made; one left by an earlier run is not removed but
+        emptied down to its header, so its printed instruction stays safe to follow again
+        (importing it then says that every row is in the target).
+        """
+        if self._stream is None:
+            if not self.path.exists():
+                return
+            self._stream = self._open_tmp()
+        self._stream.close()
+        self._stream = None
+        assert self._tmp is not None
+        final_fd, final_tmp = tempfile.mkstemp(
+            prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent
+        )
+        with (
+            os.fdopen(final_fd, "w", encoding="utf-8") as out,
+            open(self._tmp, encoding="utf-8") as body,
+        ):
+            out.write(json.dumps(header.to_json(), ensure_ascii=False) + "\n")
+            for text in body:
+                out.write(text)
+        os.replace(final_tmp, self.path)
+        os.unlink(self._tmp)
+        self._tmp = None
+
+    def _open_tmp(self) -> IO[str]:
+        fd, self._tmp = tempfile.mkstemp(
+            prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent
+        )
+        return os.fdopen(fd, "w", encoding="utf-8")
+
+    def discard(self) -> None:
+        """Drop what was written (the run was refused before sending anything)."""
         if self._stream is not None:
             self._stream.close()
             self._stream = None
+        if self._tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)
+            self._tmp = None
 
-    def discard_stale(self) -> None:
-        """Remove a failed-rows file left by an earlier run that this run will replace."""
-        if self._stream is None and self.path.exists():
-            self.path.unlink()
 
+@attrs.define
+class _Plan:
+    """What pass 1 found."""
 
-def _records(options: ImportOptions) -> Iterator[tuple[int, Mapping[str, Any] | RowError]]:
-    with options.file.open(encoding="utf-8-sig", newline="") as stream:
-        yield from read_records(stream, options.fmt)
+    valid: int = 0
+    invalid: int = 0
+    held_unknown: int = 0  # unknown-outcome rows of a failed-rows file with no journal to ask
+    changed: list[tuple[int, str, str]] = attrs.field(factory=list)  # line, key, what
 
 
 def run_import(options: ImportOptions, settings: Settings, console: Console) -> int:
     """Run the whole command; returns the exit status."""
-    resource = options.resource
-    assert resource.create_path is not None
-    failed = _FailedRows(
-        options.failed_file or options.file.with_name(options.file.name + ".failed.jsonl"),
-        resource.name,
-    )
-    failed.discard_stale()
+    source = _Input(options)
+    header = source.header
+    if header is not None and header.resource != options.resource.name:
+        raise InputError(
+            f"{options.file} holds failed {header.resource} rows, not {options.resource.name}: "
+            f"run `finalpos import {header.resource} {options.file}`"
+        )
+    key_field = options.key_field
+    if header is not None:
+        if key_field is None:
+            key_field = header.key
+        elif key_field != header.key:
+            raise InputError(
+                f"{options.file} was written by an import with --key {header.key or '(none)'}; "
+                f"import it with the same --key (or without --key)"
+            )
+    options = attrs.evolve(options, key_field=key_field)
+    failed = _FailedRows(_failed_path(options, header), options.resource.name)
     try:
-        valid, invalid = _validate(options, failed, console)
-        if options.validate_only:
-            console.print(f"{valid} valid rows, {invalid} invalid rows (nothing was sent).")
-            return EXIT_OK if invalid == 0 else EXIT_FAILED
-        if valid == 0:
-            console.print("No valid rows to import.")
-            return EXIT_FAILED if invalid else EXIT_OK
-        return asyncio.run(_send(options, settings, console, failed, valid, invalid))
+        return asyncio.run(_import(options, source, settings, console, failed))
     finally:
-        failed.close()
+        failed.discard()
+
+
+def _failed_path(options: ImportOptions, header: _Header | None) -> Path:
+    if options.failed_file is not None:
+        return options.failed_file
+    if header is not None:
+        return options.file  # its remaining failures replace it
+    return options.file.with_name(options.file.name + ".failed.jsonl")
 
 
 def _parser(options: ImportOptions) -> RowParser:
@@ -135,34 +390,236 @@ def _parser(options: ImportOptions) -> RowParser:
     )
 
 
-def _validate(options: ImportOptions, failed: _FailedRows, console: Console) -> tuple[int, int]:
+class _Identities:
+    """A row's identity: its --key value, else its content (`digest#n` for the n-th repeat)."""
+
+    def __init__(self, parser: RowParser, key_field: str | None) -> None:
+        self._parser = parser
+        self._key_field = key_field
+        self._seen: dict[str, int] = {}
+        self._repeats: collections.Counter[str] = collections.Counter()
+
+    def of(self, row: _Row, body: Mapping[str, Any], digest: str) -> tuple[str | None, str]:
+        """(identity, problem): identity None when the row cannot have one (problem says why)."""
+        if row.identity is not None:
+            identity = row.identity
+        elif self._key_field is not None:
+            found = _key_of(self._parser, body, self._key_field)
+            if found is None or found == "":
+                return None, "is empty (it is the --key column)"
+            identity = found
+        else:
+            identity = digest
+            if identity in self._seen:
+                self._repeats[digest] += 1
+                identity = f"{digest}#{self._repeats[digest]}"
+        first = self._seen.get(identity)
+        if first is not None:
+            return None, f"repeats the --key value {identity!r} of line {first}"
+        self._seen[identity] = row.line
+        return identity, ""
+
+
+async def _import(
+    options: ImportOptions,
+    source: _Input,
+    settings: Settings,
+    console: Console,
+    failed: _FailedRows,
+) -> int:
+    resource = options.resource
+    header = source.header
+    # --rate paces HTTP attempts (retries included), so it goes to the client, not the job.
+    settings = attrs.evolve(settings, rate_limit=options.rate)
+    async with connect(settings, console.print) as conn:
+        journal_path = _journal_path(options, header, conn)
+        journal = Journal(journal_path) if journal_path is not None else None
+        job_id = header.job_id if header is not None else None
+        if journal is None and job_id is None:
+            job_id = uuid.uuid4().hex
+        state = _RunState(
+            hold_unknown=journal is None and not options.resend_unknown, journal=journal
+        )
+        state.rows = _good_rows(options, source, state)  # lazy: starts when the job pulls
+        job = _job(options, conn, journal, job_id, state.rows)
+        try:
+            try:
+                job.open_journal()
+            except JournalMismatchError as exc:
+                raise JournalMismatchError(
+                    f"{exc} (for example --journal {_free_journal_name(options.file)}).",
+                    path=exc.path,
+                    recorded=exc.recorded,
+                    requested=exc.requested,
+                    differs=exc.differs,
+                ) from None
+            assert job.job_id is not None or journal is None
+            run_header = _Header(
+                resource=resource.name,
+                source=str(options.file if header is None else header.source),
+                journal=str(journal_path.absolute()) if journal_path is not None else None,
+                job_id=job.job_id or job_id or "",
+                key=options.key_field,
+                target=conn.target,
+            )
+            plan = _validate(options, source, failed, console, journal, state)
+            if plan.changed:
+                failed.discard()
+                _refuse_changed(plan, options, console)
+                return EXIT_FAILED
+            if options.validate_only:
+                console.print(
+                    f"{plan.valid} valid rows, {plan.invalid} invalid rows (nothing was sent)."
+                )
+                return EXIT_OK if plan.invalid == 0 else EXIT_FAILED
+            if plan.valid == 0 and plan.invalid == 0 and plan.held_unknown == 0:
+                if header is not None:
+                    console.print(
+                        f"{options.file} has no rows left: every row of this import is in the "
+                        "target."
+                    )
+                    return EXIT_OK
+                raise InputError(f"{options.file} holds no rows to import (only a header?)")
+            if journal is not None:
+                console.print(f"Journal: {journal_path}")
+            state.total = plan.valid
+            if plan.valid:
+                await _drive(job, options, failed, console, state)
+            _write_not_started(source, failed, state)
+        finally:
+            if journal is not None:
+                journal.close()
+        failed.commit(run_header)
+        _summary(job, console, failed, plan, state)
+        _instruction(job, options, console, failed, state)
+        if state.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_OK if failed.count == 0 else EXIT_FAILED
+
+
+def _journal_path(options: ImportOptions, header: _Header | None, conn: Connection) -> Path | None:
+    if options.no_journal:
+        return None
+    if options.journal is not None:
+        return options.journal
+    if header is not None:
+        # A failed-rows file continues the job that wrote it: the same journal.
+        return Path(header.journal) if header.journal else None
+    if not conn.persistent:
+        return None  # an in-memory sandbox dies with this command: nothing to resume
+    return options.file.with_name(options.file.name + ".journal")
+
+
+def _free_journal_name(file: Path) -> Path:
+    for n in range(2, 1000):
+        candidate = file.with_name(f"{file.name}.{n}.journal")
+        if not candidate.exists():
+            return candidate
+    return file.with_name(f"{file.name}.{uuid.uuid4().hex[:8]}.journal")  # pragma: no cover
+
+
+def _job(
+    options: ImportOptions,
+    conn: Connection,
+    journal: Journal | None,
+    job_id: str | None,
+    rows: Iterator[dict[str, Any]],
+) -> BulkJob[Any]:
+    resource = options.resource
+    client = conn.client
+    path = resource.create_path
+    assert path is not None
+
+    async def create(*, body: dict[str, Any], row: _Row, row_key: str, idempotency_key: str) -> Any:
+        # The raw call gives the engine the attempt count of every row.
+        return await client._request(
+            "POST", path, json=body, options=RequestOptions(idempotency_key=idempotency_key)
+        )
+
+    lookup = None
+    lookup_key = None
+    key_field = options.key_field
+    parser = _parser(options)
+    if key_field is not None and resource.list_path is not None:
+        list_path = resource.list_path
+
+        def lookup() -> AsyncIterator[Any]:
+            return iterate(client, list_path, page_size=1000, limit=None)
+
+        def lookup_key(record: Any) -> str | None:
+            return _key_of(parser, record, key_field)
+
+    retrieve = None
+    if resource.has_get and resource.item_path is not None:
+
+        async def retrieve(ident: str) -> Any:
+            return await get_one(client, resource, ident)
+
+    return client.bulk.run(
+        create,
+        rows,
+        concurrency=options.concurrency,
+        journal=journal,
+        key="row_key",
+        content="body",
+        job_id=job_id,
+        drain_timeout=options.drain_timeout,
+        lookup=lookup,
+        lookup_key=lookup_key,
+        retrieve=retrieve,
+        # The embedded sandbox replays by Idempotency-Key: resending is safe there.
+        resend_unknown=options.resend_unknown or conn.embedded,
+        target=conn.target_id,
+        operation_name=f"{resource.name}.create key={key_field or 'content'}",
+    )
+
+
+def _validate(
+    options: ImportOptions,
+    source: _Input,
+    failed: _FailedRows,
+    console: Console,
+    journal: Journal | None,
+    state: _RunState,
+) -> _Plan:
     """Pass 1: check every row; bad ones are shown (the first few) and written to `failed`."""
     parser = _parser(options)
-    valid = invalid = 0
+    identities = _Identities(parser, options.key_field)
+    plan = _Plan()
     shown: list[RowError] = []
-    for line, record in _records(options):
-        if isinstance(record, RowError):
-            errors: tuple[RowError, ...] = (record,)
-            raw: Mapping[str, Any] = {}
+    for row in source.rows():
+        errors: tuple[RowError, ...]
+        raw: Mapping[str, Any] | None
+        if isinstance(row.data, RowError):
+            errors, raw = (row.data,), None
         else:
-            parsed = parser.parse(line, record)
-            errors, raw = parsed.errors, record
-            if (
-                not errors
-                and options.key_field
-                and _key_of(parser, parsed.body, options.key_field) is None
-            ):
-                errors = (RowError(line, options.key_field, "is empty (it is the --key column)"),)
-        if not errors:
-            valid += 1
-            continue
-        invalid += 1
+            parsed = parser.parse(row.line, row.data)
+            errors, raw = parsed.errors, row.data
+            if not errors and parsed.body is not None:
+                digest = content_digest(parsed.body)
+                identity, problem = identities.of(row, parsed.body, digest)
+                if identity is None:
+                    errors = (RowError(row.line, options.key_field or "", problem),)
+                else:
+                    entry = journal.lookup(identity) if journal is not None else None
+                    if _changed(entry, digest):
+                        assert entry is not None
+                        plan.changed.append((row.line, identity, entry.created_id or "?"))
+                        continue
+                    if state.held(row):
+                        plan.held_unknown += 1
+                        continue
+                    plan.valid += 1
+                    continue
+        plan.invalid += 1
         shown.extend(errors[: max(0, _SHOWN_ERRORS - len(shown))])
         failed.write(
-            line,
-            raw,
+            row,
+            "invalid",
             "; ".join(f"{e.field}: {e.message}" if e.field else e.message for e in errors),
-            errors[0].field,
+            field=errors[0].field or None,
+            row=raw,
+            text=row.text if raw is None else None,
         )
     if parser.dropped_columns:
         names = ", ".join(sorted(parser.dropped_columns))
@@ -173,39 +630,200 @@ def _validate(options: ImportOptions, failed: _FailedRows, console: Console) -> 
             f"[yellow]note:[/] column(s) {names} are not in {options.resource.create_schema_name}; "
             "sent as given."
         )
-    if invalid:
-        table = Table(title=f"{invalid} invalid row(s) (not sent)", title_justify="left")
+    if plan.invalid:
+        table = Table(title=f"{plan.invalid} invalid row(s) (not sent)", title_justify="left")
         table.add_column("line", justify="right")
         table.add_column("field")
         table.add_column("problem")
         for error in shown:
             table.add_row(str(error.line), error.field or "-", error.message)
         console.print(table)
-        if invalid > len(shown):
-            console.print(f"... all {invalid} are in {failed.path}")
-    return valid, invalid
+        if plan.invalid > len(shown):
+            console.print(f"... all {plan.invalid} are in {failed.path}")
+    return plan
 
 
-def _good_rows(options: ImportOptions) -> Iterator[dict[str, Any]]:
-    """Pass 2: the valid rows again, as bulk items (the operation's keyword arguments)."""
+def _changed(entry: JournalEntry | None, digest: str) -> bool:
+    return (
+        entry is not None and entry.status != ItemStatus.FAILED.value and not entry.matches(digest)
+    )
+
+
+def _refuse_changed(plan: _Plan, options: ImportOptions, console: Console) -> None:
+    table = Table(
+        title=f"{len(plan.changed)} row(s) changed since they were imported (nothing was sent)",
+        title_justify="left",
+    )
+    table.add_column("line", justify="right")
+    table.add_column(f"--key {options.key_field}")
+    table.add_column("record")
+    for line, key, record in plan.changed[:_SHOWN_ERRORS]:
+        table.add_row(str(line), key, record)
+    console.print(table)
+    console.print(
+        f"[red]error:[/] the journal says these rows were imported with other content, and "
+        f"an import creates records, it does not update them. Restore these lines of "
+        f"{options.file} to what was imported (or delete them from it), then run the same "
+        "command again."
+    )
+
+
+@attrs.define
+class _RunState:
+    """The send pass: its input, and what happened to the command while it ran."""
+
+    # A failed-rows file with no journal to ask: its unknown-outcome rows are not resent
+    # blindly (only with --resend-unknown), they go back to the failed-rows file.
+    hold_unknown: bool
+    journal: Journal | None = None
+    total: int = 0
+    interrupted: bool = False
+    confirmed: int = 0  # unknown rows the user said are in the target
+    rows: Iterator[dict[str, Any]] | None = None
+
+    def held(self, row: _Row) -> bool:
+        return self.hold_unknown and row.outcome == ItemStatus.UNKNOWN.value and row.exists is None
+
+    def settle(self, row: _Row, identity: str, digest: str) -> bool:
+        """Apply the user's answer for a row of unknown outcome; False when it is not to be sent.
+
+        `"exists": true` records it as created; `false` as not created, so it is sent (under the
+        same idempotency key). With no journal there is nothing to record: true drops the row.
+        """
+        if row.outcome != ItemStatus.UNKNOWN.value or row.exists is None:
+            return True
+        journal = self.journal
+        if journal is not None:
+            entry = journal.lookup(identity)
+            if entry is None or entry.status == ItemStatus.UNKNOWN.value:
+                journal.record(
+                    identity,
+                    ItemStatus.SUCCEEDED.value if row.exists else ItemStatus.FAILED.value,
+                    digest=digest,
+                    idempotency_key=row.idempotency_key or (entry.idempotency_key if entry else ""),
+                    error="found in the target by the user" if row.exists else None,
+                )
+            return True  # the engine skips (true) or sends (false) it
+        if row.exists:
+            self.confirmed += 1
+            return False
+        return True
+
+
+def _good_rows(
+    options: ImportOptions, source: _Input, state: _RunState
+) -> Iterator[dict[str, Any]]:
+    """Pass 2: the rows pass 1 accepted, as bulk items (the operation's keyword arguments)."""
     parser = _parser(options)
-    for line, record in _records(options):
-        if isinstance(record, RowError):
+    identities = _Identities(parser, options.key_field)
+    for row in source.rows():
+        if isinstance(row.data, RowError) or state.held(row):
             continue
-        parsed = parser.parse(line, record)
+        parsed = parser.parse(row.line, row.data)
         if parsed.body is None:
             continue
-        key = str(line)
-        if options.key_field:
-            found = _key_of(parser, parsed.body, options.key_field)
-            if found is None:
-                continue
-            key = found
-        yield {"body": parsed.body, "line": line, "row_key": key}
+        digest = content_digest(parsed.body)
+        identity, _ = identities.of(row, parsed.body, digest)
+        if identity is None or not state.settle(row, identity, digest):
+            continue
+        yield {"body": parsed.body, "row": row, "row_key": identity}
 
 
-def _key_of(parser: RowParser, body: Mapping[str, Any] | None, column: str) -> str | None:
-    """The value of the --key column in a parsed body (None when missing)."""
+async def _drive(
+    job: BulkJob[Any],
+    options: ImportOptions,
+    failed: _FailedRows,
+    console: Console,
+    state: _RunState,
+) -> None:
+    """Consume the run: progress bar, failed rows written as they come."""
+    _install_interrupt(job, console, options.drain_timeout, state)
+    progress = Progress(
+        TextColumn("[bold]importing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("[red]{task.fields[failed]} not ok"),
+        TextColumn("{task.fields[rate]:>7.0f} rows/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    try:
+        with progress:
+            task = progress.add_task("import", total=state.total, failed=0, rate=0.0)
+            report = job.report
+            async for result in job:
+                if not result.ok:
+                    _write_result(failed, result)
+                progress.update(
+                    task,
+                    completed=report.done,
+                    failed=report.done - report.succeeded - report.skipped,
+                    rate=report.rate,
+                )
+    except asyncio.CancelledError:
+        state.interrupted = True
+    finally:
+        _remove_interrupt()
+
+
+def _outcome(result: ItemResult[Any]) -> str:
+    """How the failed-rows file marks a row: `failed` only when the row itself needs a fix."""
+    error = result.error
+    if result.status is ItemStatus.CANCELLED or (
+        result.status is ItemStatus.FAILED
+        and (
+            isinstance(error, (AuthenticationError, PermissionDeniedError, RateLimitError))
+            or (isinstance(error, APIConnectionError) and not error.maybe_processed)
+        )
+    ):
+        return "not sent"  # nothing wrong with the row: the credentials or the target were
+    return str(result.status.value)
+
+
+def _write_result(failed: _FailedRows, result: ItemResult[Any]) -> None:
+    item = result.item
+    row: _Row = item["row"]
+    failed.write(
+        row,
+        _outcome(result),
+        result.reason,
+        identity=result.key,
+        idempotencyKey=result.idempotency_key or None,
+        row=row.data if isinstance(row.data, Mapping) else item["body"],
+    )
+
+
+def _write_not_started(source: _Input, failed: _FailedRows, state: _RunState) -> None:
+    """Rows the run never started (stopped, aborted) and unknown rows held back: kept."""
+    if state.rows is not None:
+        for item in state.rows:  # what the job did not pull
+            row: _Row = item["row"]
+            failed.write(
+                row,
+                "not sent",
+                "not sent: the run stopped before this row",
+                identity=item["row_key"],
+                row=row.data if isinstance(row.data, Mapping) else item["body"],
+            )
+    if not state.hold_unknown or source.header is None:
+        return
+    for row in source.rows():
+        if state.held(row) and isinstance(row.data, Mapping):
+            failed.write(
+                row,
+                "unknown",
+                "outcome unknown (its answer was lost); not sent again",
+                identity=row.identity,
+                row=row.data,
+            )
+
+
+def _key_of(parser: RowParser, body: Any, column: str) -> str | None:
+    """The value of the --key column in a parsed body or a listed record (None when missing)."""
     value: Any = body
     for part in parser.column_path(column):
         if not isinstance(value, Mapping) or part not in value:
@@ -214,168 +832,110 @@ def _key_of(parser: RowParser, body: Mapping[str, Any] | None, column: str) -> s
     return None if value is None else str(value)
 
 
-async def _send(
-    options: ImportOptions,
-    settings: Settings,
-    console: Console,
-    failed: _FailedRows,
-    valid: int,
-    invalid: int,
-) -> int:
-    resource = options.resource
-    path = resource.create_path
-    assert path is not None
-    # --rate paces HTTP attempts (retries included), so it goes to the client, not the job.
-    settings = attrs.evolve(settings, rate_limit=options.rate)
-    async with connect(settings, console.print) as conn:
-        client = conn.client
-
-        async def create(
-            *, body: dict[str, Any], line: int, row_key: str, idempotency_key: str
-        ) -> Any:
-            # The raw call gives the engine the attempt count of every row.
-            return await client._request(
-                "POST", path, json=body, options=RequestOptions(idempotency_key=idempotency_key)
-            )
-
-        journal = options.journal
-        if journal is None and not options.no_journal and conn.persistent:
-            journal = options.file.with_name(options.file.name + ".journal")
-        if options.no_journal:
-            journal = None
-        # The label ties the file to this resource and this kind of row identity: resuming
-        # with another --key would give every row a new idempotency key, hence duplicates.
-        log = (
-            Journal(journal, job=f"{resource.name}.create key={options.key_field or 'line'}")
-            if journal is not None
-            else None
-        )
-        try:
-            if log is not None:
-                log.open()  # fails here, before anything is sent, if the file is another job's
-                console.print(f"Journal: {journal} (re-run the same command to resume).")
-            job: BulkJob[Any] = client.bulk.run(
-                create,
-                _good_rows(options),
-                concurrency=options.concurrency,
-                journal=log,
-                key="row_key",
-                drain_timeout=options.drain_timeout,
-            )
-            interrupted = _install_interrupt(job, console, options.drain_timeout)
-            try:
-                await _drive(job, console, failed, valid)
-            except asyncio.CancelledError:
-                interrupted.append(True)
-            finally:
-                _remove_interrupt()
-        finally:
-            if log is not None:
-                log.close()
-        _summary(job, console, failed, valid, invalid, journal)
-        if interrupted or job.report.outcome != "completed":
-            return EXIT_INTERRUPTED
-        return EXIT_OK if failed.count == 0 and job.report.cancelled == 0 else EXIT_FAILED
-
-
-async def _drive(job: BulkJob[Any], console: Console, failed: _FailedRows, total: int) -> None:
-    """Consume the run: progress bar, failed rows written as they come."""
-    progress = Progress(
-        TextColumn("[bold]importing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("[red]{task.fields[failed]} failed"),
-        TextColumn("{task.fields[rate]:>7.0f} rows/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-    with progress:
-        task = progress.add_task("import", total=total, failed=0, rate=0.0)
-        report = job.report
-        async for result in job:
-            if not result.ok:
-                _write_failure(failed, result)
-            progress.update(
-                task,
-                completed=report.done,
-                failed=report.failed + report.cancelled,
-                rate=report.rate,
-            )
-
-
-def _write_failure(failed: _FailedRows, result: ItemResult[Any]) -> None:
-    item = result.item
-    row = item.get("body", item)
-    line = item.get("line", result.index)
-    failed.write(int(line), row, result.reason)
-
-
 def _summary(
     job: BulkJob[Any],
     console: Console,
     failed: _FailedRows,
-    valid: int,
-    invalid: int,
-    journal: Path | None,
+    plan: _Plan,
+    state: _RunState,
 ) -> None:
     report = job.report
     table = Table(title="Import summary", title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
-    table.add_row("rows read", str(valid + invalid))
-    table.add_row("invalid (not sent)", str(invalid))
-    table.add_row("[green]created", str(report.succeeded))
+    table.add_row("rows read", str(plan.valid + plan.invalid + plan.held_unknown))
+    table.add_row("invalid (not sent)", str(plan.invalid))
+    table.add_row("[green]created", str(report.succeeded - report.found))
+    if report.found:
+        table.add_row("[green]found in the target (answer had been lost)", str(report.found))
     if report.skipped:
         table.add_row("already imported (journal)", str(report.skipped))
     table.add_row("[red]failed", str(report.failed))
-    if report.cancelled or report.outcome != "completed":
-        table.add_row("interrupted (not finished)", str(report.cancelled))
-        table.add_row("not started", str(valid - report.submitted))
+    unknown = report.unknown + plan.held_unknown
+    if unknown:
+        table.add_row("[red]outcome unknown (answer lost; not resent)", str(unknown))
+    not_sent = failed.outcomes["not sent"]
+    if not_sent:
+        table.add_row("not sent (kept for the next run)", str(not_sent))
     table.add_row("HTTP attempts", str(report.attempts))
+    if report.lookup_records:
+        table.add_row(
+            "lookup in the target",
+            f"{report.lookup_records} records, {report.lookup_seconds:.1f} s",
+        )
     table.add_row("elapsed", f"{report.elapsed:.1f} s")
     table.add_row("rate", f"{report.rate:.0f} rows/s")
     console.print(table)
-    if failed.count:
-        console.print(
-            f"{failed.count} row(s) with their error written to {failed.path}; fix them and run "
-            f"`finalpos import {failed.resource_name} {failed.path}`."
+    reasons = report.top_reasons(5)
+    if reasons:
+        console.print("Top failure reasons:")
+        for reason, count in reasons:
+            console.print(f"  {count} x {reason}")
+    if report.stop_reason:
+        console.print(f"[red]Stopped early:[/] {report.stop_reason}")
+
+
+def _can_look_up(options: ImportOptions) -> bool:
+    """Rows of unknown outcome are found by --key in the target's list on the next run."""
+    return options.key_field is not None and options.resource.list_path is not None
+
+
+def _instruction(
+    job: BulkJob[Any],
+    options: ImportOptions,
+    console: Console,
+    failed: _FailedRows,
+    state: _RunState,
+) -> None:
+    """Exactly one way on, safe to follow more than once, in any order with a re-run."""
+    if failed.count == 0:
+        return
+    outcomes = failed.outcomes
+    steps: list[str] = []
+    if job.report.stop_reason:
+        steps.append("fix the cause above")
+    fixable = outcomes["invalid"] + outcomes["failed"]
+    if fixable:
+        steps.append(f'fix the {fixable} row(s) marked invalid or failed in it (see "error")')
+    if outcomes["unknown"] and not _can_look_up(options):
+        steps.append(
+            f"look up the {outcomes['unknown']} row(s) marked unknown in the target and set "
+            'their "exists" to true (it is there) or false (it is not)'
         )
-    if report.outcome != "completed" and journal is not None:
-        console.print(f"Interrupted: run the same command again to resume from {journal}.")
+    command = f"{options.command_prefix} import {options.resource.name} {failed.path}"
+    lead = f"{failed.count} row(s) are not in the target; they are in {failed.path}."
+    todo = ", ".join(steps)
+    # soft_wrap: never break the command itself over lines, so it can be copied as printed.
+    console.print(
+        f"{lead} To finish: {todo + ', then ' if todo else ''}run `{command}`", soft_wrap=True
+    )
 
 
 _handlers: list[int] = []
 
 
-def _install_interrupt(job: BulkJob[Any], console: Console, drain: float) -> list[bool]:
+def _install_interrupt(job: BulkJob[Any], console: Console, drain: float, state: _RunState) -> None:
     """First Ctrl-C: stop reading rows, let those in flight finish; second: cancel them now."""
-    flag: list[bool] = []
     loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
+    presses: list[bool] = []
 
     def on_interrupt() -> None:
-        flag.append(True)
-        if len(flag) == 1:
+        presses.append(True)
+        state.interrupted = True
+        if len(presses) == 1:
             console.print(
                 f"\n[yellow]Stopping:[/] finishing rows in flight (up to {drain:g} s); "
                 "Ctrl-C again to abort."
             )
             job.stop()
-        elif len(flag) == 2:
+        elif len(presses) == 2:
             console.print("\n[yellow]Aborting:[/] cancelling rows in flight.")
             job.stop(drain_timeout=0)
-        elif main_task is not None:
-            main_task.cancel()
 
     with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows, non-main thread
         loop.add_signal_handler(signal.SIGINT, on_interrupt)
         loop.add_signal_handler(signal.SIGTERM, on_interrupt)
         _handlers.extend([signal.SIGINT, signal.SIGTERM])
-    return flag
 
 
 def _remove_interrupt() -> None:

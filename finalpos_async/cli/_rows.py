@@ -42,6 +42,8 @@ class RowError:
     line: int
     field: str
     message: str
+    text: str | None = attrs.field(default=None, kw_only=True, eq=False)
+    """The raw line, when the record could not be read at all (kept so it can be fixed)."""
 
     def __str__(self) -> str:
         where = f"line {self.line}"
@@ -95,10 +97,8 @@ def read_records(stream: TextIO, fmt: str) -> Iterator[tuple[int, Mapping[str, A
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as exc:
-                yield (
-                    number,
-                    RowError(number, "", f"not valid JSON ({exc.msg} at column {exc.colno})"),
-                )
+                message = f"not valid JSON ({exc.msg} at column {exc.colno})"
+                yield number, RowError(number, "", message, text=text.rstrip("\r\n"))
                 continue
             if not isinstance(record, dict):
                 yield (

@@ -2,8 +2,9 @@
 
 Request path: route miss (404 in the API's shape) → injected fault (if any) → `x-api-key` check →
 the operation's generic handler (create / find_one / update / delete / find_all), wrapped by the
-`Idempotency-Key` replay for writes. Handlers never see per-operation code: everything they need
-(parameters, body schema, entity schema, collection) comes from `_routes.Operation`.
+`Idempotency-Key` replay for writes (skipped when `honour_idempotency` is off). Handlers never see
+per-operation code: everything they need (parameters, body schema, entity schema, collection)
+comes from `_routes.Operation`.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class SandboxState:
     api_keys: frozenset[str]
     company_id: str
     max_body_size: int
+    # False: `Idempotency-Key` is ignored, to test clients against a server that does not honour it
+    honour_idempotency: bool = True
     idempotency: Idempotency = attrs.field(init=False)
     _last_millis: int = 0
     _object_counter: int = attrs.field(factory=lambda: int.from_bytes(os.urandom(3), "big"))
@@ -373,7 +376,7 @@ def _handler(
         raw = await request.read() if has_body else b""
         key = request.headers.get(IDEMPOTENCY_HEADER)
         headers: dict[str, str] = {}
-        if key is not None and op.method != "GET":
+        if key is not None and op.method != "GET" and state.honour_idempotency:
             scope = hashlib.sha256(request.headers.get(API_KEY_HEADER, "").encode()).hexdigest()
 
             async def first() -> tuple[int, bytes]:

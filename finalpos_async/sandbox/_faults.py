@@ -46,7 +46,8 @@ class FaultConfig:
     """What the sandbox injects. The zero value (the default) injects nothing.
 
     - `rate`: probability (0..1) that a request without a script gets a fault.
-    - `kinds`: the faults drawn from: HTTP statuses as strings, "reset", "delay".
+    - `kinds`: the faults drawn from: HTTP statuses as strings, "reset", "delay", each with an
+      optional "-after" (the request takes effect, then its answer is lost).
     - `delay`: seconds a "delay" fault holds the answer (set it past the client's timeout).
     - `retry_after`: the Retry-After (seconds, may be fractional) of scripted and drawn 429s, and
       the least one the rate limit answers (it answers the time until its next token if longer).
@@ -109,11 +110,15 @@ def parse_faults(text: str) -> FaultConfig:
 
 
 def _check_kind(kind: str) -> None:
-    if kind in ("reset", "delay", "ok"):
+    base = kind.removesuffix("-after")
+    if base in ("reset", "delay") or kind == "ok":
         return
-    if kind.isdigit() and 100 <= int(kind) <= 599:
+    if base.isdigit() and 100 <= int(base) <= 599:
         return
-    raise ValueError(f"faults: unknown fault kind {kind!r} (an HTTP status, reset or delay)")
+    raise ValueError(
+        f"faults: unknown fault kind {kind!r} (an HTTP status, reset or delay; add -after, as "
+        "in 503-after, to apply it after the request took effect)"
+    )
 
 
 @attrs.frozen
@@ -221,17 +226,20 @@ class FaultInjector:
         if self._random.random() >= self.config.rate:
             return None
         kind = self._random.choice(self.config.kinds)
-        if kind == "reset":
-            return Fault("reset")
-        if kind == "delay":
-            return Fault("delay", delay=self.config.delay)
         if kind == "ok":
             return None
+        after = kind.endswith("-after")
+        kind = kind.removesuffix("-after")
+        if kind == "reset":
+            return Fault("reset", after=after)
+        if kind == "delay":
+            return Fault("delay", delay=self.config.delay, after=after)
         status = int(kind)
         return Fault(
             "status",
             status=status,
             retry_after=self.config.retry_after if status == 429 else None,
+            after=after,
         )
 
     def for_request(self, method: str, path: str, headers: Mapping[str, str]) -> Fault | None:

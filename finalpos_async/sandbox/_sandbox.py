@@ -55,6 +55,9 @@ class Sandbox:
         spec: path of another OpenAPI document to serve (default: the package's copy).
         max_body_size: request bodies above this many bytes answer 413.
         access_log: log one line per request to the `aiohttp.access` logger (never headers).
+        honour_idempotency: False ignores `Idempotency-Key` (every POST is processed as new: no
+            replay, no 409 for a reused key), to prove a client never duplicates records even
+            against a server that does not honour the header.
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class Sandbox:
         spec: str | os.PathLike[str] | None = None,
         max_body_size: int = SANDBOX_MAX_BODY_SIZE,
         access_log: bool = False,
+        honour_idempotency: bool = True,
     ) -> None:
         if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
             raise ValueError("api_key must be a non-empty string")
@@ -86,6 +90,7 @@ class Sandbox:
         self.spec = None if spec is None else os.fspath(spec)
         self.max_body_size = max_body_size
         self.access_log = access_log
+        self._honour_idempotency = bool(honour_idempotency)
         self._requested_port = port
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -120,6 +125,11 @@ class Sandbox:
         return f"http://{host}:{self.port}"
 
     @property
+    def honours_idempotency(self) -> bool:
+        """Whether a repeated `Idempotency-Key` replays its first answer (set when created)."""
+        return self._honour_idempotency
+
+    @property
     def storage(self) -> Storage:
         """The record store (for tests that inspect or seed state directly)."""
         if self._state is None:
@@ -139,6 +149,7 @@ class Sandbox:
             api_keys=frozenset({self.api_key}),
             company_id=company_id_for(self.api_key),
             max_body_size=self.max_body_size,
+            honour_idempotency=self._honour_idempotency,
         )
         app = build_app(state)
         runner_kwargs: dict[str, Any] = {} if self.access_log else {"access_log": None}

@@ -35,6 +35,8 @@ async def _serve(sandbox: Sandbox, *, announce: bool) -> None:
             print(f"  storage:   {sandbox.db or 'memory'}", flush=True)
             if sandbox.faults.enabled:
                 print(f"  faults:    {sandbox.faults}", flush=True)
+            if not sandbox.honours_idempotency:
+                print("  idempotency: ignored (Idempotency-Key is not honoured)", flush=True)
             print("Press Ctrl-C to stop.", flush=True)
         await stop.wait()
 
@@ -49,6 +51,7 @@ def serve(
     seed: int | None = None,
     access_log: bool = True,
     announce: bool = True,
+    honour_idempotency: bool = True,
 ) -> None:
     """Run a sandbox in the foreground until Ctrl-C or SIGTERM (blocks).
 
@@ -62,6 +65,7 @@ def serve(
         faults=faults,
         seed=seed,
         access_log=access_log,
+        honour_idempotency=honour_idempotency,
     )
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop
         asyncio.run(_serve(sandbox, announce=announce))
@@ -87,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
         "rate-limit=50,burst=10",
     )
     parser.add_argument("--seed", type=int, help="seed of the fault-rate generator")
+    parser.add_argument(
+        "--ignore-idempotency",
+        action="store_true",
+        help="process every POST as new, ignoring Idempotency-Key (to test that a client never "
+        "duplicates records against a server that does not honour it)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no access log")
     return parser
 
@@ -110,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             faults=faults,
             seed=args.seed,
             access_log=not args.quiet,
+            honour_idempotency=not args.ignore_idempotency,
         )
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
