@@ -167,7 +167,7 @@ def group_table(group: Group, cells: Mapping[str, Any]) -> list[str]:
 
 
 def budget_rows(cells: Mapping[str, Any], imports: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Evaluate every budget of issue 8; a budget whose cells did not run is `not measured`."""
+    """Evaluate every budget in `BUDGETS`; a budget whose cells did not run is `not measured`."""
     rows: list[dict[str, Any]] = []
     for desc, variant, ref, op, limit in BUDGETS:
         r = ratio(cells, variant, ref, op)

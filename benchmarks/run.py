@@ -48,9 +48,10 @@ SEQUENTIAL = {
     "finalpos-async-seq",
 }
 
-# Operations per cell (walks of 10 requests for `list`). Sync cells follow issue 6 (2,000
-# sequential retrieves). Peers that cost 5-30x the floor per request run a fraction of the
-# count so that a cell stays a few seconds long; per-request figures do not depend on it.
+# Operations per cell (walks of 10 requests for `list`). Sync cells run 2,000 sequential
+# retrieves, as sync code calls one at a time. Peers that cost 5-30x the floor per request run a
+# fraction of the count so that a cell stays a few seconds long; per-request figures do not
+# depend on it.
 SIZES: dict[str, dict[str, dict[str, int]]] = {
     "full": {
         "async": {"retrieve": 5000, "create": 5000, "list": 64},

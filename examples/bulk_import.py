@@ -77,7 +77,7 @@ async def main(source: Path, journal: Path | None, limit: int | None) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("csv", nargs="?", type=Path, default=HERE / "customers.csv")
     parser.add_argument("--journal", type=Path, help="SQLite journal that makes re-runs resume")
     parser.add_argument("--limit", type=int, help="import only the first N rows")

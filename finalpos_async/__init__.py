@@ -1,33 +1,34 @@
 """finalpos: the async-first Python SDK for the Final POS REST API."""
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import types as _models_pkg
-from ._client import AsyncFinalPOS
-from ._exceptions import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    ConflictError,
-    FinalPOSError,
-    InternalServerError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    ResponseValidationError,
-    UnprocessableEntityError,
-)
-from ._rate_limit import RateLimiter
-from ._response import RawResponse
-from ._retry import RetryBudget, RetryPolicy
-from ._types import NOT_GIVEN, NotGiven, RequestOptions
-from ._urls import encode_path_param
+from . import types as _models_pkg  # itself lazy: no model is built until one is used
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._client import AsyncFinalPOS
+    from ._exceptions import (
+        APIConnectionError,
+        APIStatusError,
+        APITimeoutError,
+        AuthenticationError,
+        BadRequestError,
+        ConflictError,
+        FinalPOSError,
+        InternalServerError,
+        NotFoundError,
+        PermissionDeniedError,
+        RateLimitError,
+        ResponseValidationError,
+        UnprocessableEntityError,
+    )
     from ._pagination import AsyncPaginator, Page
+    from ._rate_limit import RateLimiter
+    from ._response import RawResponse
+    from ._retry import RetryBudget, RetryPolicy
+    from ._types import NOT_GIVEN, NotGiven, RequestOptions
+    from ._urls import encode_path_param
     from .types import (
         Account,
         Address,
@@ -182,17 +183,49 @@ __all__ = [
 ]
 
 
-# Loaded on first use (sdk-anchors pitfall 24, import cost): the models (`types/`, about
-# 100 ms of attrs class building) and the pagination/converter layer (cattrs). `from
-# finalpos_async import Customer` works as before; only the first access pays.
-_PAGINATION_NAMES = frozenset({"AsyncPaginator", "Page"})
+# Every name is loaded on first use. Importing a submodule imports this package first, so an
+# eager import here would make every `import finalpos_async.<anything>` pay for aiohttp and the
+# client (about 300 ms), including the pytest plugin that pytest loads in every run of any
+# project where the package is installed. The models (`types/`, about 100 ms of attrs class
+# building) are lazy in their own package. `from finalpos_async import Customer` works as
+# before; only the first access pays.
+_LAZY_MODULES: dict[str, str] = {
+    "AsyncFinalPOS": "_client",
+    **dict.fromkeys(
+        (
+            "APIConnectionError",
+            "APIStatusError",
+            "APITimeoutError",
+            "AuthenticationError",
+            "BadRequestError",
+            "ConflictError",
+            "FinalPOSError",
+            "InternalServerError",
+            "NotFoundError",
+            "PermissionDeniedError",
+            "RateLimitError",
+            "ResponseValidationError",
+            "UnprocessableEntityError",
+        ),
+        "_exceptions",
+    ),
+    "AsyncPaginator": "_pagination",
+    "Page": "_pagination",
+    "RateLimiter": "_rate_limit",
+    "RawResponse": "_response",
+    "RetryBudget": "_retry",
+    "RetryPolicy": "_retry",
+    "NOT_GIVEN": "_types",
+    "NotGiven": "_types",
+    "RequestOptions": "_types",
+    "encode_path_param": "_urls",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _PAGINATION_NAMES:
-        from . import _pagination
-
-        value = getattr(_pagination, name)
+    module_name = _LAZY_MODULES.get(name)
+    if module_name is not None:
+        value = getattr(importlib.import_module(f".{module_name}", __name__), name)
     elif name in _models_pkg.__all__:
         value = getattr(_models_pkg, name)
     else:

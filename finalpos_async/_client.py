@@ -63,6 +63,7 @@ from ._version import __version__
 from .resources import AsyncResourcesMixin
 
 if TYPE_CHECKING:
+    from ._resource import RequestSender
     from .bulk import BulkRunner
 
 
@@ -556,6 +557,11 @@ class AsyncFinalPOS(AsyncResourcesMixin):
                 f"the {raw.status_code} response body is not valid JSON: {exc}", response=raw
             ) from exc
 
+    def _sender(self) -> RequestSender:
+        # The resources (built by `AsyncResourcesMixin`) and their paginators call this bound
+        # method for every request.
+        return self._request
+
     async def _request(
         self,
         method: str,
@@ -872,7 +878,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             "attempt" if attempts == 1 else "attempts"
         )
         if last_error is not None:
-            message += f"; last error: {last_error._headline()}"
+            message += f"; last error: {last_error.headline}"
         return APITimeoutError(
             message,
             kind="deadline",
@@ -985,6 +991,12 @@ def _check_api_key(key: object) -> None:
         raise TypeError(f"api_key must be a str, got {type(key).__name__}")
     if not key.strip():
         raise ValueError("api_key must not be empty")
+    if key != key.strip():
+        # A copy-paste artefact: sent as is it fails later as a 401 that hides the cause.
+        raise ValueError(
+            "api_key has spaces or line breaks around it; remove them (the key itself is not "
+            "shown here)"
+        )
     if _CONTROL_CHAR.search(key):
         raise ValueError(
             "api_key contains control characters (CR, LF, ...) or lone surrogates; "
@@ -997,11 +1009,13 @@ _PLAIN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OP
 
 
 def _check_method(method: object) -> str:
-    if method.__class__ is str and method in _PLAIN_METHODS:
-        return method
-    if not isinstance(method, str) or not method.isalpha():
-        raise ValueError(f"method must be an HTTP method such as 'GET' or 'POST', got {method!r}")
-    return method.upper()
+    if isinstance(method, str):
+        # A plain str is returned as it is; a subclass (an enum member) becomes a plain str.
+        if method.__class__ is str and method in _PLAIN_METHODS:
+            return method
+        if method.isalpha():
+            return method.upper()
+    raise ValueError(f"method must be an HTTP method such as 'GET' or 'POST', got {method!r}")
 
 
 def _check_seconds(name: str, value: object) -> float | None:

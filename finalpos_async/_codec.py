@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json as _json
 import math
-from typing import Any
+from typing import Any, Final, cast
 
 __all__ = ["BACKEND", "dumps", "loads"]
 
@@ -34,12 +34,12 @@ def _non_finite_path(obj: Any, path: str = "$") -> str | None:
     if isinstance(obj, float):
         return None if math.isfinite(obj) else path
     if isinstance(obj, dict):
-        for key, value in obj.items():
+        for key, value in cast("dict[object, object]", obj).items():
             found = _non_finite_path(value, f"{path}.{key}")
             if found is not None:
                 return found
     elif isinstance(obj, (list, tuple)):
-        for index, value in enumerate(obj):
+        for index, value in enumerate(cast("list[object] | tuple[object, ...]", obj)):
             found = _non_finite_path(value, f"{path}[{index}]")
             if found is not None:
                 return found
@@ -55,12 +55,16 @@ def _refuse_non_finite(obj: Any) -> None:
         )
 
 
+BACKEND: Final = "orjson" if _orjson is not None else "json"
+
 if _orjson is not None:
-    BACKEND = "orjson"
+    # Bound once: the functions below run on every request and response.
+    _orjson_dumps = _orjson.dumps
+    _orjson_loads = _orjson.loads
 
     def dumps(obj: Any) -> bytes:
         """Encode `obj` as compact UTF-8 JSON bytes; NaN/infinity raise `ValueError`."""
-        out = _orjson.dumps(obj)
+        out = _orjson_dumps(obj)
         # orjson writes NaN and infinity as `null`, silently losing the value: look for them,
         # but only when a `null` is in the output (rare in request bodies, so almost free).
         if b"null" in out:
@@ -69,10 +73,9 @@ if _orjson is not None:
 
     def loads(data: bytes | str) -> Any:
         """Decode JSON from `bytes` or `str`."""
-        return _orjson.loads(data)
+        return _orjson_loads(data)
 
 else:  # pragma: no cover - exercised only without the `speedups` extra
-    BACKEND = "json"
 
     def dumps(obj: Any) -> bytes:
         """Encode `obj` as compact UTF-8 JSON bytes; NaN/infinity raise `ValueError`."""

@@ -56,6 +56,8 @@ BULK_FAILING_STREAK = 10
 # Before resuming, a bulk run checks that the target still holds up to this many of the records
 # its journal says were created (one GET each); all of them missing means another target.
 BULK_SPOT_CHECKS = 3
+# `finalpos import` prints a plain progress line this often when stderr is not a terminal.
+PROGRESS_LINE_INTERVAL = 5.0
 # The bulk journal commits every JOURNAL_BATCH_SIZE records or JOURNAL_FLUSH_INTERVAL seconds.
 JOURNAL_BATCH_SIZE = 500
 JOURNAL_FLUSH_INTERVAL = 1.0

@@ -52,7 +52,7 @@ __all__ = [
 
 _T = TypeVar("_T")
 
-_JSON_TYPE_NAMES = {
+_JSON_TYPE_NAMES: dict[type[object], str] = {
     str: "string",
     int: "number",
     float: "number",
@@ -225,7 +225,7 @@ def _check_object(value: Any) -> dict[str, Any]:
     if value.__class__ is dict:
         return typing.cast("dict[str, Any]", value)
     if isinstance(value, Mapping):
-        return dict(value)
+        return dict(typing.cast("Mapping[str, Any]", value))
     raise FieldError("object", value)
 
 
@@ -243,11 +243,15 @@ def _check_str_list(value: Any) -> list[str]:
     return typing.cast("list[str]", value)
 
 
+def _is_non_text_sequence(value: object) -> bool:
+    # A plain bool, not a type guard: `convert` below keeps `value` as `Any` (iterating it as a
+    # narrowed `Sequence[Unknown]` would need a cast per call on the hot path).
+    return not isinstance(value, (str, bytes)) and isinstance(value, Sequence)
+
+
 def _list_of(item: Callable[[Any], Any], *, dumping: bool) -> Callable[[Any], list[Any]]:
     def convert(value: Any) -> list[Any]:
-        if value.__class__ is not list and (
-            not dumping or isinstance(value, (str, bytes)) or not isinstance(value, Sequence)
-        ):
+        if value.__class__ is not list and (not dumping or not _is_non_text_sequence(value)):
             raise FieldError("array", value)
         try:
             return [item(x) for x in value]
@@ -344,7 +348,7 @@ def _leaf_for(tp: Any) -> _Leaf:
 def _model_fields(cls: type) -> list[tuple[attrs.Attribute[Any], str, Any, bool]]:
     """(field, wire name, annotation without None, optional?) for every field but `extra`."""
     hints = typing.get_type_hints(cls)
-    out = []
+    out: list[tuple[attrs.Attribute[Any], str, Any, bool]] = []
     for field in attrs.fields(cls):
         if field.name == "extra":
             continue
@@ -553,7 +557,7 @@ def structure_list(data: Any, cls: type[_T]) -> list[_T]:
 def unstructure(obj: Any) -> Any:
     """Turn a model (or a list of models) into JSON-able data with wire names."""
     if isinstance(obj, list):
-        return [unstructure(item) for item in obj]
+        return [unstructure(item) for item in typing.cast("list[object]", obj)]
     return converter.get_unstructure_hook(type(obj))(obj)
 
 
@@ -607,7 +611,7 @@ def _param_dumper(tp: Any) -> Callable[[Any], Any]:
             if isinstance(value, model):
                 return converter.get_unstructure_hook(model)(value)
             if isinstance(value, Mapping):
-                return _dump_mapping(model, value)
+                return _dump_mapping(model, typing.cast("Mapping[str, Any]", value))
             raise FieldError(f"{model.__name__} or a mapping", value)
 
         return dump

@@ -31,7 +31,7 @@ import html
 import re
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from . import _codec
 from ._constants import ERROR_TEXT_LIMIT
@@ -110,6 +110,11 @@ class FinalPOSError(Exception):
                 parts[-1] += f", idempotency key {self.idempotency_key}"
             parts[-1] += "]"
         return " ".join(parts)
+
+    @property
+    def headline(self) -> str:
+        """The error in one line, without the request context `str(error)` adds after it."""
+        return self._headline()
 
     def _headline(self) -> str:
         return self.message
@@ -348,9 +353,12 @@ def _redact(value: Any, secret: str) -> Any:
     if isinstance(value, str):
         return value.replace(secret, REDACTED)
     if isinstance(value, list):
-        return [_redact(item, secret) for item in value]
+        return [_redact(item, secret) for item in cast("list[object]", value)]
     if isinstance(value, dict):
-        return {_redact(k, secret): _redact(v, secret) for k, v in value.items()}
+        return {
+            _redact(k, secret): _redact(v, secret)
+            for k, v in cast("dict[object, object]", value).items()
+        }
     return value
 
 
@@ -366,7 +374,7 @@ def _parse_body(content: bytes) -> Any:
 
 def _body_error(body: Any) -> str | None:
     if isinstance(body, dict):
-        error = body.get("error")
+        error = cast("dict[str, Any]", body).get("error")
         if isinstance(error, str):
             return error
     return None
@@ -374,13 +382,14 @@ def _body_error(body: Any) -> str | None:
 
 def _message(response: RawResponse[Any], body: Any) -> str:
     if isinstance(body, dict):
-        msg = body.get("message")
+        fields = cast("dict[str, Any]", body)
+        msg = fields.get("message")
         # NestJS-style validation errors answer a list of messages.
         if isinstance(msg, list) and msg:
-            return "; ".join(str(m) for m in msg)
+            return "; ".join(str(m) for m in cast("list[object]", msg))
         if isinstance(msg, str) and msg.strip():
             return msg.strip()
-        err = body.get("error")
+        err = fields.get("error")
         if isinstance(err, str) and err.strip():
             return err.strip()
     text = response.text.strip()

@@ -12,7 +12,7 @@ offers nothing better); walk a quiet list, or de-duplicate by id.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 import attrs
 
@@ -23,9 +23,9 @@ from ._response import RawResponse
 from ._types import DEFAULT_OPTIONS, RequestOptions
 
 if TYPE_CHECKING:
-    from ._resource import SupportsRequest
+    from ._resource import RequestSender
 
-__all__ = ["AsyncPaginator", "Page"]
+__all__ = ["AsyncPaginator", "Page", "PageWalk"]
 
 _T = TypeVar("_T")
 
@@ -55,7 +55,8 @@ class Page(Sequence[_T]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Page):
-            return (self.items, self.skip, self.limit) == (other.items, other.skip, other.limit)
+            page = cast("Page[object]", other)
+            return (self.items, self.skip, self.limit) == (page.items, page.skip, page.limit)
         if isinstance(other, list):
             return self.items == other
         return NotImplemented
@@ -71,13 +72,17 @@ def _first_id(items: Sequence[Any]) -> object:
         return None
     first = items[0]
     if isinstance(first, dict):
-        return first.get("id", first.get("_id"))
+        record = cast("dict[str, object]", first)
+        return record.get("id", record.get("_id"))
     return getattr(first, "id", None)
 
 
 @attrs.define
-class _Walk:
-    """Where a walk stands: the next skip to ask for (None when done), the last page's first id."""
+class PageWalk:
+    """Where a walk stands: the next skip to ask for (None when done), the last page's first id.
+
+    `start` is the paginator's first skip; `advance(page)` takes in each page fetched.
+    """
 
     start: int
     max_items: int | None
@@ -112,20 +117,22 @@ class AsyncPaginator(Generic[_T]):
     Only the current page is held. `max_items` caps the total (the last request asks only for
     what is left).
 
-    To drive it step by step (the sync facade does this through its loop bridge)::
+    To drive it step by step (the sync facade does this through its loop bridge; a walk can
+    also be resumed later from a saved `walk.next_skip`)::
 
-        walk = paginator._walk()
+        walk = paginator.walk()
         while walk.next_skip is not None:
-            page = await paginator._fetch_page(walk.next_skip)
+            page = await paginator.fetch_page(walk.next_skip)
             walk.advance(page)  # raises on a repeated page
             ...  # use page
 
-    `_fetch_page(skip)` makes one request and checks the page is not longer than its limit.
+    `fetch_page(skip)` makes one request and checks the page is not longer than its limit;
+    `fetch_raw_page(skip)` gives that request's `RawResponse` (its `.parse()` does the check).
     """
 
     def __init__(
         self,
-        client: SupportsRequest,
+        send: RequestSender,
         path: str,
         item: type[_T],
         *,
@@ -144,7 +151,7 @@ class AsyncPaginator(Generic[_T]):
             not isinstance(max_items, int) or isinstance(max_items, bool) or max_items < 0
         ):
             raise ValueError(f"max_items must be None or an int >= 0, got {max_items!r}")
-        self._client = client
+        self._send = send
         self._path = path
         self._item = item
         self._params = dict(params or {})
@@ -159,10 +166,10 @@ class AsyncPaginator(Generic[_T]):
             f"limit={self._limit}, max_items={self._max_items})"
         )
 
-    def _walk(self) -> _Walk:
-        """A fresh walk state starting at this paginator's skip."""
+    def walk(self) -> PageWalk:
+        """A fresh walk state starting at this paginator's skip (see the class docstring)."""
         done = self._max_items == 0
-        return _Walk(self._start, self._max_items, None if done else self._start)
+        return PageWalk(self._start, self._max_items, None if done else self._start)
 
     def _limit_at(self, skip: int) -> int:
         if self._max_items is None:
@@ -179,11 +186,11 @@ class AsyncPaginator(Generic[_T]):
             return data
         return structure_list(data, self._item)
 
-    async def _fetch_raw_page(self, skip: int) -> RawResponse[Page[_T]]:
+    async def fetch_raw_page(self, skip: int) -> RawResponse[Page[_T]]:
         """One request for the page at `skip`; its `.parse()` builds and checks the `Page`."""
         limit = self._limit_at(skip)
         params = {**self._params, "skip": skip, "limit": limit}
-        raw = await self._client._request("GET", self._path, params=params, options=self._options)
+        raw = await self._send("GET", self._path, params=params, options=self._options)
         response = raw
 
         def parse(data: Any) -> Page[_T]:
@@ -206,23 +213,24 @@ class AsyncPaginator(Generic[_T]):
 
         return raw.with_parser(parse)
 
-    async def _fetch_page(self, skip: int) -> Page[_T]:
+    async def fetch_page(self, skip: int) -> Page[_T]:
         """One request: the checked `Page` at `skip` (see the class docstring)."""
-        return (await self._fetch_raw_page(skip)).parse()
+        return (await self.fetch_raw_page(skip)).parse()
 
     def __await__(self) -> Generator[Any, None, Page[_T]]:
-        return self._first_page().__await__()
+        return self.first_page().__await__()
 
-    async def _first_page(self) -> Page[_T]:
+    async def first_page(self) -> Page[_T]:
+        """The first page (one request; none when `max_items=0`): what `await paginator` gives."""
         if self._max_items == 0:
             return Page([], skip=self._start, limit=0)
-        return await self._fetch_page(self._start)
+        return await self.fetch_page(self._start)
 
     async def pages(self) -> AsyncIterator[Page[_T]]:
         """Yield each page in turn, fetching the next only when asked for it."""
-        walk = self._walk()
+        walk = self.walk()
         while walk.next_skip is not None:
-            page = await self._fetch_page(walk.next_skip)
+            page = await self.fetch_page(walk.next_skip)
             walk.advance(page)
             yield page
             del page  # not held while the next page is fetched (see `__aiter__`)
@@ -230,9 +238,9 @@ class AsyncPaginator(Generic[_T]):
     async def __aiter__(self) -> AsyncIterator[_T]:
         # The page loop again rather than `async for page in self.pages()`: one async generator
         # level less per item.
-        walk = self._walk()
+        walk = self.walk()
         while walk.next_skip is not None:
-            page = await self._fetch_page(walk.next_skip)
+            page = await self.fetch_page(walk.next_skip)
             walk.advance(page)
             items = page.items
             del page

@@ -1,7 +1,8 @@
 """The hand-written base of the generated resource classes, and the raw-response wrappers.
 
-A generated method validates its arguments, builds the path and body, and calls
-`AsyncAPIResource._request` (one call, parsed into a model) or `_paginate` (a lazy paginator).
+A generated method validates its arguments, builds the path and body, and awaits
+`self._send(...)` (the client's request function, one logical call) then `_parse` (the model),
+or calls `_paginate` (a lazy paginator).
 `with_raw_response` gives a twin resource whose methods return the `RawResponse` instead; the
 `to_raw_response` / `to_raw_page` wrappers give those methods their `RawResponse[Model]` types.
 """
@@ -21,7 +22,7 @@ from ._types import DEFAULT_OPTIONS, NotGiven, NotGivenOr, RequestOptions
 
 __all__ = [
     "AsyncAPIResource",
-    "SupportsRequest",
+    "RequestSender",
     "check_query_param",
     "parse_model",
     "request_options",
@@ -39,17 +40,27 @@ def check_query_param(value: _T, name: str) -> _T:
     The transport checks again when it sends, but by then the error could only name the wire
     parameter (`tableId`) and, for a paginator, would come at the first `await`.
     """
-    if value is not None:
-        for item in value if isinstance(value, (list, tuple)) else (value,):
+    given: object = value  # narrowed below; `value` itself is returned as it came
+    if given is not None:
+        items = (
+            cast("list[object] | tuple[object, ...]", given)
+            if isinstance(given, (list, tuple))
+            else (given,)
+        )
+        for item in items:
             if item is not None:
                 query_value(name, item)
     return value
 
 
-class SupportsRequest(Protocol):
-    """What a resource needs from the client: one logical call (see `AsyncFinalPOS._request`)."""
+class RequestSender(Protocol):
+    """What a resource needs from the client: one logical call (`AsyncFinalPOS._request`).
 
-    async def _request(
+    The client hands its bound method to each resource it builds (`AsyncResourcesMixin`), so a
+    resource and its paginators call it without reaching into the client object.
+    """
+
+    def __call__(
         self,
         method: str,
         path: str,
@@ -57,7 +68,7 @@ class SupportsRequest(Protocol):
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         options: RequestOptions = DEFAULT_OPTIONS,
-    ) -> RawResponse[Any]: ...
+    ) -> Awaitable[RawResponse[Any]]: ...
 
 
 def request_options(
@@ -123,21 +134,21 @@ def _model_parser(cls: type[_T]) -> Callable[[Any], _T]:
 
 
 class AsyncAPIResource:
-    """Base of the generated `Async<Resource>` classes: holds the client, makes the calls."""
+    """Base of the generated `Async<Resource>` classes: holds the client's request function."""
 
-    def __init__(self, client: SupportsRequest, *, raw: bool = False) -> None:
-        self._client = client
+    def __init__(self, send: RequestSender, *, raw: bool = False) -> None:
+        self._send = send
         self._raw = raw
 
     def _raw_twin(self) -> Any:
         """This resource, answering `RawResponse` objects (see `with_raw_response`)."""
-        return type(self)(self._client, raw=True)
+        return type(self)(self._send, raw=True)
 
     def _parse(self, raw: RawResponse[Any], cast_to: type[_T]) -> _T:
         """The result of a call: the model, or (on the raw twin) the `RawResponse` itself.
 
-        Generated methods await `self._client._request(...)` and pass the response here, so a
-        call runs one coroutine layer fewer than going through `_request` below.
+        Generated methods await `self._send(...)` and pass the response here, so a call runs
+        one coroutine layer fewer than going through `_request` below.
         """
         if self._raw:
             # The raw twin's callers see RawResponse[_T] through `to_raw_response`'s typing.
@@ -156,7 +167,7 @@ class AsyncAPIResource:
     ) -> _T:
         if params:
             params = {k: v for k, v in params.items() if v is not None}
-        raw = await self._client._request(method, path, params=params, json=body, options=options)
+        raw = await self._send(method, path, params=params, json=body, options=options)
         if self._raw:
             # The raw twin's callers see RawResponse[_T] through `to_raw_response`'s typing.
             return cast(_T, raw.with_parser(_model_parser(cast_to)))
@@ -174,7 +185,7 @@ class AsyncAPIResource:
         options: RequestOptions,
     ) -> AsyncPaginator[_T]:
         return AsyncPaginator(
-            self._client,
+            self._send,
             path,
             item,
             params={k: v for k, v in params.items() if v is not None},
@@ -204,6 +215,6 @@ def to_raw_page(
     @functools.wraps(method)
     async def first_page(*args: _P.args, **kwargs: _P.kwargs) -> RawResponse[Page[_T]]:
         paginator = method(*args, **kwargs)
-        return await paginator._fetch_raw_page(paginator._start)
+        return await paginator.fetch_raw_page(paginator.walk().start)
 
     return first_page

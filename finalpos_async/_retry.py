@@ -18,7 +18,7 @@ import contextvars
 import enum
 import math
 import random
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
@@ -129,8 +129,6 @@ def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None
         when = parsedate_to_datetime(raw.strip())
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when is None:  # pragma: no cover - older Pythons returned None for garbage
-        return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     current = now if now is not None else datetime.now(timezone.utc)
@@ -211,6 +209,17 @@ def may_have_taken_effect(kind: FailureKind, status: int | None = None) -> bool:
     return True
 
 
+def _check_retries_field(_policy: object, _attribute: object, value: int) -> None:
+    check_max_retries(value)
+
+
+def _check_seconds_field(_policy: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{attribute.name} must be a number of seconds, got {value!r}")
+    if not value >= 0 or math.isinf(value):
+        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
     """The client's retry settings (validated; every field has the SDK default).
@@ -221,24 +230,14 @@ class RetryPolicy:
     - `retryable_statuses`: statuses worth another attempt.
     """
 
-    max_retries: int = attrs.field(default=MAX_RETRIES)
-    backoff_base: float = attrs.field(default=BACKOFF_BASE)
-    backoff_cap: float = attrs.field(default=BACKOFF_CAP)
-    retry_after_cap: float = attrs.field(default=RETRY_AFTER_CAP)
+    # Validators passed as arguments rather than `@field.validator` methods: type checkers
+    # without the attrs plugin (pyright) see the field as its value type, which has no
+    # `.validator`.
+    max_retries: int = attrs.field(default=MAX_RETRIES, validator=_check_retries_field)
+    backoff_base: float = attrs.field(default=BACKOFF_BASE, validator=_check_seconds_field)
+    backoff_cap: float = attrs.field(default=BACKOFF_CAP, validator=_check_seconds_field)
+    retry_after_cap: float = attrs.field(default=RETRY_AFTER_CAP, validator=_check_seconds_field)
     retryable_statuses: frozenset[int] = attrs.field(default=RETRYABLE_STATUSES)
-
-    @max_retries.validator
-    def _check_retries(self, attribute: attrs.Attribute[int], value: int) -> None:
-        check_max_retries(value)
-
-    @backoff_base.validator
-    @backoff_cap.validator
-    @retry_after_cap.validator
-    def _check_seconds(self, attribute: attrs.Attribute[float], value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{attribute.name} must be a number of seconds, got {value!r}")
-        if not value >= 0 or math.isinf(value):
-            raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
 
     def delay(
         self, retry: int, retry_after: float | None = None, rng: Callable[[], float] = random.random
@@ -320,7 +319,7 @@ _SAFE_RETRIES_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 
 @contextlib.contextmanager
-def safe_retries_only() -> Iterator[None]:
+def safe_retries_only() -> Generator[None, None, None]:
     """Within this block (and tasks started in it), calls behave as with `retry_unsafe=False`.
 
     The bulk engine wraps every item in it: an item's POST is sent with its idempotency key but

@@ -183,7 +183,9 @@ class _PoolConnector(aiohttp.TCPConnector):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        # aiohttp's own signature is partly untyped (its `socket_factory` parameter takes a
+        # `tuple[Unknown, ...]`); nothing passed here is.
+        super().__init__(**kwargs)  # pyright: ignore[reportUnknownMemberType]
         factory = getattr(self, "_factory", None)
         if (
             isinstance(factory, functools.partial)
@@ -230,8 +232,9 @@ class Transport:
     loop: asyncio.AbstractEventLoop | None = attrs.field(default=None, init=False)
     closed: bool = attrs.field(default=False, init=False)
     # (total, read) -> ClientTimeout: the same few values recur on almost every call.
+    # `lambda: {}` rather than `dict`: a bare `dict` factory is typed `dict[Unknown, Unknown]`.
     _timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = attrs.field(
-        factory=dict, init=False, repr=False
+        factory=lambda: {}, init=False, repr=False
     )
 
     def ensure_session(self) -> aiohttp.ClientSession:
@@ -264,9 +267,10 @@ class Transport:
             )
             # aiohttp silently repeats an idempotent request once when a connection drops; our
             # retry loop owns every repeat so attempts, backoff, budget and deadline stay exact.
-            # (A private flag, the one aiohttp's own test client turns off; absent: no harm.)
+            # (A private flag, the one aiohttp's own test client turns off; absent: no harm.
+            # aiohttp has no public switch for it, hence the pyright ignore.)
             if hasattr(session, "_retry_connection"):
-                session._retry_connection = False
+                session._retry_connection = False  # pyright: ignore[reportPrivateUsage]
         self.session = session
         self.loop = loop
         return session
@@ -463,7 +467,7 @@ def flatten_params(params: Mapping[str, Any] | None) -> list[tuple[str, str]]:
         if value is None:
             continue
         if isinstance(value, (list, tuple)):
-            for item in value:
+            for item in cast("list[object] | tuple[object, ...]", value):
                 if item is not None:
                     out.append((key, query_value(key, item)))
         else:
@@ -495,8 +499,9 @@ def query_value(key: str, value: object) -> str:
             "timezone-aware one, e.g. datetime.now(timezone.utc)"
         )
     # Enums, Decimals, dates and the like: their str() is the wire form.
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat())
+    isoformat = getattr(value, "isoformat", None)
+    if callable(isoformat):
+        return str(isoformat())
     enum_value = getattr(value, "value", None)
     if isinstance(enum_value, (str, int)):
         return str(enum_value)

@@ -14,31 +14,31 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from finalpos_async._exceptions import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    ConflictError,
-    FinalPOSError,
-    InternalServerError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    ResponseValidationError,
-    UnprocessableEntityError,
-)
-from finalpos_async._rate_limit import RateLimiter
-from finalpos_async._response import RawResponse
-from finalpos_async._retry import RetryBudget, RetryPolicy
-from finalpos_async._types import NOT_GIVEN, NotGiven, RequestOptions
-from finalpos_async._urls import encode_path_param
 from finalpos_async._version import __version__
 from finalpos_sync._client import FinalPOS
 
 if TYPE_CHECKING:
+    from finalpos_async._exceptions import (
+        APIConnectionError,
+        APIStatusError,
+        APITimeoutError,
+        AuthenticationError,
+        BadRequestError,
+        ConflictError,
+        FinalPOSError,
+        InternalServerError,
+        NotFoundError,
+        PermissionDeniedError,
+        RateLimitError,
+        ResponseValidationError,
+        UnprocessableEntityError,
+    )
     from finalpos_async._pagination import Page
+    from finalpos_async._rate_limit import RateLimiter
+    from finalpos_async._response import RawResponse
+    from finalpos_async._retry import RetryBudget, RetryPolicy
+    from finalpos_async._types import NOT_GIVEN, NotGiven, RequestOptions
+    from finalpos_async._urls import encode_path_param
     from finalpos_async.types import (
         Account,
         Address,
@@ -193,14 +193,20 @@ __all__ = [
     "encode_path_param",
 ]
 
-# Imported on first access (sdk-anchors pitfall 24, import cost): building the models
+# Imported on first access, because of import cost: building the models
 # and the cattrs converter is most of the package's import time, and a script that
 # only catches an error or makes a client must not pay for it. Name -> module.
 _LAZY = {
+    "APIConnectionError": "finalpos_async._exceptions",
+    "APIStatusError": "finalpos_async._exceptions",
+    "APITimeoutError": "finalpos_async._exceptions",
     "Account": "finalpos_async.types",
     "Address": "finalpos_async.types",
     "Attachment": "finalpos_async.types",
+    "AuthenticationError": "finalpos_async._exceptions",
+    "BadRequestError": "finalpos_async._exceptions",
     "Category": "finalpos_async.types",
+    "ConflictError": "finalpos_async._exceptions",
     "CreateAccount": "finalpos_async.types",
     "CreateAttachment": "finalpos_async.types",
     "CreateCategory": "finalpos_async.types",
@@ -220,8 +226,13 @@ _LAZY = {
     "Customer": "finalpos_async.types",
     "DeleteResponse": "finalpos_async.types",
     "ErrorResponse": "finalpos_async.types",
+    "FinalPOSError": "finalpos_async._exceptions",
+    "InternalServerError": "finalpos_async._exceptions",
     "Inventory": "finalpos_async.types",
     "Metadata": "finalpos_async.types",
+    "NOT_GIVEN": "finalpos_async._types",
+    "NotFoundError": "finalpos_async._exceptions",
+    "NotGiven": "finalpos_async._types",
     "Note": "finalpos_async.types",
     "ObjectId": "finalpos_async.types",
     "Order": "finalpos_async.types",
@@ -231,8 +242,12 @@ _LAZY = {
     "Outlet": "finalpos_async.types",
     "Page": "finalpos_async._pagination",
     "PaymentData": "finalpos_async.types",
+    "PermissionDeniedError": "finalpos_async._exceptions",
     "Product": "finalpos_async.types",
     "ProductAttribute": "finalpos_async.types",
+    "RateLimitError": "finalpos_async._exceptions",
+    "RateLimiter": "finalpos_async._rate_limit",
+    "RawResponse": "finalpos_async._response",
     "Refund": "finalpos_async.types",
     "RefundCartDiscount": "finalpos_async.types",
     "RefundLineItemDiscount": "finalpos_async.types",
@@ -240,6 +255,10 @@ _LAZY = {
     "RefundSummary": "finalpos_async.types",
     "RefundsLineItem": "finalpos_async.types",
     "RefundsTax": "finalpos_async.types",
+    "RequestOptions": "finalpos_async._types",
+    "ResponseValidationError": "finalpos_async._exceptions",
+    "RetryBudget": "finalpos_async._retry",
+    "RetryPolicy": "finalpos_async._retry",
     "Role": "finalpos_async.types",
     "RolePermission": "finalpos_async.types",
     "Session": "finalpos_async.types",
@@ -248,6 +267,7 @@ _LAZY = {
     "StripeConfig": "finalpos_async.types",
     "SyncPaginator": "finalpos_sync._pagination",
     "Transaction": "finalpos_async.types",
+    "UnprocessableEntityError": "finalpos_async._exceptions",
     "UpdateAccount": "finalpos_async.types",
     "UpdateCustomer": "finalpos_async.types",
     "UpdateOutlet": "finalpos_async.types",
@@ -260,6 +280,7 @@ _LAZY = {
     "Variant": "finalpos_async.types",
     "VariantAttribute": "finalpos_async.types",
     "ZapierTrigger": "finalpos_async.types",
+    "encode_path_param": "finalpos_async._urls",
 }
 
 

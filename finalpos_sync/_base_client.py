@@ -142,9 +142,9 @@ class BaseSyncClient:
     def _forked(self) -> None:
         # Called in a fork child with no loop work allowed: forget the parent's async client
         # (kept alive by the loop module so its finalizers never run) and rebuild it lazily.
-        from ._loop import _ABANDONED
+        from ._loop import ABANDONED
 
-        _ABANDONED.append(self._async)
+        ABANDONED.append(self._async)
         self._async = None
         self._fork_generation += 1
 

@@ -38,12 +38,13 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Generator,
     Iterable,
     Iterator,
     Mapping,
 )
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from finalpos_async._constants import (
     BULK_CONCURRENCY,
@@ -53,7 +54,7 @@ from finalpos_async._constants import (
     SYNC_CANCEL_GRACE,
 )
 
-from ._resource import SyncResource
+from ._resource import Runner, SyncResource
 
 if TYPE_CHECKING:
     import os
@@ -146,7 +147,7 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
             raise TypeError(
                 f"items must be an iterable of mappings (one per item), got {type(items).__name__}"
             )
-        async_operation = _async_twin(operation)
+        async_operation = _async_twin(operation, self._twin_of(operation))
         feed = None if isinstance(items, AsyncIterable) else _Feed(items)
         # Validates the options here, in the caller's thread, so bad arguments raise at once.
         job: BulkJob[Any] = self._async().run(
@@ -159,9 +160,11 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
             content=content,
             job_id=job_id,
             drain_timeout=drain_timeout,
-            lookup=_async_lookup(lookup) if lookup is not None else None,
+            lookup=_async_lookup(lookup, self._twin_of(lookup)) if lookup is not None else None,
             lookup_key=lookup_key,
-            retrieve=_async_retrieve(retrieve) if retrieve is not None else None,
+            retrieve=(
+                _async_retrieve(retrieve, self._twin_of(retrieve)) if retrieve is not None else None
+            ),
             resend_unknown=resend_unknown,
             stop_on_fatal=stop_on_fatal,
             target=target,
@@ -169,18 +172,19 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
         )
         if feed is not None:
             feed.batch = job.concurrency
-        return SyncBulkJob(self._client, job, feed, drain_timeout=drain_timeout)
+        return SyncBulkJob(self._client, self._run, job, feed, drain_timeout=drain_timeout)
 
-
-def _resource_twin(method: Callable[..., Any]) -> Callable[..., Any] | None:
-    """The async method behind a sync resource method (None for anything else)."""
-    owner = getattr(method, "__self__", None)
-    name = getattr(method, "__name__", None)
-    if isinstance(owner, SyncResource) and isinstance(name, str):
-        twin = getattr(owner._async(), name, None)
-        if callable(twin):
-            return twin  # type: ignore[no-any-return]
-    return None
+    @staticmethod
+    def _twin_of(method: Callable[..., Any]) -> Callable[..., Any] | None:
+        """The async method behind a sync resource method (None for anything else)."""
+        owner = getattr(method, "__self__", None)
+        name = getattr(method, "__name__", None)
+        if isinstance(owner, SyncResource) and isinstance(name, str):
+            resource = cast("SyncResource[object]", owner)
+            twin: object = getattr(resource._async(), name, None)
+            if callable(twin):
+                return twin
+        return None
 
 
 def _is_async(function: Callable[..., Any]) -> bool:
@@ -189,9 +193,11 @@ def _is_async(function: Callable[..., Any]) -> bool:
     )
 
 
-def _async_twin(operation: Callable[..., Any]) -> Callable[..., Any]:
-    """The async method behind a sync resource method; an async callable passes unchanged."""
-    twin = _resource_twin(operation)
+def _async_twin(
+    operation: Callable[..., Any], twin: Callable[..., Any] | None
+) -> Callable[..., Any]:
+    """The async method behind a sync resource method (`twin`, found by `SyncBulkRunner`); an
+    async callable passes unchanged."""
     if twin is not None:
         return twin
     if _is_async(operation):
@@ -203,12 +209,13 @@ def _async_twin(operation: Callable[..., Any]) -> Callable[..., Any]:
     )
 
 
-def _async_lookup(lookup: Callable[[], Iterable[Any]]) -> Callable[[], AsyncIterable[Any]]:
+def _async_lookup(
+    lookup: Callable[[], Iterable[Any]], twin: Callable[..., Any] | None
+) -> Callable[[], AsyncIterable[Any]]:
     """`lookup` for the engine on the loop: a list method runs its async twin there; an async
     generator function passes unchanged; any other function is called, and what it returns
     walked, in a worker thread (a chunk at a time), because it may call this sync client, which
     blocks until the loop answers."""
-    twin = _resource_twin(lookup)
     if twin is not None:
         return twin
     if inspect.isasyncgenfunction(lookup):
@@ -217,7 +224,8 @@ def _async_lookup(lookup: Callable[[], Iterable[Any]]) -> Callable[[], AsyncIter
     async def listing() -> AsyncIterator[Any]:
         records = await asyncio.to_thread(lookup)
         if isinstance(records, AsyncIterable):
-            async for record in records:
+            # Declared Iterable, but a function may return an async iterable: walked here.
+            async for record in cast("AsyncIterable[Any]", records):
                 yield record
             return
         iterator = iter(records)
@@ -235,10 +243,11 @@ def _take(iterator: Iterator[Any]) -> list[Any]:
     return list(itertools.islice(iterator, SYNC_BULK_BUFFER))
 
 
-def _async_retrieve(retrieve: Callable[[str], Any]) -> Callable[[str], Awaitable[Any]]:
+def _async_retrieve(
+    retrieve: Callable[[str], Any], twin: Callable[..., Any] | None
+) -> Callable[[str], Awaitable[Any]]:
     """`retrieve` for the engine: a retrieve method runs its async twin; an async callable
     passes unchanged; any other function runs in a worker thread (it may call this client)."""
-    twin = _resource_twin(retrieve)
     if twin is not None:
         return twin
     if _is_async(retrieve):
@@ -273,19 +282,21 @@ class SyncBulkJob(Generic[_T]):
     def __init__(
         self,
         client: BaseSyncClient,
+        run: Runner,
         job: BulkJob[_T],
         feed: _Feed | None,
         *,
         drain_timeout: float,
     ) -> None:
         self._client = client
+        self._run = run
         self._job = job
         self._feed = feed
         self._drain_timeout = drain_timeout
         self._channel = _Channel(SYNC_BULK_BUFFER)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None  # on the loop only
-        self._results_iter: Iterator[ItemResult[_T]] | None = None
+        self._results_iter: Generator[ItemResult[_T], None, None] | None = None
         self._started = False
         self._finished = False
         self.report = job.report
@@ -322,7 +333,7 @@ class SyncBulkJob(Generic[_T]):
         before anything else happens, and to read the journal (`Journal.lookup`) beforehand.
         It runs on the client's loop, like the run that will write the journal.
         """
-        return self._client._run(_on_loop(self._job.open_journal))
+        return self._run(_on_loop(self._job.open_journal))
 
     def stop(self, *, drain_timeout: float | None = None) -> None:
         """Stop pulling new items; in-flight ones get `drain_timeout` seconds to finish.
@@ -348,7 +359,7 @@ class SyncBulkJob(Generic[_T]):
             )
         self._started = True
         # Starts the private loop if needed; raises on a closed client or from the loop thread.
-        self._loop = self._client._run(_running_loop())
+        self._loop = self._run(_running_loop())
         self._channel.loop = self._loop
         if self._feed is not None:
             self._feed.bind(self._loop, self._channel)
@@ -368,7 +379,7 @@ class SyncBulkJob(Generic[_T]):
         Call it from the thread that iterates (other threads use `stop()`). Idempotent.
         """
         results = self._results_iter
-        if results is not None and hasattr(results, "close"):
+        if results is not None:
             results.close()
 
     def __enter__(self) -> SyncBulkJob[_T]:
@@ -387,7 +398,7 @@ class SyncBulkJob(Generic[_T]):
 
     # -- caller side -----------------------------------------------------------------------------
 
-    def _results(self) -> Iterator[ItemResult[_T]]:
+    def _results(self) -> Generator[ItemResult[_T], None, None]:
         try:
             while True:
                 message = self._next_message()

@@ -233,7 +233,7 @@ class FinalPOS(BaseSyncClient):
         """
         from finalpos_sync._bulk import SyncBulkRunner
 
-        return SyncBulkRunner(self, lambda c: c.bulk)
+        return SyncBulkRunner(self, self._run, lambda c: c.bulk)
 
     @property
     def pool_limit_per_host(self) -> int:
@@ -280,102 +280,102 @@ class FinalPOS(BaseSyncClient):
         """The `customers` operations."""
         from finalpos_sync.resources.customers import Customers
 
-        return Customers(self, lambda c: c.customers)
+        return Customers(self, self._run, lambda c: c.customers)
 
     @cached_property
     def custom_tables(self) -> CustomTables:
         """The `custom_tables` operations."""
         from finalpos_sync.resources.custom_tables import CustomTables
 
-        return CustomTables(self, lambda c: c.custom_tables)
+        return CustomTables(self, self._run, lambda c: c.custom_tables)
 
     @cached_property
     def products(self) -> Products:
         """The `products` operations."""
         from finalpos_sync.resources.products import Products
 
-        return Products(self, lambda c: c.products)
+        return Products(self, self._run, lambda c: c.products)
 
     @cached_property
     def outlets(self) -> Outlets:
         """The `outlets` operations."""
         from finalpos_sync.resources.outlets import Outlets
 
-        return Outlets(self, lambda c: c.outlets)
+        return Outlets(self, self._run, lambda c: c.outlets)
 
     @cached_property
     def categories(self) -> Categories:
         """The `categories` operations."""
         from finalpos_sync.resources.categories import Categories
 
-        return Categories(self, lambda c: c.categories)
+        return Categories(self, self._run, lambda c: c.categories)
 
     @cached_property
     def stations(self) -> Stations:
         """The `stations` operations."""
         from finalpos_sync.resources.stations import Stations
 
-        return Stations(self, lambda c: c.stations)
+        return Stations(self, self._run, lambda c: c.stations)
 
     @cached_property
     def variants(self) -> Variants:
         """The `variants` operations."""
         from finalpos_sync.resources.variants import Variants
 
-        return Variants(self, lambda c: c.variants)
+        return Variants(self, self._run, lambda c: c.variants)
 
     @cached_property
     def orders(self) -> Orders:
         """The `orders` operations."""
         from finalpos_sync.resources.orders import Orders
 
-        return Orders(self, lambda c: c.orders)
+        return Orders(self, self._run, lambda c: c.orders)
 
     @cached_property
     def transactions(self) -> Transactions:
         """The `transactions` operations."""
         from finalpos_sync.resources.transactions import Transactions
 
-        return Transactions(self, lambda c: c.transactions)
+        return Transactions(self, self._run, lambda c: c.transactions)
 
     @cached_property
     def roles(self) -> Roles:
         """The `roles` operations."""
         from finalpos_sync.resources.roles import Roles
 
-        return Roles(self, lambda c: c.roles)
+        return Roles(self, self._run, lambda c: c.roles)
 
     @cached_property
     def attachments(self) -> Attachments:
         """The `attachments` operations."""
         from finalpos_sync.resources.attachments import Attachments
 
-        return Attachments(self, lambda c: c.attachments)
+        return Attachments(self, self._run, lambda c: c.attachments)
 
     @cached_property
     def accounts(self) -> Accounts:
         """The `accounts` operations."""
         from finalpos_sync.resources.accounts import Accounts
 
-        return Accounts(self, lambda c: c.accounts)
+        return Accounts(self, self._run, lambda c: c.accounts)
 
     @cached_property
     def refunds(self) -> Refunds:
         """The `refunds` operations."""
         from finalpos_sync.resources.refunds import Refunds
 
-        return Refunds(self, lambda c: c.refunds)
+        return Refunds(self, self._run, lambda c: c.refunds)
 
     @cached_property
     def sessions(self) -> Sessions:
         """The `sessions` operations."""
         from finalpos_sync.resources.sessions import Sessions
 
-        return Sessions(self, lambda c: c.sessions)
+        return Sessions(self, self._run, lambda c: c.sessions)
 
     @cached_property
     def zapier_triggers(self) -> ZapierTriggers:
         """The `zapier_triggers` operations."""
         from finalpos_sync.resources.zapier_triggers import ZapierTriggers
 
-        return ZapierTriggers(self, lambda c: c.zapier_triggers)
+        return ZapierTriggers(self, self._run, lambda c: c.zapier_triggers)

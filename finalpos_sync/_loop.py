@@ -5,7 +5,7 @@ by anyio's blocking portal on the first call and stopped by `close()`. A call se
 with one `loop.call_soon_threadsafe` (what `asyncio.run_coroutine_threadsafe` does; `portal.call`
 costs two round trips) and blocks on a bare lock that the task's done callback releases.
 
-What this module guarantees, and why (see sdk-anchors.md, pitfalls 1-8):
+What this module guarantees (each for the reason given with it):
 
 - the loop and the aiohttp session on it live as long as the client, never one loop per call;
 - any number of threads may call at once: every call is marshalled onto the one loop;
@@ -27,6 +27,7 @@ import asyncio
 import atexit
 import builtins
 import contextlib
+import importlib
 import os
 import threading
 import warnings
@@ -65,18 +66,20 @@ _RUNNING_LOOP_WARNING = (
 
 # Open loops, held strongly so that an unclosed client's loop is still closed by `atexit`.
 _OPEN: dict[int, LoopThread] = {}
-_OPEN_LOCK = threading.Lock()
+# Not a constant: a fork child replaces it (the parent's may have been held at fork time).
+_open_lock = threading.Lock()
 # What a fork child inherited and must never touch or let the garbage collector finalize: the
 # parent's portal, loop and session objects (their finalizers would poke a loop whose thread does
 # not exist in the child). Children are rare and the objects small, so they are simply kept.
-_ABANDONED: list[object] = []
+# The sync client's fork hook adds its async client here too (`BaseSyncClient._forked`).
+ABANDONED: list[object] = []
 _warned_running_loop = False
 
 
 def _uvloop_options() -> dict[str, Any]:
     """The portal's backend options: uvloop when it is installed (less CPU per call)."""
     try:
-        import uvloop  # noqa: F401
+        importlib.import_module("uvloop")  # only whether it imports: anyio imports it itself
     except ImportError:
         return {}
     return {"use_uvloop": True}
@@ -177,7 +180,7 @@ class LoopThread:
             cm, portal, loop = self._portal_cm, self._portal, self._loop
             self._portal_cm = self._portal = self._loop = None
             self._thread_id = None
-        with _OPEN_LOCK:
+        with _open_lock:
             _OPEN.pop(id(self), None)
         if cm is None or portal is None or loop is None:
             return
@@ -210,15 +213,15 @@ class LoopThread:
             self._loop = portal.call(_running_loop)
             self._thread_id = portal.call(_thread_ident)
             self._portal_cm, self._portal = cm, portal
-        with _OPEN_LOCK:
+        with _open_lock:
             _OPEN[id(self)] = self
         return self._loop
 
-    def _after_fork_in_child(self) -> None:
+    def after_fork_in_child(self) -> None:
         """Drop the parent's loop (its thread does not exist here); start afresh on next use."""
         self._lock = threading.Lock()  # the parent's lock may have been held at fork time
         if self._loop is not None:
-            _ABANDONED.append((self._portal_cm, self._portal, self._loop))
+            ABANDONED.append((self._portal_cm, self._portal, self._loop))
         self._portal_cm = self._portal = self._loop = None
         self._thread_id = None
         self._inflight = set()  # their callers were threads of the parent
@@ -334,10 +337,10 @@ _FORK_WATCH: weakref.WeakSet[LoopThread] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
-    global _OPEN_LOCK
-    _OPEN_LOCK = threading.Lock()
+    global _open_lock
+    _open_lock = threading.Lock()
     for loop_thread in list(_FORK_WATCH):
-        loop_thread._after_fork_in_child()
+        loop_thread.after_fork_in_child()
 
 
 def _close_all_at_exit() -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from finalpos_async._pagination import AsyncPaginator, Page
 
 if TYPE_CHECKING:
-    from ._base_client import BaseSyncClient
+    from ._resource import Runner
 
 __all__ = ["Page", "SyncPaginator"]
 
@@ -30,10 +30,10 @@ class SyncPaginator(Generic[_T]):
     abandoned half-way) without holding anything on the loop between pages.
     """
 
-    __slots__ = ("_client", "_paginator")
+    __slots__ = ("_paginator", "_run")
 
-    def __init__(self, client: BaseSyncClient, paginator: AsyncPaginator[_T]) -> None:
-        self._client = client
+    def __init__(self, run: Runner, paginator: AsyncPaginator[_T]) -> None:
+        self._run = run
         self._paginator = paginator
 
     def __repr__(self) -> str:
@@ -41,13 +41,13 @@ class SyncPaginator(Generic[_T]):
 
     def first_page(self) -> Page[_T]:
         """The first page (one request), like `await paginator` on the async side."""
-        return self._client._run(self._paginator._first_page())
+        return self._run(self._paginator.first_page())
 
     def pages(self) -> Iterator[Page[_T]]:
         """Yield each page in turn, fetching the next only when asked for it."""
-        walk = self._paginator._walk()
+        walk = self._paginator.walk()
         while walk.next_skip is not None:
-            page = self._client._run(self._paginator._fetch_page(walk.next_skip))
+            page = self._run(self._paginator.fetch_page(walk.next_skip))
             walk.advance(page)
             yield page
             del page  # not held while the next page is fetched (see `__iter__`)
@@ -55,9 +55,9 @@ class SyncPaginator(Generic[_T]):
     def __iter__(self) -> Iterator[_T]:
         # The page loop again rather than `for page in self.pages()`: that loop variable would
         # keep the previous page alive while the next one is fetched.
-        walk = self._paginator._walk()
+        walk = self._paginator.walk()
         while walk.next_skip is not None:
-            page = self._client._run(self._paginator._fetch_page(walk.next_skip))
+            page = self._run(self._paginator.fetch_page(walk.next_skip))
             walk.advance(page)
             items = page.items
             del page

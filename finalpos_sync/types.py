@@ -115,7 +115,7 @@ __all__ = [
     "ZapierTrigger",
 ]
 
-# Imported on first access (sdk-anchors pitfall 24, import cost): building the models
+# Imported on first access, because of import cost: building the models
 # and the cattrs converter is most of the package's import time, and a script that
 # only catches an error or makes a client must not pay for it. Name -> module.
 _LAZY = {

@@ -16,6 +16,10 @@ What the generator writes:
   `Async<Resource>WithRawResponse` twin;
 - resources/__init__.py: `AsyncResourcesMixin`, the client's resource attributes.
 
+A model field is required when the spec's `required` list names it or when
+`REQUIRED_IN_RESPONSES` in scripts/operations.py does (the record ids, which the spec never marks
+required); the generator refuses a spec whose answered entities have an id not in that table.
+
 Output is passed through `ruff format` so that --check is stable.
 """
 
@@ -33,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from operations import OPERATIONS
+from operations import OPERATIONS, REQUIRED_IN_RESPONSES
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "finalpos_async"
@@ -78,12 +82,34 @@ def model_name(schema: str) -> str:
     return schema.removesuffix("Dto")
 
 
+# Where the spec's descriptions say which docs page a detail was read from: that is provenance
+# for the spec's maintainers (its `x-docs-sources` / `x-guessed` say it too), not something a
+# user of the generated model can follow, so docstrings leave it out.
+_PROVENANCE = re.compile(
+    r"\.md\b|\bexcerpt\b|\bcurl\b|name chosen by us|schema name ours", re.IGNORECASE
+)
+_PARENTHESES = re.compile(r"\s*\([^()]*\)")
+_SENTENCE_END = re.compile(r"(?<=[.;])\s+(?=[A-Z'(])")
+
+
+def without_provenance(text: str) -> str:
+    """`text` without the parentheses and sentences that cite where the spec was read from."""
+    if not _PROVENANCE.search(text):
+        return text
+    text = _PARENTHESES.sub(lambda m: "" if _PROVENANCE.search(m.group(0)) else m.group(0), text)
+    kept = [part for part in _SENTENCE_END.split(text) if not _PROVENANCE.search(part)]
+    result = " ".join(kept).strip()
+    if result and result[-1] not in ".!?":
+        result = result.rstrip(";, ") + "."
+    return result
+
+
 def clean(text: str) -> str:
     """Docstring-safe text: no backslashes or triple quotes, ASCII punctuation."""
     replacements = {"\\": "/", '"""': "'''", "\u2026": "...", "\u2013": "-", "\u2014": "-"}
     for bad, good in replacements.items():
         text = text.replace(bad, good)
-    return " ".join(text.split())
+    return without_provenance(" ".join(text.split()))
 
 
 def docstring(text: str, indent: int) -> list[str]:
@@ -123,11 +149,19 @@ def args_section(entries: list[tuple[str, str]], indent: int) -> str:
 class Field:
     """One schema property: its names, its annotations on the model and as a method argument."""
 
-    def __init__(self, wire: str, prop: dict[str, Any], required: bool) -> None:
+    def __init__(
+        self, wire: str, prop: dict[str, Any], required: bool, *, sdk_required: bool = False
+    ) -> None:
         self.wire = wire
         self.name = snake(wire)
-        self.required = required
+        self.required = required or sdk_required
         self.description = clean(prop.get("description", "")) or f"The `{wire}` field."
+        if sdk_required and not required:
+            # Said on the attribute, since the spec (which users may read) does not say it.
+            self.description += (
+                " Required by the SDK though the spec does not mark it so: a response without"
+                " it raises `ResponseValidationError`."
+            )
         self.refs: set[str] = set()
         self.model_type, self.param_type = self._types(prop)
 
@@ -167,9 +201,15 @@ class Model:
         self.schema_name = schema_name
         self.name = model_name(schema_name)
         required = set(schema.get("required", []))
+        sdk_required = set(REQUIRED_IN_RESPONSES.get(schema_name, ()))
+        properties = schema.get("properties", {})
+        if sdk_required - set(properties):
+            raise SystemExit(
+                f"REQUIRED_IN_RESPONSES: {schema_name} has no property {sorted(sdk_required)}"
+            )
         self.fields = [
-            Field(wire, prop, wire in required)
-            for wire, prop in schema.get("properties", {}).items()
+            Field(wire, prop, wire in required, sdk_required=wire in sdk_required)
+            for wire, prop in properties.items()
         ]
         self.refs = set().union(*(f.refs for f in self.fields)) if self.fields else set()
         self.description = clean(schema.get("description", "")) or f"The `{schema_name}` schema."
@@ -209,6 +249,26 @@ class Operation:
         return {n for n in (self.body, self.result) if n and not n.startswith("dict")}
 
 
+def check_required_ids(models: dict[str, Model], operations: list[Operation]) -> None:
+    """Every entity an operation answers with that has an `id` requires it (see operations.py)."""
+    unknown = sorted(set(REQUIRED_IN_RESPONSES) - {m.schema_name for m in models.values()})
+    if unknown:
+        raise SystemExit(f"REQUIRED_IN_RESPONSES names schemas the spec lacks: {unknown}")
+    missing = sorted(
+        {
+            models[op.result].schema_name
+            for op in operations
+            if op.result in models
+            and any(f.wire == "id" and not f.required for f in models[op.result].fields)
+        }
+    )
+    if missing:
+        raise SystemExit(
+            f"{missing}: answered by an operation, with an optional `id`; add them to"
+            " REQUIRED_IN_RESPONSES in scripts/operations.py"
+        )
+
+
 def ref_name(schema: dict[str, Any]) -> str | None:
     ref = schema.get("$ref")
     return model_name(ref.rsplit("/", 1)[1]) if ref else None
@@ -228,6 +288,7 @@ def load() -> tuple[dict[str, Any], dict[str, Model], list[Operation]]:
     if missing or untyped:
         raise SystemExit(f"operations.py vs spec: missing {missing}, not in the table {untyped}")
     operations = [Operation(r, m, i, *by_id[i]) for r, m, i in OPERATIONS]
+    check_required_ids(models, operations)
     # A model lives with the only resource that uses it, or in `shared`.
     users: dict[str, set[str]] = defaultdict(set)
 
@@ -272,7 +333,9 @@ def render_model(model: Model) -> str:
         lines += ["", f"    {decl}", indented(docstring(field.description, 4), 4)]
     lines += [
         "",
-        "    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)",
+        # `lambda: {}` rather than `dict`: a type checker infers `dict[Unknown, Unknown]` from
+        # the bare `dict` factory (pyright strict reports it); the lambda is typed by the field.
+        "    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)",
         '    """Fields the API sent that the spec does not list; sent back on write, not compared.',
         "",
         "    Keyed by wire name (for example the custom-table fields of a customer).",
@@ -338,7 +401,8 @@ def render_types_init(models: dict[str, Model]) -> str:
     """The package of models, loading each module on first use of one of its names.
 
     Importing every model module costs about 100 ms (attrs builds each class at import), so
-    `import finalpos_async` must not do it (sdk-anchors pitfall 24): a module `__getattr__`
+    `import finalpos_async` must not do it (a script that only catches an error, or pytest
+    loading the plugin, would pay for every model): a module `__getattr__`
     imports `types/<module>.py` when one of its names is first asked for. Type checkers see
     the names through the `TYPE_CHECKING` imports.
     """
@@ -486,10 +550,11 @@ def render_call(op: Operation, body_model: Model | None, query: list[tuple[str, 
         ]
         return out
     cast = "dict" if op.result.startswith("dict") else op.result
-    # The client's `_request` directly, then `_parse`: one coroutine layer less per call than
-    # `AsyncAPIResource._request` (the client drops `None` query values itself).
+    # The client's request function (`AsyncFinalPOS._request`, handed to the resource) directly,
+    # then `_parse`: one coroutine layer less per call than `AsyncAPIResource._request` (the
+    # client drops `None` query values itself).
     out += [
-        "raw = await self._client._request(",
+        "raw = await self._send(",
         f'    "{op.http}",',
         f"    {python_path(op)},",
     ]
@@ -579,10 +644,10 @@ def render_resources_init(resources: list[str]) -> str:
         "from __future__ import annotations",
         "",
         "from functools import cached_property",
-        "from typing import TYPE_CHECKING, cast",
+        "from typing import TYPE_CHECKING",
         "",
         "if TYPE_CHECKING:",
-        "    from .._resource import SupportsRequest",
+        "    from .._resource import RequestSender",
     ]
     for res in resources:
         lines.append(f"    from .{res} import Async{pascal(res)}")
@@ -599,6 +664,10 @@ def render_resources_init(resources: list[str]) -> str:
         "class AsyncResourcesMixin:",
         '    """The API resources as attributes of `AsyncFinalPOS` (`client.customers`, ...)."""',
         "",
+        "    def _sender(self) -> RequestSender:",
+        '        """The request function the resources get: `AsyncFinalPOS._request`."""',
+        "        raise NotImplementedError",
+        "",
     ]
     for res in resources:
         cls = f"Async{pascal(res)}"
@@ -608,7 +677,7 @@ def render_resources_init(resources: list[str]) -> str:
             f'        """The `{res}` operations."""',
             f"        from .{res} import {cls}",
             "",
-            f'        return {cls}(cast("SupportsRequest", self))',
+            f"        return {cls}(self._sender())",
             "",
         ]
     return "\n".join(lines).rstrip() + "\n"

@@ -51,7 +51,7 @@ CLIENT_HANDWRITTEN = frozenset({"close", "is_closed"})
 # Async-only members with no sync twin (the parity test allows exactly these): none today.
 ASYNC_ONLY: frozenset[str] = frozenset()
 # Async classes whose sync twin is hand-written (it carries logic, not just delegation): a member
-# returning one becomes `Twin(client, lambda c: c.member)`, like a resource attribute.
+# returning one becomes `Twin(client, run, lambda c: c.member)`, like a resource attribute.
 HANDWRITTEN_TWINS = {"BulkRunner": ("finalpos_sync._bulk", "SyncBulkRunner")}
 # Docstring sentences that only make sense in async code, and their sync wording.
 DOC_REWRITES = {
@@ -405,9 +405,10 @@ def render_class(cls: type, sync_name: str, mod: Module, *, is_client: bool) -> 
         mod.need("SyncResource", this)
         doc = docstring_source(cls, 4)
         head = f"class {sync_name}(SyncResource[{async_name}]):" + (f"\n    {doc}" if doc else "")
+        # `self._run` is the client's runner, handed to every twin it builds (see SyncResource).
         target, run, client, get = (
             "self._async()",
-            "self._client._run",
+            "self._run",
             "self._client",
             "self._get(c)",
         )
@@ -436,21 +437,21 @@ def render_class(cls: type, sync_name: str, mod: Module, *, is_client: bool) -> 
             if twin is not None and isinstance(member, functools.cached_property):
                 decorator = "@cached_property"
                 mod.need("cached_property", this)
-                body = f"return {twin}({client}, lambda c: {get}.{name})"
+                body = f"return {twin}({client}, {run}, lambda c: {get}.{name})"
             elif twin is not None:  # a plain property makes a new object per access: so do we
                 decorator = "@property"
-                body = f"return {twin}({client}, lambda c: {get}.{name})"
+                body = f"return {twin}({client}, {run}, lambda c: {get}.{name})"
             else:
                 decorator = "@property"
                 body = f"return {target}.{name}"
         elif inspect.iscoroutinefunction(func):
             body = f"return {run}({target}.{name}({args}))"
         elif returns.startswith("SyncPaginator["):
-            body = f"return SyncPaginator({client}, {target}.{name}({args}))"
+            body = f"return SyncPaginator({run}, {target}.{name}({args}))"
         elif is_client and (returns == sync_name or returns in mod.typevars):
             body = f"return self._view(lambda c: c.{name}({args}))"
         elif twin is not None:
-            body = f"return {twin}({client}, lambda c: {get}.{name}({args}))"
+            body = f"return {twin}({client}, {run}, lambda c: {get}.{name}({args}))"
         else:
             body = f"return {target}.{name}({args})"
         out.append(method(name, params, returns, doc, body, decorator))
@@ -478,7 +479,7 @@ def render_raw(cls: type, raw: list[tuple[str, str, str, str]], mod: Module) -> 
         )
         mod.need_text(returns, wrapper_module)
         doc = docstring_source(func, 8)
-        body = f"return self._client._run(self._async().{name}({', '.join(call)}))"
+        body = f"return self._run(self._async().{name}({', '.join(call)}))"
         out.append(method(name, params, returns, doc, body))
     return "\n\n".join(out)
 
@@ -660,7 +661,7 @@ def render_reexports(
     lines += ["", "__all__ = [", *(f'    "{n}",' for n in sorted(names)), "]", ""]
     if lazy:
         lines += [
-            "# Imported on first access (sdk-anchors pitfall 24, import cost): building the models",
+            "# Imported on first access, because of import cost: building the models",
             "# and the cattrs converter is most of the package's import time, and a script that",
             "# only catches an error or makes a client must not pay for it. Name -> module.",
             "_LAZY = {",
@@ -691,7 +692,7 @@ def lazy_resource_imports(body: str, mod: Module, resources: list[str]) -> str:
         if module in resources:
             mod.imports[name] = (module, original, True)
             for i, line in enumerate(lines):
-                if line.strip().startswith(f"return {name}(self, lambda c:"):
+                if line.strip().startswith(f"return {name}(self, self._run, lambda c:"):
                     indent = line[: len(line) - len(line.lstrip())]
                     lines[i] = f"{indent}from {module} import {name}\n\n{line}"
     return "\n".join(lines)

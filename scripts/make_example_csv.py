@@ -7,7 +7,7 @@
 The rows are generated from a fixed seed, so the committed `examples/customers.csv` is
 re-created byte for byte. Headers are snake_case with dotted nested fields (`billing.city`) to
 show what the importer accepts. `--invalid N` rows are deliberately broken, each in a different
-way (missing required field, bad email, malformed JSON list, ...), so the import shows how bad rows
+way (missing required field, wrong type, malformed JSON list, ...), so the import shows how bad rows
 are reported; their line numbers are printed.
 """
 
@@ -93,7 +93,8 @@ STREETS = ["Main St", "Market St", "Harbour Rd", "Elm Ave", "King St W", "Rua Au
 # (what is wrong, how to break a good row): each shows a different validation message.
 BREAKAGES = [
     ("missing email", lambda row: row.update({"email": ""})),
-    ("email without @", lambda row: row.update({"email": row["email"].replace("@", " at ")})),
+    # a type the spec rules out (an email without @ would not do: the spec gives email no format)
+    ("tags: a number where text is expected", lambda row: row.update({"tags": '[7, "vip"]'})),
     ("missing last name", lambda row: row.update({"last_name": ""})),
     ("tags: malformed JSON list", lambda row: row.update({"tags": '["vip", "loyal"'})),
     ("metadata: not a JSON array", lambda row: row.update({"metadata": "tier=gold"})),

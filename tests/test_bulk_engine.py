@@ -20,7 +20,7 @@ import attrs
 import pytest
 from sandbox_proc import duplicates, records
 
-from finalpos_async import AsyncFinalPOS
+from finalpos_async import APIConnectionError, AsyncFinalPOS
 from finalpos_async.bulk import (
     BulkRunner,
     ItemStatus,
@@ -837,6 +837,14 @@ async def test_a_target_that_lost_the_journaled_records_is_refused_before_sendin
     assert create.calls == {"ann": 1, "bob": 1, "cid": 1, "dan": 1}
     assert await stored(finalpos_sandbox) == []
 
+    # A check that cannot tell (a 5xx, a timeout) does not refuse: only 404s prove a loss.
+    async def flaky_retrieve(ident: str) -> Any:
+        raise APIConnectionError("connection reset while checking")
+
+    rerun = await finalpos_client.bulk.run(create, rows, journal=path, retrieve=flaky_retrieve)
+    assert rerun.skipped == 4  # the journal is trusted; nothing was sent
+    assert create.calls == {"ann": 1, "bob": 1, "cid": 1, "dan": 1}
+
 
 @FAST_RETRIES
 @pytest.mark.parametrize("stop_on_fatal", [True, False])
@@ -927,3 +935,22 @@ async def test_an_outage_answering_5xx_stops_the_run_before_every_row_is_unknown
     assert report.submitted == report.unknown
     assert report.attempts == report.unknown  # none of them was repeated
     assert len(created) == report.unknown  # each created once, none twice
+
+
+async def test_a_journal_with_an_in_memory_sandbox_warns_and_is_never_resumed_elsewhere(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "j.db"
+    rows = [person("ann"), person("bob")]
+    async with AsyncFinalPOS(sandbox=True) as client:
+        report = await client.bulk.run(client.customers.create, rows, journal=path)
+    assert report.succeeded == 2
+    assert "in-memory sandbox" in caplog.text
+    # That sandbox died with its client: a new one (even at the same URL) holds nothing, and the
+    # journal says nothing about it, so it is refused before anything is sent.
+    async with AsyncFinalPOS(sandbox=True) as client:
+        job = client.bulk.run(client.customers.create, rows, journal=path)
+        with pytest.raises(JournalMismatchError, match="in-memory sandbox"):
+            await job
+        assert job.report.submitted == 0
+        assert await client.request("GET", "/v1/api/customers") == []

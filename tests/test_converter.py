@@ -39,6 +39,8 @@ from finalpos_async._converter import (
 def test_a_value_that_does_not_fit_names_the_path_and_the_received_type(
     data: Any, path: str, received: str
 ) -> None:
+    if isinstance(data, dict):
+        data = {"id": "c1", **data}  # the id is required; these are about the other fields
     with pytest.raises(FieldError) as caught:
         structure(data, types.Customer)
     assert caught.value.path_str == path
@@ -53,9 +55,24 @@ def test_a_missing_required_field_is_a_value_error_too() -> None:
     assert caught.value.path_str == "message"
 
 
+def test_a_response_without_its_id_names_the_id() -> None:
+    # The spec lists no required fields on entities; the SDK requires the id (operations.py).
+    with pytest.raises(MissingFieldError) as caught:
+        structure({"email": "a@b.c"}, types.Customer)
+    assert caught.value.path_str == "id"
+    with pytest.raises(FieldError, match="id: expected string, got null"):
+        structure({"id": None, "email": "a@b.c"}, types.Customer)
+    with pytest.raises(MissingFieldError) as caught:
+        structure({"_id": {}, "companyId": {"$oid": "c"}, "tableId": {"$oid": "t"}},
+                  types.CustomTableRow)  # fmt: skip
+    assert caught.value.path_str == "_id.$oid"
+    # Timestamps stay optional: the spec does not require them either.
+    assert structure({"id": "c1"}, types.Customer).created_at is None
+
+
 def test_list_items_are_named_by_index() -> None:
     with pytest.raises(FieldError) as caught:
-        structure_list([{"id": "a"}, {"id": "b"}, {"email": []}], types.Customer)
+        structure_list([{"id": "a"}, {"id": "b"}, {"id": "c", "email": []}], types.Customer)
     assert caught.value.path_str == "[2].email"
 
 
@@ -73,7 +90,7 @@ def test_list_items_are_named_by_index() -> None:
     ],
 )
 def test_timestamps_are_timezone_aware(text: str, expected: datetime) -> None:
-    value = structure({"createdAt": text}, types.Customer).created_at
+    value = structure({"id": "c1", "createdAt": text}, types.Customer).created_at
     assert value == expected
     assert value is not None
     assert value.tzinfo is not None
@@ -82,39 +99,44 @@ def test_timestamps_are_timezone_aware(text: str, expected: datetime) -> None:
 def test_timestamps_go_back_with_milliseconds_or_finer_precision() -> None:
     at = datetime(2025, 1, 2, 3, 4, 5, 600000, timezone.utc)
     assert (
-        unstructure(types.Customer(created_at=at))["createdAt"] == "2025-01-02T03:04:05.600+00:00"
+        unstructure(types.Customer(id="c1", created_at=at))["createdAt"]
+        == "2025-01-02T03:04:05.600+00:00"
     )
     fine = at.replace(microsecond=123456)
-    assert unstructure(types.Customer(created_at=fine))["createdAt"].endswith("05.123456+00:00")
+    assert unstructure(types.Customer(id="c1", created_at=fine))["createdAt"].endswith(
+        "05.123456+00:00"
+    )
 
 
 def test_a_naive_datetime_is_refused_on_the_way_out() -> None:
     with pytest.raises(FieldError, match="created_at: expected a timezone-aware datetime"):
-        unstructure(types.Customer(created_at=datetime(2025, 1, 1)))
+        unstructure(types.Customer(id="c1", created_at=datetime(2025, 1, 1)))
 
 
 def test_money_never_goes_through_float() -> None:
-    assert unstructure(types.Customer(total_spent=Decimal("0.10")))["totalSpent"] == "0.10"
+    assert unstructure(types.Customer(id="c1", total_spent=Decimal("0.10")))["totalSpent"] == "0.10"
     big = "123456789012345678901234.99"
-    assert unstructure(structure({"totalSpent": big}, types.Customer))["totalSpent"] == big
+    assert (
+        unstructure(structure({"id": "c1", "totalSpent": big}, types.Customer))["totalSpent"] == big
+    )
     with pytest.raises(FieldError, match="total_spent"):
-        unstructure(types.Customer(total_spent=0.1))  # type: ignore[arg-type]
+        unstructure(types.Customer(id="c1", total_spent=0.1))  # type: ignore[arg-type]
     with pytest.raises(FieldError, match="total_spent"):
         unstructure_params(types.CreateCustomer, {"total_spent": 19.99})
 
 
 def test_number_fields_keep_integers_as_integers() -> None:
-    variant = structure({"price": 100, "salePrice": 89.5}, types.Variant)
+    variant = structure({"id": "v1", "price": 100, "salePrice": 89.5}, types.Variant)
     assert variant.price == 100
     assert type(variant.price) is int
-    assert unstructure(variant) == {"price": 100, "salePrice": 89.5}
+    assert unstructure(variant) == {"id": "v1", "price": 100, "salePrice": 89.5}
     with pytest.raises(FieldError, match="price: expected number, got boolean"):
-        structure({"price": True}, types.Variant)
+        structure({"id": "v1", "price": True}, types.Variant)
 
 
 def test_unstructure_checks_types_of_hand_built_models() -> None:
     with pytest.raises(FieldError, match=r"billing"):
-        unstructure(types.Customer(billing={"city": "Paris"}))  # type: ignore[arg-type]
+        unstructure(types.Customer(id="c1", billing={"city": "Paris"}))  # type: ignore[arg-type]
     with pytest.raises(MissingFieldError, match="value"):
         unstructure(types.Metadata(key="k", value=None))  # type: ignore[arg-type]
 
@@ -156,10 +178,10 @@ def test_structure_does_not_mutate_its_input_and_str_subclasses_are_accepted() -
     class Name(str):
         pass
 
-    data = {"firstName": Name("Ann"), "unknown": 1}
+    data = {"id": "c1", "firstName": Name("Ann"), "unknown": 1}
     customer = structure(data, types.Customer)
     assert customer.first_name == "Ann"
-    assert data == {"firstName": "Ann", "unknown": 1}
+    assert data == {"id": "c1", "firstName": "Ann", "unknown": 1}
 
 
 def test_attrs_classes_that_are_not_api_models_keep_cattrs_defaults() -> None:

@@ -492,7 +492,7 @@ async def test_html_200_gives_a_response_validation_error_with_the_response(
 
 
 async def test_wrong_field_types_name_the_field(hostile_server: HostileServer) -> None:
-    body = _encode({"_id": "c1", "email": "a@b.c", "firstName": "A", "lastName": "B",
+    body = _encode({"id": "c1", "email": "a@b.c", "firstName": "A", "lastName": "B",
                     "totalSpent": {"amount": 3}})  # fmt: skip
     hostile_server.reply = Reply(body=body)
     async with make_client(hostile_server) as client:
@@ -548,13 +548,15 @@ def _read_operations() -> list[tuple[str, str, tuple[str, ...]]]:
     """(resource, method, required argument names) for operations callable with string ids."""
     import inspect
 
+    from finalpos_async._resource import AsyncAPIResource
+
     client = AsyncFinalPOS(api_key="sk_test_hostile", base_url="http://127.0.0.1:9")
     found = []
     for attr in sorted(dir(client)):
         if attr.startswith("_") or attr == "bulk":
             continue
         resource = getattr(client, attr, None)
-        if not hasattr(resource, "_client"):
+        if not isinstance(resource, AsyncAPIResource):
             continue
         for name, function in inspect.getmembers(type(resource), inspect.isfunction):
             if name.startswith("_") or name.startswith(("create", "update")):

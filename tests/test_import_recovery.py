@@ -275,9 +275,18 @@ async def test_lost_answers_with_a_natural_key_are_looked_up_even_when_keys_are_
 # -- 3. double Ctrl-C, then both ways on, in both orders -----------------------------------------
 
 
-@pytest.mark.parametrize("order", ["failed-file-first", "rerun-first"])
+@pytest.mark.parametrize(
+    ("order", "gaps"),
+    [
+        ("failed-file-first", [0.0]),
+        ("rerun-first", [0.0]),
+        # Presses a person makes: the second as the drain ends, a third while the summary is
+        # written; neither may cost the failed-rows file or the instruction.
+        ("failed-file-first", [0.05, 0.1]),
+    ],
+)
 async def test_double_ctrl_c_prints_one_instruction_and_both_ways_on_are_safe(
-    tmp_path: Path, order: str
+    tmp_path: Path, order: str, gaps: list[float]
 ) -> None:
     source = tmp_path / "c.csv"
     names = [f"c{n:05d}" for n in range(3000)]
@@ -298,17 +307,23 @@ async def test_double_ctrl_c_prints_one_instruction_and_both_ways_on_are_safe(
             assert loop.time() < deadline, "the import made no progress"
             await asyncio.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        proc.send_signal(signal.SIGINT)
+        for gap in gaps:
+            await asyncio.sleep(gap)  # the gap between two presses is what is tested here
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGINT)
         _, err = await asyncio.wait_for(proc.communicate(), 60)
         stderr = err.decode()
-        assert proc.returncode == 130, stderr
+        # 130, or killed by a last press that came as the process was exiting, which a shell
+        # reports as 130 too: either way after the summary and the instruction were written.
+        assert proc.returncode in (130, -signal.SIGINT), stderr
         assert len(re.findall(r"To finish:", stderr)) == 1
         failed = tmp_path / "c.csv.failed.jsonl"
         assert failed_rows(failed)
 
         rerun = [*target(sb), "import", "customers", str(source)]
         printed = instruction(stderr)
-        assert printed[-1] == str(failed)
+        assert str(failed) in printed
+        assert printed[printed.index("--rate") + 1] == "400.0"  # its own options repeated
         steps = [None, rerun] if order == "failed-file-first" else [rerun, None]
         for step in steps:
             if step is None:

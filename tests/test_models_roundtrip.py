@@ -12,7 +12,7 @@ import pytest
 from spec_examples import SCHEMAS, model_name, operation_examples, schema_examples
 
 from finalpos_async import types
-from finalpos_async._converter import structure, unstructure
+from finalpos_async._converter import MissingFieldError, structure, unstructure
 
 
 def model_for(schema_name: str) -> type:
@@ -39,6 +39,70 @@ def test_operation_example_round_trips_to_the_same_json(
 
 def test_every_schema_has_a_model_and_every_model_is_exported() -> None:
     assert {model_name(n) for n in SCHEMAS} == set(types.__all__)
+
+
+def _required_in_responses() -> dict[str, tuple[str, ...]]:
+    import importlib.util
+
+    from spec_examples import ROOT
+
+    spec = importlib.util.spec_from_file_location("operations", ROOT / "scripts" / "operations.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.REQUIRED_IN_RESPONSES  # type: ignore[no-any-return]
+
+
+def test_a_model_requires_what_the_spec_requires_plus_the_record_ids() -> None:
+    # The rule (scripts/operations.py): the spec's `required` lists, plus the id of every entity
+    # an operation answers with; timestamps stay optional, as the spec has them.
+    extra_required = _required_in_responses()
+    for name, schema in SCHEMAS.items():
+        model = model_for(name)
+        wire = {
+            f.name: f.metadata.get("wire", f.name) for f in attrs.fields(model) if f.name != "extra"
+        }
+        required = {
+            f.name for f in attrs.fields(model) if f.name != "extra" and f.default is attrs.NOTHING
+        }
+        expected = set(schema.get("required", [])) | set(extra_required.get(name, ()))
+        assert {wire[n] if wire[n] != n else _camel(n) for n in required} == expected, name
+
+
+def test_the_generator_refuses_an_answered_entity_whose_id_is_not_required(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+    import sys
+
+    from spec_examples import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    spec = importlib.util.spec_from_file_location("generate", ROOT / "scripts" / "generate.py")
+    assert spec is not None
+    assert spec.loader is not None
+    generate = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "generate", generate)
+    spec.loader.exec_module(generate)
+    generate.load()  # the table as it is: accepted
+    table = {k: v for k, v in generate.REQUIRED_IN_RESPONSES.items() if k != "CustomerDto"}
+    monkeypatch.setattr(generate, "REQUIRED_IN_RESPONSES", table)
+    with pytest.raises(SystemExit, match="CustomerDto"):
+        generate.load()
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def test_an_entity_body_without_its_id_is_refused_but_timestamps_may_be_missing() -> None:
+    with pytest.raises(MissingFieldError) as caught:
+        structure({"email": "a@b.c"}, types.Customer)
+    assert caught.value.path_str == "id"
+    customer = structure({"id": "c1"}, types.Customer)
+    assert (customer.created_at, customer.updated_at) == (None, None)
 
 
 def test_money_is_decimal_and_timestamps_are_aware_datetimes() -> None:

@@ -178,10 +178,10 @@ async def test_the_step_by_step_protocol_of_the_class_docstring(
     scripted_server.play(ok(customers(1, 2)), ok([]))
     async with scripted_server.client() as client:
         paginator = client.customers.list(limit=2)
-        walk = paginator._walk()
+        walk = paginator.walk()
         skips = []
         while walk.next_skip is not None:
             skips.append(walk.next_skip)
-            page = await paginator._fetch_page(walk.next_skip)
+            page = await paginator.fetch_page(walk.next_skip)
             walk.advance(page)
     assert skips == [0, 2]

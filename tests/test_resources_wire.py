@@ -239,6 +239,47 @@ async def test_missing_required_response_field_is_reported(
     assert caught.value.field_path == "message"
 
 
+async def test_an_entity_without_its_id_raises_response_validation_error_naming_id(
+    scripted_server: ScriptedServer,
+) -> None:
+    # The spec's entity schemas require nothing; the SDK requires the id (scripts/operations.py),
+    # so `customer.id` is a `str` and a body without one is an error, not a Customer(id=None).
+    scripted_server.play(ok({"email": "a@b.c"}), ok([{"id": "c1"}, {"email": "a@b.c"}]))
+    async with scripted_server.client() as client:
+        with pytest.raises(ResponseValidationError) as caught:
+            await client.customers.retrieve("c1")
+        assert caught.value.field_path == "id"
+        assert "Customer" in str(caught.value)
+        with pytest.raises(ResponseValidationError) as caught:
+            await client.customers.list()
+        assert caught.value.field_path == "[1].id"
+        # The raw twin reports the same when its body is parsed.
+        scripted_server.play(ok({"email": "a@b.c"}))
+        raw = await client.customers.with_raw_response.retrieve("c1")
+        with pytest.raises(ResponseValidationError) as caught:
+            raw.parse()
+        assert caught.value.field_path == "id"
+
+
+def test_every_entity_an_operation_answers_with_requires_its_id() -> None:
+    import attrs
+
+    for attribute, method, op_id in OPERATIONS:
+        schema = ok_schema(BY_ID[op_id][2])
+        ref = (schema.get("items", {}) if method.startswith("list") else schema).get("$ref")
+        if ref is None:
+            continue
+        model = getattr(types, model_name(ref.rsplit("/", 1)[1]))
+        fields = attrs.fields_dict(model)
+        if "id" in fields:
+            assert fields["id"].default is attrs.NOTHING, (attribute, method)
+            assert model.__annotations__["id"] in ("str", "ObjectId"), (attribute, method)
+        # Timestamps follow the spec, which does not require them.
+        for name in ("created_at", "updated_at"):
+            if name in fields:
+                assert fields[name].default is None, (model, name)
+
+
 async def test_delete_returns_the_delete_response_model(scripted_server: ScriptedServer) -> None:
     scripted_server.play(ok({"statusCode": 200, "message": "Resource with Id c1 deleted"}))
     async with scripted_server.client() as client:
@@ -280,7 +321,6 @@ async def test_custom_fields_survive_read_modify_write_through_the_sandbox(
         billing={"city": "Paris"},
         extra_body={"loyaltyTier": "gold"},
     )
-    assert made.id is not None
     fetched = await customers.retrieve(made.id)
     assert fetched == made
     assert fetched.extra == {"loyaltyTier": "gold"}

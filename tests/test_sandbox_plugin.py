@@ -1,7 +1,14 @@
-"""The pytest plugin's fixtures, and the SDK client against scripted sandbox faults."""
+"""The pytest plugin: its fixtures, its import cost, the README example, and scripted faults."""
 
 from __future__ import annotations
 
+import json
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,29 +70,95 @@ def test_the_sync_client_fixture_is_bound_to_a_threaded_sandbox(finalpos_sync_cl
     assert finalpos_sync_client.outlets.retrieve(outlet.id) == outlet
 
 
-README_EXAMPLE = """
+README = Path(__file__).parent.parent / "README.md"
+
+
+def readme_pytest_example() -> str:
+    """The README's pytest snippet, read from the README itself so the test runs what it says."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("**pytest fixtures**") :]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start : section.index("```\n", start)]
+
+
+def test_the_documented_example_passes_in_a_project_with_no_pytest_config(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_users_code=readme_pytest_example())
+    # A new process, no ini file, no -o: what a user who copies the snippet runs.
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=3)
+    # pytest-asyncio's default mode ("strict", or "Mode.STRICT" in its header since 1.0)
+    result.stdout.re_match_lines([r"(?i)asyncio: mode=(mode\.)?strict\b"])
+    result.stdout.no_fnmatch_line("*not natively supported*")
+
+
+PLUGIN_MODULE = "finalpos_async.sandbox.pytest_plugin"
+# What the plugin must not pull in on import: every pytest run of every project where the
+# package is installed loads it, and these cost 300 ms or more together.
+HEAVY = ("aiohttp", "attrs", "cattrs", "multidict", "yarl", "finalpos_async._client")
+
+_MEASURE_IMPORT = f"""
+import json, sys, time
 import pytest
-
-async def test_customer_round_trip(finalpos_client):
-    customer = await finalpos_client.customers.create(
-        email="ada@example.com", first_name="Ada", last_name="Lovelace"
-    )
-    assert (await finalpos_client.customers.retrieve(customer.id)).email == "ada@example.com"
-
-@pytest.mark.finalpos_sandbox(faults="rate-limit=50,burst=2,retry-after=0")
-async def test_my_code_survives_a_rate_limit(finalpos_client):
-    for _ in range(5):
-        await finalpos_client.customers.create(
-            email="ada@example.com", first_name="Ada", last_name="Lovelace"
-        )
-    assert len([c async for c in finalpos_client.customers.list()]) == 5
-
-def test_sync_code(finalpos_sync_client):
-    assert list(finalpos_sync_client.customers.list()) == []
+try:  # pytest loads pytest-asyncio in the same run anyway: not the plugin's cost
+    import pytest_asyncio
+except ImportError:
+    pass
+before = set(sys.modules)
+start = time.perf_counter()
+import {PLUGIN_MODULE}
+elapsed = time.perf_counter() - start
+print(json.dumps({{"ms": elapsed * 1000, "modules": sorted(set(sys.modules) - before)}}))
 """
 
 
-def test_the_documented_example_passes_in_a_users_project(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_users_code=README_EXAMPLE)
-    result = pytester.runpytest("-p", "no:cacheprovider", "-o", "asyncio_mode=auto")
-    result.assert_outcomes(passed=3)
+def test_the_entry_point_names_the_plugin_module() -> None:
+    plugins = {ep.name: ep.value for ep in entry_points(group="pytest11")}
+    assert plugins.get("finalpos") == PLUGIN_MODULE
+
+
+def test_loading_the_plugin_imports_neither_aiohttp_nor_the_sandbox(
+    record_property: Callable[[str, object], None],
+) -> None:
+    runs = []
+    for _ in range(5):
+        done = subprocess.run(
+            [sys.executable, "-c", _MEASURE_IMPORT],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        runs.append(json.loads(done.stdout))
+    modules = runs[0]["modules"]
+    median_ms = statistics.median(run["ms"] for run in runs)
+    print(
+        f"importing {PLUGIN_MODULE}: median {median_ms:.1f} ms over {len(runs)} runs, "
+        f"{len(modules)} new modules: {modules}"
+    )
+    record_property("plugin_import_ms", round(median_ms, 1))  # in --junit-xml reports
+    heavy = [
+        m
+        for m in modules
+        if m.split(".")[0] in HEAVY
+        or m in HEAVY
+        or (m.startswith("finalpos_async.sandbox.") and m != PLUGIN_MODULE)
+    ]
+    assert heavy == [], f"the plugin's import pulled in {heavy} ({median_ms:.1f} ms)"
+
+
+def test_a_fixture_imports_the_sandbox_when_first_used(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_lazy="""
+import sys
+
+def test_before_any_fixture():
+    assert "finalpos_async.sandbox._sandbox" not in sys.modules
+
+def test_with_the_fixture(finalpos_sandbox_thread):
+    assert "finalpos_async.sandbox._sandbox" in sys.modules
+    assert finalpos_sandbox_thread.url.startswith("http://127.0.0.1:")
+"""
+    )
+    pytester.runpytest_subprocess().assert_outcomes(passed=2)

@@ -192,7 +192,7 @@ def test_missing_or_bad_keys_are_reported_without_echoing_them(
     monkeypatch.delenv("FINALPOS_API_KEY", raising=False)
     with pytest.raises(FinalPOSError, match="FINALPOS_API_KEY"):
         AsyncFinalPOS(base_url="http://127.0.0.1:9")
-    with pytest.raises(ValueError, match="api_key contains control characters") as info:
+    with pytest.raises(ValueError, match="api_key has spaces or line breaks around it") as info:
         AsyncFinalPOS(SECRET + "\n", base_url="http://127.0.0.1:9")
     assert_no_secret("api_key error", str(info.value))
     with pytest.raises(ValueError, match="credentials") as url_error:

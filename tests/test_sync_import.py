@@ -106,7 +106,7 @@ def test_iteration_lets_go_of_a_page_before_fetching_the_next() -> None:
         for i in range(5):
             client.customers.create(email=f"c{i}@example.com", first_name="F", last_name="L")
         paginator = client.customers.list(limit=2)
-        fetch = paginator._paginator._fetch_page
+        fetch = paginator._paginator.fetch_page
         seen: list[weakref.ref[object]] = []
         alive_during_fetch: list[bool] = []
 
@@ -115,7 +115,7 @@ def test_iteration_lets_go_of_a_page_before_fetching_the_next() -> None:
             alive_during_fetch.append(any(ref() is not None for ref in seen))
             return fetch(skip)
 
-        paginator._paginator._fetch_page = watched_fetch  # type: ignore[method-assign]
+        paginator._paginator.fetch_page = watched_fetch  # type: ignore[method-assign]
         for customer in paginator:
             seen.append(weakref.ref(customer))
             del customer

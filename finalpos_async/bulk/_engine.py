@@ -42,7 +42,7 @@ from collections.abc import (
     Mapping,
 )
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import attrs
 
@@ -372,7 +372,7 @@ class BulkJob(Generic[_T]):
         self._aborted = False
         self._stop_deadline = 0.0
         self._wakeup: asyncio.Future[None] | None = None
-        self._iterator: AsyncIterator[ItemResult[_T]] | None = None
+        self._iterator: AsyncGenerator[ItemResult[_T], None] | None = None
         self._seen_digests: set[int] = set()
         self._repeats: collections.Counter[str] = collections.Counter()
         self._seen_keys: set[str] = set()
@@ -474,12 +474,12 @@ class BulkJob(Generic[_T]):
         # Leaving the block early (break, error) ends the run here, draining in-flight items,
         # instead of leaving it to the garbage collector.
         iterator = self._iterator
-        if iterator is not None and hasattr(iterator, "aclose"):
+        if iterator is not None:
             await iterator.aclose()
 
     # -- the run ---------------------------------------------------------------------------------
 
-    async def _run(self) -> AsyncIterator[ItemResult[_T]]:
+    async def _run(self) -> AsyncGenerator[ItemResult[_T], None]:
         report = self.report
         report.start()
         journal = self._journal
@@ -547,11 +547,15 @@ class BulkJob(Generic[_T]):
                 await self._retrieve(ident)
             except NotFoundError:
                 missing += 1
+            except FinalPOSError as exc:
+                # Inconclusive (a 5xx, a timeout): the check cannot tell, so it does not refuse;
+                # an unreachable target is then stopped by the run itself (`stop_on_fatal`).
+                log.warning("bulk run: could not check record %s in the target: %s", ident, exc)
         if missing == len(ids):
             binding = journal.binding
             where = binding.target if binding is not None else "the target"
             raise TargetChangedError(
-                f"journal {journal.path!r} says {ident!r} and others were created in {where}, "
+                f"journal {journal.path!r} says {ids[-1]!r} and others were created in {where}, "
                 f"but the target answers 404 for all {missing} checked: it was reset, or it is "
                 "not the server the journal was written for. Nothing was sent; give this run a "
                 "new journal file to import every row into it"
@@ -951,8 +955,9 @@ def _read(spec: KeySpec, item: Any, index: int, name: str) -> Any:
     if callable(spec):
         return spec(item)
     if isinstance(item, Mapping):
-        if spec in item:
-            return item[spec]
+        fields = cast("Mapping[str, Any]", item)
+        if spec in fields:
+            return fields[spec]
         raise KeyError(f"bulk item {index} has no field {spec!r} (the {name}= field)")
     for attr in (spec, _snake(spec)):
         if hasattr(item, attr):
@@ -1000,8 +1005,11 @@ def _raw_twin(operation: Callable[..., Awaitable[_T]]) -> Callable[..., Awaitabl
         raw_resource = owner.with_raw_response
     except AttributeError:
         return operation
-    twin = getattr(raw_resource, name, None)
-    return twin if callable(twin) else operation
+    twin: object = getattr(raw_resource, name, None)
+    if not callable(twin):
+        return operation
+    # The raw twin answers `RawResponse[_T]`; the engine unwraps it (see the docstring).
+    return cast("Callable[..., Awaitable[_T]]", twin)
 
 
 def _is_raw_response(value: object) -> bool:
@@ -1017,5 +1025,9 @@ def _attempts_of(error: BaseException) -> int:
 
 def _id_of(value: object) -> str | None:
     """The id of what the operation returned (a model's `id` or a mapping's `"id"`)."""
-    ident = value.get("id") if isinstance(value, Mapping) else getattr(value, "id", None)
+    ident: object = (
+        cast("Mapping[str, Any]", value).get("id")
+        if isinstance(value, Mapping)
+        else getattr(value, "id", None)
+    )
     return ident if isinstance(ident, str) else (str(ident) if ident is not None else None)

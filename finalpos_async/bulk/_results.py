@@ -119,7 +119,8 @@ class BulkReport:
     lookup_seconds: float = 0.0
     outcome: str = "running"
     stop_reason: str | None = None
-    failure_reasons: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    # A lambda, not the bare class: a bare `Counter` factory is typed `Counter[Unknown]`.
+    failure_reasons: collections.Counter[str] = attrs.field(factory=lambda: collections.Counter())
     started_at: datetime = attrs.field(factory=lambda: datetime.now(timezone.utc))
     finished_at: datetime | None = None
     _started: float = attrs.field(factory=time.monotonic, alias="_started")

@@ -202,6 +202,7 @@ def import_command(
         encoding=encoding,
         resend_unknown=resend_unknown,
         command_prefix=_command_prefix(click.get_current_context()),
+        rerun_flags=_rerun_flags(click.get_current_context()),
     )
     sys.exit(_guard(lambda: run_import(options, settings, _console())))
 
@@ -244,7 +245,7 @@ def export_command(
     console = _console()
 
     async def main() -> int:
-        async with connect(settings, console.print) as conn:
+        async with connect(settings, console.print, reads=True) as conn:
             if output is None:
                 count = await export(
                     conn.client, res, sys.stdout, fmt=fmt, page_size=page_size, limit=limit
@@ -281,7 +282,7 @@ def delete_command(settings: Settings, resource: str, ident: str) -> None:
 
 
 async def _single(settings: Settings, call: Any, resource: Resource, ident: str) -> int:
-    async with connect(settings, _console().print) as conn:
+    async with connect(settings, _console().print, reads=True) as conn:
         print_json(await call(conn.client, resource, ident))
     return 0
 
@@ -346,6 +347,25 @@ def sandbox_command(
         access_log=not quiet,
         honour_idempotency=not ignore_idempotency,
     )
+
+
+def _rerun_flags(ctx: click.Context) -> str:
+    """The import's own options given on the command line that a follow-up run should repeat.
+
+    Not --encoding (a failed-rows file is UTF-8), --key, --journal, --failed-file (its header
+    and its path carry them) or --format (the instruction adds it when needed).
+    """
+    words: list[str] = []
+    for name, flag in (
+        ("concurrency", "--concurrency"),
+        ("rate", "--rate"),
+        ("drain_timeout", "--drain-timeout"),
+    ):
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+            words += [flag, str(ctx.params[name])]
+    if ctx.params.get("resend_unknown"):
+        words.append("--resend-unknown")
+    return " ".join(words)
 
 
 def _command_prefix(ctx: click.Context) -> str:

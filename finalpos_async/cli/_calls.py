@@ -6,7 +6,7 @@ import csv
 import json
 import sys
 from collections.abc import AsyncIterator, Mapping
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from .._client import AsyncFinalPOS
 from .._constants import DEFAULT_PAGE_LIMIT
@@ -28,13 +28,16 @@ async def iterate(
     seen = 0
     previous_first: object = None
     while True:
-        raw = await client._request("GET", path, params={"skip": skip, "limit": page_size})
-        page = raw.json()
-        if not isinstance(page, list):
-            raise ValueError(f"GET {path} answered {type(page).__name__}, expected a JSON array")
+        answer: object = await client.request(
+            "GET", path, params={"skip": skip, "limit": page_size}
+        )
+        if not isinstance(answer, list):
+            raise ValueError(f"GET {path} answered {type(answer).__name__}, expected a JSON array")
+        page = cast("list[object]", answer)  # parsed JSON: its items are any JSON values
         if not page:
             return
-        first = page[0].get("id") if isinstance(page[0], Mapping) else None
+        head: object = page[0]
+        first = cast("Mapping[str, Any]", head).get("id") if isinstance(head, Mapping) else None
         if skip and first is not None and first == previous_first:
             raise RuntimeError(f"GET {path} returned the same page twice (skip={skip}); stopping")
         previous_first = first
@@ -71,14 +74,14 @@ def _cell(item: Mapping[str, Any], column: str) -> str:
     for part in column.split("."):
         if not isinstance(value, Mapping):
             return ""
-        value = value.get(part)
+        value = cast("Mapping[str, Any]", value).get(part)
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, dict)):
         # JSON text: `finalpos import` reads a cell starting with "[" or "{" back as JSON.
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(cast("list[Any] | dict[str, Any]", value), ensure_ascii=False)
     return str(value)
 
 
@@ -117,12 +120,12 @@ def _item_path(resource: Resource, ident: str) -> str:
 
 async def get_one(client: AsyncFinalPOS, resource: Resource, ident: str) -> Any:
     """The item with this id, as parsed JSON."""
-    return (await client._request("GET", _item_path(resource, ident))).json()
+    return await client.request("GET", _item_path(resource, ident))
 
 
 async def delete_one(client: AsyncFinalPOS, resource: Resource, ident: str) -> Any:
     """Delete the item with this id; the API's answer as parsed JSON."""
-    return (await client._request("DELETE", _item_path(resource, ident))).json()
+    return await client.request("DELETE", _item_path(resource, ident))
 
 
 def print_json(value: Any) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+import sqlite3
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
 import attrs
+import click
 
 from .._client import AsyncFinalPOS
-from .._constants import READ_TIMEOUT
+from .._constants import API_KEY_ENV, BASE_URL_ENV, READ_TIMEOUT
 
 __all__ = ["Connection", "Settings", "connect"]
 
@@ -42,8 +44,14 @@ class Connection:
 
 
 @contextlib.asynccontextmanager
-async def connect(settings: Settings, say: Callable[[str], None]) -> AsyncIterator[Connection]:
-    """Open the client (starting an embedded sandbox when there is no key), close it after."""
+async def connect(
+    settings: Settings, say: Callable[[str], None], *, reads: bool = False
+) -> AsyncGenerator[Connection, None]:
+    """Open the client (starting an embedded sandbox when there is no key), close it after.
+
+    `reads`: the command reads existing data (export, get, delete), which a new in-memory
+    sandbox cannot have: the notice says how to keep data between commands.
+    """
     timeout = settings.timeout if settings.timeout is not None else READ_TIMEOUT
     if settings.api_key:
         if settings.sandbox_db is not None:
@@ -62,13 +70,40 @@ async def connect(settings: Settings, say: Callable[[str], None]) -> AsyncIterat
             )
         return
 
+    if settings.base_url is not None and settings.sandbox_db is None:
+        # The user plainly meant a real target: importing into a throw-away sandbox instead
+        # would report success for data that went nowhere.
+        raise click.UsageError(
+            f"a base URL was given ({settings.base_url}, from --base-url or {BASE_URL_ENV}) but "
+            f"no API key: pass --api-key or set {API_KEY_ENV}. Without either, commands run "
+            "against an embedded sandbox"
+        )
+    if settings.base_url is not None:
+        say(f"note: {BASE_URL_ENV}/--base-url is ignored: --sandbox-db asks for the sandbox.")
+
     # Imported here: the sandbox (and its spec tables) is only needed without a key.
     from ..sandbox import Sandbox
 
     db = os.fspath(settings.sandbox_db) if settings.sandbox_db is not None else None
     db_id = f"sandbox:{settings.sandbox_db.absolute()}" if settings.sandbox_db is not None else ""
-    async with Sandbox(db=db) as sandbox:
-        where = f"data kept in {db}" if db else "data discarded on exit; --sandbox-db FILE keeps it"
+    sandbox = Sandbox(db=db)
+    try:
+        await sandbox.start()
+    except sqlite3.DatabaseError as exc:
+        raise click.UsageError(
+            f"--sandbox-db {db}: {exc}: it is not a sandbox database. Give the file an earlier "
+            "--sandbox-db made, or a new file name (it is created)"
+        ) from None
+    try:
+        if db:
+            where = f"data kept in {db}"
+        elif reads:
+            where = (
+                "new and empty: data is kept between commands only with --sandbox-db FILE, "
+                "given to each of them"
+            )
+        else:
+            where = "data discarded on exit; --sandbox-db FILE keeps it"
         say(f"No API key given: using an embedded sandbox at {sandbox.url} ({where}).")
         async with AsyncFinalPOS(
             sandbox.api_key,
@@ -84,3 +119,5 @@ async def connect(settings: Settings, say: Callable[[str], None]) -> AsyncIterat
                 target=sandbox.url,
                 target_id=db_id or sandbox.url,
             )
+    finally:
+        await sandbox.close()

@@ -24,10 +24,11 @@ import json
 import os
 import signal
 import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import IO, Any, TextIO, cast
 
 import attrs
 from rich.console import Console
@@ -42,6 +43,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from .._constants import PROGRESS_LINE_INTERVAL
 from .._exceptions import (
     APIConnectionError,
     AuthenticationError,
@@ -51,6 +53,7 @@ from .._exceptions import (
 from .._types import RequestOptions
 from ..bulk import (
     BulkJob,
+    BulkReport,
     ItemResult,
     ItemStatus,
     Journal,
@@ -60,7 +63,7 @@ from ..bulk import (
 )
 from ._calls import get_one, iterate
 from ._connect import Connection, Settings, connect
-from ._rows import RowError, RowParser, read_records
+from ._rows import RowError, RowParser, read_records, sniff_format
 from ._spec import Resource
 
 __all__ = ["FAILED_ROWS_HEADER", "ImportOptions", "InputError", "run_import"]
@@ -96,6 +99,8 @@ class ImportOptions:
     resend_unknown: bool = False
     # How the user ran the command, up to `import` (API key masked): for the printed instruction.
     command_prefix: str = "finalpos"
+    # The import options a follow-up run should repeat (--rate, --concurrency, ...).
+    rerun_flags: str = ""
 
 
 @attrs.frozen(kw_only=True)
@@ -162,8 +167,10 @@ class _Input:
                     first = json.loads(text)
                 except json.JSONDecodeError:
                     return None
-                if isinstance(first, dict) and first.get(FAILED_ROWS_HEADER) == 1:
-                    return self._header(first)
+                if isinstance(first, dict):
+                    header = cast("dict[str, Any]", first)
+                    if header.get(FAILED_ROWS_HEADER) == 1:
+                        return self._header(header)
                 return None
         return None
 
@@ -201,19 +208,22 @@ class _Input:
             if not text.strip():
                 continue
             try:
-                record = json.loads(text)
+                decoded: object = json.loads(text)
             except json.JSONDecodeError as exc:
                 message = f"not valid JSON ({exc.msg} at column {exc.colno})"
                 yield _Row(line=number, data=RowError(number, "", message), text=text.rstrip("\n"))
                 continue
-            if not isinstance(record, dict) or record.get(FAILED_ROWS_HEADER) == 1:
+            if not isinstance(decoded, dict):
                 continue
-            line = record["line"] if isinstance(record.get("line"), int) else number
+            record = cast("dict[str, Any]", decoded)
+            if record.get(FAILED_ROWS_HEADER) == 1:
+                continue
+            line: int = record["line"] if isinstance(record.get("line"), int) else number
             identity = record.get("identity") if isinstance(record.get("identity"), str) else None
             outcome = record.get("outcome") if isinstance(record.get("outcome"), str) else None
             row = record.get("row")
             if not isinstance(row, dict) and isinstance(record.get("text"), str):
-                raw = record["text"]
+                raw: str = record["text"]
                 try:
                     row = json.loads(raw)
                 except json.JSONDecodeError as exc:
@@ -228,7 +238,7 @@ class _Input:
             idem = record.get("idempotencyKey")
             yield _Row(
                 line=line,
-                data=row,
+                data=cast("dict[str, Any]", row),
                 identity=identity,
                 outcome=outcome,
                 exists=exists if isinstance(exists, bool) else None,
@@ -236,7 +246,7 @@ class _Input:
             )
 
     @contextlib.contextmanager
-    def _decoding(self) -> Iterator[None]:
+    def _decoding(self) -> Generator[None, None, None]:
         try:
             yield
         except UnicodeDecodeError as exc:
@@ -342,7 +352,8 @@ class _Plan:
     valid: int = 0
     invalid: int = 0
     held_unknown: int = 0  # unknown-outcome rows of a failed-rows file with no journal to ask
-    changed: list[tuple[int, str, str]] = attrs.field(factory=list)  # line, key, what
+    # line, key, what; a lambda because a bare `list` factory is typed `list[Unknown]`
+    changed: list[tuple[int, str, str]] = attrs.field(factory=lambda: [])
 
 
 def run_import(options: ImportOptions, settings: Settings, console: Console) -> int:
@@ -427,10 +438,25 @@ async def _import(
     console: Console,
     failed: _FailedRows,
 ) -> int:
-    resource = options.resource
-    header = source.header
     # --rate paces HTTP attempts (retries included), so it goes to the client, not the job.
     settings = attrs.evolve(settings, rate_limit=options.rate)
+    try:
+        return await _connected(options, source, settings, console, failed)
+    finally:
+        # Only now: a Ctrl-C while the summary is written is one more press, not a crash
+        # that would lose the failed-rows file and the instruction.
+        _remove_interrupt()
+
+
+async def _connected(
+    options: ImportOptions,
+    source: _Input,
+    settings: Settings,
+    console: Console,
+    failed: _FailedRows,
+) -> int:
+    resource = options.resource
+    header = source.header
     async with connect(settings, console.print) as conn:
         journal_path = _journal_path(options, header, conn)
         journal = Journal(journal_path) if journal_path is not None else None
@@ -483,8 +509,9 @@ async def _import(
             if journal is not None:
                 console.print(f"Journal: {journal_path}")
             state.total = plan.valid
+            _install_interrupt(job, console, options.drain_timeout, state)
             if plan.valid:
-                await _drive(job, options, failed, console, state)
+                await _drive(job, failed, console, state)
             _write_not_started(source, failed, state)
         finally:
             if journal is not None:
@@ -531,29 +558,34 @@ def _job(
     assert path is not None
 
     async def create(*, body: dict[str, Any], row: _Row, row_key: str, idempotency_key: str) -> Any:
-        # The raw call gives the engine the attempt count of every row.
-        return await client._request(
+        # The raw call gives the engine the attempt count of every row; the client's public
+        # `request()` returns only the parsed body, hence the (in-package) private call.
+        return await client._request(  # pyright: ignore[reportPrivateUsage]
             "POST", path, json=body, options=RequestOptions(idempotency_key=idempotency_key)
         )
 
-    lookup = None
-    lookup_key = None
+    lookup: Callable[[], AsyncIterator[Any]] | None = None
+    lookup_key: Callable[[Any], str | None] | None = None
     key_field = options.key_field
     parser = _parser(options)
     if key_field is not None and resource.list_path is not None:
         list_path = resource.list_path
 
-        def lookup() -> AsyncIterator[Any]:
+        def list_records() -> AsyncIterator[Any]:
             return iterate(client, list_path, page_size=1000, limit=None)
 
-        def lookup_key(record: Any) -> str | None:
+        def key_of(record: Any) -> str | None:
             return _key_of(parser, record, key_field)
 
-    retrieve = None
+        lookup, lookup_key = list_records, key_of
+
+    retrieve: Callable[[str], Awaitable[Any]] | None = None
     if resource.has_get and resource.item_path is not None:
 
-        async def retrieve(ident: str) -> Any:
+        async def retrieve_one(ident: str) -> Any:
             return await get_one(client, resource, ident)
+
+        retrieve = retrieve_one
 
     return client.bulk.run(
         create,
@@ -587,12 +619,19 @@ def _validate(
     identities = _Identities(parser, options.key_field)
     plan = _Plan()
     shown: list[RowError] = []
+    key_path = parser.column_path(options.key_field) if options.key_field else None
+    columns: set[str] = set()  # the file's columns, until the --key column is among them
+    key_found = key_path is None
     for row in source.rows():
         errors: tuple[RowError, ...]
         raw: Mapping[str, Any] | None
         if isinstance(row.data, RowError):
             errors, raw = (row.data,), None
         else:
+            if not key_found:
+                given = [str(name) for name in row.data]
+                key_found = any(parser.column_path(name) == key_path for name in given)
+                columns.update(given)
             parsed = parser.parse(row.line, row.data)
             errors, raw = parsed.errors, row.data
             if not errors and parsed.body is not None:
@@ -621,6 +660,12 @@ def _validate(
             row=raw,
             text=row.text if raw is None else None,
         )
+    if not key_found and _has_rows(plan):
+        raise InputError(
+            f"--key {options.key_field}: {options.file} has no such column (its columns: "
+            f"{', '.join(sorted(columns)) or 'none'}); name one of them, or leave --key out to "
+            "identify rows by their content"
+        )
     if parser.dropped_columns:
         names = ", ".join(sorted(parser.dropped_columns))
         console.print(f"[yellow]note:[/] column(s) {names} are set by the server; not sent.")
@@ -641,6 +686,10 @@ def _validate(
         if plan.invalid > len(shown):
             console.print(f"... all {plan.invalid} are in {failed.path}")
     return plan
+
+
+def _has_rows(plan: _Plan) -> bool:
+    return plan.valid + plan.invalid + plan.held_unknown + len(plan.changed) > 0
 
 
 def _changed(entry: JournalEntry | None, digest: str) -> bool:
@@ -731,43 +780,91 @@ def _good_rows(
 
 async def _drive(
     job: BulkJob[Any],
-    options: ImportOptions,
     failed: _FailedRows,
     console: Console,
     state: _RunState,
 ) -> None:
     """Consume the run: progress bar, failed rows written as they come."""
-    _install_interrupt(job, console, options.drain_timeout, state)
-    progress = Progress(
-        TextColumn("[bold]importing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("[red]{task.fields[failed]} not ok"),
-        TextColumn("{task.fields[rate]:>7.0f} rows/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
+    # A bar only on a terminal: in a log file or a CI job, a redrawn line is cut at 80 columns
+    # and says nothing; plain lines every few seconds do.
+    progress = _Bar(console, state.total) if console.is_terminal else _Lines(console, state.total)
     try:
         with progress:
-            task = progress.add_task("import", total=state.total, failed=0, rate=0.0)
-            report = job.report
             async for result in job:
                 if not result.ok:
                     _write_result(failed, result)
-                progress.update(
-                    task,
-                    completed=report.done,
-                    failed=report.done - report.succeeded - report.skipped,
-                    rate=report.rate,
-                )
+                progress.update(job.report)
     except asyncio.CancelledError:
         state.interrupted = True
-    finally:
-        _remove_interrupt()
+
+
+class _Bar:
+    """The live progress bar (a terminal)."""
+
+    def __init__(self, console: Console, total: int) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]importing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("[red]{task.fields[failed]} not ok"),
+            TextColumn("{task.fields[rate]:>7.0f} rows/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._task = self._progress.add_task("import", total=total, failed=0, rate=0.0)
+
+    def __enter__(self) -> _Bar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, report: BulkReport) -> None:
+        self._progress.update(
+            self._task,
+            completed=report.done,
+            failed=report.done - report.succeeded - report.skipped,
+            rate=report.rate,
+        )
+
+
+class _Lines:
+    """Plain progress lines every `PROGRESS_LINE_INTERVAL` seconds (not a terminal)."""
+
+    def __init__(self, console: Console, total: int) -> None:
+        self._console = console
+        self._total = total
+        self._next = 0.0
+        self._report: BulkReport | None = None
+
+    def __enter__(self) -> _Lines:
+        self._next = time.monotonic() + PROGRESS_LINE_INTERVAL
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._report is not None:
+            self._say(self._report)
+
+    def update(self, report: BulkReport) -> None:
+        self._report = report
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + PROGRESS_LINE_INTERVAL
+            self._say(report)
+
+    def _say(self, report: BulkReport) -> None:
+        share = f" ({100 * report.done / self._total:.0f}%)" if self._total else ""
+        not_ok = report.done - report.succeeded - report.skipped
+        self._console.print(
+            f"importing: {report.done}/{self._total} rows{share}, {not_ok} not ok, "
+            f"{report.rate:.0f} rows/s, {report.elapsed:.0f} s",
+            soft_wrap=True,
+        )
 
 
 def _outcome(result: ItemResult[Any]) -> str:
@@ -826,9 +923,12 @@ def _key_of(parser: RowParser, body: Any, column: str) -> str | None:
     """The value of the --key column in a parsed body or a listed record (None when missing)."""
     value: Any = body
     for part in parser.column_path(column):
-        if not isinstance(value, Mapping) or part not in value:
+        if not isinstance(value, Mapping):
             return None
-        value = value[part]
+        fields = cast("Mapping[str, Any]", value)
+        if part not in fields:
+            return None
+        value = fields[part]
     return None if value is None else str(value)
 
 
@@ -850,7 +950,7 @@ def _summary(
         table.add_row("[green]found in the target (answer had been lost)", str(report.found))
     if report.skipped:
         table.add_row("already imported (journal)", str(report.skipped))
-    table.add_row("[red]failed", str(report.failed))
+    table.add_row("[red]failed (refused by the API)", str(failed.outcomes["failed"]))
     unknown = report.unknown + plan.held_unknown
     if unknown:
         table.add_row("[red]outcome unknown (answer lost; not resent)", str(unknown))
@@ -902,8 +1002,13 @@ def _instruction(
             f"look up the {outcomes['unknown']} row(s) marked unknown in the target and set "
             'their "exists" to true (it is there) or false (it is not)'
         )
-    command = f"{options.command_prefix} import {options.resource.name} {failed.path}"
-    lead = f"{failed.count} row(s) are not in the target; they are in {failed.path}."
+    extra = [options.rerun_flags] if options.rerun_flags else []
+    if sniff_format(failed.path) != "jsonl":  # a --failed-file named without .jsonl
+        extra.append("--format jsonl")
+    command = " ".join(
+        [options.command_prefix, "import", options.resource.name, str(failed.path), *extra]
+    )
+    lead = f"{failed.count} row(s) are not known to be in the target; they are in {failed.path}."
     todo = ", ".join(steps)
     # soft_wrap: never break the command itself over lines, so it can be copied as printed.
     console.print(
@@ -931,6 +1036,7 @@ def _install_interrupt(job: BulkJob[Any], console: Console, drain: float, state:
         elif len(presses) == 2:
             console.print("\n[yellow]Aborting:[/] cancelling rows in flight.")
             job.stop(drain_timeout=0)
+        # Later presses change nothing: the rows are being written to the failed-rows file.
 
     with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows, non-main thread
         loop.add_signal_handler(signal.SIGINT, on_interrupt)

@@ -3,8 +3,17 @@
 A CSV header may be camelCase or snake_case and name nested fields with dots (`billing.city`,
 `billing.post_code`). Cells are text, so each one is converted to the type the spec gives its
 field: numbers, booleans (`true/false/yes/no/1/0`), arrays (`vip;loyal`, or a JSON array),
-objects (a JSON object). Empty cells are left out of the body. JSON Lines records are taken as
-they are, with the same header rules and the same checks.
+objects (a JSON object). JSON Lines records are taken as they are, with the same header rules and
+the same checks (a text value for a typed field is converted the same way: a failed-rows file of a
+CSV import holds the CSV's text cells).
+
+The checks are the library's and the sandbox's (see `sandbox._validation`): exactly what the spec
+declares for a field (type, `required`, `enum`, a `format` such as date-time), never a rule
+guessed from the field's name. A field is missing only when it is not given: `""` is a value.
+Reading a file, two things mean "not given" (left out of the body; "is required" for a required
+field): null, since the spec allows it for no field, so an import never sends one; and a blank CSV
+cell, read as null, because CSV has no way to tell an empty value from a missing one and a blank
+cell in a spreadsheet almost always means "nothing here". To send an empty string, use JSON Lines.
 
 Every problem is reported as `line N, field F: what is wrong`, and a bad row never stops the
 reading: the caller decides what to do with it.
@@ -19,15 +28,15 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import attrs
 
+from ..sandbox._validation import format_problem
 from ._spec import resolve_schema
 
 __all__ = ["ParsedRow", "RowError", "RowParser", "read_records", "sniff_format"]
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _TRUE = frozenset({"true", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "no", "n", "0", "off"})
 # A failed-rows file (FILE.failed.jsonl) holds {"line", "row", "error"} records; importing it
@@ -106,9 +115,10 @@ def read_records(stream: TextIO, fmt: str) -> Iterator[tuple[int, Mapping[str, A
                     RowError(number, "", f"expected a JSON object, got {type(record).__name__}"),
                 )
                 continue
-            if record.keys() >= _FAILED_KEYS and isinstance(record["row"], dict):
-                record = record["row"]
-            yield number, record
+            fields = cast("dict[str, Any]", record)  # a JSON object: string keys
+            if fields.keys() >= _FAILED_KEYS and isinstance(fields["row"], dict):
+                fields = cast("dict[str, Any]", fields["row"])
+            yield number, fields
         return
     first = stream.readline()
     if not first:
@@ -129,7 +139,14 @@ def read_records(stream: TextIO, fmt: str) -> Iterator[tuple[int, Mapping[str, A
                 RowError(start, "", f"{len(cells)} cells but the header has {len(header)} columns"),
             )
             continue
-        yield start, dict(zip(header, cells, strict=False))
+        # a blank cell is null ("not given"), not "": see the module docstring
+        yield (
+            start,
+            {
+                name: cell if cell.strip() else None
+                for name, cell in zip(header, cells, strict=False)
+            },
+        )
 
 
 class RowParser:
@@ -156,7 +173,7 @@ class RowParser:
         errors: list[RowError] = []
         body: dict[str, Any] = {}
         for column, value in raw.items():
-            if value is None or (isinstance(value, str) and not value.strip()):
+            if value is None:  # not given: a blank CSV cell, or null
                 continue
             path = self.column_path(str(column))
             if path and path[0] in self._server_fields:
@@ -167,11 +184,11 @@ class RowParser:
                 continue
             target = body
             for part in path[:-1]:
-                existing = target.setdefault(part, {})
+                existing: Any = target.setdefault(part, {})
                 if not isinstance(existing, dict):
                     errors.append(RowError(line, ".".join(path), f"{part!r} is given twice"))
                     break
-                target = existing
+                target = cast("dict[str, Any]", existing)
             else:
                 if path[-1] in target:
                     errors.append(RowError(line, ".".join(path), "given twice"))
@@ -194,7 +211,7 @@ class RowParser:
         parts: list[str] = []
         schema: Mapping[str, Any] | None = self._schema
         for segment in column.strip().split("."):
-            props = _properties(schema) if schema is not None else {}
+            props: Mapping[str, Any] = _properties(schema) if schema is not None else {}
             name = _match_property(segment.strip(), props)
             if name is None:
                 name = _camel(segment.strip())
@@ -251,15 +268,16 @@ class RowParser:
             if not isinstance(value, dict):
                 errors.append(RowError(line, field, f"must be an object, got {_show(value)}"))
                 return None
-            return self._convert_object(value, schema, field, line, errors, top=False)
+            fields = cast("dict[str, Any]", value)  # a JSON object: string keys
+            return self._convert_object(fields, schema, field, line, errors, top=False)
         else:
             result = value  # no type in the spec: sent as given
         if result is not None and "enum" in schema and result not in schema["enum"]:
             allowed = ", ".join(repr(v) for v in schema["enum"])
             errors.append(RowError(line, field, f"{_show(result)} is not one of {allowed}"))
-        is_email = field.rsplit(".", 1)[-1] == "email" or schema.get("format") == "email"
-        if isinstance(result, str) and is_email and not _EMAIL.match(result):
-            errors.append(RowError(line, field, f"{_show(result)} is not an email address"))
+        wanted = format_problem(result, schema)
+        if wanted is not None:
+            errors.append(RowError(line, field, f"must be {wanted}, got {_show(result)}"))
         return result
 
     def _convert_array(
@@ -281,9 +299,10 @@ class RowParser:
         if not isinstance(value, list):
             errors.append(RowError(line, field, f"must be a list, got {_show(value)}"))
             return None
+        elements = cast("list[object]", value)
         return [
             self._convert(element, item_schema, f"{field}[{i}]", line, errors)
-            for i, element in enumerate(value)
+            for i, element in enumerate(elements)
         ]
 
     def _convert_object(
@@ -299,6 +318,8 @@ class RowParser:
         props = _properties(schema)
         out: dict[str, Any] = {}
         for key, element in value.items():
+            if element is None:  # not given, as at the top level
+                continue
             name = key if top else (_match_property(key, props) or key)
             path = f"{field}.{name}" if field else name
             if name in props:

@@ -9,10 +9,10 @@ object is cached per client object.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .._resource import SupportsRequest
+    from .._resource import RequestSender
     from .accounts import AsyncAccounts
     from .attachments import AsyncAttachments
     from .categories import AsyncCategories
@@ -54,107 +54,111 @@ RESOURCES: dict[str, str] = {
 class AsyncResourcesMixin:
     """The API resources as attributes of `AsyncFinalPOS` (`client.customers`, ...)."""
 
+    def _sender(self) -> RequestSender:
+        """The request function the resources get: `AsyncFinalPOS._request`."""
+        raise NotImplementedError
+
     @cached_property
     def customers(self) -> AsyncCustomers:
         """The `customers` operations."""
         from .customers import AsyncCustomers
 
-        return AsyncCustomers(cast("SupportsRequest", self))
+        return AsyncCustomers(self._sender())
 
     @cached_property
     def custom_tables(self) -> AsyncCustomTables:
         """The `custom_tables` operations."""
         from .custom_tables import AsyncCustomTables
 
-        return AsyncCustomTables(cast("SupportsRequest", self))
+        return AsyncCustomTables(self._sender())
 
     @cached_property
     def products(self) -> AsyncProducts:
         """The `products` operations."""
         from .products import AsyncProducts
 
-        return AsyncProducts(cast("SupportsRequest", self))
+        return AsyncProducts(self._sender())
 
     @cached_property
     def outlets(self) -> AsyncOutlets:
         """The `outlets` operations."""
         from .outlets import AsyncOutlets
 
-        return AsyncOutlets(cast("SupportsRequest", self))
+        return AsyncOutlets(self._sender())
 
     @cached_property
     def categories(self) -> AsyncCategories:
         """The `categories` operations."""
         from .categories import AsyncCategories
 
-        return AsyncCategories(cast("SupportsRequest", self))
+        return AsyncCategories(self._sender())
 
     @cached_property
     def stations(self) -> AsyncStations:
         """The `stations` operations."""
         from .stations import AsyncStations
 
-        return AsyncStations(cast("SupportsRequest", self))
+        return AsyncStations(self._sender())
 
     @cached_property
     def variants(self) -> AsyncVariants:
         """The `variants` operations."""
         from .variants import AsyncVariants
 
-        return AsyncVariants(cast("SupportsRequest", self))
+        return AsyncVariants(self._sender())
 
     @cached_property
     def orders(self) -> AsyncOrders:
         """The `orders` operations."""
         from .orders import AsyncOrders
 
-        return AsyncOrders(cast("SupportsRequest", self))
+        return AsyncOrders(self._sender())
 
     @cached_property
     def transactions(self) -> AsyncTransactions:
         """The `transactions` operations."""
         from .transactions import AsyncTransactions
 
-        return AsyncTransactions(cast("SupportsRequest", self))
+        return AsyncTransactions(self._sender())
 
     @cached_property
     def roles(self) -> AsyncRoles:
         """The `roles` operations."""
         from .roles import AsyncRoles
 
-        return AsyncRoles(cast("SupportsRequest", self))
+        return AsyncRoles(self._sender())
 
     @cached_property
     def attachments(self) -> AsyncAttachments:
         """The `attachments` operations."""
         from .attachments import AsyncAttachments
 
-        return AsyncAttachments(cast("SupportsRequest", self))
+        return AsyncAttachments(self._sender())
 
     @cached_property
     def accounts(self) -> AsyncAccounts:
         """The `accounts` operations."""
         from .accounts import AsyncAccounts
 
-        return AsyncAccounts(cast("SupportsRequest", self))
+        return AsyncAccounts(self._sender())
 
     @cached_property
     def refunds(self) -> AsyncRefunds:
         """The `refunds` operations."""
         from .refunds import AsyncRefunds
 
-        return AsyncRefunds(cast("SupportsRequest", self))
+        return AsyncRefunds(self._sender())
 
     @cached_property
     def sessions(self) -> AsyncSessions:
         """The `sessions` operations."""
         from .sessions import AsyncSessions
 
-        return AsyncSessions(cast("SupportsRequest", self))
+        return AsyncSessions(self._sender())
 
     @cached_property
     def zapier_triggers(self) -> AsyncZapierTriggers:
         """The `zapier_triggers` operations."""
         from .zapier_triggers import AsyncZapierTriggers
 
-        return AsyncZapierTriggers(cast("SupportsRequest", self))
+        return AsyncZapierTriggers(self._sender())

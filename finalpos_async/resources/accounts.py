@@ -56,7 +56,7 @@ class AsyncAccounts(AsyncAPIResource):
         body = unstructure_params(
             CreateAccount, {"email": email, "name": name, "phone": phone}, extra_body
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "POST",
             "/v1/api/account",
             json=body,
@@ -85,7 +85,7 @@ class AsyncAccounts(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        raw = await self._client._request(
+        raw = await self._send(
             "GET",
             f"/v1/api/account/{encode_path_param(id, 'id')}",
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
@@ -124,7 +124,7 @@ class AsyncAccounts(AsyncAPIResource):
         body = unstructure_params(
             UpdateAccount, {"email": email, "name": name, "phone": phone}, extra_body
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "PUT",
             f"/v1/api/account/{encode_path_param(id, 'id')}",
             json=body,
@@ -153,7 +153,7 @@ class AsyncAccounts(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        raw = await self._client._request(
+        raw = await self._send(
             "DELETE",
             f"/v1/api/account/{encode_path_param(id, 'id')}",
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),

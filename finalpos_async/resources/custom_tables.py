@@ -137,7 +137,7 @@ class AsyncCustomTables(AsyncAPIResource):
                 `RequestOptions`.
         """
         body = unstructure_params(CreateCustomTableRow, {"table_id": table_id}, extra_body)
-        raw = await self._client._request(
+        raw = await self._send(
             "POST",
             "/v1/api/custom-table-row",
             json=body,
@@ -166,7 +166,7 @@ class AsyncCustomTables(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        raw = await self._client._request(
+        raw = await self._send(
             "GET",
             f"/v1/api/custom-table-row/{encode_path_param(id, 'id')}",
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
@@ -185,7 +185,7 @@ class AsyncCustomTables(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
-    ) -> AsyncPaginator[dict[str, Any]]:
+    ) -> AsyncPaginator[CustomTableRow]:
         """Get all custom tables: content.
 
         Lists rows of custom tables page by page, optionally for one table.
@@ -205,7 +205,7 @@ class AsyncCustomTables(AsyncAPIResource):
         """
         return self._paginate(
             "/v1/api/custom-table-rows",
-            dict,
+            CustomTableRow,
             params={"tableId": check_query_param(table_id, "table_id")},
             skip=skip,
             limit=limit,

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
@@ -41,7 +42,7 @@ class AsyncCustomers(AsyncAPIResource):
         external_id: NotGivenOr[str | None] = NOT_GIVEN,
         phone: NotGivenOr[str | None] = NOT_GIVEN,
         total_spent: NotGivenOr[Decimal | str | None] = NOT_GIVEN,
-        last_action: NotGivenOr[str | None] = NOT_GIVEN,
+        last_action: NotGivenOr[datetime | None] = NOT_GIVEN,
         tags: NotGivenOr[Sequence[str] | None] = NOT_GIVEN,
         billing: NotGivenOr[Address | Mapping[str, Any] | None] = NOT_GIVEN,
         shipping: NotGivenOr[Address | Mapping[str, Any] | None] = NOT_GIVEN,
@@ -98,7 +99,7 @@ class AsyncCustomers(AsyncAPIResource):
             },
             extra_body,
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "POST",
             "/v1/api/customer",
             json=body,
@@ -127,7 +128,7 @@ class AsyncCustomers(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        raw = await self._client._request(
+        raw = await self._send(
             "GET",
             f"/v1/api/customer/{encode_path_param(id, 'id')}",
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
@@ -145,7 +146,7 @@ class AsyncCustomers(AsyncAPIResource):
         external_id: NotGivenOr[str | None] = NOT_GIVEN,
         phone: NotGivenOr[str | None] = NOT_GIVEN,
         total_spent: NotGivenOr[Decimal | str | None] = NOT_GIVEN,
-        last_action: NotGivenOr[str | None] = NOT_GIVEN,
+        last_action: NotGivenOr[datetime | None] = NOT_GIVEN,
         tags: NotGivenOr[Sequence[str] | None] = NOT_GIVEN,
         billing: NotGivenOr[Address | Mapping[str, Any] | None] = NOT_GIVEN,
         shipping: NotGivenOr[Address | Mapping[str, Any] | None] = NOT_GIVEN,
@@ -203,7 +204,7 @@ class AsyncCustomers(AsyncAPIResource):
             },
             extra_body,
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "PUT",
             f"/v1/api/customer/{encode_path_param(id, 'id')}",
             json=body,
@@ -232,7 +233,7 @@ class AsyncCustomers(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        raw = await self._client._request(
+        raw = await self._send(
             "DELETE",
             f"/v1/api/customer/{encode_path_param(id, 'id')}",
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),

@@ -96,7 +96,7 @@ class AsyncOutlets(AsyncAPIResource):
             },
             extra_body,
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "POST",
             "/v1/api/outlet",
             json=body,
@@ -125,7 +125,7 @@ class AsyncOutlets(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        raw = await self._client._request(
+        raw = await self._send(
             "GET",
             f"/v1/api/outlet/{encode_path_param(id, 'id')}",
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
@@ -200,7 +200,7 @@ class AsyncOutlets(AsyncAPIResource):
             },
             extra_body,
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "PUT",
             f"/v1/api/outlet/{encode_path_param(id, 'id')}",
             json=body,
@@ -229,7 +229,7 @@ class AsyncOutlets(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        raw = await self._client._request(
+        raw = await self._send(
             "DELETE",
             f"/v1/api/outlet/{encode_path_param(id, 'id')}",
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),

@@ -110,7 +110,7 @@ class AsyncProducts(AsyncAPIResource):
             },
             extra_body,
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "POST",
             "/v1/api/product",
             json=body,

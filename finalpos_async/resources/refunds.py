@@ -93,7 +93,7 @@ class AsyncRefunds(AsyncAPIResource):
             },
             extra_body,
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "POST",
             "/v1/api/refunds",
             json=body,
@@ -122,7 +122,7 @@ class AsyncRefunds(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        raw = await self._client._request(
+        raw = await self._send(
             "GET",
             f"/v1/api/refunds/{encode_path_param(id, 'id')}",
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
@@ -191,7 +191,7 @@ class AsyncRefunds(AsyncAPIResource):
             },
             extra_body,
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "PUT",
             f"/v1/api/refunds/{encode_path_param(id, 'id')}",
             json=body,

@@ -53,7 +53,7 @@ class AsyncRoles(AsyncAPIResource):
         body = unstructure_params(
             CreateRole, {"name": name, "permissions": permissions}, extra_body
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "POST",
             "/v1/api/roles",
             json=body,
@@ -82,7 +82,7 @@ class AsyncRoles(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        raw = await self._client._request(
+        raw = await self._send(
             "GET",
             f"/v1/api/roles/{encode_path_param(id, 'id')}",
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
@@ -119,7 +119,7 @@ class AsyncRoles(AsyncAPIResource):
         body = unstructure_params(
             UpdateRole, {"name": name, "permissions": permissions}, extra_body
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "PUT",
             f"/v1/api/roles/{encode_path_param(id, 'id')}",
             json=body,

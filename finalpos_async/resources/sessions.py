@@ -92,7 +92,7 @@ class AsyncSessions(AsyncAPIResource):
             },
             extra_body,
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "POST",
             "/v1/api/session",
             json=body,
@@ -168,7 +168,7 @@ class AsyncSessions(AsyncAPIResource):
             },
             extra_body,
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "PUT",
             f"/v1/api/session/{encode_path_param(id, 'id')}",
             json=body,

@@ -85,7 +85,7 @@ class AsyncStations(AsyncAPIResource):
             },
             extra_body,
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "POST",
             "/v1/api/station",
             json=body,
@@ -114,7 +114,7 @@ class AsyncStations(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        raw = await self._client._request(
+        raw = await self._send(
             "GET",
             f"/v1/api/station/{encode_path_param(id, 'id')}",
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
@@ -178,7 +178,7 @@ class AsyncStations(AsyncAPIResource):
             },
             extra_body,
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "PUT",
             f"/v1/api/station/{encode_path_param(id, 'id')}",
             json=body,
@@ -207,7 +207,7 @@ class AsyncStations(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        raw = await self._client._request(
+        raw = await self._send(
             "DELETE",
             f"/v1/api/station/{encode_path_param(id, 'id')}",
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),

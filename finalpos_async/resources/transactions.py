@@ -68,14 +68,10 @@ class AsyncTransactions(AsyncAPIResource):
             notes: Free-text note about the transaction.
             employee: Employee who processed the transaction.
             payment_data: Payment-processor details.
-            order_id: Order the transaction belongs to. (Field seen only in the curl example;
-                description and required mark not visible.)
-            refund_id: Refund the transaction belongs to. (Field seen only in the curl example;
-                description and required mark not visible.)
-            outlet_id: Outlet where the transaction happened. (Field seen only in the curl example;
-                description and required mark not visible.)
-            receipt_id: Receipt reference. (Field seen only in the curl example; description and
-                required mark not visible.)
+            order_id: Order the transaction belongs to.
+            refund_id: Refund the transaction belongs to.
+            outlet_id: Outlet where the transaction happened.
+            receipt_id: Receipt reference.
             extra_body: Fields to send that the spec does not list (custom fields).
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
@@ -100,7 +96,7 @@ class AsyncTransactions(AsyncAPIResource):
             },
             extra_body,
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "POST",
             "/v1/api/transactions",
             json=body,
@@ -129,7 +125,7 @@ class AsyncTransactions(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        raw = await self._client._request(
+        raw = await self._send(
             "GET",
             f"/v1/api/transactions/{encode_path_param(id, 'id')}",
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
@@ -157,7 +153,7 @@ class AsyncTransactions(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        raw = await self._client._request(
+        raw = await self._send(
             "DELETE",
             f"/v1/api/transactions/{encode_path_param(id, 'id')}",
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),

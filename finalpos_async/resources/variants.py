@@ -99,7 +99,7 @@ class AsyncVariants(AsyncAPIResource):
             },
             extra_body,
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "POST",
             "/v1/api/variant",
             json=body,
@@ -128,7 +128,7 @@ class AsyncVariants(AsyncAPIResource):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        raw = await self._client._request(
+        raw = await self._send(
             "GET",
             f"/v1/api/variant/{encode_path_param(id, 'id')}",
             options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
@@ -206,7 +206,7 @@ class AsyncVariants(AsyncAPIResource):
             },
             extra_body,
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "PUT",
             f"/v1/api/variant/{encode_path_param(id, 'id')}",
             json=body,

@@ -67,7 +67,7 @@ class AsyncZapierTriggers(AsyncAPIResource):
             },
             extra_body,
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "POST",
             "/v1/api/zapier-triggers",
             json=body,
@@ -119,7 +119,7 @@ class AsyncZapierTriggers(AsyncAPIResource):
             },
             extra_body,
         )
-        raw = await self._client._request(
+        raw = await self._send(
             "PUT",
             f"/v1/api/zapier-triggers/{encode_path_param(id, 'id')}",
             json=body,

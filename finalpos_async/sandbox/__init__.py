@@ -11,8 +11,36 @@ From a shell: ``python -m finalpos_async.sandbox --port 8000 [--db FILE] [--faul
 For tests: the pytest plugin `finalpos_async.sandbox.pytest_plugin` (loaded automatically).
 """
 
-from ._faults import FaultConfig, parse_faults
-from ._sandbox import Sandbox
-from ._serve import main, serve
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._faults import FaultConfig, parse_faults
+    from ._sandbox import Sandbox
+    from ._serve import main, serve
 
 __all__ = ["FaultConfig", "Sandbox", "main", "parse_faults", "serve"]
+
+# Loaded on first use: the pytest plugin lives in this package, and pytest imports it (and so
+# this module) in every run wherever the package is installed; `Sandbox` pulls in aiohttp's
+# server, which such a run must not pay for unless a sandbox fixture is used.
+_LAZY_MODULES = {
+    "FaultConfig": "_faults",
+    "parse_faults": "_faults",
+    "Sandbox": "_sandbox",
+    "main": "_serve",
+    "serve": "_serve",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_MODULES.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value  # later lookups are plain module attributes
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -21,7 +21,7 @@ import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from aiohttp import web
@@ -42,8 +42,13 @@ API_KEY_HEADER = "x-api-key"
 REQUEST_ID_HEADER = "x-request-id"
 # Fields the server owns: a body cannot set them (as the API ignores them).
 SERVER_FIELDS = frozenset({"id", "_id", "createdAt", "updatedAt", "companyId"})
+# The ids the sandbox makes; one given in upper case names the same record, as an ObjectId would.
 _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 _PAGING = ("skip", "limit")
+# aiohttp's parser refuses a request line or header over 8190 bytes with a plain-text 400 that no
+# middleware sees; a limit well above any real URL lets such a request reach the handlers, to be
+# answered like any other (and any error in the API's JSON shape).
+_MAX_REQUEST_LINE = 1024 * 1024
 _MAX_PAGE = 2**62
 _STATE_KEY: web.AppKey[SandboxState] = web.AppKey("finalpos_sandbox_state")
 Payload = Any
@@ -169,6 +174,19 @@ def _query_value(param: Param, raw: str) -> Any:
 
 
 def _query(op: Operation, query: Mapping[str, str]) -> dict[str, Any]:
+    """The declared query parameters, checked; one the operation does not declare is a 400.
+
+    The spec lists every parameter an operation takes: a name it does not list (a typo such as
+    `tableid`) would otherwise be ignored and the answer would hold every record. A repeated
+    parameter counts by its first value.
+    """
+    for name in query:
+        if not any(param.name == name for param in op.query_params):
+            allowed = ", ".join(f"`{param.name}`" for param in op.query_params) or "none"
+            raise _bad(
+                f"Query parameter {_short(name)} is not one this operation takes "
+                f"(it takes: {allowed})."
+            )
     values: dict[str, Any] = {}
     for param in op.query_params:
         raw = query.get(param.name)
@@ -181,18 +199,19 @@ def _query(op: Operation, query: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _record_id(op: Operation, match_info: Mapping[str, str]) -> str:
-    name = op.id_param or "id"
-    value = match_info.get(name, "")
-    if not _OBJECT_ID.match(value):
-        raise _bad(
-            f"Path parameter `{name}` must be a 24-character hexadecimal id, got {_short(value)}."
-        )
-    return value.lower()
+    """The record id of the path, as given: any string the spec's `type: string` allows.
+
+    No page of the API's docs says ids are validated (their own example id
+    `o1p2q3r4s5t6u7v8w9x0y1z2` is not hexadecimal), so an id the store does not hold, whatever
+    its shape, is a 404, never a 400: a client's `except NotFoundError` must fire here as well.
+    """
+    value = match_info.get(op.id_param or "id", "")
+    return value.lower() if _OBJECT_ID.match(value) else value
 
 
 def _matches(field: Any, wanted: str) -> bool:
     if isinstance(field, dict):  # ObjectId wrappers: {"$oid": "..."}
-        return field.get("$oid") == wanted
+        return cast("dict[str, Any]", field).get("$oid") == wanted
     return field == wanted or str(field) == wanted
 
 
@@ -272,11 +291,12 @@ def _parse_body(op: Operation, raw: bytes) -> dict[str, Any]:
             raise _bad(problem)
     if not isinstance(body, dict):
         raise _bad("The request body must be a JSON object.")
+    fields = cast("dict[str, Any]", body)  # a JSON object: string keys
     if op.entity_schema is not None:
-        problem = validate_stored_fields(body, op.entity_schema, SERVER_FIELDS)
+        problem = validate_stored_fields(fields, op.entity_schema, SERVER_FIELDS)
         if problem is not None:
             raise _bad(problem)
-    return body
+    return fields
 
 
 def _not_found(record_id: str) -> SandboxHTTPError:
@@ -284,6 +304,7 @@ def _not_found(record_id: str) -> SandboxHTTPError:
 
 
 def _create(state: SandboxState, op: Operation, request: web.Request, raw: bytes) -> Outcome:
+    _query(op, request.query)
     body = _parse_body(op, raw)
     record_id = state.new_id()
     record = _system_fields(state, op.entity_schema, record_id)
@@ -306,6 +327,7 @@ def _find_one(state: SandboxState, op: Operation, request: web.Request, raw: byt
 
 def _update(state: SandboxState, op: Operation, request: web.Request, raw: bytes) -> Outcome:
     record_id = _record_id(op, request.match_info)
+    _query(op, request.query)
     body = _parse_body(op, raw)
     existing = state.storage.get(op.collection, record_id)
     if existing is None:
@@ -321,6 +343,7 @@ def _update(state: SandboxState, op: Operation, request: web.Request, raw: bytes
 
 def _delete(state: SandboxState, op: Operation, request: web.Request, raw: bytes) -> Outcome:
     record_id = _record_id(op, request.match_info)
+    _query(op, request.query)
     if not state.storage.delete(op.collection, record_id):
         raise _not_found(record_id)
     return op.success_status, {
@@ -400,7 +423,7 @@ def _handler(
 
 
 def _fault_response(fault: Fault) -> web.Response:
-    headers = {}
+    headers: dict[str, str] = {}
     if fault.retry_after is not None:
         headers["Retry-After"] = _format_seconds(fault.retry_after)
     return _json_response(
@@ -483,7 +506,11 @@ async def _serve(
 
 def build_app(state: SandboxState) -> web.Application:
     """The aiohttp application serving every operation of `state.routes`."""
-    app = web.Application(middlewares=[_middleware(state)], client_max_size=state.max_body_size)
+    app = web.Application(
+        middlewares=[_middleware(state)],
+        client_max_size=state.max_body_size,
+        handler_args={"max_line_size": _MAX_REQUEST_LINE, "max_field_size": _MAX_REQUEST_LINE},
+    )
     app[_STATE_KEY] = state
     for op in state.routes.operations:
         # `{id:[^/]+}`: aiohttp's default `{id}` refuses braces, the API's router takes any segment

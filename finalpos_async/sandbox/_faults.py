@@ -41,6 +41,11 @@ SCRIPT_KEY_HEADER = "x-sandbox-fault-key"
 _KINDS = ("500", "502", "503", "reset", "delay")
 
 
+def _check_rate(_config: object, _attribute: object, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"faults rate must be between 0 and 1, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class FaultConfig:
     """What the sandbox injects. The zero value (the default) injects nothing.
@@ -56,18 +61,15 @@ class FaultConfig:
     - `seed`: seed of the fault-rate random generator (None: a fresh random seed).
     """
 
-    rate: float = attrs.field(default=0.0)
+    # A validator argument rather than `@rate.validator`: type checkers without the attrs
+    # plugin (pyright) see the field as a float, which has no `.validator`.
+    rate: float = attrs.field(default=0.0, validator=_check_rate)
     kinds: tuple[str, ...] = _KINDS
     delay: float = SANDBOX_FAULT_DELAY
     retry_after: float = SANDBOX_FAULT_RETRY_AFTER
     rate_limit: float | None = None
     burst: int | None = None
     seed: int | None = None
-
-    @rate.validator
-    def _check_rate(self, _attribute: object, value: float) -> None:
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"faults rate must be between 0 and 1, got {value!r}")
 
     @property
     def enabled(self) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import attrs
 
@@ -43,9 +44,10 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 
 def _sorted(value: object) -> object:
     if isinstance(value, dict):
-        return {k: _sorted(value[k]) for k in sorted(value)}
+        fields = cast("dict[str, object]", value)  # decoded JSON: keys are strings
+        return {k: _sorted(fields[k]) for k in sorted(fields)}
     if isinstance(value, list):
-        return [_sorted(v) for v in value]
+        return [_sorted(v) for v in cast("list[object]", value)]
     return value
 
 
@@ -54,8 +56,9 @@ class Idempotency:
     """Replays and conflicts for idempotency keys, backed by the sandbox's storage."""
 
     storage: Storage
-    _locks: dict[str, asyncio.Lock] = attrs.field(factory=dict)
-    _users: dict[str, int] = attrs.field(factory=dict)
+    # Lambdas, not `dict`: a bare `dict` factory is typed `dict[Unknown, Unknown]`.
+    _locks: dict[str, asyncio.Lock] = attrs.field(factory=lambda: {})
+    _users: dict[str, int] = attrs.field(factory=lambda: {})
 
     async def run(
         self,

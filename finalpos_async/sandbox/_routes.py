@@ -22,7 +22,7 @@ import importlib.resources
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import attrs
 
@@ -39,6 +39,8 @@ Kind = Literal["create", "find_one", "update", "delete", "find_all", "unsupporte
 
 _METHODS = ("get", "post", "put", "patch", "delete")
 _PARAM_SEGMENT = re.compile(r"^\{([^}]+)\}$")
+# What `x.get(key) or _EMPTY` falls back to: typed, where a bare `{}` would be `dict[Unknown, ...]`.
+_EMPTY: Mapping[str, Any] = {}
 
 
 def load_spec(path: str | None = None) -> dict[str, Any]:
@@ -59,8 +61,10 @@ def _ref_name(schema: Mapping[str, Any] | None) -> str | None:
     if isinstance(ref, str):
         return ref.rsplit("/", 1)[-1]
     all_of = schema.get("allOf")
-    if isinstance(all_of, list) and len(all_of) == 1:
-        return _ref_name(all_of[0])
+    if isinstance(all_of, list):
+        parts = cast("list[Mapping[str, Any]]", all_of)  # allOf: a list of schemas
+        if len(parts) == 1:
+            return _ref_name(parts[0])
     return None
 
 
@@ -69,9 +73,10 @@ def inline_schema(schema: Any, spec: Mapping[str, Any], _depth: int = 0) -> Any:
     if _depth > 32:  # a cycle in the spec; stop rather than recurse forever
         return {}
     if isinstance(schema, list):
-        return [inline_schema(item, spec, _depth + 1) for item in schema]
+        return [inline_schema(item, spec, _depth + 1) for item in cast("list[object]", schema)]
     if not isinstance(schema, dict):
         return schema
+    schema = cast("dict[str, Any]", schema)  # a JSON object of the spec
     if "$ref" in schema:
         target: Any = spec
         for part in str(schema["$ref"]).lstrip("#/").split("/"):
@@ -84,8 +89,9 @@ def inline_schema(schema: Any, spec: Mapping[str, Any], _depth: int = 0) -> Any:
         if key == "allOf":
             continue
         if key == "properties" and isinstance(value, dict):
+            properties = cast("dict[str, Any]", value)
             result[key] = {
-                name: inline_schema(sub, spec, _depth + 1) for name, sub in value.items()
+                name: inline_schema(sub, spec, _depth + 1) for name, sub in properties.items()
             }
         elif key in ("items", "additionalProperties") and isinstance(value, dict):
             result[key] = inline_schema(value, spec, _depth + 1)
@@ -153,11 +159,12 @@ class RouteTable:
 
 
 def _success(op: Mapping[str, Any]) -> tuple[int, Mapping[str, Any] | None]:
-    for code, response in sorted((op.get("responses") or {}).items()):
+    responses: Mapping[str, Any] = op.get("responses") or _EMPTY
+    for code, response in sorted(responses.items()):
         if str(code).startswith("2"):
-            content = (response or {}).get("content") or {}
+            content: Mapping[str, Any] = (response or _EMPTY).get("content") or _EMPTY
             media = content.get("application/json") or next(iter(content.values()), None)
-            return int(code), (media or {}).get("schema")
+            return int(code), (media or _EMPTY).get("schema")
     return 200, None
 
 
@@ -194,7 +201,8 @@ def _singular(base: str) -> str:
 def build_route_table(spec: Mapping[str, Any]) -> RouteTable:
     """Classify every operation of `spec` and group them into collections."""
     raw: list[tuple[str, str, Mapping[str, Any], Kind, str | None, Any]] = []
-    for path, item in (spec.get("paths") or {}).items():
+    paths: Mapping[str, Any] = spec.get("paths") or _EMPTY
+    for path, item in paths.items():
         for method in _METHODS:
             op = item.get(method)
             if op is None:
@@ -217,8 +225,8 @@ def build_route_table(spec: Mapping[str, Any]) -> RouteTable:
     create_fields: dict[str, frozenset[str]] = {}
     for _path, _method, op, kind, entity_ref, _schema in raw:
         if kind == "create" and entity_ref is not None:
-            body = inline_schema(_body_schema(op), spec) or {}
-            create_fields[entity_ref] = frozenset((body.get("properties") or {}).keys())
+            body = inline_schema(_body_schema(op), spec) or _EMPTY
+            create_fields[entity_ref] = frozenset((body.get("properties") or _EMPTY).keys())
 
     entities: dict[str, dict[str, Any]] = {}
     operations: list[Operation] = []
@@ -250,7 +258,7 @@ def build_route_table(spec: Mapping[str, Any]) -> RouteTable:
                 path_params=tuple(_param(p) for p in params if p.get("in") == "path"),
                 query_params=tuple(_param(p) for p in params if p.get("in") == "query"),
                 body_schema=inline_schema(body, spec) if body is not None else None,
-                body_required=bool((op.get("requestBody") or {}).get("required")),
+                body_required=bool((op.get("requestBody") or _EMPTY).get("required")),
                 success_status=status,
                 entity_schema=inlined_entity,
                 create_fields=create_fields.get(collection, frozenset()),
@@ -269,13 +277,13 @@ def build_route_table(spec: Mapping[str, Any]) -> RouteTable:
 
 def item_params(spec: Mapping[str, Any], path: str) -> list[Any]:
     """Parameters declared on the path item (shared by all its operations)."""
-    return list(((spec.get("paths") or {}).get(path) or {}).get("parameters") or [])
+    return list(((spec.get("paths") or _EMPTY).get(path) or _EMPTY).get("parameters") or ())
 
 
 def _body_schema(op: Mapping[str, Any]) -> Any:
-    content = (op.get("requestBody") or {}).get("content") or {}
+    content: Mapping[str, Any] = (op.get("requestBody") or _EMPTY).get("content") or _EMPTY
     media = content.get("application/json") or next(iter(content.values()), None)
-    return (media or {}).get("schema")
+    return (media or _EMPTY).get("schema")
 
 
 def _param(raw: Mapping[str, Any]) -> Param:

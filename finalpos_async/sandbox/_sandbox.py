@@ -7,7 +7,7 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
@@ -211,7 +211,9 @@ class Sandbox:
     # ------------------------------------------------------------------ background thread
 
     @contextlib.contextmanager
-    def run_in_thread(self, *, timeout: float = SANDBOX_START_TIMEOUT) -> Iterator[Sandbox]:
+    def run_in_thread(
+        self, *, timeout: float = SANDBOX_START_TIMEOUT
+    ) -> Generator[Sandbox, None, None]:
         """Serve from a private event loop in a daemon thread, for sync code and other processes.
 
         ::

@@ -35,6 +35,9 @@ class StoredResponse:
 class Storage(Protocol):
     """The operations the generic handlers need."""
 
+    # A method answering a value has `...` after its docstring: pyright takes a docstring alone
+    # for a body that returns None.
+
     def insert(self, collection: str, record_id: str, record: Record) -> None:
         """Store a new record at the end of its collection."""
 
@@ -46,14 +49,17 @@ class Storage(Protocol):
 
     def delete(self, collection: str, record_id: str) -> bool:
         """Remove a record; False if it did not exist."""
+        ...
 
     def list(
         self, collection: str, skip: int, limit: int | None, where: Predicate | None = None
     ) -> list[Record]:
         """Records in creation order, after `skip` matching ones, at most `limit` (None: all)."""
+        ...
 
     def next_sequence(self, name: str) -> int:
         """The next value (1, 2, ...) of a named counter."""
+        ...
 
     def get_response(self, key: str) -> StoredResponse | None:
         """The response stored for an idempotency key."""

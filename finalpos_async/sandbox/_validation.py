@@ -5,29 +5,61 @@ The spec's schemas use only `type`, `properties`, `required`, `items`, `enum`, `
 validator keeps the sandbox free of an extra dependency and, more importantly, lets every message
 name the field the way the API does: ``Validation failed: Field `billing.city` must be a string.``
 
+What is checked is what the spec declares and nothing more: a type, `required`, an `enum`, a
+`format` this module knows (`_FORMATS`). A field is missing only when it is absent: `""` is a
+string like any other (the spec sets no `minLength`), and `null` is no value of any field (the spec
+marks none `nullable`). The library's models and the CLI's import checks follow the same rule.
+
 Unknown properties are accepted everywhere: customer DTOs are generated from each company's custom
 tables, so the real API keeps fields the spec does not list.
 """
 
 from __future__ import annotations
 
+import calendar
 import math
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 __all__ = [
     "check_value",
     "default_for",
     "fill_required",
+    "format_problem",
     "validate_body",
     "validate_stored_fields",
 ]
 
-# RFC 3339 date-time, leniently: a space or lower-case separator and any fraction length pass.
+# RFC 3339 date-time, the `format` JSON Schema means: a `T` (any case) between date and time, an
+# offset (`Z` or `+hh:mm`), any fraction length. The sandbox answers a stored value back as it was
+# sent, so what it accepts here must also pass as a date-time in its answers.
 _DATE_TIME = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:?\d{2})?$",
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))$"
 )
+
+
+def _is_date_time(value: str) -> bool:
+    match = _DATE_TIME.match(value)
+    if match is None:
+        return False
+    year, month, day, hour, minute, second, off_hour, off_minute = (
+        int(part) if part is not None else 0 for part in match.groups()
+    )
+    if not 1 <= month <= 12 or hour > 23 or minute > 59 or second > 59:
+        return False
+    if off_hour > 23 or off_minute > 59:
+        return False
+    # `calendar` rather than `datetime`, which has no year 0000 (RFC 3339 has)
+    return 1 <= day <= calendar.monthrange(year, month)[1]
+
+
+# The `format`s checked, each with what a value must be. The spec declares only date-time; a
+# format not listed here constrains nothing, and none is ever guessed from a field's name. The
+# CLI's import checks use this same table, so a file and a request get the same verdict.
+_FORMATS: dict[str, tuple[Callable[[str], bool], str]] = {
+    "date-time": (_is_date_time, "an ISO 8601 date-time string such as 2025-12-07T19:31:48Z"),
+}
 _ARTICLES = {
     "string": "a string",
     "number": "a number",
@@ -76,30 +108,37 @@ def check_value(value: Any, schema: Mapping[str, Any], path: str) -> str | None:
     if enum is not None and value not in enum:
         allowed = ", ".join(str(v) for v in enum)
         return f"Field `{path}` must be one of: {allowed}."
-    if (
-        schema.get("format") == "date-time"
-        and isinstance(value, str)
-        and not _DATE_TIME.match(value)
-    ):
-        return f"Field `{path}` must be an ISO 8601 date-time string."
+    wanted = format_problem(value, schema)
+    if wanted is not None:
+        return f"Field `{path}` must be {wanted}."
     if isinstance(value, dict):
+        fields = cast("dict[str, Any]", value)  # a JSON object: string keys
         for name in schema.get("required", ()):
-            if name not in value:
+            if name not in fields:
                 return f"Field `{_join(path, name)}` is required."
-        properties = schema.get("properties") or {}
+        properties: Mapping[str, Any] = schema.get("properties") or {}
         for key, sub in properties.items():
-            if key in value:
-                problem = check_value(value[key], sub, _join(path, key))
+            if key in fields:
+                problem = check_value(fields[key], sub, _join(path, key))
                 if problem is not None:
                     return problem
     elif isinstance(value, list):
         items = schema.get("items")
         if items is not None:
-            for index, item in enumerate(value):
+            elements = cast("list[object]", value)
+            for index, item in enumerate(elements):
                 problem = check_value(item, items, f"{path}[{index}]")
                 if problem is not None:
                     return problem
     return None
+
+
+def format_problem(value: Any, schema: Mapping[str, Any]) -> str | None:
+    """What a string must be to fit the `format` of `schema` (None: it fits, or no format)."""
+    known = _FORMATS.get(str(schema.get("format")))
+    if known is None or not isinstance(value, str) or known[0](value):
+        return None
+    return known[1]
 
 
 def validate_body(body: Any, schema: Mapping[str, Any]) -> str | None:
@@ -107,12 +146,14 @@ def validate_body(body: Any, schema: Mapping[str, Any]) -> str | None:
     if schema.get("type", "object") == "object" and not isinstance(body, dict):
         return "The request body must be a JSON object."
     if isinstance(body, dict):
+        fields = cast("dict[str, Any]", body)  # a JSON object: string keys
         for name in schema.get("required", ()):
-            if name not in body:
+            if name not in fields:
                 return f"Field `{name}` is required."
-        for key, sub in (schema.get("properties") or {}).items():
-            if key in body:
-                problem = check_value(body[key], sub, key)
+        properties: Mapping[str, Any] = schema.get("properties") or {}
+        for key, sub in properties.items():
+            if key in fields:
+                problem = check_value(fields[key], sub, key)
                 if problem is not None:
                     return problem
         return None
@@ -129,7 +170,7 @@ def validate_stored_fields(
     not list are kept as they are; a value the record could not hold is refused here, with the
     field named, instead of being stored and answered in a shape the spec does not allow.
     """
-    properties = entity.get("properties") or {}
+    properties: Mapping[str, Any] = entity.get("properties") or {}
     for key, value in body.items():
         if key in skip:
             continue
@@ -166,7 +207,7 @@ def default_for(schema: Mapping[str, Any]) -> Any:
 
 def fill_required(record: dict[str, Any], schema: Mapping[str, Any]) -> None:
     """Add every field `schema` requires but `record` lacks, so the answer conforms to the spec."""
-    properties = schema.get("properties") or {}
+    properties: Mapping[str, Any] = schema.get("properties") or {}
     for name in schema.get("required", ()):
         if name not in record:
             record[name] = default_for(properties.get(name, {}))

@@ -12,6 +12,7 @@ Configure a test's sandbox with the ``finalpos_sandbox`` marker, whose keyword a
 ``finalpos_client`` marker, whose keyword arguments go to the client (``max_retries=``,
 ``backoff_base=``, ...)::
 
+    @pytest.mark.asyncio
     @pytest.mark.finalpos_sandbox(faults="rate-limit=5,retry-after=0")
     async def test_my_code_survives_rate_limits(finalpos_client):
         customer = await finalpos_client.customers.create(
@@ -19,18 +20,29 @@ Configure a test's sandbox with the ``finalpos_sandbox`` marker, whose keyword a
         )
         assert (await finalpos_client.customers.retrieve(customer.id)).email == "a@example.com"
 
-The async fixtures need pytest-asyncio (``asyncio_mode = "auto"``, or mark the tests).
+The async fixtures need pytest-asyncio. In its default (strict) mode only tests marked
+``@pytest.mark.asyncio`` run on an event loop; with ``asyncio_mode = "auto"`` every async test
+does. (Marking the tests from this plugin is not possible: pytest-asyncio decides which items are
+async tests while collecting them, before ``pytest_collection_modifyitems`` could add a marker.)
+
+pytest imports this module at the start of every run in any environment where the package is
+installed, so it imports nothing heavy: the sandbox, aiohttp and the client are imported by the
+fixtures, when a test first uses one (``tests/test_sandbox_plugin.py`` holds that to a test).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._sandbox import Sandbox
+if TYPE_CHECKING:
+    from ._sandbox import Sandbox
 
+# pytest-asyncio is imported here, not on first use, because its decorator has to be applied
+# when the fixtures are defined; it costs nothing extra where it is installed, since pytest
+# loads it as a plugin in the same run anyway.
 try:  # async fixtures need pytest-asyncio; without it only the thread-based ones exist
     import pytest_asyncio
 
@@ -72,6 +84,8 @@ if _async_fixture is not None:
     @_async_fixture  # type: ignore[untyped-decorator]
     async def finalpos_sandbox(request: pytest.FixtureRequest) -> AsyncIterator[Sandbox]:
         """A running sandbox with empty state, on a free port of 127.0.0.1."""
+        from ._sandbox import Sandbox
+
         async with Sandbox(**_sandbox_kwargs(request)) as sandbox:
             yield sandbox
 
@@ -91,6 +105,8 @@ if _async_fixture is not None:
 @pytest.fixture
 def finalpos_sandbox_thread(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     """A sandbox served from a background thread: for sync code and subprocesses."""
+    from ._sandbox import Sandbox
+
     with Sandbox(**_sandbox_kwargs(request)).run_in_thread() as sandbox:
         yield sandbox
 

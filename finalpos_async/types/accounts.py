@@ -14,12 +14,12 @@ __all__ = ["Account", "CreateAccount", "UpdateAccount"]
 
 @attrs.define(kw_only=True)
 class Account:
-    """An account as returned by the API (account findOne .md page + examples). Unlike most
-    entities it has no companyId.
-    """
+    """An account as returned by the API. Unlike most entities it has no companyId."""
 
-    id: str | None = None
-    """Unique identifier of the account."""
+    id: str
+    """Unique identifier of the account. Required by the SDK though the spec does not mark it so:
+    a response without it raises `ResponseValidationError`.
+    """
 
     created_at: datetime | None = None
     """When the account was created."""
@@ -36,7 +36,7 @@ class Account:
     phone: str | None = None
     """Contact phone number."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -56,7 +56,7 @@ class CreateAccount:
     phone: str | None = None
     """Contact phone number."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -78,7 +78,7 @@ class UpdateAccount:
     phone: str | None = None
     """Contact phone number."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).

@@ -16,8 +16,10 @@ __all__ = ["Attachment", "CreateAttachment"]
 class Attachment:
     """An attachment record as returned by the API (keys from the complete response example)."""
 
-    id: str | None = None
-    """Unique identifier of the attachment."""
+    id: str
+    """Unique identifier of the attachment. Required by the SDK though the spec does not mark it
+    so: a response without it raises `ResponseValidationError`.
+    """
 
     created_at: datetime | None = None
     """When the attachment was created."""
@@ -46,7 +48,7 @@ class Attachment:
     path: str | None = None
     """Storage path of the file."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -75,7 +77,7 @@ class CreateAttachment:
     path: str
     """Storage path of the file."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).

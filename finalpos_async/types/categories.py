@@ -14,23 +14,20 @@ __all__ = ["Category", "CreateCategory"]
 
 @attrs.define(kw_only=True)
 class Category:
-    """A product category as returned by the API (Response 201 fields of
-    categorycontroller_create.md; same keys in the list example). The docs label the entity
-    'Categories' in the id/timestamp descriptions.
+    """A product category as returned by the API. The docs label the entity 'Categories' in the
+    id/timestamp descriptions.
     """
 
-    id: str | None = None
-    """Identifier of the category."""
+    id: str
+    """Identifier of the category. Required by the SDK though the spec does not mark it so: a
+    response without it raises `ResponseValidationError`.
+    """
 
     created_at: datetime | None = None
-    """When the category was created. Typed plain string in the .md page; date-time format
-    assumed as for other entities.
-    """
+    """When the category was created."""
 
     updated_at: datetime | None = None
-    """When the category was last changed. Typed plain string in the .md page; date-time format
-    assumed as for other entities.
-    """
+    """When the category was last changed."""
 
     company_id: str | None = None
     """Identifier of the company that owns the category."""
@@ -56,7 +53,7 @@ class Category:
     source: str | None = None
     """Where the category came from."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -65,7 +62,7 @@ class Category:
 
 @attrs.define(kw_only=True)
 class CreateCategory:
-    """Body for creating a category (categorycontroller_create.md and the Category tag HTML)."""
+    """Body for creating a category."""
 
     name: str
     """Display name of the category."""
@@ -88,7 +85,7 @@ class CreateCategory:
     source: str | None = None
     """Where the category came from."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).

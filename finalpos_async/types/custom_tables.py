@@ -18,10 +18,12 @@ class ObjectId:
     from the docs' examples ({"$oid": ...}) only.
     """
 
-    oid: str | None = attrs.field(default=None, metadata={"wire": "$oid"})
-    """24-character hexadecimal ObjectId."""
+    oid: str = attrs.field(metadata={"wire": "$oid"})
+    """24-character hexadecimal ObjectId. Required by the SDK though the spec does not mark it
+    so: a response without it raises `ResponseValidationError`.
+    """
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -35,7 +37,7 @@ class CreateCustomTableRow:
     table_id: ObjectId
     """Identifier of the custom table that will hold the row."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -64,7 +66,7 @@ class CustomTableRow:
     updated_at: datetime | None = None
     """When the row was last modified."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).

@@ -46,7 +46,7 @@ class Address:
     post_code: str | None = None
     """Postal or ZIP code."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -80,7 +80,7 @@ class CreateCustomer:
     total_spent: Decimal | None = None
     """Total amount the customer has spent, as a decimal string."""
 
-    last_action: str | None = None
+    last_action: datetime | None = None
     """Time of the customer's most recent activity."""
 
     tags: list[str] | None = None
@@ -98,7 +98,7 @@ class CreateCustomer:
     notes: list[Note] | None = None
     """Notes kept about the customer."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -111,8 +111,10 @@ class Customer:
     follow your custom tables, so extra fields may appear at run time.
     """
 
-    id: str | None = None
-    """Identifier of the customer record."""
+    id: str
+    """Identifier of the customer record. Required by the SDK though the spec does not mark it
+    so: a response without it raises `ResponseValidationError`.
+    """
 
     created_at: datetime | None = None
     """When the customer record was created."""
@@ -167,7 +169,7 @@ class Customer:
     notes: list[Note] | None = None
     """Notes kept about the customer."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -203,7 +205,7 @@ class UpdateCustomer:
     total_spent: Decimal | None = None
     """Total amount the customer has spent, as a decimal string."""
 
-    last_action: str | None = None
+    last_action: datetime | None = None
     """Time of the customer's most recent activity."""
 
     tags: list[str] | None = None
@@ -221,7 +223,7 @@ class UpdateCustomer:
     notes: list[Note] | None = None
     """Notes kept about the customer."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).

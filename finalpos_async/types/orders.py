@@ -17,9 +17,7 @@ __all__ = ["CreateOrder", "Order", "OrderSummary", "OrderTax", "OrderTip"]
 
 @attrs.define(kw_only=True)
 class OrderTax:
-    """One tax line inside an order summary. Schema name ours; keys and types inferred from the
-    example of `summary.taxes` on the order create page.
-    """
+    """One tax line inside an order summary."""
 
     name: str | None = None
     """Display name of the tax."""
@@ -48,7 +46,7 @@ class OrderTax:
     id: str | None = None
     """Identifier of the tax."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -57,9 +55,7 @@ class OrderTax:
 
 @attrs.define(kw_only=True)
 class OrderTip:
-    """Tip inside an order summary. Schema name ours; keys and types inferred from the example of
-    `summary.tip`.
-    """
+    """Tip inside an order summary."""
 
     percentage: float | None = None
     """Tip rate as a fraction (0.15 = 15% in the example)."""
@@ -67,7 +63,7 @@ class OrderTip:
     amount: Decimal | None = None
     """Tip amount as a decimal string."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -76,11 +72,7 @@ class OrderTip:
 
 @attrs.define(kw_only=True)
 class OrderSummary:
-    """Money totals of an order. Schema name ours (docs show 'object').
-    discountTotal/shippingTotal/total/totalTaxes and their required marks are documented
-    (order create .md page); the remaining keys come from the example only (the .md excerpt
-    ends at totalTaxes).
-    """
+    """Money totals of an order."""
 
     discount_total: Decimal
     """Sum of all discounts, decimal string."""
@@ -108,7 +100,7 @@ class OrderSummary:
     tip: OrderTip | None = None
     """Tip added to the order. (From the example only.)"""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -118,9 +110,8 @@ class OrderSummary:
 @attrs.define(kw_only=True)
 class CreateOrder:
     """Body for creating an order. Fields currency..summary and their required marks are
-    documented (order create .md/HTML); the fields after summary (cartDiscount..customSales)
-    are known to exist only from description lines on the order pages, their names are guesses
-    (see x-guessed).
+    documented; the fields after summary (cartDiscount..customSales) are known to exist only
+    from description lines on the order pages, their names are guesses (see x-guessed).
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
     """
@@ -199,7 +190,7 @@ class CreateOrder:
     docs.
     """
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -215,8 +206,10 @@ class Order:
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
     """
 
-    id: str | None = None
-    """Unique identifier of the order."""
+    id: str
+    """Unique identifier of the order. Required by the SDK though the spec does not mark it so: a
+    response without it raises `ResponseValidationError`.
+    """
 
     created_at: datetime | None = None
     """When the order was created."""
@@ -306,7 +299,7 @@ class Order:
     docs.
     """
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).

@@ -15,13 +15,13 @@ __all__ = ["CreateOutlet", "Outlet", "StripeConfig", "UpdateOutlet"]
 @attrs.define(kw_only=True)
 class StripeConfig:
     """Stripe Terminal settings of an outlet. The docs type the field only as 'object'; the
-    single key comes from the example {"locationId":"tml_XXXXXXXXXX"}. Name chosen by us.
+    single key comes from the example {"locationId":"tml_XXXXXXXXXX"}.
     """
 
     location_id: str | None = None
     """Stripe Terminal location identifier."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -71,7 +71,7 @@ class CreateOutlet:
     tax_id: str | None = None
     """Tax identifier of the outlet."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -84,8 +84,10 @@ class Outlet:
     outlets list page).
     """
 
-    id: str | None = None
-    """Identifier of the outlet."""
+    id: str
+    """Identifier of the outlet. Required by the SDK though the spec does not mark it so: a
+    response without it raises `ResponseValidationError`.
+    """
 
     created_at: datetime | None = None
     """When the outlet record was created."""
@@ -138,7 +140,7 @@ class Outlet:
     tax_id: str | None = None
     """Tax identifier of the outlet."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -188,7 +190,7 @@ class UpdateOutlet:
     tax_id: str | None = None
     """Tax identifier of the outlet."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).

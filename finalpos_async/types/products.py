@@ -16,9 +16,7 @@ __all__ = ["CreateProduct", "Product", "ProductAttribute"]
 
 @attrs.define(kw_only=True)
 class ProductAttribute:
-    """A product attribute: a name with its possible values. Schema name and sub-fields are taken
-    from the create-product curl example only.
-    """
+    """A product attribute: a name with its possible values."""
 
     name: str | None = None
     """Attribute name."""
@@ -26,7 +24,7 @@ class ProductAttribute:
     values: list[str] | None = None
     """Values the attribute can take."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -35,9 +33,7 @@ class ProductAttribute:
 
 @attrs.define(kw_only=True)
 class CreateProduct:
-    """Body for creating a product. Types of outlets, metadata and attributes come from the curl
-    example (their field listing was cut off in the stored pages).
-    """
+    """Body for creating a product."""
 
     name: str
     """Product name."""
@@ -93,7 +89,7 @@ class CreateProduct:
     attributes: list[ProductAttribute] | None = None
     """Attributes of the product, each with a list of values."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -109,8 +105,10 @@ class Product:
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
     """
 
-    id: str | None = None
-    """Identifier of the product record."""
+    id: str
+    """Identifier of the product record. Required by the SDK though the spec does not mark it so:
+    a response without it raises `ResponseValidationError`.
+    """
 
     created_at: datetime | None = None
     """When the product record was created."""
@@ -175,7 +173,7 @@ class Product:
     metadata: list[Metadata] | None = None
     """Custom key/value metadata of the product."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).

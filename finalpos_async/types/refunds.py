@@ -25,7 +25,7 @@ __all__ = [
 
 @attrs.define(kw_only=True)
 class RefundPayment:
-    """One refund payment entry. Schema name ours; keys inferred from the example."""
+    """One refund payment entry."""
 
     payment_type: str | None = None
     """How the money is returned."""
@@ -36,7 +36,7 @@ class RefundPayment:
     transaction_id: str | None = None
     """Related transaction id."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -45,9 +45,8 @@ class RefundPayment:
 
 @attrs.define(kw_only=True)
 class RefundSummary:
-    """Money totals of a refund. Schema name ours; keys inferred from the example. The docs also
-    mention 'List of taxes applied to the refund' (probably a taxes array here) but its key is
-    not visible.
+    """Money totals of a refund. The docs also mention 'List of taxes applied to the refund'
+    (probably a taxes array here) but its key is not visible.
     """
 
     total: Decimal | None = None
@@ -59,7 +58,7 @@ class RefundSummary:
     total_taxes: Decimal | None = None
     """Taxes refunded, decimal string."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -68,8 +67,8 @@ class RefundSummary:
 
 @attrs.define(kw_only=True)
 class RefundCartDiscount:
-    """Cart-level discount share on a refunded line. Schema name ours; 'amount' is documented,
-    'percentage' only appears in the example (the .md excerpt ends there).
+    """Cart-level discount share on a refunded line. 'amount' is documented, 'percentage' only
+    appears in the example.
     """
 
     amount: Decimal | None = None
@@ -78,7 +77,7 @@ class RefundCartDiscount:
     percentage: float | None = None
     """Discount rate (5 in the example)."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -87,12 +86,12 @@ class RefundCartDiscount:
 
 @attrs.define(kw_only=True)
 class RefundLineItemDiscount:
-    """Discount on a refunded line item. Schema name ours (docs show 'object')."""
+    """Discount on a refunded line item."""
 
     cart_discount: RefundCartDiscount | None = None
     """Cart discount share for this line."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -101,9 +100,7 @@ class RefundLineItemDiscount:
 
 @attrs.define(kw_only=True)
 class RefundsTax:
-    """A tax applied to a refunded line item (name shown in the docs; sub-fields from the refunds
-    findOne .md page).
-    """
+    """A tax applied to a refunded line item."""
 
     name: str
     """Tax name."""
@@ -114,7 +111,7 @@ class RefundsTax:
     percentage: float
     """Tax rate in percent (10 in the example)."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -152,7 +149,7 @@ class RefundsLineItem:
     discount: RefundLineItemDiscount | None = None
     """Discount applied to the line."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -161,10 +158,7 @@ class RefundsLineItem:
 
 @attrs.define(kw_only=True)
 class CreateRefund:
-    """Body for creating a refund. orderId..lineItems and their required marks come from the HTML
-    field list; reason..balance only from the curl example (their required marks are not
-    visible).
-    """
+    """The `CreateRefundDto` schema."""
 
     order_id: str
     """Order being refunded."""
@@ -199,7 +193,7 @@ class CreateRefund:
     balance: Decimal | None = None
     """Remaining balance, decimal string."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -208,16 +202,15 @@ class CreateRefund:
 
 @attrs.define(kw_only=True)
 class Refund:
-    """A refund as returned by the API. id..lineItems from the refunds findOne .md page (excerpt
-    ends inside lineItems.discount); summary and payment from the response description lines.
-    reason, refundedBy, refundedByExternalId and balance are probably returned too but were
-    not seen. The docs label this entity 'Refunds'.
+    """The docs label this entity 'Refunds'.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
     """
 
-    id: str | None = None
-    """Unique identifier of the refund."""
+    id: str
+    """Unique identifier of the refund. Required by the SDK though the spec does not mark it so:
+    a response without it raises `ResponseValidationError`.
+    """
 
     created_at: datetime | None = None
     """When the refund was created."""
@@ -252,7 +245,7 @@ class Refund:
     payment: list[RefundPayment] | None = None
     """How the refund was paid out (listed among the response descriptions)."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -298,7 +291,7 @@ class UpdateRefund:
     balance: Decimal | None = None
     """Remaining balance, decimal string."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).

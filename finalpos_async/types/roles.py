@@ -31,7 +31,7 @@ class RolePermission:
     value: bool
     """True when the permission is granted."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -48,7 +48,7 @@ class CreateRole:
     permissions: list[RolePermission]
     """Permissions granted by the role."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -57,12 +57,12 @@ class CreateRole:
 
 @attrs.define(kw_only=True)
 class Role:
-    """A role as returned by the API (keys from the complete response example on the roles page
-    and the response field list of the roles update .md page).
-    """
+    """A role as returned by the API."""
 
-    id: str | None = None
-    """Unique identifier of the role."""
+    id: str
+    """Unique identifier of the role. Required by the SDK though the spec does not mark it so: a
+    response without it raises `ResponseValidationError`.
+    """
 
     created_at: datetime | None = None
     """When the role was created."""
@@ -79,7 +79,7 @@ class Role:
     permissions: list[RolePermission] | None = None
     """Permissions granted by the role."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -89,7 +89,7 @@ class Role:
 @attrs.define(kw_only=True)
 class UpdateRole:
     """Body for updating a role: both fields optional, permission entries keep their required
-    sub-fields (roles update .md page).
+    sub-fields.
     """
 
     name: str | None = None
@@ -98,7 +98,7 @@ class UpdateRole:
     permissions: list[RolePermission] | None = None
     """Permissions granted by the role."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).

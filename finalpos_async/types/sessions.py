@@ -15,9 +15,7 @@ __all__ = ["CreateSession", "Session", "SessionClosingAmounts", "UpdateSession"]
 
 @attrs.define(kw_only=True)
 class SessionClosingAmounts:
-    """Closing totals per payment method. Schema name ours; the three sub-fields are documented
-    on the session create .md page (none required).
-    """
+    """Closing totals per payment method."""
 
     cash: Decimal | None = None
     """Cash total at close, decimal string."""
@@ -28,7 +26,7 @@ class SessionClosingAmounts:
     oliver_pay: Decimal | None = None
     """Oliver Pay total at close, decimal string."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -37,9 +35,7 @@ class SessionClosingAmounts:
 
 @attrs.define(kw_only=True)
 class CreateSession:
-    """Body for opening (creating) a register session (fully visible on the session create .md
-    page).
-    """
+    """Body for opening (creating) a register session."""
 
     station_id: str
     """Station (register) where the session was opened."""
@@ -80,7 +76,7 @@ class CreateSession:
     opening_note: str
     """Note entered when opening."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -96,8 +92,10 @@ class Session:
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
     """
 
-    id: str | None = None
-    """Unique identifier of the session."""
+    id: str
+    """Unique identifier of the session. Required by the SDK though the spec does not mark it so:
+    a response without it raises `ResponseValidationError`.
+    """
 
     created_at: datetime | None = None
     """When the session record was created."""
@@ -141,7 +139,7 @@ class Session:
     closing_amounts: SessionClosingAmounts | None = None
     """Closing totals per payment method."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -193,7 +191,7 @@ class UpdateSession:
     opening_note: str | None = None
     """Note entered when opening."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).

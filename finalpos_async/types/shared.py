@@ -21,7 +21,7 @@ class DeleteResponse:
     message: str
     """Human-readable description of the outcome."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -44,7 +44,7 @@ class ErrorResponse:
     error: str
     """Short name of the error class."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -69,7 +69,7 @@ class Metadata:
     external_id: str | None = None
     """Identifier of this metadata entry in an external system."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -88,7 +88,7 @@ class Note:
     message: str | None = None
     """Text of the note."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).

@@ -43,7 +43,7 @@ class CreateStation:
     is_virtual: bool | None = None
     """True if the station is a virtual one."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -57,8 +57,10 @@ class Station:
     example and take their types from the create body.
     """
 
-    id: str | None = None
-    """Identifier of the station."""
+    id: str
+    """Identifier of the station. Required by the SDK though the spec does not mark it so: a
+    response without it raises `ResponseValidationError`.
+    """
 
     created_at: datetime | None = None
     """When the station was created."""
@@ -96,7 +98,7 @@ class Station:
     is_virtual: bool | None = None
     """True if the station is a virtual one."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -137,7 +139,7 @@ class UpdateStation:
     is_virtual: bool | None = None
     """True if the station is a virtual one."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).

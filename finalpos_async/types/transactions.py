@@ -15,9 +15,7 @@ __all__ = ["CreateTransaction", "PaymentData", "Transaction"]
 
 @attrs.define(kw_only=True)
 class PaymentData:
-    """Payment-processor details of a transaction. Schema name ours (docs show 'object'); the
-    five sub-fields are documented on the transactions findOne .md page, none marked required.
-    """
+    """Payment-processor details of a transaction."""
 
     processor: str | None = None
     """Name of the payment processor."""
@@ -34,7 +32,7 @@ class PaymentData:
     processor_fee: Decimal | None = None
     """Fee charged by the processor, decimal string."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -43,10 +41,7 @@ class PaymentData:
 
 @attrs.define(kw_only=True)
 class CreateTransaction:
-    """Body for creating a transaction. Fields externalId..paymentData and their required marks
-    come from the HTML field list; orderId, refundId, outletId and receiptId only from the
-    curl example.
-    """
+    """Body for creating a transaction."""
 
     external_id: str | None = None
     """Identifier of the transaction in an external system."""
@@ -79,26 +74,18 @@ class CreateTransaction:
     """Payment-processor details."""
 
     order_id: str | None = None
-    """Order the transaction belongs to. (Field seen only in the curl example; description and
-    required mark not visible.)
-    """
+    """Order the transaction belongs to."""
 
     refund_id: str | None = None
-    """Refund the transaction belongs to. (Field seen only in the curl example; description and
-    required mark not visible.)
-    """
+    """Refund the transaction belongs to."""
 
     outlet_id: str | None = None
-    """Outlet where the transaction happened. (Field seen only in the curl example; description
-    and required mark not visible.)
-    """
+    """Outlet where the transaction happened."""
 
     receipt_id: str | None = None
-    """Receipt reference. (Field seen only in the curl example; description and required mark not
-    visible.)
-    """
+    """Receipt reference."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -107,15 +94,15 @@ class CreateTransaction:
 
 @attrs.define(kw_only=True)
 class Transaction:
-    """A payment transaction as returned by the API (transactions findOne .md page; the excerpt
-    ends at orderId, so fields after it - probably refundId, outletId, receiptId as in the
-    create body - are not confirmed). The docs label this entity 'Transactions'.
+    """A payment transaction as returned by the API. The docs label this entity 'Transactions'.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
     """
 
-    id: str | None = None
-    """Unique identifier of the transaction."""
+    id: str
+    """Unique identifier of the transaction. Required by the SDK though the spec does not mark it
+    so: a response without it raises `ResponseValidationError`.
+    """
 
     created_at: datetime | None = None
     """When the transaction was created."""
@@ -157,11 +144,9 @@ class Transaction:
     """Payment-processor details."""
 
     order_id: str | None = None
-    """Order the transaction belongs to (the .md excerpt ends inside this field; example taken
-    from the create curl).
-    """
+    """Order the transaction belongs to."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).

@@ -16,10 +16,7 @@ __all__ = ["CreateVariant", "Inventory", "UpdateVariant", "Variant", "VariantAtt
 
 @attrs.define(kw_only=True)
 class Inventory:
-    """Stock of a variant at one outlet. 'stock' (number, required) is documented in
-    variantcontroller_update.md; the excerpt ends at 'inventory.outletId', so outletId's type
-    is taken from the example and its required mark is unknown. Name chosen by us.
-    """
+    """Stock of a variant at one outlet."""
 
     stock: float
     """Quantity in stock."""
@@ -27,7 +24,7 @@ class Inventory:
     outlet_id: str | None = None
     """ID of the outlet that holds the stock."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -36,10 +33,8 @@ class Inventory:
 
 @attrs.define(kw_only=True)
 class VariantAttribute:
-    """One attribute of a variant (e.g. color). Sub-fields, types and the required mark on name
-    come from variantcontroller_update.md (attributes.name / attributes.values /
-    attributes.value). The docs name of this schema is not visible; name chosen by us.
-    Probably the same backend DTO as part1's ProductAttributeDto.
+    """One attribute of a variant (e.g. color). Probably the same backend DTO as part1's
+    ProductAttributeDto.
     """
 
     name: str
@@ -51,7 +46,7 @@ class VariantAttribute:
     value: str | None = None
     """A single value of the attribute."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -60,11 +55,7 @@ class VariantAttribute:
 
 @attrs.define(kw_only=True)
 class CreateVariant:
-    """Body for creating a variant. The Variant tag HTML documents productId...metadata
-    (productId and manageStock required) and is cut inside metadata; attributes and inventory
-    come from the curl example, with types from variantcontroller_update.md; their required
-    marks are unknown.
-    """
+    """Body for creating a variant."""
 
     product_id: str
     """ID of the product this variant belongs to."""
@@ -108,7 +99,7 @@ class CreateVariant:
     inventory: list[Inventory] | None = None
     """Stock per outlet."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -117,9 +108,7 @@ class CreateVariant:
 
 @attrs.define(kw_only=True)
 class UpdateVariant:
-    """Body for updating a variant (variantcontroller_update.md): the create fields, none
-    required at top level.
-    """
+    """Body for updating a variant: the create fields, none required at top level."""
 
     product_id: str | None = None
     """ID of the product this variant belongs to."""
@@ -163,7 +152,7 @@ class UpdateVariant:
     inventory: list[Inventory] | None = None
     """Stock per outlet."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -182,8 +171,10 @@ class Variant:
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
     """
 
-    id: str | None = None
-    """Identifier of the variant."""
+    id: str
+    """Identifier of the variant. Required by the SDK though the spec does not mark it so: a
+    response without it raises `ResponseValidationError`.
+    """
 
     created_at: datetime | None = None
     """When the variant was created."""
@@ -236,7 +227,7 @@ class Variant:
     inventory: list[Inventory] | None = None
     """Stock per outlet."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).

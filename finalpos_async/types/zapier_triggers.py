@@ -32,7 +32,7 @@ class CreateZapierTrigger:
     custom_trigger_name: str | None = None
     """Optional display name for the trigger."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -60,7 +60,7 @@ class UpdateZapierTrigger:
     custom_trigger_name: str | None = None
     """Optional display name for the trigger."""
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).
@@ -69,15 +69,14 @@ class UpdateZapierTrigger:
 
 @attrs.define(kw_only=True)
 class ZapierTrigger:
-    """Zapier trigger as returned by the API. NO response field is visible in the stored docs
-    (the only stored page ends inside the create curl). By the pattern of the other entities
-    it probably holds id, createdAt, updatedAt, companyId plus the create fields, but none of
-    that is confirmed, so no properties are declared.
+    """Zapier trigger as returned by the API. NO response field is visible in the stored docs. By
+    the pattern of the other entities it probably holds id, createdAt, updatedAt, companyId
+    plus the create fields, but none of that is confirmed, so no properties are declared.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
     """
 
-    extra: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
 
     Keyed by wire name (for example the custom-table fields of a customer).

@@ -25,7 +25,9 @@ class Accounts(SyncResource[AsyncAccounts]):
     @cached_property
     def with_raw_response(self) -> AccountsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AccountsWithRawResponse(self._client, lambda c: self._get(c).with_raw_response)
+        return AccountsWithRawResponse(
+            self._client, self._run, lambda c: self._get(c).with_raw_response
+        )
 
     def create(
         self,
@@ -54,7 +56,7 @@ class Accounts(SyncResource[AsyncAccounts]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 email=email,
                 name=name,
@@ -89,7 +91,7 @@ class Accounts(SyncResource[AsyncAccounts]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -129,7 +131,7 @@ class Accounts(SyncResource[AsyncAccounts]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().update(
                 id=id,
                 email=email,
@@ -165,7 +167,7 @@ class Accounts(SyncResource[AsyncAccounts]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().delete(
                 id=id,
                 timeout=timeout,
@@ -207,7 +209,7 @@ class AccountsWithRawResponse(SyncResource[AsyncAccountsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 email=email,
                 name=name,
@@ -242,7 +244,7 @@ class AccountsWithRawResponse(SyncResource[AsyncAccountsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -282,7 +284,7 @@ class AccountsWithRawResponse(SyncResource[AsyncAccountsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().update(
                 id=id,
                 email=email,
@@ -318,7 +320,7 @@ class AccountsWithRawResponse(SyncResource[AsyncAccountsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().delete(
                 id=id,
                 timeout=timeout,

@@ -24,7 +24,9 @@ class Attachments(SyncResource[AsyncAttachments]):
     @cached_property
     def with_raw_response(self) -> AttachmentsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AttachmentsWithRawResponse(self._client, lambda c: self._get(c).with_raw_response)
+        return AttachmentsWithRawResponse(
+            self._client, self._run, lambda c: self._get(c).with_raw_response
+        )
 
     def create(
         self,
@@ -59,7 +61,7 @@ class Attachments(SyncResource[AsyncAttachments]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 name=name,
                 mime_type=mime_type,
@@ -97,7 +99,7 @@ class Attachments(SyncResource[AsyncAttachments]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -145,7 +147,7 @@ class AttachmentsWithRawResponse(SyncResource[AsyncAttachmentsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 name=name,
                 mime_type=mime_type,
@@ -183,7 +185,7 @@ class AttachmentsWithRawResponse(SyncResource[AsyncAttachmentsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,

@@ -29,7 +29,9 @@ class Categories(SyncResource[AsyncCategories]):
     @cached_property
     def with_raw_response(self) -> CategoriesWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return CategoriesWithRawResponse(self._client, lambda c: self._get(c).with_raw_response)
+        return CategoriesWithRawResponse(
+            self._client, self._run, lambda c: self._get(c).with_raw_response
+        )
 
     def create(
         self,
@@ -66,7 +68,7 @@ class Categories(SyncResource[AsyncCategories]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 name=name,
                 description=description,
@@ -105,7 +107,7 @@ class Categories(SyncResource[AsyncCategories]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -146,7 +148,7 @@ class Categories(SyncResource[AsyncCategories]):
                 `RequestOptions`.
         """
         return SyncPaginator(
-            self._client,
+            self._run,
             self._async().list(
                 limit=limit,
                 skip=skip,
@@ -198,7 +200,7 @@ class CategoriesWithRawResponse(SyncResource[AsyncCategoriesWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 name=name,
                 description=description,
@@ -237,7 +239,7 @@ class CategoriesWithRawResponse(SyncResource[AsyncCategoriesWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -277,7 +279,7 @@ class CategoriesWithRawResponse(SyncResource[AsyncCategoriesWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().list(
                 limit=limit,
                 skip=skip,

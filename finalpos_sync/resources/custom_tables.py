@@ -32,7 +32,9 @@ class CustomTables(SyncResource[AsyncCustomTables]):
     @cached_property
     def with_raw_response(self) -> CustomTablesWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return CustomTablesWithRawResponse(self._client, lambda c: self._get(c).with_raw_response)
+        return CustomTablesWithRawResponse(
+            self._client, self._run, lambda c: self._get(c).with_raw_response
+        )
 
     def list(
         self,
@@ -63,7 +65,7 @@ class CustomTables(SyncResource[AsyncCustomTables]):
                 `RequestOptions`.
         """
         return SyncPaginator(
-            self._client,
+            self._run,
             self._async().list(
                 limit=limit,
                 skip=skip,
@@ -107,7 +109,7 @@ class CustomTables(SyncResource[AsyncCustomTables]):
                 `RequestOptions`.
         """
         return SyncPaginator(
-            self._client,
+            self._run,
             self._async().list_fields(
                 table_id=table_id,
                 limit=limit,
@@ -144,7 +146,7 @@ class CustomTables(SyncResource[AsyncCustomTables]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create_row(
                 table_id=table_id,
                 extra_body=extra_body,
@@ -177,7 +179,7 @@ class CustomTables(SyncResource[AsyncCustomTables]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve_row(
                 id=id,
                 timeout=timeout,
@@ -200,7 +202,7 @@ class CustomTables(SyncResource[AsyncCustomTables]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
-    ) -> SyncPaginator[dict[str, Any]]:
+    ) -> SyncPaginator[CustomTableRow]:
         """Get all custom tables: content.
 
         Lists rows of custom tables page by page, optionally for one table.
@@ -219,7 +221,7 @@ class CustomTables(SyncResource[AsyncCustomTables]):
                 `RequestOptions`.
         """
         return SyncPaginator(
-            self._client,
+            self._run,
             self._async().list_rows(
                 table_id=table_id,
                 limit=limit,
@@ -267,7 +269,7 @@ class CustomTables(SyncResource[AsyncCustomTables]):
                 `RequestOptions`.
         """
         return SyncPaginator(
-            self._client,
+            self._run,
             self._async().list_values(
                 table_id=table_id,
                 row_id=row_id,
@@ -314,7 +316,7 @@ class CustomTablesWithRawResponse(SyncResource[AsyncCustomTablesWithRawResponse]
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().list(
                 limit=limit,
                 skip=skip,
@@ -357,7 +359,7 @@ class CustomTablesWithRawResponse(SyncResource[AsyncCustomTablesWithRawResponse]
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().list_fields(
                 table_id=table_id,
                 limit=limit,
@@ -394,7 +396,7 @@ class CustomTablesWithRawResponse(SyncResource[AsyncCustomTablesWithRawResponse]
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create_row(
                 table_id=table_id,
                 extra_body=extra_body,
@@ -427,7 +429,7 @@ class CustomTablesWithRawResponse(SyncResource[AsyncCustomTablesWithRawResponse]
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve_row(
                 id=id,
                 timeout=timeout,
@@ -450,7 +452,7 @@ class CustomTablesWithRawResponse(SyncResource[AsyncCustomTablesWithRawResponse]
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
-    ) -> RawResponse[Page[dict[str, Any]]]:
+    ) -> RawResponse[Page[CustomTableRow]]:
         """Get all custom tables: content.
 
         Lists rows of custom tables page by page, optionally for one table.
@@ -468,7 +470,7 @@ class CustomTablesWithRawResponse(SyncResource[AsyncCustomTablesWithRawResponse]
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().list_rows(
                 table_id=table_id,
                 limit=limit,
@@ -515,7 +517,7 @@ class CustomTablesWithRawResponse(SyncResource[AsyncCustomTablesWithRawResponse]
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().list_values(
                 table_id=table_id,
                 row_id=row_id,

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
@@ -31,7 +32,9 @@ class Customers(SyncResource[AsyncCustomers]):
     @cached_property
     def with_raw_response(self) -> CustomersWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return CustomersWithRawResponse(self._client, lambda c: self._get(c).with_raw_response)
+        return CustomersWithRawResponse(
+            self._client, self._run, lambda c: self._get(c).with_raw_response
+        )
 
     def create(
         self,
@@ -43,7 +46,7 @@ class Customers(SyncResource[AsyncCustomers]):
         external_id: NotGivenOr[str | None] = NOT_GIVEN,
         phone: NotGivenOr[str | None] = NOT_GIVEN,
         total_spent: NotGivenOr[Decimal | str | None] = NOT_GIVEN,
-        last_action: NotGivenOr[str | None] = NOT_GIVEN,
+        last_action: NotGivenOr[datetime | None] = NOT_GIVEN,
         tags: NotGivenOr[Sequence[str] | None] = NOT_GIVEN,
         billing: NotGivenOr[Address | Mapping[str, Any] | None] = NOT_GIVEN,
         shipping: NotGivenOr[Address | Mapping[str, Any] | None] = NOT_GIVEN,
@@ -81,7 +84,7 @@ class Customers(SyncResource[AsyncCustomers]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 email=email,
                 first_name=first_name,
@@ -126,7 +129,7 @@ class Customers(SyncResource[AsyncCustomers]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -148,7 +151,7 @@ class Customers(SyncResource[AsyncCustomers]):
         external_id: NotGivenOr[str | None] = NOT_GIVEN,
         phone: NotGivenOr[str | None] = NOT_GIVEN,
         total_spent: NotGivenOr[Decimal | str | None] = NOT_GIVEN,
-        last_action: NotGivenOr[str | None] = NOT_GIVEN,
+        last_action: NotGivenOr[datetime | None] = NOT_GIVEN,
         tags: NotGivenOr[Sequence[str] | None] = NOT_GIVEN,
         billing: NotGivenOr[Address | Mapping[str, Any] | None] = NOT_GIVEN,
         shipping: NotGivenOr[Address | Mapping[str, Any] | None] = NOT_GIVEN,
@@ -187,7 +190,7 @@ class Customers(SyncResource[AsyncCustomers]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().update(
                 id=id,
                 email=email,
@@ -233,7 +236,7 @@ class Customers(SyncResource[AsyncCustomers]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().delete(
                 id=id,
                 timeout=timeout,
@@ -274,7 +277,7 @@ class Customers(SyncResource[AsyncCustomers]):
                 `RequestOptions`.
         """
         return SyncPaginator(
-            self._client,
+            self._run,
             self._async().list(
                 limit=limit,
                 skip=skip,
@@ -301,7 +304,7 @@ class CustomersWithRawResponse(SyncResource[AsyncCustomersWithRawResponse]):
         external_id: NotGivenOr[str | None] = NOT_GIVEN,
         phone: NotGivenOr[str | None] = NOT_GIVEN,
         total_spent: NotGivenOr[Decimal | str | None] = NOT_GIVEN,
-        last_action: NotGivenOr[str | None] = NOT_GIVEN,
+        last_action: NotGivenOr[datetime | None] = NOT_GIVEN,
         tags: NotGivenOr[Sequence[str] | None] = NOT_GIVEN,
         billing: NotGivenOr[Address | Mapping[str, Any] | None] = NOT_GIVEN,
         shipping: NotGivenOr[Address | Mapping[str, Any] | None] = NOT_GIVEN,
@@ -339,7 +342,7 @@ class CustomersWithRawResponse(SyncResource[AsyncCustomersWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 email=email,
                 first_name=first_name,
@@ -384,7 +387,7 @@ class CustomersWithRawResponse(SyncResource[AsyncCustomersWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -406,7 +409,7 @@ class CustomersWithRawResponse(SyncResource[AsyncCustomersWithRawResponse]):
         external_id: NotGivenOr[str | None] = NOT_GIVEN,
         phone: NotGivenOr[str | None] = NOT_GIVEN,
         total_spent: NotGivenOr[Decimal | str | None] = NOT_GIVEN,
-        last_action: NotGivenOr[str | None] = NOT_GIVEN,
+        last_action: NotGivenOr[datetime | None] = NOT_GIVEN,
         tags: NotGivenOr[Sequence[str] | None] = NOT_GIVEN,
         billing: NotGivenOr[Address | Mapping[str, Any] | None] = NOT_GIVEN,
         shipping: NotGivenOr[Address | Mapping[str, Any] | None] = NOT_GIVEN,
@@ -445,7 +448,7 @@ class CustomersWithRawResponse(SyncResource[AsyncCustomersWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().update(
                 id=id,
                 email=email,
@@ -491,7 +494,7 @@ class CustomersWithRawResponse(SyncResource[AsyncCustomersWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().delete(
                 id=id,
                 timeout=timeout,
@@ -531,7 +534,7 @@ class CustomersWithRawResponse(SyncResource[AsyncCustomersWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().list(
                 limit=limit,
                 skip=skip,

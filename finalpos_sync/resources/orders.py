@@ -31,7 +31,9 @@ class Orders(SyncResource[AsyncOrders]):
     @cached_property
     def with_raw_response(self) -> OrdersWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return OrdersWithRawResponse(self._client, lambda c: self._get(c).with_raw_response)
+        return OrdersWithRawResponse(
+            self._client, self._run, lambda c: self._get(c).with_raw_response
+        )
 
     def create(
         self,
@@ -104,7 +106,7 @@ class Orders(SyncResource[AsyncOrders]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 receipt_id=receipt_id,
                 status=status,
@@ -158,7 +160,7 @@ class Orders(SyncResource[AsyncOrders]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().delete(
                 id=id,
                 timeout=timeout,
@@ -199,7 +201,7 @@ class Orders(SyncResource[AsyncOrders]):
                 `RequestOptions`.
         """
         return SyncPaginator(
-            self._client,
+            self._run,
             self._async().list(
                 limit=limit,
                 skip=skip,
@@ -287,7 +289,7 @@ class OrdersWithRawResponse(SyncResource[AsyncOrdersWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 receipt_id=receipt_id,
                 status=status,
@@ -341,7 +343,7 @@ class OrdersWithRawResponse(SyncResource[AsyncOrdersWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().delete(
                 id=id,
                 timeout=timeout,
@@ -381,7 +383,7 @@ class OrdersWithRawResponse(SyncResource[AsyncOrdersWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().list(
                 limit=limit,
                 skip=skip,

@@ -30,7 +30,9 @@ class Outlets(SyncResource[AsyncOutlets]):
     @cached_property
     def with_raw_response(self) -> OutletsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return OutletsWithRawResponse(self._client, lambda c: self._get(c).with_raw_response)
+        return OutletsWithRawResponse(
+            self._client, self._run, lambda c: self._get(c).with_raw_response
+        )
 
     def create(
         self,
@@ -79,7 +81,7 @@ class Outlets(SyncResource[AsyncOutlets]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 name=name,
                 address=address,
@@ -124,7 +126,7 @@ class Outlets(SyncResource[AsyncOutlets]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -184,7 +186,7 @@ class Outlets(SyncResource[AsyncOutlets]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().update(
                 id=id,
                 name=name,
@@ -230,7 +232,7 @@ class Outlets(SyncResource[AsyncOutlets]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().delete(
                 id=id,
                 timeout=timeout,
@@ -271,7 +273,7 @@ class Outlets(SyncResource[AsyncOutlets]):
                 `RequestOptions`.
         """
         return SyncPaginator(
-            self._client,
+            self._run,
             self._async().list(
                 limit=limit,
                 skip=skip,
@@ -335,7 +337,7 @@ class OutletsWithRawResponse(SyncResource[AsyncOutletsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 name=name,
                 address=address,
@@ -380,7 +382,7 @@ class OutletsWithRawResponse(SyncResource[AsyncOutletsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -440,7 +442,7 @@ class OutletsWithRawResponse(SyncResource[AsyncOutletsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().update(
                 id=id,
                 name=name,
@@ -486,7 +488,7 @@ class OutletsWithRawResponse(SyncResource[AsyncOutletsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().delete(
                 id=id,
                 timeout=timeout,
@@ -526,7 +528,7 @@ class OutletsWithRawResponse(SyncResource[AsyncOutletsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().list(
                 limit=limit,
                 skip=skip,

@@ -30,7 +30,9 @@ class Products(SyncResource[AsyncProducts]):
     @cached_property
     def with_raw_response(self) -> ProductsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return ProductsWithRawResponse(self._client, lambda c: self._get(c).with_raw_response)
+        return ProductsWithRawResponse(
+            self._client, self._run, lambda c: self._get(c).with_raw_response
+        )
 
     def create(
         self,
@@ -89,7 +91,7 @@ class Products(SyncResource[AsyncProducts]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 name=name,
                 product_type=product_type,
@@ -148,7 +150,7 @@ class Products(SyncResource[AsyncProducts]):
                 `RequestOptions`.
         """
         return SyncPaginator(
-            self._client,
+            self._run,
             self._async().list(
                 limit=limit,
                 skip=skip,
@@ -222,7 +224,7 @@ class ProductsWithRawResponse(SyncResource[AsyncProductsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 name=name,
                 product_type=product_type,
@@ -280,7 +282,7 @@ class ProductsWithRawResponse(SyncResource[AsyncProductsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().list(
                 limit=limit,
                 skip=skip,

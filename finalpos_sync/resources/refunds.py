@@ -25,7 +25,9 @@ class Refunds(SyncResource[AsyncRefunds]):
     @cached_property
     def with_raw_response(self) -> RefundsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return RefundsWithRawResponse(self._client, lambda c: self._get(c).with_raw_response)
+        return RefundsWithRawResponse(
+            self._client, self._run, lambda c: self._get(c).with_raw_response
+        )
 
     def create(
         self,
@@ -70,7 +72,7 @@ class Refunds(SyncResource[AsyncRefunds]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 order_id=order_id,
                 line_items=line_items,
@@ -113,7 +115,7 @@ class Refunds(SyncResource[AsyncRefunds]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -169,7 +171,7 @@ class Refunds(SyncResource[AsyncRefunds]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().update(
                 id=id,
                 order_id=order_id,
@@ -239,7 +241,7 @@ class RefundsWithRawResponse(SyncResource[AsyncRefundsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 order_id=order_id,
                 line_items=line_items,
@@ -282,7 +284,7 @@ class RefundsWithRawResponse(SyncResource[AsyncRefundsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -338,7 +340,7 @@ class RefundsWithRawResponse(SyncResource[AsyncRefundsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().update(
                 id=id,
                 order_id=order_id,

@@ -24,7 +24,9 @@ class Roles(SyncResource[AsyncRoles]):
     @cached_property
     def with_raw_response(self) -> RolesWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return RolesWithRawResponse(self._client, lambda c: self._get(c).with_raw_response)
+        return RolesWithRawResponse(
+            self._client, self._run, lambda c: self._get(c).with_raw_response
+        )
 
     def create(
         self,
@@ -51,7 +53,7 @@ class Roles(SyncResource[AsyncRoles]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 name=name,
                 permissions=permissions,
@@ -85,7 +87,7 @@ class Roles(SyncResource[AsyncRoles]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -123,7 +125,7 @@ class Roles(SyncResource[AsyncRoles]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().update(
                 id=id,
                 name=name,
@@ -166,7 +168,7 @@ class RolesWithRawResponse(SyncResource[AsyncRolesWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 name=name,
                 permissions=permissions,
@@ -200,7 +202,7 @@ class RolesWithRawResponse(SyncResource[AsyncRolesWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -238,7 +240,7 @@ class RolesWithRawResponse(SyncResource[AsyncRolesWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().update(
                 id=id,
                 name=name,

@@ -25,7 +25,9 @@ class Sessions(SyncResource[AsyncSessions]):
     @cached_property
     def with_raw_response(self) -> SessionsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return SessionsWithRawResponse(self._client, lambda c: self._get(c).with_raw_response)
+        return SessionsWithRawResponse(
+            self._client, self._run, lambda c: self._get(c).with_raw_response
+        )
 
     def create(
         self,
@@ -74,7 +76,7 @@ class Sessions(SyncResource[AsyncSessions]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 station_id=station_id,
                 session_number=session_number,
@@ -147,7 +149,7 @@ class Sessions(SyncResource[AsyncSessions]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().update(
                 id=id,
                 station_id=station_id,
@@ -223,7 +225,7 @@ class SessionsWithRawResponse(SyncResource[AsyncSessionsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 station_id=station_id,
                 session_number=session_number,
@@ -296,7 +298,7 @@ class SessionsWithRawResponse(SyncResource[AsyncSessionsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().update(
                 id=id,
                 station_id=station_id,

@@ -30,7 +30,9 @@ class Stations(SyncResource[AsyncStations]):
     @cached_property
     def with_raw_response(self) -> StationsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return StationsWithRawResponse(self._client, lambda c: self._get(c).with_raw_response)
+        return StationsWithRawResponse(
+            self._client, self._run, lambda c: self._get(c).with_raw_response
+        )
 
     def create(
         self,
@@ -72,7 +74,7 @@ class Stations(SyncResource[AsyncStations]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 name=name,
                 outlet_id=outlet_id,
@@ -113,7 +115,7 @@ class Stations(SyncResource[AsyncStations]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -166,7 +168,7 @@ class Stations(SyncResource[AsyncStations]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().update(
                 id=id,
                 name=name,
@@ -208,7 +210,7 @@ class Stations(SyncResource[AsyncStations]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().delete(
                 id=id,
                 timeout=timeout,
@@ -249,7 +251,7 @@ class Stations(SyncResource[AsyncStations]):
                 `RequestOptions`.
         """
         return SyncPaginator(
-            self._client,
+            self._run,
             self._async().list(
                 limit=limit,
                 skip=skip,
@@ -306,7 +308,7 @@ class StationsWithRawResponse(SyncResource[AsyncStationsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 name=name,
                 outlet_id=outlet_id,
@@ -347,7 +349,7 @@ class StationsWithRawResponse(SyncResource[AsyncStationsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -400,7 +402,7 @@ class StationsWithRawResponse(SyncResource[AsyncStationsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().update(
                 id=id,
                 name=name,
@@ -442,7 +444,7 @@ class StationsWithRawResponse(SyncResource[AsyncStationsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().delete(
                 id=id,
                 timeout=timeout,
@@ -482,7 +484,7 @@ class StationsWithRawResponse(SyncResource[AsyncStationsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().list(
                 limit=limit,
                 skip=skip,

@@ -29,7 +29,9 @@ class Transactions(SyncResource[AsyncTransactions]):
     @cached_property
     def with_raw_response(self) -> TransactionsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return TransactionsWithRawResponse(self._client, lambda c: self._get(c).with_raw_response)
+        return TransactionsWithRawResponse(
+            self._client, self._run, lambda c: self._get(c).with_raw_response
+        )
 
     def create(
         self,
@@ -72,19 +74,15 @@ class Transactions(SyncResource[AsyncTransactions]):
             notes: Free-text note about the transaction.
             employee: Employee who processed the transaction.
             payment_data: Payment-processor details.
-            order_id: Order the transaction belongs to. (Field seen only in the curl example;
-                description and required mark not visible.)
-            refund_id: Refund the transaction belongs to. (Field seen only in the curl example;
-                description and required mark not visible.)
-            outlet_id: Outlet where the transaction happened. (Field seen only in the curl example;
-                description and required mark not visible.)
-            receipt_id: Receipt reference. (Field seen only in the curl example; description and
-                required mark not visible.)
+            order_id: Order the transaction belongs to.
+            refund_id: Refund the transaction belongs to.
+            outlet_id: Outlet where the transaction happened.
+            receipt_id: Receipt reference.
             extra_body: Fields to send that the spec does not list (custom fields).
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 payment_method=payment_method,
                 amount=amount,
@@ -130,7 +128,7 @@ class Transactions(SyncResource[AsyncTransactions]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -162,7 +160,7 @@ class Transactions(SyncResource[AsyncTransactions]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().delete(
                 id=id,
                 timeout=timeout,
@@ -218,19 +216,15 @@ class TransactionsWithRawResponse(SyncResource[AsyncTransactionsWithRawResponse]
             notes: Free-text note about the transaction.
             employee: Employee who processed the transaction.
             payment_data: Payment-processor details.
-            order_id: Order the transaction belongs to. (Field seen only in the curl example;
-                description and required mark not visible.)
-            refund_id: Refund the transaction belongs to. (Field seen only in the curl example;
-                description and required mark not visible.)
-            outlet_id: Outlet where the transaction happened. (Field seen only in the curl example;
-                description and required mark not visible.)
-            receipt_id: Receipt reference. (Field seen only in the curl example; description and
-                required mark not visible.)
+            order_id: Order the transaction belongs to.
+            refund_id: Refund the transaction belongs to.
+            outlet_id: Outlet where the transaction happened.
+            receipt_id: Receipt reference.
             extra_body: Fields to send that the spec does not list (custom fields).
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 payment_method=payment_method,
                 amount=amount,
@@ -276,7 +270,7 @@ class TransactionsWithRawResponse(SyncResource[AsyncTransactionsWithRawResponse]
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -308,7 +302,7 @@ class TransactionsWithRawResponse(SyncResource[AsyncTransactionsWithRawResponse]
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().delete(
                 id=id,
                 timeout=timeout,

@@ -30,7 +30,9 @@ class Variants(SyncResource[AsyncVariants]):
     @cached_property
     def with_raw_response(self) -> VariantsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return VariantsWithRawResponse(self._client, lambda c: self._get(c).with_raw_response)
+        return VariantsWithRawResponse(
+            self._client, self._run, lambda c: self._get(c).with_raw_response
+        )
 
     def create(
         self,
@@ -81,7 +83,7 @@ class Variants(SyncResource[AsyncVariants]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 product_id=product_id,
                 manage_stock=manage_stock,
@@ -127,7 +129,7 @@ class Variants(SyncResource[AsyncVariants]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -189,7 +191,7 @@ class Variants(SyncResource[AsyncVariants]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().update(
                 id=id,
                 product_id=product_id,
@@ -245,7 +247,7 @@ class Variants(SyncResource[AsyncVariants]):
                 `RequestOptions`.
         """
         return SyncPaginator(
-            self._client,
+            self._run,
             self._async().list(
                 limit=limit,
                 skip=skip,
@@ -311,7 +313,7 @@ class VariantsWithRawResponse(SyncResource[AsyncVariantsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 product_id=product_id,
                 manage_stock=manage_stock,
@@ -357,7 +359,7 @@ class VariantsWithRawResponse(SyncResource[AsyncVariantsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().retrieve(
                 id=id,
                 timeout=timeout,
@@ -419,7 +421,7 @@ class VariantsWithRawResponse(SyncResource[AsyncVariantsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().update(
                 id=id,
                 product_id=product_id,
@@ -474,7 +476,7 @@ class VariantsWithRawResponse(SyncResource[AsyncVariantsWithRawResponse]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().list(
                 limit=limit,
                 skip=skip,

@@ -27,7 +27,9 @@ class ZapierTriggers(SyncResource[AsyncZapierTriggers]):
     @cached_property
     def with_raw_response(self) -> ZapierTriggersWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return ZapierTriggersWithRawResponse(self._client, lambda c: self._get(c).with_raw_response)
+        return ZapierTriggersWithRawResponse(
+            self._client, self._run, lambda c: self._get(c).with_raw_response
+        )
 
     def create(
         self,
@@ -60,7 +62,7 @@ class ZapierTriggers(SyncResource[AsyncZapierTriggers]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 trigger_type=trigger_type,
                 trigger_id=trigger_id,
@@ -109,7 +111,7 @@ class ZapierTriggers(SyncResource[AsyncZapierTriggers]):
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().update(
                 id=id,
                 trigger_type=trigger_type,
@@ -163,7 +165,7 @@ class ZapierTriggersWithRawResponse(SyncResource[AsyncZapierTriggersWithRawRespo
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().create(
                 trigger_type=trigger_type,
                 trigger_id=trigger_id,
@@ -212,7 +214,7 @@ class ZapierTriggersWithRawResponse(SyncResource[AsyncZapierTriggersWithRawRespo
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
-        return self._client._run(
+        return self._run(
             self._async().update(
                 id=id,
                 trigger_type=trigger_type,

@@ -1,0 +1,38 @@
+"""Mistakes a user could make with the SDK, each of which a type checker must catch.
+
+`tests/test_typing.py` runs `mypy --strict` and `pyright` (strict) on this file and checks that
+each reports exactly the lines tagged `# expect-error`, and nothing else. Each mistake sits on
+one line, so every message it causes lands on its tagged line. Never run: it would fail.
+"""
+
+from finalpos_async import AsyncFinalPOS
+from finalpos_sync import FinalPOS
+
+
+async def async_mistakes(client: AsyncFinalPOS) -> None:
+    # A wrong keyword argument name (the parameter is `first_name`).
+    await client.customers.create(email="a@b.c", firstname="Ada", last_name="L")  # expect-error
+    # A wrong argument type: ids are `str`.
+    await client.customers.retrieve(42)  # expect-error
+    # A nested model given as something that is neither the model nor a mapping.
+    await client.customers.update("c_1", billing=42)  # expect-error
+    # A missing `await`: the coroutine has no `email`.
+    pending = client.customers.retrieve("c_1")
+    print(pending.email)  # expect-error
+    # A missing `await` on a page: the paginator itself has no length.
+    print(len(client.customers.list(limit=10)))  # expect-error
+    # A plain `for` over an async paginator.
+    for _ in client.customers.list():  # expect-error
+        pass
+    # A resource the client does not have (it is `customers`).
+    await client.customer.list()  # expect-error
+    # A field the model does not have (it is `first_name`).
+    created = await client.customers.create(email="a@b.c", first_name="A", last_name="L")
+    print(created.firstName)  # expect-error
+
+
+def sync_mistakes(client: FinalPOS) -> None:
+    # A wrong keyword argument name on the sync facade (it is `limit`).
+    client.customers.list(limt=10)  # expect-error
+    # A wrong argument type on the sync facade.
+    client.customers.delete(["c_1", "c_2"])  # expect-error
