@@ -10,6 +10,7 @@ See `BulkRunner.run` for the options, `BulkJob` for consuming results as they fi
 from ._engine import (
     BulkJob,
     BulkRunner,
+    ContentIdentities,
     Items,
     KeySpec,
     Operation,
@@ -32,6 +33,7 @@ __all__ = [
     "BulkJob",
     "BulkReport",
     "BulkRunner",
+    "ContentIdentities",
     "ItemResult",
     "ItemStatus",
     "Items",

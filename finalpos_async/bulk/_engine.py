@@ -70,6 +70,7 @@ from ._results import BulkReport, ItemResult, ItemStatus, describe_error
 __all__ = [
     "BulkJob",
     "BulkRunner",
+    "ContentIdentities",
     "Items",
     "KeySpec",
     "Operation",
@@ -373,8 +374,7 @@ class BulkJob(Generic[_T]):
         self._stop_deadline = 0.0
         self._wakeup: asyncio.Future[None] | None = None
         self._iterator: AsyncGenerator[ItemResult[_T], None] | None = None
-        self._seen_digests: set[int] = set()
-        self._repeats: collections.Counter[str] = collections.Counter()
+        self._contents = ContentIdentities()
         self._seen_keys: set[str] = set()
         self._unreachable_streak = 0
         self._lost_streak = 0
@@ -685,14 +685,7 @@ class BulkJob(Generic[_T]):
 
     def _identity(self, index: int, item: Mapping[str, Any], digest: str) -> str:
         if self._key is None:
-            # Content identity: the n-th identical item is `digest#n`. A set of 64-bit ints is
-            # all that grows with the input; the counter only holds repeated contents.
-            short = int(digest[:16], 16)
-            if short in self._seen_digests:
-                self._repeats[digest] += 1
-                return f"{digest}#{self._repeats[digest]}"
-            self._seen_digests.add(short)
-            return digest
+            return self._contents.name(digest)
         value = _read(self._key, item, index, "key")
         if value is None or value == "":
             raise ValueError(f"bulk item {index} has an empty key ({_identity_rule(self._key)})")
@@ -926,6 +919,28 @@ class BulkJob(Generic[_T]):
             else:
                 self.report.cancelled += 1
         in_flight.clear()
+
+
+class ContentIdentities:
+    """Names items by their content: the first of a content is its digest, the n-th repeat
+    `digest#n`, so identical items stay distinct and a re-run names them the same way.
+
+    Memory: a set of 64-bit ints for the contents seen (a 64-bit prefix is plenty to tell the
+    contents of one input apart), plus a counter that holds only the repeated ones.
+    """
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+        self._repeats: collections.Counter[str] = collections.Counter()
+
+    def name(self, digest: str) -> str:
+        """The identity of the next item whose content has this `content_digest`."""
+        short = int(digest[:16], 16)
+        if short in self._seen:
+            self._repeats[digest] += 1
+            return f"{digest}#{self._repeats[digest]}"
+        self._seen.add(short)
+        return digest
 
 
 def content_digest(content: object) -> str:

@@ -54,6 +54,7 @@ from .._types import RequestOptions
 from ..bulk import (
     BulkJob,
     BulkReport,
+    ContentIdentities,
     ItemResult,
     ItemStatus,
     Journal,
@@ -402,13 +403,14 @@ def _parser(options: ImportOptions) -> RowParser:
 
 
 class _Identities:
-    """A row's identity: its --key value, else its content (`digest#n` for the n-th repeat)."""
+    """A row's identity: carried by a failed-rows file, else its --key value, else its content
+    (the bulk engine's rule: `digest`, then `digest#n` for the n-th repeat)."""
 
     def __init__(self, parser: RowParser, key_field: str | None) -> None:
         self._parser = parser
         self._key_field = key_field
-        self._seen: dict[str, int] = {}
-        self._repeats: collections.Counter[str] = collections.Counter()
+        self._contents = ContentIdentities()
+        self._lines: dict[str, int] = {}  # named identities (keys, carried) -> first line
 
     def of(self, row: _Row, body: Mapping[str, Any], digest: str) -> tuple[str | None, str]:
         """(identity, problem): identity None when the row cannot have one (problem says why)."""
@@ -420,14 +422,11 @@ class _Identities:
                 return None, "is empty (it is the --key column)"
             identity = found
         else:
-            identity = digest
-            if identity in self._seen:
-                self._repeats[digest] += 1
-                identity = f"{digest}#{self._repeats[digest]}"
-        first = self._seen.get(identity)
+            return self._contents.name(digest), ""  # unique by construction
+        first = self._lines.get(identity)
         if first is not None:
             return None, f"repeats the --key value {identity!r} of line {first}"
-        self._seen[identity] = row.line
+        self._lines[identity] = row.line
         return identity, ""
 
 
