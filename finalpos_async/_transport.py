@@ -267,7 +267,8 @@ class Transport:
             )
             # aiohttp silently repeats an idempotent request once when a connection drops; our
             # retry loop owns every repeat so attempts, backoff, budget and deadline stay exact.
-            # (A private flag, the one aiohttp's own test client turns off; absent: no harm.
+            # (A private flag, the one aiohttp's own test client turns off; every aiohttp the
+            # floor in pyproject.toml admits has it, and without it attempts would be miscounted.
             # aiohttp has no public switch for it, hence the pyright ignore.)
             if hasattr(session, "_retry_connection"):
                 session._retry_connection = False  # pyright: ignore[reportPrivateUsage]

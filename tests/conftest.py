@@ -164,7 +164,7 @@ class _NoUpload:
 
 
 class _CompatResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.x builds responses without `stream_writer`, which aiohttp 3.13+ needs."""
+    """aioresponses 0.7.x builds responses without `stream_writer`, which aiohttp 3.14+ needs."""
 
     def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
         kwargs.setdefault("stream_writer", _NoUpload())
