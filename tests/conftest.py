@@ -9,9 +9,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -221,3 +223,19 @@ async def all_customers(client: AsyncFinalPOS) -> list[dict[str, Any]]:
         found.extend(page)
         if len(page) < 1000:
             return found
+
+
+def counting_trace() -> tuple[collections.Counter[str], aiohttp.TraceConfig]:
+    """A trace config for a client session that counts the requests it sends, per method."""
+    sent = collections.Counter[str]()
+
+    async def on_request_start(
+        _session: aiohttp.ClientSession,
+        _ctx: SimpleNamespace,
+        params: aiohttp.TraceRequestStartParams,
+    ) -> None:
+        sent[params.method] += 1
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_request_start)
+    return sent, trace

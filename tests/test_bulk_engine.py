@@ -12,12 +12,12 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import attrs
 import pytest
+from conftest import counting_trace
 from sandbox_proc import duplicates, records
 
 from finalpos_async import APIConnectionError, AsyncFinalPOS
@@ -851,17 +851,7 @@ async def test_a_target_that_lost_the_journaled_records_is_refused_before_sendin
 async def test_a_wrong_api_key_stops_the_run_after_the_first_401(
     finalpos_sandbox: Sandbox, stop_on_fatal: bool
 ) -> None:
-    sent = collections.Counter[str]()
-
-    async def on_request_start(
-        _session: aiohttp.ClientSession,
-        _ctx: SimpleNamespace,
-        params: aiohttp.TraceRequestStartParams,
-    ) -> None:
-        sent[params.method] += 1
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_start.append(on_request_start)
+    sent, trace = counting_trace()
     items = 200
     async with aiohttp.ClientSession(trace_configs=[trace]) as session:
         client = AsyncFinalPOS("sk_wrong_key", base_url=finalpos_sandbox.url, session=session)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
-from conftest import all_customers
+from conftest import all_customers, counting_trace
 from sandbox_proc import duplicates, records, sandbox_process
 
 from finalpos_async import AsyncFinalPOS
@@ -34,17 +33,7 @@ async def test_ten_thousand_customers_under_ten_percent_faults_arrive_exactly_on
     # 10 % of requests fail: 429 with Retry-After (honoured by the client, kept short so the
     # test stays fast), 503, a reset connection, or an answer slower than the client's timeout.
     faults = "rate=0.1,kinds=429+503+reset+delay,retry-after=0.01,delay=0.5,seed=7"
-    sent = collections.Counter[str]()
-
-    async def on_request_start(
-        _session: aiohttp.ClientSession,
-        _ctx: SimpleNamespace,
-        params: aiohttp.TraceRequestStartParams,
-    ) -> None:
-        sent[params.method] += 1
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_start.append(on_request_start)
+    sent, trace = counting_trace()
 
     async with sandbox_process(faults=faults) as sandbox:
         session = aiohttp.ClientSession(
