@@ -62,8 +62,15 @@ if TYPE_CHECKING:
     from finalpos_async._rate_limit import RateLimiter
 
     # BulkRunner is named in a string (the base class below), which ruff does not see.
-    from finalpos_async.bulk import BulkJob, BulkReport, BulkRunner, ItemResult, Journal  # noqa: F401
-    from finalpos_async.bulk._engine import Items, KeySpec
+    from finalpos_async.bulk import (  # noqa: F401
+        BulkJob,
+        BulkReport,
+        BulkRunner,
+        ItemResult,
+        Items,
+        Journal,
+        KeySpec,
+    )
 
     from ._base_client import BaseSyncClient
 

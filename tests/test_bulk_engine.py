@@ -98,6 +98,8 @@ class FakeClient:
     base_url: str = "https://api.one.example"
     credentials_fingerprint: str = "fingerprint-one"
     pool_limit_per_host: int = 100
+    is_embedded_sandbox: bool = False
+    rate_limiter: RateLimiter | None = None
 
 
 async def test_every_item_succeeds_and_counts_add_up() -> None:

@@ -7,17 +7,8 @@ See `BulkRunner.run` for the options, `BulkJob` for consuming results as they fi
 `Journal` for resuming after a crash and `RateLimiter` for a shared requests-per-second cap.
 """
 
-from ._engine import (
-    BulkJob,
-    BulkRunner,
-    ContentIdentities,
-    Items,
-    KeySpec,
-    Operation,
-    TargetChangedError,
-    content_digest,
-    idempotency_key_for,
-)
+from ._items import ContentIdentities, Items, KeySpec, content_digest, idempotency_key_for
+from ._job import BulkJob
 from ._journal import (
     Journal,
     JournalBinding,
@@ -27,7 +18,9 @@ from ._journal import (
     JournalMismatchError,
 )
 from ._limiter import RateLimiter
+from ._lookup import TargetChangedError
 from ._results import BulkReport, ItemResult, ItemStatus
+from ._runner import BulkRunner, Operation
 
 __all__ = [
     "BulkJob",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import time
 import uuid
 from types import TracebackType
@@ -38,10 +39,9 @@ import attrs
 from .._constants import JOURNAL_BATCH_SIZE, JOURNAL_FLUSH_INTERVAL
 from .._exceptions import FinalPOSError
 
-try:  # POSIX; elsewhere two writers are not detected (SQLite still keeps the file intact)
+# No fcntl on Windows: two writers are not detected there (SQLite still keeps the file intact).
+if sys.platform != "win32":
     import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "Journal",
@@ -267,7 +267,7 @@ class Journal:
         return dict(conn.execute("SELECT name, value FROM meta").fetchall())
 
     def _take_lock(self) -> IO[bytes] | None:
-        if fcntl is None:  # pragma: no cover - Windows
+        if sys.platform == "win32":  # pragma: no cover - no fcntl on Windows
             return None
         # flock on the database file itself: independent of SQLite's own (fcntl) locks on Linux
         # and macOS, and released by the kernel when the process dies, even on SIGKILL.

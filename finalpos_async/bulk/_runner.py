@@ -1,0 +1,185 @@
+"""`client.bulk`: checks a run's options and builds its `BulkJob` (nothing is sent before that
+job is iterated or awaited)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import AsyncIterable, Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+from .._constants import BULK_CONCURRENCY, BULK_DRAIN_TIMEOUT
+from ._items import Items, KeySpec, identity_rule
+from ._job import BulkJob
+from ._journal import Journal
+from ._limiter import RateLimiter
+from ._target import Binding, BulkClient
+from ._target import operation_name as name_of  # `run` has a parameter `operation_name`
+
+__all__ = ["BulkRunner", "Operation"]
+
+_T = TypeVar("_T")
+
+log = logging.getLogger("finalpos.bulk")
+
+Operation = Callable[..., Awaitable[_T]]
+"""An async callable taking an item's fields as keyword arguments plus `idempotency_key=`."""
+
+
+class BulkRunner:
+    """`client.bulk`: runs one operation over many inputs (see `run`).
+
+    It can also be used without a client (`BulkRunner().run(...)`); with one, `concurrency` is
+    capped at the client's connection pool size and the journal is bound to the client's target.
+    """
+
+    def __init__(self, client: BulkClient | None = None) -> None:
+        self._client = client
+
+    def run(
+        self,
+        operation: Callable[..., Awaitable[_T]],
+        items: Items,
+        *,
+        concurrency: int = BULK_CONCURRENCY,
+        rate_limit: float | RateLimiter | None = None,
+        journal: str | os.PathLike[str] | Journal | None = None,
+        key: KeySpec = None,
+        content: KeySpec = None,
+        job_id: str | None = None,
+        drain_timeout: float = BULK_DRAIN_TIMEOUT,
+        lookup: Callable[[], AsyncIterable[Any]] | None = None,
+        lookup_key: KeySpec = None,
+        retrieve: Callable[[str], Awaitable[Any]] | None = None,
+        resend_unknown: bool = False,
+        stop_on_fatal: bool = True,
+        target: str | None = None,
+        operation_name: str | None = None,
+    ) -> BulkJob[_T]:
+        """Run `operation(**item, idempotency_key=...)` for every item; returns a `BulkJob`,
+        which starts when it is iterated or awaited::
+
+            async for result in client.bulk.run(client.customers.create, rows, journal="j.db"):
+                if not result.ok:
+                    print(result.index, result.reason)
+
+            report = await client.bulk.run(client.customers.create, rows)  # counts only
+
+        - `concurrency`: items in flight at once (default 16), capped at the client's pool size.
+        - `rate_limit`: items started per second, or a `RateLimiter` shared with other runs. The
+          client's own `rate_limit` takes a token per HTTP attempt (retries included); with
+          both, the stricter one sets the pace.
+        - `journal`: a SQLite file (or `Journal`) recording every outcome, bound to this target
+          (the client's base URL or `target`), credentials, operation and identity rule (else
+          `JournalMismatchError`, before any request). A re-run skips items that were created
+          and sends the others under the same keys.
+        - `key`: an item's identity across runs: a field name such as `"email"`, or a function
+          of the item; unique. By default, its content (identical items told apart by their
+          order): added items are imported, an edited item counts as new. With a `key`, an item
+          journaled as created whose content changed is not sent: it ends `CHANGED`.
+        - `content`: what of an item is its content, in its identity and idempotency key (a
+          field name or a function; the whole item by default).
+        - `job_id`: fixes the job identity (default: the journal's, else random), so a re-run
+          with the same id sends the same idempotency keys.
+        - `drain_timeout`: after `stop()` or a cancel, how long in-flight items may finish.
+        - `lookup`: lists the records in the target (`client.customers.list`), used with `key`
+          to resolve items whose answer was lost, in one streamed pass at the end of the run:
+          found ones count as created (`found=True`), the others are sent again. `lookup_key`
+          reads a listed record's key (default: `key`, as a mapping key or an attribute).
+        - `retrieve`: fetches one record by id (`client.customers.retrieve`); before resuming,
+          the run checks that the target still holds the last records the journal says were
+          created, and raises `TargetChangedError` if none of them is there.
+        - `resend_unknown`: send items whose answer was lost again (same key, client retries
+          allowed). Safe only when the server honours `Idempotency-Key` (the sandbox does; the
+          API's documentation does not say) or they are known not to be in the target. Off by
+          default: they end `UNKNOWN`.
+        - `stop_on_fatal`: stop starting items after a 401/403, or when several items in a row
+          cannot reach the target: `stop_reason` says why, the outcome is "aborted", and the
+          items not started are left for a re-run.
+        - `target`, `operation_name`: how the journal names the target and the operation
+          (default: the client's base URL; the resource and method, e.g. `customers.create`).
+        """
+        _check_options(drain_timeout, lookup, key=key, content=content, lookup_key=lookup_key)
+        client_limiter = self._client.rate_limiter if self._client is not None else None
+        return BulkJob(
+            _raw_twin(operation),
+            items,
+            concurrency=self._capped(concurrency),
+            limiter=_run_limiter(rate_limit, client_limiter),
+            client_limiter=client_limiter,
+            journal=journal,
+            key=key,
+            content=content,
+            job_id=job_id,
+            drain_timeout=drain_timeout,
+            lookup=lookup,
+            lookup_key=lookup_key,
+            retrieve=retrieve,
+            resend_unknown=resend_unknown,
+            stop_on_fatal=stop_on_fatal,
+            binding=self._binding(target, operation_name or name_of(operation), key),
+        )
+
+    def _binding(self, target: str | None, operation: str, key: KeySpec) -> Binding:
+        return Binding(self._client, target, operation, identity_rule(key))
+
+    def _capped(self, concurrency: int) -> int:
+        """`concurrency`, checked, and capped at the client's pool size."""
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
+        pool = self._client.pool_limit_per_host if self._client is not None else 0
+        if pool > 0 and concurrency > pool:
+            log.warning(
+                "bulk concurrency %d exceeds the client's connection pool (%d); using %d so that "
+                "items wait in the bulk engine, not in the pool",
+                concurrency,
+                pool,
+                pool,
+            )
+            return pool
+        return concurrency
+
+
+def _check_options(drain_timeout: float, lookup: object, **specs: KeySpec) -> None:
+    if drain_timeout < 0:
+        raise ValueError(f"drain_timeout must be >= 0 seconds, got {drain_timeout!r}")
+    for name, spec in specs.items():
+        if not (spec is None or isinstance(spec, str) or callable(spec)):
+            raise TypeError(f"{name} must be None, a field name or a callable, got {spec!r}")
+    if lookup is not None and specs["key"] is None:
+        raise ValueError(
+            "lookup= needs key=: a record found in the target is matched by its key "
+            "(a natural key such as 'email' or 'externalId')"
+        )
+
+
+def _run_limiter(
+    rate_limit: float | RateLimiter | None, client_limiter: RateLimiter | None
+) -> RateLimiter | None:
+    """The limiter the run takes a token from per item (None: only the client's, if any)."""
+    limiter: RateLimiter | None
+    if rate_limit is None or isinstance(rate_limit, RateLimiter):
+        limiter = rate_limit
+    else:
+        limiter = RateLimiter(rate_limit)
+    if limiter is client_limiter:
+        # The client already takes a token per attempt; one more per item would halve it.
+        return None
+    return limiter
+
+
+def _raw_twin(operation: Callable[..., Awaitable[_T]]) -> Callable[..., Awaitable[_T]]:
+    """For a generated resource method, its `with_raw_response` twin; else the operation itself.
+
+    The twin answers a `RawResponse`, which the engine unwraps to the same model while reading
+    its attempt count, so every result's `attempts` includes the client's retries.
+    """
+    if not inspect.ismethod(operation):
+        return operation
+    raw_resource: object = getattr(operation.__self__, "with_raw_response", None)
+    twin: object = getattr(raw_resource, operation.__name__, None)
+    if not callable(twin):
+        return operation
+    # The raw twin answers `RawResponse[_T]`; the engine unwraps it (see the docstring).
+    return cast("Callable[..., Awaitable[_T]]", twin)
