@@ -6,18 +6,19 @@
                 print(result.index, result.reason)
 
 The async engine (`finalpos_async.bulk`) does all the work on the client's private loop; this
-module only carries items and results across the thread boundary, with flat memory both ways:
+module only carries items and results across the thread boundary (`_bulk_channel`), with flat
+memory both ways:
 
     caller thread                                private loop
     -------------                                ------------
-    next(items) x batch  --call_soon_threadsafe-->  _FeedSource (the engine's async input)
+    next(items) x batch  --call_soon_threadsafe-->  FeedSource (the engine's async input)
                          <------ "want" ----------  (asked only when the engine pulls and
                                                      the fed batch is used up)
-    for result in job    <--- _Channel (bounded) -  pump task: async for result in BulkJob
+    for result in job    <--- Channel (bounded) -  pump task: async for result in BulkJob
 
 The caller's iterable is pulled in the caller's own thread (a DB cursor or a CSV reader bound to
 that thread keeps working, and a slow `next()` never blocks the loop), one batch of at most
-`concurrency` items per request. Results wait in `_Channel`, which holds at most
+`concurrency` items per request. Results wait in `Channel`, which holds at most
 `SYNC_BULK_BUFFER` of them; when it is full the pump waits, so the engine stops pulling inputs
 until the caller catches up.
 """
@@ -30,9 +31,7 @@ import functools
 import inspect
 import itertools
 import logging
-import threading
 import time
-from collections import deque
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -41,7 +40,6 @@ from collections.abc import (
     Generator,
     Iterable,
     Iterator,
-    Mapping,
 )
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
@@ -54,6 +52,7 @@ from finalpos_async._constants import (
     SYNC_CANCEL_GRACE,
 )
 
+from ._bulk_channel import NOTHING, WANT, Channel, End, Feed
 from ._resource import Runner, SyncResource
 
 if TYPE_CHECKING:
@@ -119,43 +118,27 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
 
             report = client.bulk.run(client.customers.create, rows).wait()  # counts only
 
-        `operation` is a method of this client's resources (`client.customers.create`, or its
-        `with_raw_response` twin); the run calls its async twin on the client's private loop.
-        `items` is any iterable of field mappings, pulled lazily in the calling thread (an
-        async iterable is also accepted and pulled on the loop). The options are those of
-        `finalpos_async.bulk.BulkRunner.run`:
+        The options mean what they mean in `finalpos_async.bulk.BulkRunner.run` (the same
+        engine runs the job on the client's private loop); what differs from sync code:
 
-        - `concurrency`: items in flight at once (default 16), capped at the client's pool size.
-        - `rate_limit`: items started per second, or a `RateLimiter`; the client's own
-          `rate_limit` (every HTTP attempt, retries included) applies too, and paces the run
-          alone when this is unset.
-        - `journal`: a SQLite file (or `Journal`) recording every outcome, bound to this
-          client's target, credentials, operation and identity rule (`JournalMismatchError`
-          otherwise); re-running the same job with it skips items that were created, sends the
-          refused and unsent ones again under the same keys, and reports those whose answer was
-          lost as `UNKNOWN` again unless `lookup` or `resend_unknown` resolves them.
-        - `key`: an item's identity across runs: its content by default, a field name such as
-          `"email"`, or a function of the item. Keys must be unique.
-        - `content`: what of an item is its content (the whole item by default).
-        - `job_id`: fixes the job identity without a journal.
-        - `drain_timeout`: after `stop()`, Ctrl-C or leaving the loop early, how long in-flight
-          items may finish before they are cancelled (and end `UNKNOWN`: they were sent).
-        - `lookup`, `lookup_key`: lists the records in the target, to resolve by `key` the
-          items whose answer was lost: a list method of this client (`client.customers.list`,
-          run on the loop), or any function returning an iterable of records (run, and walked,
-          in a worker thread, so it may call this client: `lambda: client.customers.list(...)`).
-        - `retrieve`: fetches one record by id, to check before a resume that the target still
-          holds what the journal says was created: a retrieve method of this client
-          (`client.customers.retrieve`), or any function of the id (run in a worker thread).
-        - `resend_unknown`, `stop_on_fatal`, `target`, `operation_name`: as in the async
-          `BulkRunner.run`.
+        - `operation`: a method of this client's resources (`client.customers.create`, or its
+          `with_raw_response` twin), or an async callable; the run calls the async twin.
+        - `items`: any iterable of field mappings, pulled lazily in the calling thread (an
+          async iterable is also accepted and pulled on the loop).
+        - `drain_timeout`: also applies to Ctrl-C and to leaving the loop early; in-flight items
+          still running then are cancelled and end `UNKNOWN` (they were sent).
+        - `lookup`: a list method of this client (`client.customers.list`, run on the loop), or
+          any function returning an iterable of records (run, and walked, in a worker thread,
+          so it may call this client: `lambda: client.customers.list(...)`).
+        - `retrieve`: a retrieve method of this client (`client.customers.retrieve`), or any
+          function of the id (run in a worker thread).
         """
         if not isinstance(items, (Iterable, AsyncIterable)):
             raise TypeError(
                 f"items must be an iterable of mappings (one per item), got {type(items).__name__}"
             )
         async_operation = _async_twin(operation, self._twin_of(operation))
-        feed = None if isinstance(items, AsyncIterable) else _Feed(items)
+        feed = None if isinstance(items, AsyncIterable) else Feed(items)
         # Validates the options here, in the caller's thread, so bad arguments raise at once.
         job: BulkJob[Any] = self._async().run(
             async_operation,
@@ -291,7 +274,7 @@ class SyncBulkJob(Generic[_T]):
         client: BaseSyncClient,
         run: Runner,
         job: BulkJob[_T],
-        feed: _Feed | None,
+        feed: Feed | None,
         *,
         drain_timeout: float,
     ) -> None:
@@ -300,7 +283,7 @@ class SyncBulkJob(Generic[_T]):
         self._job = job
         self._feed = feed
         self._drain_timeout = drain_timeout
-        self._channel = _Channel(SYNC_BULK_BUFFER)
+        self._channel = Channel(SYNC_BULK_BUFFER)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None  # on the loop only
         self._results_iter: Generator[ItemResult[_T], None, None] | None = None
@@ -409,7 +392,7 @@ class SyncBulkJob(Generic[_T]):
         try:
             while True:
                 message = self._next_message()
-                if isinstance(message, _End):
+                if isinstance(message, End):
                     self._finished = True
                     if message.error is not None:
                         raise message.error
@@ -426,10 +409,10 @@ class SyncBulkJob(Generic[_T]):
         channel = self._channel
         while True:
             message = channel.get(SYNC_BULK_POLL)
-            if message is _WANT:
+            if message is WANT:
                 assert self._feed is not None
                 self._feed.fill()
-            elif message is _NOTHING:
+            elif message is NOTHING:
                 if self._client.is_closed:
                     raise RuntimeError(_CLOSED_DURING_RUN)
             else:
@@ -448,10 +431,10 @@ class SyncBulkJob(Generic[_T]):
                     log.warning("bulk run: gave up waiting for in-flight items to unwind")
                     return
                 message = self._channel.get(min(left, SYNC_BULK_POLL))
-                if isinstance(message, _End):
+                if isinstance(message, End):
                     self._finished = True
                     return
-                if message is _NOTHING and self._client.is_closed:
+                if message is NOTHING and self._client.is_closed:
                     return
                 # Results yielded by the engine before the cancel reached it are dropped here;
                 # they are already counted in the report and recorded in the journal.
@@ -489,151 +472,9 @@ class SyncBulkJob(Generic[_T]):
             report.outcome = "cancelled"
             report.finish()
         if task.cancelled():
-            self._channel.post(_End(None, cancelled=True))
+            self._channel.post(End(None, cancelled=True))
         else:
-            self._channel.post(_End(task.exception(), cancelled=False))
-
-
-class _End:
-    """The last message of a run: how the pump task ended."""
-
-    __slots__ = ("cancelled", "error")
-
-    def __init__(self, error: BaseException | None, *, cancelled: bool) -> None:
-        self.error = error
-        self.cancelled = cancelled
-
-
-_WANT = object()  # the engine wants more input (caller: pull a batch and feed it)
-_NOTHING = object()  # nothing arrived within the poll interval
-
-
-class _Channel:
-    """Loop-to-caller messages; at most `capacity` results unacknowledged by the caller.
-
-    The loop side `put`s results (waiting while the caller is `capacity` behind) and `post`s
-    control messages (never waits). The caller takes everything queued in one go and
-    acknowledges it with one `call_soon_threadsafe`, so a busy run costs one loop wakeup per
-    batch of results, not per result.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._capacity = capacity
-        self._cond = threading.Condition(threading.Lock())
-        self._queued: deque[Any] = deque()  # guarded by _cond
-        self._local: deque[Any] = deque()  # caller thread only
-        self._unacked = 0  # loop thread only
-        self._space: asyncio.Event | None = None  # loop thread only
-
-    async def put(self, result: object) -> None:
-        """On the loop: queue one result, first waiting for room if the caller is behind."""
-        while self._unacked >= self._capacity:
-            if self._space is None:
-                self._space = asyncio.Event()
-            self._space.clear()
-            await self._space.wait()
-        self._unacked += 1
-        self.post(result)
-
-    def post(self, message: object) -> None:
-        """On the loop: queue a message without waiting (control messages, and `put`)."""
-        with self._cond:
-            self._queued.append(message)
-            self._cond.notify()
-
-    def _acked(self, count: int) -> None:
-        self._unacked -= count
-        if self._space is not None:
-            self._space.set()
-
-    def get(self, timeout: float) -> Any:
-        """In the caller: the next message, or `_NOTHING` after `timeout` seconds without one."""
-        if not self._local:
-            with self._cond:
-                if not self._queued and not self._cond.wait(timeout):
-                    return _NOTHING
-                self._local, self._queued = self._queued, self._local
-            acks = sum(1 for m in self._local if m is not _WANT and not isinstance(m, _End))
-            if acks and self.loop is not None:
-                with contextlib.suppress(RuntimeError):  # loop closed: nobody waits for room
-                    self.loop.call_soon_threadsafe(self._acked, acks)
-        if not self._local:
-            return _NOTHING
-        return self._local.popleft()
-
-
-class _Feed:
-    """Carries the caller's sync iterable to the engine: pulled in the caller's thread."""
-
-    def __init__(self, items: Iterable[Mapping[str, Any]]) -> None:
-        self._items = items
-        self._iterator: Iterator[Mapping[str, Any]] | None = None
-        self.batch = 1
-        self.source = _FeedSource(self)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.channel: _Channel | None = None
-
-    def bind(self, loop: asyncio.AbstractEventLoop, channel: _Channel) -> None:
-        self.loop = loop
-        self.channel = channel
-
-    def fill(self) -> None:
-        """In the caller: pull up to `batch` items and hand them to the loop."""
-        batch: list[Mapping[str, Any]] = []
-        ended = False
-        error: BaseException | None = None
-        try:
-            if self._iterator is None:
-                self._iterator = iter(self._items)
-            for _ in range(self.batch):
-                batch.append(next(self._iterator))
-        except StopIteration:
-            ended = True
-        except Exception as exc:  # the input's own error: the engine raises it, as in async
-            error = exc
-        assert self.loop is not None
-        with contextlib.suppress(RuntimeError):  # loop closed: the caller notices on its poll
-            self.loop.call_soon_threadsafe(self.source.deliver, batch, ended, error)
-
-
-class _FeedSource:
-    """The engine's async input: items fed by the caller; asks for more when it runs dry."""
-
-    def __init__(self, feed: _Feed) -> None:
-        self._feed = feed
-        self._inbox: deque[Mapping[str, Any]] = deque()
-        self._ended = False
-        self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
-
-    def __aiter__(self) -> _FeedSource:
-        return self
-
-    async def __anext__(self) -> Mapping[str, Any]:
-        while not self._inbox:
-            if self._error is not None:
-                error, self._error = self._error, None
-                raise error
-            if self._ended:
-                raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
-            assert self._feed.channel is not None
-            self._feed.channel.post(_WANT)
-            await self._waiter
-        return self._inbox.popleft()
-
-    def deliver(
-        self, batch: list[Mapping[str, Any]], ended: bool, error: BaseException | None
-    ) -> None:
-        """On the loop: what the caller pulled."""
-        self._inbox.extend(batch)
-        self._ended = self._ended or ended
-        if error is not None:
-            self._error = error
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+            self._channel.post(End(task.exception(), cancelled=False))
 
 
 async def _running_loop() -> asyncio.AbstractEventLoop:
