@@ -167,14 +167,12 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
     @staticmethod
     def _twin_of(method: Callable[..., Any]) -> Callable[..., Any] | None:
         """The async method behind a sync resource method (None for anything else)."""
-        owner = getattr(method, "__self__", None)
-        name = getattr(method, "__name__", None)
-        if isinstance(owner, SyncResource) and isinstance(name, str):
-            resource = cast("SyncResource[object]", owner)
-            twin: object = getattr(resource._async(), name, None)
-            if callable(twin):
-                return twin
-        return None
+        owner: object = method.__self__ if inspect.ismethod(method) else None
+        if not isinstance(owner, SyncResource):
+            return None
+        resource = cast("SyncResource[object]", owner)
+        twin: object = getattr(resource._async(), method.__name__, None)
+        return twin if callable(twin) else None
 
 
 def _is_async(function: Callable[..., Any]) -> bool:
