@@ -163,6 +163,7 @@ class Field:
                 " it raises `ResponseValidationError`."
             )
         self.refs: set[str] = set()
+        self.json_type = json_type(prop)
         self.model_type, self.param_type = self._types(prop)
 
     def _types(self, prop: dict[str, Any]) -> tuple[str, str]:
@@ -237,6 +238,7 @@ class Operation:
         body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
         self.body = ref_name(body.get("schema", {}))
         ok = [v for k, v in op["responses"].items() if k.startswith("2")]
+        self.status = int(next(k for k in op["responses"] if k.startswith("2")))
         content = ok[0].get("content", {}) if ok else {}
         schema = content.get("application/json", {}).get("schema", {})
         if self.paginated:
@@ -267,6 +269,13 @@ def check_required_ids(models: dict[str, Model], operations: list[Operation]) ->
             f"{missing}: answered by an operation, with an optional `id`; add them to"
             " REQUIRED_IN_RESPONSES in scripts/operations.py"
         )
+
+
+def json_type(schema: dict[str, Any]) -> str:
+    """The JSON type of a property (a reference is an object)."""
+    if "allOf" in schema and len(schema["allOf"]) == 1:
+        schema = schema["allOf"][0]
+    return "object" if "$ref" in schema else str(schema.get("type", "object"))
 
 
 def ref_name(schema: dict[str, Any]) -> str | None:
@@ -684,6 +693,111 @@ def render_resources_init(resources: list[str]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# operations.py
+
+
+KINDS = ("create", "retrieve", "update", "delete", "list")
+
+
+def collections(operations: list[Operation], models: dict[str, Model]) -> dict[str, str]:
+    """operationId -> the store its records live in.
+
+    An operation answering a record uses that record's schema; a delete (which answers a receipt,
+    not the record) uses the collection of its resource's create; a list of undocumented items
+    gets its own.
+    """
+    found: dict[str, str] = {}
+    for op in operations:
+        if op.result in models and op.method != "delete":
+            found[op.op_id] = models[op.result].schema_name
+    for op in operations:
+        if op.op_id in found:
+            continue
+        if op.method == "delete":
+            siblings = [o for o in operations if o.resource == op.resource and o.method == "create"]
+            if not siblings or siblings[0].op_id not in found:
+                raise SystemExit(f"{op.op_id}: a delete needs a create in its resource")
+            found[op.op_id] = found[siblings[0].op_id]
+        else:
+            found[op.op_id] = f"{op.resource}.{op.method}"
+    return found
+
+
+def param_src(python: str, wire: str, required: bool, json: str) -> str:
+    return f"Param({python!r}, {wire!r}, {required!r}, {json!r})"
+
+
+def render_operation(op: Operation, models: dict[str, Model], collection: str) -> str:
+    kind = op.method.split("_")[0]
+    if kind not in KINDS:
+        raise SystemExit(f"{op.op_id}: method {op.method!r} must start with one of {KINDS}")
+    body = models[op.body] if op.body else None
+    result = models.get(op.result)
+
+    def params(raw: list[dict[str, Any]]) -> str:
+        items = [
+            param_src(
+                snake(p["name"]),
+                p["name"],
+                bool(p.get("required")),
+                p.get("schema", {}).get("type", "string"),
+            )
+            for p in raw
+        ]
+        return "(" + "".join(i + ", " for i in items) + ")"
+
+    fields = [
+        param_src(f.name, f.wire, f.required, f.json_type) for f in (body.fields if body else [])
+    ]
+    args = [
+        f"resource={op.resource!r}",
+        f"name={op.method!r}",
+        f"kind={kind!r}",
+        f"operation_id={op.op_id!r}",
+        f"http_method={op.http!r}",
+        f"path={op.path!r}",
+        f"path_params={params(op.path_params)}",
+        f"query_params={params(op.query_params)}",
+        "body_fields=(" + "".join(f + ", " for f in fields) + ")",
+        f"body_schema={body.schema_name if body else None!r}",
+        f"response_schema={result.schema_name if result else None!r}",
+        f"body_model={body.name if body else None!r}",
+        f"response_model={result.name if result else None!r}",
+        f"success_status={op.status!r}",
+        f"collection={collection!r}",
+    ]
+    return "    Operation(" + ", ".join(args) + "),"
+
+
+def render_operations_module(operations: list[Operation], models: dict[str, Model]) -> str:
+    found = collections(operations, models)
+    lines = [
+        HEADER + '"""Every SDK method and the spec operation behind it (see `Operation`)."""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "from ._operation import Operation, Param",
+        "",
+        '__all__ = ["OPERATIONS", "Operation", "Param", "find"]',
+        "",
+        "OPERATIONS: tuple[Operation, ...] = (",
+        *(render_operation(op, models, found[op.op_id]) for op in operations),
+        ")",
+        "",
+        "_BY_NAME = {(op.resource, op.name): op for op in OPERATIONS}",
+        "",
+        "",
+        "def find(resource: str, name: str) -> Operation:",
+        '    """The operation behind `client.<resource>.<name>` (KeyError if there is none)."""',
+        "    try:",
+        "        return _BY_NAME[resource, name]",
+        "    except KeyError:",
+        '        raise KeyError(f"no operation {resource}.{name}") from None',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
 # Driver
 
 
@@ -725,6 +839,7 @@ def render_all() -> dict[Path, str]:
         module = render_resource_module(resource, ops, models, tags)
         files[resources_dir / f"{resource}.py"] = module
     files[resources_dir / "__init__.py"] = render_resources_init(list(by_resource))
+    files[PACKAGE / "operations.py"] = render_operations_module(operations, models)
     return {path: ruff_format(text, path) for path, text in files.items()}
 
 
@@ -732,6 +847,7 @@ def write_or_check(check: bool) -> int:
     """Write the async layer, or (with `check`) report every file that differs; 0 when in sync."""
     files = render_all()
     on_disk = [p for d in (PACKAGE / "types", PACKAGE / "resources") for p in d.glob("*.py")]
+    on_disk += [PACKAGE / "operations.py"] if (PACKAGE / "operations.py").exists() else []
     stale = [p for p in on_disk if p not in files]
     changed = [p for p, text in files.items() if not p.exists() or p.read_text() != text]
     if check:
