@@ -109,3 +109,22 @@ def test_import_calls_the_typed_create_method(
     assert calls[0]["first_name"] == "Ada"
     assert calls[0]["extra_body"] == {"loyaltyTier": "gold"}
     assert calls[0]["idempotency_key"]
+
+
+def test_the_typed_models_checks_run_on_every_row_before_sending(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = tmp_path / "c.csv"
+    source.write_text(
+        "email,first_name,last_name,total_spent\na@example.com,A,L,abc\nb@example.com,B,L,12.50\n"
+    )
+    result = run(sandbox, "import", "customers", str(source), "--no-journal")
+    assert result.exit_code == 1
+    assert "totalSpent" in result.stderr
+    assert 'got "abc"' in result.stderr
+    failed = [
+        json.loads(line) for line in (tmp_path / "c.csv.failed.jsonl").read_text().splitlines()
+    ]
+    assert [(r["line"], r["outcome"], r["field"]) for r in failed[1:]] == [
+        (2, "invalid", "totalSpent")
+    ]

@@ -5,6 +5,7 @@ Bad rows are written to the failed-rows file as they are found; `_report` shows 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 
@@ -73,14 +74,33 @@ def typed_problems(op: Operation, line: int, body: Mapping[str, Any]) -> list[Ro
         unstructure_params(model, kwargs, extra)
     except FieldError as error:
         wire = {p.python_name: p.wire_name for p in op.body_fields}
-        path = [
-            wire.get(part, part) if isinstance(part, str) else f"[{part}]" for part in error.path
-        ]
-        field = ".".join(path).replace(".[", "[")
-        return [RowError(line, field, f"must be {error.expected}, got {error.received_type}")]
+        path = [wire.get(part, part) if isinstance(part, str) else part for part in error.path]
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+        got = _shown(body, path) or error.received_type
+        return [RowError(line, field, f"must be {error.expected}, got {got}")]
     except (TypeError, ValueError) as error:
         return [RowError(line, "", str(error))]
     return []
+
+
+def _shown(body: Any, path: list[str | int]) -> str | None:
+    """The value at `path` in a body, as short JSON (None when the path leads nowhere)."""
+    value: object = body
+    for part in path:
+        if isinstance(value, list) and isinstance(part, int):
+            items = cast("list[object]", value)  # decoded JSON: any values
+            if part >= len(items):
+                return None
+            value = items[part]
+        elif isinstance(value, Mapping) and isinstance(part, str):
+            fields = cast("Mapping[str, object]", value)
+            if part not in fields:
+                return None
+            value = fields[part]
+        else:
+            return None
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def key_of(parser: RowParser, body: Any, column: str) -> str | None:
