@@ -34,9 +34,8 @@ class FailedRows:
     loses nothing; a run with no failures removes the old one, since its rows are all done.
     """
 
-    def __init__(self, path: Path, resource_name: str) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.resource_name = resource_name
         self.count = 0
         self.outcomes: collections.Counter[str] = collections.Counter()
         self._stream: IO[str] | None = None

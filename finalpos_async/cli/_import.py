@@ -65,7 +65,7 @@ def run_import(options: ImportOptions, settings: Settings, console: Console) -> 
                 f"import it with the same --key (or without --key)"
             )
     options = attrs.evolve(options, key_field=key_field)
-    failed = FailedRows(_failed_path(options, header), options.name)
+    failed = FailedRows(_failed_path(options, header))
     try:
         return asyncio.run(_import(options, source, settings, console, failed))
     finally:

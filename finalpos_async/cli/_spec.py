@@ -31,7 +31,7 @@ __all__ = [
     "resolve_schema",
 ]
 
-# Names of CLI versions before 0.9 (spec path segments), kept working with a note naming the
+# Names earlier CLI versions used (spec path segments), kept working with a note naming the
 # new one. An entry maps an old name to the resource and, where it picked one of several
 # methods, the method for each command kind.
 _RENAMED: dict[str, tuple[str, Mapping[str, str]]] = {
