@@ -23,7 +23,7 @@ from ._response import RawResponse
 from ._types import DEFAULT_OPTIONS, RequestOptions
 
 if TYPE_CHECKING:
-    from ._resource import RequestSender
+    from ._sender import RequestSender
 
 __all__ = ["AsyncPaginator", "Page", "PageWalk"]
 
@@ -121,10 +121,11 @@ class AsyncPaginator(Generic[_T]):
     also be resumed later from a saved `walk.next_skip`)::
 
         walk = paginator.walk()
-        while walk.next_skip is not None:
-            page = await paginator.fetch_page(walk.next_skip)
-            walk.advance(page)  # raises on a repeated page
+        while (page := await paginator.next_page(walk)) is not None:
             ...  # use page
+
+    `next_page(walk)` is the one place the walk's rules run: every way of walking (`pages()`,
+    `async for`, the sync paginator) goes through it.
 
     `fetch_page(skip)` makes one request and checks the page is not longer than its limit;
     `fetch_raw_page(skip)` gives that request's `RawResponse` (its `.parse()` does the check).
@@ -165,6 +166,26 @@ class AsyncPaginator(Generic[_T]):
             f"AsyncPaginator({self._path!r}, {self._item.__name__}, skip={self._start}, "
             f"limit={self._limit}, max_items={self._max_items})"
         )
+
+    @property
+    def skip(self) -> int:
+        """The skip of the first page."""
+        return self._start
+
+    @property
+    def limit(self) -> int:
+        """Records asked for per page (the last page may ask for fewer, see `max_items`)."""
+        return self._limit
+
+    @property
+    def max_items(self) -> int | None:
+        """The cap on the total number of records, if any."""
+        return self._max_items
+
+    @property
+    def item(self) -> type[_T]:
+        """The type each record is parsed into (`dict` for an undocumented item)."""
+        return self._item
 
     def walk(self) -> PageWalk:
         """A fresh walk state starting at this paginator's skip (see the class docstring)."""
@@ -226,12 +247,21 @@ class AsyncPaginator(Generic[_T]):
             return Page([], skip=self._start, limit=0)
         return await self.fetch_page(self._start)
 
+    async def next_page(self, walk: PageWalk) -> Page[_T] | None:
+        """The next page of `walk` (one request), or None when the walk is done.
+
+        Raises `ResponseValidationError` when the server repeats a page or ignores `limit`.
+        """
+        if walk.next_skip is None:
+            return None
+        page = await self.fetch_page(walk.next_skip)
+        walk.advance(page)
+        return page
+
     async def pages(self) -> AsyncIterator[Page[_T]]:
         """Yield each page in turn, fetching the next only when asked for it."""
         walk = self.walk()
-        while walk.next_skip is not None:
-            page = await self.fetch_page(walk.next_skip)
-            walk.advance(page)
+        while (page := await self.next_page(walk)) is not None:
             yield page
             del page  # not held while the next page is fetched (see `__aiter__`)
 
@@ -239,9 +269,7 @@ class AsyncPaginator(Generic[_T]):
         # The page loop again rather than `async for page in self.pages()`: one async generator
         # level less per item.
         walk = self.walk()
-        while walk.next_skip is not None:
-            page = await self.fetch_page(walk.next_skip)
-            walk.advance(page)
+        while (page := await self.next_page(walk)) is not None:
             items = page.items
             del page
             for item in items:

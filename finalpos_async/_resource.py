@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 from ._converter import FieldError, structure
 from ._exceptions import ResponseValidationError
 from ._pagination import AsyncPaginator, Page
 from ._response import RawResponse
+from ._sender import RequestSender
 from ._transport import query_value
 from ._types import DEFAULT_OPTIONS, NotGiven, NotGivenOr, RequestOptions
 
@@ -51,24 +52,6 @@ def check_query_param(value: _T, name: str) -> _T:
             if item is not None:
                 query_value(name, item)
     return value
-
-
-class RequestSender(Protocol):
-    """What a resource needs from the client: one logical call (`AsyncFinalPOS._request`).
-
-    The client hands its bound method to each resource it builds (`AsyncResourcesMixin`), so a
-    resource and its paginators call it without reaching into the client object.
-    """
-
-    def __call__(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        options: RequestOptions = DEFAULT_OPTIONS,
-    ) -> Awaitable[RawResponse[Any]]: ...
 
 
 def request_options(
@@ -147,27 +130,8 @@ class AsyncAPIResource:
     def _parse(self, raw: RawResponse[Any], cast_to: type[_T]) -> _T:
         """The result of a call: the model, or (on the raw twin) the `RawResponse` itself.
 
-        Generated methods await `self._send(...)` and pass the response here, so a call runs
-        one coroutine layer fewer than going through `_request` below.
+        Generated methods await `self._send(...)` and pass the response here.
         """
-        if self._raw:
-            # The raw twin's callers see RawResponse[_T] through `to_raw_response`'s typing.
-            return cast(_T, raw.with_parser(_model_parser(cast_to)))
-        return parse_model(raw, cast_to)
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        cast_to: type[_T],
-        *,
-        params: Mapping[str, Any] | None = None,
-        body: Any = None,
-        options: RequestOptions = DEFAULT_OPTIONS,
-    ) -> _T:
-        if params:
-            params = {k: v for k, v in params.items() if v is not None}
-        raw = await self._send(method, path, params=params, json=body, options=options)
         if self._raw:
             # The raw twin's callers see RawResponse[_T] through `to_raw_response`'s typing.
             return cast(_T, raw.with_parser(_model_parser(cast_to)))

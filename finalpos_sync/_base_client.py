@@ -1,8 +1,8 @@
 """Hand-written half of the sync client: lifecycle, the async client behind it, fork handling.
 
-The generated `finalpos_sync._client.FinalPOS` adds the constructor, `with_options`, `request`
-and the resource attributes, each a direct translation of `AsyncFinalPOS`; everything that is
-not a translation lives here.
+`finalpos_sync._client.FinalPOS` adds the constructor, `with_options`, `request` and the
+properties, each a direct translation of `AsyncFinalPOS`, and the generated
+`SyncResourcesMixin` the resource attributes; everything that is not a translation lives here.
 """
 
 from __future__ import annotations
@@ -47,12 +47,6 @@ class BaseSyncClient:
 
         The async client is made here, in the caller's thread, so bad arguments raise at once.
         """
-        if kwargs.get("session") is not None:
-            raise ValueError(
-                "session: an aiohttp.ClientSession belongs to the event loop it was made on, and "
-                "finalpos_sync.FinalPOS runs on its own private loop; leave session unset (tune "
-                "the pool with pool_limit / pool_limit_per_host), or use AsyncFinalPOS"
-            )
         factory = functools.partial(cls, **kwargs)
         self._parent = None
         self._derive = None

@@ -1,7 +1,8 @@
 """`SyncPaginator`: an `AsyncPaginator` walked from sync code, one page per round trip to the loop.
 
-Only the current page is held, as in async; the walk rules (next skip, end of list, a repeated or
-over-long page raising `ResponseValidationError`) are the async paginator's own.
+Only the current page is held, as in async. The walk itself (next skip, end of list, a repeated
+or over-long page raising `ResponseValidationError`) is the async paginator's `next_page`: this
+module only carries each step to the loop.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from finalpos_async._pagination import AsyncPaginator, Page
 
 if TYPE_CHECKING:
-    from ._resource import Runner
+    from ._runner import Runner
 
 __all__ = ["Page", "SyncPaginator"]
 
@@ -39,6 +40,16 @@ class SyncPaginator(Generic[_T]):
     def __repr__(self) -> str:
         return f"Sync{self._paginator!r}"
 
+    @property
+    def async_paginator(self) -> AsyncPaginator[_T]:
+        """The `AsyncPaginator` this walks (its `skip`, `limit`, `max_items`, `item`)."""
+        return self._paginator
+
+    @property
+    def max_items(self) -> int | None:
+        """The cap on the total number of records, if any."""
+        return self._paginator.max_items
+
     def first_page(self) -> Page[_T]:
         """The first page (one request), like `await paginator` on the async side."""
         return self._run(self._paginator.first_page())
@@ -46,9 +57,7 @@ class SyncPaginator(Generic[_T]):
     def pages(self) -> Iterator[Page[_T]]:
         """Yield each page in turn, fetching the next only when asked for it."""
         walk = self._paginator.walk()
-        while walk.next_skip is not None:
-            page = self._run(self._paginator.fetch_page(walk.next_skip))
-            walk.advance(page)
+        while (page := self._run(self._paginator.next_page(walk))) is not None:
             yield page
             del page  # not held while the next page is fetched (see `__iter__`)
 
@@ -56,9 +65,7 @@ class SyncPaginator(Generic[_T]):
         # The page loop again rather than `for page in self.pages()`: that loop variable would
         # keep the previous page alive while the next one is fetched.
         walk = self._paginator.walk()
-        while walk.next_skip is not None:
-            page = self._run(self._paginator.fetch_page(walk.next_skip))
-            walk.advance(page)
+        while (page := self._run(self._paginator.next_page(walk))) is not None:
             items = page.items
             del page
             yield from items

@@ -1,29 +1,40 @@
-"""Base class of the generated sync resources: how a sync method reaches its async twin."""
+"""Base of the generated sync resources: how a sync method reaches its async twin.
+
+A generated sync method has the async method's full signature and docstring (editors show them)
+and a one-line body, `return self._run(self._async().create(**arguments(locals())))`: Python has
+already bound and checked the arguments against the sync signature (so a wrong call names
+`Customers.create()`), and `locals()` at that point is exactly those arguments.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+import functools
+import inspect
+import types
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
+
+from finalpos_async._pagination import AsyncPaginator, Page
+from finalpos_async._response import RawResponse
+
+from ._pagination import SyncPaginator
+from ._runner import Runner
 
 if TYPE_CHECKING:
     from finalpos_async._client import AsyncFinalPOS
 
     from ._base_client import BaseSyncClient
 
-__all__ = ["Runner", "SyncResource"]
+__all__ = ["Runner", "SyncResource", "arguments", "to_raw_page", "to_raw_response"]
 
 _A = TypeVar("_A")
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 
-class Runner(Protocol):
-    """Runs one coroutine of the async client on the private loop (`BaseSyncClient._run`).
-
-    The client hands its bound method to every twin it builds (resources, paginators, bulk
-    jobs), and each twin passes it on to the twins it builds.
-    """
-
-    def __call__(self, coro: Awaitable[_T], /) -> _T: ...
+def arguments(local_names: Mapping[str, Any]) -> dict[str, Any]:
+    """A generated method's arguments from its `locals()`: every name but `self`."""
+    return {name: value for name, value in local_names.items() if name != "self"}
 
 
 class SyncResource(Generic[_A]):
@@ -31,17 +42,90 @@ class SyncResource(Generic[_A]):
 
     The twin is looked up on every call rather than kept, because after `os.fork()` the client
     rebuilds its async client and a kept reference would point at the parent's.
+
+    The raw-response twin (`with_raw_response`) is the same class in raw mode: its async twin is
+    the async resource's `with_raw_response`, so every method answers the `RawResponse` (a list
+    method the first page's), and `to_raw_response` / `to_raw_page` give it that type.
     """
 
-    __slots__ = ("__dict__", "_client", "_get", "_run")
+    __slots__ = ("__dict__", "_client", "_get", "_raw", "_run")
 
     def __init__(
-        self, client: BaseSyncClient, run: Runner, get: Callable[[AsyncFinalPOS], _A]
+        self,
+        client: BaseSyncClient,
+        run: Runner,
+        get: Callable[[AsyncFinalPOS], _A],
+        *,
+        raw: bool = False,
     ) -> None:
         self._client = client
         self._run = run
         self._get = get
+        self._raw = raw
 
-    def _async(self) -> _A:
+    def async_resource(self) -> _A:
         """The async twin of this resource, on the client's current async client."""
         return self._get(self._client.async_client)
+
+    def _async(self) -> _A:
+        # The name the generated methods (and the sync bulk runner) use.
+        return self._get(self._client.async_client)
+
+    def _raw_twin(self) -> Any:
+        """This resource in raw mode (see the class docstring)."""
+        get = self._get
+
+        def raw_twin(client: AsyncFinalPOS) -> _A:
+            # Not an `_A` but the async resource's raw twin: the same method names and
+            # parameters, answering `RawResponse`s (`to_raw_response` / `to_raw_page` type them).
+            twin: object = getattr(get(client), "with_raw_response")  # noqa: B009 - `_A` is unbounded
+            return cast("_A", twin)
+
+        return type(self)(self._client, self._run, raw_twin, raw=True)
+
+    def _paginate(self, paginator: AsyncPaginator[_T]) -> SyncPaginator[_T]:
+        """A sync walk over `paginator`; in raw mode, the first page's `RawResponse`."""
+        if self._raw:
+            # The async raw twin's list methods return the first page's awaitable RawResponse;
+            # `to_raw_page` types the result for callers.
+            return cast("SyncPaginator[_T]", self._run(cast("Awaitable[object]", paginator)))
+        return SyncPaginator(self._run, paginator)
+
+
+def _raw_twin_method(method: Callable[..., Any], result: Callable[[str], str], doc: str) -> Any:
+    """`method` (bound to a raw-mode resource) with the signature and docstring of a raw twin.
+
+    Still a method of that resource (`__self__`, `__name__`), so that whatever finds the async
+    twin of a sync method (the sync bulk runner) finds the async raw twin's.
+    """
+    function: Callable[..., Any] = getattr(method, "__func__")  # noqa: B009 - a bound method
+    resource: object = getattr(method, "__self__")  # noqa: B009 - a bound method
+
+    @functools.wraps(function)
+    def raw(self: object, /, *args: Any, **kwargs: Any) -> Any:
+        return function(self, *args, **kwargs)
+
+    signature = inspect.signature(function)
+    # What `inspect.signature` (and so `help()`) shows: the RawResponse result type.
+    raw.__dict__["__signature__"] = signature.replace(
+        return_annotation=result(str(signature.return_annotation))
+    )
+    raw.__doc__ = doc.format(function.__qualname__)
+    return types.MethodType(raw, resource)
+
+
+def to_raw_response(method: Callable[_P, _T]) -> Callable[_P, RawResponse[_T]]:
+    """A raw twin's method: the same arguments, the `RawResponse` (`.parse()` gives the model)."""
+    doc = "Like `{}`, but returns the `RawResponse`; `.parse()` gives the model (one request)."
+    wrapped = _raw_twin_method(method, lambda model: f"RawResponse[{model}]", doc)
+    return cast("Callable[_P, RawResponse[_T]]", wrapped)
+
+
+def to_raw_page(method: Callable[_P, SyncPaginator[_T]]) -> Callable[_P, RawResponse[Page[_T]]]:
+    """A raw twin's list method: fetches the first page now and returns its `RawResponse`."""
+
+    def result(paginator: str) -> str:
+        return f"RawResponse[Page[{paginator.removeprefix('SyncPaginator[').removesuffix(']')}]]"
+
+    doc = "Like `{}`, but fetches the first page now (one request) and returns its `RawResponse`."
+    return cast("Callable[_P, RawResponse[Page[_T]]]", _raw_twin_method(method, result, doc))

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import random
 import sys
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 COLUMNS = [
     "email",
@@ -141,9 +141,7 @@ def rows(count: int, *, invalid: int, seed: int) -> Iterator[tuple[dict[str, str
         yield row, problem
 
 
-def write(
-    out: io.TextIOBase | io.TextIOWrapper, count: int, *, invalid: int, seed: int
-) -> list[tuple[int, str]]:
+def write(out: TextIO, count: int, *, invalid: int, seed: int) -> list[tuple[int, str]]:
     """Write the CSV to `out`; returns (line number, problem) of the broken rows."""
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -165,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args(argv)
     if args.output == "-":
-        problems = write(sys.stdout, args.rows, invalid=args.invalid, seed=args.seed)  # type: ignore[arg-type]
+        problems = write(sys.stdout, args.rows, invalid=args.invalid, seed=args.seed)
     else:
         with open(args.output, "w", encoding="utf-8", newline="") as out:
             problems = write(out, args.rows, invalid=args.invalid, seed=args.seed)

@@ -11,6 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from finalpos_async.operations import OPERATIONS, Param
+from finalpos_async.operations import Operation as TableOperation
 from finalpos_async.sandbox import Sandbox
 from finalpos_async.sandbox._routes import Operation, build_route_table, load_spec
 from finalpos_async.sandbox._validation import check_value, default_for
@@ -201,7 +203,54 @@ async def test_lists_of_undocumented_collections_answer_empty_arrays(
     assert (status, fields) == (200, [])
 
 
-async def test_a_new_spec_operation_is_served_without_new_code(tmp_path: Path) -> None:
+def widget_rows() -> tuple[TableOperation, ...]:
+    """Operation-table rows for the widget operations below (what the generator would write)."""
+    common: dict[str, Any] = {
+        "resource": "widgets",
+        "query_params": (),
+        "body_fields": (),
+        "body_schema": None,
+        "response_schema": "WidgetDto",
+        "body_model": None,
+        "response_model": "Widget",
+        "success_status": 200,
+        "collection": "WidgetDto",
+    }
+    item = (Param("id", "id", True),)
+    return (
+        TableOperation(
+            **{**common, "success_status": 201, "body_fields": (Param("size", "size", True),)},
+            name="create",
+            kind="create",
+            operation_id="WidgetController_create",
+            http_method="POST",
+            path="/v1/api/widget",
+            path_params=(),
+        ),
+        TableOperation(
+            **common,
+            name="retrieve",
+            kind="retrieve",
+            operation_id="WidgetController_findOne",
+            http_method="GET",
+            path="/v1/api/widget/{id}",
+            path_params=item,
+        ),
+        TableOperation(
+            **common,
+            name="list",
+            kind="list",
+            operation_id="WidgetsController_findAll",
+            http_method="GET",
+            path="/v1/api/widgets",
+            path_params=(),
+        ),
+    )
+
+
+async def test_a_new_operation_is_served_from_its_table_row_without_new_code(
+    tmp_path: Path,
+) -> None:
     spec = load_spec()
     spec = copy.deepcopy(spec)
     spec["components"]["schemas"]["WidgetDto"] = {
@@ -265,7 +314,7 @@ async def test_a_new_spec_operation_is_served_without_new_code(tmp_path: Path) -
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
     async with (
-        Sandbox(spec=str(path)) as sandbox,
+        Sandbox(spec=str(path), operations=(*OPERATIONS, *widget_rows())) as sandbox,
         aiohttp.ClientSession(sandbox.url, headers={"x-api-key": sandbox.api_key}) as session,
     ):
         status, made = await call(session, "POST", "/v1/api/widget", json={"size": 3})

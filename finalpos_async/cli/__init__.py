@@ -3,6 +3,7 @@
     finalpos import customers examples/customers.csv     # no key: an embedded sandbox
     finalpos export customers --format csv > customers.csv
     finalpos get customers ID / finalpos delete customers ID
+    finalpos export custom_tables.list_rows --param table-id=ID   # RESOURCE.METHOD
     finalpos sandbox --port 8000
 
 Global options `--api-key` / `FINALPOS_API_KEY` and `--base-url` / `FINALPOS_BASE_URL`.

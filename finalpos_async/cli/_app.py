@@ -21,12 +21,14 @@ from .._constants import (
     DEFAULT_PAGE_LIMIT,
 )
 from .._exceptions import FinalPOSError
+from .._operation import Operation
 from .._version import __version__
-from ._calls import delete_one, export, get_one, print_json
+from ._calls import call_one, export, list_arguments, print_json
 from ._connect import Settings, connect
-from ._import import ImportOptions, run_import
+from ._import import run_import
+from ._options import ImportOptions
 from ._rows import sniff_format
-from ._spec import Resource, find_resource, load_resources
+from ._spec import MethodError, Resource, load_resources, lookup
 
 __all__ = ["cli"]
 
@@ -36,24 +38,37 @@ def _console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def _resource(name: str, need: str) -> Resource:
-    """The resource called `name` that supports `need`, or a usage error listing those that do."""
-    resource = find_resource(name)
-    table = load_resources()
+# The method kind each command runs.
+_KINDS = {"import": "create", "export": "list", "get": "retrieve", "delete": "delete"}
 
-    def supported(r: Resource) -> bool:
-        return {
-            "create": r.create_path is not None and r.create_schema is not None,
-            "list": r.list_path is not None,
-            "get": r.item_path is not None and r.has_get,
-            "delete": r.item_path is not None and r.has_delete,
-        }[need]
+_RESOURCE_HELP = (
+    "RESOURCE is the client's attribute (customers, custom_tables or custom-tables); where it "
+    "has several methods for this command, RESOURCE.METHOD picks one (custom_tables.list_rows). "
+    "`finalpos resources` lists them."
+)
 
-    if resource is None or not supported(resource):
-        names = ", ".join(r.name for r in table.values() if supported(r))
-        problem = "unknown resource" if resource is None else f"{resource.name} has no {need}"
-        raise click.BadParameter(f"{problem}; choose one of: {names}", param_hint="RESOURCE")
-    return resource
+
+def _operation(name: str, command: str) -> tuple[Resource, Operation]:
+    """The resource and method `name` means for `command`, or a usage error naming the choices."""
+    kind = _KINDS[command]
+    choice = lookup(name)
+    if choice is None:
+        names = ", ".join(r.name for r in load_resources().values() if r.methods(kind))
+        raise click.BadParameter(
+            f"unknown resource {name!r}; choose one of: {names}", param_hint="RESOURCE"
+        )
+    try:
+        op = choice.pick(kind)
+    except MethodError as exc:
+        message = str(exc)
+        if not choice.resource.methods(kind):
+            names = ", ".join(r.name for r in load_resources().values() if r.methods(kind))
+            message += f"; choose one of: {names}"
+        raise click.BadParameter(message, param_hint="RESOURCE") from None
+    note = choice.note(op)
+    if note is not None:
+        _console().print(f"[yellow]note:[/] {note}", soft_wrap=True)
+    return choice.resource, op
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -170,7 +185,7 @@ def import_command(
     validate_only: bool,
     drain_timeout: float,
 ) -> None:
-    """Create one RESOURCE per row of FILE (CSV or JSON Lines).
+    """Create one RESOURCE per row of FILE (CSV or JSON Lines), with its typed create method.
 
     Every row is checked first; bad rows are listed with line and field. Rows that are not in
     the target at the end go to FILE.failed.jsonl with their error; importing that file (after
@@ -184,11 +199,16 @@ def import_command(
     \b
     CSV headers: camelCase or snake_case, nested fields with dots (billing.city);
     lists as a;b;c or a JSON array; objects as JSON.
+
+    \b
+    RESOURCE: customers, products, ... or custom_tables.create_row (see `finalpos resources`).
     """
     if journal is not None and no_journal:
         raise click.UsageError("--journal and --no-journal exclude each other")
+    res, op = _operation(resource, "import")
     options = ImportOptions(
-        resource=_resource(resource, "create"),
+        resource=res,
+        method=op.name,
         file=file,
         fmt=sniff_format(file) if fmt == "auto" else fmt,
         concurrency=concurrency,
@@ -231,6 +251,13 @@ def import_command(
     show_default=True,
     help="Items per request.",
 )
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A parameter of the list method, e.g. --param table-id=ID (repeatable).",
+)
 @click.pass_obj
 def export_command(
     settings: Settings,
@@ -239,21 +266,40 @@ def export_command(
     output: Path | None,
     limit: int | None,
     page_size: int,
+    params: tuple[str, ...],
 ) -> None:
-    """Stream every RESOURCE to stdout (or --output), one page in memory at a time."""
-    res = _resource(resource, "list")
+    """Stream every RESOURCE to stdout (or --output), one page in memory at a time.
+
+    \b
+    RESOURCE: customers, products, ... or RESOURCE.METHOD where the resource has several
+    lists: custom_tables.list_rows --param table-id=ID (see `finalpos resources`).
+    """
+    res, op = _operation(resource, "export")
+    arguments = _list_arguments(op, params)
     console = _console()
 
     async def main() -> int:
         async with connect(settings, console.print, reads=True) as conn:
             if output is None:
                 count = await export(
-                    conn.client, res, sys.stdout, fmt=fmt, page_size=page_size, limit=limit
+                    conn.client,
+                    op,
+                    sys.stdout,
+                    fmt=fmt,
+                    page_size=page_size,
+                    limit=limit,
+                    params=arguments,
                 )
             else:
                 with output.open("w", encoding="utf-8", newline="") as out:
                     count = await export(
-                        conn.client, res, out, fmt=fmt, page_size=page_size, limit=limit
+                        conn.client,
+                        op,
+                        out,
+                        fmt=fmt,
+                        page_size=page_size,
+                        limit=limit,
+                        params=arguments,
                     )
             console.print(f"{count} {res.name} exported.")
         return 0
@@ -266,9 +312,9 @@ def export_command(
 @click.argument("ident", metavar="ID")
 @click.pass_obj
 def get_command(settings: Settings, resource: str, ident: str) -> None:
-    """Print one RESOURCE by ID as JSON."""
-    res = _resource(resource, "get")
-    sys.exit(_guard(lambda: asyncio.run(_single(settings, get_one, res, ident))))
+    """Print one RESOURCE by ID as JSON (its retrieve method; RESOURCE.METHOD picks another)."""
+    _, op = _operation(resource, "get")
+    sys.exit(_guard(lambda: asyncio.run(_single(settings, op, ident))))
 
 
 @cli.command("delete")
@@ -277,32 +323,47 @@ def get_command(settings: Settings, resource: str, ident: str) -> None:
 @click.pass_obj
 def delete_command(settings: Settings, resource: str, ident: str) -> None:
     """Delete one RESOURCE by ID; prints the API's answer as JSON."""
-    res = _resource(resource, "delete")
-    sys.exit(_guard(lambda: asyncio.run(_single(settings, delete_one, res, ident))))
+    _, op = _operation(resource, "delete")
+    sys.exit(_guard(lambda: asyncio.run(_single(settings, op, ident))))
 
 
-async def _single(settings: Settings, call: Any, resource: Resource, ident: str) -> int:
+def _list_arguments(op: Operation, params: tuple[str, ...]) -> dict[str, str]:
+    given: dict[str, str] = {}
+    for text in params:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{text!r} is not NAME=VALUE", param_hint="--param")
+        given[name.strip()] = value
+    try:
+        return list_arguments(op, given)
+    except MethodError as exc:
+        raise click.BadParameter(str(exc), param_hint="--param") from None
+
+
+async def _single(settings: Settings, op: Operation, ident: str) -> int:
     async with connect(settings, _console().print, reads=True) as conn:
-        print_json(await call(conn.client, resource, ident))
+        print_json(await call_one(conn.client, op, ident))
     return 0
 
 
 @cli.command("resources")
 def resources_command() -> None:
-    """List the resources and what each command can do with them."""
+    """List the resources and what each command can do with them (and with which methods)."""
     console = Console(highlight=False)
     for r in load_resources().values():
-        can = [
-            name
-            for name, ok in (
-                ("import", r.create_path is not None),
-                ("export", r.list_path is not None),
-                ("get", r.has_get),
-                ("delete", r.has_delete),
-            )
-            if ok
-        ]
-        console.print(f"{r.name:<20} {', '.join(can) or '-'}")
+        console.print(f"{r.name:<20} {_abilities(r) or '-'}", soft_wrap=True)
+
+
+def _abilities(resource: Resource) -> str:
+    """`import, export, get, delete`, with the method names where they are not the usual ones."""
+    parts: list[str] = []
+    for command, kind in _KINDS.items():
+        names = [op.name for op in resource.methods(kind)]
+        if names == [kind]:
+            parts.append(command)
+        elif names:
+            parts.append(f"{command} ({', '.join(f'{resource.name}.{n}' for n in names)})")
+    return ", ".join(parts)
 
 
 @cli.command("sandbox")

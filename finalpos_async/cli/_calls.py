@@ -1,54 +1,53 @@
-"""`finalpos export`, `get` and `delete`: streaming lists and single calls, JSON or CSV out."""
+"""`finalpos export`, `get` and `delete`: the typed methods' calls, JSON or CSV out.
+
+Export walks the typed list method's paginator (`client.customers.list()`), one page in memory
+at a time; get and delete call `retrieve` and `delete`. Records are written as wire JSON.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import IO, Any, cast
 
 from .._client import AsyncFinalPOS
-from .._constants import DEFAULT_PAGE_LIMIT
-from .._urls import encode_path_param
-from ._spec import Resource, resolve_schema
+from .._converter import unstructure
+from .._operation import Operation
+from ._spec import MethodError, component, resolve_schema
 
-__all__ = ["csv_columns", "delete_one", "export", "get_one", "iterate"]
+__all__ = ["call_one", "csv_columns", "export", "list_arguments", "print_json", "to_json"]
 
 
-async def iterate(
-    client: AsyncFinalPOS, path: str, *, page_size: int = DEFAULT_PAGE_LIMIT, limit: int | None
-) -> AsyncIterator[Any]:
-    """Every item of a skip/limit list, one page in memory at a time.
+def to_json(value: Any) -> Any:
+    """A typed method's answer (a model, or parsed JSON) as JSON data with wire names."""
+    plain: object = value
+    if plain is None or isinstance(plain, (dict, list, str, int, float, bool)):
+        return value  # parsed JSON already (a `dict` response model)
+    return unstructure(value)
 
-    Stops on a short or empty page; a page that repeats the previous one (same first id) means
-    the server ignores `skip`, and raises instead of looping forever.
-    """
-    skip = 0
-    seen = 0
-    previous_first: object = None
-    while True:
-        answer: object = await client.request(
-            "GET", path, params={"skip": skip, "limit": page_size}
-        )
-        if not isinstance(answer, list):
-            raise ValueError(f"GET {path} answered {type(answer).__name__}, expected a JSON array")
-        page = cast("list[object]", answer)  # parsed JSON: its items are any JSON values
-        if not page:
-            return
-        head: object = page[0]
-        first = cast("Mapping[str, Any]", head).get("id") if isinstance(head, Mapping) else None
-        if skip and first is not None and first == previous_first:
-            raise RuntimeError(f"GET {path} returned the same page twice (skip={skip}); stopping")
-        previous_first = first
-        for item in page:
-            yield item
-            seen += 1
-            if limit is not None and seen >= limit:
-                return
-        if len(page) < page_size:
-            return
-        skip += len(page)
+
+def list_arguments(op: Operation, given: Mapping[str, str]) -> dict[str, str]:
+    """`--param table-id=X` values as the list method's keyword arguments (`table_id`)."""
+    known = {p.python_name: p for p in op.query_params}
+    for p in op.query_params:
+        known.setdefault(p.wire_name, p)
+    args: dict[str, str] = {}
+    for name, value in given.items():
+        param = known.get(name.replace("-", "_")) or known.get(name)
+        if param is None:
+            names = ", ".join(p.python_name.replace("_", "-") for p in op.query_params)
+            raise MethodError(
+                f"{op.qualified_name} takes no parameter {name!r}"
+                + (f"; it takes: {names}" if names else "; it takes none")
+            )
+        args[param.python_name] = value
+    missing = [p.python_name for p in op.query_params if p.required and p.python_name not in args]
+    if missing:
+        flags = " ".join(f"--param {m.replace('_', '-')}=VALUE" for m in missing)
+        raise MethodError(f"{op.qualified_name} needs {flags}")
+    return args
 
 
 def csv_columns(schema: Mapping[str, Any] | None) -> list[str]:
@@ -87,25 +86,33 @@ def _cell(item: Mapping[str, Any], column: str) -> str:
 
 async def export(
     client: AsyncFinalPOS,
-    resource: Resource,
+    op: Operation,
     out: IO[str],
     *,
     fmt: str,
     page_size: int,
     limit: int | None,
+    params: Mapping[str, str],
 ) -> int:
-    """Write every item of the resource's list to `out`; returns how many."""
-    assert resource.list_path is not None
+    """Write every item of the list method `op` to `out`; returns how many."""
+    method: Any = getattr(getattr(client, op.resource), op.name)
     count = 0
     writer: Any = None
     columns: list[str] = []
     if fmt == "csv":
-        columns = csv_columns(resource.item_schema)
+        schema = component(op.response_schema) if op.response_schema else None
+        if schema is not None and schema.get("type") == "array":
+            schema = resolve_schema(schema.get("items", {}))
+        columns = csv_columns(schema)
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
-    async for item in iterate(client, resource.list_path, page_size=page_size, limit=limit):
+    async for record in method(**params, limit=page_size, max_items=limit):
+        item = to_json(record)
         if writer is not None:
-            writer.writerow([_cell(item, column) for column in columns])
+            row: Mapping[str, Any] = (
+                cast("Mapping[str, Any]", item) if isinstance(item, Mapping) else {}
+            )
+            writer.writerow([_cell(row, column) for column in columns])
         else:
             out.write(json.dumps(item, ensure_ascii=False) + "\n")
         count += 1
@@ -113,19 +120,10 @@ async def export(
     return count
 
 
-def _item_path(resource: Resource, ident: str) -> str:
-    assert resource.item_path is not None
-    return resource.item_path.replace("{id}", encode_path_param(ident, "id"))
-
-
-async def get_one(client: AsyncFinalPOS, resource: Resource, ident: str) -> Any:
-    """The item with this id, as parsed JSON."""
-    return await client.request("GET", _item_path(resource, ident))
-
-
-async def delete_one(client: AsyncFinalPOS, resource: Resource, ident: str) -> Any:
-    """Delete the item with this id; the API's answer as parsed JSON."""
-    return await client.request("DELETE", _item_path(resource, ident))
+async def call_one(client: AsyncFinalPOS, op: Operation, ident: str) -> Any:
+    """Run a retrieve or delete method on one id; its answer as JSON data."""
+    method: Any = getattr(getattr(client, op.resource), op.name)
+    return to_json(await method(ident))
 
 
 def print_json(value: Any) -> None:

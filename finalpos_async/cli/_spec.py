@@ -1,46 +1,188 @@
-"""The CLI's view of the API: which resources exist and what their create bodies look like.
+"""The CLI's view of the API: the library's resources and methods, from the shipped table.
 
-Read from the spec the package ships, so every resource with a create operation is importable
-and a new one in the spec needs no CLI code.
+Every name comes from `finalpos_async.operations` (written by the generator with the typed
+resources): a CLI resource is a client attribute (`customers`, `custom_tables`, also spelled
+`custom-tables`) and a command runs one of its methods (`custom_tables.list_rows`). The spec is
+read only for the JSON schemas of bodies and responses (the row checks and CSV columns).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
 import attrs
 
-__all__ = ["Resource", "load_resources", "resolve_schema"]
+from .._operation import Operation
+from ..operations import OPERATIONS
 
-_PREFIX = "/v1/api/"
+__all__ = [
+    "Choice",
+    "MethodError",
+    "Resource",
+    "body_arguments",
+    "component",
+    "find_resource",
+    "load_resources",
+    "lookup",
+    "resolve_schema",
+]
+
+# Names earlier CLI versions used (spec path segments), kept working with a note naming the
+# new one. An entry maps an old name to the resource and, where it picked one of several
+# methods, the method for each command kind.
+_RENAMED: dict[str, tuple[str, Mapping[str, str]]] = {
+    "custom-table-rows": (
+        "custom_tables",
+        {"create": "create_row", "list": "list_rows", "retrieve": "retrieve_row"},
+    ),
+    "custom-table-fields": ("custom_tables", {"list": "list_fields"}),
+    "custom-table-values": ("custom_tables", {"list": "list_values"}),
+    **{
+        old: (new, {})
+        for old, new in (
+            ("account", "accounts"),
+            ("attachment", "attachments"),
+            ("category", "categories"),
+            ("customer", "customers"),
+            ("order", "orders"),
+            ("outlet", "outlets"),
+            ("product", "products"),
+            ("refund", "refunds"),
+            ("role", "roles"),
+            ("session", "sessions"),
+            ("station", "stations"),
+            ("transaction", "transactions"),
+            ("variant", "variants"),
+            ("zapier-trigger", "zapier_triggers"),
+        )
+    },
+}
 
 
-@attrs.frozen(kw_only=True)
+class MethodError(ValueError):
+    """The method asked for does not exist for this command; the message lists the valid ones."""
+
+
+@attrs.frozen
 class Resource:
-    """One API resource as the CLI sees it (`customers`, `products`, ...)."""
+    """One client attribute (`client.customers`) and its operations."""
 
     name: str
-    create_path: str | None
-    create_schema: Mapping[str, Any] | None
-    create_schema_name: str | None
-    item_path: str | None  # with "{id}"
-    list_path: str | None
-    item_schema: Mapping[str, Any] | None
-    has_get: bool
-    has_delete: bool
+    operations: tuple[Operation, ...] = attrs.field(eq=False, repr=False)
+
+    def methods(self, kind: str) -> tuple[Operation, ...]:
+        """The operations of one kind ("create", "list", "retrieve", "delete")."""
+        return tuple(op for op in self.operations if op.kind == kind)
+
+    def default(self, kind: str) -> Operation | None:
+        """The method a command uses when none is named: the one called `kind`, or the only one."""
+        found = self.methods(kind)
+        for op in found:
+            if op.name == kind:
+                return op
+        return found[0] if len(found) == 1 else None
+
+    def pick(self, kind: str, method: str | None) -> Operation:
+        """The operation `method` (default: `default(kind)`); `MethodError` lists the choices."""
+        found = self.methods(kind)
+        wanted = method.replace("-", "_") if method is not None else None
+        op = (
+            self.default(kind)
+            if wanted is None
+            else next((o for o in found if o.name == wanted), None)
+        )
+        if op is not None:
+            return op
+        choices = ", ".join(f"{self.name}.{o.name}" for o in found)
+        if not found:
+            raise MethodError(f"{self.name} has no {kind}")
+        if wanted is None:
+            raise MethodError(f"{self.name} has several {kind} methods; choose one of: {choices}")
+        raise MethodError(f"{self.name} has no {kind} method {wanted!r}; choose one of: {choices}")
+
+    def related(self, op: Operation, kind: str) -> Operation | None:
+        """The `kind` operation on the same records as `op` (`create_row` -> `list_rows`)."""
+        return next((o for o in self.methods(kind) if o.collection == op.collection), None)
+
+    @property
+    def create_schema(self) -> Mapping[str, Any] | None:
+        """The JSON schema of the default create's body (None when there is none)."""
+        op = self.default("create")
+        return component(op.body_schema) if op is not None and op.body_schema else None
 
 
-def _plural(word: str) -> str:
-    if word.endswith("s"):
-        return word
-    if word.endswith("y") and not word.endswith(("ay", "ey", "oy", "uy")):
-        return word[:-1] + "ies"
-    return word + "s"
+@attrs.frozen
+class Choice:
+    """What a RESOURCE argument named: the resource, the method (if named) and any rename note."""
+
+    resource: Resource
+    method: str | None
+    renamed: Mapping[str, str] = attrs.field(factory=lambda: {})
+    old_name: str | None = None  # the deprecated name used, if one was
+
+    def note(self, op: Operation) -> str | None:
+        """For a deprecated name: what to call it now."""
+        if self.old_name is None:
+            return None
+        new = self.resource.name if not self.renamed else op.qualified_name
+        return f"the resource name {self.old_name!r} is deprecated; use {new} (the library's name)"
+
+    def pick(self, kind: str) -> Operation:
+        """The operation this command runs."""
+        if self.renamed and self.method is None and kind not in self.renamed:
+            choices = ", ".join(f"{self.resource.name}.{m}" for m in self.renamed.values())
+            raise MethodError(f"no {kind} for this resource; it means: {choices}")
+        return self.resource.pick(kind, self.method or self.renamed.get(kind))
+
+
+@functools.lru_cache(maxsize=1)
+def load_resources() -> dict[str, Resource]:
+    """Every resource of the client, keyed by its attribute name, in name order."""
+    grouped: dict[str, list[Operation]] = {}
+    for op in OPERATIONS:
+        grouped.setdefault(op.resource, []).append(op)
+    return {name: Resource(name, tuple(ops)) for name, ops in sorted(grouped.items())}
+
+
+def lookup(text: str) -> Choice | None:
+    """`customers`, `custom-tables`, `custom_tables.list_rows` (or an old name) -> a Choice."""
+    name, _, method = text.strip().partition(".")
+    table = load_resources()
+    found = table.get(name.lower().replace("-", "_"))
+    if found is not None:
+        return Choice(found, method or None)
+    old = _RENAMED.get(name.lower().replace("_", "-"))
+    if old is None or old[0] not in table:
+        return None
+    new, methods = old
+    return Choice(table[new], method or None, methods, name)
+
+
+def find_resource(name: str) -> Resource | None:
+    """The resource called `name` (`custom_tables`, `custom-tables`, or an old name)."""
+    choice = lookup(name)
+    return choice.resource if choice is not None else None
+
+
+def body_arguments(op: Operation, body: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A wire (camelCase) body as the typed method's keyword arguments, and its `extra_body`.
+
+    Fields the operation does not list (a customer's custom-table fields) go in `extra_body`.
+    """
+    names = {p.wire_name: p.python_name for p in (*op.path_params, *op.body_fields)}
+    kwargs: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for wire, value in body.items():
+        python = names.get(wire)
+        if python is None:
+            extra[wire] = value
+        else:
+            kwargs[python] = value
+    return kwargs, extra
 
 
 @functools.lru_cache(maxsize=1)
@@ -52,14 +194,15 @@ def _spec() -> Mapping[str, Any]:
     return spec
 
 
+def component(name: str) -> Mapping[str, Any]:
+    """The spec's schema component `name`, resolved (`$ref` and one-element `allOf` followed)."""
+    return resolve_schema(_spec()["components"]["schemas"][name])
+
+
 def resolve_schema(schema: Mapping[str, Any]) -> Mapping[str, Any]:
     """Follow `$ref` and single-element `allOf` to the schema they name."""
     spec = _spec()
-    seen = 0
-    while True:
-        seen += 1
-        if seen > 32:
-            raise ValueError("spec schema references loop")
+    for _ in range(32):
         if "$ref" in schema:
             name = str(schema["$ref"]).rsplit("/", 1)[-1]
             schema = spec["components"]["schemas"][name]
@@ -67,72 +210,4 @@ def resolve_schema(schema: Mapping[str, Any]) -> Mapping[str, Any]:
             schema = schema["allOf"][0]
         else:
             return schema
-
-
-def _json_schema(op: Mapping[str, Any], *, response: bool) -> Mapping[str, Any] | None:
-    if response:
-        for status in ("200", "201"):
-            content = op.get("responses", {}).get(status, {}).get("content", {})
-            if "application/json" in content:
-                schema: Mapping[str, Any] = content["application/json"].get("schema", {})
-                return schema
-        return None
-    body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
-    found: Mapping[str, Any] | None = body.get("schema")
-    return found
-
-
-@functools.lru_cache(maxsize=1)
-def load_resources() -> dict[str, Resource]:
-    """Every resource of the spec, keyed by its plural CLI name (`customers`)."""
-    spec = _spec()
-    found: dict[str, dict[str, Any]] = {}
-    for path, ops in spec["paths"].items():
-        if not path.startswith(_PREFIX):
-            continue
-        rest = path[len(_PREFIX) :]
-        segment = rest.split("/", 1)[0]
-        name = _plural(segment)
-        entry = found.setdefault(name, {})
-        is_item = bool(re.search(r"/\{[^}]+\}$", rest))
-        if is_item:
-            entry["item_path"] = re.sub(r"\{[^}]+\}$", "{id}", path)
-            entry["has_get"] = "get" in ops
-            entry["has_delete"] = "delete" in ops
-            if "get" in ops:
-                entry["item_schema"] = _json_schema(ops["get"], response=True)
-        else:
-            if "post" in ops:
-                entry["create_path"] = path
-                schema = _json_schema(ops["post"], response=False)
-                if schema is not None:
-                    entry["create_schema_name"] = str(schema.get("$ref", "")).rsplit("/", 1)[-1]
-                    entry["create_schema"] = resolve_schema(schema)
-                entry.setdefault("item_schema", _json_schema(ops["post"], response=True))
-            if "get" in ops:
-                listed = _json_schema(ops["get"], response=True)
-                if listed is not None and listed.get("type") == "array":
-                    entry["list_path"] = path
-                    entry.setdefault("item_schema", listed.get("items"))
-    table: dict[str, Resource] = {}
-    for name, entry in sorted(found.items()):
-        item_schema = entry.get("item_schema")
-        table[name] = Resource(
-            name=name,
-            create_path=entry.get("create_path"),
-            create_schema=entry.get("create_schema"),
-            create_schema_name=entry.get("create_schema_name"),
-            item_path=entry.get("item_path"),
-            list_path=entry.get("list_path"),
-            item_schema=resolve_schema(item_schema) if item_schema else None,
-            has_get=entry.get("has_get", False),
-            has_delete=entry.get("has_delete", False),
-        )
-    return table
-
-
-def find_resource(name: str) -> Resource | None:
-    """A resource by CLI name: plural or singular, `-` or `_` (`custom_table_rows`)."""
-    table = load_resources()
-    wanted = _plural(name.strip().lower().replace("_", "-"))
-    return table.get(wanted)
+    raise ValueError("spec schema references loop")

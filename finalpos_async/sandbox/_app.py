@@ -219,7 +219,9 @@ def _matches(field: Any, wanted: str) -> bool:
 
 
 def _is_object_id_schema(schema: Mapping[str, Any] | None) -> bool:
-    return bool(schema) and "$oid" in (schema.get("properties") or {})  # type: ignore[union-attr]
+    if not schema:
+        return False
+    return "$oid" in (schema.get("properties") or {})
 
 
 def _system_fields(

@@ -12,7 +12,7 @@ from typing import Any
 try:  # orjson is an optional speed-up (the `speedups` extra).
     import orjson as _orjson
 except ImportError:  # pragma: no cover - depends on the environment
-    _orjson = None  # type: ignore[assignment]
+    _orjson = None  # type: ignore[assignment]  # orjson is optional: None means not installed
 
 __all__ = ["dumps", "loads"]
 

@@ -1,30 +1,24 @@
-"""From the OpenAPI document to the sandbox's route table.
+"""From the OpenAPI document and the operation table to the sandbox's route table.
 
-Every operation is classified by its shape, never by its name, so a new operation in the spec is
-served without new code:
-
-- ``POST /things``              → ``create``
-- ``GET /things/{id}``          → ``find_one``
-- ``PUT|PATCH /things/{id}``    → ``update`` (``POST`` on an item path too)
-- ``DELETE /things/{id}``       → ``delete``
-- ``GET /things`` (or plural)   → ``find_all``
-
-Operations of one entity share a *collection*: the name of the schema they answer with
-(``CustomerDto`` for ``POST /customer``, ``GET /customer/{id}`` and ``GET /customers``).
-An operation that does not name the entity (a delete answers ``DeleteResponseDto``, some lists
-document no body) borrows the collection of its siblings on the same base path, or of the
-singular of its plural path (``/custom-table-rows`` → ``/custom-table-row``).
+What each operation does, and which store its records live in, is the operation table's
+(`finalpos_async.operations`, generated with the SDK's methods): its `kind` picks the handler
+(create, retrieve → ``find_one``, update, delete, list → ``find_all``) and its `collection` the
+store, so ``POST /customer``, ``GET /customer/{id}`` and ``GET /customers`` share the records of
+``CustomerDto`` with no rule over path names. The spec gives the schemas: request bodies, the
+record's fields, the parameters and their types.
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import json
-import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast
 
 import attrs
+
+from .._operation import Operation as TableOperation
+from ..operations import OPERATIONS
 
 __all__ = [
     "Operation",
@@ -38,7 +32,6 @@ __all__ = [
 Kind = Literal["create", "find_one", "update", "delete", "find_all", "unsupported"]
 
 _METHODS = ("get", "post", "put", "patch", "delete")
-_PARAM_SEGMENT = re.compile(r"^\{([^}]+)\}$")
 # What `x.get(key) or _EMPTY` falls back to: typed, where a bare `{}` would be `dict[Unknown, ...]`.
 _EMPTY: Mapping[str, Any] = {}
 
@@ -52,20 +45,6 @@ def load_spec(path: str | None = None) -> dict[str, Any]:
     resource = importlib.resources.files("finalpos_async") / "spec" / "finalpos-openapi.json"
     loaded: dict[str, Any] = json.loads(resource.read_text(encoding="utf-8"))
     return loaded
-
-
-def _ref_name(schema: Mapping[str, Any] | None) -> str | None:
-    if not schema:
-        return None
-    ref = schema.get("$ref")
-    if isinstance(ref, str):
-        return ref.rsplit("/", 1)[-1]
-    all_of = schema.get("allOf")
-    if isinstance(all_of, list):
-        parts = cast("list[Mapping[str, Any]]", all_of)  # allOf: a list of schemas
-        if len(parts) == 1:
-            return _ref_name(parts[0])
-    return None
 
 
 def inline_schema(schema: Any, spec: Mapping[str, Any], _depth: int = 0) -> Any:
@@ -168,111 +147,113 @@ def _success(op: Mapping[str, Any]) -> tuple[int, Mapping[str, Any] | None]:
     return 200, None
 
 
-def _classify(method: str, path: str) -> Kind:
-    on_item = bool(_PARAM_SEGMENT.match(path.rstrip("/").rsplit("/", 1)[-1]))
-    if on_item:
-        return {"get": "find_one", "put": "update", "patch": "update", "post": "update"}.get(
-            method, "delete" if method == "delete" else "unsupported"
-        )  # type: ignore[return-value]
-    return {"post": "create", "get": "find_all"}.get(method, "unsupported")  # type: ignore[return-value]
+# What the sandbox does for each kind of the operation table.
+_SERVED: dict[str, Kind] = {
+    "create": "create",
+    "retrieve": "find_one",
+    "update": "update",
+    "delete": "delete",
+    "list": "find_all",
+}
 
 
-def _trailing_param(path: str) -> str | None:
-    match = _PARAM_SEGMENT.match(path.rstrip("/").rsplit("/", 1)[-1])
-    return match.group(1) if match else None
-
-
-def _base(path: str) -> str:
-    parts = path.rstrip("/").split("/")
-    if parts and _PARAM_SEGMENT.match(parts[-1]):
-        parts = parts[:-1]
-    return "/".join(parts)
-
-
-def _singular(base: str) -> str:
-    head, _, last = base.rpartition("/")
-    if last.endswith("ies"):
-        last = last[:-3] + "y"
-    elif last.endswith("s"):
-        last = last[:-1]
-    return f"{head}/{last}"
-
-
-def build_route_table(spec: Mapping[str, Any]) -> RouteTable:
-    """Classify every operation of `spec` and group them into collections."""
-    raw: list[tuple[str, str, Mapping[str, Any], Kind, str | None, Any]] = []
+def _spec_operations(spec: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """(path, method, operation) for every operation of `spec`, in document order."""
     paths: Mapping[str, Any] = spec.get("paths") or _EMPTY
-    for path, item in paths.items():
-        for method in _METHODS:
-            op = item.get(method)
-            if op is None:
-                continue
-            kind = _classify(method, path)
-            _, schema = _success(op)
-            entity_ref: str | None = None
-            entity_schema: Any = None
-            if kind in ("create", "find_one", "update") and schema is not None:
-                entity_ref, entity_schema = _ref_name(schema), schema
-            elif kind == "find_all" and schema is not None and schema.get("type") == "array":
-                entity_ref, entity_schema = _ref_name(schema.get("items")), schema.get("items")
-            raw.append((path, method, op, kind, entity_ref, entity_schema))
+    return [
+        (path, method, item[method])
+        for path, item in paths.items()
+        for method in _METHODS
+        if item.get(method) is not None
+    ]
 
-    # base path → entity name, from the operations that name their entity
-    base_entity: dict[str, str] = {}
-    for path, _method, _op, _kind, entity_ref, _schema in raw:
-        if entity_ref is not None:
-            base_entity.setdefault(_base(path), entity_ref)
-    create_fields: dict[str, frozenset[str]] = {}
-    for _path, _method, op, kind, entity_ref, _schema in raw:
-        if kind == "create" and entity_ref is not None:
-            body = inline_schema(_body_schema(op), spec) or _EMPTY
-            create_fields[entity_ref] = frozenset((body.get("properties") or _EMPTY).keys())
 
+def _answered_entity(row: TableOperation, op: Mapping[str, Any]) -> Any:
+    """The record schema an operation answers (a list's item schema); None if it answers none."""
+    _, schema = _success(op)
+    if schema is None or row.kind == "delete":
+        return None
+    if row.kind == "list":
+        return schema.get("items") if schema.get("type") == "array" else None
+    return schema
+
+
+def build_route_table(
+    spec: Mapping[str, Any], operations: Sequence[TableOperation] = OPERATIONS
+) -> RouteTable:
+    """Every operation of `spec`, served as its row of the operation table says.
+
+    The row (by operationId) gives the kind and the collection; an operation of `spec` that has
+    no row is routed but answers 501. The schemas (bodies, records, parameters) come from `spec`.
+    """
+    rows = {row.operation_id: row for row in operations}
+    spec_ops = [
+        (path, method, op, rows.get(str(op.get("operationId"))))
+        for path, method, op in _spec_operations(spec)
+    ]
     entities: dict[str, dict[str, Any]] = {}
-    operations: list[Operation] = []
-    for path, method, op, kind, entity_ref, entity_schema in raw:
-        base = _base(path)
-        collection = (
-            entity_ref
-            or base_entity.get(base)
-            or (base_entity.get(_singular(base)) if kind == "find_all" else None)
-            or base
-        )
-        inlined_entity = inline_schema(entity_schema, spec) if entity_schema is not None else None
-        if inlined_entity is not None:
-            entities.setdefault(collection, inlined_entity)
-        params = [
-            inline_schema(p, spec)
-            for p in (item_params(spec, path) + list(op.get("parameters") or []))
-        ]
-        body = _body_schema(op)
-        status, _ = _success(op)
-        operations.append(
-            Operation(
-                operation_id=str(op.get("operationId") or f"{method}_{path}"),
-                method=method.upper(),
-                path=path,
-                kind=kind,
-                collection=collection,
-                base_path=base,
-                path_params=tuple(_param(p) for p in params if p.get("in") == "path"),
-                query_params=tuple(_param(p) for p in params if p.get("in") == "query"),
-                body_schema=inline_schema(body, spec) if body is not None else None,
-                body_required=bool((op.get("requestBody") or _EMPTY).get("required")),
-                success_status=status,
-                entity_schema=inlined_entity,
-                create_fields=create_fields.get(collection, frozenset()),
-                id_param=_trailing_param(path),
-            )
-        )
-    # an operation without a documented body answers its collection's records as they are
-    final = tuple(
-        attrs.evolve(op, entity_schema=entities.get(op.collection))
-        if op.entity_schema is None and op.kind in ("find_one", "update", "find_all")
-        else op
-        for op in operations
+    create_fields: dict[str, frozenset[str]] = {}
+    for _path, _method, op, row in spec_ops:
+        if row is None:
+            continue
+        entity = _answered_entity(row, op)
+        if entity is not None:
+            entities.setdefault(row.collection, inline_schema(entity, spec))
+        if row.kind == "create":
+            body = inline_schema(_body_schema(op), spec) or _EMPTY
+            create_fields[row.collection] = frozenset((body.get("properties") or _EMPTY).keys())
+    return RouteTable(
+        operations=tuple(
+            _operation(spec, path, method, op, row, entities, create_fields)
+            for path, method, op, row in spec_ops
+        ),
+        entities=entities,
     )
-    return RouteTable(operations=final, entities=entities)
+
+
+def _operation(
+    spec: Mapping[str, Any],
+    path: str,
+    method: str,
+    op: Mapping[str, Any],
+    row: TableOperation | None,
+    entities: Mapping[str, dict[str, Any]],
+    create_fields: Mapping[str, frozenset[str]],
+) -> Operation:
+    """One served operation: the row's kind and collection, the spec's schemas."""
+    kind: Kind = _SERVED[row.kind] if row is not None else "unsupported"
+    collection = row.collection if row is not None else str(op.get("operationId") or path)
+    # The record id is the last path parameter of an item operation (the table lists them).
+    id_param: str | None = None
+    if row is not None and row.kind in ("retrieve", "update", "delete") and row.path_params:
+        id_param = row.path_params[-1].wire_name
+    entity = _answered_entity(row, op) if row is not None else None
+    if entity is not None:
+        entity = inline_schema(entity, spec)
+    elif kind in ("find_one", "update", "find_all"):
+        # an operation without a documented body answers its collection's records as they are
+        entity = entities.get(collection)
+    params = [
+        inline_schema(p, spec) for p in (item_params(spec, path) + list(op.get("parameters") or []))
+    ]
+    body = _body_schema(op)
+    status, _ = _success(op)
+    return Operation(
+        operation_id=str(op.get("operationId") or f"{method}_{path}"),
+        method=method.upper(),
+        path=path,
+        kind=kind,
+        collection=collection,
+        base_path=path.removesuffix(f"/{{{id_param}}}") if id_param else path,
+        path_params=tuple(_param(p) for p in params if p.get("in") == "path"),
+        query_params=tuple(_param(p) for p in params if p.get("in") == "query"),
+        body_schema=inline_schema(body, spec) if body is not None else None,
+        body_required=bool((op.get("requestBody") or _EMPTY).get("required")),
+        success_status=status,
+        entity_schema=entity,
+        create_fields=create_fields.get(collection, frozenset()),
+        id_param=id_param,
+    )
 
 
 def item_params(spec: Mapping[str, Any], path: str) -> list[Any]:

@@ -7,7 +7,7 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -21,6 +21,8 @@ from .._constants import (
     SANDBOX_SHUTDOWN_TIMEOUT,
     SANDBOX_START_TIMEOUT,
 )
+from .._operation import Operation
+from ..operations import OPERATIONS
 from ._app import SandboxState, build_app, company_id_for
 from ._faults import FaultConfig, FaultInjector, parse_faults
 from ._routes import RouteTable, build_route_table, load_spec
@@ -30,9 +32,9 @@ __all__ = ["Sandbox"]
 
 
 @functools.lru_cache(maxsize=4)
-def _route_table(spec_path: str | None) -> RouteTable:
+def _route_table(spec_path: str | None, operations: tuple[Operation, ...]) -> RouteTable:
     # parsing the spec takes a few milliseconds; fixtures start many sandboxes per run
-    return build_route_table(load_spec(spec_path))
+    return build_route_table(load_spec(spec_path), operations)
 
 
 class Sandbox:
@@ -53,6 +55,9 @@ class Sandbox:
             None injects nothing (scripted faults through `x-sandbox-fault` always work).
         seed: seed of the fault-rate generator (overrides the one in `faults`).
         spec: path of another OpenAPI document to serve (default: the package's copy).
+        operations: the operation table that says what each operation of the spec does and
+            which store its records live in (default: `finalpos_async.operations.OPERATIONS`);
+            an operation of the spec with no row answers 501.
         max_body_size: request bodies above this many bytes answer 413.
         access_log: log one line per request to the `aiohttp.access` logger (never headers).
         honour_idempotency: False ignores `Idempotency-Key` (every POST is processed as new: no
@@ -70,6 +75,7 @@ class Sandbox:
         faults: FaultConfig | str | None = None,
         seed: int | None = None,
         spec: str | os.PathLike[str] | None = None,
+        operations: Sequence[Operation] = OPERATIONS,
         max_body_size: int = SANDBOX_MAX_BODY_SIZE,
         access_log: bool = False,
         honour_idempotency: bool = True,
@@ -88,6 +94,7 @@ class Sandbox:
         self.db = None if db is None else os.fspath(db)
         self.faults = config
         self.spec = None if spec is None else os.fspath(spec)
+        self.operations = tuple(operations)
         self.max_body_size = max_body_size
         self.access_log = access_log
         self._honour_idempotency = bool(honour_idempotency)
@@ -140,7 +147,7 @@ class Sandbox:
         """Bind and start serving; returns self. Calling it twice is an error."""
         if self._runner is not None:
             raise RuntimeError("the sandbox is already running")
-        routes = _route_table(self.spec)
+        routes = _route_table(self.spec, self.operations)
         storage = open_storage(self.db)
         state = SandboxState(
             routes=routes,

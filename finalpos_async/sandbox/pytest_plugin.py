@@ -32,13 +32,20 @@ fixtures, when a test first uses one (``tests/test_sandbox_plugin.py`` holds tha
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import pytest
 
 if TYPE_CHECKING:
     from ._sandbox import Sandbox
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class _FixtureDecorator(Protocol):
+    def __call__(self, function: _F, /) -> _F: ...
+
 
 # pytest-asyncio is imported here, not on first use, because its decorator has to be applied
 # when the fixtures are defined; it costs nothing extra where it is installed, since pytest
@@ -46,7 +53,9 @@ if TYPE_CHECKING:
 try:  # async fixtures need pytest-asyncio; without it only the thread-based ones exist
     import pytest_asyncio
 
-    _async_fixture: Any = pytest_asyncio.fixture
+    # Typed as what the fixtures use it for (a decorator keeping the function's type), so the
+    # fixtures stay typed; pytest-asyncio's own overloads also take arguments.
+    _async_fixture: _FixtureDecorator | None = cast("_FixtureDecorator", pytest_asyncio.fixture)
 except ImportError:  # pragma: no cover - depends on the environment
     _async_fixture = None
 
@@ -81,7 +90,7 @@ def _client_kwargs(request: pytest.FixtureRequest, sandbox: Sandbox) -> dict[str
 
 if _async_fixture is not None:
 
-    @_async_fixture  # type: ignore[untyped-decorator]
+    @_async_fixture
     async def finalpos_sandbox(request: pytest.FixtureRequest) -> AsyncIterator[Sandbox]:
         """A running sandbox with empty state, on a free port of 127.0.0.1."""
         from ._sandbox import Sandbox
@@ -89,7 +98,7 @@ if _async_fixture is not None:
         async with Sandbox(**_sandbox_kwargs(request)) as sandbox:
             yield sandbox
 
-    @_async_fixture  # type: ignore[untyped-decorator]
+    @_async_fixture
     async def finalpos_client(
         request: pytest.FixtureRequest, finalpos_sandbox: Sandbox
     ) -> AsyncIterator[Any]:

@@ -1,0 +1,54 @@
+"""What `finalpos import` was asked to do, and its exit statuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+from .._operation import Operation
+from ._spec import Resource
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "ImportOptions"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+@attrs.frozen(kw_only=True)
+class ImportOptions:
+    """What the `import` command was asked to do."""
+
+    resource: Resource
+    file: Path
+    fmt: str
+    concurrency: int
+    rate: float | None
+    journal: Path | None
+    no_journal: bool
+    key_field: str | None
+    failed_file: Path | None
+    validate_only: bool
+    drain_timeout: float
+    # The create method (`create_row`); None: the resource's only (or `create`) one.
+    method: str | None = None
+    encoding: str = "utf-8-sig"
+    resend_unknown: bool = False
+    # How the user ran the command, up to `import` (API key masked): for the printed instruction.
+    command_prefix: str = "finalpos"
+    # The import options a follow-up run should repeat (--rate, --concurrency, ...).
+    rerun_flags: str = ""
+
+    @property
+    def operation(self) -> Operation:
+        """The typed create method the rows go to."""
+        return self.resource.pick("create", self.method)
+
+    @property
+    def name(self) -> str:
+        """The resource as the command names it: `customers`, `custom_tables.create_row`."""
+        op = self.operation
+        if self.resource.default("create") is op and op.name == "create":
+            return self.resource.name
+        return f"{self.resource.name}.{op.name}"

@@ -1,0 +1,236 @@
+"""Pass 1 of an import: check every row (spec schema, typed model, --key, journal), send nothing.
+
+Bad rows are written to the failed-rows file as they are found; `_report` shows the first few.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, cast
+
+import attrs
+
+from .. import types
+from .._converter import FieldError, unstructure_params
+from .._operation import Operation
+from ..bulk import ContentIdentities, ItemStatus, Journal, JournalEntry, content_digest
+from ._failed import FailedRows
+from ._input import InputError, Row
+from ._options import ImportOptions
+from ._rows import RowError, RowParser
+from ._spec import body_arguments, component
+
+__all__ = [
+    "SHOWN_ERRORS",
+    "Identities",
+    "Plan",
+    "key_of",
+    "make_parser",
+    "typed_problems",
+    "validate",
+]
+
+SHOWN_ERRORS = 20  # bad rows listed on screen; the failed-rows file has them all
+
+
+@attrs.define
+class Plan:
+    """What pass 1 found."""
+
+    valid: int = 0
+    invalid: int = 0
+    held_unknown: int = 0  # unknown-outcome rows of a failed-rows file with no journal to ask
+    # line, key, what; a lambda because a bare `list` factory is typed `list[Unknown]`
+    changed: list[tuple[int, str, str]] = attrs.field(factory=lambda: [])
+    shown: list[RowError] = attrs.field(factory=lambda: [])  # the first few problems
+
+    @property
+    def has_rows(self) -> bool:
+        """The file held at least one row."""
+        return self.valid + self.invalid + self.held_unknown + len(self.changed) > 0
+
+
+def make_parser(options: ImportOptions) -> RowParser:
+    """The row parser for the import's create method (its body schema from the spec)."""
+    op = options.operation
+    if op.body_schema is None:
+        raise InputError(f"{options.name} takes no body: there is nothing to import into it")
+    response: Mapping[str, Any] = component(op.response_schema) if op.response_schema else {}
+    return RowParser(
+        component(op.body_schema),
+        schema_name=op.body_schema,
+        server_fields=frozenset(response.get("properties", {})),
+    )
+
+
+def typed_problems(op: Operation, line: int, body: Mapping[str, Any]) -> list[RowError]:
+    """What the typed method's own argument checks say about a body (the model's rules)."""
+    model = getattr(types, op.body_model, None) if op.body_model else None
+    if model is None:
+        return []
+    kwargs, extra = body_arguments(op, body)
+    try:
+        unstructure_params(model, kwargs, extra)
+    except FieldError as error:
+        wire = {p.python_name: p.wire_name for p in op.body_fields}
+        path = [wire.get(part, part) if isinstance(part, str) else part for part in error.path]
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+        got = _shown(body, path) or error.received_type
+        return [RowError(line, field, f"must be {error.expected}, got {got}")]
+    except (TypeError, ValueError) as error:
+        return [RowError(line, "", str(error))]
+    return []
+
+
+def _shown(body: Any, path: list[str | int]) -> str | None:
+    """The value at `path` in a body, as short JSON (None when the path leads nowhere)."""
+    value: object = body
+    for part in path:
+        if isinstance(value, list) and isinstance(part, int):
+            items = cast("list[object]", value)  # decoded JSON: any values
+            if part >= len(items):
+                return None
+            value = items[part]
+        elif isinstance(value, Mapping) and isinstance(part, str):
+            fields = cast("Mapping[str, object]", value)
+            if part not in fields:
+                return None
+            value = fields[part]
+        else:
+            return None
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def key_of(parser: RowParser, body: Any, column: str) -> str | None:
+    """The value of the --key column in a parsed body or a listed record (None when missing)."""
+    value: Any = body
+    for part in parser.column_path(column):
+        if not isinstance(value, Mapping):
+            return None
+        fields = cast("Mapping[str, Any]", value)
+        if part not in fields:
+            return None
+        value = fields[part]
+    return None if value is None else str(value)
+
+
+class Identities:
+    """A row's identity: carried by a failed-rows file, else its --key value, else its content
+    (the bulk engine's rule: `digest`, then `digest#n` for the n-th repeat)."""
+
+    def __init__(self, parser: RowParser, key_field: str | None) -> None:
+        self._parser = parser
+        self._key_field = key_field
+        self._contents = ContentIdentities()
+        self._lines: dict[str, int] = {}  # named identities (keys, carried) -> first line
+
+    def of(self, row: Row, body: Mapping[str, Any], digest: str) -> tuple[str | None, str]:
+        """(identity, problem): identity None when the row cannot have one (problem says why)."""
+        if row.identity is not None:
+            identity = row.identity
+        elif self._key_field is not None:
+            found = key_of(self._parser, body, self._key_field)
+            if found is None or found == "":
+                return None, "is empty (it is the --key column)"
+            identity = found
+        else:
+            return self._contents.name(digest), ""  # unique by construction
+        first = self._lines.get(identity)
+        if first is not None:
+            return None, f"repeats the --key value {identity!r} of line {first}"
+        self._lines[identity] = row.line
+        return identity, ""
+
+
+def changed(entry: JournalEntry | None, digest: str) -> bool:
+    """The journal has this identity as imported with other content."""
+    return (
+        entry is not None and entry.status != ItemStatus.FAILED.value and not entry.matches(digest)
+    )
+
+
+@attrs.define
+class _Check:
+    """Pass 1's running state over one file."""
+
+    options: ImportOptions
+    parser: RowParser
+    journal: Journal | None
+    held: Callable[[Row], bool]  # an unknown-outcome row held back (`_import.RunState.held`)
+    plan: Plan = attrs.field(factory=Plan)
+    identities: Identities = attrs.field(init=False)
+    key_path: tuple[str, ...] | None = attrs.field(init=False)
+    columns: set[str] = attrs.field(factory=lambda: set[str]())  # until the --key one is seen
+    key_found: bool = attrs.field(init=False)
+    operation: Operation = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.operation = self.options.operation
+        key = self.options.key_field
+        self.identities = Identities(self.parser, key)
+        self.key_path = self.parser.column_path(key) if key else None
+        self.key_found = self.key_path is None
+
+    def row(self, row: Row) -> tuple[RowError, ...]:
+        """Check one row; counts it, and returns its problems (none: valid, changed or held)."""
+        if isinstance(row.data, RowError):
+            return (row.data,)
+        if not self.key_found:
+            given = [str(name) for name in row.data]
+            self.key_found = any(self.parser.column_path(n) == self.key_path for n in given)
+            self.columns.update(given)
+        parsed = self.parser.parse(row.line, row.data)
+        if parsed.errors or parsed.body is None:
+            return parsed.errors
+        typed = typed_problems(self.operation, row.line, parsed.body)
+        if typed:
+            return tuple(typed)
+        digest = content_digest(parsed.body)
+        identity, problem = self.identities.of(row, parsed.body, digest)
+        if identity is None:
+            return (RowError(row.line, self.options.key_field or "", problem),)
+        entry = self.journal.lookup(identity) if self.journal is not None else None
+        if changed(entry, digest):
+            assert entry is not None
+            self.plan.changed.append((row.line, identity, entry.created_id or "?"))
+        elif self.held(row):
+            self.plan.held_unknown += 1
+        else:
+            self.plan.valid += 1
+        return ()
+
+
+def validate(
+    options: ImportOptions,
+    rows: Iterator[Row],
+    failed: FailedRows,
+    journal: Journal | None,
+    held: Callable[[Row], bool],
+) -> tuple[Plan, RowParser]:
+    """Pass 1: check every row; bad ones are written to `failed` (the first few kept to show)."""
+    check = _Check(options, make_parser(options), journal, held)
+    plan = check.plan
+    for row in rows:
+        errors = check.row(row)
+        if not errors:
+            continue
+        plan.invalid += 1
+        plan.shown.extend(errors[: max(0, SHOWN_ERRORS - len(plan.shown))])
+        raw = row.data if isinstance(row.data, Mapping) else None
+        failed.write(
+            row,
+            "invalid",
+            "; ".join(f"{e.field}: {e.message}" if e.field else e.message for e in errors),
+            field=errors[0].field or None,
+            row=raw,
+            text=row.text if raw is None else None,
+        )
+    if not check.key_found and plan.has_rows:
+        raise InputError(
+            f"--key {options.key_field}: {options.file} has no such column (its columns: "
+            f"{', '.join(sorted(check.columns)) or 'none'}); name one of them, or leave --key out "
+            "to identify rows by their content"
+        )
+    return plan, check.parser

@@ -1,0 +1,145 @@
+"""What `finalpos import` prints: the checks, the summary and the one instruction to go on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ..bulk import BulkJob
+from ._failed import FailedRows
+from ._options import ImportOptions
+from ._plan import SHOWN_ERRORS, Plan
+from ._rows import RowParser, sniff_format
+
+__all__ = ["print_checks", "print_instruction", "print_summary", "refuse_changed"]
+
+
+def print_checks(
+    options: ImportOptions, parser: RowParser, plan: Plan, failed: FailedRows, console: Console
+) -> None:
+    """Pass 1's findings: columns not sent or not in the schema, and the first bad rows."""
+    schema_name = options.operation.body_schema
+    if parser.dropped_columns:
+        names = ", ".join(sorted(parser.dropped_columns))
+        console.print(f"[yellow]note:[/] column(s) {names} are set by the server; not sent.")
+    if parser.unknown_columns:
+        names = ", ".join(sorted(parser.unknown_columns))
+        console.print(
+            f"[yellow]note:[/] column(s) {names} are not in {schema_name}; sent as given."
+        )
+    if plan.invalid:
+        table = Table(title=f"{plan.invalid} invalid row(s) (not sent)", title_justify="left")
+        table.add_column("line", justify="right")
+        table.add_column("field")
+        table.add_column("problem")
+        for error in plan.shown:
+            table.add_row(str(error.line), error.field or "-", error.message)
+        console.print(table)
+        if plan.invalid > len(plan.shown):
+            console.print(f"... all {plan.invalid} are in {failed.path}")
+
+
+def refuse_changed(plan: Plan, options: ImportOptions, console: Console) -> None:
+    table = Table(
+        title=f"{len(plan.changed)} row(s) changed since they were imported (nothing was sent)",
+        title_justify="left",
+    )
+    table.add_column("line", justify="right")
+    table.add_column(f"--key {options.key_field}")
+    table.add_column("record")
+    for line, key, record in plan.changed[:SHOWN_ERRORS]:
+        table.add_row(str(line), key, record)
+    console.print(table)
+    console.print(
+        f"[red]error:[/] the journal says these rows were imported with other content, and "
+        f"an import creates records, it does not update them. Restore these lines of "
+        f"{options.file} to what was imported (or delete them from it), then run the same "
+        "command again."
+    )
+
+
+def print_summary(
+    job: BulkJob[Any],
+    console: Console,
+    failed: FailedRows,
+    plan: Plan,
+) -> None:
+    """The counts of the run, its top failure reasons and why it stopped early."""
+    report = job.report
+    table = Table(title="Import summary", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("rows read", str(plan.valid + plan.invalid + plan.held_unknown))
+    table.add_row("invalid (not sent)", str(plan.invalid))
+    table.add_row("[green]created", str(report.succeeded - report.found))
+    if report.found:
+        table.add_row("[green]found in the target (answer had been lost)", str(report.found))
+    if report.skipped:
+        table.add_row("already imported (journal)", str(report.skipped))
+    table.add_row("[red]failed (refused by the API)", str(failed.outcomes["failed"]))
+    unknown = report.unknown + plan.held_unknown
+    if unknown:
+        table.add_row("[red]outcome unknown (answer lost; not resent)", str(unknown))
+    not_sent = failed.outcomes["not sent"]
+    if not_sent:
+        table.add_row("not sent (kept for the next run)", str(not_sent))
+    table.add_row("HTTP attempts", str(report.attempts))
+    if report.lookup_records:
+        table.add_row(
+            "lookup in the target",
+            f"{report.lookup_records} records, {report.lookup_seconds:.1f} s",
+        )
+    table.add_row("elapsed", f"{report.elapsed:.1f} s")
+    table.add_row("rate", f"{report.rate:.0f} rows/s")
+    console.print(table)
+    reasons = report.top_reasons(5)
+    if reasons:
+        console.print("Top failure reasons:")
+        for reason, count in reasons:
+            console.print(f"  {count} x {reason}")
+    if report.stop_reason:
+        console.print(f"[red]Stopped early:[/] {report.stop_reason}")
+
+
+def can_look_up(options: ImportOptions) -> bool:
+    """Rows of unknown outcome are found by --key in the target's list on the next run."""
+    op = options.operation
+    return options.key_field is not None and options.resource.related(op, "list") is not None
+
+
+def print_instruction(
+    job: BulkJob[Any],
+    options: ImportOptions,
+    console: Console,
+    failed: FailedRows,
+) -> None:
+    """Exactly one way on, safe to follow more than once, in any order with a re-run."""
+    if failed.count == 0:
+        return
+    outcomes = failed.outcomes
+    steps: list[str] = []
+    if job.report.stop_reason:
+        steps.append("fix the cause above")
+    fixable = outcomes["invalid"] + outcomes["failed"]
+    if fixable:
+        steps.append(f'fix the {fixable} row(s) marked invalid or failed in it (see "error")')
+    if outcomes["unknown"] and not can_look_up(options):
+        steps.append(
+            f"look up the {outcomes['unknown']} row(s) marked unknown in the target and set "
+            'their "exists" to true (it is there) or false (it is not)'
+        )
+    extra = [options.rerun_flags] if options.rerun_flags else []
+    if sniff_format(failed.path) != "jsonl":  # a --failed-file named without .jsonl
+        extra.append("--format jsonl")
+    command = " ".join([options.command_prefix, "import", options.name, str(failed.path), *extra])
+    lead = f"{failed.count} row(s) are not known to be in the target; they are in {failed.path}."
+    todo = ", ".join(steps)
+    # soft_wrap: never break the command itself over lines, so it can be copied as printed.
+    console.print(
+        f"{lead} To finish: {todo + ', then ' if todo else ''}run `{command}`", soft_wrap=True
+    )
+
+
+_handlers: list[int] = []

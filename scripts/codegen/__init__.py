@@ -1,0 +1,1 @@
+"""The generator behind `scripts/generate.py`: spec -> models, resources (async and sync), table."""

@@ -1,0 +1,62 @@
+"""The shipped operation table (`finalpos_async.operations`) matches the methods and the spec."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+import pytest
+
+import finalpos_async.types as types
+from finalpos_async import AsyncFinalPOS
+from finalpos_async.operations import OPERATIONS, find
+
+SPEC = json.loads(
+    (Path(__file__).parent.parent / "finalpos_async/spec/finalpos-openapi.json").read_text()
+)
+
+
+def test_every_spec_operation_has_one_row() -> None:
+    in_spec = {
+        op["operationId"]
+        for item in SPEC["paths"].values()
+        for op in item.values()
+        if isinstance(op, dict) and "operationId" in op
+    }
+    ids = [op.operation_id for op in OPERATIONS]
+    assert sorted(ids) == sorted(in_spec)
+
+
+async def test_every_row_is_a_method_of_the_client_with_its_arguments() -> None:
+    async with AsyncFinalPOS(api_key="sk_test", base_url="http://127.0.0.1:9") as client:
+        for op in OPERATIONS:
+            method = getattr(getattr(client, op.resource), op.name)
+            names = set(inspect.signature(method).parameters)
+            wanted = {p.python_name for p in (*op.path_params, *op.query_params, *op.body_fields)}
+            assert wanted <= names, op.qualified_name
+            assert ("max_items" in names) == op.paginated, op.qualified_name
+
+
+def test_models_and_collections() -> None:
+    for op in OPERATIONS:
+        for model in (op.body_model, op.response_model):
+            if model is not None:
+                assert hasattr(types, model), model
+    create = find("customers", "create")
+    assert (create.kind, create.http_method, create.success_status) == ("create", "POST", 201)
+    assert create.body_model == "CreateCustomer"
+    assert create.response_model == "Customer"
+    assert {p.wire_name for p in create.body_fields if p.required} == {
+        "email",
+        "firstName",
+        "lastName",
+    }
+    # one store for the item paths and the plural list path
+    assert {find("customers", n).collection for n in ("create", "delete", "list")} == {
+        "CustomerDto"
+    }
+    assert find("custom_tables", "list_rows").collection == "CustomTableRowDto"
+    assert find("customers", "retrieve").path_params[0].wire_name == "id"
+    with pytest.raises(KeyError, match=r"customers\.nope"):
+        find("customers", "nope")
