@@ -185,3 +185,18 @@ async def test_the_step_by_step_protocol_of_the_class_docstring(
             page = await paginator.fetch_page(walk.next_skip)
             walk.advance(page)
     assert skips == [0, 2]
+
+
+async def test_next_page_is_the_one_step_every_walk_takes(scripted_server: ScriptedServer) -> None:
+    scripted_server.play(ok(customers(1, 2)), ok(customers(3)))
+    async with scripted_server.client() as client:
+        paginator = client.customers.list(limit=2, skip=4, max_items=10)
+        assert (paginator.skip, paginator.limit, paginator.max_items) == (4, 2, 10)
+        assert paginator.item is types.Customer
+        walk = paginator.walk()
+        pages = []
+        while (page := await paginator.next_page(walk)) is not None:
+            pages.append([c.id for c in page])
+        assert await paginator.next_page(walk) is None  # done stays done, with no request
+    assert pages == [["c1", "c2"], ["c3"]]
+    assert asked(scripted_server) == [(4, 2), (6, 2)]

@@ -334,3 +334,16 @@ async def test_huge_skip_and_limit_values_are_accepted(http: aiohttp.ClientSessi
     status, page = await call(http, "GET", "/v1/api/customers", params={"limit": "-1e300"})
     assert status == 200
     assert len(page) == 1
+
+
+async def test_an_operation_without_a_table_row_answers_501() -> None:
+    rows = tuple(op for op in OPERATIONS if op.operation_id != "CustomerController_delete")
+    async with (
+        Sandbox(operations=rows) as sandbox,
+        aiohttp.ClientSession(sandbox.url, headers={"x-api-key": sandbox.api_key}) as session,
+    ):
+        made = await create(session, CREATES["CustomerDto"])
+        status, _ = await call(session, "DELETE", f"/v1/api/customer/{made['id']}")
+        assert status == 501
+        status, _ = await call(session, "GET", f"/v1/api/customer/{made['id']}")
+        assert status == 200

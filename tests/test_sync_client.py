@@ -330,3 +330,19 @@ def test_repr_names_the_sync_client_and_never_the_key(client: FinalPOS, sandbox:
     text = repr(client)
     assert text.startswith("<FinalPOS ")
     assert sandbox.api_key not in text
+
+
+def test_wrong_calls_name_the_sync_method_and_raw_twins_say_what_they_do() -> None:
+    with FinalPOS(api_key="sk_x", base_url="http://127.0.0.1:9") as client:
+        kwargs: dict[str, Any] = {"email": "a@b.c"}
+        with pytest.raises(TypeError, match=r"^Customers\.create\(\) missing"):
+            client.customers.create(**kwargs)
+        with pytest.raises(TypeError, match=r"^Customers\.create\(\) missing"):
+            client.customers.with_raw_response.create(**kwargs)
+        with pytest.raises(TypeError, match=r"^Customers\.list\(\) got an unexpected"):
+            client.customers.with_raw_response.list(**{"bogus": 1})
+        raw_list = client.customers.with_raw_response.list
+        assert "No request is made" not in (raw_list.__doc__ or "")
+        assert "fetches the first page now" in (raw_list.__doc__ or "")
+        assert "No request is made" in (client.customers.list.__doc__ or "")
+        assert str(inspect.signature(raw_list).return_annotation) == "RawResponse[Page[Customer]]"
