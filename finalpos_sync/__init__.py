@@ -33,10 +33,14 @@ if TYPE_CHECKING:
         ResponseValidationError,
         UnprocessableEntityError,
     )
+    from finalpos_async._http import Transport, TransportError, TransportResponse
+    from finalpos_async._mock import MockTransport
     from finalpos_async._pagination import Page
     from finalpos_async._rate_limit import RateLimiter
+    from finalpos_async._request import Request
     from finalpos_async._response import RawResponse
-    from finalpos_async._retry import RetryBudget, RetryPolicy
+    from finalpos_async._retry import FailureKind, RetryBudget, RetryPolicy
+    from finalpos_async._transport import AiohttpTransport
     from finalpos_async._types import NOT_GIVEN, NotGiven, RequestOptions
     from finalpos_async._urls import encode_path_param
     from finalpos_async.types import (
@@ -111,6 +115,7 @@ __all__ = [
     "APITimeoutError",
     "Account",
     "Address",
+    "AiohttpTransport",
     "Attachment",
     "AuthenticationError",
     "BadRequestError",
@@ -135,11 +140,13 @@ __all__ = [
     "Customer",
     "DeleteResponse",
     "ErrorResponse",
+    "FailureKind",
     "FinalPOS",
     "FinalPOSError",
     "InternalServerError",
     "Inventory",
     "Metadata",
+    "MockTransport",
     "NotFoundError",
     "NotGiven",
     "Note",
@@ -164,6 +171,7 @@ __all__ = [
     "RefundSummary",
     "RefundsLineItem",
     "RefundsTax",
+    "Request",
     "RequestOptions",
     "ResponseValidationError",
     "RetryBudget",
@@ -176,6 +184,9 @@ __all__ = [
     "StripeConfig",
     "SyncPaginator",
     "Transaction",
+    "Transport",
+    "TransportError",
+    "TransportResponse",
     "UnprocessableEntityError",
     "UpdateAccount",
     "UpdateCustomer",
@@ -202,6 +213,7 @@ _LAZY = {
     "APITimeoutError": "finalpos_async._exceptions",
     "Account": "finalpos_async.types",
     "Address": "finalpos_async.types",
+    "AiohttpTransport": "finalpos_async._transport",
     "Attachment": "finalpos_async.types",
     "AuthenticationError": "finalpos_async._exceptions",
     "BadRequestError": "finalpos_async._exceptions",
@@ -226,10 +238,12 @@ _LAZY = {
     "Customer": "finalpos_async.types",
     "DeleteResponse": "finalpos_async.types",
     "ErrorResponse": "finalpos_async.types",
+    "FailureKind": "finalpos_async._retry",
     "FinalPOSError": "finalpos_async._exceptions",
     "InternalServerError": "finalpos_async._exceptions",
     "Inventory": "finalpos_async.types",
     "Metadata": "finalpos_async.types",
+    "MockTransport": "finalpos_async._mock",
     "NOT_GIVEN": "finalpos_async._types",
     "NotFoundError": "finalpos_async._exceptions",
     "NotGiven": "finalpos_async._types",
@@ -255,6 +269,7 @@ _LAZY = {
     "RefundSummary": "finalpos_async.types",
     "RefundsLineItem": "finalpos_async.types",
     "RefundsTax": "finalpos_async.types",
+    "Request": "finalpos_async._request",
     "RequestOptions": "finalpos_async._types",
     "ResponseValidationError": "finalpos_async._exceptions",
     "RetryBudget": "finalpos_async._retry",
@@ -267,6 +282,9 @@ _LAZY = {
     "StripeConfig": "finalpos_async.types",
     "SyncPaginator": "finalpos_sync._pagination",
     "Transaction": "finalpos_async.types",
+    "Transport": "finalpos_async._http",
+    "TransportError": "finalpos_async._http",
+    "TransportResponse": "finalpos_async._http",
     "UnprocessableEntityError": "finalpos_async._exceptions",
     "UpdateAccount": "finalpos_async.types",
     "UpdateCustomer": "finalpos_async.types",

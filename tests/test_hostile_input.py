@@ -19,6 +19,7 @@ from urllib.parse import quote, unquote
 import attrs
 import pytest
 from aiohttp import web
+from conftest import checked_out
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -167,7 +168,7 @@ async def test_bad_ids_are_refused_naming_the_argument(
     with pytest.raises(error, match=words) as info:
         await client.customers.retrieve(value)  # type: ignore[arg-type]
     assert "'id'" in str(info.value)
-    assert client.state == "new" or client._core.transport.open_connections() == 0
+    assert client.state == "new" or checked_out(client) == 0
     await client.close()
 
 
