@@ -108,6 +108,9 @@ class AiohttpTransport:
     _timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = attrs.field(
         factory=lambda: {}, init=False, repr=False
     )
+    _traced: aiohttp.ClientSession | None = attrs.field(default=None, init=False, repr=False)
+    # Attempts in flight from which a new one may have to wait for a pool slot.
+    _queue_from: int = attrs.field(default=0, init=False, repr=False)
 
     def __del__(self) -> None:
         # Never schedule work on a loop here (it may be closed or belong to another thread):
@@ -148,17 +151,11 @@ class AiohttpTransport:
                 # True: aiohttp's default verified context; False only on explicit opt-out.
                 ssl=self.verify_tls,
             )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                # Per-request timeouts are passed on every call; no session-wide total.
-                timeout=aiohttp.ClientTimeout(total=None),
-                trace_configs=[_make_trace_config()],
-                raise_for_status=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-            # Our retry loop owns every repeat, so attempts, backoff, budget and deadline stay
-            # exact (see `_compat.disable_connection_retry`).
-            disable_connection_retry(session)
+            session = _make_session(connector, owner=True, traced=False)
+            # The same pool, traced: used only when the pool may be full (see `send`).
+            self._traced = _make_session(connector, owner=False, traced=True)
+            per_host = self.limit_per_host
+            self._queue_from = min(self.limit, per_host) if per_host else self.limit
         self.session = session
         self.loop = loop
         return session
@@ -180,6 +177,12 @@ class AiohttpTransport:
     async def send(self, request: Request, *, timeout: float | None) -> TransportResponse:
         """Make one attempt and return the fully read response, or raise `TransportError`."""
         session = self.session or self.ensure_session()
+        traced = self._traced
+        if traced is not None and self.in_flight >= self._queue_from:
+            # Every slot may be taken, so this attempt may queue: trace it to tell a pool wait
+            # from a slow connect. Tracing costs a dozen signal dispatches per request (about a
+            # tenth of the client's CPU on a small POST), so the usual attempt goes untraced.
+            session = traced
         read_timeout = request.timeout
         client_timeout = self._timeouts.get((timeout, read_timeout))
         if client_timeout is None:
@@ -220,11 +223,32 @@ class AiohttpTransport:
         """Close the session if it is ours (a caller-supplied session is left open)."""
         self.closed = True
         session, self.session = self.session, None
+        traced, self._traced = self._traced, None
         if session is None or not self.owns_session:
             return
         if self.loop is not None and self.loop.is_closed():
             return  # its loop is gone, and the sockets with it: just drop the reference
+        if traced is not None:
+            await traced.close()  # not the pool's owner: this closes nothing shared
         await session.close()
+
+
+def _make_session(
+    connector: aiohttp.TCPConnector, *, owner: bool, traced: bool
+) -> aiohttp.ClientSession:
+    session = aiohttp.ClientSession(
+        connector=connector,
+        connector_owner=owner,
+        # Per-request timeouts are passed on every call; no session-wide total.
+        timeout=aiohttp.ClientTimeout(total=None),
+        trace_configs=[_make_trace_config()] if traced else None,
+        raise_for_status=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+    # Our retry loop owns every repeat, so attempts, backoff, budget and deadline stay exact
+    # (see `_compat.disable_connection_retry`).
+    disable_connection_retry(session)
+    return session
 
 
 def _transport_error(exc: BaseException, read_timeout: float | None) -> TransportError:

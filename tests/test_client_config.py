@@ -354,7 +354,7 @@ def fake_sandbox(
     FakeSandbox.instances = []
     FakeSandbox.server_url = scripted_server.url
     module = types.ModuleType("finalpos_async.sandbox")
-    module.Sandbox = FakeSandbox  # type: ignore[attr-defined]
+    module.Sandbox = FakeSandbox  # type: ignore[attr-defined]  # a stand-in module
     clean_env.setitem(sys.modules, "finalpos_async.sandbox", module)
     return FakeSandbox
 

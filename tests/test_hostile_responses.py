@@ -456,7 +456,7 @@ def test_max_response_bytes_defaults_to_the_constant_and_is_validated() -> None:
     with pytest.raises(ValueError, match="max_response_bytes"):
         AsyncFinalPOS(api_key="sk_test", base_url="http://127.0.0.1:9", max_response_bytes=0)
     with pytest.raises(TypeError, match="max_response_bytes"):
-        AsyncFinalPOS(api_key="sk_test", base_url="http://127.0.0.1:9", max_response_bytes="1")  # type: ignore[arg-type]
+        AsyncFinalPOS(api_key="sk_test", base_url="http://127.0.0.1:9", max_response_bytes="1")  # type: ignore[arg-type]  # wrong on purpose
 
 
 @pytest.mark.parametrize("mode", ["stall_headers", "stall_body", "trickle"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 import pytest
@@ -25,10 +26,10 @@ from finalpos_async import (
 KEY = "sk_test_mock"
 
 
-def client_for(transport: MockTransport, **kwargs: object) -> AsyncFinalPOS:
-    settings: dict[str, object] = {"backoff_base": 0.001, "backoff_cap": 0.002}
+def client_for(transport: MockTransport, **kwargs: Any) -> AsyncFinalPOS:
+    settings: dict[str, Any] = {"backoff_base": 0.001, "backoff_cap": 0.002}
     settings.update(kwargs)
-    return AsyncFinalPOS(KEY, transport=transport, **settings)  # type: ignore[arg-type]  # kwargs
+    return AsyncFinalPOS(KEY, transport=transport, **settings)
 
 
 async def test_a_typed_call_goes_through_the_handler() -> None:

@@ -29,7 +29,7 @@ STRICT = RequestOptions(idempotency_key="k-1", retry_unsafe=False)
 async def test_retry_unsafe_false_never_repeats_a_post_that_may_have_taken_effect(
     scripted_server: ScriptedServer, first: object
 ) -> None:
-    scripted_server.play(first, ok())  # type: ignore[arg-type]
+    scripted_server.play(first, ok())  # type: ignore[arg-type]  # parametrised Steps
     async with scripted_server.client() as client:
         with pytest.raises((InternalServerError, APIConnectionError)) as caught:
             await client.send("POST", "/v1/api/customer", json={"a": 1}, options=STRICT)
@@ -87,7 +87,7 @@ async def test_a_lost_answer_before_a_final_4xx_still_counts_as_maybe_processed(
             await client.send("POST", "/v1/api/customer", json={}, options=KEY)
     assert scripted_server.attempts == 2
     assert getattr(caught.value, "status_code", None) == 409
-    assert caught.value.maybe_processed is True  # type: ignore[attr-defined]
+    assert caught.value.maybe_processed is True  # type: ignore[attr-defined]  # any error type
 
 
 async def test_a_read_timeout_is_maybe_processed(scripted_server: ScriptedServer) -> None:

@@ -300,7 +300,7 @@ def test_tls_verification_is_on_by_default_and_the_opt_out_is_explicit() -> None
     assert not any("verify" in name and name != "insecure_skip_tls_verify" for name in params)
     assert aiohttp_transport(AsyncFinalPOS(SECRET)).verify_tls is True
     with pytest.raises(TypeError, match="insecure_skip_tls_verify"):
-        AsyncFinalPOS(SECRET, insecure_skip_tls_verify="yes")  # type: ignore[arg-type]
+        AsyncFinalPOS(SECRET, insecure_skip_tls_verify="yes")  # type: ignore[arg-type]  # wrong on purpose
 
 
 @pytest.fixture
