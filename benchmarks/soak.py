@@ -106,7 +106,7 @@ async def soak(
             "rss_at_end_mib": round(rss_end, 1),
             "growth_50k_to_end_mib": round(rss_end - rss_checkpoint, 2),
             "retry_budget_tokens": client.retry_budget.tokens if client.retry_budget else None,
-            "open_connections_after": client._core.transport.open_connections(),
+            "open_connections_after": client.transport.in_flight,
         }
 
 

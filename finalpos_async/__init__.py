@@ -23,10 +23,14 @@ if TYPE_CHECKING:
         ResponseValidationError,
         UnprocessableEntityError,
     )
+    from ._http import Transport, TransportError, TransportResponse
+    from ._mock import MockTransport
     from ._pagination import AsyncPaginator, Page
     from ._rate_limit import RateLimiter
+    from ._request import Request
     from ._response import RawResponse
-    from ._retry import RetryBudget, RetryPolicy
+    from ._retry import FailureKind, RetryBudget, RetryPolicy
+    from ._transport import AiohttpTransport
     from ._types import NOT_GIVEN, NotGiven, RequestOptions
     from ._urls import encode_path_param
     from .types import (
@@ -100,6 +104,7 @@ __all__ = [
     "APITimeoutError",
     "Account",
     "Address",
+    "AiohttpTransport",
     "AsyncFinalPOS",
     "AsyncPaginator",
     "Attachment",
@@ -126,10 +131,12 @@ __all__ = [
     "Customer",
     "DeleteResponse",
     "ErrorResponse",
+    "FailureKind",
     "FinalPOSError",
     "InternalServerError",
     "Inventory",
     "Metadata",
+    "MockTransport",
     "NotFoundError",
     "NotGiven",
     "Note",
@@ -154,6 +161,7 @@ __all__ = [
     "RefundSummary",
     "RefundsLineItem",
     "RefundsTax",
+    "Request",
     "RequestOptions",
     "ResponseValidationError",
     "RetryBudget",
@@ -165,6 +173,9 @@ __all__ = [
     "Station",
     "StripeConfig",
     "Transaction",
+    "Transport",
+    "TransportError",
+    "TransportResponse",
     "UnprocessableEntityError",
     "UpdateAccount",
     "UpdateCustomer",
@@ -210,6 +221,13 @@ _LAZY_MODULES: dict[str, str] = {
         "_exceptions",
     ),
     "AsyncPaginator": "_pagination",
+    "Transport": "_http",
+    "AiohttpTransport": "_transport",
+    "TransportError": "_http",
+    "TransportResponse": "_http",
+    "MockTransport": "_mock",
+    "Request": "_request",
+    "FailureKind": "_retry",
     "Page": "_pagination",
     "RateLimiter": "_rate_limit",
     "RawResponse": "_response",

@@ -11,7 +11,7 @@ __all__ = ["BACKEND", "dumps", "loads"]
 try:
     import orjson as _orjson
 except ImportError:  # pragma: no cover - exercised only without the `speedups` extra
-    _orjson = None  # type: ignore[assignment]
+    _orjson = None  # type: ignore[assignment]  # orjson is optional
 
 
 def _stdlib_dumps(obj: Any) -> bytes:

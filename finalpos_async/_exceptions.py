@@ -31,13 +31,10 @@ import html
 import re
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 from . import _codec
 from ._constants import ERROR_TEXT_LIMIT
-
-if TYPE_CHECKING:
-    from ._response import RawResponse
 
 __all__ = [
     "APIConnectionError",
@@ -51,6 +48,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ResponseLike",
     "ResponseValidationError",
     "TimeoutKind",
     "UnprocessableEntityError",
@@ -58,6 +56,39 @@ __all__ = [
 ]
 
 TimeoutKind = Literal["connect", "pool", "read", "deadline"]
+
+
+class ResponseLike(Protocol):
+    """What an error keeps of the response it came with: a `RawResponse`, in practice.
+
+    A protocol rather than an import of `_response`, which itself raises these errors (no
+    import cycle between the two modules).
+    """
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def content(self) -> bytes: ...
+    @property
+    def elapsed(self) -> float: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def request_id(self) -> str | None: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def idempotency_key(self) -> str | None: ...
+    @property
+    def text(self) -> str: ...
+    def json(self) -> Any: ...
+    def parse(self) -> Any: ...
+
+
 """Which limit ran out: socket connect, waiting for a pool slot, reading the answer, or the
 whole call's deadline."""
 
@@ -176,9 +207,9 @@ class APIStatusError(FinalPOSError):
     error: str | None
     text: str
     request_id: str | None
-    response: RawResponse[Any]
+    response: ResponseLike
 
-    def __init__(self, message: str, *, response: RawResponse[Any], body: Any = None) -> None:
+    def __init__(self, message: str, *, response: ResponseLike, body: Any = None) -> None:
         self.response = response
         self.status_code = response.status_code
         self.body = body
@@ -246,7 +277,7 @@ class RateLimitError(APIStatusError):
         self,
         message: str,
         *,
-        response: RawResponse[Any],
+        response: ResponseLike,
         body: Any = None,
         retry_after: float | None = None,
     ) -> None:
@@ -268,14 +299,14 @@ class ResponseValidationError(FinalPOSError):
     """A 2xx body could not be read into the expected type; `field_path` says where."""
 
     field_path: str | None
-    response: RawResponse[Any] | None
+    response: ResponseLike | None
 
     def __init__(
         self,
         message: str,
         *,
         field_path: str | None = None,
-        response: RawResponse[Any] | None = None,
+        response: ResponseLike | None = None,
     ) -> None:
         self.field_path = field_path
         self.response = response
@@ -320,7 +351,7 @@ REDACTED = "[REDACTED]"
 
 
 def make_status_error(
-    response: RawResponse[Any], *, retry_after: float | None = None, secret: str | None = None
+    response: ResponseLike, *, retry_after: float | None = None, secret: str | None = None
 ) -> APIStatusError:
     """Build the typed error for a non-2xx response (the class is chosen by status).
 
@@ -380,7 +411,7 @@ def _body_error(body: Any) -> str | None:
     return None
 
 
-def _message(response: RawResponse[Any], body: Any) -> str:
+def _message(response: ResponseLike, body: Any) -> str:
     if isinstance(body, dict):
         fields = cast("dict[str, Any]", body)
         msg = fields.get("message")

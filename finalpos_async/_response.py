@@ -9,6 +9,7 @@ import attrs
 from multidict import CIMultiDict
 
 from . import _codec
+from ._exceptions import ResponseValidationError
 
 __all__ = ["RawResponse"]
 
@@ -82,9 +83,6 @@ class RawResponse(Generic[T]):
                 try:
                     self._json = _codec.loads(self.content)
                 except ValueError as exc:
-                    # Imported here: _exceptions needs this module's type for its annotations.
-                    from ._exceptions import ResponseValidationError
-
                     raise ResponseValidationError(
                         f"the {self.status_code} response body is not valid JSON "
                         f"({len(self.content)} bytes, content type "

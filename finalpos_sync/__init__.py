@@ -33,10 +33,14 @@ if TYPE_CHECKING:
         ResponseValidationError,
         UnprocessableEntityError,
     )
+    from finalpos_async._http import Transport, TransportError, TransportResponse
+    from finalpos_async._mock import MockTransport
     from finalpos_async._pagination import Page
     from finalpos_async._rate_limit import RateLimiter
+    from finalpos_async._request import Request
     from finalpos_async._response import RawResponse
-    from finalpos_async._retry import RetryBudget, RetryPolicy
+    from finalpos_async._retry import FailureKind, RetryBudget, RetryPolicy
+    from finalpos_async._transport import AiohttpTransport
     from finalpos_async._types import NOT_GIVEN, NotGiven, RequestOptions
     from finalpos_async._urls import encode_path_param
     from finalpos_sync._pagination import SyncPaginator
@@ -47,12 +51,15 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AiohttpTransport",
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",
+    "FailureKind",
     "FinalPOS",
     "FinalPOSError",
     "InternalServerError",
+    "MockTransport",
     "NotFoundError",
     "NotGiven",
     "Page",
@@ -60,11 +67,15 @@ __all__ = [
     "RateLimitError",
     "RateLimiter",
     "RawResponse",
+    "Request",
     "RequestOptions",
     "ResponseValidationError",
     "RetryBudget",
     "RetryPolicy",
     "SyncPaginator",
+    "Transport",
+    "TransportError",
+    "TransportResponse",
     "UnprocessableEntityError",
     "__version__",
     "encode_path_param",
@@ -78,11 +89,14 @@ _LAZY = {
     "APIConnectionError": "finalpos_async._exceptions",
     "APIStatusError": "finalpos_async._exceptions",
     "APITimeoutError": "finalpos_async._exceptions",
+    "AiohttpTransport": "finalpos_async._transport",
     "AuthenticationError": "finalpos_async._exceptions",
     "BadRequestError": "finalpos_async._exceptions",
     "ConflictError": "finalpos_async._exceptions",
+    "FailureKind": "finalpos_async._retry",
     "FinalPOSError": "finalpos_async._exceptions",
     "InternalServerError": "finalpos_async._exceptions",
+    "MockTransport": "finalpos_async._mock",
     "NOT_GIVEN": "finalpos_async._types",
     "NotFoundError": "finalpos_async._exceptions",
     "NotGiven": "finalpos_async._types",
@@ -91,11 +105,15 @@ _LAZY = {
     "RateLimitError": "finalpos_async._exceptions",
     "RateLimiter": "finalpos_async._rate_limit",
     "RawResponse": "finalpos_async._response",
+    "Request": "finalpos_async._request",
     "RequestOptions": "finalpos_async._types",
     "ResponseValidationError": "finalpos_async._exceptions",
     "RetryBudget": "finalpos_async._retry",
     "RetryPolicy": "finalpos_async._retry",
     "SyncPaginator": "finalpos_sync._pagination",
+    "Transport": "finalpos_async._http",
+    "TransportError": "finalpos_async._http",
+    "TransportResponse": "finalpos_async._http",
     "UnprocessableEntityError": "finalpos_async._exceptions",
     "encode_path_param": "finalpos_async._urls",
 }

@@ -171,7 +171,7 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
         if not isinstance(owner, SyncResource):
             return None
         resource = cast("SyncResource[object]", owner)
-        twin: object = getattr(resource._async(), method.__name__, None)
+        twin: object = getattr(resource.async_resource(), method.__name__, None)
         return twin if callable(twin) else None
 
 

@@ -21,9 +21,11 @@ from finalpos_async._constants import (
     READ_TIMEOUT,
     RETRY_BUDGET_TOKENS,
 )
+from finalpos_async._http import Transport
 from finalpos_async._rate_limit import RateLimiter
+from finalpos_async._response import RawResponse
 from finalpos_async._retry import RetryBudget, RetryPolicy
-from finalpos_async._types import NOT_GIVEN, NotGivenOr
+from finalpos_async._types import DEFAULT_OPTIONS, NOT_GIVEN, NotGivenOr, RequestOptions
 from finalpos_sync.resources import SyncResourcesMixin
 
 if TYPE_CHECKING:
@@ -91,6 +93,7 @@ class FinalPOS(SyncResourcesMixin):
         allow_insecure_http: bool = False,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         insecure_skip_tls_verify: bool = False,
+        transport: Transport | None = None,
     ) -> None:
         self._init_root(
             AsyncFinalPOS,
@@ -114,6 +117,7 @@ class FinalPOS(SyncResourcesMixin):
                 "allow_insecure_http": allow_insecure_http,
                 "max_response_bytes": max_response_bytes,
                 "insecure_skip_tls_verify": insecure_skip_tls_verify,
+                "transport": transport,
             },
         )
 
@@ -218,6 +222,14 @@ class FinalPOS(SyncResourcesMixin):
         return SyncBulkRunner(self, self._run, lambda c: c.bulk)
 
     @property
+    def transport(self) -> Transport:
+        """What carries this client's attempts (shared with `with_options` copies).
+
+        An `AiohttpTransport` unless `transport=` was given; closed by the client's `close()`.
+        """
+        return self.async_client.transport
+
+    @property
     def pool_limit_per_host(self) -> int:
         """Connections this client opens to one host at most (the pool's limit if unlimited)."""
         return self.async_client.pool_limit_per_host
@@ -254,5 +266,25 @@ class FinalPOS(SyncResourcesMixin):
                 extra_headers=extra_headers,
                 idempotency_key=idempotency_key,
                 retry_unsafe=retry_unsafe,
+            )
+        )
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        options: RequestOptions = DEFAULT_OPTIONS,
+    ) -> RawResponse[Any]:
+        """One logical call, returning the final `RawResponse` (what the resources use).
+
+        Auth, retries and the deadline apply as configured (`options` overrides them for this
+        call); a non-2xx answer raises the matching `APIStatusError`.
+        """
+        return self._run(
+            self.async_client.send(
+                method=method, path=path, params=params, json=json, options=options
             )
         )

@@ -3,7 +3,9 @@
 - `scripted_server`: a real aiohttp server on 127.0.0.1 that plays a script (`serve_locally`
   runs any handler the same way);
 - `http`: a raw aiohttp session to the `finalpos_sandbox` plugin fixture;
-- `open_fds`/`settle_fds` (fd counts, polled with a deadline) and `all_customers` (every page).
+- `open_fds`/`settle_fds` (fd counts, polled with a deadline) and `all_customers` (every page);
+- `checked_out` (attempts still holding a pooled connection), `aiohttp_transport`,
+  `live_connections` (server-side open connections) and `backoff_waits` (the logged waits).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from types import SimpleNamespace
@@ -22,7 +25,7 @@ import pytest
 from aiohttp import web
 from aioresponses import aioresponses
 
-from finalpos_async import AsyncFinalPOS
+from finalpos_async import AiohttpTransport, AsyncFinalPOS
 from finalpos_async.sandbox import Sandbox
 
 
@@ -78,6 +81,8 @@ class ScriptedServer:
     script: list[Step] = attrs.field(factory=list)
     seen: list[Seen] = attrs.field(factory=list)
     release: asyncio.Event = attrs.field(factory=asyncio.Event)
+    # Every connection a request arrived on (server side).
+    connections: set[asyncio.BaseTransport] = attrs.field(factory=set)
 
     def play(self, *steps: Step) -> None:
         """Replace the script and forget what was seen."""
@@ -102,6 +107,8 @@ class ScriptedServer:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        if request.transport is not None:
+            self.connections.add(request.transport)
         self.seen.append(Seen(request.method, request.path_qs, dict(request.headers), body))
         index = min(len(self.seen), len(self.script)) - 1
         step = self.script[index] if self.script else ok()
@@ -223,6 +230,68 @@ async def all_customers(client: AsyncFinalPOS) -> list[dict[str, Any]]:
         found.extend(page)
         if len(page) < 1000:
             return found
+
+
+def aiohttp_transport(client: AsyncFinalPOS) -> AiohttpTransport:
+    """The client's default transport (tests read its public `session`, `in_flight`...)."""
+    transport = client.transport
+    assert isinstance(transport, AiohttpTransport)
+    return transport
+
+
+def checked_out(client: AsyncFinalPOS) -> int:
+    """Attempts still waiting for or holding a pooled connection (0: every one was released)."""
+    return aiohttp_transport(client).in_flight
+
+
+def live_connections(connections: set[asyncio.BaseTransport]) -> int:
+    """How many of these server-side connections are still open (the client has not closed)."""
+    return sum(not transport.is_closing() for transport in connections)
+
+
+async def settle_connections(
+    connections: set[asyncio.BaseTransport], target: int, *, timeout: float = 5.0
+) -> int:
+    """Poll (never a fixed sleep) until at most `target` connections are open, or time runs out."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + timeout
+    count = live_connections(connections)
+    while count > target and loop.time() < until:
+        await asyncio.sleep(0.01)
+        count = live_connections(connections)
+    return count
+
+
+class _WaitRecorder(logging.Handler):
+    def __init__(self, waits: list[float], on_wait: Callable[[float], None] | None) -> None:
+        super().__init__(logging.DEBUG)
+        self.waits = waits
+        self.on_wait = on_wait
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg.startswith("retrying ") and isinstance(record.args, tuple):
+            delay = record.args[2]
+            assert isinstance(delay, float)
+            self.waits.append(delay)
+            if self.on_wait is not None:
+                self.on_wait(delay)
+
+
+@contextlib.contextmanager
+def backoff_waits(on_wait: Callable[[float], None] | None = None) -> Iterator[list[float]]:
+    """The backoff waits the client decides on, in order, from its debug log ("retrying ... in
+    N s"); `on_wait(delay)` is called as each is logged, just before the client sleeps."""
+    waits: list[float] = []
+    logger = logging.getLogger("finalpos")
+    handler = _WaitRecorder(waits, on_wait)
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield waits
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def counting_trace() -> tuple[collections.Counter[str], aiohttp.TraceConfig]:

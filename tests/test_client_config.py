@@ -14,7 +14,15 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import ScriptedServer, ok, status
+from conftest import (
+    ScriptedServer,
+    aiohttp_transport,
+    backoff_waits,
+    checked_out,
+    live_connections,
+    ok,
+    status,
+)
 
 import finalpos_async
 from finalpos_async import AsyncFinalPOS, FinalPOSError, InternalServerError, RequestOptions
@@ -47,14 +55,15 @@ def test_api_key_and_base_url_from_the_environment(clean_env: pytest.MonkeyPatch
     clean_env.setenv("FINALPOS_BASE_URL", "https://staging.finalpos.test/")
     client = AsyncFinalPOS()
     assert client.base_url == "https://staging.finalpos.test"
-    assert client._config.api_key == KEY
+    assert client.credentials_fingerprint == AsyncFinalPOS(KEY).credentials_fingerprint
 
 
 def test_arguments_win_over_the_environment(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("FINALPOS_API_KEY", "from-env")
     clean_env.setenv("FINALPOS_BASE_URL", "https://env.example")
     client = AsyncFinalPOS("from-arg", base_url="https://arg.example")
-    assert client._config.api_key == "from-arg"
+    assert client.credentials_fingerprint == AsyncFinalPOS("from-arg").credentials_fingerprint
+    assert client.credentials_fingerprint != AsyncFinalPOS("from-env").credentials_fingerprint
     assert client.base_url == "https://arg.example"
 
 
@@ -145,7 +154,8 @@ def test_none_timeouts_mean_no_limit(clean_env: pytest.MonkeyPatch) -> None:
 
 def test_repr_never_shows_the_key(clean_env: pytest.MonkeyPatch) -> None:
     client = AsyncFinalPOS(KEY)
-    text = repr(client) + repr(client._config) + str(vars(client).get("_config"))
+    # vars(): every attribute's repr, the settings object's included.
+    text = repr(client) + str(vars(client))
     assert KEY not in text
     assert "state='new'" in repr(client)
 
@@ -156,10 +166,10 @@ def test_repr_never_shows_the_key(clean_env: pytest.MonkeyPatch) -> None:
 async def test_states_new_open_closed(scripted_server: ScriptedServer) -> None:
     client = scripted_server.client()
     states = [client.state]
-    assert client._core.transport.session is None  # nothing made before the first request
+    assert aiohttp_transport(client).session is None  # nothing made before the first request
     await client.request("GET", "/x")
     states.append(client.state)
-    session = client._core.transport.session
+    session = aiohttp_transport(client).session
     assert session is not None
     await client.close()
     states.append(client.state)
@@ -210,7 +220,7 @@ async def test_a_client_is_bound_to_its_first_loop(scripted_server: ScriptedServ
 async def test_del_of_an_unclosed_client_only_warns(scripted_server: ScriptedServer) -> None:
     client = scripted_server.client()
     await client.request("GET", "/x")
-    session = client._core.transport.session
+    session = aiohttp_transport(client).session
     assert session is not None
     loop = asyncio.get_running_loop()
     tasks_before = len(asyncio.all_tasks(loop))
@@ -229,7 +239,7 @@ async def test_a_caller_supplied_session_is_never_closed(scripted_server: Script
     async with aiohttp.ClientSession() as session:
         client = scripted_server.client(session=session)
         assert await client.request("GET", "/x") == {"ok": True}
-        assert client._core.transport.session is session
+        assert aiohttp_transport(client).session is session
         await client.close()
         assert not session.closed
         async with session.get(scripted_server.url + "/still-usable") as resp:
@@ -252,7 +262,8 @@ async def test_with_options_shares_the_pool_and_never_closes_it(
         view = client.with_options(max_retries=0, timeout=5.0, deadline=9.0)
         assert view is not client
         assert type(view) is type(client)
-        assert view._core is client._core
+        assert view.transport is client.transport
+        assert view.retry_budget is client.retry_budget
         assert view.max_retries == 0
         assert view.timeout == 5.0
         assert view.deadline == 9.0
@@ -286,14 +297,12 @@ async def test_ten_thousand_copies_grow_neither_memory_nor_sockets(
 ) -> None:
     async with scripted_server.client() as client:
         await client.request("GET", "/warm-up")
-        session = client._core.transport.session
+        session = aiohttp_transport(client).session
         assert session is not None
-        connector = session.connector
-        assert connector is not None
 
         def sockets() -> int:
-            idle = sum(len(conns) for conns in getattr(connector, "_conns", {}).values())
-            return idle + client._core.transport.open_connections()
+            # Seen from the server: every connection the client holds open, idle or in use.
+            return live_connections(scripted_server.connections)
 
         sockets_before = sockets()
         gc.collect()
@@ -311,7 +320,7 @@ async def test_ten_thousand_copies_grow_neither_memory_nor_sockets(
             tracemalloc.stop()
         assert after - baseline < 200_000  # bytes; one copy alone is ~1 KB
         assert sockets() <= max(sockets_before, 1)
-        assert client._core.transport.session is session
+        assert aiohttp_transport(client).session is session
         assert not session.closed
 
 
@@ -345,7 +354,7 @@ def fake_sandbox(
     FakeSandbox.instances = []
     FakeSandbox.server_url = scripted_server.url
     module = types.ModuleType("finalpos_async.sandbox")
-    module.Sandbox = FakeSandbox  # type: ignore[attr-defined]
+    module.Sandbox = FakeSandbox  # type: ignore[attr-defined]  # a stand-in module
     clean_env.setitem(sys.modules, "finalpos_async.sandbox", module)
     return FakeSandbox
 
@@ -429,30 +438,25 @@ def test_public_names_are_exported() -> None:
 
 
 async def test_close_during_backoff_stops_the_retries(scripted_server: ScriptedServer) -> None:
-    scripted_server.play(status(503))
+    # A 0.3 s Retry-After: the client is closed while it sleeps before the second attempt.
+    scripted_server.play(status(503, Retry_After="0.3"))
     client = scripted_server.client()
     sleeping = asyncio.Event()
-    resume = asyncio.Event()
-
-    async def sleep(delay: float) -> None:
-        sleeping.set()
-        await resume.wait()
-
-    client._core.sleep = sleep
-    task = asyncio.create_task(client.request("GET", "/x"))
-    await sleeping.wait()
-    await client.close()
-    resume.set()
-    with pytest.raises(RuntimeError, match="closed"):
-        await task
+    with backoff_waits(lambda _delay: sleeping.set()) as waits:
+        task = asyncio.create_task(client.request("GET", "/x"))
+        await sleeping.wait()
+        await client.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await task
+    assert waits == [0.3]
     assert scripted_server.attempts == 1
-    assert client._core.transport.session is None
+    assert aiohttp_transport(client).session is None
 
 
 async def test_sandbox_true_runs_the_real_sandbox(clean_env: pytest.MonkeyPatch) -> None:
     async with AsyncFinalPOS(sandbox=True, backoff_base=0.001, backoff_cap=0.002) as client:
         assert await client.request("GET", "/v1/api/customers") == []
-        raw = await client._request(
+        raw = await client.send(
             "GET",
             "/v1/api/customers",
             options=RequestOptions(extra_headers={"x-sandbox-fault": "503,503,ok"}),
@@ -461,5 +465,5 @@ async def test_sandbox_true_runs_the_real_sandbox(clean_env: pytest.MonkeyPatch)
         assert raw.attempts == 3
         assert client.base_url is not None
         assert client.base_url.startswith("http://127.0.0.1:")
-        assert client._core.transport.open_connections() == 0
+        assert checked_out(client) == 0
     assert client.state == "closed"

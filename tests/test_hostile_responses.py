@@ -5,7 +5,7 @@ HTML with status 200, a wrong `Content-Type`, an array where an object belongs, 
 wrong type, bodies past the client's `max_response_bytes`, gzip bombs, broken gzip, a body
 shorter than its `Content-Length`, garbage `Retry-After`, and a server that stalls forever
 after the headers (or in the middle of the body). Each draw goes through the escape hatch
-(`client.request`), the raw path (`client._request(...).json()`) and a typed resource method
+(`client.request`), the raw path (`client.send(...).json()`) and a typed resource method
 (`client.customers.retrieve`, `client.customers.list`), so the model parsing is fuzzed too.
 
 Example counts are bounded (the file runs in well under 40 s); timeouts are tenths of a second.
@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 import pytest
 from aiohttp import web
-from conftest import serve_locally
+from conftest import aiohttp_transport, checked_out, serve_locally
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -256,7 +256,7 @@ async def _via_request(client: AsyncFinalPOS) -> Any:
 
 
 async def _via_raw_json(client: AsyncFinalPOS) -> Any:
-    raw = await client._request("POST", "/v1/api/customer", json={"email": "a@b.c"})
+    raw = await client.send("POST", "/v1/api/customer", json={"email": "a@b.c"})
     return raw.json()
 
 
@@ -326,7 +326,7 @@ async def test_only_finalpos_errors_escape_whatever_the_server_sends(
     async with make_client(hostile_server) as client:
         outcome = await _call_and_check(client, CALLS[call_name], reply)
         # Every path released its connection, whatever the body did.
-        assert client._core.transport.open_connections() == 0
+        assert checked_out(client) == 0
     if outcome is None:
         # Success is only possible for a 2xx answer that was read completely.
         assert 200 <= reply.status < 300
@@ -405,7 +405,7 @@ async def test_only_finalpos_errors_escape_whatever_bytes_come_back(
         backoff_base=0, backoff_cap=0, max_response_bytes=LIMIT,
     ) as client:  # fmt: skip
         await _call_and_check(client, CALLS[call_name], Reply(label=repr(data[:40])))
-        assert client._core.transport.open_connections() == 0
+        assert checked_out(client) == 0
 
 
 # ----------------------------------------------------------------- named hostile scenarios
@@ -431,7 +431,7 @@ async def test_compression_bomb_stops_at_the_limit_after_one_attempt(
         # Too large is not transient: never retried.
         assert hostile_server.hits == 1
         assert info.value.attempts == 1
-        assert c._core.transport.open_connections() == 0
+        assert checked_out(c) == 0
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
@@ -452,11 +452,11 @@ async def test_body_beyond_max_response_bytes_is_refused_without_retry(
 
 def test_max_response_bytes_defaults_to_the_constant_and_is_validated() -> None:
     client = AsyncFinalPOS(api_key="sk_test", base_url="http://127.0.0.1:9")
-    assert client._core.transport.max_response_bytes == MAX_RESPONSE_BYTES
+    assert aiohttp_transport(client).max_response_bytes == MAX_RESPONSE_BYTES
     with pytest.raises(ValueError, match="max_response_bytes"):
         AsyncFinalPOS(api_key="sk_test", base_url="http://127.0.0.1:9", max_response_bytes=0)
     with pytest.raises(TypeError, match="max_response_bytes"):
-        AsyncFinalPOS(api_key="sk_test", base_url="http://127.0.0.1:9", max_response_bytes="1")  # type: ignore[arg-type]
+        AsyncFinalPOS(api_key="sk_test", base_url="http://127.0.0.1:9", max_response_bytes="1")  # type: ignore[arg-type]  # wrong on purpose
 
 
 @pytest.mark.parametrize("mode", ["stall_headers", "stall_body", "trickle"])
@@ -474,7 +474,7 @@ async def test_a_server_that_stalls_forever_is_cut_off_by_the_deadline(
         elapsed = loop.time() - started
         assert info.value.kind == "deadline"
         assert 0.45 <= elapsed <= 0.5 + SLACK
-        assert client._core.transport.open_connections() == 0
+        assert checked_out(client) == 0
 
 
 async def test_html_200_gives_a_response_validation_error_with_the_response(

@@ -23,7 +23,14 @@ import aiohttp
 import attrs
 import pytest
 from aiohttp import web
-from conftest import open_fds, serve_locally, settle_fds
+from conftest import (
+    checked_out,
+    live_connections,
+    open_fds,
+    serve_locally,
+    settle_connections,
+    settle_fds,
+)
 
 from finalpos_async import AsyncFinalPOS, FinalPOSError
 from finalpos_async._exceptions import (
@@ -71,9 +78,13 @@ class FaultServer:
     url: str = ""
     release: asyncio.Event = attrs.field(factory=asyncio.Event)
     hits: int = 0
+    # Every connection a request arrived on (server side).
+    connections: set[asyncio.BaseTransport] = attrs.field(factory=set)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.hits += 1
+        if request.transport is not None:
+            self.connections.add(request.transport)
         kind = request.match_info["kind"]
         if kind == "timeout":
             await self.release.wait()
@@ -129,11 +140,9 @@ async def run_bounded(n: int, call: Callable[[], Awaitable[Any]]) -> list[BaseEx
     return list(await asyncio.gather(*(one() for _ in range(n))))
 
 
-def idle_connections(client: AsyncFinalPOS) -> int:
-    session = client._core.transport.session
-    assert session is not None
-    conns = getattr(session.connector, "_conns", {})
-    return sum(len(v) for v in conns.values())
+def idle_connections(server: FaultServer) -> int:
+    """Connections the client keeps open to `server` (all idle once nothing is checked out)."""
+    return live_connections(server.connections)
 
 
 KINDS: list[tuple[str, type[FinalPOSError], dict[str, Any]]] = [
@@ -182,15 +191,15 @@ async def _fail_and_check(
     assert len(outcomes) == FAILURES
     assert all(isinstance(o, error) for o in outcomes), {type(o).__name__ for o in outcomes}
     # Nothing checked out of the pool...
-    assert client._core.transport.open_connections() == 0
+    assert checked_out(client) == 0
     # ...and no socket beyond the idle keep-alive ones (two ends each: ours and the server's).
-    idle = idle_connections(client)
+    idle = await settle_connections(server.connections, client.pool_limit_per_host)
     assert idle <= client.pool_limit_per_host
     in_use = await settle_fds(baseline + 2 * idle)
     assert in_use <= baseline + 2 * idle, (in_use, baseline, idle)
     # The client stays healthy after all that.
     assert await client.with_options(timeout=5.0).request("GET", "/ok") == {"ok": True}
-    assert client._core.transport.open_connections() == 0
+    assert checked_out(client) == 0
 
 
 async def test_a_thousand_open_use_close_cycles_leave_nothing_behind(
@@ -207,7 +216,7 @@ async def test_a_thousand_open_use_close_cycles_leave_nothing_behind(
             else:
                 with pytest.raises(InternalServerError):
                     await client.request("GET", "/5xx")
-            assert client._core.transport.open_connections() == 0
+            assert checked_out(client) == 0
         assert client.is_closed
     del client
     gc.collect()
@@ -253,7 +262,7 @@ async def test_with_options_copies_share_the_pool_and_open_no_socket(
             await view.close()  # a no-op on a copy: the pool stays open
         assert not client.is_closed
         assert await settle_fds(baseline) <= baseline
-        assert client._core.transport.open_connections() == 0
+        assert checked_out(client) == 0
 
 
 async def test_cancelled_calls_release_their_connections(fault_server: FaultServer) -> None:
@@ -269,10 +278,10 @@ async def test_cancelled_calls_release_their_connections(fault_server: FaultServ
             task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         assert all(isinstance(r, asyncio.CancelledError) for r in results)
-        assert client._core.transport.open_connections() == 0
+        assert checked_out(client) == 0
         fault_server.release.set()
-        assert await settle_fds(baseline + 2 * idle_connections(client)) <= baseline + 2 * (
-            idle_connections(client)
+        assert await settle_fds(baseline + 2 * idle_connections(fault_server)) <= baseline + 2 * (
+            idle_connections(fault_server)
         )
 
 

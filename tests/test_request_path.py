@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aioresponses import aioresponses
+from conftest import checked_out
 from yarl import URL
 
 from finalpos_async import (
@@ -91,7 +92,7 @@ async def test_post_sends_json_with_one_idempotency_key(
     client: AsyncFinalPOS, mocked: aioresponses
 ) -> None:
     mocked.post(ANY_URL, payload={"id": "c1"}, status=201)
-    raw = await client._request("POST", "/v1/api/customer", json={"name": "Ada", "vip": True})
+    raw = await client.send("POST", "/v1/api/customer", json={"name": "Ada", "vip": True})
     (call,) = sent(mocked, "POST")
     headers = call.kwargs["headers"]
     assert headers["Content-Type"] == "application/json"
@@ -106,8 +107,8 @@ async def test_each_logical_post_gets_its_own_key(
     client: AsyncFinalPOS, mocked: aioresponses
 ) -> None:
     mocked.post(ANY_URL, payload={}, repeat=True)
-    first = await client._request("POST", "/v1/api/customer", json={})
-    second = await client._request("POST", "/v1/api/customer", json={})
+    first = await client.send("POST", "/v1/api/customer", json={})
+    second = await client.send("POST", "/v1/api/customer", json={})
     assert first.idempotency_key != second.idempotency_key
 
 
@@ -152,7 +153,7 @@ async def test_header_injection_is_refused(client: AsyncFinalPOS) -> None:
 
 async def test_query_parameters_are_flattened(client: AsyncFinalPOS, mocked: aioresponses) -> None:
     mocked.get(ANY_URL, payload=[])
-    await client._request(
+    await client.send(
         "GET",
         "/v1/api/customers",
         params={"skip": 0, "limit": 10, "active": True, "gone": None, "tag": ["a", "b"]},
@@ -214,7 +215,7 @@ def test_encode_path_param_rejects_bad_values_naming_them(
 
 async def test_raw_response_fields(client: AsyncFinalPOS, mocked: aioresponses) -> None:
     mocked.get(ANY_URL, payload=[{"id": 1}], headers={"X-Request-Id": "req-9"})
-    raw = await client._request("GET", "/v1/api/customers")
+    raw = await client.send("GET", "/v1/api/customers")
     assert isinstance(raw, RawResponse)
     assert raw.status_code == 200
     assert raw.request_id == "req-9"
@@ -448,7 +449,7 @@ async def test_cancellation_propagates_and_releases(mocked: aioresponses) -> Non
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert client._core.transport.open_connections() == 0
+        assert checked_out(client) == 0
 
 
 async def test_errors_survive_copy_and_pickle(client: AsyncFinalPOS, mocked: aioresponses) -> None:

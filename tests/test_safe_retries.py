@@ -29,10 +29,10 @@ STRICT = RequestOptions(idempotency_key="k-1", retry_unsafe=False)
 async def test_retry_unsafe_false_never_repeats_a_post_that_may_have_taken_effect(
     scripted_server: ScriptedServer, first: object
 ) -> None:
-    scripted_server.play(first, ok())  # type: ignore[arg-type]
+    scripted_server.play(first, ok())  # type: ignore[arg-type]  # parametrised Steps
     async with scripted_server.client() as client:
         with pytest.raises((InternalServerError, APIConnectionError)) as caught:
-            await client._request("POST", "/v1/api/customer", json={"a": 1}, options=STRICT)
+            await client.send("POST", "/v1/api/customer", json={"a": 1}, options=STRICT)
     assert scripted_server.attempts == 1
     assert caught.value.maybe_processed is True
     # The key was still sent.
@@ -42,7 +42,7 @@ async def test_retry_unsafe_false_never_repeats_a_post_that_may_have_taken_effec
 async def test_with_a_key_the_default_still_retries_a_500(scripted_server: ScriptedServer) -> None:
     scripted_server.play(status(500), ok())
     async with scripted_server.client() as client:
-        raw = await client._request("POST", "/v1/api/customer", json={"a": 1}, options=KEY)
+        raw = await client.send("POST", "/v1/api/customer", json={"a": 1}, options=KEY)
     assert raw.attempts == 2
     assert scripted_server.attempts == 2
 
@@ -53,18 +53,18 @@ async def test_safe_retries_only_applies_to_every_call_in_its_block(
     scripted_server.play(status(502), ok())
     async with scripted_server.client() as client:
         with safe_retries_only(), pytest.raises(InternalServerError) as caught:
-            await client._request("POST", "/v1/api/customer", json={}, options=KEY)
+            await client.send("POST", "/v1/api/customer", json={}, options=KEY)
         assert caught.value.maybe_processed is True
         assert scripted_server.attempts == 1
         scripted_server.play(status(502), ok())
-        raw = await client._request("POST", "/v1/api/customer", json={}, options=KEY)
+        raw = await client.send("POST", "/v1/api/customer", json={}, options=KEY)
     assert raw.attempts == 2  # outside the block, the key allows the retry again
 
 
 async def test_a_429_is_retried_even_in_strict_mode(scripted_server: ScriptedServer) -> None:
     scripted_server.play(status(429, Retry_After="0"), ok())
     async with scripted_server.client() as client:
-        raw = await client._request("POST", "/v1/api/customer", json={}, options=STRICT)
+        raw = await client.send("POST", "/v1/api/customer", json={}, options=STRICT)
     assert raw.attempts == 2
 
 
@@ -72,7 +72,7 @@ async def test_a_4xx_is_definite(scripted_server: ScriptedServer) -> None:
     scripted_server.play(status(400))
     async with scripted_server.client() as client:
         with pytest.raises(BadRequestError) as caught:
-            await client._request("POST", "/v1/api/customer", json={}, options=STRICT)
+            await client.send("POST", "/v1/api/customer", json={}, options=STRICT)
     assert caught.value.maybe_processed is False
 
 
@@ -84,17 +84,17 @@ async def test_a_lost_answer_before_a_final_4xx_still_counts_as_maybe_processed(
     scripted_server.play(RESET, status(409))
     async with scripted_server.client() as client:
         with pytest.raises(Exception) as caught:  # noqa: PT011 - ConflictError, checked below
-            await client._request("POST", "/v1/api/customer", json={}, options=KEY)
+            await client.send("POST", "/v1/api/customer", json={}, options=KEY)
     assert scripted_server.attempts == 2
     assert getattr(caught.value, "status_code", None) == 409
-    assert caught.value.maybe_processed is True  # type: ignore[attr-defined]
+    assert caught.value.maybe_processed is True  # type: ignore[attr-defined]  # any error type
 
 
 async def test_a_read_timeout_is_maybe_processed(scripted_server: ScriptedServer) -> None:
     scripted_server.play(HANG)
     async with scripted_server.client(timeout=0.2) as client:
         with pytest.raises(APITimeoutError) as caught:
-            await client._request("POST", "/v1/api/customer", json={}, options=STRICT)
+            await client.send("POST", "/v1/api/customer", json={}, options=STRICT)
     assert caught.value.kind == "read"
     assert caught.value.maybe_processed is True
 
@@ -109,7 +109,7 @@ async def test_a_connection_refused_is_retried_and_not_processed() -> None:
         "k", base_url=f"http://127.0.0.1:{port}", backoff_base=0.001, backoff_cap=0.002
     ) as client:
         with pytest.raises(APIConnectionError) as caught:
-            await client._request("POST", "/v1/api/customer", json={}, options=STRICT)
+            await client.send("POST", "/v1/api/customer", json={}, options=STRICT)
     assert caught.value.attempts == 4  # never reached the server: safe to retry in every mode
     assert caught.value.maybe_processed is False
 

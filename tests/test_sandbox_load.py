@@ -16,8 +16,9 @@ import gc
 import os
 from typing import Any
 
+import aiohttp
 import pytest
-from conftest import open_fds, settle_fds
+from conftest import checked_out, open_fds, settle_fds
 
 from finalpos_async import AsyncFinalPOS, FinalPOSError
 from finalpos_async._exceptions import RateLimitError
@@ -67,7 +68,7 @@ async def test_500_concurrent_connections_keep_getting_answers_and_close_cleanly
         ]
         gathered = asyncio.gather(*held)
         while not gathered.done():
-            peak = max(peak, client._core.transport.open_connections())
+            peak = max(peak, checked_out(client))
             await asyncio.sleep(0.005)
         pages = await gathered
         assert len(pages) == CONNECTIONS
@@ -108,7 +109,7 @@ async def test_500_concurrent_connections_keep_getting_answers_and_close_cleanly
         assert outcomes["ok"] > 0
         assert outcomes["429"] > 0, "the rate limit never answered 429 under this load"
         assert slowest < ANSWER_WITHIN
-        assert client._core.transport.open_connections() == 0
+        assert checked_out(client) == 0
         # Still healthy once the storm is over.
         assert isinstance(await client.request("GET", "/v1/api/customers"), (dict, list))
         print(f"\nLOAD | {CONNECTIONS} connections | {HAMMER_SECONDS} s | {dict(outcomes)} "
@@ -131,9 +132,27 @@ async def test_closing_the_sandbox_mid_request_answers_or_fails_every_call(in_fl
     # Requests in flight when the sandbox shuts down end (answer or typed error), never hang.
     sandbox = Sandbox()
     await sandbox.start()
-    async with AsyncFinalPOS(
-        sandbox.api_key, base_url=sandbox.url, max_retries=0, timeout=5.0, deadline=5.0
-    ) as client:
+    sent = 0
+
+    async def on_headers_sent(_session: object, _ctx: object, _params: object) -> None:
+        nonlocal sent
+        sent += 1
+
+    # aiohttp's public tracing, on a session of our own: a request whose headers went out
+    # holds a connection.
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(on_headers_sent)
+    async with (
+        aiohttp.ClientSession(trace_configs=[trace]) as session,
+        AsyncFinalPOS(
+            sandbox.api_key,
+            base_url=sandbox.url,
+            max_retries=0,
+            timeout=5.0,
+            deadline=5.0,
+            session=session,
+        ) as client,
+    ):
         calls = [
             asyncio.create_task(
                 client.request(
@@ -145,8 +164,9 @@ async def test_closing_the_sandbox_mid_request_answers_or_fails_every_call(in_fl
         # Wait (polling, with a deadline) until every call holds a connection.
         loop = asyncio.get_running_loop()
         until = loop.time() + 5.0
-        while client._core.transport.open_connections() < in_flight and loop.time() < until:  # noqa: ASYNC110
+        while sent < in_flight and loop.time() < until:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
+        assert sent == in_flight
         await asyncio.wait_for(sandbox.close(), timeout=10)
         results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout=10)
     assert len(results) == in_flight

@@ -2,8 +2,8 @@
 
 Each scenario checks the attempts the server saw, the idempotency key (one per logical call,
 reused on every attempt), that the deadline holds, and that no connection is left checked out.
-Backoff is made fast by configuration (`backoff_base`/`backoff_cap` in milliseconds) or by the
-client's sleep hook; nothing sleeps for real seconds. Run with `-s` to see the scenario table.
+Backoff is made fast by configuration (`backoff_base`/`backoff_cap` in milliseconds); the
+waits decided are read from the client's debug log. Run with `-s` to see the scenario table.
 """
 
 from __future__ import annotations
@@ -13,7 +13,16 @@ import time
 from typing import Any
 
 import pytest
-from conftest import HANG, RESET, ScriptedServer, Step, ok, status
+from conftest import (
+    HANG,
+    RESET,
+    ScriptedServer,
+    Step,
+    backoff_waits,
+    checked_out,
+    ok,
+    status,
+)
 
 from finalpos_async import (
     APIConnectionError,
@@ -33,35 +42,24 @@ def report(name: str, server_attempts: int, elapsed: float, outcome: str) -> Non
 
 
 def open_connections(client: AsyncFinalPOS) -> int:
-    return client._core.transport.open_connections()
+    return checked_out(client)
 
 
 def keys_seen(server: ScriptedServer) -> set[str | None]:
     return {seen.headers.get("Idempotency-Key") for seen in server.seen}
 
 
-class SleepRecorder:
-    """Stands in for the backoff sleep: records the wait, yields once, returns at once."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.waits.append(delay)
-        await asyncio.sleep(0)
-
-
 async def test_get_retries_through_two_503s(scripted_server: ScriptedServer) -> None:
     scripted_server.play(status(503), status(503), ok({"id": "c1"}))
     async with scripted_server.client() as client:
         started = time.perf_counter()
-        raw = await client._request("GET", "/v1/api/customer/c1")
+        raw = await client.send("GET", "/v1/api/customer/c1")
         elapsed = time.perf_counter() - started
         assert raw.json() == {"id": "c1"}
         assert raw.attempts == 3
         assert scripted_server.attempts == 3
         assert keys_seen(scripted_server) == {None}  # GET needs no key
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
     report("GET 503,503,200", scripted_server.attempts, elapsed, "200 after 3 attempts")
 
 
@@ -71,7 +69,7 @@ async def test_post_reuses_one_idempotency_key_across_503_retry_after(
     scripted_server.play(status(503, Retry_After="0"), status(503, Retry_After="0"), ok())
     async with scripted_server.client() as client:
         started = time.perf_counter()
-        raw = await client._request("POST", "/v1/api/customer", json={"name": "Ada"})
+        raw = await client.send("POST", "/v1/api/customer", json={"name": "Ada"})
         elapsed = time.perf_counter() - started
         assert scripted_server.attempts == 3
         keys = keys_seen(scripted_server)
@@ -79,7 +77,7 @@ async def test_post_reuses_one_idempotency_key_across_503_retry_after(
         assert raw.idempotency_key in keys
         assert raw.idempotency_key is not None
         assert all(seen.body == b'{"name":"Ada"}' for seen in scripted_server.seen)
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
     report(
         "POST 503+Retry-After:0 x2, 200",
         scripted_server.attempts,
@@ -94,31 +92,31 @@ async def test_post_503_without_retry_after_is_not_retried(
     scripted_server.play(status(503), ok())
     async with scripted_server.client() as client:
         with pytest.raises(InternalServerError) as info:
-            await client._request("POST", "/v1/api/customer", json={})
+            await client.send("POST", "/v1/api/customer", json={})
         assert scripted_server.attempts == 1
         assert info.value.attempts == 1
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
 
 
 async def test_429_retry_after_one_second_is_honoured(scripted_server: ScriptedServer) -> None:
     scripted_server.play(status(429, Retry_After="1"), ok())
     async with scripted_server.client() as client:
-        sleeps = SleepRecorder()
-        client._core.sleep = sleeps
         started = time.perf_counter()
-        raw = await client._request("POST", "/v1/api/customer", json={"name": "Ada"})
+        with backoff_waits() as waits:
+            raw = await client.send("POST", "/v1/api/customer", json={"name": "Ada"})
         elapsed = time.perf_counter() - started
         assert raw.attempts == 2
         assert scripted_server.attempts == 2
-        # The wait asked for, exactly, without jitter; the recorder makes it instant.
-        assert sleeps.waits == [1.0]
+        # The wait asked for, exactly, without jitter (and slept: 1 s).
+        assert waits == [1.0]
+        assert elapsed >= 1.0
         assert len(keys_seen(scripted_server)) == 1
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
     report(
         "POST 429 Retry-After:1, 200",
         scripted_server.attempts,
         elapsed,
-        f"200; waited {sleeps.waits} s (recorded, not slept)",
+        f"200; waited {waits} s",
     )
 
 
@@ -126,13 +124,13 @@ async def test_retry_after_ms_is_slept_for_real(scripted_server: ScriptedServer)
     scripted_server.play(status(429, retry_after_ms="150"), ok())
     async with scripted_server.client() as client:
         started = time.perf_counter()
-        raw = await client._request("GET", "/v1/api/customers")
+        raw = await client.send("GET", "/v1/api/customers")
         elapsed = time.perf_counter() - started
         assert raw.attempts == 2
         assert scripted_server.attempts == 2
         assert elapsed >= 0.15
         assert raw.elapsed >= 0.15
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
     report("GET 429 retry-after-ms:150, 200", scripted_server.attempts, elapsed, "200")
 
 
@@ -141,12 +139,12 @@ async def test_retry_after_beyond_cap_raises_at_once(scripted_server: ScriptedSe
     async with scripted_server.client() as client:
         started = time.perf_counter()
         with pytest.raises(RateLimitError) as info:
-            await client._request("GET", "/v1/api/customers")
+            await client.send("GET", "/v1/api/customers")
         elapsed = time.perf_counter() - started
         assert info.value.retry_after == 3600.0
         assert scripted_server.attempts == 1
         assert elapsed < 1.0
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
     report(
         "GET 429 Retry-After:3600 (cap 60)",
         scripted_server.attempts,
@@ -160,7 +158,7 @@ async def test_retry_after_past_the_deadline_is_not_slept(scripted_server: Scrip
     async with scripted_server.client(deadline=0.5) as client:
         started = time.perf_counter()
         with pytest.raises(APITimeoutError) as info:
-            await client._request("GET", "/v1/api/customers")
+            await client.send("GET", "/v1/api/customers")
         elapsed = time.perf_counter() - started
         assert info.value.kind == "deadline"
         assert info.value.attempts == 1
@@ -168,7 +166,7 @@ async def test_retry_after_past_the_deadline_is_not_slept(scripted_server: Scrip
         assert isinstance(info.value.last_error, RateLimitError)
         assert scripted_server.attempts == 1
         assert elapsed < 0.5
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
     report(
         "GET 429 Retry-After:1, deadline 0.5 s",
         scripted_server.attempts,
@@ -183,11 +181,11 @@ async def test_connection_reset_before_response_is_retried_for_get(
     scripted_server.play(RESET, RESET, ok())
     async with scripted_server.client() as client:
         started = time.perf_counter()
-        raw = await client._request("GET", "/v1/api/customers")
+        raw = await client.send("GET", "/v1/api/customers")
         elapsed = time.perf_counter() - started
         assert raw.attempts == 3
         assert scripted_server.attempts == 3
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
     report("GET reset,reset,200", scripted_server.attempts, elapsed, "200 after 3 attempts")
 
 
@@ -198,13 +196,13 @@ async def test_connection_reset_on_post_is_not_retried_by_default(
     async with scripted_server.client() as client:
         started = time.perf_counter()
         with pytest.raises(APIConnectionError) as info:
-            await client._request("POST", "/v1/api/customer", json={"name": "Ada"})
+            await client.send("POST", "/v1/api/customer", json={"name": "Ada"})
         elapsed = time.perf_counter() - started
         assert not isinstance(info.value, APITimeoutError)
         assert scripted_server.attempts == 1
         assert info.value.attempts == 1
         assert info.value.idempotency_key == scripted_server.seen[0].headers["Idempotency-Key"]
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
     report("POST reset", scripted_server.attempts, elapsed, "APIConnectionError, no retry")
 
 
@@ -219,7 +217,7 @@ async def test_post_with_caller_key_is_retried_after_reset(scripted_server: Scri
         assert result == {"ok": True}
         assert scripted_server.attempts == 2
         assert keys_seen(scripted_server) == {"order-42"}
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
     report(
         "POST reset,200 with idempotency_key",
         scripted_server.attempts,
@@ -234,12 +232,12 @@ async def test_response_slower_than_read_timeout_is_retried_for_get(
     scripted_server.play(HANG, ok())
     async with scripted_server.client(timeout=0.2) as client:
         started = time.perf_counter()
-        raw = await client._request("GET", "/v1/api/customers")
+        raw = await client.send("GET", "/v1/api/customers")
         elapsed = time.perf_counter() - started
         assert raw.attempts == 2
         assert scripted_server.attempts == 2
         assert 0.2 <= elapsed < 2.0
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
     report("GET hang (read timeout 0.2 s), 200", scripted_server.attempts, elapsed, "200")
 
 
@@ -248,12 +246,12 @@ async def test_post_read_timeout_is_not_retried(scripted_server: ScriptedServer)
     async with scripted_server.client(timeout=0.2) as client:
         started = time.perf_counter()
         with pytest.raises(APITimeoutError) as info:
-            await client._request("POST", "/v1/api/customer", json={})
+            await client.send("POST", "/v1/api/customer", json={})
         elapsed = time.perf_counter() - started
         assert info.value.kind == "read"
         assert info.value.attempts == 1
         assert scripted_server.attempts == 1
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
     report(
         "POST hang (read timeout 0.2 s)",
         scripted_server.attempts,
@@ -267,12 +265,12 @@ async def test_deadline_cuts_a_hanging_attempt(scripted_server: ScriptedServer) 
     async with scripted_server.client(timeout=10.0, deadline=0.3) as client:
         started = time.perf_counter()
         with pytest.raises(APITimeoutError) as info:
-            await client._request("GET", "/v1/api/customers")
+            await client.send("GET", "/v1/api/customers")
         elapsed = time.perf_counter() - started
         assert info.value.kind == "deadline"
         assert info.value.attempts == 1
         assert 0.3 <= elapsed < 1.0
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
     report(
         "GET hang, read timeout 10 s, deadline 0.3 s",
         scripted_server.attempts,
@@ -286,19 +284,23 @@ async def test_deadline_stops_backoff_and_says_how_many_attempts(
 ) -> None:
     scripted_server.play(status(503))
     client = scripted_server.client(
-        max_retries=10, backoff_base=0.1, backoff_cap=0.1, deadline=0.35
+        # Enough retries that the deadline, never the retry count, ends the call.
+        max_retries=50,
+        backoff_base=0.1,
+        backoff_cap=0.1,
+        deadline=0.35,
     )
     async with client:
         started = time.perf_counter()
         with pytest.raises(APITimeoutError) as info:
-            await client._request("GET", "/v1/api/customers")
+            await client.send("GET", "/v1/api/customers")
         elapsed = time.perf_counter() - started
         assert info.value.kind == "deadline"
         assert info.value.attempts == scripted_server.attempts
         assert f"{scripted_server.attempts} attempts" in str(info.value)
         assert elapsed < 0.35 + 0.1  # no sleep crossed the deadline
         assert isinstance(info.value.last_error, InternalServerError)
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
     report(
         "GET 503 forever, backoff<=0.1 s, deadline 0.35 s",
         scripted_server.attempts,
@@ -316,7 +318,7 @@ async def test_html_502_gives_a_readable_typed_error(scripted_server: ScriptedSe
     async with scripted_server.client(max_retries=2) as client:
         started = time.perf_counter()
         with pytest.raises(InternalServerError) as info:
-            await client._request("GET", "/v1/api/customers")
+            await client.send("GET", "/v1/api/customers")
         elapsed = time.perf_counter() - started
         error = info.value
         assert error.status_code == 502
@@ -326,7 +328,7 @@ async def test_html_502_gives_a_readable_typed_error(scripted_server: ScriptedSe
         assert error.attempts == 3
         assert scripted_server.attempts == 3
         assert str(error).startswith("HTTP 502 Bad Gateway: 502 Bad Gateway")
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
     report("GET HTML 502 x3 (max_retries=2)", scripted_server.attempts, elapsed, str(error))
 
 
@@ -335,14 +337,14 @@ async def test_post_answered_500_is_not_retried(scripted_server: ScriptedServer)
     async with scripted_server.client() as client:
         started = time.perf_counter()
         with pytest.raises(InternalServerError) as info:
-            await client._request("POST", "/v1/api/customer", json={"name": "Ada"})
+            await client.send("POST", "/v1/api/customer", json={"name": "Ada"})
         elapsed = time.perf_counter() - started
         assert scripted_server.attempts == 1
         assert info.value.attempts == 1
         sent_key = scripted_server.seen[0].headers["Idempotency-Key"]
         assert info.value.idempotency_key == sent_key
         assert info.value.message == "scripted 500"
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
     report("POST 500", scripted_server.attempts, elapsed, "InternalServerError, no retry")
 
 
@@ -353,7 +355,7 @@ async def test_post_500_is_retried_with_retry_unsafe(scripted_server: ScriptedSe
         assert result == {"ok": True}
         assert scripted_server.attempts == 2
         assert len(keys_seen(scripted_server)) == 1
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
 
 
 async def test_connection_refused_is_retried_even_for_post() -> None:
@@ -368,11 +370,11 @@ async def test_connection_refused_is_retried_even_for_post() -> None:
     async with client:
         started = time.perf_counter()
         with pytest.raises(APIConnectionError) as info:
-            await client._request("POST", "/v1/api/customer", json={})
+            await client.send("POST", "/v1/api/customer", json={})
         elapsed = time.perf_counter() - started
         assert info.value.attempts == 4  # never reached the server: safe to retry a POST
         assert info.value.idempotency_key is not None
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
     report("POST to a closed port", 0, elapsed, "APIConnectionError after 4 attempts")
 
 
@@ -380,7 +382,7 @@ async def test_pool_wait_timeout_is_its_own_error(scripted_server: ScriptedServe
     scripted_server.play(HANG)
     client = scripted_server.client(pool_limit=1, pool_timeout=0.1, max_retries=0)
     async with client:
-        hanging = asyncio.create_task(client._request("GET", "/v1/api/slow"))
+        hanging = asyncio.create_task(client.send("GET", "/v1/api/slow"))
         # Wait until the first request holds the only connection.
         for _ in range(200):
             if scripted_server.attempts:
@@ -388,7 +390,7 @@ async def test_pool_wait_timeout_is_its_own_error(scripted_server: ScriptedServe
             await asyncio.sleep(0.005)
         started = time.perf_counter()
         with pytest.raises(APITimeoutError) as info:
-            await client._request("POST", "/v1/api/customer", json={})
+            await client.send("POST", "/v1/api/customer", json={})
         elapsed = time.perf_counter() - started
         assert info.value.kind == "pool"
         assert "free connection" in str(info.value)
@@ -396,7 +398,7 @@ async def test_pool_wait_timeout_is_its_own_error(scripted_server: ScriptedServe
         hanging.cancel()
         with pytest.raises(asyncio.CancelledError):
             await hanging
-        assert open_connections(client) == 0
+        assert checked_out(client) == 0
     report(
         "POST while the 1-slot pool is busy (pool timeout 0.1 s)",
         scripted_server.attempts,
@@ -413,8 +415,6 @@ async def test_many_concurrent_calls_share_the_pool(scripted_server: ScriptedSer
         )
         assert results == [{"ok": True}] * 40
         assert scripted_server.attempts == 40
-        assert open_connections(client) == 0
-        session = client._core.transport.session
-        assert session is not None
-        assert session.connector is not None
-        assert session.connector.limit == 4
+        assert checked_out(client) == 0
+        # The server saw at most 4 connections: the pool's limit held for all 40 calls.
+        assert 1 <= len(scripted_server.connections) <= 4

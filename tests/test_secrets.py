@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
-from conftest import HANG, RESET, ScriptedServer, Step, ok, status
+from conftest import HANG, RESET, ScriptedServer, Step, aiohttp_transport, ok, status
 
 from finalpos_async import AsyncFinalPOS, FinalPOSError, _logging
 from finalpos_async._exceptions import (
@@ -117,7 +117,7 @@ async def test_the_key_is_nowhere_across_success_retries_and_every_error(
         for name, steps, expected in SCENARIOS:
             scripted_server.play(*steps)
             if expected is None:
-                raw = await client._request("POST", "/v1/api/customer", json={"email": "a@b.c"})
+                raw = await client.send("POST", "/v1/api/customer", json={"email": "a@b.c"})
                 shown.append((f"{name}: raw response", render(raw)))
                 shown.append((f"{name}: parsed", repr(raw.json())))
             else:
@@ -298,9 +298,9 @@ def test_tls_verification_is_on_by_default_and_the_opt_out_is_explicit() -> None
     assert params["insecure_skip_tls_verify"].default is False
     assert params["insecure_skip_tls_verify"].kind is inspect.Parameter.KEYWORD_ONLY
     assert not any("verify" in name and name != "insecure_skip_tls_verify" for name in params)
-    assert AsyncFinalPOS(SECRET)._core.transport.verify_tls is True
+    assert aiohttp_transport(AsyncFinalPOS(SECRET)).verify_tls is True
     with pytest.raises(TypeError, match="insecure_skip_tls_verify"):
-        AsyncFinalPOS(SECRET, insecure_skip_tls_verify="yes")  # type: ignore[arg-type]
+        AsyncFinalPOS(SECRET, insecure_skip_tls_verify="yes")  # type: ignore[arg-type]  # wrong on purpose
 
 
 @pytest.fixture
@@ -372,6 +372,6 @@ async def test_the_sandbox_log_and_answers_never_show_the_key(
         with pytest.raises(AuthenticationError) as info:
             await wrong.request("GET", "/v1/api/customers")
         assert_no_secret("401 from the sandbox", render(info.value))
-        raw = await right._request("GET", "/v1/api/customers")
+        raw = await right.send("GET", "/v1/api/customers")
         assert_no_secret("sandbox raw response", render(raw) + raw.text)
     assert_no_secret("logs", "\n".join(r.getMessage() for r in debug_logs.records))

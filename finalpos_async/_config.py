@@ -1,0 +1,224 @@
+"""Client configuration: arguments over environment over defaults, validated in one place.
+
+`resolve_settings` (the constructor) and `ClientSettings.evolve` (`with_options`) use the same
+checks (`_checks.py`), as does every per-call option (`_request.build_request`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import attrs
+
+from ._checks import check_api_key, check_bool, check_headers, check_int, check_seconds
+from ._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, SANDBOX_ENV
+from ._exceptions import FinalPOSError
+from ._http import Transport
+from ._logging import logger
+from ._rate_limit import RateLimiter
+from ._request import CallSettings
+from ._retry import RetryBudget, RetryPolicy
+from ._transport import AiohttpTransport
+from ._types import NotGiven, NotGivenOr
+from ._urls import normalize_base_url
+
+__all__ = [
+    "ClientSettings",
+    "PoolSettings",
+    "make_budget",
+    "make_limiter",
+    "make_policy",
+    "make_transport",
+    "resolve_sandbox",
+    "resolve_settings",
+]
+
+_TRUTHY = frozenset({"1", "true", "yes", "on"})
+
+
+@attrs.frozen(kw_only=True)
+class ClientSettings:
+    """The settings of one client view (a `with_options` copy gets its own)."""
+
+    api_key: str | None = attrs.field(repr=False)
+    base_url: str | None  # None: taken from the embedded sandbox once it runs
+    timeout: float | None
+    deadline: float | None
+    policy: RetryPolicy
+    default_headers: Mapping[str, str]
+    allow_insecure_http: bool
+    call: CallSettings = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        # What every call starts from, built once (a plain tuple read on the hot path).
+        call = CallSettings(self.timeout, self.deadline, self.policy.max_retries)
+        object.__setattr__(self, "call", call)
+
+    def evolve(
+        self,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        timeout: NotGivenOr[float | None],
+        deadline: NotGivenOr[float | None],
+        retry: Mapping[str, float | int | None],
+        default_headers: Mapping[str, str] | None,
+    ) -> ClientSettings:
+        """These settings with the `with_options` arguments applied (same rules as the start)."""
+        headers = self.default_headers
+        if default_headers is not None:
+            headers = {**headers, **check_headers("default_headers", default_headers)}
+        return ClientSettings(
+            api_key=self.api_key if api_key is None else check_api_key(api_key),
+            base_url=self.base_url
+            if base_url is None
+            else normalize_base_url(base_url, allow_insecure_http=self.allow_insecure_http),
+            timeout=self.timeout
+            if isinstance(timeout, NotGiven)
+            else check_seconds("timeout", timeout),
+            deadline=self.deadline
+            if isinstance(deadline, NotGiven)
+            else check_seconds("deadline", deadline),
+            policy=make_policy(self.policy, retry),
+            default_headers=headers,
+            allow_insecure_http=self.allow_insecure_http,
+        )
+
+
+def resolve_sandbox(
+    sandbox: bool | None, *, base_url: str | None, session: object, transport: object
+) -> bool:
+    """Whether the client runs the embedded sandbox (`FINALPOS_SANDBOX` when not said)."""
+    if sandbox is None:
+        sandbox = os.environ.get(SANDBOX_ENV, "").strip().lower() in _TRUTHY
+    if sandbox:
+        for name, value in (("base_url", base_url), ("session", session)):
+            if value is not None:
+                raise ValueError(f"{name} and sandbox=True exclude each other; pass only one")
+        if transport is not None:
+            raise ValueError("transport and sandbox=True exclude each other; pass only one")
+    return bool(sandbox)
+
+
+def resolve_settings(
+    api_key: str | None,
+    *,
+    sandbox: bool,
+    base_url: str | None,
+    timeout: float | None,
+    deadline: float | None,
+    retry: Mapping[str, float | int | None],
+    default_headers: Mapping[str, str] | None,
+    allow_insecure_http: bool,
+) -> ClientSettings:
+    """The root client's settings from its arguments and the environment."""
+    if sandbox:
+        if api_key is not None:
+            check_api_key(api_key)
+        resolved_key = None
+        resolved_url = None
+    else:
+        resolved_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        if resolved_key is None or not resolved_key.strip():
+            raise FinalPOSError(
+                f"No API key: pass AsyncFinalPOS(api_key=...) or set the {API_KEY_ENV} "
+                "environment variable (or use sandbox=True for the local sandbox)"
+            )
+        check_api_key(resolved_key)
+        # An empty FINALPOS_BASE_URL counts as unset; an empty argument is an error.
+        raw_url = base_url if base_url is not None else os.environ.get(BASE_URL_ENV) or None
+        resolved_url = normalize_base_url(
+            raw_url if raw_url is not None else DEFAULT_BASE_URL,
+            allow_insecure_http=allow_insecure_http,
+        )
+    return ClientSettings(
+        api_key=resolved_key,
+        base_url=resolved_url,
+        timeout=check_seconds("timeout", timeout),
+        deadline=check_seconds("deadline", deadline),
+        policy=make_policy(RetryPolicy(), retry),
+        default_headers=check_headers("default_headers", default_headers),
+        allow_insecure_http=allow_insecure_http,
+    )
+
+
+@attrs.frozen(kw_only=True)
+class PoolSettings:
+    """What the default transport is built from (ignored when a `transport=` is given)."""
+
+    connect_timeout: float | None
+    pool_timeout: float | None
+    pool_limit: int
+    pool_limit_per_host: int
+    session: aiohttp.ClientSession | None
+    max_response_bytes: int
+    insecure_skip_tls_verify: bool
+
+
+def make_transport(pool: PoolSettings, transport: Transport | None) -> Transport:
+    """The client's transport: the one given, or an `AiohttpTransport` built from `pool`."""
+    session = pool.session
+    if session is not None and not isinstance(session, aiohttp.ClientSession):
+        raise TypeError(f"session must be an aiohttp.ClientSession, got {type(session).__name__}")
+    check_int("pool_limit", pool.pool_limit, minimum=1)
+    check_int("pool_limit_per_host", pool.pool_limit_per_host, minimum=0)
+    check_int("max_response_bytes", pool.max_response_bytes, minimum=1)
+    insecure = check_bool("insecure_skip_tls_verify", pool.insecure_skip_tls_verify)
+    connect_timeout = check_seconds("connect_timeout", pool.connect_timeout)
+    pool_timeout = check_seconds("pool_timeout", pool.pool_timeout)
+    if transport is not None:
+        if session is not None:
+            raise ValueError("transport and session exclude each other; pass only one")
+        if not callable(getattr(transport, "send", None)):
+            raise TypeError(
+                f"transport must have async send() and aclose() methods (an Transport), "
+                f"got {type(transport).__name__}"
+            )
+        return transport
+    if insecure:
+        logger.warning(
+            "TLS certificate verification is OFF (insecure_skip_tls_verify=True); "
+            "anyone on the network path can read the API key"
+        )
+    return AiohttpTransport(
+        connect_timeout=connect_timeout,
+        pool_timeout=pool_timeout,
+        limit=pool.pool_limit,
+        limit_per_host=pool.pool_limit_per_host,
+        external_session=session,
+        max_response_bytes=pool.max_response_bytes,
+        verify_tls=not insecure,
+    )
+
+
+def make_budget(retry_budget: int | None) -> RetryBudget | None:
+    """The client-wide retry budget (`None`: no budget)."""
+    if retry_budget is None:
+        return None
+    return RetryBudget(check_int("retry_budget", retry_budget, minimum=0))
+
+
+def make_limiter(rate_limit: object) -> RateLimiter | None:
+    """The client's limiter from its `rate_limit` argument (requests per second or a limiter)."""
+    if rate_limit is None or isinstance(rate_limit, RateLimiter):
+        return rate_limit
+    if isinstance(rate_limit, bool) or not isinstance(rate_limit, (int, float)):
+        raise TypeError(
+            f"rate_limit must be requests per second (a number), a RateLimiter or None, "
+            f"got {rate_limit!r}"
+        )
+    if not (rate_limit > 0 and rate_limit != float("inf")):
+        raise ValueError(
+            f"rate_limit must be a finite number of requests per second > 0 (or None), "
+            f"got {rate_limit!r}"
+        )
+    return RateLimiter(rate_limit)
+
+
+def make_policy(base: RetryPolicy, retry: Mapping[str, float | int | None]) -> RetryPolicy:
+    """`base` with the retry settings that were given (`None` keeps the base's value)."""
+    changes: dict[str, Any] = {key: value for key, value in retry.items() if value is not None}
+    return attrs.evolve(base, **changes) if changes else base

@@ -1,0 +1,229 @@
+"""`Request`: one logical call as a value, and the pure functions that build it.
+
+The client builds a `Request` once per call (options merged, body encoded, idempotency key
+chosen, retry safety decided); the retry loop (`_retry_loop.py`) sends that same value on
+every attempt through an `Transport`, and a `MockTransport` handler receives it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, NamedTuple, cast
+
+from . import _codec
+from ._checks import check_header_value, check_headers, check_int, check_seconds, merge_headers
+from ._retry import IDEMPOTENT_METHODS, safe_retries_only_active
+from ._types import DEFAULT_OPTIONS, NotGiven, RequestOptions
+
+__all__ = [
+    "CallSettings",
+    "Request",
+    "build_request",
+    "encode_body",
+    "flatten_params",
+    "new_idempotency_key",
+    "query_value",
+    "request_headers",
+]
+
+
+class Request(NamedTuple):
+    """What one logical call sends, the same on every attempt (immutable).
+
+    - `method`, `url` (absolute, path already percent-encoded), `query` (flattened pairs),
+      `content` (the JSON body bytes, or `None`), `headers` (what goes on the wire);
+    - `timeout`: the read timeout of each attempt; `deadline`: the whole call's budget
+      (seconds, `None` for none); `max_retries`: retries after the first attempt;
+    - `options`: the caller's `RequestOptions`; `idempotency_key`: sent as `Idempotency-Key`;
+    - `unsafe_ok`: the caller said a repeat is harmless (a key of their own, or
+      `retry_unsafe=True`); `strict`: never repeat what may have taken effect
+      (`retry_unsafe=False`, or a bulk run's `safe_retries_only`).
+    """
+
+    method: str
+    url: str
+    query: tuple[tuple[str, str], ...]
+    content: bytes | None
+    headers: Mapping[str, str]
+    timeout: float | None
+    deadline: float | None
+    max_retries: int
+    options: RequestOptions
+    idempotency_key: str | None
+    unsafe_ok: bool
+    strict: bool
+
+    def json(self) -> Any:
+        """The body decoded as JSON (`None` without one); handy in a `MockTransport` handler."""
+        return None if self.content is None else _codec.loads(self.content)
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The query as a dict (the last value wins for a repeated name)."""
+        return dict(self.query)
+
+
+class CallSettings(NamedTuple):
+    """The client-level values a call starts from (before its `RequestOptions`)."""
+
+    timeout: float | None
+    deadline: float | None
+    max_retries: int
+
+
+def build_request(
+    method: str,
+    url: str,
+    base_headers: dict[str, str],
+    settings: CallSettings,
+    *,
+    params: Mapping[str, Any] | None = None,
+    json: Any = None,
+    options: RequestOptions = DEFAULT_OPTIONS,
+) -> Request:
+    """The `Request` for one call: options over client settings, body, key, retry safety.
+
+    `method` and `url` are already checked; a bad option or body raises before anything is sent.
+    """
+    timeout, deadline, max_retries = settings
+    if options is not DEFAULT_OPTIONS:  # the shared default overrides nothing
+        if not isinstance(options.timeout, NotGiven):
+            timeout = check_seconds("timeout", options.timeout)
+        if not isinstance(options.deadline, NotGiven):
+            deadline = check_seconds("deadline", options.deadline)
+        if not isinstance(options.max_retries, NotGiven):
+            max_retries = check_int("max_retries", options.max_retries, minimum=0)
+    query = flatten_params(params)
+    if options.extra_query:
+        query.extend(flatten_params(options.extra_query))
+    content = encode_body(json) if json is not None else None
+    # One key per logical call, reused on every attempt (a new key per retry would defeat it).
+    key = options.idempotency_key
+    if key is not None:
+        check_header_value("idempotency_key", key)
+    elif method not in IDEMPOTENT_METHODS:
+        key = new_idempotency_key()
+    # An explicit key (or retry_unsafe=True) is the caller's word that a repeat is harmless;
+    # retry_unsafe=False (or a bulk run's safe_retries_only) takes that word back.
+    strict = options.retry_unsafe is False or safe_retries_only_active()
+    unsafe_ok = not strict and (options.retry_unsafe is True or options.idempotency_key is not None)
+    headers = request_headers(base_headers, content is not None, key, options.extra_headers)
+    return Request(
+        method,
+        url,
+        tuple(query),
+        content,
+        headers,
+        timeout,
+        deadline,
+        max_retries,
+        options,
+        key,
+        unsafe_ok,
+        strict,
+    )
+
+
+def request_headers(
+    base: dict[str, str],
+    has_body: bool,
+    idempotency_key: str | None,
+    extra: Mapping[str, str] | None,
+) -> Mapping[str, str]:
+    """The client's headers plus what this call adds (`base` itself is never changed)."""
+    if not has_body and idempotency_key is None and not extra:
+        # A plain GET sends the cached dict itself (no copy per call); nobody mutates it:
+        # aiohttp copies it into its own CIMultiDict.
+        return base
+    headers = dict(base)
+    if has_body:
+        headers["Content-Type"] = "application/json"
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
+    if extra:
+        merge_headers(headers, check_headers("extra_headers", extra))
+    return headers
+
+
+def new_idempotency_key() -> str:
+    """A fresh `Idempotency-Key`: a random (os.urandom) version-4 UUID.
+
+    Kept cryptographically random on purpose: a key predictable from earlier ones could let
+    another party replay or block a caller's POSTs.
+    """
+    return str(uuid.uuid4())
+
+
+def encode_body(json: Any) -> bytes:
+    """The request body as JSON bytes; what cannot be encoded is an error naming `json`."""
+    try:
+        return _codec.dumps(json)
+    except TypeError as exc:
+        raise TypeError(f"json (the request body) cannot be encoded as JSON: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"json (the request body) cannot be encoded as JSON: {exc}") from None
+
+
+def flatten_params(params: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """Flatten query parameters: `None` dropped, bools as true/false, sequences repeated."""
+    out: list[tuple[str, str]] = []
+    if not params:
+        return out
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a mapping of names to values, got {type(params).__name__}")
+    for key, value in params.items():
+        if not isinstance(key, str):
+            raise TypeError(f"params keys must be str, got {key!r} ({type(key).__name__})")
+        if _SURROGATE.search(key):
+            raise ValueError(f"query parameter name {key!r} holds a lone surrogate")
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            for item in cast("list[object] | tuple[object, ...]", value):
+                if item is not None:
+                    out.append((key, query_value(key, item)))
+        else:
+            out.append((key, query_value(key, value)))
+    return out
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def query_value(key: str, value: object) -> str:
+    """One query value in its wire form; a value that cannot be sent raises, naming `key`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        # "nan"/"inf" in a filter would be read as a word, or match nothing, silently.
+        raise ValueError(f"query parameter {key!r} must be a finite number, got {value!r}")
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            # yarl would silently drop it: a different value than the caller's would be sent.
+            raise ValueError(f"query parameter {key!r} holds a lone surrogate (invalid Unicode)")
+        return value
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        # A naive time means a different instant on every machine; the API needs an offset.
+        raise ValueError(
+            f"query parameter {key!r} is a naive datetime ({value.isoformat()}); pass a "
+            "timezone-aware one, e.g. datetime.now(timezone.utc)"
+        )
+    # Enums, Decimals, dates and the like: their str() is the wire form.
+    isoformat = getattr(value, "isoformat", None)
+    if callable(isoformat):
+        return str(isoformat())
+    enum_value = getattr(value, "value", None)
+    if isinstance(enum_value, (str, int)):
+        return str(enum_value)
+    if type(value).__name__ == "Decimal":
+        return str(value)
+    raise TypeError(
+        f"query parameter {key!r} has a value of type {type(value).__name__}, which cannot be "
+        "sent in a URL; pass a str, int, float, bool, date/datetime, enum or a list of them"
+    )

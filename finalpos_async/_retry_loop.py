@@ -1,0 +1,356 @@
+"""The retry loop: one `Request` through an `Transport` until it succeeds or must stop.
+
+The decisions are pure functions of the request, the call's state and the clock reading passed
+in (testable without I/O); `send_with_retries` only sequences them around the awaits (the
+rate-limit token, the attempt, the backoff sleep). The policy itself is in `_retry.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, TypeVar
+
+from ._constants import REQUEST_ID_HEADERS
+from ._exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    FinalPOSError,
+    TimeoutKind,
+    make_status_error,
+)
+from ._http import Transport, TransportError, TransportResponse
+from ._logging import logger
+from ._rate_limit import RateLimiter
+from ._request import Request
+from ._response import RawResponse
+from ._retry import (
+    FailureKind,
+    RetryBudget,
+    RetryPolicy,
+    may_have_taken_effect,
+    parse_retry_after,
+    should_retry,
+)
+
+__all__ = [
+    "CallState",
+    "Failure",
+    "api_key_sent",
+    "attempt_timeout",
+    "closed_error",
+    "connection_error",
+    "deadline_error",
+    "log_path",
+    "send_with_retries",
+    "status_failure",
+    "to_raw",
+    "transport_failure",
+]
+
+# A timer firing up to this close to the deadline counts as the deadline (timer granularity).
+DEADLINE_SLACK = 0.005
+
+_TIMEOUT_KINDS: dict[FailureKind, TimeoutKind] = {
+    FailureKind.CONNECT_TIMEOUT: "connect",
+    FailureKind.POOL_TIMEOUT: "pool",
+    FailureKind.READ_TIMEOUT: "read",
+}
+
+_ErrorT = TypeVar("_ErrorT", bound=FinalPOSError)
+
+
+class CallState:
+    """What one logical call has learned so far, across its attempts."""
+
+    __slots__ = ("attempt", "deadline_at", "last_cost", "last_error", "maybe_processed", "start")
+
+    def __init__(self, start: float, deadline: float | None) -> None:
+        self.start = start
+        self.deadline_at = None if deadline is None else start + deadline
+        self.attempt = 0
+        self.last_cost = 0  # retry-budget tokens the latest retry took
+        self.last_error: FinalPOSError | None = None
+        # Whether some attempt may have been processed: carried by the final error.
+        self.maybe_processed = False
+
+    def marked(self, error: _ErrorT) -> _ErrorT:
+        """`error` with `maybe_processed` set from every attempt of the call so far."""
+        error.maybe_processed = self.maybe_processed
+        return error
+
+
+class Failure(NamedTuple):
+    """One failed attempt, classified: the error to raise and whether a retry may follow."""
+
+    error: FinalPOSError
+    retryable: bool
+    timed_out: bool
+    retry_after: float | None
+    cause: BaseException | None  # what the error is raised from (None: nothing)
+
+
+async def send_with_retries(
+    request: Request,
+    transport: Transport,
+    *,
+    policy: RetryPolicy,
+    budget: RetryBudget | None,
+    limiter: RateLimiter | None,
+    is_closed: Callable[[], bool],
+    clock: Callable[[], float],
+) -> RawResponse[Any]:
+    """Send `request` (retrying as the policy allows) and return the 2xx response, or raise.
+
+    `clock` is the loop's monotonic time; `is_closed` tells whether the client closed meanwhile.
+    """
+    state = CallState(clock(), request.deadline)
+    log_info = logger.isEnabledFor(logging.INFO)
+    while True:
+        state.attempt += 1
+        if limiter is not None:
+            await _take_token(request, state, limiter, is_closed, clock)
+        timeout = attempt_timeout(request, state, clock())
+        attempt_start = clock()
+        try:
+            response = await transport.send(request, timeout=timeout)
+        except TransportError as exc:
+            now = clock()
+            if log_info:
+                _log_attempt(request, exc.kind.value, state.attempt, now - attempt_start)
+            failure = transport_failure(request, state, exc, now)
+        else:
+            now = clock()
+            if log_info:
+                _log_attempt(request, response.status, state.attempt, now - attempt_start)
+            raw = to_raw(request, response, now - state.start, state.attempt)
+            if 200 <= response.status < 300:
+                if budget is not None:
+                    budget.record_success(state.last_cost)
+                return raw
+            failure = status_failure(request, state, raw, policy)
+        delay = _next_delay(request, state, failure, policy, budget, clock())
+        logger.debug(
+            "retrying %s %s in %.3f s (attempt %d failed: %s)",
+            request.method,
+            log_path(request.url),
+            delay,
+            state.attempt,
+            failure.error.message,
+        )
+        await asyncio.sleep(delay)
+        if is_closed():
+            raise closed_error() from failure.error
+
+
+async def _take_token(
+    request: Request,
+    state: CallState,
+    limiter: RateLimiter,
+    is_closed: Callable[[], bool],
+    clock: Callable[[], float],
+) -> None:
+    """Every attempt (retries too) takes a token; the wait never crosses the deadline."""
+    left = None if state.deadline_at is None else state.deadline_at - clock()
+    if not await limiter.acquire(timeout=left):
+        error = deadline_error(request, state, state.attempt - 1, state.last_error)
+        error.message += "; waiting for a rate-limit token (rate_limit=) would have crossed it"
+        error.args = (error.message,)
+        raise error from state.last_error
+    if is_closed():
+        raise closed_error() from state.last_error
+
+
+def attempt_timeout(request: Request, state: CallState, now: float) -> float | None:
+    """What is left of the deadline for this attempt (raises when nothing is)."""
+    if state.deadline_at is None:
+        return None
+    left = state.deadline_at - now
+    if left <= 0:
+        raise deadline_error(request, state, state.attempt - 1, state.last_error) from (
+            state.last_error
+        )
+    deadline = request.deadline
+    if state.attempt == 1 and deadline is not None and deadline - left < DEADLINE_SLACK:
+        # A first attempt that starts at once gets the whole deadline: a value that repeats,
+        # so the transport reuses its timeout object (within timer slack).
+        return deadline
+    return left
+
+
+def transport_failure(
+    request: Request, state: CallState, exc: TransportError, now: float
+) -> Failure:
+    """Classify a transport failure (raises at once when the deadline cut the attempt short)."""
+    state.maybe_processed = state.maybe_processed or may_have_taken_effect(exc.kind)
+    if state.deadline_at is not None and now >= state.deadline_at - DEADLINE_SLACK:
+        # The previous attempt's failure (if any) is the one worth reporting.
+        raise deadline_error(request, state, state.attempt, state.last_error) from exc
+    error = state.marked(connection_error(request, exc, state.attempt))
+    retryable = should_retry(
+        request.method, exc.kind, unsafe_ok=request.unsafe_ok, strict=request.strict
+    )
+    return Failure(error, retryable, exc.kind.is_timeout, None, exc)
+
+
+def status_failure(
+    request: Request,
+    state: CallState,
+    raw: RawResponse[Any],
+    policy: RetryPolicy,
+) -> Failure:
+    """Classify an error status (raises at once for a `Retry-After` over the cap)."""
+    status = raw.status_code
+    # Only statuses we might retry ask for a wait; parsing costs nothing on the success path.
+    retry_after = parse_retry_after(raw.headers) if status in policy.retryable_statuses else None
+    state.maybe_processed = state.maybe_processed or may_have_taken_effect(
+        FailureKind.STATUS, status
+    )
+    secret = api_key_sent(request.headers)  # scrubbed from the error's text
+    error = state.marked(make_status_error(raw, retry_after=retry_after, secret=secret))
+    if retry_after is not None and retry_after > policy.retry_after_cap:
+        # A long stall is the caller's decision, not ours: raise at once.
+        raise error
+    retryable = should_retry(
+        request.method,
+        FailureKind.STATUS,
+        status=status,
+        has_retry_after=retry_after is not None,
+        unsafe_ok=request.unsafe_ok,
+        strict=request.strict,
+        retryable_statuses=policy.retryable_statuses,
+    )
+    return Failure(error, retryable, False, retry_after, None)
+
+
+def _next_delay(
+    request: Request,
+    state: CallState,
+    failure: Failure,
+    policy: RetryPolicy,
+    budget: RetryBudget | None,
+    now: float,
+) -> float:
+    """The wait before the next attempt; raises the failure when no retry may follow."""
+    error = failure.error
+    if not failure.retryable or state.attempt > request.max_retries:
+        raise error from failure.cause
+    state.last_error = error
+    delay = policy.delay(state.attempt - 1, failure.retry_after)
+    if state.deadline_at is not None and now + delay >= state.deadline_at:
+        # No sleep crosses the deadline.
+        raise deadline_error(request, state, state.attempt, error) from error
+    if budget is not None:
+        cost = budget.acquire(timeout=failure.timed_out)
+        if cost is None:
+            logger.debug(
+                "retry budget exhausted; not retrying %s %s",
+                request.method,
+                log_path(request.url),
+            )
+            raise error from failure.cause
+        state.last_cost = cost
+    return delay
+
+
+def connection_error(request: Request, exc: TransportError, attempts: int) -> APIConnectionError:
+    """The caller-facing error for a transport failure (`APITimeoutError` for timeouts)."""
+    kind = _TIMEOUT_KINDS.get(exc.kind)
+    if kind is not None:
+        return APITimeoutError(
+            exc.message,
+            kind=kind,
+            method=request.method,
+            url=request.url,
+            attempts=attempts,
+            idempotency_key=request.idempotency_key,
+        )
+    return APIConnectionError(
+        exc.message,
+        method=request.method,
+        url=request.url,
+        attempts=attempts,
+        idempotency_key=request.idempotency_key,
+    )
+
+
+def deadline_error(
+    request: Request, state: CallState, attempts: int, last_error: FinalPOSError | None
+) -> APITimeoutError:
+    """The call's deadline ran out after `attempts` attempts (`last_error`: the latest failure)."""
+    message = f"the call's deadline of {request.deadline:g} s ran out after {attempts} " + (
+        "attempt" if attempts == 1 else "attempts"
+    )
+    if last_error is not None:
+        message += f"; last error: {last_error.headline}"
+    error = APITimeoutError(
+        message,
+        kind="deadline",
+        method=request.method,
+        url=request.url,
+        attempts=attempts,
+        idempotency_key=request.idempotency_key,
+        last_error=last_error,
+    )
+    return state.marked(error)
+
+
+def to_raw(
+    request: Request, response: TransportResponse, elapsed: float, attempts: int
+) -> RawResponse[Any]:
+    """The caller-facing `RawResponse` for the final attempt."""
+    headers: Mapping[str, str] = response.headers
+    request_id = None
+    for name in REQUEST_ID_HEADERS:
+        request_id = headers.get(name)
+        if request_id:
+            break
+    return RawResponse(
+        status_code=response.status,
+        headers=headers,
+        content=response.content,
+        elapsed=elapsed,
+        attempts=attempts,
+        request_id=request_id,
+        method=request.method,
+        url=request.url,
+        idempotency_key=request.idempotency_key,
+    )
+
+
+def api_key_sent(headers: Mapping[str, str]) -> str | None:
+    """The `x-api-key` header's value, whatever its case."""
+    for key, value in headers.items():
+        if key.lower() == "x-api-key":
+            return value
+    return None
+
+
+def closed_error() -> RuntimeError:
+    """The error for using a client after `close()`."""
+    return RuntimeError(
+        "this AsyncFinalPOS is closed and cannot be used again; create a new client "
+        "(or keep one open for the life of your app with `async with`)"
+    )
+
+
+def _log_attempt(request: Request, status: object, attempt: int, elapsed: float) -> None:
+    logger.info(
+        "%s %s -> %s attempt=%d elapsed_ms=%.1f",
+        request.method,
+        log_path(request.url),
+        status,
+        attempt,
+        elapsed * 1000,
+    )
+
+
+def log_path(url: str) -> str:
+    """The URL's path only: the query string may carry customer data (headers never logged)."""
+    path = url.split("?", 1)[0]
+    scheme_end = path.find("://")
+    if scheme_end != -1:
+        slash = path.find("/", scheme_end + 3)
+        path = path[slash:] if slash != -1 else "/"
+    return path
