@@ -32,7 +32,7 @@ def customers(count: int) -> Iterator[dict[str, Any]]:
 async def test_ten_thousand_customers_under_ten_percent_faults_arrive_exactly_once() -> None:
     # 10 % of requests fail: 429 with Retry-After (honoured by the client, kept short so the
     # test stays fast), 503, a reset connection, or an answer slower than the client's timeout.
-    faults = "rate=0.1,kinds=429+503+reset+delay,retry-after=0.01,delay=0.5,seed=7"
+    faults = "rate=0.1,kinds=429+503+reset+delay,retry-after=0.01,delay=1.0,seed=7"
     sent, trace = counting_trace()
 
     async with sandbox_process(faults=faults) as sandbox:
@@ -43,7 +43,9 @@ async def test_ten_thousand_customers_under_ten_percent_faults_arrive_exactly_on
             sandbox.api_key,
             base_url=sandbox.url,
             session=session,
-            timeout=0.25,
+            # Well above the sandbox's answer time on a loaded 2-core machine (0.25 s was not:
+            # plain answers timed out there), well below the delay faults' 1 s.
+            timeout=0.75,
             max_retries=8,
             backoff_base=0.001,
             backoff_cap=0.01,
@@ -93,7 +95,7 @@ MAX_RUNS = 5
 # Every 25th row's first attempt takes effect and then loses its answer (a 503, a reset, or an
 # answer slower than the client's timeout), then succeeds: the drawn faults never do that.
 AFTER_EVERY = 25
-AFTER_FAULTS = ("503-after,ok", "reset-after,ok", "delay-after:0.5,ok")
+AFTER_FAULTS = ("503-after,ok", "reset-after,ok", "delay-after:1.0,ok")
 
 
 def customers_with_lost_answers(count: int) -> Iterator[dict[str, Any]]:
@@ -111,7 +113,7 @@ async def test_under_faults_a_server_ignoring_idempotency_keys_gets_every_row_on
     # whose answer was lost after it took effect would create the record twice. The run never
     # resends such a row blindly: it looks the unknown rows up by email at the end of the run,
     # counts those it finds as created, and sends only those missing.
-    faults = "rate=0.1,kinds=429+503+reset+delay,retry-after=0.01,delay=0.5,seed=11"
+    faults = "rate=0.1,kinds=429+503+reset+delay,retry-after=0.01,delay=1.0,seed=11"
     lost_after_effect = len(range(0, IGNORING_ROWS, AFTER_EVERY))
     journal = tmp_path / "import.journal"
     reports: list[BulkReport] = []
@@ -119,7 +121,9 @@ async def test_under_faults_a_server_ignoring_idempotency_keys_gets_every_row_on
         client = AsyncFinalPOS(
             sandbox.api_key,
             base_url=sandbox.url,
-            timeout=0.25,
+            # Well above the sandbox's answer time on a loaded 2-core machine (0.25 s was not:
+            # plain answers timed out there), well below the delay faults' 1 s.
+            timeout=0.75,
             max_retries=8,
             backoff_base=0.001,
             backoff_cap=0.01,
