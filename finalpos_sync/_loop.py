@@ -2,8 +2,11 @@
 
 Every `finalpos_sync.FinalPOS` owns one `LoopThread`: an asyncio loop in a daemon thread, started
 by anyio's blocking portal on the first call and stopped by `close()`. A call sends its coroutine
-with one `loop.call_soon_threadsafe` (what `asyncio.run_coroutine_threadsafe` does; `portal.call`
-costs two round trips) and blocks on a bare lock that the task's done callback releases.
+with one `loop.call_soon_threadsafe` (what `asyncio.run_coroutine_threadsafe` does) and blocks
+on a bare lock that the task's done callback releases. anyio's portal starts and stops the loop;
+its `portal.call` is not used per call because it costs two thread round trips: measured here
+(anyio 4.x, Python 3.11) at about 85 µs of CPU per call against 28 µs for this path; the 57 µs
+between them are some 15 % of a sync retrieve's whole client CPU.
 
 What this module guarantees (each for the reason given with it):
 
