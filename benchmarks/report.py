@@ -72,7 +72,9 @@ BUDGETS: list[tuple[str, str, str, str, float]] = [
     # (description, variant, reference, operation, limit)
     ("finalpos retrieve / raw aiohttp + orjson", _FP, "aiohttp-orjson", "retrieve", 1.25),
     ("finalpos create / raw aiohttp + orjson", _FP, "aiohttp-orjson", "create", 1.25),
-    ("finalpos list page / raw aiohttp + orjson page", _FP, "aiohttp-orjson", "list", 3.0),
+    # Issue 15 tightened the list page to 2.5 (and allowed 1.35 on retrieve/create, which the
+    # older 1.25 above already implies).
+    ("finalpos list page / raw aiohttp + orjson page", _FP, "aiohttp-orjson", "list", 2.5),
     *[
         (f"finalpos / generated client (async), {op}", _FP, "generated-async", op, 0.25)
         for op in OPERATIONS
@@ -198,7 +200,7 @@ def budget_rows(cells: Mapping[str, Any], imports: Mapping[str, Any]) -> list[di
 def budget_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Markdown lines of the budget table."""
     lines = [
-        "### Budgets (issue 8): client CPU per request, ratio of medians",
+        "### Budgets (issues 8 and 15): client CPU per request, ratio of medians",
         "",
         "| ratio | measured | paired per-rep range | budget | verdict |",
         "|---|---:|---:|---:|---|",
