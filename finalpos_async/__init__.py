@@ -24,9 +24,11 @@ if TYPE_CHECKING:
         UnprocessableEntityError,
     )
     from ._http import Transport, TransportError, TransportResponse
+    from ._limiter import Limiter
     from ._mock import MockTransport
     from ._pagination import AsyncPaginator, Page
     from ._rate_limit import RateLimiter
+    from ._redis_limit import RateLimiterUnavailable, RedisRateLimiter
     from ._request import Request
     from ._response import RawResponse
     from ._retry import FailureKind, RetryBudget, RetryPolicy
@@ -135,6 +137,7 @@ __all__ = [
     "FinalPOSError",
     "InternalServerError",
     "Inventory",
+    "Limiter",
     "Metadata",
     "MockTransport",
     "NotFoundError",
@@ -153,7 +156,9 @@ __all__ = [
     "ProductAttribute",
     "RateLimitError",
     "RateLimiter",
+    "RateLimiterUnavailable",
     "RawResponse",
+    "RedisRateLimiter",
     "Refund",
     "RefundCartDiscount",
     "RefundLineItemDiscount",
@@ -229,7 +234,10 @@ _LAZY_MODULES: dict[str, str] = {
     "Request": "_request",
     "FailureKind": "_retry",
     "Page": "_pagination",
+    "Limiter": "_limiter",
     "RateLimiter": "_rate_limit",
+    "RateLimiterUnavailable": "_redis_limit",
+    "RedisRateLimiter": "_redis_limit",
     "RawResponse": "_response",
     "RetryBudget": "_retry",
     "RetryPolicy": "_retry",

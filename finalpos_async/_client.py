@@ -39,8 +39,8 @@ from ._constants import (
 )
 from ._exceptions import ResponseValidationError
 from ._http import Transport
+from ._limiter import Limiter
 from ._logging import setup_logging
-from ._rate_limit import RateLimiter
 from ._request import build_request
 from ._response import RawResponse
 from ._retry import RetryBudget, RetryPolicy
@@ -105,7 +105,7 @@ class _Core:
         self,
         transport: Transport,
         budget: RetryBudget | None,
-        limiter: RateLimiter | None,
+        limiter: Limiter | None,
         pool: PoolSettings,
         *,
         sandbox_mode: bool,
@@ -147,9 +147,10 @@ class AsyncFinalPOS(AsyncResourcesMixin):
       (`_retry.py`; `None` keeps the default: 3 retries, 0.5 s base, 8 s cap, 60 s cap on
       `Retry-After`); `retry_budget` is the client-wide retry token bucket (`None` disables it).
     - `rate_limit`: requests per second (token bucket, bursts of one second's worth), or a
-      `RateLimiter` to share one cap between clients; `None` (default) for no cap. A token is
-      taken before every HTTP attempt, retries included, and shared by every `with_options` copy
-      and bulk run of this client; a call whose deadline would pass while it waits for a token
+      `RateLimiter` to share one cap between clients (a `RedisRateLimiter`: between processes
+      and hosts); `None` (default) for no cap. A token is taken before every HTTP attempt,
+      retries included, and shared by every `with_options` copy and bulk run of this client;
+      a call whose deadline would pass while it waits for a token
       raises `APITimeoutError` (kind "deadline") without sending.
     - `pool_limit`, `pool_limit_per_host`: connection pool size.
     - `session`: an `aiohttp.ClientSession` of your own; it is used as is and never closed by us.
@@ -194,7 +195,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         backoff_cap: float | None = None,
         retry_after_cap: float | None = None,
         retry_budget: int | None = RETRY_BUDGET_TOKENS,
-        rate_limit: float | RateLimiter | None = None,
+        rate_limit: float | Limiter | None = None,
         pool_limit: int = POOL_LIMIT,
         pool_limit_per_host: int = POOL_LIMIT_PER_HOST,
         default_headers: Mapping[str, str] | None = None,
@@ -356,7 +357,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         return self._core.budget
 
     @property
-    def rate_limiter(self) -> RateLimiter | None:
+    def rate_limiter(self) -> Limiter | None:
         """The requests-per-second limiter every attempt waits on (shared with `with_options`)."""
         return self._core.limiter
 

@@ -17,6 +17,7 @@ from ._checks import check_api_key, check_bool, check_headers, check_int, check_
 from ._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, SANDBOX_ENV
 from ._exceptions import FinalPOSError
 from ._http import Transport
+from ._limiter import Limiter
 from ._logging import logger
 from ._rate_limit import RateLimiter
 from ._request import CallSettings
@@ -201,13 +202,14 @@ def make_budget(retry_budget: int | None) -> RetryBudget | None:
     return RetryBudget(check_int("retry_budget", retry_budget, minimum=0))
 
 
-def make_limiter(rate_limit: object) -> RateLimiter | None:
+def make_limiter(rate_limit: object) -> Limiter | None:
     """The client's limiter from its `rate_limit` argument (requests per second or a limiter)."""
-    if rate_limit is None or isinstance(rate_limit, RateLimiter):
+    if rate_limit is None or isinstance(rate_limit, Limiter):
         return rate_limit
     if isinstance(rate_limit, bool) or not isinstance(rate_limit, (int, float)):
         raise TypeError(
-            f"rate_limit must be requests per second (a number), a RateLimiter or None, "
+            f"rate_limit must be requests per second (a number), a limiter "
+            f"(RateLimiter, RedisRateLimiter) or None, "
             f"got {rate_limit!r}"
         )
     if not (rate_limit > 0 and rate_limit != float("inf")):

@@ -21,8 +21,8 @@ from ._exceptions import (
     make_status_error,
 )
 from ._http import Transport, TransportError, TransportResponse
+from ._limiter import Limiter
 from ._logging import logger
-from ._rate_limit import RateLimiter
 from ._request import Request
 from ._response import RawResponse
 from ._retry import (
@@ -97,7 +97,7 @@ async def send_with_retries(
     *,
     policy: RetryPolicy,
     budget: RetryBudget | None,
-    limiter: RateLimiter | None,
+    limiter: Limiter | None,
     is_closed: Callable[[], bool],
     clock: Callable[[], float],
 ) -> RawResponse[Any]:
@@ -147,7 +147,7 @@ async def send_with_retries(
 async def _take_token(
     request: Request,
     state: CallState,
-    limiter: RateLimiter,
+    limiter: Limiter,
     is_closed: Callable[[], bool],
     clock: Callable[[], float],
 ) -> None:

@@ -34,9 +34,11 @@ if TYPE_CHECKING:
         UnprocessableEntityError,
     )
     from finalpos_async._http import Transport, TransportError, TransportResponse
+    from finalpos_async._limiter import Limiter
     from finalpos_async._mock import MockTransport
     from finalpos_async._pagination import Page
     from finalpos_async._rate_limit import RateLimiter
+    from finalpos_async._redis_limit import RateLimiterUnavailable, RedisRateLimiter
     from finalpos_async._request import Request
     from finalpos_async._response import RawResponse
     from finalpos_async._retry import FailureKind, RetryBudget, RetryPolicy
@@ -59,6 +61,7 @@ __all__ = [
     "FinalPOS",
     "FinalPOSError",
     "InternalServerError",
+    "Limiter",
     "MockTransport",
     "NotFoundError",
     "NotGiven",
@@ -66,7 +69,9 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RateLimiter",
+    "RateLimiterUnavailable",
     "RawResponse",
+    "RedisRateLimiter",
     "Request",
     "RequestOptions",
     "ResponseValidationError",
@@ -103,7 +108,10 @@ _LAZY = {
     "Page": "finalpos_async._pagination",
     "PermissionDeniedError": "finalpos_async._exceptions",
     "RateLimitError": "finalpos_async._exceptions",
+    "Limiter": "finalpos_async._limiter",
     "RateLimiter": "finalpos_async._rate_limit",
+    "RateLimiterUnavailable": "finalpos_async._redis_limit",
+    "RedisRateLimiter": "finalpos_async._redis_limit",
     "RawResponse": "finalpos_async._response",
     "Request": "finalpos_async._request",
     "RequestOptions": "finalpos_async._types",

@@ -58,7 +58,7 @@ from ._resource import Runner, SyncResource
 if TYPE_CHECKING:
     import os
 
-    from finalpos_async._rate_limit import RateLimiter
+    from finalpos_async._limiter import Limiter
 
     # BulkRunner is named in a string (the base class below), which ruff does not see.
     from finalpos_async.bulk import (  # noqa: F401
@@ -94,7 +94,7 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
         items: Items,
         *,
         concurrency: int = BULK_CONCURRENCY,
-        rate_limit: float | RateLimiter | None = None,
+        rate_limit: float | Limiter | None = None,
         journal: str | os.PathLike[str] | Journal | None = None,
         key: KeySpec = None,
         content: KeySpec = None,
@@ -300,7 +300,7 @@ class SyncBulkJob(Generic[_T]):
         return self._job.journal
 
     @property
-    def rate_limiter(self) -> RateLimiter | None:
+    def rate_limiter(self) -> Limiter | None:
         """The limiter pacing this run: its own `rate_limit`, else the client's (None: no cap)."""
         return self._job.rate_limiter
 

@@ -22,7 +22,7 @@ from finalpos_async._constants import (
     RETRY_BUDGET_TOKENS,
 )
 from finalpos_async._http import Transport
-from finalpos_async._rate_limit import RateLimiter
+from finalpos_async._limiter import Limiter
 from finalpos_async._response import RawResponse
 from finalpos_async._retry import RetryBudget, RetryPolicy
 from finalpos_async._types import DEFAULT_OPTIONS, NOT_GIVEN, NotGivenOr, RequestOptions
@@ -85,7 +85,7 @@ class FinalPOS(SyncResourcesMixin):
         backoff_cap: float | None = None,
         retry_after_cap: float | None = None,
         retry_budget: int | None = RETRY_BUDGET_TOKENS,
-        rate_limit: float | RateLimiter | None = None,
+        rate_limit: float | Limiter | None = None,
         pool_limit: int = POOL_LIMIT,
         pool_limit_per_host: int = POOL_LIMIT_PER_HOST,
         default_headers: Mapping[str, str] | None = None,
@@ -207,7 +207,7 @@ class FinalPOS(SyncResourcesMixin):
         return self.async_client.retry_budget
 
     @property
-    def rate_limiter(self) -> RateLimiter | None:
+    def rate_limiter(self) -> Limiter | None:
         """The requests-per-second limiter every attempt waits on (shared with `with_options`)."""
         return self.async_client.rate_limiter
 

@@ -4,6 +4,7 @@
   runs any handler the same way);
 - `http`: a raw aiohttp session to the `finalpos_sandbox` plugin fixture;
 - `open_fds`/`settle_fds` (fd counts, polled with a deadline) and `all_customers` (every page);
+- `redis_servers`: real redis-servers on free ports (`tests/redis_server.py`);
 - `checked_out` (attempts still holding a pooled connection), `aiohttp_transport`,
   `live_connections` (server-side open connections) and `backoff_waits` (the logged waits).
 """
@@ -16,6 +17,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,6 +26,7 @@ import attrs
 import pytest
 from aiohttp import web
 from aioresponses import aioresponses
+from redis_server import RedisServer, redis_available
 
 from finalpos_async import AiohttpTransport, AsyncFinalPOS
 from finalpos_async.sandbox import Sandbox
@@ -308,3 +311,29 @@ def counting_trace() -> tuple[collections.Counter[str], aiohttp.TraceConfig]:
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(on_request_start)
     return sent, trace
+
+
+@pytest.fixture
+def redis_servers(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Start real redis-servers (`redis_servers(password=...)`); all are stopped afterwards.
+
+    Without the `redis-server` binary the test fails under `CI=true` (.ci/run installs it)
+    and is skipped elsewhere.
+    """
+    if not redis_available():
+        reason = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    started: list[RedisServer] = []
+
+    def start(*, password: str | None = None) -> RedisServer:
+        directory = tmp_path / f"redis{len(started)}"
+        directory.mkdir()
+        server = RedisServer(directory, password=password)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()

@@ -51,7 +51,7 @@ from ._items import (
     read_field,
 )
 from ._journal import Journal
-from ._limiter import RateLimiter
+from ._limiter import Limiter
 from ._lookup import TargetSearch, spot_check
 from ._outcome import FatalWatch, Pending, not_processed, pending_of, result_of, send_item
 from ._results import BulkReport, ItemResult, ItemStatus
@@ -80,9 +80,9 @@ class BulkJob(Generic[_T]):
         items: Items,
         *,
         concurrency: int,
-        limiter: RateLimiter | None,
+        limiter: Limiter | None,
         journal: str | os.PathLike[str] | Journal | None,
-        client_limiter: RateLimiter | None = None,
+        client_limiter: Limiter | None = None,
         key: KeySpec,
         content: KeySpec = None,
         job_id: str | None,
@@ -138,7 +138,7 @@ class BulkJob(Generic[_T]):
         return self._journal
 
     @property
-    def rate_limiter(self) -> RateLimiter | None:
+    def rate_limiter(self) -> Limiter | None:
         """The limiter pacing this run: its own `rate_limit`, else the client's (None: no cap)."""
         return self._limiter if self._limiter is not None else self._client_limiter
 

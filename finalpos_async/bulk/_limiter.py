@@ -6,6 +6,7 @@ bulk run (`client.bulk.run(..., rate_limit=...)`, every item started); see `Bulk
 
 from __future__ import annotations
 
+from .._limiter import Limiter
 from .._rate_limit import RateLimiter
 
-__all__ = ["RateLimiter"]
+__all__ = ["Limiter", "RateLimiter"]

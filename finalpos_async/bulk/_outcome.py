@@ -25,7 +25,7 @@ from .._exceptions import (
     RateLimitError,
 )
 from .._retry import safe_retries_only
-from ._limiter import RateLimiter
+from ._limiter import Limiter
 from ._results import ItemResult, ItemStatus, describe_error
 
 __all__ = [
@@ -97,7 +97,7 @@ async def send_item(
     operation: Callable[..., Awaitable[_T]],
     pending: Pending,
     *,
-    limiter: RateLimiter | None,
+    limiter: Limiter | None,
     resend_unknown: bool,
 ) -> ItemResult[_T]:
     """One item: wait for the limiter, call the operation, turn any outcome into a result."""

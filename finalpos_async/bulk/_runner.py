@@ -13,7 +13,7 @@ from .._constants import BULK_CONCURRENCY, BULK_DRAIN_TIMEOUT
 from ._items import Items, KeySpec, identity_rule
 from ._job import BulkJob
 from ._journal import Journal
-from ._limiter import RateLimiter
+from ._limiter import Limiter, RateLimiter
 from ._target import Binding, BulkClient
 from ._target import operation_name as name_of  # `run` has a parameter `operation_name`
 
@@ -43,7 +43,7 @@ class BulkRunner:
         items: Items,
         *,
         concurrency: int = BULK_CONCURRENCY,
-        rate_limit: float | RateLimiter | None = None,
+        rate_limit: float | Limiter | None = None,
         journal: str | os.PathLike[str] | Journal | None = None,
         key: KeySpec = None,
         content: KeySpec = None,
@@ -67,7 +67,8 @@ class BulkRunner:
             report = await client.bulk.run(client.customers.create, rows)  # counts only
 
         - `concurrency`: items in flight at once (default 16), capped at the client's pool size.
-        - `rate_limit`: items started per second, or a `RateLimiter` shared with other runs. The
+        - `rate_limit`: items started per second, or a limiter (`RateLimiter`,
+          `RedisRateLimiter`) shared with other runs. The
           client's own `rate_limit` takes a token per HTTP attempt (retries included); with
           both, the stricter one sets the pace.
         - `journal`: a SQLite file (or `Journal`) recording every outcome, bound to this target
@@ -155,11 +156,11 @@ def _check_options(drain_timeout: float, lookup: object, **specs: KeySpec) -> No
 
 
 def _run_limiter(
-    rate_limit: float | RateLimiter | None, client_limiter: RateLimiter | None
-) -> RateLimiter | None:
+    rate_limit: float | Limiter | None, client_limiter: Limiter | None
+) -> Limiter | None:
     """The limiter the run takes a token from per item (None: only the client's, if any)."""
-    limiter: RateLimiter | None
-    if rate_limit is None or isinstance(rate_limit, RateLimiter):
+    limiter: Limiter | None
+    if rate_limit is None or isinstance(rate_limit, Limiter):
         limiter = rate_limit
     else:
         limiter = RateLimiter(rate_limit)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import attrs
 
 from ._journal import JournalBinding
-from ._limiter import RateLimiter
+from ._limiter import Limiter
 
 __all__ = ["Binding", "BulkClient", "operation_name"]
 
@@ -44,7 +44,7 @@ class BulkClient(Protocol):
         ...
 
     @property
-    def rate_limiter(self) -> RateLimiter | None:
+    def rate_limiter(self) -> Limiter | None:
         """The limiter the client applies to every attempt."""
         ...
 

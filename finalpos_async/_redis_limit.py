@@ -1,0 +1,296 @@
+"""`RedisRateLimiter`: one requests-per-second cap shared by every process that names the same key.
+
+Each `acquire` is ONE Redis round trip: a Lua script (GCRA, on the Redis server's own clock
+`TIME`, so the hosts' clocks do not matter) reserves the caller's slot atomically and answers how
+long to wait for it; the caller then sleeps locally. A slot that would need a longer wait than
+the call's `timeout` is not reserved (`acquire` returns False at once), exactly like the
+in-process `RateLimiter`. The script is loaded once and run by SHA (redis-py's `register_script`).
+
+`redis` is an optional dependency (`pip install 'finalpos[redis]'`), imported on first use.
+A redis-py client is bound to one event loop, so the limiter keeps one client per loop, created
+inside that loop on its first `acquire` (the sync facade runs clients on private loops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+from ._exceptions import FinalPOSError
+from ._logging import logger
+from ._rate_limit import RateLimiter
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+
+__all__ = ["RateLimiterUnavailable", "RedisRateLimiter", "redact_url"]
+
+INSTALL_HINT = "pip install 'finalpos[redis]'"
+
+# GCRA: KEYS[1] holds the theoretical arrival time (TAT, µs on the server clock) of the next
+# slot. ARGV: interval (µs per token), tolerance (burst * interval), max_wait (µs; -1: none).
+# Returns the wait in µs for a reserved slot, or -1 - wait when the slot was declined.
+GCRA_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local max_wait = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local wait = new_tat - tolerance - now
+if wait < 0 then wait = 0 end
+if max_wait >= 0 and wait > max_wait then return -1 - wait end
+local ttl = math.ceil((new_tat - now) / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl)
+return wait
+"""
+
+
+class RateLimiterUnavailable(FinalPOSError):
+    """The shared rate limiter's store (Redis) could not be reached or refused us.
+
+    Raised instead of sending without a token: the cap is never silently exceeded. The message
+    names Redis and its host:port, never the password.
+    """
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password (if any) replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
+    return urlunsplit(SplitResult(parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _where(url: str) -> str:
+    """host:port (or the socket path) of a Redis URL, for messages."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+
+
+class _LoopClient:
+    """A redis-py client and its loaded script, bound to one event loop."""
+
+    __slots__ = ("client", "loop", "script")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: Redis, script: AsyncScript):
+        self.loop = loop
+        self.client = client
+        self.script = script
+
+
+class RedisRateLimiter:
+    """Token bucket in Redis: on average `rate` acquisitions per second over every process that
+    uses the same `url` and `key`, with bursts of up to `burst` (default: one second's worth).
+
+    - `redis_timeout`: seconds one Redis round trip may take before Redis counts as down.
+    - `fallback_share`: None (default) raises `RateLimiterUnavailable` when Redis fails; a
+      share in (0, 1] instead paces this process with a local `RateLimiter` at
+      `rate * fallback_share` (logged once per outage) and tries Redis again after
+      `retry_redis_after` seconds. Pick about 1 / (number of processes) to stay under the cap.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        rate: float,
+        burst: float | None = None,
+        key: str = "finalpos:rate-limit",
+        redis_timeout: float = 0.5,
+        fallback_share: float | None = None,
+        retry_redis_after: float = 5.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not isinstance(url, str) or not url:
+            raise TypeError("url must be a Redis URL such as 'redis://localhost:6379/0'")
+        bucket = RateLimiter(rate, burst=burst)  # validates rate and burst the same way
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"key must be a non-empty string, got {key!r}")
+        if fallback_share is not None and not (
+            isinstance(fallback_share, (int, float)) and 0 < fallback_share <= 1
+        ):
+            raise ValueError(f"fallback_share must be in (0, 1] or None, got {fallback_share!r}")
+        self._url = url
+        self._rate = bucket.rate
+        self._burst = bucket.burst
+        self._key = key
+        self._redis_timeout = float(redis_timeout)
+        self._sleep = sleep
+        self._interval_us = 1e6 / self._rate
+        self._fallback: RateLimiter | None = None
+        if fallback_share is not None:
+            share = float(fallback_share)
+            self._fallback = RateLimiter(self._rate * share, burst=max(1.0, self._burst * share))
+        self._fallback_share = fallback_share
+        self._retry_redis_after = float(retry_redis_after)
+        self._down_until: float | None = None  # monotonic time to try Redis again
+        self._lock = threading.Lock()
+        self._clients: dict[int, _LoopClient] = {}
+        self._acquired = 0
+
+    @property
+    def rate(self) -> float:
+        """Average acquisitions per second, over every process sharing the key."""
+        return self._rate
+
+    @property
+    def burst(self) -> float:
+        """How many acquisitions may happen back to back after a quiet period."""
+        return self._burst
+
+    @property
+    def key(self) -> str:
+        """The Redis key holding the bucket."""
+        return self._key
+
+    @property
+    def acquired(self) -> int:
+        """Tokens this process took so far (from Redis or from the fallback bucket)."""
+        return self._acquired
+
+    @property
+    def using_fallback(self) -> bool:
+        """True while Redis is down and the local fallback bucket paces this process."""
+        return self._down_until is not None
+
+    async def acquire(self, *, timeout: float | None = None) -> bool:
+        """Take one token from the shared bucket, sleeping locally until its slot.
+
+        One Redis round trip. Returns False at once (no token taken, no sleep) when the slot
+        is further away than `timeout` seconds; raises `RateLimiterUnavailable` when Redis
+        fails and no `fallback_share` was given.
+        """
+        down_until = self._down_until
+        if down_until is not None and self._fallback is not None and time.monotonic() < down_until:
+            return await self._fallback_acquire(timeout)
+        start = time.monotonic()
+        try:
+            wait = await self._reserve(timeout)
+        except RateLimiterUnavailable:
+            if self._fallback is None:
+                raise
+            self._note_down()
+            return await self._fallback_acquire(
+                None if timeout is None else timeout - (time.monotonic() - start)
+            )
+        if self._down_until is not None:
+            self._down_until = None
+            logger.warning("Redis rate limiter at %s is back; sharing its cap again", self._where)
+        if wait is None:
+            return False
+        left = None if timeout is None else timeout - (time.monotonic() - start)
+        if left is not None and wait > left:
+            return False  # the round trip ate the margin: the reserved slot is given up
+        self._acquired += 1
+        if wait > 0:
+            await self._sleep(wait)
+        return True
+
+    async def _reserve(self, timeout: float | None) -> float | None:
+        """One script run: the wait (s) for our reserved slot, or None if it was declined."""
+        max_wait = -1 if timeout is None else max(0, math.floor(timeout * 1e6))
+        args = [repr(self._interval_us), repr(self._interval_us * self._burst), str(max_wait)]
+        conn = self._loop_client()
+        errors: tuple[type[BaseException], ...] = (asyncio.TimeoutError, *_redis_errors())
+        try:
+            answer: object = await asyncio.wait_for(
+                conn.script(keys=[self._key], args=args), self._redis_timeout
+            )
+        except errors as exc:
+            kind = "timed out" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
+            detail = self._scrub(str(exc))
+            message = f"Redis rate limiter at {self._where} unavailable ({kind}"
+            message += f": {detail})" if detail else ")"
+            raise RateLimiterUnavailable(message) from None
+        value = int(answer) if isinstance(answer, int) else -1
+        if value < 0:
+            return None
+        return value / 1e6
+
+    async def _fallback_acquire(self, timeout: float | None) -> bool:
+        assert self._fallback is not None
+        if timeout is not None and timeout < 0:
+            return False
+        if await self._fallback.acquire(timeout=timeout):
+            self._acquired += 1
+            return True
+        return False
+
+    def _note_down(self) -> None:
+        if self._down_until is None:
+            logger.warning(
+                "Redis rate limiter at %s unavailable; pacing this process locally at %g/s "
+                "(fallback_share=%g) until it is back",
+                self._where,
+                self._rate * float(self._fallback_share or 0),
+                self._fallback_share,
+            )
+        self._down_until = time.monotonic() + self._retry_redis_after
+
+    def _loop_client(self) -> _LoopClient:
+        """This loop's redis client (created here, inside the running loop, on first use)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            conn = self._clients.get(id(loop))
+            if conn is not None and conn.loop is loop:
+                return conn
+            for loop_id, other in list(self._clients.items()):
+                if other.loop.is_closed():
+                    del self._clients[loop_id]
+            client = _redis_from_url(self._url, self._redis_timeout)
+            conn = _LoopClient(loop, client, client.register_script(GCRA_SCRIPT))
+            self._clients[id(loop)] = conn
+            return conn
+
+    async def aclose(self) -> None:
+        """Close the Redis connections of the running loop (the limiter stays usable)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            conn = self._clients.pop(id(loop), None)
+        if conn is not None and conn.loop is loop:
+            await conn.client.aclose()
+
+    @property
+    def _where(self) -> str:
+        return _where(self._url)
+
+    def _scrub(self, text: str) -> str:
+        password = urlsplit(self._url).password
+        return text.replace(password, "***") if password else text
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisRateLimiter({redact_url(self._url)!r}, rate={self._rate:g}, "
+            f"burst={self._burst:g}, key={self._key!r})"
+        )
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    import redis.exceptions  # lazy: redis is an optional dependency (imported by _redis_from_url)
+
+    return (redis.exceptions.RedisError, OSError)
+
+
+def _redis_from_url(url: str, timeout: float) -> Redis:
+    try:
+        import redis.asyncio  # lazy: `import finalpos_async` must not need the redis extra
+    except ImportError as exc:
+        raise ImportError(f"RedisRateLimiter needs redis-py: {INSTALL_HINT}") from exc
+    from_url = redis.asyncio.Redis.from_url  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # **kwargs untyped
+    return from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)

@@ -1,0 +1,281 @@
+"""`RedisRateLimiter` against a real redis-server: one cap across processes, deadlines, outages.
+
+Every server is started by the `redis_servers` fixture on 127.0.0.1 (free port, temp dir) and
+stopped by it. Timing assertions keep margins a loaded 2-core machine holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+
+import pytest
+from conftest import ScriptedServer
+from redis_server import RedisServer, free_port
+
+from finalpos_async import (
+    APITimeoutError,
+    Limiter,
+    RateLimiter,
+    RateLimiterUnavailable,
+    RedisRateLimiter,
+)
+from finalpos_sync import FinalPOS
+
+StartRedis = Callable[..., RedisServer]  # the `redis_servers` fixture
+
+WORKER = """
+import asyncio, json, sys, time
+from finalpos_async import RedisRateLimiter
+
+url, key, start_at, duration = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+
+async def main():
+    limiter = RedisRateLimiter(url, rate=50, burst=10, key=key)
+    await limiter.acquire(timeout=0)  # connect and load the script before the start
+    admitted = []
+    time.sleep(max(0.0, start_at - time.time()))
+    while time.time() < start_at + duration:
+        if await limiter.acquire(timeout=start_at + duration - time.time()):
+            admitted.append(time.time() - start_at)
+    await limiter.aclose()
+    print(json.dumps(admitted))
+
+asyncio.run(main())
+"""
+
+
+def test_the_cap_holds_across_three_processes(redis_servers: StartRedis) -> None:
+    server = redis_servers()
+    key = "cap-test"
+    # Each worker's warm-up token (before the start) is earned back by then: a full burst.
+    start_at = time.time() + 3.0
+    duration = 3.0
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, server.url, key, repr(start_at), repr(duration)],
+            stdout=subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    outputs = [worker.communicate(timeout=60)[0] for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers)
+    times = sorted(t for out in outputs for t in json.loads(out))
+    per_worker = [len(json.loads(out)) for out in outputs]
+    rate, burst = 50, 10
+    # Three processes, one bucket: burst + rate * duration at most (one token of rounding).
+    assert len(times) <= burst + rate * duration + 1
+    assert len(times) >= 0.8 * rate * duration  # and the cap is used, not starved
+    assert all(count > 0 for count in per_worker)
+    for second in range(int(duration)):
+        window = [t for t in times if second <= t < second + 1]
+        assert len(window) <= rate + burst + 1, (second, len(window))
+
+
+async def test_one_round_trip_reserves_and_the_wait_is_local(redis_servers: StartRedis) -> None:
+    server = redis_servers()
+    limiter = RedisRateLimiter(server.url, rate=10, burst=2, key="pace")
+    assert isinstance(limiter, Limiter)
+    started = time.monotonic()
+    assert all([await limiter.acquire() for _ in range(4)])
+    # Two at once (the burst), then two more 0.1 s apart.
+    assert 0.17 <= time.monotonic() - started < 2.0
+    assert limiter.acquired == 4
+    await limiter.aclose()
+
+
+async def test_a_wait_past_the_timeout_is_declined_without_taking_the_slot(
+    redis_servers: StartRedis,
+) -> None:
+    server = redis_servers()
+    limiter = RedisRateLimiter(server.url, rate=2, burst=1, key="deadline")
+    assert await limiter.acquire()
+    started = time.monotonic()
+    assert await limiter.acquire(timeout=0.1) is False
+    assert time.monotonic() - started < 0.1  # declined at once, no sleep
+    assert limiter.acquired == 1
+    # The declined slot was not booked: the next one is 0.5 s after the first, not 1.0 s.
+    started = time.monotonic()
+    assert await limiter.acquire(timeout=5)
+    assert time.monotonic() - started < 0.9  # a booked slot would have meant 1.0 s
+    await limiter.aclose()
+
+
+async def test_the_client_fails_a_call_whose_token_wait_crosses_its_deadline(
+    redis_servers: StartRedis, scripted_server: ScriptedServer
+) -> None:
+    server = redis_servers()
+    limiter = RedisRateLimiter(server.url, rate=0.5, burst=1, key="client")
+    async with scripted_server.client(rate_limit=limiter) as client:
+        assert client.rate_limiter is limiter
+        assert client.with_options(timeout=3).rate_limiter is limiter
+        await client.request("GET", "/v1/api/customers")
+        with pytest.raises(APITimeoutError) as excinfo:
+            await client.request("GET", "/v1/api/customers", deadline=0.5)
+        assert excinfo.value.kind == "deadline"
+        assert excinfo.value.attempts == 0
+        assert "rate-limit token" in str(excinfo.value)
+        assert scripted_server.attempts == 1  # nothing sent
+
+        async def create(**fields: object) -> object:
+            return await client.request("POST", "/v1/api/customer", json=fields)
+
+        own = RedisRateLimiter(server.url, rate=1000, key="bulk")
+        report = await client.bulk.run(create, [{"n": 1}, {"n": 2}], rate_limit=own)
+        assert report.succeeded == 2
+        assert own.acquired == 2
+        await own.aclose()
+    await limiter.aclose()
+
+
+def test_the_sync_client_takes_a_redis_limiter(
+    redis_servers: StartRedis, scripted_server: ScriptedServer
+) -> None:
+    server = redis_servers()
+    limiter = RedisRateLimiter(server.url, rate=1000, key="sync")
+    with FinalPOS(api_key="sk_test", base_url="http://127.0.0.1:9", rate_limit=limiter) as client:
+        assert client.rate_limiter is limiter
+
+
+async def test_redis_down_at_start_raises_a_typed_error_naming_redis() -> None:
+    port = free_port()  # nothing listens there
+    limiter = RedisRateLimiter(f"redis://127.0.0.1:{port}/0", rate=10, key="down")
+    with pytest.raises(RateLimiterUnavailable) as excinfo:
+        await limiter.acquire(timeout=5)
+    message = str(excinfo.value)
+    assert "Redis" in message
+    assert f"127.0.0.1:{port}" in message
+    assert limiter.acquired == 0
+
+
+async def test_redis_down_at_start_with_fallback_paces_locally_and_logs_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()
+    limiter = RedisRateLimiter(
+        f"redis://127.0.0.1:{port}/0", rate=100, burst=4, key="down", fallback_share=0.25
+    )
+    with caplog.at_level(logging.WARNING, logger="finalpos"):
+        assert all([await limiter.acquire(timeout=5) for _ in range(3)])
+    assert limiter.using_fallback
+    assert limiter.acquired == 3
+    warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "25/s" in warnings[0].getMessage()
+
+
+async def test_redis_down_mid_run(
+    redis_servers: StartRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = redis_servers()
+    strict = RedisRateLimiter(server.url, rate=1000, key="mid")
+    lenient = RedisRateLimiter(
+        server.url, rate=1000, key="mid", fallback_share=0.5, retry_redis_after=0.0
+    )
+    assert await strict.acquire(timeout=1)
+    assert await lenient.acquire(timeout=1)
+    server.stop()
+    with pytest.raises(
+        RateLimiterUnavailable, match=f"Redis rate limiter at 127.0.0.1:{server.port}"
+    ):
+        await strict.acquire(timeout=1)
+    with caplog.at_level(logging.WARNING, logger="finalpos"):
+        assert await lenient.acquire(timeout=1)
+        assert await lenient.acquire(timeout=1)
+    assert lenient.using_fallback
+    assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1
+    # Back up on the same port: the next acquire shares the Redis bucket again.
+    server.start()
+    with caplog.at_level(logging.WARNING, logger="finalpos"):
+        assert await lenient.acquire(timeout=5)
+    assert not lenient.using_fallback
+    assert any("is back" in r.getMessage() for r in caplog.records)
+    await lenient.aclose()
+    await strict.aclose()
+
+
+async def test_slow_redis_counts_as_down(redis_servers: StartRedis) -> None:
+    server = redis_servers()
+    limiter = RedisRateLimiter(server.url, rate=1000, key="slow", redis_timeout=0.2)
+    assert await limiter.acquire(timeout=1)
+    assert server.command("CLIENT", "PAUSE", "1500", "ALL").startswith(b"+OK")
+    started = time.monotonic()
+    with pytest.raises(RateLimiterUnavailable, match="timed out"):
+        await limiter.acquire(timeout=5)
+    assert time.monotonic() - started < 1.2
+    await limiter.aclose()
+
+
+async def test_the_password_never_shows(
+    redis_servers: StartRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = redis_servers(password="s3cr3t-pa55")
+    good = RedisRateLimiter(server.url, rate=100, key="auth")
+    assert await good.acquire(timeout=5)
+    assert "s3cr3t-pa55" not in repr(good)
+    assert "***" in repr(good)
+    await good.aclose()
+
+    wrong_url = f"redis://:wr0ng-pa55@127.0.0.1:{server.port}/0"
+    wrong = RedisRateLimiter(wrong_url, rate=100, key="auth")
+    assert "wr0ng-pa55" not in repr(wrong)
+    with pytest.raises(RateLimiterUnavailable) as excinfo:
+        await wrong.acquire(timeout=5)
+    shown = "".join(traceback.format_exception(excinfo.value)) + repr(excinfo.value)
+    assert f"127.0.0.1:{server.port}" in shown
+    assert "wr0ng-pa55" not in shown
+
+    fallback = RedisRateLimiter(wrong_url, rate=100, key="auth", fallback_share=0.5)
+    with caplog.at_level(logging.DEBUG, logger="finalpos"):
+        assert await fallback.acquire(timeout=5)
+    assert caplog.records
+    assert all("wr0ng-pa55" not in r.getMessage() for r in caplog.records)
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="burst"):
+        RedisRateLimiter("redis://localhost", rate=10, burst=0.5)
+    with pytest.raises(ValueError, match="rate"):
+        RedisRateLimiter("redis://localhost", rate=0)
+    with pytest.raises(ValueError, match="fallback_share"):
+        RedisRateLimiter("redis://localhost", rate=10, fallback_share=2)
+    with pytest.raises(ValueError, match="key"):
+        RedisRateLimiter("redis://localhost", rate=10, key="")
+    assert isinstance(RateLimiter(1), Limiter)
+
+
+def test_loops_get_their_own_client(redis_servers: StartRedis) -> None:
+    server = redis_servers()
+    limiter = RedisRateLimiter(server.url, rate=1000, key="loops")
+
+    async def take() -> bool:
+        try:
+            return await limiter.acquire(timeout=5)
+        finally:
+            await limiter.aclose()
+
+    assert asyncio.run(take())
+    assert asyncio.run(take())  # a second loop: a new client, not the closed loop's
+
+
+def test_redis_is_optional_and_its_absence_names_the_extra() -> None:
+    code = """
+import asyncio, sys
+sys.modules["redis"] = None  # as if the redis extra were not installed
+import finalpos_async
+limiter = finalpos_async.RedisRateLimiter("redis://127.0.0.1:1/0", rate=10)
+try:
+    asyncio.run(limiter.acquire())
+except ImportError as exc:
+    print(exc)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "pip install 'finalpos[redis]'" in out.stdout
