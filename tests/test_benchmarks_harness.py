@@ -103,7 +103,10 @@ def _cell(us: list[float]) -> dict[str, Any]:
 def test_budgets_compare_medians_and_show_the_paired_range() -> None:
     cells = {
         "aiohttp-orjson": {"retrieve": _cell([100, 110, 90]), "list": _cell([1000, 1000, 1000])},
-        "finalpos-async": {"retrieve": _cell([120, 150, 100]), "list": _cell([3500, 3000, 2500])},
+        "finalpos-async": {
+            "retrieve": _cell([120, 150, 100]),
+            "list": _cell([2600, 2400, 2000]),
+        },  # median 2.4x: under the 2.5 budget
         "finalpos-sync": {
             "retrieve": report.cell_stats([{"status": "unavailable", "reason": "x"}])
         },
