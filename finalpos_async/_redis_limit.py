@@ -122,6 +122,14 @@ class RedisRateLimiter:
         bucket = RateLimiter(rate, burst=burst)  # validates rate and burst the same way
         if not isinstance(key, str) or not key:
             raise ValueError(f"key must be a non-empty string, got {key!r}")
+        for name, seconds in (
+            ("redis_timeout", redis_timeout),
+            ("retry_redis_after", retry_redis_after),
+        ):
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+                raise TypeError(f"{name} must be a number of seconds, got {seconds!r}")
+            if not (0 <= seconds < math.inf) or (name == "redis_timeout" and seconds == 0):
+                raise ValueError(f"{name} must be a finite number of seconds > 0, got {seconds!r}")
         if fallback_share is not None and not (
             isinstance(fallback_share, (int, float)) and 0 < fallback_share <= 1
         ):
