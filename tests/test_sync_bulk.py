@@ -103,7 +103,7 @@ def test_an_item_with_fields_the_method_does_not_take_names_the_method_as_called
         {"email": "one@example.com"},
         {"email": "two@example.com", "first_name": "T", "last_name": "Two", "nickname": "x"},
     ]
-    results = list(client.bulk.run(client.customers.create, rows))
+    results = sorted(client.bulk.run(client.customers.create, rows), key=lambda r: r.index)
     reasons = [r.reason or "" for r in results]
     assert [r.status for r in results] == [ItemStatus.FAILED, ItemStatus.FAILED]
     assert "customers.create(): missing 2 required keyword-only arguments" in reasons[0]
