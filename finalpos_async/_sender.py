@@ -16,7 +16,7 @@ __all__ = ["RequestSender"]
 
 
 class RequestSender(Protocol):
-    """One logical call of the client (`AsyncFinalPOS._request` until it has a public one).
+    """One logical call of the client: `AsyncFinalPOS.send`.
 
     The client hands its bound method to each resource it builds (`AsyncResourcesMixin`), so a
     resource and its paginators call it without reaching into the client object.

@@ -94,6 +94,25 @@ def test_a_refused_item_is_failed_with_its_error_and_attempts(client: FinalPOS) 
     assert len(stored_emails(client)) == 9
 
 
+def test_an_item_with_fields_the_method_does_not_take_names_the_method_as_called(
+    client: FinalPOS,
+) -> None:
+    # The run calls the async twin; the reason still names the method the caller passed
+    # (`customers.create`), not `AsyncCustomers.create()`. Nothing is sent for such an item.
+    rows = [
+        {"email": "one@example.com"},
+        {"email": "two@example.com", "first_name": "T", "last_name": "Two", "nickname": "x"},
+    ]
+    results = sorted(client.bulk.run(client.customers.create, rows), key=lambda r: r.index)
+    reasons = [r.reason or "" for r in results]
+    assert [r.status for r in results] == [ItemStatus.FAILED, ItemStatus.FAILED]
+    assert "customers.create(): missing 2 required keyword-only arguments" in reasons[0]
+    assert "customers.create(): got an unexpected keyword argument 'nickname'" in reasons[1]
+    assert not any("Async" in reason for reason in reasons)
+    assert [r.attempts for r in results] == [0, 0]
+    assert stored_emails(client) == []
+
+
 def test_a_5xx_item_is_unknown_and_not_retried_in_a_bulk_run(client: FinalPOS) -> None:
     # The server may have created it before failing: the client does not repeat the POST.
     rows = customer_rows(10, failing=frozenset({3}), fault=FAIL_ALWAYS)

@@ -361,7 +361,11 @@ class BulkJob(Generic[_T]):
 
     async def _send(self, pending: Pending) -> ItemResult[_T]:
         return await send_item(
-            self._operation, pending, limiter=self._limiter, resend_unknown=self._resend_unknown
+            self._operation,
+            pending,
+            limiter=self._limiter,
+            resend_unknown=self._resend_unknown,
+            name=self._binding.operation,
         )
 
     def _prepare(

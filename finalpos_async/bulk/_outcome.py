@@ -9,6 +9,7 @@ when a run of failures means no further item can succeed (`FatalWatch`).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar, cast, runtime_checkable
@@ -93,25 +94,54 @@ def pending_of(result: ItemResult[Any]) -> Pending:
     )
 
 
+# Python names the function it refuses arguments for: `AsyncCustomers.create() missing ...`.
+_CALLEE = re.compile(r"^[\w.]+\(\)\s*")
+
+
+def _refused(pending: Pending, name: str, exc: TypeError, started: float) -> ItemResult[Any]:
+    """An item with fields the operation does not take: failed, nothing sent.
+
+    The sync client runs its async twin, so Python's own message would name
+    `AsyncCustomers.create()` to a sync caller; `customers.create()` is right for both.
+    """
+    error = TypeError(f"{name}(): {_CALLEE.sub('', str(exc))}")
+    return result_of(
+        pending,
+        ItemStatus.FAILED,
+        error=error,
+        attempts=pending.attempts,
+        elapsed=time.monotonic() - started,
+    )
+
+
 async def send_item(
     operation: Callable[..., Awaitable[_T]],
     pending: Pending,
     *,
     limiter: Limiter | None,
     resend_unknown: bool,
+    name: str = "operation",
 ) -> ItemResult[_T]:
-    """One item: wait for the limiter, call the operation, turn any outcome into a result."""
+    """One item: wait for the limiter, call the operation, turn any outcome into a result.
+
+    `name` is how errors name the operation (`customers.create`), the same for the sync and
+    async clients.
+    """
     started = time.monotonic()
     sent = False
     try:
         if limiter is not None:
             await limiter.acquire()
+        try:
+            call = operation(**pending.item, idempotency_key=pending.idempotency_key)
+        except TypeError as exc:  # raised before the coroutine starts: nothing was sent
+            return _refused(pending, name, exc, started)
         sent = True
         if resend_unknown:
-            value: Any = await operation(**pending.item, idempotency_key=pending.idempotency_key)
+            value: Any = await call
         else:
             with safe_retries_only():
-                value = await operation(**pending.item, idempotency_key=pending.idempotency_key)
+                value = await call
     except asyncio.CancelledError:
         # Only the engine cancels these tasks (drain deadline); report, don't propagate.
         if not sent:

@@ -55,7 +55,7 @@ class AsyncResourcesMixin:
     """The API resources as attributes of `AsyncFinalPOS` (`client.customers`, ...)."""
 
     def _sender(self) -> RequestSender:
-        """The request function the resources get: `AsyncFinalPOS._request`."""
+        """The request function the resources get: `AsyncFinalPOS.send`."""
         raise NotImplementedError
 
     @cached_property

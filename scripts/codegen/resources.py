@@ -275,7 +275,7 @@ def render_async_init(resources: list[str]) -> str:
         '    """The API resources as attributes of `AsyncFinalPOS` (`client.customers`, ...)."""',
         "",
         "    def _sender(self) -> RequestSender:",
-        '        """The request function the resources get: `AsyncFinalPOS._request`."""',
+        '        """The request function the resources get: `AsyncFinalPOS.send`."""',
         "        raise NotImplementedError",
         "",
     ]
