@@ -221,7 +221,8 @@ class RedisRateLimiter:
                 conn.script(keys=[self._key], args=args), self._redis_timeout
             )
         except errors as exc:
-            kind = "timed out" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
+            # Our wait_for and redis-py's own socket timeout race; either one is a timeout.
+            kind = "timed out" if isinstance(exc, _redis_timeouts()) else type(exc).__name__
             detail = self._scrub(str(exc))
             message = f"Redis rate limiter at {self._where} unavailable ({kind}"
             message += f": {detail})" if detail else ")"
@@ -293,6 +294,12 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     import redis.exceptions  # lazy: redis is an optional dependency (imported by _redis_from_url)
 
     return (redis.exceptions.RedisError, OSError)
+
+
+def _redis_timeouts() -> tuple[type[BaseException], ...]:
+    import redis.exceptions  # lazy, as above
+
+    return (asyncio.TimeoutError, redis.exceptions.TimeoutError)
 
 
 def _redis_from_url(url: str, timeout: float) -> Redis:
