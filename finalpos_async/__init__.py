@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         NotFoundError,
         PermissionDeniedError,
         RateLimitError,
+        RateLimiterUnavailable,
         ResponseValidationError,
         UnprocessableEntityError,
     )
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from ._mock import MockTransport
     from ._pagination import AsyncPaginator, Page
     from ._rate_limit import RateLimiter
-    from ._redis_limit import RateLimiterUnavailable, RedisRateLimiter
+    from ._redis_limit import RedisRateLimiter
     from ._request import Request
     from ._response import RawResponse
     from ._retry import FailureKind, RetryBudget, RetryPolicy
@@ -220,6 +221,7 @@ _LAZY_MODULES: dict[str, str] = {
             "NotFoundError",
             "PermissionDeniedError",
             "RateLimitError",
+            "RateLimiterUnavailable",
             "ResponseValidationError",
             "UnprocessableEntityError",
         ),
@@ -236,7 +238,6 @@ _LAZY_MODULES: dict[str, str] = {
     "Page": "_pagination",
     "Limiter": "_limiter",
     "RateLimiter": "_rate_limit",
-    "RateLimiterUnavailable": "_redis_limit",
     "RedisRateLimiter": "_redis_limit",
     "RawResponse": "_response",
     "RetryBudget": "_retry",

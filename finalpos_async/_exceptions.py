@@ -48,6 +48,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RateLimiterUnavailable",
     "ResponseLike",
     "ResponseValidationError",
     "TimeoutKind",
@@ -293,6 +294,15 @@ class RateLimitError(APIStatusError):
 
 class InternalServerError(APIStatusError):
     """A 5xx status: the server (or a proxy in front of it) failed."""
+
+
+class RateLimiterUnavailable(FinalPOSError):
+    """The shared rate limiter's store (Redis) could not be reached or refused us.
+
+    Raised instead of sending without a token: the cap is never silently exceeded. The message
+    names Redis and its host:port, never the password. Raised on a retry, it carries the call's
+    `attempts` so far and their `maybe_processed`.
+    """
 
 
 class ResponseValidationError(FinalPOSError):

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-from ._exceptions import FinalPOSError
+from ._exceptions import RateLimiterUnavailable
 from ._logging import logger
 from ._rate_limit import RateLimiter
 
@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-__all__ = ["RateLimiterUnavailable", "RedisRateLimiter", "redact_url"]
+__all__ = ["DEFAULT_REDIS_KEY", "RateLimiterUnavailable", "RedisRateLimiter", "redact_url"]
+
+DEFAULT_REDIS_KEY = "finalpos:rate-limit"
 
 INSTALL_HINT = "pip install 'finalpos[redis]'"
 
@@ -52,14 +54,6 @@ local ttl = math.ceil((new_tat - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl)
 return wait
 """
-
-
-class RateLimiterUnavailable(FinalPOSError):
-    """The shared rate limiter's store (Redis) could not be reached or refused us.
-
-    Raised instead of sending without a token: the cap is never silently exceeded. The message
-    names Redis and its host:port, never the password.
-    """
 
 
 def redact_url(url: str) -> str:
@@ -111,7 +105,7 @@ class RedisRateLimiter:
         *,
         rate: float,
         burst: float | None = None,
-        key: str = "finalpos:rate-limit",
+        key: str = DEFAULT_REDIS_KEY,
         redis_timeout: float = 0.5,
         fallback_share: float | None = None,
         retry_redis_after: float = 5.0,

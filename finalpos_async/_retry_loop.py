@@ -17,6 +17,7 @@ from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
     FinalPOSError,
+    RateLimiterUnavailable,
     TimeoutKind,
     make_status_error,
 )
@@ -153,7 +154,16 @@ async def _take_token(
 ) -> None:
     """Every attempt (retries too) takes a token; the wait never crosses the deadline."""
     left = None if state.deadline_at is None else state.deadline_at - clock()
-    if not await limiter.acquire(timeout=left):
+    try:
+        granted = await limiter.acquire(timeout=left)
+    except RateLimiterUnavailable as unavailable:
+        # On a retry, what the earlier attempts did decides whether the call may have
+        # taken effect (a bulk run must not forget a row whose first attempt got a 503).
+        unavailable.method, unavailable.url = request.method, request.url
+        unavailable.attempts = state.attempt - 1
+        unavailable.idempotency_key = request.idempotency_key
+        raise state.marked(unavailable) from state.last_error
+    if not granted:
         error = deadline_error(request, state, state.attempt - 1, state.last_error)
         error.message += "; waiting for a rate-limit token (rate_limit=) would have crossed it"
         error.args = (error.message,)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         NotFoundError,
         PermissionDeniedError,
         RateLimitError,
+        RateLimiterUnavailable,
         ResponseValidationError,
         UnprocessableEntityError,
     )
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from finalpos_async._mock import MockTransport
     from finalpos_async._pagination import Page
     from finalpos_async._rate_limit import RateLimiter
-    from finalpos_async._redis_limit import RateLimiterUnavailable, RedisRateLimiter
+    from finalpos_async._redis_limit import RedisRateLimiter
     from finalpos_async._request import Request
     from finalpos_async._response import RawResponse
     from finalpos_async._retry import FailureKind, RetryBudget, RetryPolicy
@@ -110,7 +111,7 @@ _LAZY = {
     "PermissionDeniedError": "finalpos_async._exceptions",
     "RateLimitError": "finalpos_async._exceptions",
     "RateLimiter": "finalpos_async._rate_limit",
-    "RateLimiterUnavailable": "finalpos_async._redis_limit",
+    "RateLimiterUnavailable": "finalpos_async._exceptions",
     "RawResponse": "finalpos_async._response",
     "RedisRateLimiter": "finalpos_async._redis_limit",
     "Request": "finalpos_async._request",

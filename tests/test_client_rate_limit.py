@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ScriptedServer, ok, status
 
-from finalpos_async import APITimeoutError, AsyncFinalPOS, RateLimiter
+from finalpos_async import (
+    APITimeoutError,
+    AsyncFinalPOS,
+    MockTransport,
+    RateLimiter,
+    RateLimiterUnavailable,
+    Request,
+    TransportResponse,
+)
 from finalpos_async._constants import RATE_LIMIT_BURST_SECONDS
+from finalpos_async.bulk import ItemStatus, Journal
 from finalpos_sync import FinalPOS
 
 
@@ -185,3 +195,84 @@ def test_the_sync_client_takes_the_same_option() -> None:
         assert client.rate_limiter is not None
         assert client.rate_limiter.rate == 5
         assert client.with_options(timeout=3).rate_limiter is client.rate_limiter
+
+
+class _FailsAfter:
+    """A `Limiter` whose store fails from the `n`-th acquire on (as Redis going down)."""
+
+    rate = 100.0
+    burst = 100.0
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.calls = 0
+
+    async def acquire(self, *, timeout: float | None = None) -> bool:
+        self.calls += 1
+        if self.calls >= self.n:
+            raise RateLimiterUnavailable("Redis rate limiter at 127.0.0.1:1 unavailable (test)")
+        return True
+
+
+async def test_a_limiter_failing_on_a_retry_carries_the_calls_attempts() -> None:
+    def handler(request: Request) -> TransportResponse:
+        return TransportResponse(503, json={"message": "busy"})
+
+    limiter = _FailsAfter(2)
+    transport = MockTransport(handler)
+    async with AsyncFinalPOS(
+        "k", transport=transport, rate_limit=limiter, backoff_base=0.001, backoff_cap=0.002
+    ) as client:
+        with pytest.raises(RateLimiterUnavailable) as caught:
+            await client.customers.create(
+                email="a@b.co", first_name="A", last_name="B", idempotency_key="row-1"
+            )
+    error = caught.value
+    # The first attempt reached the server and got a 503: the create may have happened.
+    assert (error.attempts, error.maybe_processed, error.method) == (1, True, "POST")
+    assert error.idempotency_key == "row-1"
+    assert len(transport.requests) == 1
+
+
+async def test_a_limiter_failing_before_any_attempt_says_nothing_was_sent() -> None:
+    transport = MockTransport(lambda request: TransportResponse(201, json={}))
+    async with AsyncFinalPOS("k", transport=transport, rate_limit=_FailsAfter(1)) as client:
+        with pytest.raises(RateLimiterUnavailable) as caught:
+            await client.customers.create(email="a@b.co", first_name="A", last_name="B")
+    assert (caught.value.attempts, caught.value.maybe_processed) == (0, False)
+    assert transport.requests == []
+
+
+async def test_a_bulk_run_stops_when_the_limiter_fails_and_forgets_no_row(
+    tmp_path: Path,
+) -> None:
+    calls: list[str] = []
+
+    def handler(request: Request) -> TransportResponse:
+        calls.append(request.method)
+        if len(calls) == 3:
+            return TransportResponse(503, json={"message": "busy"})
+        return TransportResponse(201, json={"id": f"c{len(calls)}"})
+
+    # Acquire 1-3: rows 1-3 (row 3 gets a 503); acquire 4 (row 3's retry) fails.
+    limiter = _FailsAfter(4)
+    journal = Journal(tmp_path / "j.sqlite")
+    async with AsyncFinalPOS(
+        "k",
+        transport=MockTransport(handler),
+        rate_limit=limiter,
+        backoff_base=0.001,
+        backoff_cap=0.002,
+    ) as client:
+        items = [{"email": f"u{i}@b.co", "first_name": "A", "last_name": "B"} for i in range(20)]
+        job = client.bulk.run(client.customers.create, items, concurrency=1, journal=journal)
+        results = [r async for r in job]
+    statuses = [r.status for r in sorted(results, key=lambda r: r.index)]
+    assert statuses[:3] == [ItemStatus.SUCCEEDED, ItemStatus.SUCCEEDED, ItemStatus.UNKNOWN]
+    assert job.report.stop_reason is not None
+    assert "Redis rate limiter" in job.report.stop_reason
+    assert len(results) < 20  # stopped: the rest were never started
+    # Row 3 may exist: the journal keeps it as unknown (never "not processed").
+    entry = journal.lookup(results[2].key)
+    assert entry is not None
+    assert entry.status == ItemStatus.UNKNOWN.value

@@ -24,6 +24,7 @@ from .._exceptions import (
     FinalPOSError,
     PermissionDeniedError,
     RateLimitError,
+    RateLimiterUnavailable,
 )
 from .._retry import safe_retries_only
 from ._limiter import Limiter
@@ -180,6 +181,8 @@ async def send_item(
 def _attempts_of(error: BaseException) -> int:
     """The HTTP attempts an error says were made (`FinalPOSError.attempts`; an operation that
     is not a resource method may raise its own errors carrying one), at least 1."""
+    if isinstance(error, RateLimiterUnavailable):
+        return error.attempts  # it stops the call before its attempt: maybe none was made
     attempts = getattr(error, "attempts", None)
     return attempts if isinstance(attempts, int) and attempts > 0 else 1
 
@@ -199,7 +202,9 @@ def not_processed(error: BaseException | None) -> bool:
     credentials or the rate (nothing to remember about it, nothing about the row to fix)."""
     if isinstance(error, (AuthenticationError, PermissionDeniedError, RateLimitError)):
         return True
-    return isinstance(error, APIConnectionError) and not error.maybe_processed
+    return isinstance(error, (APIConnectionError, RateLimiterUnavailable)) and (
+        not error.maybe_processed
+    )
 
 
 def _unreachable(error: BaseException) -> bool:
@@ -212,8 +217,9 @@ def _unreachable(error: BaseException) -> bool:
 class FatalWatch:
     """Tells when a run should stop starting items: errors no item can fix (`stop_on_fatal`).
 
-    A 401/403 stops at once. A run of items that cannot reach the target, or of items whose
-    answers are all lost (an outage behind a proxy answering 5xx), stops after a few in a row:
+    A 401/403, or a shared rate limiter that cannot be reached, stops at once. A run of items
+    that cannot reach the target, or of items whose answers are all lost (an outage behind a
+    proxy answering 5xx), stops after a few in a row:
     each further item would only fail too, or worse, leave one more unknown outcome.
     """
 
@@ -225,8 +231,8 @@ class FatalWatch:
     def reason_to_stop(self, result: ItemResult[Any]) -> str | None:
         """Watch one finished item; the reason to stop the run now, if there is one."""
         error = result.error
-        if isinstance(error, (AuthenticationError, PermissionDeniedError)):
-            return describe_error(error)
+        if isinstance(error, (AuthenticationError, PermissionDeniedError, RateLimiterUnavailable)):
+            return describe_error(error)  # every further item would fail the same way
         unreachable = error is not None and _unreachable(error)
         lost = result.status is ItemStatus.UNKNOWN and error is not None
         self._unreachable_streak = self._unreachable_streak + 1 if unreachable else 0

@@ -9,6 +9,7 @@ import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
@@ -19,15 +20,18 @@ from .._constants import (
     BULK_CONCURRENCY,
     BULK_DRAIN_TIMEOUT,
     DEFAULT_PAGE_LIMIT,
+    REDIS_URL_ENV,
 )
 from .._exceptions import FinalPOSError
 from .._operation import Operation
+from .._redis_limit import DEFAULT_REDIS_KEY
 from .._version import __version__
 from ._calls import call_one, export, list_arguments, print_json
-from ._connect import Settings, connect
+from ._connect import Settings, connect, shared_rate_url
 from ._import import run_import
 from ._options import ImportOptions
 from ._rows import sniff_format
+from ._shard import Shard, parse_shard
 from ._spec import MethodError, Resource, load_resources, lookup
 
 __all__ = ["cli"]
@@ -133,6 +137,26 @@ def cli(
     help="HTTP requests per second at most, retries included.",
 )
 @click.option(
+    "--redis-url",
+    envvar=REDIS_URL_ENV,
+    show_envvar=True,
+    help="Share --rate with every process naming this Redis and --redis-key (needs the redis "
+    "extra).",
+)
+@click.option(
+    "--redis-key",
+    default=DEFAULT_REDIS_KEY,
+    show_default=True,
+    help="Redis key of the shared --rate (the library's RedisRateLimiter default).",
+)
+@click.option(
+    "--shard",
+    "shard_text",
+    metavar="K/N",
+    help="Import only the rows of shard K of N (by identity; stable across machines); each "
+    "shard has its own journal and failed-rows file.",
+)
+@click.option(
     "--journal",
     type=click.Path(dir_okay=False, path_type=Path),
     help="SQLite journal to resume from (default FILE.journal when the data is kept).",
@@ -176,6 +200,9 @@ def import_command(
     fmt: str,
     concurrency: int,
     rate: float | None,
+    redis_url: str | None,
+    redis_key: str,
+    shard_text: str | None,
     journal: Path | None,
     no_journal: bool,
     key_field: str | None,
@@ -206,6 +233,15 @@ def import_command(
     if journal is not None and no_journal:
         raise click.UsageError("--journal and --no-journal exclude each other")
     res, op = _operation(resource, "import")
+    ctx = click.get_current_context()
+    from_line = ctx.get_parameter_source("redis_url") is click.core.ParameterSource.COMMANDLINE
+    redis_url = shared_rate_url(redis_url, rate, from_command_line=from_line, say=_console().print)
+    shard: Shard | None = None
+    if shard_text is not None:
+        try:
+            shard = parse_shard(shard_text)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
     options = ImportOptions(
         resource=res,
         method=op.name,
@@ -221,8 +257,11 @@ def import_command(
         drain_timeout=drain_timeout,
         encoding=encoding,
         resend_unknown=resend_unknown,
-        command_prefix=_command_prefix(click.get_current_context()),
-        rerun_flags=_rerun_flags(click.get_current_context()),
+        command_prefix=_command_prefix(ctx),
+        rerun_flags=_rerun_flags(ctx),
+        shard=shard,
+        redis_url=redis_url,
+        redis_key=redis_key,
     )
     sys.exit(_guard(lambda: run_import(options, settings, _console())))
 
@@ -413,17 +452,24 @@ def sandbox_command(
 def _rerun_flags(ctx: click.Context) -> str:
     """The import's own options given on the command line that a follow-up run should repeat.
 
-    Not --encoding (a failed-rows file is UTF-8), --key, --journal, --failed-file (its header
-    and its path carry them) or --format (the instruction adds it when needed).
+    Not --encoding (a failed-rows file is UTF-8), --key, --journal, --failed-file, --shard (its
+    header and its path carry them) or --format (the instruction adds it when needed). A
+    --redis-url with a password is named by its environment variable, never printed.
     """
     words: list[str] = []
     for name, flag in (
         ("concurrency", "--concurrency"),
         ("rate", "--rate"),
+        ("redis_url", "--redis-url"),
+        ("redis_key", "--redis-key"),
         ("drain_timeout", "--drain-timeout"),
     ):
         if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
-            words += [flag, str(ctx.params[name])]
+            value = str(ctx.params[name])
+            if name == "redis_url" and urlsplit(value).password is not None:
+                words += [flag, f'"${REDIS_URL_ENV}"']
+            else:
+                words += [flag, shlex.quote(value)]
     if ctx.params.get("resend_unknown"):
         words.append("--resend-unknown")
     return " ".join(words)

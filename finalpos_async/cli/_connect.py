@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sqlite3
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import attrs
 import click
 
 from .._client import AsyncFinalPOS
-from .._constants import API_KEY_ENV, BASE_URL_ENV, READ_TIMEOUT
+from .._constants import API_KEY_ENV, BASE_URL_ENV, READ_TIMEOUT, REDIS_URL_ENV
+from .._limiter import Limiter
+from .._redis_limit import DEFAULT_REDIS_KEY, INSTALL_HINT, RedisRateLimiter, redact_url
 
-__all__ = ["Connection", "Settings", "connect"]
+__all__ = ["Connection", "Settings", "connect", "shared_rate_url"]
 
 
 @attrs.frozen(kw_only=True)
@@ -28,6 +32,15 @@ class Settings:
     timeout: float | None
     # Requests per second over every HTTP attempt, retries included (the import's --rate).
     rate_limit: float | None = None
+    # With a rate: the Redis that shares it between processes (--redis-url) and its key.
+    redis_url: str | None = attrs.field(default=None, repr=False)  # may hold a password
+    redis_key: str = DEFAULT_REDIS_KEY
+
+    def limiter(self) -> float | Limiter | None:
+        """What the client's `rate_limit=` gets: a shared Redis bucket, a local rate, or None."""
+        if self.rate_limit is None or self.redis_url is None:
+            return self.rate_limit
+        return RedisRateLimiter(self.redis_url, rate=self.rate_limit, key=self.redis_key)
 
 
 @attrs.frozen(kw_only=True)
@@ -43,6 +56,37 @@ class Connection:
     target_id: str
 
 
+def shared_rate_url(
+    url: str | None, rate: float | None, *, from_command_line: bool, say: Callable[[str], None]
+) -> str | None:
+    """The --redis-url to share --rate through, checked (None: the rate is this process's).
+
+    A URL from the environment with no --rate is ignored with a note: the variable may be set
+    for the web workers while this command runs unpaced on purpose.
+    """
+    if url is None or (url == "" and not from_command_line):
+        return None
+    where = "--redis-url" if from_command_line else REDIS_URL_ENV
+    if url == "":
+        raise click.UsageError("--redis-url is empty: give a URL such as redis://host:6379/0")
+    if rate is None:
+        if from_command_line:
+            raise click.UsageError(
+                "--redis-url shares the --rate cap between processes: give --rate too "
+                "(e.g. --rate 50, in requests per second over every process)"
+            )
+        say(f"note: {REDIS_URL_ENV} is ignored: no --rate was given, so there is no cap to share.")
+        return None
+    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise click.UsageError(
+            f"{where} {redact_url(url)!r}: give a redis://, rediss:// or unix:// URL "
+            "(e.g. redis://:PASSWORD@host:6379/0)"
+        )
+    if importlib.util.find_spec("redis") is None:
+        raise click.UsageError(f"{where} needs redis-py: {INSTALL_HINT}")
+    return url
+
+
 @contextlib.asynccontextmanager
 async def connect(
     settings: Settings, say: Callable[[str], None], *, reads: bool = False
@@ -52,6 +96,25 @@ async def connect(
     `reads`: the command reads existing data (export, get, delete), which a new in-memory
     sandbox cannot have: the notice says how to keep data between commands.
     """
+    limiter = settings.limiter()
+    if not isinstance(limiter, RedisRateLimiter):
+        async with _connect(settings, say, reads, limiter) as conn:
+            yield conn
+        return
+    try:
+        # Fail before reading the file when the shared limiter's Redis cannot be used: one
+        # round trip (a token taken only if one is free now) proves the URL, password and script.
+        await limiter.acquire(timeout=0)
+        async with _connect(settings, say, reads, limiter) as conn:
+            yield conn
+    finally:
+        await limiter.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _connect(
+    settings: Settings, say: Callable[[str], None], reads: bool, limiter: float | Limiter | None
+) -> AsyncGenerator[Connection, None]:
     timeout = settings.timeout if settings.timeout is not None else READ_TIMEOUT
     if settings.api_key:
         if settings.sandbox_db is not None:
@@ -61,7 +124,7 @@ async def connect(
             base_url=settings.base_url,
             max_retries=settings.max_retries,
             timeout=timeout,
-            rate_limit=settings.rate_limit,
+            rate_limit=limiter,
         )
         async with client:
             url = client.base_url or ""
@@ -110,7 +173,7 @@ async def connect(
             base_url=sandbox.url,
             max_retries=settings.max_retries,
             timeout=timeout,
-            rate_limit=settings.rate_limit,
+            rate_limit=limiter,
         ) as client:
             yield Connection(
                 client=client,

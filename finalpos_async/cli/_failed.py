@@ -20,6 +20,7 @@ from .._exceptions import (
     AuthenticationError,
     PermissionDeniedError,
     RateLimitError,
+    RateLimiterUnavailable,
 )
 from ..bulk import ItemResult, ItemStatus
 from ._input import Header, Row
@@ -105,10 +106,13 @@ def outcome_of(result: ItemResult[Any]) -> str:
         result.status is ItemStatus.FAILED
         and (
             isinstance(error, (AuthenticationError, PermissionDeniedError, RateLimitError))
-            or (isinstance(error, APIConnectionError) and not error.maybe_processed)
+            or (
+                isinstance(error, (APIConnectionError, RateLimiterUnavailable))
+                and not error.maybe_processed
+            )
         )
     ):
-        return "not sent"  # nothing wrong with the row: the credentials or the target were
+        return "not sent"  # nothing wrong with the row: the credentials, target or limiter were
     return str(result.status.value)
 
 

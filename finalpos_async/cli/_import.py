@@ -31,7 +31,9 @@ import attrs
 from rich.console import Console
 
 from .._converter import unstructure
+from .._limiter import Limiter
 from .._operation import Operation
+from .._redis_limit import RedisRateLimiter
 from ..bulk import BulkJob, ItemStatus, Journal, JournalMismatchError, content_digest
 from ._connect import Connection, Settings, connect
 from ._failed import FailedRows
@@ -41,6 +43,7 @@ from ._plan import Identities, Plan, key_of, make_parser, typed_problems, valida
 from ._progress import drive
 from ._report import print_checks, print_instruction, print_summary, refuse_changed
 from ._rows import RowError, RowParser
+from ._shard import Shard, parse_shard, shared_job_id
 from ._spec import body_arguments, lookup
 
 __all__ = ["FAILED_ROWS_HEADER", "ImportOptions", "InputError", "run_import"]
@@ -64,12 +67,31 @@ def run_import(options: ImportOptions, settings: Settings, console: Console) -> 
                 f"{options.file} was written by an import with --key {header.key or '(none)'}; "
                 f"import it with the same --key (or without --key)"
             )
-    options = attrs.evolve(options, key_field=key_field)
+    options = attrs.evolve(options, key_field=key_field, shard=_shard_of_run(options, header))
     failed = FailedRows(_failed_path(options, header))
     try:
         return asyncio.run(_import(options, source, settings, console, failed))
     finally:
         failed.discard()
+
+
+def _shard_of_run(options: ImportOptions, header: Header | None) -> Shard | None:
+    """--shard, or the one a failed-rows file's header names (its rows are that shard's)."""
+    if header is None:
+        return options.shard
+    recorded = parse_shard(header.shard) if header.shard else None
+    if options.shard is not None and options.shard != recorded:
+        given = f"--shard {options.shard.label}"
+        if recorded is None:
+            raise InputError(
+                f"{options.file} holds failed rows of an import without --shard: import it "
+                f"without {given}"
+            )
+        raise InputError(
+            f"{options.file} holds the failed rows of shard {recorded.label}, not "
+            f"{options.shard.label}: import it with --shard {recorded.label} (or without --shard)"
+        )
+    return recorded
 
 
 def _same_target(recorded: str, options: ImportOptions) -> bool:
@@ -88,7 +110,12 @@ def _failed_path(options: ImportOptions, header: Header | None) -> Path:
         return options.failed_file
     if header is not None:
         return options.file  # its remaining failures replace it
-    return options.file.with_name(options.file.name + ".failed.jsonl")
+    return options.file.with_name(f"{options.file.name}{_shard_tag(options)}.failed.jsonl")
+
+
+def _shard_tag(options: ImportOptions) -> str:
+    """`.shard-2-of-4` in the default file names of a sharded import (each has its own)."""
+    return f".{options.shard.file_tag}" if options.shard is not None else ""
 
 
 async def _import(
@@ -99,7 +126,12 @@ async def _import(
     failed: FailedRows,
 ) -> int:
     # --rate paces HTTP attempts (retries included), so it goes to the client, not the job.
-    settings = attrs.evolve(settings, rate_limit=options.rate)
+    settings = attrs.evolve(
+        settings,
+        rate_limit=options.rate,
+        redis_url=options.redis_url,
+        redis_key=options.redis_key,
+    )
     try:
         async with connect(settings, console.print) as conn:
             return await _connected(options, source, conn, console, failed)
@@ -163,6 +195,9 @@ async def _connected(
     journal_path = _journal_path(options, header, conn)
     journal = Journal(journal_path) if journal_path is not None else None
     job_id = header.job_id if header is not None else None
+    if job_id is None and options.shard is not None:
+        op = options.operation.qualified_name
+        job_id = shared_job_id(conn.target_id, op, options.key_field, options.file.name)
     if journal is None and job_id is None:
         job_id = uuid.uuid4().hex
     state = RunState(hold_unknown=journal is None and not options.resend_unknown, journal=journal)
@@ -178,14 +213,20 @@ async def _connected(
             job_id=job.job_id or job_id or "",
             key=options.key_field,
             target=conn.target,
+            shard=options.shard.label if options.shard is not None else None,
         )
-        plan, parser = validate(options, source.rows(), failed, journal, state.held)
+        plan, parser = validate(
+            options, source.rows(), failed, journal, state.held, continuing=header is not None
+        )
         print_checks(options, parser, plan, failed, console)
         status = _refusal(options, plan, failed, console, header is not None)
         if status is not None:
             return status
         if journal is not None:
             console.print(f"Journal: {journal_path}")
+        limiter = conn.client.rate_limiter
+        if options.shard is not None or isinstance(limiter, RedisRateLimiter):
+            console.print(_pacing(options, limiter, plan))
         state.total = plan.valid
         _install_interrupt(job, console, options.drain_timeout, state)
         if plan.valid and await drive(job, failed, console, state.total):
@@ -195,11 +236,24 @@ async def _connected(
         if journal is not None:
             journal.close()
     failed.commit(run_header)
-    print_summary(job, console, failed, plan)
+    print_summary(job, console, failed, plan, options.shard)
     print_instruction(job, options, console, failed)
     if state.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if failed.count == 0 else EXIT_FAILED
+
+
+def _pacing(options: ImportOptions, limiter: Limiter | None, plan: Plan) -> str:
+    """Which rows this process sends and under which cap (for the shard's operator)."""
+    parts: list[str] = []
+    if options.shard is not None:
+        parts.append(
+            f"Shard {options.shard.label}: {plan.valid} rows to send here, {plan.other_shards} "
+            "left to the other shards"
+        )
+    if isinstance(limiter, RedisRateLimiter):
+        parts.append(f"rate {limiter.rate:g}/s shared through {limiter!r}")
+    return "; ".join(parts) + "."
 
 
 def _open_journal(job: BulkJob[Any], options: ImportOptions) -> None:
@@ -227,6 +281,12 @@ def _refusal(
         console.print(f"{plan.valid} valid rows, {plan.invalid} invalid rows (nothing was sent).")
         return EXIT_OK if plan.invalid == 0 else EXIT_FAILED
     if plan.valid == 0 and plan.invalid == 0 and plan.held_unknown == 0:
+        if plan.other_shards and options.shard is not None:
+            console.print(
+                f"None of the {plan.other_shards} rows of {options.file} is shard "
+                f"{options.shard.label}'s: nothing to import here."
+            )
+            return EXIT_OK
         if continuing:
             console.print(
                 f"{options.file} has no rows left: every row of this import is in the target."
@@ -246,7 +306,7 @@ def _journal_path(options: ImportOptions, header: Header | None, conn: Connectio
         return Path(header.journal) if header.journal else None
     if not conn.persistent:
         return None  # an in-memory sandbox dies with this command: nothing to resume
-    return options.file.with_name(options.file.name + ".journal")
+    return options.file.with_name(f"{options.file.name}{_shard_tag(options)}.journal")
 
 
 def _free_journal_name(file: Path) -> Path:
@@ -262,6 +322,7 @@ def _good_rows(options: ImportOptions, source: Input, state: RunState) -> Iterat
     parser = make_parser(options)
     identities = Identities(parser, options.key_field)
     op = options.operation
+    shard = options.shard
     for row in source.rows():
         if isinstance(row.data, RowError) or state.held(row):
             continue
@@ -270,7 +331,9 @@ def _good_rows(options: ImportOptions, source: Input, state: RunState) -> Iterat
             continue
         digest = content_digest(parsed.body)
         identity, _ = identities.of(row, parsed.body, digest)
-        if identity is None or not state.settle(row, identity, digest):
+        if identity is None or (shard is not None and not shard.owns(identity)):
+            continue
+        if not state.settle(row, identity, digest):
             continue
         yield {"body": parsed.body, "row": row, "row_key": identity}
 
@@ -344,7 +407,9 @@ def _job(
         # The embedded sandbox replays by Idempotency-Key: resending is safe there.
         resend_unknown=options.resend_unknown or conn.embedded,
         target=conn.target_id,
-        operation_name=f"{op.qualified_name} key={key_field or 'content'}",
+        # A journal is one shard's: --journal of another shard is refused, not mixed in.
+        operation_name=f"{op.qualified_name} key={key_field or 'content'}"
+        + (f" shard={options.shard.label}" if options.shard is not None else ""),
     )
 
 

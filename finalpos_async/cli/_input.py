@@ -50,6 +50,7 @@ class Header:
     job_id: str
     key: str | None
     target: str
+    shard: str | None = None  # `2/4` when the import ran with --shard
 
     def to_json(self) -> dict[str, Any]:
         """The header line's JSON object."""
@@ -115,6 +116,7 @@ class Input:
             job_id=text("job_id"),
             key=text("key", optional=True),
             target=text("target"),
+            shard=text("shard", optional=True),
         )
 
     def rows(self) -> Iterator[Row]:

@@ -7,6 +7,8 @@ from pathlib import Path
 import attrs
 
 from .._operation import Operation
+from .._redis_limit import DEFAULT_REDIS_KEY
+from ._shard import Shard
 from ._spec import Resource
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "ImportOptions"]
@@ -39,6 +41,11 @@ class ImportOptions:
     command_prefix: str = "finalpos"
     # The import options a follow-up run should repeat (--rate, --concurrency, ...).
     rerun_flags: str = ""
+    # --shard K/N: import only the rows that hash to shard K (a failed-rows file carries it).
+    shard: Shard | None = None
+    # --redis-url/--redis-key: share --rate with every process naming them (repr: no password).
+    redis_url: str | None = attrs.field(default=None, repr=False)
+    redis_key: str = DEFAULT_REDIS_KEY
 
     @property
     def operation(self) -> Operation:

@@ -19,6 +19,7 @@ from ._failed import FailedRows
 from ._input import InputError, Row
 from ._options import ImportOptions
 from ._rows import RowError, RowParser
+from ._shard import Shard, shard_of
 from ._spec import body_arguments, component
 
 __all__ = [
@@ -41,6 +42,7 @@ class Plan:
     valid: int = 0
     invalid: int = 0
     held_unknown: int = 0  # unknown-outcome rows of a failed-rows file with no journal to ask
+    other_shards: int = 0  # rows that another --shard imports (or reports)
     # line, key, what; a lambda because a bare `list` factory is typed `list[Unknown]`
     changed: list[tuple[int, str, str]] = attrs.field(factory=lambda: [])
     shown: list[RowError] = attrs.field(factory=lambda: [])  # the first few problems
@@ -48,7 +50,8 @@ class Plan:
     @property
     def has_rows(self) -> bool:
         """The file held at least one row."""
-        return self.valid + self.invalid + self.held_unknown + len(self.changed) > 0
+        counted = self.valid + self.invalid + self.held_unknown + self.other_shards
+        return counted + len(self.changed) > 0
 
 
 def make_parser(options: ImportOptions) -> RowParser:
@@ -159,6 +162,7 @@ class _Check:
     parser: RowParser
     journal: Journal | None
     held: Callable[[Row], bool]  # an unknown-outcome row held back (`_import.RunState.held`)
+    continuing: bool  # the input is a failed-rows file: all its rows are its shard's
     plan: Plan = attrs.field(factory=Plan)
     identities: Identities = attrs.field(init=False)
     key_path: tuple[str, ...] | None = attrs.field(init=False)
@@ -176,21 +180,28 @@ class _Check:
     def row(self, row: Row) -> tuple[RowError, ...]:
         """Check one row; counts it, and returns its problems (none: valid, changed or held)."""
         if isinstance(row.data, RowError):
-            return (row.data,)
+            return self._unidentified(row, (row.data,))
         if not self.key_found:
             given = [str(name) for name in row.data]
             self.key_found = any(self.parser.column_path(n) == self.key_path for n in given)
             self.columns.update(given)
         parsed = self.parser.parse(row.line, row.data)
         if parsed.errors or parsed.body is None:
-            return parsed.errors
+            return self._unidentified(row, parsed.errors)
         typed = typed_problems(self.operation, row.line, parsed.body)
         if typed:
-            return tuple(typed)
+            return self._unidentified(row, tuple(typed))
         digest = content_digest(parsed.body)
         identity, problem = self.identities.of(row, parsed.body, digest)
         if identity is None:
-            return (RowError(row.line, self.options.key_field or "", problem),)
+            error = RowError(row.line, self.options.key_field or "", problem)
+            return self._unidentified(row, (error,))
+        shard = self.options.shard
+        if shard is not None and not shard.owns(identity):
+            if self.continuing:
+                return (_elsewhere(row, identity, shard, self.options),)
+            self.plan.other_shards += 1
+            return ()
         entry = self.journal.lookup(identity) if self.journal is not None else None
         if changed(entry, digest):
             assert entry is not None
@@ -201,6 +212,27 @@ class _Check:
             self.plan.valid += 1
         return ()
 
+    def _unidentified(self, row: Row, errors: tuple[RowError, ...]) -> tuple[RowError, ...]:
+        """A bad row's problems, or none when another shard reports it (by its line)."""
+        shard = self.options.shard
+        if shard is None or self.continuing or shard.owns_line(row.line):
+            return errors
+        self.plan.other_shards += 1
+        return ()
+
+
+def _elsewhere(row: Row, identity: str, shard: Shard, options: ImportOptions) -> RowError:
+    """A failed-rows file's row that now hashes to another shard (fixing it changed its
+    identity): this shard's journal must not take it, or two shards could create it."""
+    owner = f"{shard_of(identity, shard.count)}/{shard.count}"
+    return RowError(
+        row.line,
+        "",
+        f"this row now belongs to shard {owner}, not {shard.label} (fixing it changed its "
+        f"identity, and only its own shard imports a row): make the same fix in the original "
+        f"file and import that with --shard {owner}, then delete this line",
+    )
+
 
 def validate(
     options: ImportOptions,
@@ -208,9 +240,14 @@ def validate(
     failed: FailedRows,
     journal: Journal | None,
     held: Callable[[Row], bool],
+    *,
+    continuing: bool = False,
 ) -> tuple[Plan, RowParser]:
-    """Pass 1: check every row; bad ones are written to `failed` (the first few kept to show)."""
-    check = _Check(options, make_parser(options), journal, held)
+    """Pass 1: check every row; bad ones are written to `failed` (the first few kept to show).
+
+    `continuing`: the rows come from a failed-rows file (with --shard, all are its shard's).
+    """
+    check = _Check(options, make_parser(options), journal, held, continuing)
     plan = check.plan
     for row in rows:
         errors = check.row(row)

@@ -12,6 +12,7 @@ from ._failed import FailedRows
 from ._options import ImportOptions
 from ._plan import SHOWN_ERRORS, Plan
 from ._rows import RowParser, sniff_format
+from ._shard import Shard
 
 __all__ = ["print_checks", "print_instruction", "print_summary", "refuse_changed"]
 
@@ -65,13 +66,20 @@ def print_summary(
     console: Console,
     failed: FailedRows,
     plan: Plan,
+    shard: Shard | None = None,
 ) -> None:
     """The counts of the run, its top failure reasons and why it stopped early."""
     report = job.report
-    table = Table(title="Import summary", title_justify="left", show_header=False)
+    title = "Import summary" + (f" (shard {shard.label})" if shard is not None else "")
+    table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
-    table.add_row("rows read", str(plan.valid + plan.invalid + plan.held_unknown))
+    mine = plan.valid + plan.invalid + plan.held_unknown
+    if shard is not None:
+        table.add_row("rows of this shard", str(mine))
+        table.add_row("rows of the other shards (skipped)", str(plan.other_shards))
+    else:
+        table.add_row("rows read", str(mine))
     table.add_row("invalid (not sent)", str(plan.invalid))
     table.add_row("[green]created", str(report.succeeded - report.found))
     if report.found:

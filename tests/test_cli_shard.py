@@ -1,0 +1,346 @@
+"""`finalpos import --shard K/N` and `--rate R --redis-url URL`: N processes split one file and
+share one cap, and every row ends up in the target exactly once, on every recovery path.
+
+The shards run as real CLI processes against one sandbox (in a thread of this process, on
+127.0.0.1), the shared cap on a real redis-server (the `redis_servers` fixture).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis_server import RedisServer
+from sandbox_proc import ROOT, run_cli
+from test_cli_import import failed_rows, stored_customers
+
+from finalpos_async.cli._shard import Shard, parse_shard, shard_of, shared_job_id
+from finalpos_async.sandbox import Sandbox
+
+StartRedis = Any  # the `redis_servers` fixture
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox().run_in_thread() as sb:
+        yield sb
+
+
+def target(sb: Sandbox) -> list[str]:
+    return ["--api-key", sb.api_key, "--base-url", sb.url]
+
+
+def write_rows(path: Path, count: int, *, bad_lines: Sequence[int] = ()) -> Path:
+    """`count` customers (email u{i}@example.com); the data rows listed in `bad_lines` (1 = the
+    first data row) lack their names, so they are invalid."""
+    lines = ["email,firstName,lastName"]
+    for i in range(1, count + 1):
+        names = ",," if i in bad_lines else ",Ann,Test"
+        lines.append(f"u{i}@example.com{names}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "finalpos_async.cli", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def emails(sb: Sandbox) -> collections.Counter[str]:
+    return collections.Counter(c["email"] for c in stored_customers(sb))
+
+
+# --- the partition itself -------------------------------------------------------------------
+
+
+def test_shard_of_is_pinned_so_machines_and_versions_agree() -> None:
+    # Changing the hash would move rows between shards whose journals already hold them.
+    assert [shard_of(f"u{i}@example.com", 4) for i in range(1, 13)] == [
+        4, 2, 4, 1, 3, 2, 4, 1, 1, 2, 3, 2
+    ]  # fmt: skip
+    assert shard_of("anything", 1) == 1
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 7])
+def test_every_identity_falls_in_exactly_one_shard_and_they_are_even(count: int) -> None:
+    identities = [f"customer-{i}" for i in range(20_000)]
+    shards = [Shard(k, count) for k in range(1, count + 1)]
+    owners = [[s.index for s in shards if s.owns(i)] for i in identities]
+    assert all(len(found) == 1 for found in owners)
+    sizes = collections.Counter(found[0] for found in owners)
+    assert set(sizes) == set(range(1, count + 1))
+    mean = len(identities) / count
+    assert all(abs(size - mean) < 0.05 * mean for size in sizes.values()), sizes
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("4", "give it as K/N"),
+        ("a/b", "give it as K/N"),
+        ("0/4", "between 1 and N"),
+        ("5/4", "between 1 and N"),
+        ("1/0", "between 1 and N"),
+    ],
+)
+def test_a_bad_shard_is_refused_with_the_form_to_use(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        parse_shard(text)
+    result = run_cli(
+        "import", "customers", str(ROOT / "examples" / "customers.csv"), "--shard", text
+    )
+    assert result.returncode == 2
+    assert says in result.stderr
+    assert "--shard" in result.stderr
+
+
+def test_all_shards_of_one_import_share_a_job_id() -> None:
+    one = shared_job_id("https://api", "customers.create", "email", "c.csv")
+    assert one == shared_job_id("https://api", "customers.create", "email", "c.csv")
+    assert one != shared_job_id("https://api", "customers.create", None, "c.csv")
+
+
+# --- shards as processes --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [["--key", "email"], []], ids=["by-key", "by-content"])
+def test_three_shards_import_every_row_exactly_once(
+    sandbox: Sandbox, tmp_path: Path, key: list[str]
+) -> None:
+    bad = (5, 17, 40, 41, 99)
+    file = write_rows(tmp_path / "c.csv", 240, bad_lines=bad)
+    procs = [
+        start_cli(*target(sandbox), "import", "customers", str(file), *key, "--shard", f"{k}/3")
+        for k in (1, 2, 3)
+    ]
+    results = [finish(p) for p in procs]
+    assert all(code == 1 for code, _ in results), results  # the bad rows are not in the target
+    assert sum(emails(sandbox).values()) == 235
+    assert set(emails(sandbox).values()) == {1}
+    for k, (_, out) in enumerate(results, start=1):
+        assert f"Import summary (shard {k}/3)" in out
+        assert (tmp_path / f"c.csv.shard-{k}-of-3.journal").exists()
+    invalid = [
+        r["line"]
+        for k in (1, 2, 3)
+        if (tmp_path / f"c.csv.shard-{k}-of-3.failed.jsonl").exists()
+        for r in failed_rows(tmp_path / f"c.csv.shard-{k}-of-3.failed.jsonl")
+    ]
+    assert sorted(invalid) == [line + 1 for line in bad]  # each reported by exactly one shard
+
+    # Run again, and again with another N: nothing new (journals; shared idempotency keys).
+    for count in (3, 2):
+        again = [
+            start_cli(
+                *target(sandbox), "import", "customers", str(file), *key, "--shard", f"{k}/{count}"
+            )
+            for k in range(1, count + 1)
+        ]
+        assert all(finish(p)[0] == 1 for p in again)
+        assert sum(emails(sandbox).values()) == 235
+
+
+def test_a_shards_failed_rows_file_continues_that_shard_only(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # Find two bad rows whose fixed identities (their emails) fall to shards 1 and 2 of 2.
+    mine = next(i for i in range(1, 200) if shard_of(f"u{i}@example.com", 2) == 1)
+    other = next(i for i in range(1, 200) if shard_of(f"u{i}@example.com", 2) == 2)
+    lines = [mine, other]
+    file = write_rows(tmp_path / "c.csv", 200, bad_lines=lines)
+    # Bad rows go by line to one shard; run both so that each row is reported somewhere.
+    for k in (1, 2):
+        run_cli(
+            *target(sandbox),
+            "import",
+            "customers",
+            str(file),
+            "--key",
+            "email",
+            "--shard",
+            f"{k}/2",
+        )
+    files = [tmp_path / f"c.csv.shard-{k}-of-2.failed.jsonl" for k in (1, 2)]
+    reported = {r["line"]: f for f in files if f.exists() for r in failed_rows(f)}
+    assert sorted(reported) == sorted(i + 1 for i in lines)
+
+    for failed in set(reported.values()):
+        header = json.loads(failed.read_text().splitlines()[0])
+        k = int(header["shard"].split("/")[0])
+        wrong = run_cli(
+            *target(sandbox), "import", "customers", str(failed), "--shard", f"{3 - k}/2"
+        )
+        assert wrong.returncode == 1
+        assert f"holds the failed rows of shard {k}/2" in wrong.stderr
+        # Fix the rows (as the instruction says) and import the file as printed.
+        records = [json.loads(t) for t in failed.read_text().splitlines()]
+        for record in records[1:]:
+            record["row"].update(firstName="Fixed", lastName="Test")
+        failed.write_text("".join(json.dumps(r) + "\n" for r in records))
+        result = run_cli(*target(sandbox), "import", "customers", str(failed))
+        for record in records[1:]:
+            email = record["row"]["email"]
+            if shard_of(email, 2) == k:
+                assert emails(sandbox)[email] == 1
+            else:  # its identity belongs to the other shard: not imported here
+                assert emails(sandbox)[email] == 0
+                assert f"now belongs to shard {3 - k}/2" in result.stderr
+    # The other shard, given the fixed original file, imports the row it owns: once each.
+    file = write_rows(tmp_path / "c.csv", 200)
+    for k in (1, 2):
+        run_cli(
+            *target(sandbox),
+            "import",
+            "customers",
+            str(file),
+            "--key",
+            "email",
+            "--shard",
+            f"{k}/2",
+        )
+    assert sum(emails(sandbox).values()) == 200
+    assert set(emails(sandbox).values()) == {1}
+
+
+# --- the shared cap -------------------------------------------------------------------------
+
+
+def test_two_shards_share_one_rate_through_redis(
+    sandbox: Sandbox, tmp_path: Path, redis_servers: StartRedis
+) -> None:
+    redis: RedisServer = redis_servers(password="s3cret-pw")
+    file = write_rows(tmp_path / "c.csv", 160)
+    rate = 40
+    common = ["--rate", str(rate), "--redis-url", redis.url, "--redis-key", "shard-test"]
+    started = time.monotonic()
+    procs = [
+        start_cli(*target(sandbox), "import", "customers", str(file), "--shard", f"{k}/2", *common)
+        for k in (1, 2)
+    ]
+    results = [finish(p) for p in procs]
+    took = time.monotonic() - started
+    assert [code for code, _ in results] == [0, 0], results
+    assert sum(emails(sandbox).values()) == 160
+    # One bucket of 40/s with a burst of 40 for both: at least (160 - 40 - 2) / 40 s. (Two
+    # bucket-sized bursts, one per process, would let it finish in (160 - 80) / 40.)
+    assert took >= (160 - rate - 2) / rate
+    for _, out in results:
+        assert "shared through RedisRateLimiter('redis://:***@127.0.0.1" in out
+        assert "s3cret-pw" not in out
+
+
+def test_redis_down_at_start_stops_before_anything_is_sent(
+    sandbox: Sandbox, tmp_path: Path, redis_servers: StartRedis
+) -> None:
+    redis: RedisServer = redis_servers(password="s3cret-pw")
+    redis.stop()
+    file = write_rows(tmp_path / "c.csv", 20)
+    result = run_cli(
+        *target(sandbox), "import", "customers", str(file), "--rate", "10", "--redis-url", redis.url
+    )
+    assert result.returncode == 1
+    assert f"Redis rate limiter at 127.0.0.1:{redis.port} unavailable" in result.stderr
+    assert "s3cret-pw" not in result.stdout + result.stderr
+    assert stored_customers(sandbox) == []
+
+
+def test_redis_down_mid_run_stops_the_import_and_the_rerun_finishes_it(
+    sandbox: Sandbox, tmp_path: Path, redis_servers: StartRedis
+) -> None:
+    redis: RedisServer = redis_servers()
+    file = write_rows(tmp_path / "c.csv", 300)
+    args = [
+        *target(sandbox),
+        "import",
+        "customers",
+        str(file),
+        "--key",
+        "email",
+        "--rate",
+        "50",
+        "--redis-url",
+        redis.url,
+        "--redis-key",
+        "mid-run",
+    ]
+    proc = start_cli(*args)
+    deadline = time.monotonic() + 60
+    while len(stored_customers(sandbox)) < 80:  # the burst, then paced rows
+        assert time.monotonic() < deadline
+        assert proc.poll() is None
+        time.sleep(0.05)  # polling the target, bounded by the deadline
+    redis.stop()
+    code, out = finish(proc)
+    assert code == 1
+    assert "Stopped early" in out
+    assert "Redis rate limiter" in out
+    created = len(stored_customers(sandbox))
+    assert 80 <= created < 300
+    records = failed_rows(tmp_path / "c.csv.failed.jsonl")
+    assert {r["outcome"] for r in records} <= {"not sent"}
+    assert len(records) + created == 300  # nothing lost: every row is in one place or the other
+
+    redis.start()
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sum(emails(sandbox).values()) == 300
+    assert set(emails(sandbox).values()) == {1}
+
+
+def test_redis_url_needs_a_rate_and_a_redis_scheme(tmp_path: Path) -> None:
+    file = write_rows(tmp_path / "c.csv", 3)
+    no_rate = run_cli("import", "customers", str(file), "--redis-url", "redis://127.0.0.1:1/0")
+    assert no_rate.returncode == 2
+    assert "give --rate too" in no_rate.stderr
+    scheme = run_cli(
+        "import", "customers", str(file), "--rate", "5", "--redis-url", "http://:pw-in-url@host/0"
+    )
+    assert scheme.returncode == 2
+    assert "redis://, rediss:// or unix://" in scheme.stderr
+    assert "pw-in-url" not in scheme.stderr
+    # From the environment with no --rate: a note, and the import runs unpaced.
+    env = run_cli("import", "customers", str(file), env={"FINALPOS_REDIS_URL": "redis://x:1/0"})
+    assert env.returncode == 0, env.stderr
+    assert "FINALPOS_REDIS_URL is ignored" in env.stderr
+
+
+def test_the_printed_instruction_names_the_redis_password_by_its_variable(
+    sandbox: Sandbox, tmp_path: Path, redis_servers: StartRedis
+) -> None:
+    redis: RedisServer = redis_servers(password="s3cret-pw")
+    file = write_rows(tmp_path / "c.csv", 10, bad_lines=[3])
+    result = run_cli(
+        *target(sandbox),
+        "import",
+        "customers",
+        str(file),
+        "--rate",
+        "100",
+        "--redis-url",
+        redis.url,
+        "--shard",
+        "1/1",
+    )
+    assert result.returncode == 1
+    out = result.stdout + result.stderr
+    assert '--redis-url "$FINALPOS_REDIS_URL"' in out
+    assert "--shard" not in out.split("run `")[-1]  # the failed-rows file's header carries it
+    assert "s3cret-pw" not in out
