@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import subprocess
 import sys
 import time
@@ -344,3 +345,20 @@ def test_the_printed_instruction_names_the_redis_password_by_its_variable(
     assert '--redis-url "$FINALPOS_REDIS_URL"' in out
     assert "--shard" not in out.split("run `")[-1]  # the failed-rows file's header carries it
     assert "s3cret-pw" not in out
+
+
+def test_burst_sets_how_many_requests_go_back_to_back(sandbox: Sandbox, tmp_path: Path) -> None:
+    file = write_rows(tmp_path / "c.csv", 21)
+    result = run_cli(
+        *target(sandbox), "import", "customers", str(file), "--rate", "20", "--burst", "1"
+    )
+    assert result.returncode == 0, result.stderr
+    # The job's own clock (the summary's "elapsed"): 1 at once, then 20 at 20/s. With the
+    # default burst (20) all 21 would go in about 0.05 s.
+    elapsed = re.search(r"elapsed\W+([\d.]+) s", result.stderr)
+    assert elapsed is not None, result.stderr
+    assert float(elapsed[1]) >= 0.9
+    assert sum(emails(sandbox).values()) == 21
+    alone = run_cli("import", "customers", str(file), "--burst", "5")
+    assert alone.returncode == 2
+    assert "give --rate too" in alone.stderr

@@ -137,6 +137,12 @@ def cli(
     help="HTTP requests per second at most, retries included.",
 )
 @click.option(
+    "--burst",
+    type=click.FloatRange(1),
+    help="Requests --rate lets through back to back after a pause (default: one second's "
+    "worth); set it to the API's own burst.",
+)
+@click.option(
     "--redis-url",
     envvar=REDIS_URL_ENV,
     show_envvar=True,
@@ -200,6 +206,7 @@ def import_command(
     fmt: str,
     concurrency: int,
     rate: float | None,
+    burst: float | None,
     redis_url: str | None,
     redis_key: str,
     shard_text: str | None,
@@ -232,6 +239,8 @@ def import_command(
     """
     if journal is not None and no_journal:
         raise click.UsageError("--journal and --no-journal exclude each other")
+    if burst is not None and rate is None:
+        raise click.UsageError("--burst is the burst of --rate: give --rate too")
     res, op = _operation(resource, "import")
     ctx = click.get_current_context()
     from_line = ctx.get_parameter_source("redis_url") is click.core.ParameterSource.COMMANDLINE
@@ -249,6 +258,7 @@ def import_command(
         fmt=sniff_format(file) if fmt == "auto" else fmt,
         concurrency=concurrency,
         rate=rate,
+        burst=burst,
         journal=journal,
         no_journal=no_journal,
         key_field=key_field,
@@ -460,6 +470,7 @@ def _rerun_flags(ctx: click.Context) -> str:
     for name, flag in (
         ("concurrency", "--concurrency"),
         ("rate", "--rate"),
+        ("burst", "--burst"),
         ("redis_url", "--redis-url"),
         ("redis_key", "--redis-key"),
         ("drain_timeout", "--drain-timeout"),

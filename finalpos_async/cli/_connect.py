@@ -16,6 +16,7 @@ import click
 from .._client import AsyncFinalPOS
 from .._constants import API_KEY_ENV, BASE_URL_ENV, READ_TIMEOUT, REDIS_URL_ENV
 from .._limiter import Limiter
+from .._rate_limit import RateLimiter
 from .._redis_limit import DEFAULT_REDIS_KEY, INSTALL_HINT, RedisRateLimiter, redact_url
 
 __all__ = ["Connection", "Settings", "connect", "shared_rate_url"]
@@ -32,15 +33,19 @@ class Settings:
     timeout: float | None
     # Requests per second over every HTTP attempt, retries included (the import's --rate).
     rate_limit: float | None = None
+    rate_burst: float | None = None  # --burst: back-to-back requests (default: 1 s worth)
     # With a rate: the Redis that shares it between processes (--redis-url) and its key.
     redis_url: str | None = attrs.field(default=None, repr=False)  # may hold a password
     redis_key: str = DEFAULT_REDIS_KEY
 
     def limiter(self) -> float | Limiter | None:
         """What the client's `rate_limit=` gets: a shared Redis bucket, a local rate, or None."""
-        if self.rate_limit is None or self.redis_url is None:
-            return self.rate_limit
-        return RedisRateLimiter(self.redis_url, rate=self.rate_limit, key=self.redis_key)
+        rate, burst = self.rate_limit, self.rate_burst
+        if rate is None:
+            return None
+        if self.redis_url is None:
+            return rate if burst is None else RateLimiter(rate, burst=burst)
+        return RedisRateLimiter(self.redis_url, rate=rate, burst=burst, key=self.redis_key)
 
 
 @attrs.frozen(kw_only=True)

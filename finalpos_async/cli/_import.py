@@ -129,6 +129,7 @@ async def _import(
     settings = attrs.evolve(
         settings,
         rate_limit=options.rate,
+        rate_burst=options.burst,
         redis_url=options.redis_url,
         redis_key=options.redis_key,
     )

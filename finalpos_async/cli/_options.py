@@ -27,6 +27,7 @@ class ImportOptions:
     fmt: str
     concurrency: int
     rate: float | None
+    burst: float | None = None  # of --rate (default: one second's worth)
     journal: Path | None
     no_journal: bool
     key_field: str | None
