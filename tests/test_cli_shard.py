@@ -159,65 +159,50 @@ def test_three_shards_import_every_row_exactly_once(
         assert sum(emails(sandbox).values()) == 235
 
 
+def import_shards(sb: Sandbox, file: Path, count: int, *extra: str) -> list[int]:
+    """Run shards 1..count of `file` one after the other; their exit statuses."""
+    statuses = []
+    for k in range(1, count + 1):
+        args = ["import", "customers", str(file), *extra, "--shard", f"{k}/{count}"]
+        statuses.append(run_cli(*target(sb), *args).returncode)
+    return statuses
+
+
 def test_a_shards_failed_rows_file_continues_that_shard_only(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    # Find two bad rows whose fixed identities (their emails) fall to shards 1 and 2 of 2.
-    mine = next(i for i in range(1, 200) if shard_of(f"u{i}@example.com", 2) == 1)
-    other = next(i for i in range(1, 200) if shard_of(f"u{i}@example.com", 2) == 2)
-    lines = [mine, other]
-    file = write_rows(tmp_path / "c.csv", 200, bad_lines=lines)
-    # Bad rows go by line to one shard; run both so that each row is reported somewhere.
-    for k in (1, 2):
-        run_cli(
-            *target(sandbox),
-            "import",
-            "customers",
-            str(file),
-            "--key",
-            "email",
-            "--shard",
-            f"{k}/2",
-        )
-    files = [tmp_path / f"c.csv.shard-{k}-of-2.failed.jsonl" for k in (1, 2)]
-    reported = {r["line"]: f for f in files if f.exists() for r in failed_rows(f)}
-    assert sorted(reported) == sorted(i + 1 for i in lines)
+    def email(i: int) -> str:
+        return f"u{i}@example.com"
 
-    for failed in set(reported.values()):
-        header = json.loads(failed.read_text().splitlines()[0])
-        k = int(header["shard"].split("/")[0])
-        wrong = run_cli(
-            *target(sandbox), "import", "customers", str(failed), "--shard", f"{3 - k}/2"
-        )
-        assert wrong.returncode == 1
-        assert f"holds the failed rows of shard {k}/2" in wrong.stderr
-        # Fix the rows (as the instruction says) and import the file as printed.
-        records = [json.loads(t) for t in failed.read_text().splitlines()]
-        for record in records[1:]:
-            record["row"].update(firstName="Fixed", lastName="Test")
-        failed.write_text("".join(json.dumps(r) + "\n" for r in records))
-        result = run_cli(*target(sandbox), "import", "customers", str(failed))
-        for record in records[1:]:
-            email = record["row"]["email"]
-            if shard_of(email, 2) == k:
-                assert emails(sandbox)[email] == 1
-            else:  # its identity belongs to the other shard: not imported here
-                assert emails(sandbox)[email] == 0
-                assert f"now belongs to shard {3 - k}/2" in result.stderr
-    # The other shard, given the fixed original file, imports the row it owns: once each.
-    file = write_rows(tmp_path / "c.csv", 200)
-    for k in (1, 2):
-        run_cli(
-            *target(sandbox),
-            "import",
-            "customers",
-            str(file),
-            "--key",
-            "email",
-            "--shard",
-            f"{k}/2",
-        )
-    assert sum(emails(sandbox).values()) == 200
+    # Two bad rows, both reported by shard 2 (by their line; data row i is on line i + 1):
+    # once fixed, row `stays` hashes to shard 2, row `moves` to shard 1.
+    two = Shard(2, 2)
+    stays = next(i for i in range(1, 500) if two.owns_line(i + 1) and two.owns(email(i)))
+    moves = next(i for i in range(1, 500) if two.owns_line(i + 1) and not two.owns(email(i)))
+    file = write_rows(tmp_path / "c.csv", 500, bad_lines=[stays, moves])
+    assert import_shards(sandbox, file, 2, "--key", "email") == [0, 1]
+    failed = tmp_path / "c.csv.shard-2-of-2.failed.jsonl"
+    assert sorted(r["line"] for r in failed_rows(failed)) == sorted([stays + 1, moves + 1])
+    assert json.loads(failed.read_text().splitlines()[0])["shard"] == "2/2"
+
+    wrong = run_cli(*target(sandbox), "import", "customers", str(failed), "--shard", "1/2")
+    assert wrong.returncode == 1
+    assert "holds the failed rows of shard 2/2" in wrong.stderr
+    # Fix both rows (as the instruction says, the same fix as below) and import the file.
+    records = [json.loads(t) for t in failed.read_text().splitlines()]
+    for record in records[1:]:
+        record["row"].update(firstName="Ann", lastName="Test")
+    failed.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = run_cli(*target(sandbox), "import", "customers", str(failed))
+    assert result.returncode == 1
+    assert emails(sandbox)[email(stays)] == 1
+    assert emails(sandbox)[email(moves)] == 0  # shard 1 owns it now: shard 2 must not take it
+    assert "now belongs to shard 1/2, not 2/2" in result.stderr
+    assert [r["line"] for r in failed_rows(failed)] == [moves + 1]
+    # As the message says: the fixed original file, shard 1. Every row once.
+    file = write_rows(tmp_path / "c.csv", 500)
+    assert import_shards(sandbox, file, 2, "--key", "email") == [0, 0]
+    assert sum(emails(sandbox).values()) == 500
     assert set(emails(sandbox).values()) == {1}
 
 
