@@ -171,7 +171,7 @@ def cli(
 @click.option(
     "--key",
     "key_field",
-    help="Column that identifies a row across runs (default: its line number).",
+    help="Column that identifies a row across runs (default: the row's whole content).",
 )
 @click.option(
     "--failed-file",
