@@ -4,7 +4,8 @@ Each `acquire` is ONE Redis round trip: a Lua script (GCRA, on the Redis server'
 `TIME`, so the hosts' clocks do not matter) reserves the caller's slot atomically and answers how
 long to wait for it; the caller then sleeps locally. A slot that would need a longer wait than
 the call's `timeout` is not reserved (`acquire` returns False at once), exactly like the
-in-process `RateLimiter`. The script is loaded once and run by SHA (redis-py's `register_script`).
+in-process `RateLimiter`. The script goes once per event loop (EVAL), then runs by SHA (redis-py's
+`register_script`).
 
 `redis` is an optional dependency (`pip install 'finalpos[redis]'`), imported on first use.
 A redis-py client is bound to one event loop, so the limiter keeps one client per loop, created
@@ -80,12 +81,14 @@ def _where(url: str) -> str:
 class _LoopClient:
     """A redis-py client and its loaded script, bound to one event loop."""
 
-    __slots__ = ("client", "loop", "script")
+    __slots__ = ("client", "loaded", "loading", "loop", "script")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, client: Redis, script: AsyncScript):
         self.loop = loop
         self.client = client
         self.script = script
+        self.loaded = False  # SCRIPT LOAD done on this connection pool's server
+        self.loading = asyncio.Lock()
 
 
 class RedisRateLimiter:
@@ -178,6 +181,8 @@ class RedisRateLimiter:
         is further away than `timeout` seconds; raises `RateLimiterUnavailable` when Redis
         fails and no `fallback_share` was given.
         """
+        if timeout is not None and timeout < 0:
+            return False  # as the local bucket: no slot is that close (and no round trip)
         down_until = self._down_until
         if down_until is not None and self._fallback is not None and time.monotonic() < down_until:
             return await self._fallback_acquire(timeout)
@@ -197,8 +202,10 @@ class RedisRateLimiter:
         if wait is None:
             return False
         left = None if timeout is None else timeout - (time.monotonic() - start)
-        if left is not None and wait > left:
-            return False  # the round trip ate the margin: the reserved slot is given up
+        if wait > 0 and left is not None and wait > left:
+            # The round trip ate the margin: the reserved slot is given up (one slot of the
+            # shared cap unused: the safe side; a refund would cost a second round trip).
+            return False
         self._acquired += 1
         if wait > 0:
             await self._sleep(wait)
@@ -212,7 +219,7 @@ class RedisRateLimiter:
         errors: tuple[type[BaseException], ...] = (asyncio.TimeoutError, *_redis_errors())
         try:
             answer: object = await asyncio.wait_for(
-                conn.script(keys=[self._key], args=args), self._redis_timeout
+                self._run_script(conn, args), self._redis_timeout
             )
         except errors as exc:
             # Our wait_for and redis-py's own socket timeout race; either one is a timeout.
@@ -225,6 +232,19 @@ class RedisRateLimiter:
         if value < 0:
             return None
         return value / 1e6
+
+    async def _run_script(self, conn: _LoopClient, args: list[str]) -> object:
+        """One round trip: the first caller of a loop sends the script itself (EVAL, which also
+        caches it in Redis), the others wait for that and then run it by SHA. Without this,
+        every concurrent first caller would get a NOSCRIPT and load it again. A script flushed
+        later (a Redis restart) is reloaded by redis-py's own NOSCRIPT handling."""
+        if not conn.loaded:
+            async with conn.loading:
+                if not conn.loaded:
+                    answer: object = await conn.client.eval(GCRA_SCRIPT, 1, self._key, *args)
+                    conn.loaded = True
+                    return answer
+        return await conn.script(keys=[self._key], args=args)
 
     async def _fallback_acquire(self, timeout: float | None) -> bool:
         assert self._fallback is not None

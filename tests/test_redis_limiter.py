@@ -107,6 +107,40 @@ async def test_a_wait_past_the_timeout_is_declined_without_taking_the_slot(
     await limiter.aclose()
 
 
+async def test_a_free_slot_is_granted_even_with_no_time_to_wait(
+    redis_servers: StartRedis,
+) -> None:
+    server = redis_servers()
+    limiter = RedisRateLimiter(server.url, rate=10, burst=3, key="zero")
+    # timeout=0: the round trip itself takes time, but a slot needing no wait is ours (as with
+    # the local RateLimiter); a slot that would need one is declined.
+    assert [await limiter.acquire(timeout=0) for _ in range(4)] == [True, True, True, False]
+    assert limiter.acquired == 3
+    before = server.command("GET", "zero")
+    assert await limiter.acquire(timeout=-1) is False  # no round trip, nothing booked
+    assert server.command("GET", "zero") == before
+    assert limiter.acquired == 3
+    await limiter.aclose()
+
+
+async def test_concurrent_first_calls_send_the_script_once(redis_servers: StartRedis) -> None:
+    server = redis_servers()
+    limiter = RedisRateLimiter(server.url, rate=1000, key="first")
+    assert all(await asyncio.gather(*(limiter.acquire() for _ in range(32))))
+    stats = server.command("INFO", "commandstats").decode()
+    calls = {
+        line.split(":")[0].removeprefix("cmdstat_"): int(line.split("calls=")[1].split(",")[0])
+        for line in stats.splitlines()
+        if line.startswith("cmdstat_")
+    }
+    # One EVAL carries the script; every other acquire is one EVALSHA (no NOSCRIPT reloads).
+    assert calls.get("eval") == 1
+    assert calls.get("evalsha") == 31
+    assert "script|load" not in calls
+    assert "script" not in calls
+    await limiter.aclose()
+
+
 async def test_the_client_fails_a_call_whose_token_wait_crosses_its_deadline(
     redis_servers: StartRedis, scripted_server: ScriptedServer
 ) -> None:
