@@ -46,6 +46,15 @@ BULK_CONCURRENCY = 16
 # Rate limiter (`rate_limit=` on the client or a bulk run): the token bucket holds this many
 # seconds' worth of requests (at least one), so a quiet client may burst that much at once.
 RATE_LIMIT_BURST_SECONDS = 1.0
+# `finalpos import --rate`'s default burst, in seconds of the rate (at least 1 request): a steady
+# import gains nothing from bursts, while a bucket that refills during a stall and then releases
+# a second's worth at once meets a smaller API burst with a storm of 429s whose equal
+# Retry-After makes them come back together.
+IMPORT_BURST_SECONDS = 0.1
+# `finalpos import --redis-url`: how long one Redis round trip may take before Redis counts as
+# down. Longer than the library's default (0.5 s, for request paths): a batch job on a loaded
+# machine can wait, and a late answer must not end a shard's run.
+IMPORT_REDIS_TIMEOUT = 2.0
 # After stop() or Ctrl-C, in-flight bulk items get this long to finish before they are cancelled.
 BULK_DRAIN_TIMEOUT = 30.0
 # A bulk run stops starting items after this many consecutive items could not reach the target

@@ -7,6 +7,7 @@ its token count, not by sleeping through real seconds.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from pathlib import Path
 
@@ -276,3 +277,27 @@ async def test_a_bulk_run_stops_when_the_limiter_fails_and_forgets_no_row(
     entry = journal.lookup(results[2].key)
     assert entry is not None
     assert entry.status == ItemStatus.UNKNOWN.value
+
+
+class _FailsOnce(_FailsAfter):
+    """A `Limiter` whose store fails once (one late Redis answer), then works again."""
+
+    async def acquire(self, *, timeout: float | None = None) -> bool:
+        self.calls += 1
+        if self.calls == self.n:
+            raise RateLimiterUnavailable("Redis rate limiter at 127.0.0.1:1 unavailable (test)")
+        return True
+
+
+async def test_one_late_limiter_answer_fails_one_row_and_the_run_goes_on() -> None:
+    transport = MockTransport(lambda request: TransportResponse(201, json={"id": "c"}))
+    async with AsyncFinalPOS("k", transport=transport, rate_limit=_FailsOnce(3)) as client:
+        items = [{"email": f"u{i}@b.co", "first_name": "A", "last_name": "B"} for i in range(20)]
+        job = client.bulk.run(client.customers.create, items, concurrency=1)
+        results = [r async for r in job]
+    statuses = collections.Counter(r.status for r in results)
+    assert statuses == {ItemStatus.SUCCEEDED: 19, ItemStatus.FAILED: 1}
+    assert job.report.stop_reason is None
+    failed = next(r for r in results if r.status is ItemStatus.FAILED)
+    assert failed.attempts == 0  # never sent: the next run sends it as new
+    assert len(transport.requests) == 19

@@ -217,9 +217,9 @@ def _unreachable(error: BaseException) -> bool:
 class FatalWatch:
     """Tells when a run should stop starting items: errors no item can fix (`stop_on_fatal`).
 
-    A 401/403, or a shared rate limiter that cannot be reached, stops at once. A run of items
-    that cannot reach the target, or of items whose answers are all lost (an outage behind a
-    proxy answering 5xx), stops after a few in a row:
+    A 401/403 stops at once. A run of items that cannot reach the target or its shared rate
+    limiter (Redis), or of items whose answers are all lost (an outage behind a proxy answering
+    5xx), stops after a few in a row (one slow answer is not an outage):
     each further item would only fail too, or worse, leave one more unknown outcome.
     """
 
@@ -227,12 +227,22 @@ class FatalWatch:
         self._concurrency = concurrency
         self._unreachable_streak = 0
         self._lost_streak = 0
+        self._limiter_streak = 0
 
     def reason_to_stop(self, result: ItemResult[Any]) -> str | None:
         """Watch one finished item; the reason to stop the run now, if there is one."""
         error = result.error
-        if isinstance(error, (AuthenticationError, PermissionDeniedError, RateLimiterUnavailable)):
-            return describe_error(error)  # every further item would fail the same way
+        if isinstance(error, (AuthenticationError, PermissionDeniedError)):
+            return describe_error(error)
+        if not isinstance(error, RateLimiterUnavailable):
+            self._limiter_streak = 0
+        else:
+            self._limiter_streak += 1
+            if self._limiter_streak >= BULK_UNREACHABLE_STREAK:
+                return (
+                    f"the shared rate limiter is unavailable ({self._limiter_streak} items in a "
+                    f"row): {describe_error(error)}"
+                )
         unreachable = error is not None and _unreachable(error)
         lost = result.status is ItemStatus.UNKNOWN and error is not None
         self._unreachable_streak = self._unreachable_streak + 1 if unreachable else 0

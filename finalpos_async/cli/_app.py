@@ -139,8 +139,8 @@ def cli(
 @click.option(
     "--burst",
     type=click.FloatRange(1),
-    help="Requests --rate lets through back to back after a pause (default: one second's "
-    "worth); set it to the API's own burst.",
+    help="Requests --rate lets through back to back after a pause (default: a tenth of a "
+    "second's worth, at least 1); at most the API's own burst.",
 )
 @click.option(
     "--redis-url",

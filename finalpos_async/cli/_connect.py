@@ -14,7 +14,14 @@ import attrs
 import click
 
 from .._client import AsyncFinalPOS
-from .._constants import API_KEY_ENV, BASE_URL_ENV, READ_TIMEOUT, REDIS_URL_ENV
+from .._constants import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    IMPORT_BURST_SECONDS,
+    IMPORT_REDIS_TIMEOUT,
+    READ_TIMEOUT,
+    REDIS_URL_ENV,
+)
 from .._limiter import Limiter
 from .._rate_limit import RateLimiter
 from .._redis_limit import DEFAULT_REDIS_KEY, INSTALL_HINT, RedisRateLimiter, redact_url
@@ -33,19 +40,26 @@ class Settings:
     timeout: float | None
     # Requests per second over every HTTP attempt, retries included (the import's --rate).
     rate_limit: float | None = None
-    rate_burst: float | None = None  # --burst: back-to-back requests (default: 1 s worth)
+    rate_burst: float | None = None  # --burst (default: IMPORT_BURST_SECONDS of the rate)
     # With a rate: the Redis that shares it between processes (--redis-url) and its key.
     redis_url: str | None = attrs.field(default=None, repr=False)  # may hold a password
     redis_key: str = DEFAULT_REDIS_KEY
 
     def limiter(self) -> float | Limiter | None:
         """What the client's `rate_limit=` gets: a shared Redis bucket, a local rate, or None."""
-        rate, burst = self.rate_limit, self.rate_burst
+        rate = self.rate_limit
         if rate is None:
             return None
+        burst = self.rate_burst or max(1.0, rate * IMPORT_BURST_SECONDS)
         if self.redis_url is None:
-            return rate if burst is None else RateLimiter(rate, burst=burst)
-        return RedisRateLimiter(self.redis_url, rate=rate, burst=burst, key=self.redis_key)
+            return RateLimiter(rate, burst=burst)
+        return RedisRateLimiter(
+            self.redis_url,
+            rate=rate,
+            burst=burst,
+            key=self.redis_key,
+            redis_timeout=IMPORT_REDIS_TIMEOUT,
+        )
 
 
 @attrs.frozen(kw_only=True)

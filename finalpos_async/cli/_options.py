@@ -27,7 +27,7 @@ class ImportOptions:
     fmt: str
     concurrency: int
     rate: float | None
-    burst: float | None = None  # of --rate (default: one second's worth)
+    burst: float | None = None  # of --rate (default: a tenth of a second's worth, at least 1)
     journal: Path | None
     no_journal: bool
     key_field: str | None
