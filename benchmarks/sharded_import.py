@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from _redis_process import redis_server, stop_process
 from _sandbox_process import SANDBOX_READY
 
 SHARDS = 4
@@ -44,44 +44,6 @@ PIPED: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE,
 # The shards' summary rows summed per scenario: result key, label in "Import summary".
 SUMMED = "created:created|skipped:already imported (journal)|failed:failed (refused by the API)"
 SUMMED += "|not_sent:not sent (kept for the next run)|http_attempts:HTTP attempts"
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def pong(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def redis_server(directory: Path) -> Iterator[str]:
-    """redis-server on 127.0.0.1 (free port, `directory`, no persistence); yields its URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    args = ["--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory), "--save", ""]
-    args += ["--appendonly", "no"]
-    proc = subprocess.Popen(["redis-server", *args], stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not pong(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {port}")
-            time.sleep(0.01)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        stop(proc)
 
 
 @contextlib.contextmanager
@@ -102,7 +64,7 @@ def sandbox(directory: Path, faults: str) -> Iterator[tuple[str, Path]]:
             raise RuntimeError(f"the sandbox did not start: {log.read_text()[-300:]}")
         yield line[len(SANDBOX_READY) :].strip(), log
     finally:
-        stop(proc)
+        stop_process(proc)
 
 
 def stored_emails(url: str, key: str) -> collections.Counter[str]:
@@ -201,7 +163,7 @@ def run_all(rows: int, limit: float, burst: int, rate: float, top: Path) -> list
     key = os.environ.get("FINALPOS_SANDBOX_API_KEY") or SANDBOX_API_KEY
     faults = f"rate-limit={limit:g},burst={burst}"
     results: list[dict[str, Any]] = []
-    with redis_server(top) as redis:
+    with redis_server() as redis:
         for n, name in enumerate(("shared", "per-process"), start=1):
             directory = top / name
             directory.mkdir()
