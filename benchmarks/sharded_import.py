@@ -205,13 +205,16 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def problems(results: list[dict[str, Any]], rows: int) -> list[str]:
-    """Each row stored once, shards partition ROWS; shared, resume exit 0; resume creates 0."""
+    """Shards partition ROWS, no row is stored twice, and every row is stored or kept in a
+    failed-rows file ("not sent"). Shared and resume: every row stored, exit 0, resume creates
+    0. Per-process (4x the API's limit) may leave rows not sent: that is its point."""
     found: list[str] = []
     for r in results:
         name, total, stored = r["scenario"], sum(r["shard_rows"]), r["stored"]
-        if total != rows or stored != rows or r["duplicates"] or r["missing"]:
+        expected = rows - r["not_sent"] if name == "per-process" else rows
+        if total != rows or stored != expected or r["duplicates"] or r["missing"] != rows - stored:
             found.append(
-                f"{name}: shards' rows {total}, stored {stored} (want {rows}), "
+                f"{name}: shards' rows {total}, stored {stored} (want {expected}), "
                 f"{r['duplicates']} duplicated, {r['missing']} missing"
             )
         if name != "per-process" and set(r["exit_codes"]) != {0}:
