@@ -35,6 +35,8 @@ __all__ = ["DEFAULT_REDIS_KEY", "RateLimiterUnavailable", "RedisRateLimiter", "r
 DEFAULT_REDIS_KEY = "finalpos:rate-limit"
 
 INSTALL_HINT = "pip install 'finalpos[redis]'"
+# Connections per event loop to Redis (see `_redis_from_url`).
+REDIS_CONNECTIONS = 16
 
 # GCRA: KEYS[1] holds the theoretical arrival time (TAT, µs on the server clock) of the next
 # slot. ARGV: interval (µs per token), tolerance (burst * interval), max_wait (µs; -1: none).
@@ -317,9 +319,22 @@ def _redis_timeouts() -> tuple[type[BaseException], ...]:
 
 
 def _redis_from_url(url: str, timeout: float) -> Redis:
+    """A client whose callers wait for one of `REDIS_CONNECTIONS` connections.
+
+    redis-py's default pool raises "Too many connections" past its limit (100 in redis-py 8),
+    which a web worker with more requests in flight than that would take for Redis being down.
+    An acquire holds a connection for one round trip only, so a few serve thousands per second;
+    the wait for one counts in `redis_timeout` like the round trip itself.
+    """
     try:
         import redis.asyncio  # lazy: `import finalpos_async` must not need the redis extra
     except ImportError as exc:
         raise ImportError(f"RedisRateLimiter needs redis-py: {INSTALL_HINT}") from exc
-    from_url = redis.asyncio.Redis.from_url  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # **kwargs untyped
-    return from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    pool = redis.asyncio.BlockingConnectionPool.from_url(  # pyright: ignore[reportUnknownMemberType]  # **kwargs untyped
+        url,
+        max_connections=REDIS_CONNECTIONS,
+        timeout=None,  # the wait is bounded by our wait_for (redis_timeout)
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+    )
+    return redis.asyncio.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it

@@ -26,6 +26,7 @@ from finalpos_async import (
     RateLimiterUnavailable,
     RedisRateLimiter,
 )
+from finalpos_async._redis_limit import REDIS_CONNECTIONS
 from finalpos_sync import FinalPOS
 
 StartRedis = Callable[..., RedisServer]  # the `redis_servers` fixture
@@ -138,6 +139,19 @@ async def test_concurrent_first_calls_send_the_script_once(redis_servers: StartR
     assert calls.get("evalsha") == 31
     assert "script|load" not in calls
     assert "script" not in calls
+    await limiter.aclose()
+
+
+async def test_more_callers_than_connections_wait_for_one(redis_servers: StartRedis) -> None:
+    # redis-py's default pool would raise "Too many connections" past 100 (redis-py 8): a web
+    # worker with 400 requests in flight must not read that as Redis being down.
+    server = redis_servers()
+    limiter = RedisRateLimiter(server.url, rate=100_000, key="many")
+    assert all(await asyncio.gather(*(limiter.acquire() for _ in range(400))))
+    assert limiter.acquired == 400
+    info = server.command("INFO", "clients").decode()
+    connected = int(info.split("connected_clients:")[1].split()[0])
+    assert connected <= REDIS_CONNECTIONS + 1  # ours, and the INFO connection itself
     await limiter.aclose()
 
 
