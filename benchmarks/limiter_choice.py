@@ -47,7 +47,7 @@ RATE = 200
 WORKERS, TASKS = 4, 32
 START_DELAY = 2.5  # ready -> start: every strategy's warm-up state has expired by then
 IDLE_RATE = 1_000_000
-# 90 calls: below redis-py's default pool of 100 connections, which `limits` still uses.
+# 90 calls: kept under 100, the connection pool size some Redis clients default to.
 DEADLINE_RATE, DEADLINE_CALLS, DEADLINE_TIMEOUT, AT_ONCE = 30, 90, 1.5, 0.5
 EDGE_DRAINS = (0.95, 1.05)  # s after a window's first grant: take tokens until refused
 OWN = {"info", "memory|usage", "scan"}  # this script's own commands, not the limiters'
