@@ -246,7 +246,9 @@ def test_the_sync_client_opened_and_closed_leaves_no_thread_and_no_socket() -> N
         until = time.monotonic() + 5.0
         while open_fds() > fds and time.monotonic() < until:
             time.sleep(0.01)
-        assert open_fds() == fds
+        # Not more than before (a leak); fewer is something of an earlier test in this worker
+        # being collected meanwhile (seen once in CI: 20 against 21).
+        assert open_fds() <= fds
 
 
 async def test_with_options_copies_share_the_pool_and_open_no_socket(

@@ -148,6 +148,3 @@ def print_instruction(
     console.print(
         f"{lead} To finish: {todo + ', then ' if todo else ''}run `{command}`", soft_wrap=True
     )
-
-
-_handlers: list[int] = []
