@@ -13,7 +13,8 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Generator
-from typing import Any
+
+from _sandbox_process import stop_process
 
 START_DEADLINE = 15.0
 
@@ -32,17 +33,6 @@ def _answers(port: int) -> bool:
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
-
-
-def stop_process(proc: subprocess.Popen[Any]) -> None:
-    """Terminate `proc` (kill it after 10 s) and reap it; a no-op when it has exited."""
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_READY = "Final POS sandbox listening on "
@@ -25,6 +26,17 @@ def rss_mib() -> float:
     except OSError:
         pass
     return 0.0
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """Terminate `proc` (kill it after 10 s) and reap it; a no-op when it has exited."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def start_sandbox(*extra_args: str) -> tuple[subprocess.Popen[str], str]:

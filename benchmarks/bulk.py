@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from _sandbox_process import SANDBOX_READY, rss_mib
+from _sandbox_process import SANDBOX_READY, rss_mib, stop_process
 
 START_TIMEOUT = 30.0
 
@@ -127,12 +127,7 @@ def main() -> None:
         key = os.environ.get("FINALPOS_SANDBOX_API_KEY") or SANDBOX_API_KEY
         result = asyncio.run(_run(url, key, args.rows, args.concurrency))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
     print(json.dumps(result))
 
 

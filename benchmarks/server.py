@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import canned
+from _sandbox_process import stop_process
 
 READY_PREFIX = "LISTENING "
 START_TIMEOUT = 20.0
@@ -284,12 +285,7 @@ def _run_nginx(nginx_bin: str) -> Iterator[ServerInfo]:
             raise RuntimeError(f"{exc}: {err.strip()[-300:]}") from None
         yield ServerInfo(f"http://127.0.0.1:{port}", f"{version} (1 worker)")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -32,8 +32,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from _redis_process import redis_server, stop_process
-from _sandbox_process import SANDBOX_READY
+from _redis_process import redis_server
+from _sandbox_process import SANDBOX_READY, stop_process
 
 SHARDS = 4
 START_TIMEOUT = 30.0

@@ -51,8 +51,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from _redis_process import redis_cpu_seconds, redis_server, stop_process
-from _sandbox_process import start_sandbox
+from _redis_process import redis_cpu_seconds, redis_server
+from _sandbox_process import start_sandbox, stop_process
 
 from finalpos_async import AsyncFinalPOS, Limiter
 
