@@ -89,7 +89,7 @@ class _LoopClient:
         self.loop = loop
         self.client = client
         self.script = script
-        self.loaded = False  # SCRIPT LOAD done on this connection pool's server
+        self.loaded = False  # the script was sent (EVAL) to this client's Redis
         self.loading = asyncio.Lock()
 
 

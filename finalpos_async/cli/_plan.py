@@ -199,7 +199,7 @@ class _Check:
         shard = self.options.shard
         if shard is not None and not shard.owns(identity):
             if self.continuing:
-                return (_elsewhere(row, identity, shard, self.options),)
+                return (_elsewhere(row, identity, shard),)
             self.plan.other_shards += 1
             return ()
         entry = self.journal.lookup(identity) if self.journal is not None else None
@@ -221,7 +221,7 @@ class _Check:
         return ()
 
 
-def _elsewhere(row: Row, identity: str, shard: Shard, options: ImportOptions) -> RowError:
+def _elsewhere(row: Row, identity: str, shard: Shard) -> RowError:
     """A failed-rows file's row that now hashes to another shard (fixing it changed its
     identity): this shard's journal must not take it, or two shards could create it."""
     owner = f"{shard_of(identity, shard.count)}/{shard.count}"
