@@ -66,6 +66,14 @@ BULK_FAILING_STREAK = 10
 # Before resuming, a bulk run checks that the target still holds up to this many of the records
 # its journal says were created (one GET each); all of them missing means another target.
 BULK_SPOT_CHECKS = 3
+# A bulk run journals the intents of this many items (at least `concurrency`) in one commit
+# before sending any of them: one synced commit per window, not per item.
+BULK_INTENT_WINDOW = 64
+# After its main pass, a bulk run settles what is left (lost answers looked up, the rest and
+# items refused before processing sent again) in at most this many rounds, while each settles
+# something; before a round after the first it pauses BULK_SETTLE_PAUSE s, doubled each round.
+BULK_SETTLE_ROUNDS = 5
+BULK_SETTLE_PAUSE = 1.0
 # `finalpos import` prints a plain progress line this often when stderr is not a terminal.
 PROGRESS_LINE_INTERVAL = 5.0
 # The bulk journal commits every JOURNAL_BATCH_SIZE records or JOURNAL_FLUSH_INTERVAL seconds.

@@ -42,7 +42,7 @@ from collections.abc import (
     Iterator,
 )
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from finalpos_async._constants import (
     BULK_CONCURRENCY,
@@ -67,7 +67,7 @@ if TYPE_CHECKING:
         BulkRunner,
         ItemResult,
         Items,
-        Journal,
+        JournalStore,
         KeySpec,
     )
 
@@ -95,18 +95,20 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
         *,
         concurrency: int = BULK_CONCURRENCY,
         rate_limit: float | Limiter | None = None,
-        journal: str | os.PathLike[str] | Journal | None = None,
+        journal: str | os.PathLike[str] | JournalStore | None = None,
         key: KeySpec = None,
         content: KeySpec = None,
         job_id: str | None = None,
         drain_timeout: float = BULK_DRAIN_TIMEOUT,
         lookup: Callable[[], Iterable[Any]] | None = None,
         lookup_key: KeySpec = None,
+        lookup_by: Literal["key", "content"] | None = None,
         retrieve: Callable[[str], Any] | None = None,
         resend_unknown: bool = False,
         stop_on_fatal: bool = True,
         target: str | None = None,
         operation_name: str | None = None,
+        rotated_credentials: bool = False,
     ) -> SyncBulkJob[_T]:
         """Run `operation(**item, idempotency_key=...)` for every item; returns a `SyncBulkJob`.
 
@@ -152,6 +154,7 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
             drain_timeout=drain_timeout,
             lookup=_async_lookup(lookup, self._twin_of(lookup)) if lookup is not None else None,
             lookup_key=lookup_key,
+            lookup_by=lookup_by,
             retrieve=(
                 _async_retrieve(retrieve, self._twin_of(retrieve)) if retrieve is not None else None
             ),
@@ -159,6 +162,7 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
             stop_on_fatal=stop_on_fatal,
             target=target,
             operation_name=operation_name,
+            rotated_credentials=rotated_credentials,
         )
         if feed is not None:
             feed.batch = job.concurrency
@@ -295,7 +299,7 @@ class SyncBulkJob(Generic[_T]):
         return self._job.concurrency
 
     @property
-    def journal(self) -> Journal | None:
+    def journal(self) -> JournalStore | None:
         """The journal this run records into, if any."""
         return self._job.journal
 
@@ -314,11 +318,11 @@ class SyncBulkJob(Generic[_T]):
         """True once `stop()` was called (or the run was interrupted)."""
         return self._job.stopping
 
-    def open_journal(self) -> Journal | None:
+    def open_journal(self) -> JournalStore | None:
         """Open and bind the journal now (idempotent; the run does it when it starts).
 
         Call it before the run to have a `JournalMismatchError` or `JournalLockedError` raised
-        before anything else happens, and to read the journal (`Journal.lookup`) beforehand.
+        before anything else happens, and to read the journal (`JournalStore.lookup`) beforehand.
         It runs on the client's loop, like the run that will write the journal.
         """
         return self._run(_on_loop(self._job.open_journal))

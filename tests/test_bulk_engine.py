@@ -808,7 +808,9 @@ async def test_leaving_while_unresolved_answers_are_yielded_counts_each_once(
             if result.status is ItemStatus.UNKNOWN:
                 break  # ... and the loop is left at the first of them
     report = job.report
-    assert (report.submitted, report.succeeded, report.unknown, report.in_flight) == (4, 1, 3, 0)
+    # e and f were pulled with d (one intent window) and never sent: cancelled, not journaled.
+    assert (report.submitted, report.succeeded, report.unknown, report.in_flight) == (6, 1, 3, 0)
+    assert report.cancelled == 2
     with Journal(path) as journal:
         assert journal.counts() == {"succeeded": 1, "unknown": 3}
     assert await stored_names(finalpos_sandbox) == ["a", "b", "c", "d"]
@@ -902,7 +904,9 @@ async def test_an_unreachable_target_stops_the_run_and_journals_nothing(tmp_path
     assert report.outcome == "aborted"
     assert report.stop_reason is not None
     assert "unreachable (5 items in a row)" in report.stop_reason
-    assert report.failed == report.submitted == 5
+    # The rest of the intent window was pulled and never sent: cancelled, not journaled.
+    assert report.failed == 5
+    assert report.cancelled == report.submitted - 5
     with Journal(path) as journal:
         # Never reached the API: nothing to remember, a re-run sends them as new.
         assert journal.counts() == {}

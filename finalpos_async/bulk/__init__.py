@@ -10,36 +10,46 @@ See `BulkRunner.run` for the options, `BulkJob` for consuming results as they fi
 from ._items import ContentIdentities, Items, KeySpec, content_digest, idempotency_key_for
 from ._job import BulkJob
 from ._journal import (
-    Journal,
+    Intent,
     JournalBinding,
+    JournalDamagedError,
     JournalEntry,
     JournalError,
     JournalLockedError,
     JournalMismatchError,
+    JournalStore,
+    JournalWriteError,
+    job_id_for,
 )
 from ._limiter import RateLimiter
 from ._lookup import TargetChangedError
 from ._results import BulkReport, ItemResult, ItemStatus
 from ._runner import BulkRunner, Operation
+from ._sqlite_journal import Journal
 
 __all__ = [
     "BulkJob",
     "BulkReport",
     "BulkRunner",
     "ContentIdentities",
+    "Intent",
     "ItemResult",
     "ItemStatus",
     "Items",
     "Journal",
     "JournalBinding",
+    "JournalDamagedError",
     "JournalEntry",
     "JournalError",
     "JournalLockedError",
     "JournalMismatchError",
+    "JournalStore",
+    "JournalWriteError",
     "KeySpec",
     "Operation",
     "RateLimiter",
     "TargetChangedError",
     "content_digest",
     "idempotency_key_for",
+    "job_id_for",
 ]

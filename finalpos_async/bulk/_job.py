@@ -3,30 +3,34 @@
 Shape of a run (`BulkJob._run`)::
 
     [journal: bind to target + operation; spot-check that the target holds what it recorded]
-    input --pull one at a time, only while a slot is free-->
+    input --pulled a window at a time, only while a slot is free-->
         journal says created?          -> SKIPPED (or CHANGED when its content differs)
-        journal says outcome unknown?  -> looked up later (`lookup`), resent (`resend_unknown`),
-                                          or reported UNKNOWN again
-        else  -> task: [rate limiter] -> operation(**item, idempotency_key=k)
-    asyncio.wait(in-flight, FIRST_COMPLETED) -> record in journal -> yield result
-    [lookup: one streamed pass over the target for items whose answer was lost; found ones
-     count as created, the others are sent again]
+        journal says outcome unknown?  -> held for the lookup (`lookup`), resent
+                                          (`resend_unknown`), or reported UNKNOWN again
+        else  -> intent journaled (the window in one commit), then
+                 task: [rate limiter] -> operation(**item, idempotency_key=k)
+    completed tasks -> record the outcome in the journal -> yield result
+    [settle, in rounds while a round makes progress: look up the items whose answer was lost
+     (one streamed pass over the target), count the found ones as created, send the others
+     again under the same key, and send again the items refused before they were processed]
 
 At most `concurrency` tasks exist at any time, so memory does not grow with the input. Every
 attempt and every re-run of the same job sends an item under the same idempotency key
-(`_items`). The engine does not rely on the server honouring it: inside a run, a POST is
-repeated by the client only where it provably did not take effect (`safe_retries_only`), and an
-item whose answer was lost is never sent again blindly (`_outcome`, `_lookup`).
+(`_items`), and the job id is derived from what the job is, not from its journal file. The
+engine does not rely on the server honouring the key: an item's intent is journaled before its
+request leaves, so after any crash it is unknown, never new; inside a run, a POST is repeated by
+the client only where it provably did not take effect (`safe_retries_only`), and an item whose
+answer was lost is never sent again blindly (`_outcome`, `_lookup`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
 import time
-import uuid
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -34,27 +38,25 @@ from collections.abc import (
     Awaitable,
     Callable,
     Generator,
-    Mapping,
 )
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
-import attrs
-
+from .._constants import BULK_INTENT_WINDOW, BULK_SETTLE_PAUSE, BULK_SETTLE_ROUNDS
+from ._held import Held
+from ._in_flight import abandon
+from ._intake import Intake
 from ._items import (
-    ContentIdentities,
     Items,
     KeySpec,
-    content_digest,
-    identity_rule,
-    item_idempotency_key,
     read_field,
 )
-from ._journal import Journal
+from ._journal import Intent, JournalError, JournalStore, job_id_for
 from ._limiter import Limiter
 from ._lookup import TargetSearch, spot_check
-from ._outcome import FatalWatch, Pending, not_processed, pending_of, result_of, send_item
+from ._outcome import FatalWatch, Pending, not_processed, result_of, send_item
 from ._results import BulkReport, ItemResult, ItemStatus
+from ._sqlite_journal import Journal
 from ._target import Binding, operation_name
 
 __all__ = ["BulkJob"]
@@ -81,7 +83,7 @@ class BulkJob(Generic[_T]):
         *,
         concurrency: int,
         limiter: Limiter | None,
-        journal: str | os.PathLike[str] | Journal | None,
+        journal: str | os.PathLike[str] | JournalStore | None,
         client_limiter: Limiter | None = None,
         key: KeySpec,
         content: KeySpec = None,
@@ -89,27 +91,28 @@ class BulkJob(Generic[_T]):
         drain_timeout: float,
         lookup: Callable[[], AsyncIterable[Any]] | None = None,
         lookup_key: KeySpec = None,
+        lookup_by: str = "key",
         retrieve: Callable[[str], Awaitable[Any]] | None = None,
         resend_unknown: bool = False,
         stop_on_fatal: bool = True,
         binding: Binding | None = None,
+        rotated_credentials: bool = False,
     ) -> None:
         self._operation = operation
         self._items = items
         self._concurrency = concurrency
         self._limiter = limiter
         self._client_limiter = client_limiter
-        self._journal = (
-            journal if journal is None or isinstance(journal, Journal) else Journal(journal)
-        )
-        # A journal opened here from a path is this job's to close; a `Journal` is the caller's.
-        self._owns_journal = journal is not None and not isinstance(journal, Journal)
+        self._journal = Journal(journal) if isinstance(journal, (str, os.PathLike)) else journal
+        # A journal opened here from a path is this job's to close; a store is the caller's.
+        self._owns_journal = isinstance(journal, (str, os.PathLike))
         self._key = key
         self._content = content
         self._job_id = job_id
         self._drain_timeout = drain_timeout
         self._lookup = lookup
         self._lookup_key = lookup_key if lookup_key is not None else key
+        self._lookup_by_content = lookup_by == "content"
         self._retrieve = retrieve
         self._resend_unknown = resend_unknown
         self._stop_on_fatal = stop_on_fatal
@@ -121,10 +124,23 @@ class BulkJob(Generic[_T]):
         self._stop_deadline = 0.0
         self._wakeup: asyncio.Future[None] | None = None
         self._iterator: AsyncGenerator[ItemResult[_T], None] | None = None
-        self._contents = ContentIdentities()
-        self._seen_keys: set[str] = set()
         self._watch = FatalWatch(concurrency)
-        self._deferred: dict[str, Pending] = {}
+        self._rotated_credentials = rotated_credentials
+        # Held for the settle rounds: items whose answer was lost (to look up), and items
+        # refused before they were processed (429, not reached: to send again).
+        self._held = Held(resend_unknown=resend_unknown, can_look_up=lookup is not None)
+        # Items whose intent is journaled and whose outcome is not yet: key -> what the
+        # journal held before (`Pending.prior`), restored if the item is not sent after all.
+        self._intended: dict[str, str | None] = {}
+        self._journal_error: JournalError | None = None
+        self._created_contents: collections.Counter[str] = collections.Counter()
+        self._intake = Intake(
+            key=key,
+            content=content,
+            journal=self._journal,
+            resend_unknown=resend_unknown,
+            deferred=self._held.lost if lookup is not None else None,
+        )
         self.report = BulkReport()
 
     @property
@@ -133,7 +149,7 @@ class BulkJob(Generic[_T]):
         return self._concurrency
 
     @property
-    def journal(self) -> Journal | None:
+    def journal(self) -> JournalStore | None:
         """The journal this run records into, if any."""
         return self._journal
 
@@ -147,24 +163,27 @@ class BulkJob(Generic[_T]):
         """The job identity in every idempotency key (known once the run has started)."""
         return self._job_id
 
-    def open_journal(self) -> Journal | None:
+    def open_journal(self) -> JournalStore | None:
         """Open and bind the journal now (idempotent; the run does it when it starts).
 
         Call it before the run to have a `JournalMismatchError` or `JournalLockedError` raised
-        before anything else happens, and to read the journal (`Journal.lookup`) beforehand.
+        before anything else happens, and to read the journal (`JournalStore.lookup`) beforehand.
         """
         journal = self._journal
         if journal is not None and not self._bound:
-            journal.open()
             try:
-                journal.bind(self._binding.resolve(), job_id=self._job_id)
+                journal.open()
+                self._job_id = journal.bind(
+                    self._binding.resolve(),
+                    job_id=self._job_id,
+                    rotated_credentials=self._rotated_credentials,
+                )
             except BaseException:
                 if self._owns_journal:
                     # Refused: release the file (and its lock) now, or the next run on it would
                     # find it locked by this job until the garbage collector closes it.
                     journal.close()
                 raise
-            self._job_id = journal.job_id
             self._bound = True
         return journal
 
@@ -235,7 +254,7 @@ class BulkJob(Generic[_T]):
                 if self._retrieve is not None:
                     await spot_check(journal, self._retrieve)
             if self._job_id is None:
-                self._job_id = uuid.uuid4().hex
+                self._job_id = job_id_for(self._binding.resolve())
             self._wakeup = asyncio.get_running_loop().create_future()
             if self._stopping:
                 self._wakeup.set_result(None)
@@ -248,18 +267,15 @@ class BulkJob(Generic[_T]):
             ):
                 async for result in results:
                     yield result
-            if self._deferred and not self._stopping:
-                async with contextlib.aclosing(self._resolve_deferred()) as resolved:
-                    async for result in resolved:
-                        yield result
-            while self._deferred:
-                # Stopped before the lookup: they stay unknown (recorded so), for a later run.
-                # Taken out first: one finished here is not finished again if the consumer
-                # leaves at this `yield`.
-                pending = self._deferred.pop(next(iter(self._deferred)))
-                result = result_of(pending, ItemStatus.UNKNOWN, note=pending.reason)
-                self._finish(result)
-                yield result
+            async with contextlib.aclosing(self._settle()) as settled:
+                async for result in settled:
+                    yield result
+            # Stopped before they were settled: they keep their outcome (unknown, or refused
+            # before processing), recorded so, for a later run. Taken out one at a time: one
+            # finished here is not finished again if the consumer leaves at this `yield`.
+            while (left := self._held.take_one()) is not None:
+                self._finish(left)
+                yield left
             if self._aborted:
                 report.outcome = "aborted"
             else:
@@ -269,17 +285,23 @@ class BulkJob(Generic[_T]):
                 report.outcome = "cancelled"
             raise
         finally:
-            # Cancelled or closed early with items held for the lookup: they end UNKNOWN here
+            # Cancelled or closed early with items held: they end as they stand here
             # (counted and journaled, not yielded), or a re-run would send them as new.
-            for pending in self._deferred.values():
-                self._finish(result_of(pending, ItemStatus.UNKNOWN, note=pending.reason))
-            self._deferred.clear()
+            for result in self._held.drain():
+                self._finish(result)
             report.finish()
             if journal is not None:
-                if self._owns_journal:
-                    journal.close()
-                else:
-                    journal.flush()
+                try:
+                    if self._owns_journal:
+                        journal.close()
+                    else:
+                        journal.flush()
+                except JournalError as exc:
+                    self._journal_error = self._journal_error or exc
+        if self._journal_error is not None:
+            # Every result was yielded; the outcomes that could not be written stay `sending`
+            # in the journal, so the next run looks them up rather than sending them as new.
+            raise self._journal_error
 
     async def _pull(self, job_id: str) -> AsyncGenerator[Pending | ItemResult[_T], None]:
         """The inputs, one at a time: an item to send, or a result known without sending."""
@@ -288,42 +310,70 @@ class BulkJob(Generic[_T]):
         if isinstance(source, AsyncIterable):
             async for item in source:
                 index += 1
-                yield self._prepare(index, item, job_id)
+                yield self._intake.prepare(index, item, job_id)
         else:
             for item in source:
                 index += 1
-                yield self._prepare(index, item, job_id)
+                yield self._intake.prepare(index, item, job_id)
 
     async def _pump(
         self, source: AsyncIterator[Pending | ItemResult[_T]]
     ) -> AsyncGenerator[ItemResult[_T], None]:
-        """Send what `source` yields, `concurrency` at a time; yield every result as it ends."""
+        """Send what `source` yields, `concurrency` at a time; yield every result as it ends.
+
+        Items are pulled a window at a time and their intents journaled in one commit before
+        the first of them is sent (`_intend`).
+        """
         report = self.report
         in_flight: set[asyncio.Future[ItemResult[_T]]] = set()
+        ready: collections.deque[Pending] = collections.deque()
+        window: list[Pending] = []
         exhausted = False
         try:
             while True:
-                while not exhausted and not self._stopping and len(in_flight) < self._concurrency:
-                    try:
-                        pulled = await source.__anext__()
-                    except StopAsyncIteration:
-                        exhausted = True
-                        break
-                    report.submitted += 1
-                    if isinstance(pulled, ItemResult):
-                        self._finish(pulled)
-                        yield pulled
-                    elif pulled.key in self._deferred:
-                        pass  # resolved by the lookup at the end of the run
-                    else:
-                        in_flight.add(asyncio.ensure_future(self._send(pulled)))
+                if not ready and not exhausted and not self._stopping:
+                    while not self._stopping and self._room(in_flight, window):
+                        try:
+                            pulled = await source.__anext__()
+                        except StopAsyncIteration:
+                            exhausted = True
+                            break
+                        report.submitted += 1
+                        if isinstance(pulled, ItemResult):
+                            self._finish(pulled)
+                            yield pulled
+                        elif pulled.key in self._held.lost:
+                            pass  # resolved when settling
+                        elif self._journal is None:  # no intent to journal: send it now
+                            in_flight.add(asyncio.ensure_future(self._send(pulled)))
+                        else:
+                            window.append(pulled)
+                    if self._intend(window):
+                        ready.extend(window)
+                        window.clear()
+                    while window:
+                        # Their intents could not be journaled: not sent.
+                        result = result_of(window.pop(0), ItemStatus.CANCELLED)
+                        self._finish(result)
+                        yield result
+                while ready and not self._stopping and len(in_flight) < self._concurrency:
+                    in_flight.add(asyncio.ensure_future(self._send(ready.popleft())))
+                while ready and self._stopping:
+                    # Journaled as about to be sent, but never sent.
+                    result = result_of(ready.popleft(), ItemStatus.CANCELLED)
+                    self._finish(result)
+                    yield result
                 if not in_flight:
-                    break
+                    if exhausted or self._stopping:
+                        break
+                    continue
                 for task in await self._finished_tasks(in_flight):
                     in_flight.discard(task)
                     result = task.result()
                     self._check_fatal(result)
-                    if self._defer(result):
+                    if not self._stopping and self._held.keep(
+                        result, self._intended.get(result.key)
+                    ):
                         continue
                     self._finish(result)
                     yield result
@@ -333,8 +383,45 @@ class BulkJob(Generic[_T]):
             if self._stopping:  # stop() came first: its deadline still holds
                 drain = min(drain, max(0.0, self._stop_deadline - time.monotonic()))
             self._stopping = True
-            await self._abandon(in_flight, drain)
+            for pending in (*window, *ready):
+                self._finish(result_of(pending, ItemStatus.CANCELLED))
+            for result in await abandon(in_flight, drain):
+                self._finish(result)
+            self.report.cancelled += len(in_flight)  # lost to a second cancel while draining
+            in_flight.clear()
             raise
+
+    def _room(self, in_flight: set[asyncio.Future[ItemResult[_T]]], window: list[Pending]) -> bool:
+        """Whether to pull one more item now: to fill a window that shares one intent commit,
+        or, with no journal, a free slot (the input is read no further ahead than needed)."""
+        if self._journal is None:
+            return len(in_flight) < self._concurrency
+        return len(window) < max(self._concurrency, BULK_INTENT_WINDOW)
+
+    def _intend(self, window: list[Pending]) -> bool:
+        """Journal the intents of `window` (one commit) before any of it is sent.
+
+        False when they cannot be written: the run stops, and those items are not sent.
+        """
+        if not window:
+            return False
+        journal = self._journal
+        if journal is not None and self._journal_error is None:
+            try:
+                journal.record_intents(Intent(p.key, p.digest, p.idempotency_key) for p in window)
+            except JournalError as exc:
+                self._journal_failed(exc)
+        if self._journal_error is not None:
+            return False
+        for pending in window:
+            self._intended[pending.key] = pending.prior
+        return True
+
+    def _journal_failed(self, error: JournalError) -> None:
+        """The journal cannot be written: start nothing more (every send needs its intent)."""
+        if self._journal_error is None:
+            self._journal_error = error
+            self._abort(f"the journal cannot be written: {error}")
 
     async def _finished_tasks(
         self, in_flight: set[asyncio.Future[ItemResult[_T]]]
@@ -368,142 +455,128 @@ class BulkJob(Generic[_T]):
             name=self._binding.operation,
         )
 
-    def _prepare(
-        self, index: int, item: Mapping[str, Any], job_id: str
-    ) -> Pending | ItemResult[_T]:
-        """The item's identity, digest and key, checked against the journal."""
-        try:
-            if not isinstance(item, Mapping):
-                raise TypeError(
-                    f"bulk item {index} is a {type(item).__name__}; items must be mappings of "
-                    "field names to values (the operation's keyword arguments)"
-                )
-            digest = content_digest(read_field(self._content, item, index, "content"))
-            key = self._identity(index, item, digest)
-            idem = item_idempotency_key(job_id, key, digest)
-        except Exception as exc:
-            return ItemResult(
-                index=index,
-                key=str(index),
-                status=ItemStatus.FAILED,
-                item=item if isinstance(item, Mapping) else {"value": item},
-                idempotency_key="",
-                error=exc,
-            )
-        pending = Pending(index=index, key=key, item=item, digest=digest, idempotency_key=idem)
-        entry = self._journal.lookup(key) if self._journal is not None else None
-        if entry is None or entry.status == ItemStatus.FAILED.value:
-            return pending
-        if not entry.matches(digest):
-            return result_of(
-                pending,
-                ItemStatus.CHANGED,
-                note=(
-                    f"{entry.status} in an earlier run with other content "
-                    f"(record {entry.created_id or 'unknown'}); not sent: an import creates "
-                    "records, it does not update them"
-                ),
-            )
-        # Same content as journaled: the key it was sent under is the one to use again.
-        pending = attrs.evolve(pending, idempotency_key=entry.idempotency_key)
-        if entry.status == ItemStatus.SUCCEEDED.value:
-            return result_of(pending, ItemStatus.SKIPPED, created_id=entry.created_id)
-        if self._resend_unknown:
-            return pending
-        note = f"outcome unknown since an earlier run ({entry.error or 'its answer was lost'})"
-        if self._lookup is not None:
-            self._deferred[key] = attrs.evolve(pending, reason=note)
-            return pending  # `_pump` sees it is deferred and does not send it
-        return result_of(pending, ItemStatus.UNKNOWN, note=note + "; not sent again")
-
-    def _identity(self, index: int, item: Mapping[str, Any], digest: str) -> str:
-        if self._key is None:
-            return self._contents.name(digest)
-        value = read_field(self._key, item, index, "key")
-        if value is None or value == "":
-            raise ValueError(f"bulk item {index} has an empty key ({identity_rule(self._key)})")
-        key = str(value)
-        if key in self._seen_keys:
-            raise ValueError(
-                f"bulk item {index} repeats the key {key!r} of an earlier item; keys must be "
-                "unique (it was not sent)"
-            )
-        self._seen_keys.add(key)
-        return key
-
-    def _defer(self, result: ItemResult[_T]) -> bool:
-        """Hold an item whose answer was lost for the lookup at the end (True when held)."""
-        if (
-            result.status is not ItemStatus.UNKNOWN
-            or self._lookup is None
-            or self._resend_unknown
-            or self._stopping
-            or result.key in self._deferred
-        ):
-            return False
-        self._deferred[result.key] = pending_of(result)
-        return True
-
-    async def _resolve_deferred(self) -> AsyncGenerator[ItemResult[_T], None]:
-        """One streamed pass over the target; found items are created, the rest sent again."""
-        assert self._lookup is not None
+    async def _settle(self) -> AsyncGenerator[ItemResult[_T], None]:
+        """Rounds after the main pass, while one makes progress: look up the held items whose
+        answer was lost (one streamed pass over the target: found ones are created), then send
+        the rest again under the same key, with the items refused before processing."""
         report = self.report
-        deferred = self._deferred
-        search = TargetSearch(self._lookup, self._lookup_key, report)
-        async with contextlib.aclosing(search.find(deferred, lambda: self._stopping)) as found:
-            async for result in found:
-                self._finish(result)
-                yield result
-        if search.failed or self._stopping:
-            return
-        # Not in the target: send them again (same key). A second lost answer is final here.
-        again = list(deferred.values())
-        deferred.clear()
-        resent = 0
+        for round_ in range(BULK_SETTLE_ROUNDS):
+            held = self._held
+            if self._stopping or not held:
+                return
+            settled = report.done
+            if held.lost:
+                assert self._lookup is not None
+                report.phase = "looking up"
+                report.lookup_pending = len(held.lost)
+                search = TargetSearch(
+                    self._lookup,
+                    self._lookup_key,
+                    report,
+                    by_content=self._lookup_by_content,
+                    content=lambda p: read_field(self._content, p.item, p.index, "content"),
+                    created=self._created_counts,
+                )
+                finding = search.find(held.lost, lambda: self._stopping)
+                async with contextlib.aclosing(finding) as found:
+                    async for result in found:
+                        self._finish(result)
+                        yield result
+                if search.failed or self._stopping:
+                    return  # they stay unknown: not found is not known
+            # Not in the target (or refused before processing): send them again, same key.
+            again = held.to_send_again()
+            if not again:
+                return
+            if round_ > 0:
+                # A pause before sending again what a round just saw fail: a transient
+                # outage gets time to pass. Interrupted by stop().
+                report.phase = "waiting"
+                await self._pause(BULK_SETTLE_PAUSE * 2 ** (round_ - 1))
+            report.phase = "resending"
+            sent = 0
 
-        async def source() -> AsyncGenerator[Pending | ItemResult[_T], None]:
-            nonlocal resent
-            for pending in again:
-                resent += 1
-                report.submitted -= 1  # counted when first pulled; `_pump` counts it again
-                yield pending
+            async def source(
+                items: list[Pending] = again,
+            ) -> AsyncGenerator[Pending | ItemResult[_T], None]:
+                nonlocal sent
+                for pending in items:
+                    sent += 1
+                    report.submitted -= 1  # counted when first pulled; `_pump` counts it again
+                    yield pending
 
-        lookup, self._lookup = self._lookup, None  # nothing is deferred twice
-        try:
-            async with contextlib.aclosing(self._pump(source())) as results:
-                async for result in results:
-                    yield result
-        finally:
-            self._lookup = lookup
-            # Stopped (or closed) before sending them again: the lookup did not find them, so
-            # they are not in the target; counted as never sent, and a re-run sends them.
-            for pending in again[resent:]:
-                note = "not in the target (looked up), and the run stopped before resending it"
-                self._finish(result_of(pending, ItemStatus.CANCELLED, note=note))
+            try:
+                async with contextlib.aclosing(self._pump(source())) as results:
+                    async for result in results:
+                        yield result
+            finally:
+                # Stopped (or closed) before sending them again: they are not in the target
+                # (looked up, or refused before processing); counted as never sent, and a
+                # re-run sends them.
+                for pending in again[sent:]:
+                    note = "not in the target, and the run stopped before sending it again"
+                    self._finish(result_of(pending, ItemStatus.CANCELLED, note=note))
+            report.phase = "sending"
+            if report.done == settled and not held.lost:
+                return  # nothing settled in this round, and nothing is left to look up
+
+    def _created_counts(self, digests: list[str]) -> dict[str, int]:
+        """How many items of each content (named by their content) are known to be created."""
+        journal = self._journal
+        if journal is None:
+            return {digest: self._created_contents[digest] for digest in digests}
+        return {digest: journal.created_with_content(digest) for digest in digests}
+
+    async def _pause(self, seconds: float) -> None:
+        assert self._wakeup is not None
+        if self._wakeup.done():
+            self._wakeup = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._wakeup), seconds)
 
     def _finish(self, result: ItemResult[_T]) -> None:
         """Count a finished item and record it in the journal (if there is anything to record)."""
         self.report.count(result)
         status = result.status
+        if result.ok and self._journal is None and self._lookup_by_content:
+            # For the no-key lookup (`_created_counts`); a journal counts them itself.
+            self._created_contents[result.digest] += 1
+        intended = result.key in self._intended
+        prior = self._intended.pop(result.key, None)
         journal = self._journal
-        if (
-            journal is None
-            or not result.idempotency_key
-            or status in (ItemStatus.SKIPPED, ItemStatus.CHANGED, ItemStatus.CANCELLED)
-        ):
-            # Skipped/changed: the journal already has its record; cancelled: never sent.
+        if journal is None or not result.idempotency_key:
             return
-        if status is ItemStatus.FAILED and not_processed(result.error):
-            return  # nothing happened in the target; a re-run sends it as if new
-        journal.record(
-            result.key,
-            status.value,
-            digest=result.digest,
-            idempotency_key=result.idempotency_key,
-            created_id=result.created_id,
-            attempts=result.attempts,
-            error=result.reason or None,
-        )
+        if status in (ItemStatus.SKIPPED, ItemStatus.CHANGED):
+            return  # the journal already has its record
+        if status is ItemStatus.CANCELLED or (
+            status is ItemStatus.FAILED and not_processed(result.error)
+        ):
+            # Never sent, or refused before the target did anything with it: its intent (if
+            # one was journaled) gives way to what the journal held before.
+            if not intended or self._journal_error is not None:
+                return
+            if prior is None:
+                journal.withdraw(result.key)
+                return
+            status = ItemStatus(prior)
+        self._record(result, status)
+
+    def _record(self, result: ItemResult[_T], status: ItemStatus) -> None:
+        journal = self._journal
+        if journal is None or self._journal_error is not None:
+            return  # after a write failure: those items stay `sending`, unknown next run
+        try:
+            journal.record(
+                result.key,
+                status.value,
+                digest=result.digest,
+                idempotency_key=result.idempotency_key,
+                created_id=result.created_id,
+                attempts=result.attempts,
+                error=result.reason or None,
+            )
+        except JournalError as exc:
+            self._journal_failed(exc)
 
     def _check_fatal(self, result: ItemResult[_T]) -> None:
         """Stop starting items on errors no item can fix (`stop_on_fatal`, see `FatalWatch`)."""
@@ -518,27 +591,3 @@ class BulkJob(Generic[_T]):
         self.report.stop_reason = reason
         log.error("bulk run stopped: %s", reason)
         self.stop()
-
-    async def _abandon(self, in_flight: set[asyncio.Future[ItemResult[_T]]], drain: float) -> None:
-        """Give in-flight items `drain` seconds to finish, cancel the rest, count them all."""
-        if not in_flight:
-            return
-        pending: set[asyncio.Future[ItemResult[_T]]] = set(in_flight)
-        try:
-            _, pending = await asyncio.wait(in_flight, timeout=drain)
-        except BaseException:
-            # Cancelled again while draining: stop waiting, cancel everything now.
-            pending = {task for task in in_flight if not task.done()}
-        for task in pending:
-            task.cancel()
-        if pending:
-            try:
-                await asyncio.wait(pending)
-            except BaseException:
-                log.warning("bulk run: %d in-flight items abandoned while cancelling", len(pending))
-        for task in in_flight:
-            if task.done() and not task.cancelled():
-                self._finish(task.result())
-            else:
-                self.report.cancelled += 1
-        in_flight.clear()

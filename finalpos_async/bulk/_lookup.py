@@ -19,7 +19,8 @@ import attrs
 from .._constants import BULK_SPOT_CHECKS
 from .._exceptions import FinalPOSError, NotFoundError
 from ._items import KeySpec, read_field
-from ._journal import Journal, JournalError
+from ._journal import JournalError, JournalStore
+from ._matching import ContentIndex
 from ._outcome import Pending, id_of, result_of
 from ._results import BulkReport, ItemResult, ItemStatus, describe_error
 
@@ -36,7 +37,7 @@ class TargetChangedError(JournalError):
     """
 
 
-async def spot_check(journal: Journal, retrieve: Callable[[str], Awaitable[Any]]) -> None:
+async def spot_check(journal: JournalStore, retrieve: Callable[[str], Awaitable[Any]]) -> None:
     """Refuse to resume when the target holds none of the last records the journal made."""
     ids = journal.created_ids(BULK_SPOT_CHECKS)
     if not ids:
@@ -65,9 +66,12 @@ async def spot_check(journal: Journal, retrieve: Callable[[str], Awaitable[Any]]
 class TargetSearch:
     """One pass over `lookup()` for the items held in `deferred` (key -> item).
 
-    `find` yields a `SUCCEEDED` result (`found=True`) for each held item listed in the target,
-    taking it out of `deferred`; what is left there was not found. When the listing fails,
-    `failed` is set and the items left get the failure as their reason: they stay unknown.
+    Items are matched by their key (`lookup_key` reads a listed record's), or, with no key
+    (`lookup_key=None`), by the fields they sent (`_matching`; `created` tells how many items
+    of each content are known to be created). `find` yields a `SUCCEEDED` result (`found=True`)
+    for each held item in the target, taking it out of `deferred`, and an `UNKNOWN` one for an
+    item only nearly matched by a record; what is left there was not found. When the listing
+    fails, `failed` is set and the items left get the failure as their reason: they stay unknown.
     """
 
     def __init__(
@@ -75,10 +79,17 @@ class TargetSearch:
         lookup: Callable[[], AsyncIterable[Any]],
         lookup_key: KeySpec,
         report: BulkReport,
+        *,
+        by_content: bool = False,
+        content: Callable[[Pending], object] = lambda pending: pending.item,
+        created: Callable[[list[str]], dict[str, int]] = lambda digests: {},
     ) -> None:
         self._lookup = lookup
         self._lookup_key = lookup_key
         self._report = report
+        self._by_content = by_content
+        self._content = content
+        self._created = created
         self.failed = False
 
     async def find(
@@ -88,11 +99,16 @@ class TargetSearch:
         report = self._report
         started = time.monotonic()
         try:
+            if self._by_content:
+                async for result in self._find_by_content(deferred, stopping):
+                    yield result
+                return
             async for record in self._lookup():
                 report.lookup_records += 1
                 found = read_field(self._lookup_key, record, report.lookup_records, "lookup_key")
                 pending = deferred.pop(str(found), None) if found is not None else None
                 if pending is not None:
+                    report.lookup_found += 1
                     yield result_of(
                         pending, ItemStatus.SUCCEEDED, created_id=id_of(record), found=True
                     )
@@ -105,3 +121,40 @@ class TargetSearch:
                 deferred[key] = attrs.evolve(pending, reason=note)
         finally:
             report.lookup_seconds += time.monotonic() - started
+
+    async def _find_by_content(
+        self, deferred: dict[str, Pending], stopping: Callable[[], bool]
+    ) -> AsyncGenerator[ItemResult[Any], None]:
+        report = self._report
+        index = ContentIndex()
+        unmatchable: list[Pending] = []
+        for pending in deferred.values():
+            if not index.add(pending.key, pending.digest, self._content(pending)):
+                unmatchable.append(pending)
+        for pending in unmatchable:
+            del deferred[pending.key]
+            note = "outcome unknown; its content is not a mapping of fields, so it cannot be found"
+            yield result_of(pending, ItemStatus.UNKNOWN, note=note)
+        created = self._created(index.digests())
+        async for record in self._lookup():
+            report.lookup_records += 1
+            if index.see(record, id_of(record)) and index.complete(created):
+                break
+            if stopping():
+                # An incomplete count proves nothing: they all stay held (unknown).
+                self.failed = True
+                return
+        for key, (verdict, record_id) in index.verdicts(created).items():
+            if verdict == "absent":
+                continue  # left in `deferred`: not in the target
+            pending = deferred.pop(key)
+            if verdict == "found":
+                report.lookup_found += 1
+                yield result_of(pending, ItemStatus.SUCCEEDED, created_id=record_id, found=True)
+            else:
+                note = (
+                    f"outcome unknown: record {record_id} nearly matches it (the same but for "
+                    "letter case or spacing), so it is not sent again; if that record is not "
+                    'this row, set "exists" to false'
+                )
+                yield result_of(pending, ItemStatus.UNKNOWN, note=note)

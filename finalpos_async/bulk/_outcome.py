@@ -9,6 +9,7 @@ when a run of failures means no further item can succeed (`FatalWatch`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,6 +26,7 @@ from .._exceptions import (
     PermissionDeniedError,
     RateLimitError,
     RateLimiterUnavailable,
+    ResponseValidationError,
 )
 from .._retry import safe_retries_only
 from ._limiter import Limiter
@@ -66,6 +68,11 @@ class Pending:
     idempotency_key: str
     attempts: int = 0
     reason: str = ""
+    # What the journal held for it before its intent, restored if it is not sent after all:
+    # None (nothing), "failed" (not created) or "unknown" (it may be in the target already).
+    prior: str | None = None
+    # Why it was held back (an item refused before processing keeps its error).
+    error: BaseException | None = None
 
 
 def result_of(pending: Pending, status: ItemStatus, **fields: Any) -> ItemResult[Any]:
@@ -92,6 +99,7 @@ def pending_of(result: ItemResult[Any]) -> Pending:
         idempotency_key=result.idempotency_key,
         attempts=result.attempts,
         reason=result.reason,
+        error=result.error,
     )
 
 
@@ -154,6 +162,8 @@ async def send_item(
             elapsed=time.monotonic() - started,
             note="cancelled in flight: it may have been created",
         )
+    except ResponseValidationError as exc:
+        return _unreadable(pending, exc, pending.attempts + _attempts_of(exc), started)
     except Exception as exc:
         unknown = isinstance(exc, FinalPOSError) and exc.maybe_processed
         return result_of(
@@ -167,7 +177,10 @@ async def send_item(
     if isinstance(value, RawAnswer):
         # A raw twin's answer (see `BulkRunner.run`): its attempts include the client's retries.
         attempts = value.attempts
-        value = value.parse()
+        try:
+            value = value.parse()
+        except ResponseValidationError as exc:
+            return _unreadable(pending, exc, pending.attempts + attempts, started)
     return result_of(
         pending,
         ItemStatus.SUCCEEDED,
@@ -175,6 +188,26 @@ async def send_item(
         attempts=pending.attempts + attempts,
         created_id=id_of(value),
         elapsed=time.monotonic() - started,
+    )
+
+
+def _unreadable(
+    pending: Pending, error: ResponseValidationError, attempts: int, started: float
+) -> ItemResult[Any]:
+    """A 2xx whose body does not fit the model: the record was created, so the item succeeded
+    (its id read from the body when there is one); the error says what did not fit."""
+    created_id: str | None = None
+    if error.response is not None:
+        with contextlib.suppress(Exception):  # the body may not even be JSON
+            created_id = id_of(error.response.json())
+    return result_of(
+        pending,
+        ItemStatus.SUCCEEDED,
+        error=error,
+        attempts=attempts,
+        created_id=created_id,
+        elapsed=time.monotonic() - started,
+        note=f"created, but its answer does not fit the model: {describe_error(error)}",
     )
 
 

@@ -99,7 +99,11 @@ class BulkReport:
     Invariant, at every moment: `submitted == succeeded + skipped + failed + unknown + changed +
     cancelled + in_flight`. `attempts` sums the HTTP attempts of every finished item (retries
     included). `found` counts the succeeded items the lookup found in the target, and
-    `lookup_records` / `lookup_seconds` what that lookup cost.
+    `lookup_records` / `lookup_seconds` what that lookup cost, `lookup_pending` how many items
+    the lookup running now looks for and `lookup_found` how many it found so far. `unreadable`
+    counts the succeeded items whose answer did not fit the model (created; `ItemResult.error`
+    says what did not fit). `phase` says what the run is doing: "sending" (its main pass), then,
+    while it settles what is left, "looking up", "waiting" or "resending".
     `outcome` is "running", then "completed", "stopped" (stop() asked for it), "aborted" (an
     error no item can fix, see `stop_reason`) or "cancelled". `failure_reasons` counts the
     reasons of failed and unknown items; `top_reasons()` gives the most common ones.
@@ -117,6 +121,10 @@ class BulkReport:
     attempts: int = 0
     lookup_records: int = 0
     lookup_seconds: float = 0.0
+    lookup_pending: int = 0
+    lookup_found: int = 0
+    unreadable: int = 0
+    phase: str = "sending"
     outcome: str = "running"
     stop_reason: str | None = None
     # A lambda, not the bare class: a bare `Counter` factory is typed `Counter[Unknown]`.
@@ -177,6 +185,7 @@ class BulkReport:
         if status is ItemStatus.SUCCEEDED:
             self.succeeded += 1
             self.found += result.found
+            self.unreadable += result.error is not None
         elif status is ItemStatus.SKIPPED:
             self.skipped += 1
         elif status is ItemStatus.FAILED:

@@ -7,12 +7,12 @@ import inspect
 import logging
 import os
 from collections.abc import AsyncIterable, Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
-from .._constants import BULK_CONCURRENCY, BULK_DRAIN_TIMEOUT
+from .._constants import BULK_CONCURRENCY, BULK_DRAIN_TIMEOUT, IMPORT_BURST_SECONDS
 from ._items import Items, KeySpec, identity_rule
 from ._job import BulkJob
-from ._journal import Journal
+from ._journal import JournalStore
 from ._limiter import Limiter, RateLimiter
 from ._target import Binding, BulkClient
 from ._target import operation_name as name_of  # `run` has a parameter `operation_name`
@@ -44,18 +44,20 @@ class BulkRunner:
         *,
         concurrency: int = BULK_CONCURRENCY,
         rate_limit: float | Limiter | None = None,
-        journal: str | os.PathLike[str] | Journal | None = None,
+        journal: str | os.PathLike[str] | JournalStore | None = None,
         key: KeySpec = None,
         content: KeySpec = None,
         job_id: str | None = None,
         drain_timeout: float = BULK_DRAIN_TIMEOUT,
         lookup: Callable[[], AsyncIterable[Any]] | None = None,
         lookup_key: KeySpec = None,
+        lookup_by: Literal["key", "content"] | None = None,
         retrieve: Callable[[str], Awaitable[Any]] | None = None,
         resend_unknown: bool = False,
         stop_on_fatal: bool = True,
         target: str | None = None,
         operation_name: str | None = None,
+        rotated_credentials: bool = False,
     ) -> BulkJob[_T]:
         """Run `operation(**item, idempotency_key=...)` for every item; returns a `BulkJob`,
         which starts when it is iterated or awaited::
@@ -67,11 +69,12 @@ class BulkRunner:
             report = await client.bulk.run(client.customers.create, rows)  # counts only
 
         - `concurrency`: items in flight at once (default 16), capped at the client's pool size.
-        - `rate_limit`: items started per second, or a limiter (`RateLimiter`,
-          `RedisRateLimiter`) shared with other runs. The
+        - `rate_limit`: items started per second (bursts of a tenth of a second's worth), or a
+          limiter (`RateLimiter`, `RedisRateLimiter`) shared with other runs. The
           client's own `rate_limit` takes a token per HTTP attempt (retries included); with
           both, the stricter one sets the pace.
-        - `journal`: a SQLite file (or `Journal`) recording every outcome, bound to this target
+        - `journal`: a SQLite file (or a `Journal`, any `JournalStore`) recording every intent and
+          outcome, bound to this target
           (the client's base URL or `target`), credentials, operation and identity rule (else
           `JournalMismatchError`, before any request). A re-run skips items that were created
           and sends the others under the same keys.
@@ -81,13 +84,21 @@ class BulkRunner:
           journaled as created whose content changed is not sent: it ends `CHANGED`.
         - `content`: what of an item is its content, in its identity and idempotency key (a
           field name or a function; the whole item by default).
-        - `job_id`: fixes the job identity (default: the journal's, else random), so a re-run
-          with the same id sends the same idempotency keys.
+        - `job_id`: fixes the job identity, part of every idempotency key. By default it is
+          the journal's, else derived from the target, the operation and the identity rule, so
+          a re-run sends the same keys even with a new journal (or none); give a fresh one
+          (`uuid.uuid4().hex`) to create the same items again as new records.
         - `drain_timeout`: after `stop()` or a cancel, how long in-flight items may finish.
-        - `lookup`: lists the records in the target (`client.customers.list`), used with `key`
-          to resolve items whose answer was lost, in one streamed pass at the end of the run:
-          found ones count as created (`found=True`), the others are sent again. `lookup_key`
-          reads a listed record's key (default: `key`, as a mapping key or an attribute).
+        - `lookup`: lists the records in the target (`client.customers.list`), to resolve
+          items whose answer was lost (or whose run ended while they were sent) after the main
+          pass, one streamed pass per round: found ones count as created (`found=True`), the
+          others are sent again under the same key, while a round settles something. With
+          `key`, a record is matched by its key (`lookup_key` reads a listed record's key;
+          default: `key`, as a mapping key or an attribute); with no `key`, by the fields the
+          item sent, compared in their typed form, identical items counted (see
+          `finalpos_async.bulk._matching`); a record that only nearly matches is reported, the
+          item stays unknown. `lookup_by="content"` matches by fields even with a `key` (a key
+          that itself names the content, as `finalpos import` without `--key` does).
         - `retrieve`: fetches one record by id (`client.customers.retrieve`); before resuming,
           the run checks that the target still holds the last records the journal says were
           created, and raises `TargetChangedError` if none of them is there.
@@ -100,8 +111,11 @@ class BulkRunner:
           items not started are left for a re-run.
         - `target`, `operation_name`: how the journal names the target and the operation
           (default: the client's base URL; the resource and method, e.g. `customers.create`).
+        - `rotated_credentials`: continue a journal written with another API key for the same
+          target (the key was rotated); without it such a journal raises
+          `JournalMismatchError`.
         """
-        _check_options(drain_timeout, lookup, key=key, content=content, lookup_key=lookup_key)
+        _check_options(drain_timeout, key=key, content=content, lookup_key=lookup_key)
         client_limiter = self._client.rate_limiter if self._client is not None else None
         return BulkJob(
             _raw_twin(operation),
@@ -116,10 +130,12 @@ class BulkRunner:
             drain_timeout=drain_timeout,
             lookup=lookup,
             lookup_key=lookup_key,
+            lookup_by=lookup_by or ("content" if key is None else "key"),
             retrieve=retrieve,
             resend_unknown=resend_unknown,
             stop_on_fatal=stop_on_fatal,
             binding=self._binding(target, operation_name or name_of(operation), key),
+            rotated_credentials=rotated_credentials,
         )
 
     def _binding(self, target: str | None, operation: str, key: KeySpec) -> Binding:
@@ -142,17 +158,12 @@ class BulkRunner:
         return concurrency
 
 
-def _check_options(drain_timeout: float, lookup: object, **specs: KeySpec) -> None:
+def _check_options(drain_timeout: float, **specs: KeySpec) -> None:
     if drain_timeout < 0:
         raise ValueError(f"drain_timeout must be >= 0 seconds, got {drain_timeout!r}")
     for name, spec in specs.items():
         if not (spec is None or isinstance(spec, str) or callable(spec)):
             raise TypeError(f"{name} must be None, a field name or a callable, got {spec!r}")
-    if lookup is not None and specs["key"] is None:
-        raise ValueError(
-            "lookup= needs key=: a record found in the target is matched by its key "
-            "(a natural key such as 'email' or 'externalId')"
-        )
 
 
 def _run_limiter(
@@ -163,7 +174,9 @@ def _run_limiter(
     if rate_limit is None or isinstance(rate_limit, Limiter):
         limiter = rate_limit
     else:
-        limiter = RateLimiter(rate_limit)
+        # A tenth of a second's worth of burst, like `finalpos import --rate`: a run is steady,
+        # and a bucket refilled during a stall would release a second's worth at once.
+        limiter = RateLimiter(rate_limit, burst=max(1.0, rate_limit * IMPORT_BURST_SECONDS))
     if limiter is client_limiter:
         # The client already takes a token per attempt; one more per item would halve it.
         return None

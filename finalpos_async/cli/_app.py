@@ -169,6 +169,12 @@ def cli(
 )
 @click.option("--no-journal", is_flag=True, help="Do not keep a journal.")
 @click.option(
+    "--rotated-key",
+    is_flag=True,
+    help="The API key was rotated since the journal was written (the same account): continue "
+    "the journal with the new key.",
+)
+@click.option(
     "--key",
     "key_field",
     help="Column that identifies a row across runs (default: the row's whole content).",
@@ -212,6 +218,7 @@ def import_command(
     shard_text: str | None,
     journal: Path | None,
     no_journal: bool,
+    rotated_key: bool,
     key_field: str | None,
     failed_file: Path | None,
     encoding: str,
@@ -261,6 +268,7 @@ def import_command(
         burst=burst,
         journal=journal,
         no_journal=no_journal,
+        rotated_key=rotated_key,
         key_field=key_field,
         failed_file=failed_file,
         validate_only=validate_only,

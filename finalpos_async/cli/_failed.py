@@ -38,6 +38,7 @@ class FailedRows:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.count = 0
+        self.nearly = 0  # unknown rows that a record in the target only nearly matches
         self.outcomes: collections.Counter[str] = collections.Counter()
         self._stream: IO[str] | None = None
         self._tmp: str | None = None
@@ -120,6 +121,8 @@ def write_result(failed: FailedRows, result: ItemResult[Any]) -> None:
     """Add the row of a result that is not ok (its item is a bulk item of `_import`)."""
     item = result.item
     row: Row = item["row"]
+    if result.status is ItemStatus.UNKNOWN and "nearly matches" in result.reason:
+        failed.nearly += 1
     failed.write(
         row,
         outcome_of(result),

@@ -34,7 +34,15 @@ from .._converter import unstructure
 from .._limiter import Limiter
 from .._operation import Operation
 from .._redis_limit import RedisRateLimiter
-from ..bulk import BulkJob, ItemStatus, Journal, JournalMismatchError, content_digest
+from ..bulk import (
+    BulkJob,
+    ItemStatus,
+    Journal,
+    JournalDamagedError,
+    JournalError,
+    JournalMismatchError,
+    content_digest,
+)
 from ._connect import Connection, Settings, connect
 from ._failed import FailedRows
 from ._input import FAILED_ROWS_HEADER, Header, Input, InputError, Row
@@ -170,7 +178,7 @@ class RunState:
         journal = self.journal
         if journal is not None:
             entry = journal.lookup(identity)
-            if entry is None or entry.status == ItemStatus.UNKNOWN.value:
+            if entry is None or entry.unresolved:
                 journal.record(
                     identity,
                     ItemStatus.SUCCEEDED.value if row.exists else ItemStatus.FAILED.value,
@@ -194,6 +202,7 @@ async def _connected(
 ) -> int:
     header = source.header
     journal_path = _journal_path(options, header, conn)
+    journal_error: JournalError | None = None
     journal = Journal(journal_path) if journal_path is not None else None
     job_id = header.job_id if header is not None else None
     if job_id is None and options.shard is not None:
@@ -230,18 +239,55 @@ async def _connected(
             console.print(_pacing(options, limiter, plan))
         state.total = plan.valid
         _install_interrupt(job, console, options.drain_timeout, state)
-        if plan.valid and await drive(job, failed, console, state.total):
-            state.interrupted = True
+        try:
+            if plan.valid and await drive(job, failed, console, state.total):
+                state.interrupted = True
+        except JournalError as exc:
+            journal_error = exc
         _write_not_started(source, failed, state)
     finally:
         if journal is not None:
-            journal.close()
+            try:
+                journal.close()
+            except JournalError as exc:
+                journal_error = journal_error or exc
+    if journal_error is not None:
+        return _journal_failed(journal_error, job, options, console, failed, run_header, plan)
     failed.commit(run_header)
     print_summary(job, console, failed, plan, options.shard)
     print_instruction(job, options, console, failed)
     if state.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if failed.count == 0 else EXIT_FAILED
+
+
+def _journal_failed(
+    error: JournalError,
+    job: BulkJob[Any],
+    options: ImportOptions,
+    console: Console,
+    failed: FailedRows,
+    header: Header,
+    plan: Plan,
+) -> int:
+    """The journal could not be written mid-run: the summary, the cause, and the one way on.
+
+    The way on is this same command: the rows whose outcome could not be journaled are still
+    `sending` in it, so that run looks them up before it sends anything. (The failed-rows file
+    may sit on the same full disk: it is written if it can be, but not relied on.)
+    """
+    try:
+        failed.commit(header)
+    except OSError:
+        failed.discard()
+    print_summary(job, console, failed, plan, options.shard)
+    console.print(f"[red]error:[/] {error}", soft_wrap=True)
+    console.print(
+        f"To finish: make the journal writable again (free space on its disk), then run "
+        f"`{options.same_command()}`",
+        soft_wrap=True,
+    )
+    return EXIT_FAILED
 
 
 def _pacing(options: ImportOptions, limiter: Limiter | None, plan: Plan) -> str:
@@ -258,15 +304,30 @@ def _pacing(options: ImportOptions, limiter: Limiter | None, plan: Plan) -> str:
 
 
 def _open_journal(job: BulkJob[Any], options: ImportOptions) -> None:
+    """Open and bind the journal; a refusal names the exact command that goes on."""
     try:
         job.open_journal()
     except JournalMismatchError as exc:
+        if exc.differs == ("credentials",):
+            advice = (
+                f"If the key was rotated, run `{options.same_command('--rotated-key')}`; if "
+                f"it is another account, give it its own journal (--journal "
+                f"{_free_journal_name(options.file)})."
+            )
+        else:
+            advice = f"(for example --journal {_free_journal_name(options.file)})."
         raise JournalMismatchError(
-            f"{exc} (for example --journal {_free_journal_name(options.file)}).",
+            f"{exc} {advice}",
             path=exc.path,
             recorded=exc.recorded,
             requested=exc.requested,
             differs=exc.differs,
+        ) from None
+    except JournalDamagedError as exc:
+        fresh = _free_journal_name(options.file)
+        raise JournalDamagedError(
+            f"{exc}. Run `{options.same_command('--journal', str(fresh))}`",
+            path=exc.path,
         ) from None
 
 
@@ -380,7 +441,8 @@ def _job(
 ) -> BulkJob[Any]:
     op = options.operation
     key_field = options.key_field
-    lookup_records = _lister(conn, options.resource.related(op, "list")) if key_field else None
+    # With --key, a row whose answer was lost is found by its key; without, by its fields.
+    lookup_records = _lister(conn, options.resource.related(op, "list"))
     lookup_key: Callable[[Any], str | None] | None = None
     if key_field is not None and lookup_records is not None:
         parser: RowParser = make_parser(options)
@@ -404,6 +466,7 @@ def _job(
         drain_timeout=options.drain_timeout,
         lookup=lookup_records,
         lookup_key=lookup_key,
+        lookup_by="key" if key_field else "content",
         retrieve=retrieve,
         # The embedded sandbox replays by Idempotency-Key: resending is safe there.
         resend_unknown=options.resend_unknown or conn.embedded,
@@ -411,6 +474,7 @@ def _job(
         # A journal is one shard's: --journal of another shard is refused, not mixed in.
         operation_name=f"{op.qualified_name} key={key_field or 'content'}"
         + (f" shard={options.shard.label}" if options.shard is not None else ""),
+        rotated_credentials=options.rotated_key,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import attrs
@@ -30,6 +31,8 @@ class ImportOptions:
     burst: float | None = None  # of --rate (default: a tenth of a second's worth, at least 1)
     journal: Path | None
     no_journal: bool
+    # --rotated-key: the journal was written with another API key of the same account.
+    rotated_key: bool = False
     key_field: str | None
     failed_file: Path | None
     validate_only: bool
@@ -47,6 +50,26 @@ class ImportOptions:
     # --redis-url/--redis-key: share --rate with every process naming them (repr: no password).
     redis_url: str | None = attrs.field(default=None, repr=False)
     redis_key: str = DEFAULT_REDIS_KEY
+
+    def same_command(self, *extra: str) -> str:
+        """This import as a command to run again (the API key masked), plus `extra` words."""
+        words = [self.command_prefix, "import", self.name, shlex.quote(str(self.file))]
+        if self.key_field is not None:
+            words += ["--key", shlex.quote(self.key_field)]
+        if self.shard is not None:
+            words += ["--shard", self.shard.label]
+        if self.failed_file is not None:
+            words += ["--failed-file", shlex.quote(str(self.failed_file))]
+        if self.journal is not None and "--journal" not in extra:
+            words += ["--journal", shlex.quote(str(self.journal))]
+        if self.no_journal:
+            words.append("--no-journal")
+        if self.rotated_key and "--rotated-key" not in extra:
+            words.append("--rotated-key")
+        if self.encoding != "utf-8-sig":
+            words += ["--encoding", shlex.quote(self.encoding)]
+        words += [self.rerun_flags, *extra]
+        return " ".join(word for word in words if word)
 
     @property
     def operation(self) -> Operation:

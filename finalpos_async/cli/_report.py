@@ -112,9 +112,9 @@ def print_summary(
 
 
 def can_look_up(options: ImportOptions) -> bool:
-    """Rows of unknown outcome are found by --key in the target's list on the next run."""
-    op = options.operation
-    return options.key_field is not None and options.resource.related(op, "list") is not None
+    """Rows of unknown outcome are found in the target's list on the next run (by --key, or by
+    the fields they sent)."""
+    return options.resource.related(options.operation, "list") is not None
 
 
 def print_instruction(
@@ -137,6 +137,11 @@ def print_instruction(
         steps.append(
             f"look up the {outcomes['unknown']} row(s) marked unknown in the target and set "
             'their "exists" to true (it is there) or false (it is not)'
+        )
+    elif failed.nearly:
+        steps.append(
+            f"check the {failed.nearly} row(s) whose error says a record nearly matches and "
+            'set their "exists" to true (that record is the row) or false (it is not)'
         )
     extra = [options.rerun_flags] if options.rerun_flags else []
     if sniff_format(failed.path) != "jsonl":  # a --failed-file named without .jsonl

@@ -1,0 +1,121 @@
+"""The intake of a bulk run: each input named (identity, digest, idempotency key) and checked
+against the journal before anything is sent."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ._items import (
+    ContentIdentities,
+    KeySpec,
+    content_digest,
+    identity_rule,
+    item_idempotency_key,
+    read_field,
+)
+from ._journal import SENDING, JournalStore
+from ._outcome import Pending, result_of
+from ._results import ItemResult, ItemStatus
+
+__all__ = ["Intake"]
+
+
+class Intake:
+    """Turns each input into an item to send (`Pending`) or a result known without sending.
+
+    - a key journaled as created: `SKIPPED` (or `CHANGED` when its content differs);
+    - a key whose outcome is unknown (its answer lost, or its run ended while it was sent): held
+      in `deferred` for the lookup, sent again with `resend_unknown`, else `UNKNOWN`;
+    - anything else: an item to send (with what the journal held before, see `Pending.prior`).
+
+    Identities are `key` values (unique: a repeat is a `FAILED` item, never journaled), or,
+    with no `key`, the content (`ContentIdentities`).
+    """
+
+    def __init__(
+        self,
+        *,
+        key: KeySpec,
+        content: KeySpec,
+        journal: JournalStore | None,
+        resend_unknown: bool,
+        deferred: dict[str, Pending] | None,
+    ) -> None:
+        self._key = key
+        self._content = content
+        self._journal = journal
+        self._resend_unknown = resend_unknown
+        self._deferred = deferred
+        self._contents = ContentIdentities()
+        self._seen_keys: set[str] = set()
+
+    def prepare(
+        self, index: int, item: Mapping[str, Any], job_id: str
+    ) -> Pending | ItemResult[Any]:
+        """The item's identity, digest and key, checked against the journal."""
+        try:
+            if not isinstance(item, Mapping):
+                raise TypeError(
+                    f"bulk item {index} is a {type(item).__name__}; items must be mappings of "
+                    "field names to values (the operation's keyword arguments)"
+                )
+            digest = content_digest(read_field(self._content, item, index, "content"))
+            key = self._identity(index, item, digest)
+            idem = item_idempotency_key(job_id, key, digest)
+        except Exception as exc:
+            return ItemResult(
+                index=index,
+                key=str(index),
+                status=ItemStatus.FAILED,
+                item=item if isinstance(item, Mapping) else {"value": item},
+                idempotency_key="",
+                error=exc,
+            )
+        pending = Pending(index=index, key=key, item=item, digest=digest, idempotency_key=idem)
+        entry = self._journal.lookup(key) if self._journal is not None else None
+        if entry is None:
+            return pending
+        if entry.status == ItemStatus.FAILED.value:
+            return attrs.evolve(pending, prior=entry.status)
+        if not entry.matches(digest):
+            return result_of(
+                pending,
+                ItemStatus.CHANGED,
+                note=(
+                    f"{entry.status} in an earlier run with other content "
+                    f"(record {entry.created_id or 'unknown'}); not sent: an import creates "
+                    "records, it does not update them"
+                ),
+            )
+        # Same content as journaled: the key it was sent under is the one to use again.
+        pending = attrs.evolve(pending, idempotency_key=entry.idempotency_key)
+        if entry.status == ItemStatus.SUCCEEDED.value:
+            return result_of(pending, ItemStatus.SKIPPED, created_id=entry.created_id)
+        if self._resend_unknown:
+            return attrs.evolve(pending, prior=ItemStatus.UNKNOWN.value)
+        why = entry.error or "its answer was lost"
+        if entry.status == SENDING:
+            why = "it was being sent when an earlier run ended"
+        note = f"outcome unknown since an earlier run ({why})"
+        if self._deferred is not None:
+            self._deferred[key] = attrs.evolve(pending, reason=note)
+            return pending  # the run sees it is deferred and does not send it
+        return result_of(pending, ItemStatus.UNKNOWN, note=note + "; not sent again")
+
+    def _identity(self, index: int, item: Mapping[str, Any], digest: str) -> str:
+        if self._key is None:
+            return self._contents.name(digest)
+        value = read_field(self._key, item, index, "key")
+        if value is None or value == "":
+            raise ValueError(f"bulk item {index} has an empty key ({identity_rule(self._key)})")
+        key = str(value)
+        if key in self._seen_keys:
+            raise ValueError(
+                f"bulk item {index} repeats the key {key!r} of an earlier item; keys must be "
+                "unique (it was not sent)"
+            )
+        self._seen_keys.add(key)
+        return key
