@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import attrs
@@ -16,9 +17,9 @@ from .._converter import FieldError, unstructure_params
 from .._operation import Operation
 from ..bulk import ContentIdentities, ItemStatus, Journal, JournalEntry, content_digest
 from ._failed import FailedRows
-from ._input import InputError, Row
+from ._input import Input, InputError, Row
 from ._options import ImportOptions
-from ._rows import RowError, RowParser
+from ._rows import RowError, RowParser, sniff_format
 from ._shard import Shard, shard_of
 from ._spec import body_arguments, component
 
@@ -26,6 +27,7 @@ __all__ = [
     "SHOWN_ERRORS",
     "Identities",
     "Plan",
+    "holds_csv_cells",
     "key_of",
     "make_parser",
     "typed_problems",
@@ -64,7 +66,17 @@ def make_parser(options: ImportOptions) -> RowParser:
         component(op.body_schema),
         schema_name=op.body_schema,
         server_fields=frozenset(response.get("properties", {})),
+        trim=not options.keep_whitespace and holds_csv_cells(options),
     )
+
+
+def holds_csv_cells(options: ImportOptions) -> bool:
+    """The file's values are CSV cells: a CSV, or the failed-rows file of a CSV import (its rows
+    are the CSV's cells as read, so they are trimmed the same way and keep their identity)."""
+    if options.fmt != "jsonl":
+        return True
+    header = Input(options.file, options.fmt, options.encoding).header
+    return header is not None and sniff_format(Path(header.source)) == "csv"
 
 
 def typed_problems(op: Operation, line: int, body: Mapping[str, Any]) -> list[RowError]:
