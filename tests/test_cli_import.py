@@ -376,3 +376,39 @@ def test_keep_whitespace_keeps_cells_as_given_and_the_instruction_repeats_it(
         "  ann@example.com ",
         " bob@example.com\t",
     ]
+
+
+def test_a_repeated_key_stays_a_repeat_in_the_failed_file_beside_its_first_row(
+    tmp_path: Path,
+) -> None:
+    source = write_csv(
+        tmp_path / "c.csv",
+        "email,first_name,last_name\na@example.com,A,1\nb@example.com,B,2\na@example.com,A,3\n",
+    )
+    refusing = FaultConfig(rate=1.0, kinds=("422",), seed=1)
+    with Sandbox(faults=refusing).run_in_thread() as broken:
+        first = run(broken, "import", "customers", str(source), "--key", "email", "--no-journal")
+    assert first.exit_code == 1
+    failed_file = tmp_path / "c.csv.failed.jsonl"
+    # The repeat is written first (pass 1), its first row after it (refused by the API).
+    assert [(r["line"], r["outcome"]) for r in failed_rows(failed_file)] == [
+        (4, "invalid"),
+        (2, "failed"),
+        (3, "failed"),
+    ]
+    with Sandbox().run_in_thread() as healthy:
+        again = run(healthy, "import", "customers", str(failed_file))
+        assert again.exit_code == 1
+        assert "repeats the --key value 'a@example.com' of line 2" in again.stderr
+        assert sorted((c["email"], c["lastName"]) for c in stored_customers(healthy)) == [
+            ("a@example.com", "1"),
+            ("b@example.com", "2"),
+        ]
+        (repeat,) = failed_rows(failed_file)
+        assert repeat["repeats"] == {"key": "a@example.com", "line": 2}
+        repeat["row"]["email"] = "c@example.com"
+        header = failed_file.read_text(encoding="utf-8").splitlines()[0]
+        failed_file.write_text(f"{header}\n{json.dumps(repeat)}\n", encoding="utf-8")
+        fixed = run(healthy, "import", "customers", str(failed_file))
+        assert fixed.exit_code == 0, fixed.output
+        assert len(stored_customers(healthy)) == 3
