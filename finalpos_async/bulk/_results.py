@@ -100,6 +100,11 @@ class BulkReport:
     cancelled + in_flight`. `attempts` sums the HTTP attempts of every finished item (retries
     included). `found` counts the succeeded items the lookup found in the target, and
     `lookup_records` / `lookup_seconds` what that lookup cost.
+    `phase` says what the run is doing: "sending" items (from the start), "looking up" the items
+    whose answer was lost (one pass over the target's listing, after every item was sent:
+    `lookup_pending` is how many items it looks for, set as it starts and unchanged while it
+    runs, `lookup_records` the records scanned so far, `found` how many of them it found), then
+    "resending" the ones it did not find.
     `outcome` is "running", then "completed", "stopped" (stop() asked for it), "aborted" (an
     error no item can fix, see `stop_reason`) or "cancelled". `failure_reasons` counts the
     reasons of failed and unknown items; `top_reasons()` gives the most common ones.
@@ -117,6 +122,8 @@ class BulkReport:
     attempts: int = 0
     lookup_records: int = 0
     lookup_seconds: float = 0.0
+    lookup_pending: int = 0
+    phase: str = "sending"
     outcome: str = "running"
     stop_reason: str | None = None
     # A lambda, not the bare class: a bare `Counter` factory is typed `Counter[Unknown]`.
