@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -283,3 +285,132 @@ def test_a_journal_cannot_resume_another_kind_of_job(sandbox: Sandbox, tmp_path:
     assert other.exit_code == 1
     assert "give this run its own journal file" in " ".join(other.stderr.split())
     assert len(stored_customers(sandbox)) == 1
+
+
+def instruction(result: Result, sb: Sandbox) -> list[str]:
+    """The command the import told the user to run (after `finalpos`), with the real key."""
+    found = re.findall(r"run `(finalpos [^`]+)`", " ".join(result.stderr.split()))
+    assert len(found) == 1, result.stderr
+    words = shlex.split(found[0])[1:]
+    return [sb.api_key if word == "$FINALPOS_API_KEY" else word for word in words]
+
+
+PADDED = (
+    "email,first_name,last_name,last_action\n"
+    '"  ann@example.com ",\u00a0Ann ,Lee,\n'
+    " bob@example.com\t, Bob,Ray ,yesterday\n"
+)
+
+
+def test_padded_csv_cells_are_stored_trimmed_and_keep_their_identity(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = write_csv(tmp_path / "c.csv", PADDED)
+    first = run(sandbox, "import", "customers", str(source))
+    assert first.exit_code == 1  # bob's last_action is not a date-time
+    assert [(c["email"], c["firstName"]) for c in stored_customers(sandbox)] == [
+        ("ann@example.com", "Ann")
+    ]
+    # The failed-rows file keeps bob's cells as they were in the file.
+    failed_file = tmp_path / "c.csv.failed.jsonl"
+    (bob,) = failed_rows(failed_file)
+    assert bob["row"]["email"] == " bob@example.com\t"
+    # The same rows without the padding are the same rows: nothing new is created.
+    write_csv(source, "email,first_name,last_name,last_action\nann@example.com,Ann,Lee,\n")
+    again = run(sandbox, "import", "customers", str(source))
+    assert again.exit_code == 0, again.output
+    assert "already imported (journal)" in again.stderr
+    assert len(stored_customers(sandbox)) == 1
+    # Bob fixed in the failed-rows file (its other cells as they were): trimmed there too.
+    bob["row"]["last_action"] = "2025-12-07T19:31:48Z"
+    header = failed_file.read_text(encoding="utf-8").splitlines()[0]
+    failed_file.write_text(f"{header}\n{json.dumps(bob)}\n", encoding="utf-8")
+    fixed = run(sandbox, *instruction(first, sandbox))
+    assert fixed.exit_code == 0, fixed.output
+    names = sorted((c["email"], c["firstName"], c["lastName"]) for c in stored_customers(sandbox))
+    assert names == [
+        ("ann@example.com", "Ann", "Lee"),
+        ("bob@example.com", "Bob", "Ray"),
+    ]
+
+
+def test_rows_of_lost_answers_keep_their_identity_through_the_failed_file_when_trimmed(
+    tmp_path: Path,
+) -> None:
+    source = write_csv(
+        tmp_path / "c.csv",
+        "email,first_name,last_name\n" + "".join(f" p{n}@example.com , P ,{n}\n" for n in range(6)),
+    )
+    down = FaultConfig(rate=1.0, kinds=("500-after",), seed=1)
+    with Sandbox(faults=down, honour_idempotency=False).run_in_thread() as broken:
+        first = run(broken, "import", "customers", str(source))
+        assert first.exit_code == 1
+        failed_file = tmp_path / "c.csv.failed.jsonl"
+        assert [r["outcome"] for r in failed_rows(failed_file)] == ["unknown"] * 6
+        assert all(r["row"]["email"].startswith(" ") for r in failed_rows(failed_file))
+        # Imported as it is, the file's padded cells give the identities the journal has (not
+        # "changed"), and nothing is sent again.
+        again = run(broken, *instruction(first, broken))
+        assert again.exit_code == 1
+        assert "changed since they were imported" not in again.stderr
+        assert sorted(c["email"] for c in stored_customers(broken)) == [
+            f"p{n}@example.com" for n in range(6)
+        ]
+
+
+def test_keep_whitespace_keeps_cells_as_given_and_the_instruction_repeats_it(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = write_csv(tmp_path / "c.csv", PADDED)
+    first = run(sandbox, "import", "customers", str(source), "--keep-whitespace")
+    assert first.exit_code == 1
+    assert [c["email"] for c in stored_customers(sandbox)] == ["  ann@example.com "]
+    command = instruction(first, sandbox)
+    assert command[-1] == "--keep-whitespace"
+    failed_file = tmp_path / "c.csv.failed.jsonl"
+    (bob,) = failed_rows(failed_file)
+    bob["row"]["last_action"] = "2025-12-07T19:31:48Z"
+    header = failed_file.read_text(encoding="utf-8").splitlines()[0]
+    failed_file.write_text(f"{header}\n{json.dumps(bob)}\n", encoding="utf-8")
+    fixed = run(sandbox, *command)
+    assert fixed.exit_code == 0, fixed.output
+    assert sorted(c["email"] for c in stored_customers(sandbox)) == [
+        "  ann@example.com ",
+        " bob@example.com\t",
+    ]
+
+
+def test_a_repeated_key_stays_a_repeat_in_the_failed_file_beside_its_first_row(
+    tmp_path: Path,
+) -> None:
+    source = write_csv(
+        tmp_path / "c.csv",
+        "email,first_name,last_name\na@example.com,A,1\nb@example.com,B,2\na@example.com,A,3\n",
+    )
+    refusing = FaultConfig(rate=1.0, kinds=("422",), seed=1)
+    with Sandbox(faults=refusing).run_in_thread() as broken:
+        first = run(broken, "import", "customers", str(source), "--key", "email", "--no-journal")
+    assert first.exit_code == 1
+    failed_file = tmp_path / "c.csv.failed.jsonl"
+    # The repeat is written first (pass 1), its first row after it (refused by the API).
+    assert [(r["line"], r["outcome"]) for r in failed_rows(failed_file)] == [
+        (4, "invalid"),
+        (2, "failed"),
+        (3, "failed"),
+    ]
+    with Sandbox().run_in_thread() as healthy:
+        again = run(healthy, "import", "customers", str(failed_file))
+        assert again.exit_code == 1
+        assert "repeats the --key value 'a@example.com' of line 2" in again.stderr
+        assert sorted((c["email"], c["lastName"]) for c in stored_customers(healthy)) == [
+            ("a@example.com", "1"),
+            ("b@example.com", "2"),
+        ]
+        (repeat,) = failed_rows(failed_file)
+        assert repeat["repeats"] == {"key": "a@example.com", "line": 2}
+        repeat["row"]["email"] = "c@example.com"
+        header = failed_file.read_text(encoding="utf-8").splitlines()[0]
+        failed_file.write_text(f"{header}\n{json.dumps(repeat)}\n", encoding="utf-8")
+        fixed = run(healthy, "import", "customers", str(failed_file))
+        assert fixed.exit_code == 0, fixed.output
+        assert len(stored_customers(healthy)) == 3

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from finalpos_async.cli._input import Header
+from finalpos_async.cli._options import ImportOptions
+from finalpos_async.cli._plan import make_parser
 from finalpos_async.cli._rows import RowError, RowParser, read_records, sniff_format
 from finalpos_async.cli._spec import find_resource, load_resources
 
@@ -181,8 +186,6 @@ def test_failed_rows_files_are_read_back_as_their_rows() -> None:
 
 
 def test_format_follows_the_file_name() -> None:
-    from pathlib import Path
-
     assert sniff_format(Path("a.csv")) == "csv"
     assert sniff_format(Path("a.csv.failed.jsonl")) == "jsonl"
     assert sniff_format(Path("a.ndjson")) == "jsonl"
@@ -199,3 +202,87 @@ def test_semicolon_and_tab_separated_files_are_recognised_by_their_header() -> N
 def test_a_json_array_file_is_refused_with_a_way_out() -> None:
     with pytest.raises(ValueError, match=r"JSON array; import reads JSON Lines .* jq"):
         list(read_records(io.StringIO('[{"email": "a@x.io"}]\n'), "jsonl"))
+
+
+def test_csv_cells_are_trimmed_of_surrounding_whitespace_and_json_values_are_not() -> None:
+    found = find_resource("customers")
+    assert found is not None
+    assert found.create_schema is not None
+    padded = {
+        "email": "  ann@example.com ",
+        "firstName": "\u00a0Ann\t",  # a no-break space, as pasted from a web page
+        "lastName": " van der Berg ",  # inner spaces are the value's own
+        "phone": " \u3000 ",  # blank once trimmed: not given
+        "tags": " vip ; loyal ",
+    }
+    row = RowParser(found.create_schema, trim=True).parse(2, padded)
+    assert row.errors == ()
+    assert row.body == {
+        "email": "ann@example.com",
+        "firstName": "Ann",
+        "lastName": "van der Berg",
+        "tags": ["vip", "loyal"],
+    }
+    assert row.raw == padded  # the record itself stays as read (a failed-rows file keeps it)
+    kept = RowParser(found.create_schema).parse(2, padded)
+    assert kept.body is not None
+    assert kept.body["email"] == "  ann@example.com "
+    assert kept.body["phone"] == " \u3000 "
+    blank = RowParser(found.create_schema, trim=True).parse(3, {**padded, "firstName": "  "})
+    assert [str(e) for e in blank.errors] == ["line 3, field firstName: is required"]
+
+
+def test_csv_header_names_are_trimmed() -> None:
+    text = "\ufeff email , first_name\n a@x.io ,A\n"
+    ((_, record),) = list(read_records(io.StringIO(text), "csv"))
+    assert record == {"email": " a@x.io ", "first_name": "A"}  # cells: trimmed by the parser
+
+
+def _options(path: Path, *, keep_whitespace: bool = False) -> ImportOptions:
+    resource = find_resource("customers")
+    assert resource is not None
+    return ImportOptions(
+        resource=resource,
+        file=path,
+        fmt=sniff_format(path),
+        concurrency=1,
+        rate=None,
+        journal=None,
+        no_journal=True,
+        key_field=None,
+        failed_file=None,
+        validate_only=False,
+        drain_timeout=1.0,
+        keep_whitespace=keep_whitespace,
+    )
+
+
+def test_the_import_trims_csv_cells_and_the_failed_rows_of_a_csv_import_only(
+    tmp_path: Path,
+) -> None:
+    row = {"email": " a@x.io ", "firstName": "A", "lastName": "B"}
+    csv_file = tmp_path / "c.csv"
+    csv_file.write_text("email,firstName,lastName\n a@x.io ,A,B\n", encoding="utf-8")
+    jsonl_file = tmp_path / "c.jsonl"
+    jsonl_file.write_text(json.dumps(row) + "\n", encoding="utf-8")
+
+    def failed_file_of(source: Path) -> Path:
+        header = Header(
+            resource="customers", source=str(source), journal=None, job_id="j", key=None, target="t"
+        )
+        path = tmp_path / f"{source.name}.failed.jsonl"
+        record = {"line": 2, "outcome": "invalid", "error": "e", "row": row}
+        path.write_text(f"{json.dumps(header.to_json())}\n{json.dumps(record)}\n", "utf-8")
+        return path
+
+    def email(path: Path, **kwargs: bool) -> object:
+        parsed = make_parser(_options(path, **kwargs)).parse(2, row)
+        assert parsed.body is not None
+        return parsed.body["email"]
+
+    assert email(csv_file) == "a@x.io"
+    assert email(failed_file_of(csv_file)) == "a@x.io"  # the CSV's cells, trimmed again
+    assert email(jsonl_file) == " a@x.io "  # JSON is explicit
+    assert email(failed_file_of(jsonl_file)) == " a@x.io "
+    assert email(csv_file, keep_whitespace=True) == " a@x.io "
+    assert email(failed_file_of(csv_file), keep_whitespace=True) == " a@x.io "

@@ -208,6 +208,62 @@ async def test_a_keyed_row_whose_content_changed_is_refused_before_anything_is_s
     assert [i["firstName"] for i in items if i["email"] == "bob@example.com"] == ["Bob"]
 
 
+async def test_repeated_keys_are_invalid_on_every_run_and_never_block_the_way_on(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "c.csv"
+    # 200 rows; every tenth repeats the email of the row five before it, with another name.
+    rows = [(f"r{n:03d}@example.com", f"R{n:03d}") for n in range(200)]
+    for n in range(9, 200, 10):
+        rows[n] = (rows[n - 5][0], f"Other{n:03d}")
+    source.write_text(
+        "email,firstName,lastName\n" + "".join(f"{e},{f},Test\n" for e, f in rows),
+        encoding="utf-8",
+    )
+    unique = sorted({email for email, _ in rows})
+    assert len(unique) == 180
+    command = ["import", "customers", str(source), "--key", "email"]
+    failed = tmp_path / "c.csv.failed.jsonl"
+
+    def repeats_only(result: subprocess.CompletedProcess[str]) -> None:
+        assert result.returncode == 1, result.stderr
+        flat = " ".join(result.stderr.split())
+        assert "changed since they were imported" not in flat
+        assert "20 invalid row(s)" in flat
+        assert "repeats the --key value 'r004@example.com' of line 6" in flat
+        assert [r["outcome"] for r in failed_rows(failed)] == ["invalid"] * 20
+        assert re.search(r"HTTP attempts\s*│\s*0\b", result.stderr)
+
+    async with sandbox_process(db=tmp_path / "s.db") as sb:
+        first = run_cli(*target(sb), *command, env={"COLUMNS": "1000"})
+        assert first.returncode == 1, first.stderr
+        assert "20 invalid row(s)" in first.stderr
+        items = await records(sb.url, sb.api_key)
+        assert emails(items) == unique
+        assert {i["firstName"] for i in items if i["email"] == "r004@example.com"} == {"R004"}
+
+        # Both ways on, each twice: the repeats stay invalid, nothing is "changed" or sent.
+        for _ in range(2):
+            repeats_only(follow(first.stderr, sb, tmp_path))
+            repeats_only(run_cli(*target(sb), *command, env={"COLUMNS": "1000"}))
+        assert emails(await records(sb.url, sb.api_key)) == unique
+
+        # Fixed in the failed-rows file (a new email each): imported, once.
+        header, *lines = failed.read_text(encoding="utf-8").splitlines()
+        fixed = []
+        for line in lines:
+            record = json.loads(line)
+            record["row"]["email"] = f"new-{record['row']['firstName'].lower()}@example.com"
+            fixed.append(json.dumps(record))
+        failed.write_text("\n".join([header, *fixed]) + "\n", encoding="utf-8")
+        done = follow(first.stderr, sb, tmp_path)
+        assert done.returncode == 0, done.stderr
+        items = await records(sb.url, sb.api_key)
+    assert len(items) == 200
+    assert not duplicates(items)
+    assert len({i["email"] for i in items}) == 200
+
+
 # -- 3. and 5. rows whose answer was lost -------------------------------------------------------
 
 

@@ -469,6 +469,7 @@ class BulkJob(Generic[_T]):
                 assert self._lookup is not None
                 report.phase = "looking up"
                 report.lookup_pending = len(held.lost)
+                report.lookup_found = 0
                 search = TargetSearch(
                     self._lookup,
                     self._lookup_key,

@@ -99,11 +99,12 @@ class BulkReport:
     Invariant, at every moment: `submitted == succeeded + skipped + failed + unknown + changed +
     cancelled + in_flight`. `attempts` sums the HTTP attempts of every finished item (retries
     included). `found` counts the succeeded items the lookup found in the target, and
-    `lookup_records` / `lookup_seconds` what that lookup cost, `lookup_pending` how many items
-    the lookup running now looks for and `lookup_found` how many it found so far. `unreadable`
-    counts the succeeded items whose answer did not fit the model (created; `ItemResult.error`
-    says what did not fit). `phase` says what the run is doing: "sending" (its main pass), then,
-    while it settles what is left, "looking up", "waiting" or "resending".
+    `lookup_records` / `lookup_seconds` what that lookup cost; `lookup_pending` how many items
+    the last lookup looked for and `lookup_found` how many it found (both set as it starts).
+    `unreadable` counts the succeeded items whose answer did not fit the model (created;
+    `ItemResult.error` says what did not fit). `phase` says what the run is doing: "sending"
+    (its main pass), then, while it settles what is left, "looking up", "waiting" or
+    "resending".
     `outcome` is "running", then "completed", "stopped" (stop() asked for it), "aborted" (an
     error no item can fix, see `stop_reason`) or "cancelled". `failure_reasons` counts the
     reasons of failed and unknown items; `top_reasons()` gives the most common ones.

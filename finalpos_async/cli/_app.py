@@ -191,6 +191,12 @@ def cli(
     help="Text encoding of FILE (e.g. cp1252 for files saved by Excel on Windows).",
 )
 @click.option(
+    "--keep-whitespace",
+    is_flag=True,
+    help="Keep CSV cells as given; by default spaces around a cell's value are removed (a "
+    "spreadsheet's padding), so ' ann@example.com ' is ann@example.com.",
+)
+@click.option(
     "--resend-unknown",
     is_flag=True,
     help="Send rows whose outcome is unknown (answer lost) again under their idempotency key: "
@@ -222,6 +228,7 @@ def import_command(
     key_field: str | None,
     failed_file: Path | None,
     encoding: str,
+    keep_whitespace: bool,
     resend_unknown: bool,
     validate_only: bool,
     drain_timeout: float,
@@ -239,7 +246,8 @@ def import_command(
 
     \b
     CSV headers: camelCase or snake_case, nested fields with dots (billing.city);
-    lists as a;b;c or a JSON array; objects as JSON.
+    lists as a;b;c or a JSON array; objects as JSON; cells are trimmed of spaces
+    around them unless --keep-whitespace.
 
     \b
     RESOURCE: customers, products, ... or custom_tables.create_row (see `finalpos resources`).
@@ -274,6 +282,7 @@ def import_command(
         validate_only=validate_only,
         drain_timeout=drain_timeout,
         encoding=encoding,
+        keep_whitespace=keep_whitespace,
         resend_unknown=resend_unknown,
         command_prefix=_command_prefix(ctx),
         rerun_flags=_rerun_flags(ctx),
@@ -491,6 +500,10 @@ def _rerun_flags(ctx: click.Context) -> str:
                 words += [flag, shlex.quote(value)]
     if ctx.params.get("resend_unknown"):
         words.append("--resend-unknown")
+    if ctx.params.get("keep_whitespace"):
+        # A failed-rows file of a CSV import holds its cells as read: they are trimmed again
+        # when it is imported, unless the flag is repeated (else their identity would change).
+        words.append("--keep-whitespace")
     return " ".join(words)
 
 

@@ -38,6 +38,8 @@ class Row:
     exists: bool | None = None
     idempotency_key: str | None = None  # carried from a failed-rows file
     text: str | None = None  # the raw text of a line that is not valid JSON
+    # (--key value, line of its first row): a failed-rows file's row that repeated that key.
+    repeats: tuple[str, int] | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -169,6 +171,7 @@ class Input:
                 outcome=outcome,
                 exists=exists if isinstance(exists, bool) else None,
                 idempotency_key=idem if isinstance(idem, str) else None,
+                repeats=_repeats(record.get("repeats")),
             )
 
     @contextlib.contextmanager
@@ -198,3 +201,14 @@ class Input:
             f"{self.path}, line {line_number}: byte 0x{byte.hex()} at column {column} is not "
             f"valid {self.encoding}; {hint}"
         )
+
+
+def _repeats(value: object) -> tuple[str, int] | None:
+    """A failed-rows record's `"repeats": {"key", "line"}` (None when absent or not that)."""
+    if not isinstance(value, dict):
+        return None
+    fields = cast("dict[str, Any]", value)
+    key, line = fields.get("key"), fields.get("line")
+    if isinstance(key, str) and isinstance(line, int) and not isinstance(line, bool):
+        return key, line
+    return None

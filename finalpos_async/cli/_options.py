@@ -40,6 +40,8 @@ class ImportOptions:
     # The create method (`create_row`); None: the resource's only (or `create`) one.
     method: str | None = None
     encoding: str = "utf-8-sig"
+    # --keep-whitespace: CSV cells as given (by default they are trimmed, see `_rows`).
+    keep_whitespace: bool = False
     resend_unknown: bool = False
     # How the user ran the command, up to `import` (API key masked): for the printed instruction.
     command_prefix: str = "finalpos"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import attrs
@@ -16,9 +17,9 @@ from .._converter import FieldError, unstructure_params
 from .._operation import Operation
 from ..bulk import ContentIdentities, ItemStatus, Journal, JournalEntry, content_digest
 from ._failed import FailedRows
-from ._input import InputError, Row
+from ._input import Input, InputError, Row
 from ._options import ImportOptions
-from ._rows import RowError, RowParser
+from ._rows import RowError, RowParser, sniff_format
 from ._shard import Shard, shard_of
 from ._spec import body_arguments, component
 
@@ -26,6 +27,7 @@ __all__ = [
     "SHOWN_ERRORS",
     "Identities",
     "Plan",
+    "holds_csv_cells",
     "key_of",
     "make_parser",
     "typed_problems",
@@ -64,7 +66,17 @@ def make_parser(options: ImportOptions) -> RowParser:
         component(op.body_schema),
         schema_name=op.body_schema,
         server_fields=frozenset(response.get("properties", {})),
+        trim=not options.keep_whitespace and holds_csv_cells(options),
     )
+
+
+def holds_csv_cells(options: ImportOptions) -> bool:
+    """The file's values are CSV cells: a CSV, or the failed-rows file of a CSV import (its rows
+    are the CSV's cells as read, so they are trimmed the same way and keep their identity)."""
+    if options.fmt != "jsonl":
+        return True
+    header = Input(options.file, options.fmt, options.encoding).header
+    return header is not None and sniff_format(Path(header.source)) == "csv"
 
 
 def typed_problems(op: Operation, line: int, body: Mapping[str, Any]) -> list[RowError]:
@@ -121,7 +133,14 @@ def key_of(parser: RowParser, body: Any, column: str) -> str | None:
 
 class Identities:
     """A row's identity: carried by a failed-rows file, else its --key value, else its content
-    (the bulk engine's rule: `digest`, then `digest#n` for the n-th repeat)."""
+    (the bulk engine's rule: `digest`, then `digest#n` for the n-th repeat).
+
+    With --key, the first row with a key is the row; a later one has no identity: it is an
+    invalid row ("repeats the --key value"), on every run, and never reaches the journal (so it
+    is never "changed": only its first row was imported). In a failed-rows file such a row is
+    marked (`Row.repeats`), since the first row is not in that file: it stays a repeat there
+    until its key is edited.
+    """
 
     def __init__(self, parser: RowParser, key_field: str | None) -> None:
         self._parser = parser
@@ -131,20 +150,33 @@ class Identities:
 
     def of(self, row: Row, body: Mapping[str, Any], digest: str) -> tuple[str | None, str]:
         """(identity, problem): identity None when the row cannot have one (problem says why)."""
+        identity, problem, _ = self.check(row, body, digest)
+        return identity, problem
+
+    def check(
+        self, row: Row, body: Mapping[str, Any], digest: str
+    ) -> tuple[str | None, str, tuple[str, int] | None]:
+        """`of`, and for a repeated key the (key, line of its first row) it repeats."""
         if row.identity is not None:
             identity = row.identity
         elif self._key_field is not None:
             found = key_of(self._parser, body, self._key_field)
             if found is None or found == "":
-                return None, "is empty (it is the --key column)"
+                return None, "is empty (it is the --key column)", row.repeats
+            if row.repeats is not None and row.repeats[0] == found:
+                return None, _repeat_problem(*row.repeats), row.repeats
             identity = found
         else:
-            return self._contents.name(digest), ""  # unique by construction
+            return self._contents.name(digest), "", None  # unique by construction
         first = self._lines.get(identity)
         if first is not None:
-            return None, f"repeats the --key value {identity!r} of line {first}"
+            return None, _repeat_problem(identity, first), (identity, first)
         self._lines[identity] = row.line
-        return identity, ""
+        return identity, "", None
+
+
+def _repeat_problem(key: str, first: int) -> str:
+    return f"repeats the --key value {key!r} of line {first}"
 
 
 def changed(entry: JournalEntry | None, digest: str) -> bool:
@@ -169,6 +201,9 @@ class _Check:
     columns: set[str] = attrs.field(factory=lambda: set[str]())  # until the --key one is seen
     key_found: bool = attrs.field(init=False)
     operation: Operation = attrs.field(init=False)
+    # The last row's repeated key, (key, first line), for its failed-rows record: found now, or
+    # carried by a failed-rows file for a row too broken to read its key from.
+    repeat: tuple[str, int] | None = None
 
     def __attrs_post_init__(self) -> None:
         self.operation = self.options.operation
@@ -179,6 +214,7 @@ class _Check:
 
     def row(self, row: Row) -> tuple[RowError, ...]:
         """Check one row; counts it, and returns its problems (none: valid, changed or held)."""
+        self.repeat = row.repeats
         if isinstance(row.data, RowError):
             return self._unidentified(row, (row.data,))
         if not self.key_found:
@@ -192,7 +228,7 @@ class _Check:
         if typed:
             return self._unidentified(row, tuple(typed))
         digest = content_digest(parsed.body)
-        identity, problem = self.identities.of(row, parsed.body, digest)
+        identity, problem, self.repeat = self.identities.check(row, parsed.body, digest)
         if identity is None:
             error = RowError(row.line, self.options.key_field or "", problem)
             return self._unidentified(row, (error,))
@@ -256,6 +292,7 @@ def validate(
         plan.invalid += 1
         plan.shown.extend(errors[: max(0, SHOWN_ERRORS - len(plan.shown))])
         raw = row.data if isinstance(row.data, Mapping) else None
+        repeat = check.repeat
         failed.write(
             row,
             "invalid",
@@ -263,6 +300,7 @@ def validate(
             field=errors[0].field or None,
             row=raw,
             text=row.text if raw is None else None,
+            repeats={"key": repeat[0], "line": repeat[1]} if repeat is not None else None,
         )
     if not check.key_found and plan.has_rows:
         raise InputError(

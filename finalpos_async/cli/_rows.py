@@ -15,6 +15,13 @@ field): null, since the spec allows it for no field, so an import never sends on
 cell, read as null, because CSV has no way to tell an empty value from a missing one and a blank
 cell in a spreadsheet almost always means "nothing here". To send an empty string, use JSON Lines.
 
+CSV cells are trimmed of surrounding whitespace before they are checked (`RowParser(trim=True)`,
+which `_plan.make_parser` asks for unless `--keep-whitespace`): spreadsheets pad cells, and
+`"  ann@example.com "` must be the same customer as `ann@example.com`. A cell that is blank once
+trimmed is not given. The record itself (`ParsedRow.raw`, what a failed-rows file keeps) stays as
+read: the same trimming applies again when it is imported from there. JSON Lines values are taken
+as written (JSON is explicit).
+
 Every problem is reported as `line N, field F: what is wrong`, and a bad row never stops the
 reading: the caller decides what to do with it.
 """
@@ -127,7 +134,7 @@ def read_records(stream: TextIO, fmt: str) -> Iterator[tuple[int, Mapping[str, A
     delimiter = max((",", ";", "\t"), key=first.count)
     reader = csv.reader(itertools.chain([first], stream), delimiter=delimiter)
     header = next(reader)
-    header = [name.strip().lstrip("\ufeff") for name in header]
+    header = [name.lstrip("\ufeff").strip() for name in header]  # header names: always trimmed
     line = reader.line_num + 1
     for cells in reader:
         start, line = line, reader.line_num + 1
@@ -158,8 +165,11 @@ class RowParser:
         *,
         schema_name: str = "body",
         server_fields: frozenset[str] = frozenset(),
+        trim: bool = False,
     ) -> None:
         self._schema = schema
+        # CSV cells: trim surrounding whitespace of every top-level text value (module docstring).
+        self._trim = trim
         self._schema_name = schema_name
         # Fields the server sets (id, createdAt, ...): an export re-imported carries them as
         # columns; they are dropped instead of being sent and refused.
@@ -173,6 +183,14 @@ class RowParser:
         errors: list[RowError] = []
         body: dict[str, Any] = {}
         for column, value in raw.items():
+            if self._trim and isinstance(value, str):
+                # Unicode whitespace (str.strip), not only ASCII: the padding comes from
+                # spreadsheets and text pasted from web pages, where a no-break space (U+00A0),
+                # a narrow one (U+202F) or an ideographic one (U+3000) is as common as a plain
+                # space, and none of them is ever meant at the edge of an email or a name. It is
+                # also what `read_records` already calls blank. Zero-width characters (U+200B,
+                # U+FEFF) are not whitespace to Python and are kept.
+                value = value.strip() or None
             if value is None:  # not given: a blank CSV cell, or null
                 continue
             path = self.column_path(str(column))
