@@ -197,17 +197,23 @@ async def test_a_misfit_step_creates_the_record_and_answers_201_without_its_id(
 
 
 @pytest.mark.finalpos_sandbox(faults="rate=1,kinds=misfit")
-async def test_a_drawn_misfit_changes_2xx_objects_only(
+async def test_a_drawn_misfit_changes_the_2xx_answers_of_writes_only(
     finalpos_sandbox: Sandbox, http: aiohttp.ClientSession
 ) -> None:
     async with http.post("/v1/api/customer", json=CUSTOMER) as response:
         assert response.status == 201
         assert "id" not in await response.json()
     (stored,) = finalpos_sandbox.storage.list("CustomerDto", 0, None)
+    update = {"firstName": "Augusta"}
+    async with http.put(f"/v1/api/customer/{stored['id']}", json=update) as response:
+        assert response.status == 200
+        body = await response.json()
+        assert "id" not in body
+        assert body["firstName"] == "Augusta"  # it took effect
+    # Reads, and an error, are answered as they were.
     async with http.get(f"/v1/api/customer/{stored['id']}") as response:
         assert response.status == 200
-        assert "id" not in await response.json()
-    # A list, and an error, are answered as they were.
+        assert (await response.json())["id"] == stored["id"]
     async with http.get("/v1/api/customers") as response:
         assert response.status == 200
         assert [c["id"] for c in await response.json()] == [stored["id"]]

@@ -423,7 +423,7 @@ def _abilities(resource: Resource) -> str:
     "--faults",
     help="Fault injection, e.g. rate=0.1,kinds=500+503+reset,retry-after=1. Kinds: HTTP "
     "statuses, reset, delay (each with -after, as in 503-after: the request takes effect, its "
-    "answer is lost) and misfit (the request takes effect, its 2xx answer lacks the id).",
+    "answer is lost) and misfit (a write takes effect, its 2xx answer lacks the id).",
 )
 @click.option("--seed", type=int, help="Seed of the fault-rate generator.")
 @click.option(

@@ -45,6 +45,8 @@ SERVER_FIELDS = frozenset({"id", "_id", "createdAt", "updatedAt", "companyId"})
 # The ids the sandbox makes; one given in upper case names the same record, as an ObjectId would.
 _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 _PAGING = ("skip", "limit")
+# The methods whose answer a `misfit` fault changes (a read is answered as it is).
+_WRITES = frozenset({"POST", "PUT", "PATCH"})
 # aiohttp's parser refuses a request line or header over 8190 bytes with a plain-text 400 that no
 # middleware sees; a limit well above any real URL lets such a request reach the handlers, to be
 # answered like any other (and any error in the API's JSON shape).
@@ -470,7 +472,7 @@ async def _dispatch(
         # the request takes effect, then its answer is lost: what a retry must not duplicate
         response = await _serve(state, request, handler)
         if fault.kind == MISFIT:
-            return _misfit(response)
+            return _misfit(response) if request.method in _WRITES else response
         if fault.kind == "delay":
             await asyncio.sleep(fault.delay)
             return response
@@ -484,7 +486,7 @@ async def _dispatch(
 
 
 def _misfit(response: web.StreamResponse) -> web.StreamResponse:
-    """The answer of a request that took effect, minus the record's id: a 2xx that does not fit.
+    """The answer of a write that took effect, minus the record's id: a 2xx that does not fit.
 
     Only a 2xx JSON object is changed (its status kept: 201 for a create); an error, a list or
     an empty body is given as it was.

@@ -11,9 +11,9 @@ All of it is off by default. Three independent mechanisms:
   ``delay`` or ``delay:SECONDS`` (the answer is held back, then given normally). A step with
   ``-after`` (``reset-after``, ``503-after``) lets the request take effect first and then loses
   its answer: the case a retry with the same ``Idempotency-Key`` must not duplicate.
-  ``misfit`` lets the request take effect and answers its 2xx status with a body that does not
-  fit the response model: the record minus its ``id`` (and ``_id``), as a server that changed its
-  answer's shape would. An error or a list answer is given as is.
+  ``misfit`` lets a write (POST, PUT, PATCH) take effect and answers its 2xx status with a body
+  that does not fit the response model: the record minus its ``id`` (and ``_id``), as a server
+  that changed its answer's shape would. An error answer, and any read, is given as is.
 - **Fault rate** (``FaultConfig(rate=0.2, kinds=("500", "503", "reset"))``): each request without a
   script fails with probability `rate`, the kind drawn from `kinds` (any step but ``ok``:
   ``misfit`` too), from a `random.Random(seed)`, so the same seed and the same requests give the
@@ -59,8 +59,8 @@ class FaultConfig:
 
     - `rate`: probability (0..1) that a request without a script gets a fault.
     - `kinds`: the faults drawn from: HTTP statuses as strings, "reset", "delay", each with an
-      optional "-after" (the request takes effect, then its answer is lost), and "misfit" (the
-      request takes effect; its 2xx answer lacks the record's id).
+      optional "-after" (the request takes effect, then its answer is lost), and "misfit" (a
+      write takes effect; its 2xx answer lacks the record's id).
     - `delay`: seconds a "delay" fault holds the answer (set it past the client's timeout).
     - `retry_after`: the Retry-After (seconds, may be fractional) of scripted and drawn 429s, and
       the least one the rate limit answers (it answers the time until its next token if longer).
