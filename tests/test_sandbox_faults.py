@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from finalpos_async.sandbox import FaultConfig, Sandbox, parse_faults
+from finalpos_async.sandbox._faults import Fault, FaultInjector
 
 SCRIPT = "x-sandbox-fault"
 
@@ -168,3 +169,67 @@ async def test_bad_seconds_in_a_step_are_named(http: aiohttp.ClientSession) -> N
         body = await response.json()
     assert response.status == 400
     assert "delay:soon" in body["message"]
+
+
+CUSTOMER = {"email": "ada@example.com", "firstName": "Ada", "lastName": "Lovelace"}
+
+
+async def test_a_misfit_step_creates_the_record_and_answers_201_without_its_id(
+    finalpos_sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    headers = {SCRIPT: "misfit,ok", "Idempotency-Key": "create-misfit"}
+    async with http.post("/v1/api/customer", json=CUSTOMER, headers=headers) as response:
+        assert response.status == 201
+        assert response.content_type == "application/json"
+        misfit = await response.json()
+    assert "id" not in misfit
+    assert misfit["email"] == "ada@example.com"
+    assert misfit["createdAt"]  # the rest of the record is there
+    stored = finalpos_sandbox.storage.list("CustomerDto", 0, None)
+    assert len(stored) == 1  # it did take effect
+    assert {k: v for k, v in stored[0].items() if k != "id"} == misfit
+    # A retry under the same Idempotency-Key replays the record as created: id included.
+    async with http.post("/v1/api/customer", json=CUSTOMER, headers=headers) as response:
+        assert response.status == 201
+        assert response.headers["Idempotent-Replayed"] == "true"
+        assert (await response.json())["id"] == stored[0]["id"]
+    assert len(finalpos_sandbox.storage.list("CustomerDto", 0, None)) == 1
+
+
+@pytest.mark.finalpos_sandbox(faults="rate=1,kinds=misfit")
+async def test_a_drawn_misfit_changes_the_2xx_answers_of_writes_only(
+    finalpos_sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    async with http.post("/v1/api/customer", json=CUSTOMER) as response:
+        assert response.status == 201
+        assert "id" not in await response.json()
+    (stored,) = finalpos_sandbox.storage.list("CustomerDto", 0, None)
+    update = {"firstName": "Augusta"}
+    async with http.put(f"/v1/api/customer/{stored['id']}", json=update) as response:
+        assert response.status == 200
+        body = await response.json()
+        assert "id" not in body
+        assert body["firstName"] == "Augusta"  # it took effect
+    # Reads, and an error, are answered as they were.
+    async with http.get(f"/v1/api/customer/{stored['id']}") as response:
+        assert response.status == 200
+        assert (await response.json())["id"] == stored["id"]
+    async with http.get("/v1/api/customers") as response:
+        assert response.status == 200
+        assert [c["id"] for c in await response.json()] == [stored["id"]]
+    async with http.post("/v1/api/customer", json={"email": 3}) as response:
+        assert response.status == 400
+        assert (await response.json())["statusCode"] == 400
+    assert len(finalpos_sandbox.storage.list("CustomerDto", 0, None)) == 1
+
+
+def test_misfit_is_a_fault_kind_and_a_step_without_an_after_or_seconds() -> None:
+    assert parse_faults("rate=0.05,kinds=misfit+503").kinds == ("misfit", "503")
+    with pytest.raises(ValueError, match="unknown fault kind 'misfit-after'"):
+        parse_faults("kinds=misfit-after")
+    injector = FaultInjector(FaultConfig())
+    with pytest.raises(ValueError, match="unknown step 'misfit:2'"):
+        injector.scripted("misfit:2", "k")
+    with pytest.raises(ValueError, match="unknown step 'misfit-after'"):
+        injector.scripted("misfit-after", "k")
+    assert injector.scripted("misfit", "k") == Fault("misfit", after=True)

@@ -436,7 +436,12 @@ def _abilities(resource: Resource) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--db", type=click.Path(dir_okay=False), help="SQLite file to keep the data in.")
-@click.option("--faults", help="Fault injection, e.g. rate=0.1,kinds=500+503+reset,retry-after=1.")
+@click.option(
+    "--faults",
+    help="Fault injection, e.g. rate=0.1,kinds=500+503+reset,retry-after=1. Kinds: HTTP "
+    "statuses, reset, delay (each with -after, as in 503-after: the request takes effect, its "
+    "answer is lost) and misfit (a write takes effect, its 2xx answer lacks the id).",
+)
 @click.option("--seed", type=int, help="Seed of the fault-rate generator.")
 @click.option(
     "--ignore-idempotency",

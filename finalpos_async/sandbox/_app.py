@@ -28,7 +28,7 @@ from aiohttp import web
 
 from . import _json
 from ._errors import SandboxHTTPError, error_body
-from ._faults import SCRIPT_HEADER, Fault, FaultInjector
+from ._faults import MISFIT, SCRIPT_HEADER, Fault, FaultInjector
 from ._idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, Idempotency, fingerprint
 from ._routes import Operation, Param, RouteTable
 from ._storage import Storage
@@ -45,6 +45,8 @@ SERVER_FIELDS = frozenset({"id", "_id", "createdAt", "updatedAt", "companyId"})
 # The ids the sandbox makes; one given in upper case names the same record, as an ObjectId would.
 _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 _PAGING = ("skip", "limit")
+# The methods whose answer a `misfit` fault changes (a read is answered as it is).
+_WRITES = frozenset({"POST", "PUT", "PATCH"})
 # aiohttp's parser refuses a request line or header over 8190 bytes with a plain-text 400 that no
 # middleware sees; a limit well above any real URL lets such a request reach the handlers, to be
 # answered like any other (and any error in the API's JSON shape).
@@ -469,6 +471,8 @@ async def _dispatch(
     if fault.after:
         # the request takes effect, then its answer is lost: what a retry must not duplicate
         response = await _serve(state, request, handler)
+        if fault.kind == MISFIT:
+            return _misfit(response) if request.method in _WRITES else response
         if fault.kind == "delay":
             await asyncio.sleep(fault.delay)
             return response
@@ -479,6 +483,29 @@ async def _dispatch(
         _reset_connection(request)
         raise asyncio.CancelledError  # nothing more can be sent on this connection
     return _fault_response(fault)
+
+
+def _misfit(response: web.StreamResponse) -> web.StreamResponse:
+    """The answer of a write that took effect, minus the record's id: a 2xx that does not fit.
+
+    Only a 2xx JSON object is changed (its status kept: 201 for a create); an error, a list or
+    an empty body is given as it was.
+    """
+    if not 200 <= response.status < 300 or not isinstance(response, web.Response):
+        return response
+    raw = response.body
+    if not isinstance(raw, bytes):
+        return response
+    try:
+        payload = _json.loads(raw)
+    except ValueError:
+        return response
+    if not isinstance(payload, dict):
+        return response
+    fields = {k: v for k, v in cast("dict[str, Any]", payload).items() if k not in ("id", "_id")}
+    dropped = ("content-type", "content-length")  # set anew for the new body
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in dropped}
+    return _json_response(response.status, fields, headers)
 
 
 async def _serve(

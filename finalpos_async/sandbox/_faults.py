@@ -11,9 +11,13 @@ All of it is off by default. Three independent mechanisms:
   ``delay`` or ``delay:SECONDS`` (the answer is held back, then given normally). A step with
   ``-after`` (``reset-after``, ``503-after``) lets the request take effect first and then loses
   its answer: the case a retry with the same ``Idempotency-Key`` must not duplicate.
+  ``misfit`` lets a write (POST, PUT, PATCH) take effect and answers its 2xx status with a body
+  that does not fit the response model: the record minus its ``id`` (and ``_id``), as a server
+  that changed its answer's shape would. An error answer, and any read, is given as is.
 - **Fault rate** (``FaultConfig(rate=0.2, kinds=("500", "503", "reset"))``): each request without a
-  script fails with probability `rate`, the kind drawn from `kinds`, from a `random.Random(seed)`,
-  so the same seed and the same requests give the same outcomes.
+  script fails with probability `rate`, the kind drawn from `kinds` (any step but ``ok``:
+  ``misfit`` too), from a `random.Random(seed)`, so the same seed and the same requests give the
+  same outcomes.
 - **Rate limit** (``rate_limit=50`` requests per second, ``burst`` tokens): a token bucket over all
   requests; an empty bucket answers 429 with a ``Retry-After`` of the time until the next token,
   at least ``retry_after``.
@@ -40,6 +44,8 @@ __all__ = ["Fault", "FaultConfig", "FaultInjector", "parse_fault_script", "parse
 SCRIPT_HEADER = "x-sandbox-fault"
 SCRIPT_KEY_HEADER = "x-sandbox-fault-key"
 _KINDS = ("500", "502", "503", "reset", "delay")
+# A 2xx answer without the record's id: the request took effect, the body does not fit the model.
+MISFIT = "misfit"
 
 
 def _check_rate(_config: object, _attribute: object, value: float) -> None:
@@ -53,7 +59,8 @@ class FaultConfig:
 
     - `rate`: probability (0..1) that a request without a script gets a fault.
     - `kinds`: the faults drawn from: HTTP statuses as strings, "reset", "delay", each with an
-      optional "-after" (the request takes effect, then its answer is lost).
+      optional "-after" (the request takes effect, then its answer is lost), and "misfit" (a
+      write takes effect; its 2xx answer lacks the record's id).
     - `delay`: seconds a "delay" fault holds the answer (set it past the client's timeout).
     - `retry_after`: the Retry-After (seconds, may be fractional) of scripted and drawn 429s, and
       the least one the rate limit answers (it answers the time until its next token if longer).
@@ -115,13 +122,13 @@ def parse_faults(text: str) -> FaultConfig:
 
 def _check_kind(kind: str) -> None:
     base = kind.removesuffix("-after")
-    if base in ("reset", "delay") or kind == "ok":
+    if base in ("reset", "delay") or kind in ("ok", MISFIT):
         return
     if base.isdigit() and 100 <= int(base) <= 599:
         return
     raise ValueError(
-        f"faults: unknown fault kind {kind!r} (an HTTP status, reset or delay; add -after, as "
-        "in 503-after, to apply it after the request took effect)"
+        f"faults: unknown fault kind {kind!r} (an HTTP status, reset, delay or misfit; add "
+        "-after, as in 503-after, to apply it after the request took effect)"
     )
 
 
@@ -129,7 +136,7 @@ def _check_kind(kind: str) -> None:
 class Fault:
     """One fault to apply to a request: an error status, a dropped connection or a delay."""
 
-    kind: str  # "status", "reset" or "delay"
+    kind: str  # "status", "reset", "delay" or "misfit" (always `after`)
     status: int = 0
     retry_after: float | None = None
     delay: float = 0.0
@@ -149,6 +156,8 @@ def parse_fault_script(text: str, config: FaultConfig) -> list[Fault | None]:
         name = name.removesuffix("-after")
         if name == "ok" and not after:
             steps.append(None)
+        elif name == MISFIT and not after and not arg:
+            steps.append(Fault(MISFIT, after=True))
         elif name == "reset":
             steps.append(Fault("reset", after=after))
         elif name == "delay":
@@ -163,8 +172,8 @@ def parse_fault_script(text: str, config: FaultConfig) -> list[Fault | None]:
         else:
             raise ValueError(
                 f"x-sandbox-fault: unknown step {raw.strip()!r} (use ok, an HTTP status like "
-                "503 or 503:2, reset, delay or delay:SECONDS; add -after, as in reset-after, "
-                "to apply it after the request took effect)"
+                "503 or 503:2, reset, delay, delay:SECONDS or misfit; add -after, as in "
+                "reset-after, to apply it after the request took effect)"
             )
     if not steps:
         raise ValueError("x-sandbox-fault: the script is empty")
@@ -232,6 +241,8 @@ class FaultInjector:
         kind = self._random.choice(self.config.kinds)
         if kind == "ok":
             return None
+        if kind == MISFIT:
+            return Fault(MISFIT, after=True)
         after = kind.endswith("-after")
         kind = kind.removesuffix("-after")
         if kind == "reset":

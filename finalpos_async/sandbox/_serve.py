@@ -88,7 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--faults",
         help="fault injection, e.g. rate=0.1,kinds=500+503+reset,delay=2,retry-after=1,"
-        "rate-limit=50,burst=10",
+        "rate-limit=50,burst=10; kinds are HTTP statuses, reset and delay (add -after, as in "
+        "503-after, to let the request take effect and lose its answer) and misfit (a write "
+        "takes effect, its 2xx answer lacks the record's id)",
     )
     parser.add_argument("--seed", type=int, help="seed of the fault-rate generator")
     parser.add_argument(
