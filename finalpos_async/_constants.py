@@ -73,6 +73,9 @@ BULK_INTENT_WINDOW = 64
 # items refused before processing sent again) in at most this many rounds, while each settles
 # something; before a round after the first it pauses BULK_SETTLE_PAUSE s, doubled each round.
 BULK_SETTLE_ROUNDS = 5
+# A fresh journal against a target that holds records looks items up before sending them, this
+# many at a time (one streamed pass over the target per chunk; memory bounded by the chunk).
+BULK_LOOKUP_FIRST_CHUNK = 20_000
 BULK_SETTLE_PAUSE = 1.0
 # `finalpos import` prints a plain progress line this often when stderr is not a terminal.
 PROGRESS_LINE_INTERVAL = 5.0

@@ -191,7 +191,7 @@ def test_rows_the_api_refuses_keep_their_lines_and_the_failed_file_reimports(
         assert stored_customers(healthy) == []
 
 
-def test_server_errors_leave_rows_of_unknown_outcome_that_are_never_resent_blindly(
+def test_a_target_that_cannot_be_listed_gets_nothing_from_a_fresh_journal(
     tmp_path: Path,
 ) -> None:
     source = write_csv(
@@ -202,17 +202,15 @@ def test_server_errors_leave_rows_of_unknown_outcome_that_are_never_resent_blind
     with Sandbox(faults=down, honour_idempotency=False).run_in_thread() as broken:
         result = run(broken, "import", "customers", str(source))
         assert result.exit_code == 1
-        # Each row was created once and its answer lost: the client did not repeat the POST.
-        assert len(stored_customers(broken)) == 8
+        # A fresh journal cannot tell which rows an earlier run of this job created, and the
+        # target cannot be listed to find out: nothing is sent (a send could duplicate).
+        assert stored_customers(broken) == []
         failed = failed_rows(tmp_path / "c.csv.failed.jsonl")
-        assert [r["outcome"] for r in failed] == ["unknown"] * 8
-        # No hand lookup is asked for: the next run finds them by the fields they sent.
+        assert [r["outcome"] for r in failed] == ["not sent"] * 8
         assert 'set their "exists"' not in " ".join(result.stderr.split())
-        # Re-running the command while the target still fails its listing (the lookup) does
-        # not send them again.
         again = run(broken, "import", "customers", str(source))
         assert again.exit_code == 1
-        assert len(stored_customers(broken)) == 8
+        assert stored_customers(broken) == []
 
 
 def test_journal_makes_a_rerun_skip_what_is_done(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -334,7 +332,7 @@ def test_padded_csv_cells_are_stored_trimmed_and_keep_their_identity(
     ]
 
 
-def test_rows_of_lost_answers_keep_their_identity_through_the_failed_file_when_trimmed(
+def test_rows_not_sent_keep_their_identity_through_the_failed_file_when_trimmed(
     tmp_path: Path,
 ) -> None:
     source = write_csv(
@@ -346,16 +344,16 @@ def test_rows_of_lost_answers_keep_their_identity_through_the_failed_file_when_t
         first = run(broken, "import", "customers", str(source))
         assert first.exit_code == 1
         failed_file = tmp_path / "c.csv.failed.jsonl"
-        assert [r["outcome"] for r in failed_rows(failed_file)] == ["unknown"] * 6
+        assert [r["outcome"] for r in failed_rows(failed_file)] == ["not sent"] * 6
         assert all(r["row"]["email"].startswith(" ") for r in failed_rows(failed_file))
-        # Imported as it is, the file's padded cells give the identities the journal has (not
-        # "changed"), and nothing is sent again.
+        identities = {r["identity"] for r in failed_rows(failed_file)}
+        # Imported as it is, the file's padded cells give the same identities (trimmed again,
+        # not "changed"), and nothing reaches a target that cannot be listed.
         again = run(broken, *instruction(first, broken))
         assert again.exit_code == 1
         assert "changed since they were imported" not in again.stderr
-        assert sorted(c["email"] for c in stored_customers(broken)) == [
-            f"p{n}@example.com" for n in range(6)
-        ]
+        assert {r["identity"] for r in failed_rows(failed_file)} == identities
+        assert stored_customers(broken) == []
 
 
 def test_keep_whitespace_keeps_cells_as_given_and_the_instruction_repeats_it(

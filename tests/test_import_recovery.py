@@ -434,7 +434,6 @@ async def test_a_wrong_api_key_stops_at_once_and_the_rows_wait_for_the_right_one
         assert wrong.returncode == 1
         flat = " ".join(wrong.stderr.split())
         assert "Stopped early: AuthenticationError (401)" in flat
-        assert re.search(r"\d+ x AuthenticationError \(401\)", flat)
         attempts = int(re.search(r"HTTP attempts\s*│\s*(\d+)", wrong.stderr)[1])  # type: ignore[index]
         assert attempts <= 32  # the rows in flight when the first 401 came back, not 300
         assert "fix them" not in flat

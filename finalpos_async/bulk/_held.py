@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from .._exceptions import AuthenticationError, PermissionDeniedError
+from ._journal import SENDING
 from ._outcome import Pending, not_processed, pending_of, result_of
 from ._results import ItemResult, ItemStatus
 
@@ -69,7 +70,11 @@ class Held:
         for held in (self.lost, self.refused):
             if held:
                 pending = held.pop(next(iter(held)))
-                if held is self.lost or pending.prior == ItemStatus.UNKNOWN.value:
+                if held is self.lost and pending.attempts == 0 and pending.prior is None:
+                    # Held to be looked up before its first send (a fresh journal): not sent.
+                    note = "not sent: the run ended before it was looked up in the target"
+                    return result_of(pending, ItemStatus.CANCELLED, note=note)
+                if held is self.lost or pending.prior in (ItemStatus.UNKNOWN.value, SENDING):
                     status = ItemStatus.UNKNOWN
                 else:
                     status = ItemStatus.FAILED

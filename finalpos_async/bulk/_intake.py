@@ -101,7 +101,7 @@ class Intake:
             why = "it was being sent when an earlier run ended"
         note = f"outcome unknown since an earlier run ({why})"
         if self._deferred is not None:
-            self._deferred[key] = attrs.evolve(pending, reason=note)
+            self._deferred[key] = attrs.evolve(pending, reason=note, prior=entry.status)
             return pending  # the run sees it is deferred and does not send it
         return result_of(pending, ItemStatus.UNKNOWN, note=note + "; not sent again")
 

@@ -30,7 +30,6 @@ import collections
 import contextlib
 import logging
 import os
-import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -40,11 +39,16 @@ from collections.abc import (
     Generator,
 )
 from types import TracebackType
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
-from .._constants import BULK_INTENT_WINDOW, BULK_SETTLE_PAUSE, BULK_SETTLE_ROUNDS
+from .._constants import (
+    BULK_INTENT_WINDOW,
+    BULK_LOOKUP_FIRST_CHUNK,
+    BULK_SETTLE_PAUSE,
+    BULK_SETTLE_ROUNDS,
+)
 from ._held import Held
-from ._in_flight import abandon
+from ._in_flight import Stop, abandon
 from ._intake import Intake
 from ._items import (
     Items,
@@ -119,10 +123,8 @@ class BulkJob(Generic[_T]):
         self._binding = binding or Binding(None, None, operation_name(operation), "content")
         self._started = False
         self._bound = False
-        self._stopping = False
         self._aborted = False
-        self._stop_deadline = 0.0
-        self._wakeup: asyncio.Future[None] | None = None
+        self._stop = Stop(drain_timeout)
         self._iterator: AsyncGenerator[ItemResult[_T], None] | None = None
         self._watch = FatalWatch(concurrency)
         self._rotated_credentials = rotated_credentials
@@ -194,20 +196,12 @@ class BulkJob(Generic[_T]):
         with `loop.add_signal_handler`, and more than once: a later call can only bring the
         deadline closer (`stop(drain_timeout=0)` cancels what is in flight now).
         """
-        deadline = time.monotonic() + (
-            self._drain_timeout if drain_timeout is None else max(0.0, drain_timeout)
-        )
-        if self._stopping:
-            deadline = min(deadline, self._stop_deadline)
-        self._stopping = True
-        self._stop_deadline = deadline
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
+        self._stop.request(drain_timeout)
 
     @property
     def stopping(self) -> bool:
         """True once `stop()` was called (or the run was cancelled or aborted)."""
-        return self._stopping
+        return self._stop.requested
 
     # -- consuming -------------------------------------------------------------------------------
 
@@ -255,15 +249,13 @@ class BulkJob(Generic[_T]):
                     await spot_check(journal, self._retrieve)
             if self._job_id is None:
                 self._job_id = job_id_for(self._binding.resolve())
-            self._wakeup = asyncio.get_running_loop().create_future()
-            if self._stopping:
-                self._wakeup.set_result(None)
             # Nested generators are closed explicitly: a consumer leaving early closes this one
             # at a `yield`, and `_pump` must then drain and record what it has in flight now,
             # not whenever the garbage collector finalizes it (after the journal is closed).
+            first_pass = self._look_up_first if await self._fresh_against_records() else self._pump
             async with (
                 contextlib.aclosing(self._pull(self._job_id)) as source,
-                contextlib.aclosing(self._pump(source)) as results,
+                contextlib.aclosing(first_pass(source)) as results,
             ):
                 async for result in results:
                     yield result
@@ -279,7 +271,7 @@ class BulkJob(Generic[_T]):
             if self._aborted:
                 report.outcome = "aborted"
             else:
-                report.outcome = "stopped" if self._stopping else "completed"
+                report.outcome = "stopped" if self._stop.requested else "completed"
         except BaseException:
             if report.outcome == "running":
                 report.outcome = "cancelled"
@@ -302,6 +294,49 @@ class BulkJob(Generic[_T]):
             # Every result was yielded; the outcomes that could not be written stay `sending`
             # in the journal, so the next run looks them up rather than sending them as new.
             raise self._journal_error
+
+    async def _fresh_against_records(self) -> bool:
+        """A new (or empty) journal against a target that holds records: an earlier run of this
+        job may have created some of them (a lost or damaged journal, a new one), so every
+        item is looked up before it is sent. Not with `resend_unknown` (the server replays)."""
+        journal = self._journal
+        if journal is None or self._lookup is None or self._resend_unknown or journal.has_items():
+            return False
+        try:
+            async for _ in self._lookup():
+                return True
+        except Exception as exc:  # cannot tell: the lookups fail too, so nothing is sent
+            if (reason := FatalWatch.reason_to_stop_before_sending(exc)) is not None:
+                self._abort(reason)  # as the first send would have
+            return True
+        return False
+
+    async def _look_up_first(
+        self, source: AsyncIterator[Pending | ItemResult[_T]]
+    ) -> AsyncGenerator[ItemResult[_T], None]:
+        """The first pass of `_fresh_against_records`: the items are held for the lookup,
+        `BULK_LOOKUP_FIRST_CHUNK` at a time (memory stays bounded), and each chunk is settled
+        (one pass over the target; the ones not found are sent) before the next is read."""
+        report = self.report
+        exhausted = False
+        while not exhausted and not self._stop.requested:
+            count = 0
+            while count < BULK_LOOKUP_FIRST_CHUNK:
+                try:
+                    pulled = await source.__anext__()
+                except StopAsyncIteration:
+                    exhausted = True
+                    break
+                report.submitted += 1
+                if isinstance(pulled, ItemResult):
+                    self._finish(pulled)
+                    yield pulled
+                elif pulled.key not in self._held.lost:
+                    self._held.lost[pulled.key] = pulled
+                    count += 1
+            async with contextlib.aclosing(self._settle()) as settled:
+                async for result in settled:
+                    yield result
 
     async def _pull(self, job_id: str) -> AsyncGenerator[Pending | ItemResult[_T], None]:
         """The inputs, one at a time: an item to send, or a result known without sending."""
@@ -331,8 +366,8 @@ class BulkJob(Generic[_T]):
         exhausted = False
         try:
             while True:
-                if not ready and not exhausted and not self._stopping:
-                    while not self._stopping and self._room(in_flight, window):
+                if not ready and not exhausted and not self._stop.requested:
+                    while not self._stop.requested and self._room(in_flight, window):
                         try:
                             pulled = await source.__anext__()
                         except StopAsyncIteration:
@@ -356,22 +391,22 @@ class BulkJob(Generic[_T]):
                         result = result_of(window.pop(0), ItemStatus.CANCELLED)
                         self._finish(result)
                         yield result
-                while ready and not self._stopping and len(in_flight) < self._concurrency:
+                while ready and not self._stop.requested and len(in_flight) < self._concurrency:
                     in_flight.add(asyncio.ensure_future(self._send(ready.popleft())))
-                while ready and self._stopping:
+                while ready and self._stop.requested:
                     # Journaled as about to be sent, but never sent.
                     result = result_of(ready.popleft(), ItemStatus.CANCELLED)
                     self._finish(result)
                     yield result
                 if not in_flight:
-                    if exhausted or self._stopping:
+                    if exhausted or self._stop.requested:
                         break
                     continue
-                for task in await self._finished_tasks(in_flight):
+                for task in await self._stop.finished(in_flight):
                     in_flight.discard(task)
                     result = task.result()
                     self._check_fatal(result)
-                    if not self._stopping and self._held.keep(
+                    if not self._stop.requested and self._held.keep(
                         result, self._intended.get(result.key)
                     ):
                         continue
@@ -380,9 +415,9 @@ class BulkJob(Generic[_T]):
         except BaseException:
             # Cancelled, closed early, or the input raised: stop pulling and drain (bounded).
             drain = self._drain_timeout
-            if self._stopping:  # stop() came first: its deadline still holds
-                drain = min(drain, max(0.0, self._stop_deadline - time.monotonic()))
-            self._stopping = True
+            if self._stop.requested:  # stop() came first: its deadline still holds
+                drain = min(drain, self._stop.remaining())
+            self._stop.requested = True
             for pending in (*window, *ready):
                 self._finish(result_of(pending, ItemStatus.CANCELLED))
             for result in await abandon(in_flight, drain):
@@ -423,29 +458,6 @@ class BulkJob(Generic[_T]):
             self._journal_error = error
             self._abort(f"the journal cannot be written: {error}")
 
-    async def _finished_tasks(
-        self, in_flight: set[asyncio.Future[ItemResult[_T]]]
-    ) -> set[asyncio.Future[ItemResult[_T]]]:
-        """Wait until an item finishes, `stop()` is called, or the drain deadline passes."""
-        assert self._wakeup is not None
-        if self._wakeup.done():
-            # Consumed: a later stop() (a closer deadline) must wake the wait again.
-            self._wakeup = asyncio.get_running_loop().create_future()
-        waiters: set[asyncio.Future[Any]] = {*in_flight, self._wakeup}
-        timeout: float | None = None
-        if self._stopping:
-            timeout = max(0.0, self._stop_deadline - time.monotonic())
-        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        done.discard(self._wakeup)
-        if not done and self._stopping and time.monotonic() >= self._stop_deadline:
-            # The drain deadline passed: cancel what is left; each task turns its
-            # cancellation into a result, so nothing is dropped.
-            for task in in_flight:
-                task.cancel()
-            await asyncio.wait(in_flight)
-            return set(in_flight)
-        return cast("set[asyncio.Future[ItemResult[_T]]]", done)
-
     async def _send(self, pending: Pending) -> ItemResult[_T]:
         return await send_item(
             self._operation,
@@ -462,7 +474,7 @@ class BulkJob(Generic[_T]):
         report = self.report
         for round_ in range(BULK_SETTLE_ROUNDS):
             held = self._held
-            if self._stopping or not held:
+            if self._stop.requested or not held:
                 return
             settled = report.done
             if held.lost:
@@ -478,12 +490,12 @@ class BulkJob(Generic[_T]):
                     content=lambda p: read_field(self._content, p.item, p.index, "content"),
                     created=self._created_counts,
                 )
-                finding = search.find(held.lost, lambda: self._stopping)
+                finding = search.find(held.lost, lambda: self._stop.requested)
                 async with contextlib.aclosing(finding) as found:
                     async for result in found:
                         self._finish(result)
                         yield result
-                if search.failed or self._stopping:
+                if search.failed or self._stop.requested:
                     return  # they stay unknown: not found is not known
             # Not in the target (or refused before processing): send them again, same key.
             again = held.to_send_again()
@@ -493,7 +505,7 @@ class BulkJob(Generic[_T]):
                 # A pause before sending again what a round just saw fail: a transient
                 # outage gets time to pass. Interrupted by stop().
                 report.phase = "waiting"
-                await self._pause(BULK_SETTLE_PAUSE * 2 ** (round_ - 1))
+                await self._stop.pause(BULK_SETTLE_PAUSE * 2 ** (round_ - 1))
             report.phase = "resending"
             sent = 0
 
@@ -527,13 +539,6 @@ class BulkJob(Generic[_T]):
         if journal is None:
             return {digest: self._created_contents[digest] for digest in digests}
         return {digest: journal.created_with_content(digest) for digest in digests}
-
-    async def _pause(self, seconds: float) -> None:
-        assert self._wakeup is not None
-        if self._wakeup.done():
-            self._wakeup = asyncio.get_running_loop().create_future()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._wakeup), seconds)
 
     def _finish(self, result: ItemResult[_T]) -> None:
         """Count a finished item and record it in the journal (if there is anything to record)."""

@@ -262,6 +262,16 @@ class FatalWatch:
         self._lost_streak = 0
         self._limiter_streak = 0
 
+    @staticmethod
+    def reason_to_stop_before_sending(error: BaseException) -> str | None:
+        """Why a run stops when `error` came before any item was sent (a 401/403, a target
+        that cannot be reached), or None."""
+        if isinstance(error, (AuthenticationError, PermissionDeniedError)):
+            return describe_error(error)
+        if _unreachable(error):
+            return f"the target is unreachable: {describe_error(error)}"
+        return None
+
     def reason_to_stop(self, result: ItemResult[Any]) -> str | None:
         """Watch one finished item; the reason to stop the run now, if there is one."""
         error = result.error

@@ -102,9 +102,9 @@ class BulkReport:
     `lookup_records` / `lookup_seconds` what that lookup cost; `lookup_pending` how many items
     the last lookup looked for and `lookup_found` how many it found (both set as it starts).
     `unreadable` counts the succeeded items whose answer did not fit the model (created;
-    `ItemResult.error` says what did not fit). `phase` says what the run is doing: "sending"
-    (its main pass), then, while it settles what is left, "looking up", "waiting" or
-    "resending".
+    `ItemResult.error` says what did not fit; `unreadable_example` is the first one's reason).
+    `phase` says what the run is doing: "sending" (its main pass), then, while it settles what
+    is left, "looking up", "waiting" or "resending".
     `outcome` is "running", then "completed", "stopped" (stop() asked for it), "aborted" (an
     error no item can fix, see `stop_reason`) or "cancelled". `failure_reasons` counts the
     reasons of failed and unknown items; `top_reasons()` gives the most common ones.
@@ -125,6 +125,7 @@ class BulkReport:
     lookup_pending: int = 0
     lookup_found: int = 0
     unreadable: int = 0
+    unreadable_example: str = ""
     phase: str = "sending"
     outcome: str = "running"
     stop_reason: str | None = None
@@ -186,7 +187,9 @@ class BulkReport:
         if status is ItemStatus.SUCCEEDED:
             self.succeeded += 1
             self.found += result.found
-            self.unreadable += result.error is not None
+            if result.error is not None:
+                self.unreadable += 1
+                self.unreadable_example = self.unreadable_example or result.reason
         elif status is ItemStatus.SKIPPED:
             self.skipped += 1
         elif status is ItemStatus.FAILED:

@@ -326,7 +326,7 @@ def _open_journal(job: BulkJob[Any], options: ImportOptions) -> None:
     except JournalDamagedError as exc:
         fresh = _free_journal_name(options.file)
         raise JournalDamagedError(
-            f"{exc}. Run `{options.same_command('--journal', str(fresh))}`",
+            f"{exc}. To go on, run `{options.same_command('--journal', str(fresh))}`",
             path=exc.path,
         ) from None
 

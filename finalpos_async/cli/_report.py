@@ -82,6 +82,8 @@ def print_summary(
         table.add_row("rows read", str(mine))
     table.add_row("invalid (not sent)", str(plan.invalid))
     table.add_row("[green]created", str(report.succeeded - report.found))
+    if report.unreadable:
+        table.add_row("[yellow]  of which the answer did not fit the model", str(report.unreadable))
     if report.found:
         table.add_row("[green]found in the target (answer had been lost)", str(report.found))
     if report.skipped:
@@ -107,6 +109,12 @@ def print_summary(
         console.print("Top failure reasons:")
         for reason, count in reasons:
             console.print(f"  {count} x {reason}")
+    if report.unreadable:
+        console.print(
+            f"[yellow]note:[/] {report.unreadable} row(s) were created but their answer did not "
+            f"fit the model (the API may have changed), e.g. {report.unreadable_example}",
+            soft_wrap=True,
+        )
     if report.stop_reason:
         console.print(f"[red]Stopped early:[/] {report.stop_reason}")
 
