@@ -106,16 +106,26 @@ class Intake:
         return result_of(pending, ItemStatus.UNKNOWN, note=note + "; not sent again")
 
     def _identity(self, index: int, item: Mapping[str, Any], digest: str) -> str:
+        journal = self._journal
         if self._key is None:
-            return self._contents.name(digest)
+            if journal is None:
+                return self._contents.name(digest)
+            # The journal counts the repeats (memory stays flat): the same names as
+            # `ContentIdentities` gives.
+            repeat = journal.count_seen(digest)
+            return f"{digest}#{repeat}" if repeat else digest
         value = read_field(self._key, item, index, "key")
         if value is None or value == "":
             raise ValueError(f"bulk item {index} has an empty key ({identity_rule(self._key)})")
         key = str(value)
-        if key in self._seen_keys:
+        if journal is not None:
+            repeated = journal.count_seen(key) > 0
+        else:
+            repeated = key in self._seen_keys
+            self._seen_keys.add(key)
+        if repeated:
             raise ValueError(
                 f"bulk item {index} repeats the key {key!r} of an earlier item; keys must be "
                 "unique (it was not sent)"
             )
-        self._seen_keys.add(key)
         return key

@@ -218,6 +218,11 @@ class JournalStore(Protocol):
         """How many items named by their content `digest` were created."""
         ...
 
+    def count_seen(self, name: str) -> int:
+        """How often this run named an item `name` before (0 the first time), counted in the
+        store so that memory does not grow with the input; `bind` starts a new count."""
+        ...
+
     def record_intents(self, intents: Iterable[Intent]) -> None:
         """Durably record that these items are about to be sent (one commit)."""
         ...

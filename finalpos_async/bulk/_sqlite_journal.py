@@ -95,6 +95,13 @@ ON CONFLICT(key) DO UPDATE SET
     updated_at = excluded.updated_at
 """
 
+_SEEN = "CREATE TEMP TABLE IF NOT EXISTS seen (name TEXT PRIMARY KEY, n INTEGER) WITHOUT ROWID"
+_COUNT_SEEN = """
+INSERT INTO temp.seen (name, n) VALUES (?, 0)
+ON CONFLICT(name) DO UPDATE SET n = n + 1
+RETURNING n
+"""
+
 _Pending = tuple[str, str, str | None, str | None, str, int, str | None, float]
 # A buffered withdrawal (`Journal.withdraw`): the row goes when the buffer is committed.
 _WITHDRAWN: _Pending = ("", "", None, None, "", 0, None, 0.0)
@@ -351,6 +358,7 @@ class Journal:
         rotated): the file then records the new fingerprint. A journal without records takes the
         new binding.
         """
+        self._new_count()
         recorded = self.binding
         if recorded is not None and recorded != binding and not self.has_items():
             # Nothing recorded yet (a first run that could not reach the target, or was refused
@@ -387,6 +395,15 @@ class Journal:
             raise self._error(exc, "write") from exc
         self._meta = self._read_meta(conn)
         return chosen
+
+    def _new_count(self) -> None:
+        """A new run: `count_seen` starts from nothing."""
+        conn = self._connection()
+        try:
+            conn.execute(_SEEN)
+            conn.execute("DELETE FROM temp.seen")
+        except sqlite3.Error as exc:
+            raise self._error(exc, "write") from exc
 
     def _mismatch(
         self, recorded: JournalBinding, requested: JournalBinding, differs: tuple[str, ...]
@@ -477,6 +494,18 @@ class Journal:
             "SELECT COUNT(*) FROM items WHERE status = 'succeeded' AND key >= ? AND key < ?",
             (digest, digest + "$"),
         ).fetchone()
+        return int(row[0])
+
+    def count_seen(self, name: str) -> int:
+        """How often this run named an item `name` before (0 the first time).
+
+        Kept in a temporary table of this connection (on disk past SQLite's page cache, never
+        synced), so memory does not grow with the input; `bind` starts a new count.
+        """
+        try:
+            row = self._connection().execute(_COUNT_SEEN, (name,)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "write") from exc
         return int(row[0])
 
     def record_intents(self, intents: Iterable[Intent]) -> None:
