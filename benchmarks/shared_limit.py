@@ -1,6 +1,6 @@
 """Does one `RedisRateLimiter` cap 4 processes together, and what does sharing it cost?
 
-    python benchmarks/shared_limit.py [--duration 20] [--quick] [--json PATH]
+    python benchmarks/shared_limit.py [--duration 20] [--quick] [--json PATH] [--check]
 
 Starts a redis-server (127.0.0.1, free port, temp dir, no persistence) and the sandbox
 (`python -m finalpos_async.sandbox`), each in its own process, then runs three scenarios of 4
@@ -29,6 +29,13 @@ the part spent inside the script, from `INFO commandstats`), the workers' CPU ti
 request, and the latency `acquire()` adds when no wait is needed (2,000 calls on a limiter with
 an unreachable rate, Redis vs the in-process bucket).
 Exit status 0 unless something crashed. `--quick`: 3 s runs and 300 latency calls.
+
+`--check` (CI's benchmark step runs `--quick --duration 2 --check`) then asserts what must hold
+on any machine, however loaded: every scenario ran and sent requests, the shared cap held
+(at most rate * T + burst grants over the 4 workers) and no 429 came back (the sandbox runs
+without faults). Nothing about speed is checked. The Redis limiters allow 5 s per round trip
+(`redis_timeout`; the default 0.5 s would count a round trip slowed by a busy machine as Redis
+being down, which is not what is measured here).
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ BURST = RATE  # the default: one second's worth
 WORKERS = 4
 CONCURRENCY = 32
 START_DELAY = 1.0  # barrier -> start: long enough for every bucket to refill after the warm-up
+REDIS_TIMEOUT = 5.0  # per Redis round trip: a loaded machine is not a Redis outage
 STEADY_FROM = 1.0  # s after the start: the burst is spent by then
 # scenario -> what each worker's client gets (the split is the static alternative: 4 x 50/s).
 SCENARIOS = {
@@ -139,7 +147,7 @@ async def worker(opts: argparse.Namespace) -> dict[str, Any]:
 
     inner: Limiter
     if opts.worker == "shared":
-        inner = RedisRateLimiter(opts.redis, rate=RATE, key=opts.key)
+        inner = RedisRateLimiter(opts.redis, rate=RATE, key=opts.key, redis_timeout=REDIS_TIMEOUT)
     else:
         inner = RateLimiter(RATE if opts.worker == "per-process" else RATE / WORKERS)
     recorder = Recorder(inner)
@@ -291,7 +299,8 @@ async def acquire_latency(limiter: Limiter, calls: int) -> dict[str, float]:
 async def latencies(redis_url: str, calls: int) -> dict[str, dict[str, float]]:
     from finalpos_async import RateLimiter, RedisRateLimiter
 
-    shared = RedisRateLimiter(redis_url, rate=1e9, key=f"bench:latency:{time.time_ns()}")
+    key = f"bench:latency:{time.time_ns()}"
+    shared = RedisRateLimiter(redis_url, rate=1e9, key=key, redis_timeout=REDIS_TIMEOUT)
     try:
         remote = await acquire_latency(shared, calls)
     finally:
@@ -347,11 +356,36 @@ def report(rows: list[dict[str, Any]], lat: dict[str, dict[str, float]], duratio
     return "\n".join(text)
 
 
+def check(rows: list[dict[str, Any]], duration: float) -> list[str]:
+    """What `--check` requires of a run: each failed requirement, said in one line."""
+    scenarios = {row["scenario"]: row for row in rows}
+    if set(scenarios) != set(SCENARIOS):
+        return [f"scenarios {sorted(scenarios)}, expected {sorted(SCENARIOS)}"]
+    failures = [
+        f"{name}: no request was sent"
+        for name in ("shared", "per-process")
+        if scenarios[name]["requests"] <= 0
+    ]
+    shared = scenarios["shared"]
+    # The cap: four processes, one bucket, at most rate * T + burst grants in the window.
+    if shared["requests"] > RATE * duration + BURST:
+        failures.append(
+            f"shared: {shared['requests']} grants in {duration:g} s, above the cap "
+            f"{RATE * duration + BURST:g} (rate * T + burst)"
+        )
+    if shared["status_429"] != 0:
+        failures.append(f"shared: {shared['status_429']} answers were 429 (no faults were set)")
+    return failures
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--duration", type=float, default=None, help="seconds (default 20)")
     parser.add_argument("--quick", action="store_true", help="3 s runs, 300 latency calls")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 unless the shared cap held with no 429s"
+    )
     parser.add_argument("--worker", choices=SCENARIOS, help=argparse.SUPPRESS)
     for name in ("--sandbox", "--redis", "--key", "--customer", "--api-key", "--out"):
         parser.add_argument(name, help=argparse.SUPPRESS)
@@ -390,6 +424,16 @@ def main() -> None:
     if opts.json is not None:
         figures = {"date": when, "duration": opts.duration, "scenarios": rows, "acquire": lat}
         opts.json.write_text(json.dumps(figures, indent=2))
+    if opts.check:
+        failures = check(rows, opts.duration)
+        for failure in failures:
+            print(f"check failed: {failure}", file=sys.stderr)
+        if failures:
+            sys.exit(1)
+        print(
+            f"check passed: the shared cap held ({rows[0]['requests']} grants, at most "
+            f"{RATE * opts.duration + BURST:g}) and no 429 came back"
+        )
 
 
 if __name__ == "__main__":

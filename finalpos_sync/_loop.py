@@ -17,7 +17,9 @@ What this module guarantees (each for the reason given with it):
   normal way to use a sync API);
 - a call made *on* the loop thread (an event hook) raises `RuntimeError` instead of deadlocking;
 - Ctrl-C while waiting cancels the in-flight task, waits a bounded time for it to unwind, and
-  re-raises `KeyboardInterrupt`;
+  re-raises `KeyboardInterrupt`, within about `_WAIT_SLICE` seconds of the key press: the caller
+  waits in slices of that length (see `_wait`), so the signal handler runs even when the kernel
+  delivered SIGINT to the loop thread rather than to the waiting one;
 - after `os.fork()` the child drops the inherited loop without touching it (its thread does not
   exist in the child) and starts a fresh one on first use;
 - at interpreter exit, `atexit` closes every loop still open, so nothing hangs or prints
@@ -33,6 +35,7 @@ import contextlib
 import importlib
 import os
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
@@ -77,6 +80,8 @@ _open_lock = threading.Lock()
 # The sync client's fork hook adds its async client here too (`BaseSyncClient._forked`).
 ABANDONED: list[object] = []
 _warned_running_loop = False
+# Longest stretch a caller blocks in one lock wait: the most a signal handler waits to run.
+_WAIT_SLICE = 0.1
 
 
 def _uvloop_options() -> dict[str, Any]:
@@ -154,7 +159,7 @@ class LoopThread:
             coro.close()
             raise RuntimeError(_CLOSED_MESSAGE) from None
         try:
-            call.done.acquire()
+            _wait(call.done)
         except BaseException:
             # Interrupted while waiting (Ctrl-C, or SystemExit from a signal handler): the task
             # must not keep running unobserved, so cancel it and let it unwind (release its
@@ -162,7 +167,7 @@ class LoopThread:
             if not call.finished:
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(call.cancel)
-                call.done.acquire(timeout=SYNC_CANCEL_GRACE)
+                _wait(call.done, SYNC_CANCEL_GRACE)
             raise
         finally:
             inflight.discard(call)
@@ -301,6 +306,29 @@ class _Call(Generic[_T]):
     def _finish(self) -> None:
         self.finished = True
         self.done.release()
+
+
+def _wait(lock: threading.Lock, timeout: float | None = None) -> bool:
+    """Acquire `lock` (within `timeout` seconds, or without limit), waking every `_WAIT_SLICE` s.
+
+    A wait without a timeout is not reliably interruptible: the interpreter runs a signal handler
+    (Ctrl-C's `KeyboardInterrupt`) in the main thread, and a blocked lock wait returns early for
+    it only when the kernel delivered the signal to that very thread. Delivered to the loop
+    thread, SIGINT was handled only when the call ended (up to its deadline). Between two slices
+    the interpreter runs any pending handler, whose exception propagates from here. The first
+    slice almost always ends with the release, so the common path costs one timed wait.
+    """
+    if timeout is None:
+        while not lock.acquire(timeout=_WAIT_SLICE):
+            pass
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return lock.acquire(blocking=False)
+        if lock.acquire(timeout=min(left, _WAIT_SLICE)):
+            return True
 
 
 async def _as_coroutine(fn: Callable[[], Awaitable[object]]) -> None:

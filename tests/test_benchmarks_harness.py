@@ -15,6 +15,10 @@ from typing import Any
 
 import pytest
 
+# e2e (pyproject.toml): .ci/run runs it on Python 3.11 with the newest dependencies only: it runs
+# the benchmark scripts as subprocesses, and CI's benchmark step runs them on that venv alone too.
+pytestmark = pytest.mark.e2e
+
 BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH_DIR))
 

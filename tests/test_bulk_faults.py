@@ -8,12 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from conftest import all_customers, counting_trace
 from sandbox_proc import duplicates, records, sandbox_process
 
 from finalpos_async import AsyncFinalPOS
 from finalpos_async.bulk import BulkReport, ItemStatus, Journal
 from finalpos_async.types import Customer
+
+# e2e (pyproject.toml): .ci/run runs it on Python 3.11 with the newest dependencies only; thousands
+# of rows against a faulty sandbox process (test_bulk_engine.py covers the engine's cancel, stop and
+# lost-answer paths on every Python).
+pytestmark = pytest.mark.e2e
 
 ROWS = 10_000
 

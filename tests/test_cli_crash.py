@@ -16,6 +16,10 @@ from conftest import all_customers
 from finalpos_async import AsyncFinalPOS
 from finalpos_async.sandbox import Sandbox
 
+# e2e (pyproject.toml): .ci/run runs it on Python 3.11 with the newest dependencies only; the CLI in
+# subprocesses, killed and interrupted: its recovery logic, not the Python it runs on.
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).parent.parent
 ROWS = 2000
 KILL_AFTER = 400  # journaled rows before the kill: well inside the run

@@ -27,6 +27,10 @@ from finalpos_async.sandbox import Sandbox
 
 StartRedis = Any  # the `redis_servers` fixture
 
+# The tests marked e2e (pyproject.toml) run CLI processes against a sandbox and redis-server;
+# .ci/run runs them on Python 3.11 with the newest dependencies only. The partition's own tests
+# (the pinned hash above all) run on every Python.
+
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
@@ -122,6 +126,7 @@ def test_all_shards_of_one_import_share_a_job_id() -> None:
 # --- shards as processes --------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("key", [["--key", "email"], []], ids=["by-key", "by-content"])
 def test_three_shards_import_every_row_exactly_once(
     sandbox: Sandbox, tmp_path: Path, key: list[str]
@@ -168,6 +173,7 @@ def import_shards(sb: Sandbox, file: Path, count: int, *extra: str) -> list[int]
     return statuses
 
 
+@pytest.mark.e2e
 def test_a_shards_failed_rows_file_continues_that_shard_only(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -209,6 +215,7 @@ def test_a_shards_failed_rows_file_continues_that_shard_only(
 # --- the shared cap -------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_two_shards_share_one_rate_through_redis(
     sandbox: Sandbox, tmp_path: Path, redis_servers: StartRedis
 ) -> None:
@@ -233,6 +240,7 @@ def test_two_shards_share_one_rate_through_redis(
         assert "s3cret-pw" not in out
 
 
+@pytest.mark.e2e
 def test_redis_down_at_start_stops_before_anything_is_sent(
     sandbox: Sandbox, tmp_path: Path, redis_servers: StartRedis
 ) -> None:
@@ -248,6 +256,7 @@ def test_redis_down_at_start_stops_before_anything_is_sent(
     assert stored_customers(sandbox) == []
 
 
+@pytest.mark.e2e
 def test_redis_down_mid_run_stops_the_import_and_the_rerun_finishes_it(
     sandbox: Sandbox, tmp_path: Path, redis_servers: StartRedis
 ) -> None:
@@ -291,6 +300,7 @@ def test_redis_down_mid_run_stops_the_import_and_the_rerun_finishes_it(
     assert set(emails(sandbox).values()) == {1}
 
 
+@pytest.mark.e2e
 def test_redis_url_needs_a_rate_and_a_redis_scheme(tmp_path: Path) -> None:
     file = write_rows(tmp_path / "c.csv", 3)
     no_rate = run_cli("import", "customers", str(file), "--redis-url", "redis://127.0.0.1:1/0")
@@ -308,6 +318,7 @@ def test_redis_url_needs_a_rate_and_a_redis_scheme(tmp_path: Path) -> None:
     assert "FINALPOS_REDIS_URL is ignored" in env.stderr
 
 
+@pytest.mark.e2e
 def test_the_printed_instruction_names_the_redis_password_by_its_variable(
     sandbox: Sandbox, tmp_path: Path, redis_servers: StartRedis
 ) -> None:
@@ -332,6 +343,7 @@ def test_the_printed_instruction_names_the_redis_password_by_its_variable(
     assert "s3cret-pw" not in out
 
 
+@pytest.mark.e2e
 def test_burst_sets_how_many_requests_go_back_to_back(sandbox: Sandbox, tmp_path: Path) -> None:
     file = write_rows(tmp_path / "c.csv", 21)
     result = run_cli(

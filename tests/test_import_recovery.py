@@ -30,7 +30,12 @@ from sandbox_proc import (
     write_customers_csv,
 )
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and processes")
+# e2e (pyproject.toml): .ci/run runs it on Python 3.11 with the newest dependencies only; every
+# recovery path of the CLI, run as subprocesses against a sandbox process.
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and processes"),
+]
 
 NAMES = [f"user{n:04d}" for n in range(300)]
 

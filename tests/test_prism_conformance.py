@@ -43,6 +43,11 @@ assert _spec.loader is not None
 _operations = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_operations)
 OPERATIONS: list[tuple[str, str, str]] = _operations.OPERATIONS
+
+# e2e (pyproject.toml): .ci/run runs it on Python 3.11 with the newest dependencies only: a Node
+# process checks the requests (tests/test_resources_wire.py checks each one on every Python).
+pytestmark = pytest.mark.e2e
+
 BY_ID = {
     op["operationId"]: (verb.upper(), path, op)
     for path, item in SPEC["paths"].items()

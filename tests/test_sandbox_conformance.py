@@ -37,6 +37,10 @@ import pytest
 from finalpos_async.sandbox import Sandbox
 from finalpos_async.sandbox._routes import build_route_table, load_spec
 
+# e2e (pyproject.toml): .ci/run runs it on Python 3.11 with the newest dependencies only;
+# schemathesis, in a subprocess, holds the sandbox's answers to the spec.
+pytestmark = pytest.mark.e2e
+
 SPEC = Path(__file__).resolve().parent.parent / "finalpos_async" / "spec" / "finalpos-openapi.json"
 OPERATIONS = 52
 # The sandbox answers an undeclared method as the API's router does (404), not 405.

@@ -81,6 +81,9 @@ def readme_pytest_example() -> str:
     return section[start : section.index("```\n", start)]
 
 
+# e2e (pyproject.toml): a fresh pytest process in a new project; .ci/run runs it on Python 3.11
+# with the newest dependencies only. The fixtures themselves are tested in-process above.
+@pytest.mark.e2e
 def test_the_documented_example_passes_in_a_project_with_no_pytest_config(
     pytester: pytest.Pytester,
 ) -> None:
@@ -148,6 +151,7 @@ def test_loading_the_plugin_imports_neither_aiohttp_nor_the_sandbox(
     assert heavy == [], f"the plugin's import pulled in {heavy} ({median_ms:.1f} ms)"
 
 
+@pytest.mark.e2e  # a fresh pytest process in a new project, like the README example's test
 def test_a_fixture_imports_the_sandbox_when_first_used(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_lazy="""

@@ -190,6 +190,39 @@ def test_ctrl_c_cancels_the_in_flight_call_and_raises_keyboard_interrupt(
     assert loop_thread.run(_double(3))[0] == 6
 
 
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs signal.pthread_kill")
+def test_ctrl_c_handled_by_the_loop_thread_still_interrupts_the_waiting_caller(
+    loop_thread: LoopThread,
+) -> None:
+    # The kernel hands a process's SIGINT to any thread; Python runs the handler in the main
+    # thread. Here it always lands on the loop thread, which once left the caller blocked until
+    # the call ended (an hour here: the test would run into pytest's timeout instead).
+    _, loop_ident = loop_thread.run(_double(0))
+    started = threading.Event()
+    unwound = threading.Event()
+
+    async def slow_request() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            unwound.set()
+
+    def press_ctrl_c_on_the_loop_thread() -> None:
+        if started.wait(DEADLINE):
+            signal.pthread_kill(loop_ident, signal.SIGINT)
+
+    timer = threading.Thread(target=press_ctrl_c_on_the_loop_thread)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loop_thread.run(slow_request())
+    finally:
+        timer.join(DEADLINE)
+    assert unwound.is_set()
+    assert loop_thread.run(_double(3))[0] == 6
+
+
 def _run_script(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],

@@ -26,6 +26,10 @@ from typing import Any
 
 import pytest
 
+# e2e (pyproject.toml): .ci/run runs it on Python 3.11 with the newest dependencies only; mypy and
+# pyright in subprocesses (slow) type-check the README's code and the deliberate mistakes.
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 MISTAKES = ROOT / "tests" / "typing" / "mistakes.py"
