@@ -68,9 +68,40 @@ class JournalWriteError(JournalError):
     run resolves them (looks them up) instead of sending them as new.
     """
 
+    @classmethod
+    def naming(
+        cls, path: str, doing: str, cause: str, *, full: bool, readonly: bool
+    ) -> JournalWriteError:
+        """The error for failing to `doing` (open, write, ...) the journal at `path`."""
+        if full:
+            fix = (
+                "the disk is full. Free some space there (or give --journal a path on another "
+                "disk), then run the same command again: rows whose outcome could not be written "
+                "are looked up first"
+            )
+        elif readonly:
+            fix = (
+                "the location is not writable. Give --journal (journal=) a path in a writable "
+                "directory"
+            )
+        else:
+            fix = "check the disk, then run the same command again"
+        return cls(f"cannot {doing} journal {path!r} ({cause}): {fix}", path=path)
+
 
 class JournalDamagedError(JournalError):
     """The file is empty, cut short or not a journal at all: its records cannot be trusted."""
+
+    @classmethod
+    def naming(cls, path: str, why: str) -> JournalDamagedError:
+        """The error for the journal at `path`, damaged as `why` says, with the way on."""
+        return cls(
+            f"journal {path!r} is damaged: {why}. Its records cannot be trusted, so nothing "
+            "was sent. Keep it for the record and give this run a new journal file: the new "
+            "journal continues the same job (same idempotency keys) and looks rows up in the "
+            "target before sending them",
+            path=path,
+        )
 
 
 class JournalMismatchError(JournalError):

@@ -205,51 +205,22 @@ class Journal:
         return self
 
     def _damaged(self, why: str) -> JournalDamagedError:
-        return JournalDamagedError(
-            f"journal {self.path!r} is damaged: {why}. Its records cannot be trusted, so nothing "
-            "was sent. Keep it for the record and give this run a new journal file: the new "
-            "journal continues the same job (same idempotency keys) and looks rows up in the "
-            "target before sending them",
-            path=self.path,
-        )
+        return JournalDamagedError.naming(self.path, why)
 
     def _error(self, exc: BaseException, doing: str) -> JournalError:
         """A SQLite or OS failure as a typed error naming the file and the fix."""
         text = str(exc)
-        code = getattr(exc, "sqlite_errorcode", None)
-        full = (
-            code == getattr(sqlite3, "SQLITE_FULL", 13)
-            or "disk is full" in text
-            or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
-        )
-        if full:
-            return JournalWriteError(
-                f"cannot {doing} journal {self.path!r}: the disk is full ({text}). Free some "
-                "space there (or give --journal a path on another disk), then run the same "
-                "command again: rows whose outcome could not be written are looked up first",
-                path=self.path,
-            )
         if isinstance(exc, sqlite3.DatabaseError) and (
             "not a database" in text or "malformed" in text
         ):
             return self._damaged(text)
+        full = exc.errno == errno.ENOSPC if isinstance(exc, OSError) else "disk is full" in text
         readonly = (
-            "readonly" in text
-            or "read-only" in text
-            or "unable to open" in text
-            or (isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM))
+            exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+            if isinstance(exc, OSError)
+            else any(word in text for word in ("readonly", "read-only", "unable to open"))
         )
-        if readonly:
-            return JournalWriteError(
-                f"cannot {doing} journal {self.path!r}: the location is not writable ({text}). "
-                "Give --journal (journal=) a path in a writable directory",
-                path=self.path,
-            )
-        return JournalWriteError(
-            f"cannot {doing} journal {self.path!r}: {text}. Check the disk, then run the same "
-            "command again",
-            path=self.path,
-        )
+        return JournalWriteError.naming(self.path, doing, text, full=full, readonly=readonly)
 
     @staticmethod
     @contextlib.contextmanager
