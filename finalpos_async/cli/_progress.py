@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any
 
 from rich.console import Console, RenderableType
@@ -59,7 +59,7 @@ async def drive(job: BulkJob[Any], failed: FailedRows, console: Console, total: 
 @contextlib.asynccontextmanager
 async def refreshing(
     update: Callable[[BulkReport], None], report: BulkReport, every: float
-) -> AsyncIterator[None]:
+) -> AsyncGenerator[None, None]:
     """Call `update(report)` every `every` seconds while the block runs (a task, no thread)."""
 
     async def refresh() -> None:
