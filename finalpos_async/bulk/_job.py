@@ -57,7 +57,7 @@ from ._items import (
 )
 from ._journal import Intent, JournalError, JournalStore, job_id_for
 from ._limiter import Limiter
-from ._lookup import TargetSearch, spot_check
+from ._lookup import TargetSearch, holds_records, spot_check
 from ._outcome import FatalWatch, Pending, not_processed, result_of, send_item
 from ._results import BulkReport, ItemResult, ItemStatus
 from ._sqlite_journal import Journal
@@ -303,13 +303,11 @@ class BulkJob(Generic[_T]):
         if journal is None or self._lookup is None or self._resend_unknown or journal.has_items():
             return False
         try:
-            async for _ in self._lookup():
-                return True
+            return await holds_records(self._lookup)
         except Exception as exc:  # cannot tell: the lookups fail too, so nothing is sent
             if (reason := FatalWatch.reason_to_stop_before_sending(exc)) is not None:
                 self._abort(reason)  # as the first send would have
             return True
-        return False
 
     async def _look_up_first(
         self, source: AsyncIterator[Pending | ItemResult[_T]]

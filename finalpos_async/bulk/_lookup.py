@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -24,9 +25,32 @@ from ._matching import ContentIndex
 from ._outcome import Pending, id_of, result_of
 from ._results import BulkReport, ItemResult, ItemStatus, describe_error
 
-__all__ = ["TargetChangedError", "TargetSearch", "spot_check"]
+__all__ = ["TargetChangedError", "TargetSearch", "holds_records", "listing", "spot_check"]
 
 log = logging.getLogger("finalpos.bulk")
+
+
+@contextlib.asynccontextmanager
+async def listing(
+    lookup: Callable[[], AsyncIterable[Any]],
+) -> AsyncGenerator[AsyncIterator[Any], None]:
+    """The target's records, closed on leaving even when left early (an async generator left
+    at a `break` would otherwise be finalized by the garbage collector, with its pages)."""
+    records = aiter(lookup())
+    try:
+        yield records
+    finally:
+        close = getattr(records, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def holds_records(lookup: Callable[[], AsyncIterable[Any]]) -> bool:
+    """Whether the target lists at least one record (reads one page)."""
+    async with listing(lookup) as records:
+        async for _ in records:
+            return True
+    return False
 
 
 class TargetChangedError(JournalError):
@@ -103,17 +127,20 @@ class TargetSearch:
                 async for result in self._find_by_content(deferred, stopping):
                     yield result
                 return
-            async for record in self._lookup():
-                report.lookup_records += 1
-                found = read_field(self._lookup_key, record, report.lookup_records, "lookup_key")
-                pending = deferred.pop(str(found), None) if found is not None else None
-                if pending is not None:
-                    report.lookup_found += 1
-                    yield result_of(
-                        pending, ItemStatus.SUCCEEDED, created_id=id_of(record), found=True
+            async with listing(self._lookup) as records:
+                async for record in records:
+                    report.lookup_records += 1
+                    found = read_field(
+                        self._lookup_key, record, report.lookup_records, "lookup_key"
                     )
-                if not deferred or stopping():
-                    break
+                    pending = deferred.pop(str(found), None) if found is not None else None
+                    if pending is not None:
+                        report.lookup_found += 1
+                        yield result_of(
+                            pending, ItemStatus.SUCCEEDED, created_id=id_of(record), found=True
+                        )
+                    if not deferred or stopping():
+                        break
         except Exception as exc:
             self.failed = True
             note = f"outcome unknown, and the lookup failed: {describe_error(exc)}"
@@ -136,14 +163,15 @@ class TargetSearch:
             note = "outcome unknown; its content is not a mapping of fields, so it cannot be found"
             yield result_of(pending, ItemStatus.UNKNOWN, note=note)
         created = self._created(index.digests())
-        async for record in self._lookup():
-            report.lookup_records += 1
-            if index.see(record, id_of(record)) and index.complete(created):
-                break
-            if stopping():
-                # An incomplete count proves nothing: they all stay held (unknown).
-                self.failed = True
-                return
+        async with listing(self._lookup) as records:
+            async for record in records:
+                report.lookup_records += 1
+                if index.see(record, id_of(record)) and index.complete(created):
+                    break
+                if stopping():
+                    # An incomplete count proves nothing: they all stay held (unknown).
+                    self.failed = True
+                    return
         for key, (verdict, record_id) in index.verdicts(created).items():
             if verdict == "absent":
                 continue  # left in `deferred`: not in the target
