@@ -27,7 +27,6 @@ import contextlib
 import errno
 import os
 import sqlite3
-import sys
 import time
 from collections.abc import Generator, Iterable
 from types import TracebackType
@@ -47,10 +46,7 @@ from ._journal import (
     JournalWriteError,
     job_id_for,
 )
-
-# No fcntl on Windows: two writers are not detected there (SQLite still keeps the file intact).
-if sys.platform != "win32":
-    import fcntl
+from ._journal_file import create_whole, lock_writer
 
 __all__ = ["Journal"]
 
@@ -101,6 +97,17 @@ INSERT INTO temp.seen (name, n) VALUES (?, 0)
 ON CONFLICT(name) DO UPDATE SET n = n + 1
 RETURNING n
 """
+
+
+def _initialize(conn: sqlite3.Connection) -> None:
+    """The tables (if missing) and this schema version, inside the caller's transaction."""
+    for statement in filter(str.strip, _SCHEMA.split(";")):
+        conn.execute(statement)
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (name, value) VALUES ('schema_version', ?)",
+        (_SCHEMA_VERSION,),
+    )
+
 
 _Pending = tuple[str, str, str | None, str | None, str, int, str | None, float]
 # A buffered withdrawal (`Journal.withdraw`): the row goes when the buffer is committed.
@@ -155,14 +162,24 @@ class Journal:
         existed = os.path.exists(self.path)
         if existed and os.path.getsize(self.path) == 0:
             raise self._damaged("it is empty (0 bytes)")
-        lock = self._take_lock()
+        try:
+            if not existed:
+                create_whole(self.path, _initialize)
+            lock = lock_writer(self.path)
+        except BlockingIOError as exc:
+            raise JournalLockedError(
+                f"journal {self.path!r} is in use by another running import; wait for it to "
+                "finish (or stop it) before starting this one",
+                path=self.path,
+            ) from exc
+        except (OSError, sqlite3.Error) as exc:
+            raise self._error(exc, "create") from exc
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA busy_timeout=5000")
             meta = self._read_meta(conn)
-            if existed and not meta and conn.execute("SELECT 1 FROM sqlite_master").fetchone():
-                # (A database with no tables at all is one whose creation was cut short.)
+            if not meta:
                 raise self._damaged("it is an SQLite database, but not a finalpos journal")
             version = meta.get("schema_version")
             if version is not None and version != _SCHEMA_VERSION and version not in _UPGRADABLE:
@@ -172,21 +189,15 @@ class Journal:
                     "file",
                     path=self.path,
                 )
-            if existed:
-                problem = conn.execute("PRAGMA quick_check").fetchone()[0]
-                if problem != "ok":
-                    raise self._damaged(f"SQLite finds it damaged: {problem}")
+            problem = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if problem != "ok":
+                raise self._damaged(f"SQLite finds it damaged: {problem}")
             conn.execute("PRAGMA journal_mode=WAL")
             # FULL: every commit (an intent window, an outcome batch) is synced to disk before
             # the request it guards leaves, so even a power cut cannot lose an intent.
             conn.execute("PRAGMA synchronous=FULL")
             with self._transaction(conn):
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT OR REPLACE INTO meta (name, value) VALUES ('schema_version', ?)",
-                    (_SCHEMA_VERSION,),
-                )
+                _initialize(conn)  # upgrades a schema 2 file in place
             meta = self._read_meta(conn)
             self._had_items = conn.execute("SELECT EXISTS (SELECT 1 FROM items)").fetchone()[0] == 1
         except sqlite3.Error as exc:
@@ -216,7 +227,7 @@ class Journal:
             return self._damaged(text)
         full = exc.errno == errno.ENOSPC if isinstance(exc, OSError) else "disk is full" in text
         readonly = (
-            exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+            exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT)
             if isinstance(exc, OSError)
             else any(word in text for word in ("readonly", "read-only", "unable to open"))
         )
@@ -245,26 +256,6 @@ class Journal:
         if exists is None:
             return {}
         return dict(conn.execute("SELECT name, value FROM meta").fetchall())
-
-    def _take_lock(self) -> IO[bytes] | None:
-        if sys.platform == "win32":  # pragma: no cover - no fcntl on Windows
-            return None
-        # flock on the database file itself: independent of SQLite's own (fcntl) locks on Linux
-        # and macOS, and released by the kernel when the process dies, even on SIGKILL.
-        try:
-            handle = open(self.path, "ab")  # noqa: SIM115 - held open for the journal's lifetime
-        except OSError as exc:
-            raise self._error(exc, "create") from exc
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            handle.close()
-            raise JournalLockedError(
-                f"journal {self.path!r} is in use by another running import; wait for it to "
-                "finish (or stop it) before starting this one",
-                path=self.path,
-            ) from exc
-        return handle
 
     @staticmethod
     def _release_lock(handle: IO[bytes] | None) -> None:
