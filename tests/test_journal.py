@@ -245,3 +245,47 @@ def test_identical_rows_are_counted_and_a_near_match_is_reported() -> None:
     assert sorted(v for v, _ in verdicts.values()) == ["absent", "absent", "found", "nearly"]
     assert verdicts["e"] == ("nearly", "3")
     assert not index.complete({"d": 1})
+
+
+# -- a fresh journal against a target that holds records -------------------------------------
+
+
+async def test_a_fresh_journal_looks_rows_up_first_and_stops_reading_when_it_cannot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("finalpos_async.bulk._job.BULK_LOOKUP_FIRST_CHUNK", 10)
+    listings = 0
+
+    async def lookup() -> Any:
+        nonlocal listings
+        listings += 1
+        if listings > 1:  # the target holds records, then its listing breaks
+            raise ConnectionResetError("listing broke")
+        yield {"id": "c0", "email": "someone@example.com"}
+
+    pulled = 0
+
+    def rows() -> Any:
+        nonlocal pulled
+        for row in people(100):
+            pulled += 1
+            yield row
+
+    sent: list[Request] = []
+
+    def handler(request: Request) -> TransportResponse:
+        sent.append(request)
+        return TransportResponse(201, json={"id": "x"})
+
+    async with AsyncFinalPOS("k", transport=MockTransport(handler)) as client:
+        job = client.bulk.run(
+            client.customers.create, rows(), journal=tmp_path / "j.db", key="email", lookup=lookup
+        )
+        report = await job
+    # One chunk was read and held for the lookup; the lookup failed, so nothing was sent and
+    # the rest of the input was never read (memory stays bounded by the chunk).
+    assert sent == []
+    assert pulled == 10
+    assert report.cancelled == 10
+    assert report.stop_reason is not None
+    assert "cannot be listed" in report.stop_reason

@@ -335,6 +335,8 @@ class BulkJob(Generic[_T]):
             async with contextlib.aclosing(self._settle()) as settled:
                 async for result in settled:
                     yield result
+            if self._held.lost and not self._stop.requested:  # the lookup failed: read no more
+                self._abort("the target's records cannot be listed, so no row can be looked up")
 
     async def _pull(self, job_id: str) -> AsyncGenerator[Pending | ItemResult[_T], None]:
         """The inputs, one at a time: an item to send, or a result known without sending."""
