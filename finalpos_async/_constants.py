@@ -75,7 +75,7 @@ BULK_INTENT_WINDOW = 64
 BULK_SETTLE_ROUNDS = 5
 # A fresh journal against a target that holds records looks items up before sending them, this
 # many at a time (one streamed pass over the target per chunk; memory bounded by the chunk).
-BULK_LOOKUP_FIRST_CHUNK = 20_000
+BULK_LOOKUP_FIRST_CHUNK = 10_000
 BULK_SETTLE_PAUSE = 1.0
 # `finalpos import` prints a plain progress line this often when stderr is not a terminal.
 PROGRESS_LINE_INTERVAL = 5.0
