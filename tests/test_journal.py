@@ -279,13 +279,49 @@ async def test_a_fresh_journal_looks_rows_up_first_and_stops_reading_when_it_can
 
     async with AsyncFinalPOS("k", transport=MockTransport(handler)) as client:
         job = client.bulk.run(
-            client.customers.create, rows(), journal=tmp_path / "j.db", key="email", lookup=lookup
+            client.customers.create, rows(), journal=tmp_path / "j.db", lookup=lookup
         )
         report = await job
-    # One chunk was read and held for the lookup; the lookup failed, so nothing was sent and
-    # the rest of the input was never read (memory stays bounded by the chunk).
+    # Without a key, one chunk was read and held for the lookup by content; the lookup failed,
+    # so nothing was sent and the rest of the input was never read (memory stays bounded).
     assert sent == []
     assert pulled == 10
     assert report.cancelled == 10
     assert report.stop_reason is not None
     assert "cannot be listed" in report.stop_reason
+
+
+async def test_a_fresh_journal_with_a_key_lists_the_target_once_and_sends_only_the_new_rows(
+    tmp_path: Path,
+) -> None:
+    listings = 0
+
+    async def lookup() -> Any:
+        nonlocal listings
+        listings += 1
+        for n in range(0, 100, 2):  # an earlier run (its journal lost) made the even rows
+            yield {"id": f"c{n}", "email": f"p{n}@example.com"}
+
+    sent: list[str] = []
+
+    def handler(request: Request) -> TransportResponse:
+        sent.append(request.headers["Idempotency-Key"])
+        return TransportResponse(201, json={"id": "new"})
+
+    async with AsyncFinalPOS("k", transport=MockTransport(handler)) as client:
+        results = [
+            r
+            async for r in client.bulk.run(
+                client.customers.create,
+                people(100),
+                journal=tmp_path / "j.db",
+                key="email",
+                lookup=lookup,
+            )
+        ]
+    found = sorted(int(r.key[1:].split("@")[0]) for r in results if r.found)
+    assert found == list(range(0, 100, 2))
+    assert {r.created_id for r in results if r.found} == {f"c{n}" for n in range(0, 100, 2)}
+    assert len(sent) == 50
+    # One request to see that the target holds records, then one streamed pass for all rows.
+    assert listings == 2

@@ -3,6 +3,7 @@ against the journal before anything is sent."""
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,8 +50,22 @@ class Intake:
         self._journal = journal
         self._resend_unknown = resend_unknown
         self._deferred = deferred
+        self._created: collections.Counter[str] = collections.Counter()  # without a journal
+        self.indexed = False  # the target's keys are in the journal (`JournalStore.in_target`)
         self._contents = ContentIdentities()
         self._seen_keys: set[str] = set()
+
+    def count_created(self, result: ItemResult[Any]) -> None:
+        """Count a created item by its content, for `created_counts` (a journal counts itself)."""
+        if result.ok and self._journal is None:
+            self._created[result.digest] += 1
+
+    def created_counts(self, digests: list[str]) -> dict[str, int]:
+        """How many items of each content (named by their content) are known to be created."""
+        journal = self._journal
+        if journal is None:
+            return {digest: self._created[digest] for digest in digests}
+        return {digest: journal.created_with_content(digest) for digest in digests}
 
     def prepare(
         self, index: int, item: Mapping[str, Any], job_id: str
@@ -77,7 +92,11 @@ class Intake:
         pending = Pending(index=index, key=key, item=item, digest=digest, idempotency_key=idem)
         entry = self._journal.lookup(key) if self._journal is not None else None
         if entry is None:
-            return pending
+            found = self._journal.in_target(key) if self._journal and self.indexed else None
+            if found is None:
+                return pending
+            # An earlier run of this job (whose journal is lost) or someone else made it.
+            return result_of(pending, ItemStatus.SUCCEEDED, created_id=found or None, found=True)
         if entry.status == ItemStatus.FAILED.value:
             return attrs.evolve(pending, prior=entry.status)
         if not entry.matches(digest):

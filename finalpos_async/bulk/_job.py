@@ -14,13 +14,11 @@ Shape of a run (`BulkJob._run`)::
      (one streamed pass over the target), count the found ones as created, send the others
      again under the same key, and send again the items refused before they were processed]
 
-At most `concurrency` tasks exist at any time, so memory does not grow with the input. Every
-attempt and every re-run of the same job sends an item under the same idempotency key
-(`_items`), and the job id is derived from what the job is, not from its journal file. The
-engine does not rely on the server honouring the key: an item's intent is journaled before its
-request leaves, so after any crash it is unknown, never new; inside a run, a POST is repeated by
-the client only where it provably did not take effect (`safe_retries_only`), and an item whose
-answer was lost is never sent again blindly (`_outcome`, `_lookup`).
+At most `concurrency` tasks exist at any time. Every attempt and re-run of the same job sends an
+item under the same idempotency key (`_items`; the job id comes from what the job is). The engine
+does not rely on the server honouring it: an intent is journaled before its request leaves, so
+after any crash the item is unknown, never new, and an item whose answer was lost is never sent
+again blindly (`_outcome`, `_lookup`).
 """
 
 from __future__ import annotations
@@ -57,9 +55,9 @@ from ._items import (
 )
 from ._journal import Intent, JournalError, JournalStore, job_id_for
 from ._limiter import Limiter
-from ._lookup import TargetSearch, holds_records, spot_check
+from ._lookup import TargetSearch, holds_records, index_target, spot_check
 from ._outcome import FatalWatch, Pending, not_processed, result_of, send_item
-from ._results import BulkReport, ItemResult, ItemStatus
+from ._results import BulkReport, ItemResult, ItemStatus, describe_error
 from ._sqlite_journal import Journal
 from ._target import Binding, operation_name
 
@@ -135,7 +133,6 @@ class BulkJob(Generic[_T]):
         # journal held before (`Pending.prior`), restored if the item is not sent after all.
         self._intended: dict[str, str | None] = {}
         self._journal_error: JournalError | None = None
-        self._created_contents: collections.Counter[str] = collections.Counter()
         self._intake = Intake(
             key=key,
             content=content,
@@ -252,7 +249,7 @@ class BulkJob(Generic[_T]):
             # Nested generators are closed explicitly: a consumer leaving early closes this one
             # at a `yield`, and `_pump` must then drain and record what it has in flight now,
             # not whenever the garbage collector finalizes it (after the journal is closed).
-            first_pass = self._look_up_first if await self._fresh_against_records() else self._pump
+            first_pass = await self._first_pass()
             async with (
                 contextlib.aclosing(self._pull(self._job_id)) as source,
                 contextlib.aclosing(first_pass(source)) as results,
@@ -295,24 +292,33 @@ class BulkJob(Generic[_T]):
             # in the journal, so the next run looks them up rather than sending them as new.
             raise self._journal_error
 
-    async def _fresh_against_records(self) -> bool:
-        """A new (or empty) journal against a target that holds records: an earlier run of this
-        job may have created some of them (a lost or damaged journal, a new one), so every
-        item is looked up before it is sent. Not with `resend_unknown` (the server replays)."""
-        journal = self._journal
-        if journal is None or self._lookup is None or self._resend_unknown or journal.has_items():
-            return False
+    async def _first_pass(
+        self,
+    ) -> Callable[[AsyncIterator[Pending | ItemResult[_T]]], AsyncGenerator[ItemResult[_T], None]]:
+        """How the input is sent: as it comes (`_pump`), unless the journal is new (or empty)
+        and the target holds records. An earlier run of this job (a lost or damaged journal)
+        may have made some, so every item is looked up before it is sent: by key, against the
+        target's keys kept in the journal (one pass); by content, `_look_up_first`. Not with
+        `resend_unknown` (the server replays). A target that cannot be listed gets nothing."""
+        journal, lookup = self._journal, self._lookup
+        if journal is None or lookup is None or self._resend_unknown or journal.has_items():
+            return self._pump
         try:
-            return await holds_records(self._lookup)
-        except Exception as exc:  # cannot tell: the lookups fail too, so nothing is sent
-            if (reason := FatalWatch.reason_to_stop_before_sending(exc)) is not None:
-                self._abort(reason)  # as the first send would have
-            return True
+            if not await holds_records(lookup):
+                return self._pump
+            if self._lookup_by_content:
+                return self._look_up_first
+            await index_target(journal, lookup, self._lookup_key, self.report)
+            self._intake.indexed = True
+        except Exception as exc:
+            reason = FatalWatch.reason_to_stop_before_sending(exc)  # as the first send would
+            self._abort(reason or f"the target's records cannot be listed: {describe_error(exc)}")
+        return self._pump
 
     async def _look_up_first(
         self, source: AsyncIterator[Pending | ItemResult[_T]]
     ) -> AsyncGenerator[ItemResult[_T], None]:
-        """The first pass of `_fresh_against_records`: the items are held for the lookup,
+        """The first pass of `_first_pass` by content: the items are held for the lookup,
         `BULK_LOOKUP_FIRST_CHUNK` at a time (memory stays bounded), and each chunk is settled
         (one pass over the target; the ones not found are sent) before the next is read."""
         report = self.report
@@ -488,7 +494,7 @@ class BulkJob(Generic[_T]):
                     report,
                     by_content=self._lookup_by_content,
                     content=lambda p: read_field(self._content, p.item, p.index, "content"),
-                    created=self._created_counts,
+                    created=self._intake.created_counts,
                 )
                 finding = search.find(held.lost, lambda: self._stop.requested)
                 async with contextlib.aclosing(finding) as found:
@@ -533,20 +539,12 @@ class BulkJob(Generic[_T]):
             if report.done == settled and not held.lost:
                 return  # nothing settled in this round, and nothing is left to look up
 
-    def _created_counts(self, digests: list[str]) -> dict[str, int]:
-        """How many items of each content (named by their content) are known to be created."""
-        journal = self._journal
-        if journal is None:
-            return {digest: self._created_contents[digest] for digest in digests}
-        return {digest: journal.created_with_content(digest) for digest in digests}
-
     def _finish(self, result: ItemResult[_T]) -> None:
         """Count a finished item and record it in the journal (if there is anything to record)."""
         self.report.count(result)
         status = result.status
-        if result.ok and self._journal is None and self._lookup_by_content:
-            # For the no-key lookup (`_created_counts`); a journal counts them itself.
-            self._created_contents[result.digest] += 1
+        if self._lookup_by_content:
+            self._intake.count_created(result)
         intended = result.key in self._intended
         prior = self._intended.pop(result.key, None)
         journal = self._journal

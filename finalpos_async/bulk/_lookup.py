@@ -25,7 +25,14 @@ from ._matching import ContentIndex
 from ._outcome import Pending, id_of, result_of
 from ._results import BulkReport, ItemResult, ItemStatus, describe_error
 
-__all__ = ["TargetChangedError", "TargetSearch", "holds_records", "listing", "spot_check"]
+__all__ = [
+    "TargetChangedError",
+    "TargetSearch",
+    "holds_records",
+    "index_target",
+    "listing",
+    "spot_check",
+]
 
 log = logging.getLogger("finalpos.bulk")
 
@@ -51,6 +58,33 @@ async def holds_records(lookup: Callable[[], AsyncIterable[Any]]) -> bool:
         async for _ in records:
             return True
     return False
+
+
+async def index_target(
+    journal: JournalStore,
+    lookup: Callable[[], AsyncIterable[Any]],
+    lookup_key: KeySpec,
+    report: BulkReport,
+) -> None:
+    """One streamed pass over the target, its records' keys kept in the journal (memory stays
+    flat), so that every item can be looked up before it is sent (`JournalStore.in_target`)."""
+    report.phase = "looking up"
+    started = time.monotonic()
+    batch: list[tuple[str, str | None]] = []
+    try:
+        async with listing(lookup) as records:
+            async for record in records:
+                report.lookup_records += 1
+                key = read_field(lookup_key, record, report.lookup_records, "lookup_key")
+                if key is not None:
+                    batch.append((str(key), id_of(record)))
+                if len(batch) >= 1000:
+                    journal.index_target(batch)
+                    batch.clear()
+        journal.index_target(batch)
+    finally:
+        report.lookup_seconds += time.monotonic() - started
+        report.phase = "sending"
 
 
 class TargetChangedError(JournalError):
