@@ -108,7 +108,6 @@ class BulkJob(Generic[_T]):
         self._journal = Journal(journal) if isinstance(journal, (str, os.PathLike)) else journal
         # A journal opened here from a path is this job's to close; a store is the caller's.
         self._owns_journal = isinstance(journal, (str, os.PathLike))
-        self._key = key
         self._content = content
         self._job_id = job_id
         self._drain_timeout = drain_timeout
