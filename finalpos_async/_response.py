@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar, cast
 
 import attrs
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from . import _codec
 from ._exceptions import ResponseValidationError
+from ._secret import Secret, mask_bytes, mask_text, secrets_in
 
 __all__ = ["RawResponse"]
 
@@ -17,6 +19,12 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 _UNSET: Any = object()
+_NOTHING_SENT: Mapping[str, str] = MappingProxyType({})
+
+
+def _header_names(headers: Mapping[str, str]) -> str:
+    # Names only: a value may be a token, or a key a hostile server echoed back.
+    return f"<{', '.join(headers)}>"
 
 
 @attrs.define(eq=False)
@@ -27,14 +35,16 @@ class RawResponse(Generic[T]):
     - `elapsed`: seconds the whole call took, across every attempt and backoff sleep;
     - `attempts`: how many HTTP attempts were made (1 when there was no retry);
     - `request_id`: the server's request id header when it sent one;
-    - `method`, `url`, `idempotency_key`: what was sent.
+    - `method`, `url`, `idempotency_key`, `request_headers`: what was sent (the API key in
+      `request_headers` is a `HeaderSecret`, which renders masked).
 
-    `json()` decodes the body once; `parse()` applies the parser (models are built lazily), and
-    `with_parser(fn)` returns the same response with another parser.
+    Its `repr` names the headers without their values. `json()` decodes the body once;
+    `parse()` applies the parser (models are built lazily), and `with_parser(fn)` returns the
+    same response with another parser.
     """
 
     status_code: int
-    headers: Mapping[str, str]
+    headers: Mapping[str, str] = attrs.field(repr=_header_names)
     content: bytes = attrs.field(repr=False)
     elapsed: float
     attempts: int
@@ -42,6 +52,7 @@ class RawResponse(Generic[T]):
     method: str
     url: str
     idempotency_key: str | None = None
+    request_headers: Mapping[str, str] = attrs.field(default=_NOTHING_SENT, repr=False)
     _parser: Callable[[Any], T] | None = attrs.field(default=None, repr=False, alias="parser")
     _json: Any = attrs.field(default=_UNSET, init=False, repr=False)
 
@@ -53,6 +64,12 @@ class RawResponse(Generic[T]):
             state["headers"] = CIMultiDict(state["headers"])
         if state["_json"] is _UNSET:  # the sentinel's identity would not survive
             del state["_json"]
+        # A pickle must not hold the key in clear (a `Secret` refuses to be pickled): the copy
+        # keeps what was sent with every secret as its mask.
+        state["request_headers"] = {
+            name: value.mask if isinstance(value, Secret) else value
+            for name, value in self.request_headers.items()
+        }
         # Parsers are closures (per model class, per page) that cannot be pickled; the copy
         # keeps the body, and its `parse()` returns the decoded JSON.
         state["_parser"] = None
@@ -62,6 +79,37 @@ class RawResponse(Generic[T]):
         object.__setattr__(self, "_json", _UNSET)
         for name, value in state.items():
             object.__setattr__(self, name, value)
+
+    def redacted(self) -> RawResponse[T]:
+        """This response with every secret sent with its request (the API key) replaced by
+        its mask wherever the server echoed it: in the body and in the header values.
+
+        It is the response itself when no secret shows (errors keep what this returns).
+        """
+        secrets = secrets_in(self.request_headers)
+        if not secrets:
+            return self
+        content = mask_bytes(self.content, secrets)
+        masked = [(name, mask_text(value, secrets)) for name, value in self.headers.items()]
+        # Both maskers return their argument itself when there was nothing to mask.
+        if content is self.content and all(
+            new is old for (_, new), old in zip(masked, self.headers.values(), strict=True)
+        ):
+            return self
+        copy: RawResponse[T] = RawResponse(
+            status_code=self.status_code,
+            headers=CIMultiDictProxy(CIMultiDict(masked)),
+            content=content,
+            elapsed=self.elapsed,
+            attempts=self.attempts,
+            request_id=None if self.request_id is None else mask_text(self.request_id, secrets),
+            method=self.method,
+            url=self.url,
+            idempotency_key=self.idempotency_key,
+            request_headers=self.request_headers,
+            parser=self._parser,
+        )
+        return copy
 
     @property
     def text(self) -> str:
@@ -110,6 +158,7 @@ class RawResponse(Generic[T]):
             method=self.method,
             url=self.url,
             idempotency_key=self.idempotency_key,
+            request_headers=self.request_headers,
             parser=fn,
         )
         new._json = self._json
