@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ._request import Request
     from ._response import RawResponse
     from ._retry import FailureKind, RetryBudget, RetryPolicy
+    from ._secret import HeaderSecret, Secret
     from ._transport import AiohttpTransport
     from ._types import NOT_GIVEN, NotGiven, RequestOptions
     from ._urls import encode_path_param
@@ -136,6 +137,7 @@ __all__ = [
     "ErrorResponse",
     "FailureKind",
     "FinalPOSError",
+    "HeaderSecret",
     "InternalServerError",
     "Inventory",
     "Limiter",
@@ -174,6 +176,7 @@ __all__ = [
     "RetryPolicy",
     "Role",
     "RolePermission",
+    "Secret",
     "Session",
     "SessionClosingAmounts",
     "Station",
@@ -242,6 +245,8 @@ _LAZY_MODULES: dict[str, str] = {
     "RawResponse": "_response",
     "RetryBudget": "_retry",
     "RetryPolicy": "_retry",
+    "Secret": "_secret",
+    "HeaderSecret": "_secret",
     "NOT_GIVEN": "_types",
     "NotGiven": "_types",
     "RequestOptions": "_types",

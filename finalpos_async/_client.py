@@ -389,7 +389,9 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         return core.pool_limit_per_host or core.pool_limit
 
     def __repr__(self) -> str:
-        # Never the API key.
+        # Never the API key. A constructor that raised leaves `self` in a traceback's locals.
+        if not hasattr(self, "_config"):
+            return f"<{type(self).__name__} (not constructed)>"
         return (
             f"<{type(self).__name__} base_url={self.base_url!r} state={self._core.state!r}"
             f"{'' if self._owns_core else ' (with_options copy)'}>"

@@ -292,6 +292,9 @@ class RedisRateLimiter:
         return mask_text(text, _passwords(self._url))
 
     def __repr__(self) -> str:
+        # A constructor that raised leaves `self` in a traceback's locals, half built.
+        if not hasattr(self, "_acquired"):
+            return "<RedisRateLimiter (not constructed)>"
         return (
             f"RedisRateLimiter({self._url!r}, rate={self._rate:g}, "
             f"burst={self._burst:g}, key={self._key!r})"

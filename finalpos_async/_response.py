@@ -22,9 +22,9 @@ _UNSET: Any = object()
 _NOTHING_SENT: Mapping[str, str] = MappingProxyType({})
 
 
-def _header_names(headers: Mapping[str, str]) -> str:
-    # Names only: a value may be a token, or a key a hostile server echoed back.
-    return f"<{', '.join(headers)}>"
+def _header_count(headers: Mapping[str, str]) -> str:
+    # A count only: a hostile server may echo the key back in any header (even in a name).
+    return f"<{len(headers)} headers>"
 
 
 @attrs.define(eq=False)
@@ -38,17 +38,18 @@ class RawResponse(Generic[T]):
     - `method`, `url`, `idempotency_key`, `request_headers`: what was sent (the API key in
       `request_headers` is a `HeaderSecret`, which renders masked).
 
-    Its `repr` names the headers without their values. `json()` decodes the body once;
+    Its `repr` shows no header (nor the request id, read from one), since a server may echo the
+    key back in any of them. `json()` decodes the body once;
     `parse()` applies the parser (models are built lazily), and `with_parser(fn)` returns the
     same response with another parser.
     """
 
     status_code: int
-    headers: Mapping[str, str] = attrs.field(repr=_header_names)
+    headers: Mapping[str, str] = attrs.field(repr=_header_count)
     content: bytes = attrs.field(repr=False)
     elapsed: float
     attempts: int
-    request_id: str | None
+    request_id: str | None = attrs.field(repr=False)  # from a header: see `_header_count`
     method: str
     url: str
     idempotency_key: str | None = None
@@ -123,28 +124,32 @@ class RawResponse(Generic[T]):
         `ResponseValidationError`, never a bare `ValueError`.
         """
         if self._json is _UNSET:
-            content = self.content
             # Not `.strip()`: that copies the whole body (a 100-record page) just to test it.
-            if not content or content.isspace():
+            # (No local holds the body: a traceback's locals would show it.)
+            if not self.content or self.content.isspace():
                 self._json = None
             else:
                 try:
                     self._json = _codec.loads(self.content)
                 except ValueError as exc:
-                    raise ResponseValidationError(
-                        f"the {self.status_code} response body is not valid JSON "
-                        f"({len(self.content)} bytes, content type "
-                        f"{self.headers.get('Content-Type')!r}): {exc}",
-                        response=self,
-                    ) from None
+                    problem = str(exc)
+                else:
+                    return self._json
+                # Raised after the `except`: the decoder's frames, holding the body, are not
+                # chained to it (an echoed key would show there).
+                raise ResponseValidationError(
+                    f"the {self.status_code} response body is not valid JSON "
+                    f"({len(self.content)} bytes, content type "
+                    f"{self.headers.get('Content-Type')!r}): {problem}",
+                    response=self,
+                )
         return self._json
 
     def parse(self) -> T:
         """The body turned into the caller's type by the parser (the decoded JSON without one)."""
-        data = self.json()
-        if self._parser is None:
-            return cast(T, data)
-        return self._parser(data)
+        # No local holds the decoded body: a parser's error traceback would show it.
+        parser = self._parser
+        return cast(T, self.json()) if parser is None else parser(self.json())
 
     def with_parser(self, fn: Callable[[Any], U]) -> RawResponse[U]:
         """The same response with `fn` as its parser (the decoded JSON is shared, not re-read)."""

@@ -320,7 +320,7 @@ def to_raw(
         request_id = headers.get(name)
         if request_id:
             break
-    return RawResponse(
+    raw: RawResponse[Any] = RawResponse(
         status_code=response.status,
         headers=headers,
         content=response.content,
@@ -332,6 +332,9 @@ def to_raw(
         idempotency_key=request.idempotency_key,
         request_headers=request.headers,
     )
+    # An error status is masked at once, so that no frame (whose locals a traceback may render)
+    # holds a server's echo of the key; a 2xx body is the caller's data and is kept as it came.
+    return raw if 200 <= response.status < 300 else raw.redacted()
 
 
 def closed_error() -> RuntimeError:
