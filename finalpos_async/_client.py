@@ -180,7 +180,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
     _core: _Core
     _config: ClientSettings
     _owns_core: bool
-    _base_headers: Mapping[str, str] | None
+    _base_headers: MappingProxyType[str, str] | None
 
     def __init__(
         self,
@@ -569,7 +569,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             base = str(sandbox.url).rstrip("/")
         return base + check_path(path)
 
-    def _make_base_headers(self) -> Mapping[str, str]:
+    def _make_base_headers(self) -> MappingProxyType[str, str]:
         cfg = self._config
         api_key = cfg.api_key
         if api_key is None:
