@@ -38,10 +38,9 @@ class RawResponse(Generic[T]):
     - `method`, `url`, `idempotency_key`, `request_headers`: what was sent (the API key in
       `request_headers` is a `HeaderSecret`, which renders masked).
 
-    Its `repr` shows no header (nor the request id, read from one), since a server may echo the
-    key back in any of them. `json()` decodes the body once;
-    `parse()` applies the parser (models are built lazily), and `with_parser(fn)` returns the
-    same response with another parser.
+    `json()` decodes the body once; `parse()` applies the parser (models are built lazily), and
+    `with_parser(fn)` returns the same response with another parser. Its `repr` shows no header
+    (nor the request id, read from one): a server may echo the key back in any of them.
     """
 
     status_code: int
@@ -97,7 +96,7 @@ class RawResponse(Generic[T]):
             new is old for (_, new), old in zip(masked, self.headers.values(), strict=True)
         ):
             return self
-        copy: RawResponse[T] = RawResponse(
+        redacted: RawResponse[T] = RawResponse(
             status_code=self.status_code,
             headers=CIMultiDictProxy(CIMultiDict(masked)),
             content=content,
@@ -110,7 +109,7 @@ class RawResponse(Generic[T]):
             request_headers=self.request_headers,
             parser=self._parser,
         )
-        return copy
+        return redacted
 
     @property
     def text(self) -> str:
