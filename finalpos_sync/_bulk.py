@@ -42,7 +42,7 @@ from collections.abc import (
     Iterator,
 )
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast
 
 from finalpos_async._constants import (
     BULK_CONCURRENCY,
@@ -73,7 +73,7 @@ if TYPE_CHECKING:
 
     from ._base_client import BaseSyncClient
 
-__all__ = ["SyncBulkJob", "SyncBulkRunner"]
+__all__ = ["SyncBulkJob", "SyncBulkRunner", "SyncLister"]
 
 _T = TypeVar("_T")
 
@@ -100,7 +100,7 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
         content: KeySpec = None,
         job_id: str | None = None,
         drain_timeout: float = BULK_DRAIN_TIMEOUT,
-        lookup: Callable[[], Iterable[Any]] | None = None,
+        lookup: SyncLister | None = None,
         lookup_key: KeySpec = None,
         lookup_by: Literal["key", "content"] | None = None,
         retrieve: Callable[[str], Any] | None = None,
@@ -130,8 +130,9 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
         - `drain_timeout`: also applies to Ctrl-C and to leaving the loop early; in-flight items
           still running then are cancelled and end `UNKNOWN` (they were sent).
         - `lookup`: a list method of this client (`client.customers.list`, run on the loop), or
-          any function returning an iterable of records (run, and walked, in a worker thread,
-          so it may call this client: `lambda: client.customers.list(...)`).
+          any function of `skip` returning an iterable of records (run, and walked, in a worker
+          thread, so it may call this client:
+          `lambda skip=0: client.customers.list(limit=1000, skip=skip)`).
         - `retrieve`: a retrieve method of this client (`client.customers.retrieve`), or any
           function of the id (run in a worker thread).
         """
@@ -201,9 +202,13 @@ def _async_twin(
     )
 
 
-def _async_lookup(
-    lookup: Callable[[], Iterable[Any]], twin: Callable[..., Any] | None
-) -> Callable[[], AsyncIterable[Any]]:
+class SyncLister(Protocol):
+    """Lists the target's records from the `skip`-th on (`client.customers.list` is one)."""
+
+    def __call__(self, *, skip: int = 0) -> Iterable[Any]: ...
+
+
+def _async_lookup(lookup: SyncLister, twin: Callable[..., Any] | None) -> Callable[..., Any]:
     """`lookup` for the engine on the loop: a list method runs its async twin there; an async
     generator function passes unchanged; any other function is called, and what it returns
     walked, in a worker thread (a chunk at a time), because it may call this sync client, which
@@ -212,9 +217,20 @@ def _async_lookup(
         return twin
     if inspect.isasyncgenfunction(lookup):
         return lookup
+    try:
+        inspect.signature(lookup).bind(skip=0)
+    except TypeError:
+        raise TypeError(
+            f"lookup must take skip= (a list method such as client.customers.list does; a "
+            f"function can pass it on: lambda skip=0: client.customers.list(limit=1000, "
+            f"skip=skip)): the run reads the target once, then only the records added since; "
+            f"got {lookup!r}"
+        ) from None
+    except ValueError:
+        pass  # no signature to read: it is called as documented
 
-    async def listing() -> AsyncIterator[Any]:
-        records = await asyncio.to_thread(lookup)
+    async def listing(*, skip: int = 0) -> AsyncIterator[Any]:
+        records = await asyncio.to_thread(functools.partial(lookup, skip=skip))
         if isinstance(records, AsyncIterable):
             # Declared Iterable, but a function may return an async iterable: walked here.
             async for record in cast("AsyncIterable[Any]", records):

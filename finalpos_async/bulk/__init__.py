@@ -26,6 +26,7 @@ from ._lookup import TargetChangedError
 from ._results import BulkReport, ItemResult, ItemStatus
 from ._runner import BulkRunner, Operation
 from ._sqlite_journal import Journal
+from ._target_copy import Lister
 
 __all__ = [
     "BulkJob",
@@ -46,6 +47,7 @@ __all__ = [
     "JournalStore",
     "JournalWriteError",
     "KeySpec",
+    "Lister",
     "Operation",
     "RateLimiter",
     "TargetChangedError",

@@ -99,7 +99,9 @@ class BulkReport:
     Invariant, at every moment: `submitted == succeeded + skipped + failed + unknown + changed +
     cancelled + in_flight`. `attempts` sums the HTTP attempts of every finished item (retries
     included). `found` counts the succeeded items the lookup found in the target, and
-    `lookup_records` / `lookup_seconds` what that lookup cost; `lookup_pending` how many items
+    `lookup_records` / `lookup_seconds` what that lookup cost (records read from the target:
+    one streamed pass per run, `lookup_passes`, then only the records added since, see
+    `_target_copy`); `lookup_pending` how many items
     the last lookup looked for and `lookup_found` how many it found (both set as it starts).
     `unreadable` counts the succeeded items whose answer did not fit the model (created;
     `ItemResult.error` says what did not fit; `unreadable_example` is the first one's reason).
@@ -122,6 +124,7 @@ class BulkReport:
     attempts: int = 0
     lookup_records: int = 0
     lookup_seconds: float = 0.0
+    lookup_passes: int = 0
     lookup_pending: int = 0
     lookup_found: int = 0
     unreadable: int = 0

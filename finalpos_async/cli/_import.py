@@ -41,6 +41,7 @@ from ..bulk import (
     JournalDamagedError,
     JournalError,
     JournalMismatchError,
+    Lister,
     content_digest,
 )
 from ._connect import Connection, Settings, connect
@@ -417,16 +418,14 @@ def _creator(conn: Connection, op: Operation) -> Callable[..., Awaitable[Any]]:
     return create
 
 
-def _lister(
-    conn: Connection, op: Operation | None
-) -> Callable[[], AsyncIterator[Mapping[str, Any]]] | None:
+def _lister(conn: Connection, op: Operation | None) -> Lister | None:
     """The records in the target, as wire JSON (a --key is read by its column name)."""
     if op is None or any(p.required for p in op.query_params):
         return None
     method: Callable[..., Any] = getattr(getattr(conn.client, op.resource), op.name)
 
-    async def records() -> AsyncIterator[Mapping[str, Any]]:
-        async for record in method(limit=1000):
+    async def records(*, skip: int = 0) -> AsyncIterator[Mapping[str, Any]]:
+        async for record in method(limit=1000, skip=skip):
             yield record if isinstance(record, Mapping) else unstructure(record)
 
     return records

@@ -99,7 +99,9 @@ def print_summary(
     if report.lookup_records:
         table.add_row(
             "lookup in the target",
-            f"{report.lookup_records} records, {report.lookup_seconds:.1f} s",
+            f"{report.lookup_records} records read in "
+            f"{report.lookup_passes} pass{'es' if report.lookup_passes != 1 else ''}, "
+            f"{report.lookup_seconds:.1f} s",
         )
     table.add_row("elapsed", f"{report.elapsed:.1f} s")
     table.add_row("rate", f"{report.rate:.0f} rows/s")
