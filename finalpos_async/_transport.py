@@ -9,6 +9,7 @@ before `send` returns or raises, so the pool never holds a connection nobody wil
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import types
 import warnings
@@ -37,6 +38,10 @@ __all__ = [
 
 # Distinct (total, read) timeout pairs kept; first attempts reuse one or two, retries add odd ones.
 _TIMEOUT_CACHE_SIZE = 32
+# aiohttp rounds the timers of a `ClientTimeout` (the total, which is what is left of the
+# call's deadline, and the connect ones) of 5 s or more up to the next whole second of the loop
+# clock, so a 5.05 s deadline ended up to a second late. No value reaches this threshold.
+_NEVER_ROUND = math.inf
 
 
 class _BodyTooLarge(Exception):
@@ -168,6 +173,7 @@ class AiohttpTransport:
             connect=self.pool_timeout,
             sock_connect=self.connect_timeout,
             sock_read=read,
+            ceil_threshold=_NEVER_ROUND,
         )
         if len(self._timeouts) >= _TIMEOUT_CACHE_SIZE:
             self._timeouts.clear()  # retries bring odd totals; keep the cache small

@@ -438,8 +438,8 @@ def test_public_names_are_exported() -> None:
 
 
 async def test_close_during_backoff_stops_the_retries(scripted_server: ScriptedServer) -> None:
-    # A 0.3 s Retry-After: the client is closed while it sleeps before the second attempt.
-    scripted_server.play(status(503, Retry_After="0.3"))
+    # A 0.3 s wait asked for: the client is closed while it sleeps before the second attempt.
+    scripted_server.play(status(503, retry_after_ms="300"))
     client = scripted_server.client()
     sleeping = asyncio.Event()
     with backoff_waits(lambda _delay: sleeping.set()) as waits:

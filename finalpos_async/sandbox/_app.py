@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import re
 import secrets
@@ -123,8 +124,13 @@ def _error_response(exc: SandboxHTTPError) -> web.Response:
     return _json_response(exc.status, error_body(exc.status, exc.message), exc.headers)
 
 
-def _format_seconds(seconds: float) -> str:
-    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+def _retry_after_headers(seconds: float) -> dict[str, str]:
+    """`Retry-After` in whole seconds (all the header allows), rounded up; a fractional wait
+    also goes out exactly as `retry-after-ms`, which clients that know it (ours) prefer."""
+    headers = {"Retry-After": str(math.ceil(seconds))}
+    if not float(seconds).is_integer():
+        headers["retry-after-ms"] = f"{seconds * 1000:.0f}"
+    return headers
 
 
 def _reset_connection(request: web.Request) -> None:
@@ -427,9 +433,7 @@ def _handler(
 
 
 def _fault_response(fault: Fault) -> web.Response:
-    headers: dict[str, str] = {}
-    if fault.retry_after is not None:
-        headers["Retry-After"] = _format_seconds(fault.retry_after)
+    headers = {} if fault.retry_after is None else _retry_after_headers(fault.retry_after)
     return _json_response(
         fault.status,
         error_body(fault.status, f"Sandbox fault injected: HTTP {fault.status}."),
