@@ -8,12 +8,13 @@ the same checks (a text value for a typed field is converted the same way: a fai
 CSV import holds the CSV's text cells).
 
 The checks are the library's and the sandbox's (see `sandbox._validation`): exactly what the spec
-declares for a field (type, `required`, `enum`, a `format` such as date-time), never a rule
-guessed from the field's name. A field is missing only when it is not given: `""` is a value.
-Reading a file, two things mean "not given" (left out of the body; "is required" for a required
-field): null, since the spec allows it for no field, so an import never sends one; and a blank CSV
-cell, read as null, because CSV has no way to tell an empty value from a missing one and a blank
-cell in a spreadsheet almost always means "nothing here". To send an empty string, use JSON Lines.
+declares for a field (type, `required`, `enum`, a `format` such as date-time or decimal, a
+`pattern`), never a rule guessed from the field's name. A field is missing only when it is not
+given: `""` is a value. Reading a file, two things mean "not given" (left out of the body; "is
+required" for a required field): null, since the spec allows it in no create body (only updates
+take it, to clear a field), so an import never sends one; and a blank CSV cell, read as null,
+because CSV has no way to tell an empty value from a missing one and a blank cell in a spreadsheet
+almost always means "nothing here". To send an empty string, use JSON Lines.
 
 CSV cells are trimmed of surrounding whitespace before they are checked (`RowParser(trim=True)`,
 which `_plan.make_parser` asks for unless `--keep-whitespace`): spreadsheets pad cells, and

@@ -33,7 +33,7 @@ from ._faults import MISFIT, SCRIPT_HEADER, Fault, FaultInjector
 from ._idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, Idempotency, fingerprint
 from ._routes import Operation, Param, RouteTable
 from ._storage import Storage
-from ._validation import fill_required, validate_body, validate_stored_fields
+from ._validation import fill_required, nullable, validate_body, validate_stored_fields
 
 __all__ = ["API_KEY_HEADER", "SandboxState", "build_app"]
 
@@ -285,6 +285,20 @@ def _derive(state: SandboxState, op: Operation, record: dict[str, Any], *, creat
                 record[name] = str(value) if sub.get("type") == "string" else value
 
 
+def _cleared(op: Operation, body: Mapping[str, Any]) -> frozenset[str]:
+    """The fields `body` sets to a null its schema allows: an update clearing them.
+
+    The spec allows null in update bodies only, and in no answer, so a cleared field is removed
+    from the record rather than stored as null.
+    """
+    properties: Mapping[str, Any] = (op.body_schema or {}).get("properties") or {}
+    return frozenset(
+        key
+        for key, value in body.items()
+        if value is None and key not in SERVER_FIELDS and nullable(properties.get(key) or {})
+    )
+
+
 def _parse_body(op: Operation, raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         if op.body_required:
@@ -303,7 +317,8 @@ def _parse_body(op: Operation, raw: bytes) -> dict[str, Any]:
         raise _bad("The request body must be a JSON object.")
     fields = cast("dict[str, Any]", body)  # a JSON object: string keys
     if op.entity_schema is not None:
-        problem = validate_stored_fields(fields, op.entity_schema, SERVER_FIELDS)
+        skip = SERVER_FIELDS | _cleared(op, fields)
+        problem = validate_stored_fields(fields, op.entity_schema, skip)
         if problem is not None:
             raise _bad(problem)
     return fields
@@ -344,6 +359,8 @@ def _update(state: SandboxState, op: Operation, request: web.Request, raw: bytes
         raise _not_found(record_id)
     record = dict(existing)
     record.update((k, v) for k, v in body.items() if k not in SERVER_FIELDS)
+    for key in _cleared(op, body):
+        record.pop(key, None)
     if "updatedAt" in record or "createdAt" in record:
         record["updatedAt"] = state.now()
     _derive(state, op, record, creating=False)
