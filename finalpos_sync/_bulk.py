@@ -51,6 +51,7 @@ from finalpos_async._constants import (
     SYNC_BULK_POLL,
     SYNC_CANCEL_GRACE,
 )
+from finalpos_async.bulk import check_lookup
 
 from ._bulk_channel import NOTHING, WANT, Channel, End, Feed
 from ._resource import Runner, SyncResource
@@ -217,17 +218,7 @@ def _async_lookup(lookup: SyncLister, twin: Callable[..., Any] | None) -> Callab
         return twin
     if inspect.isasyncgenfunction(lookup):
         return lookup
-    try:
-        inspect.signature(lookup).bind(skip=0)
-    except TypeError:
-        raise TypeError(
-            f"lookup must take skip= (a list method such as client.customers.list does; a "
-            f"function can pass it on: lambda skip=0: client.customers.list(limit=1000, "
-            f"skip=skip)): the run reads the target once, then only the records added since; "
-            f"got {lookup!r}"
-        ) from None
-    except ValueError:
-        pass  # no signature to read: it is called as documented
+    check_lookup(lookup)
 
     async def listing(*, skip: int = 0) -> AsyncIterator[Any]:
         records = await asyncio.to_thread(functools.partial(lookup, skip=skip))

@@ -26,7 +26,7 @@ from ._lookup import TargetChangedError
 from ._results import BulkReport, ItemResult, ItemStatus
 from ._runner import BulkRunner, Operation
 from ._sqlite_journal import Journal
-from ._target_copy import Lister
+from ._target_copy import Lister, check_lookup
 
 __all__ = [
     "BulkJob",
@@ -51,6 +51,7 @@ __all__ = [
     "Operation",
     "RateLimiter",
     "TargetChangedError",
+    "check_lookup",
     "content_digest",
     "idempotency_key_for",
     "job_id_for",

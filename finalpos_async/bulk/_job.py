@@ -311,11 +311,14 @@ class BulkJob(Generic[_T]):
         if journal is None or target is None or self._resend_unknown or journal.has_items():
             return self._pump
         try:
+            self.report.phase = "reading the target"
             await target.catch_up()
         except Exception as exc:
             reason = FatalWatch.reason_to_stop_before_sending(exc)  # as the first send would
             self._abort(reason or f"the target's records cannot be listed: {describe_error(exc)}")
             return self._pump
+        finally:
+            self.report.phase = "sending"
         if target.count == 0:
             return self._pump
         if self._lookup_by_content:

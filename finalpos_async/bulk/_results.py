@@ -105,7 +105,8 @@ class BulkReport:
     the last lookup looked for and `lookup_found` how many it found (both set as it starts).
     `unreadable` counts the succeeded items whose answer did not fit the model (created;
     `ItemResult.error` says what did not fit; `unreadable_example` is the first one's reason).
-    `phase` says what the run is doing: "sending" (its main pass), then, while it settles what
+    `phase` says what the run is doing: "sending" (its main pass; before it, "reading the
+    target" when a new journal meets a target that holds records), then, while it settles what
     is left, "looking up", "waiting" or "resending".
     `outcome` is "running", then "completed", "stopped" (stop() asked for it), "aborted" (an
     error no item can fix, see `stop_reason`) or "cancelled". `failure_reasons` counts the

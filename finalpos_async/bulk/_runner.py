@@ -16,7 +16,7 @@ from ._journal import JournalStore
 from ._limiter import Limiter, RateLimiter
 from ._target import Binding, BulkClient
 from ._target import operation_name as name_of  # `run` has a parameter `operation_name`
-from ._target_copy import Lister
+from ._target_copy import Lister, check_lookup
 
 __all__ = ["BulkRunner", "Operation"]
 
@@ -120,7 +120,7 @@ class BulkRunner:
         """
         _check_options(drain_timeout, key=key, content=content, lookup_key=lookup_key)
         if lookup is not None:
-            _check_lookup(lookup)
+            check_lookup(lookup)
         client_limiter = self._client.rate_limiter if self._client is not None else None
         return BulkJob(
             _raw_twin(operation),
@@ -169,20 +169,6 @@ def _check_options(drain_timeout: float, **specs: KeySpec) -> None:
     for name, spec in specs.items():
         if not (spec is None or isinstance(spec, str) or callable(spec)):
             raise TypeError(f"{name} must be None, a field name or a callable, got {spec!r}")
-
-
-def _check_lookup(lookup: Lister) -> None:
-    try:
-        inspect.signature(lookup).bind(skip=0)
-    except ValueError:
-        return  # no signature to read (a builtin): it is called as documented
-    except TypeError:
-        raise TypeError(
-            f"lookup must take skip= (a list method such as client.customers.list does; a "
-            f"function can pass it on: lambda skip=0: client.customers.list(limit=1000, "
-            f"skip=skip)): the run reads the target once, then only the records added since; "
-            f"got {lookup!r}"
-        ) from None
 
 
 def _run_limiter(

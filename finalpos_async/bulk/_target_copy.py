@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import pickle
 import sqlite3
@@ -30,7 +31,7 @@ from ._matching import Canonical, canonical_fields
 from ._outcome import id_of
 from ._results import BulkReport
 
-__all__ = ["Lister", "TargetCopy", "listing"]
+__all__ = ["Lister", "TargetCopy", "check_lookup", "listing"]
 
 log = logging.getLogger("finalpos.bulk")
 
@@ -46,6 +47,21 @@ class Lister(Protocol):
     """Lists the target's records from the `skip`-th on (`client.customers.list` is one)."""
 
     def __call__(self, *, skip: int = 0) -> AsyncIterable[Any]: ...
+
+
+def check_lookup(lookup: Callable[..., object]) -> None:
+    """Raise `TypeError`, with the way on, unless `lookup` can be called with `skip=`."""
+    try:
+        inspect.signature(lookup).bind(skip=0)
+    except ValueError:
+        return  # no signature to read (a builtin): it is called as documented
+    except TypeError:
+        raise TypeError(
+            f"lookup must take skip= (a list method such as client.customers.list does; a "
+            f"function can pass it on: lambda skip=0: client.customers.list(limit=1000, "
+            f"skip=skip)): the run reads the target once, then only the records added since; "
+            f"got {lookup!r}"
+        ) from None
 
 
 @contextlib.asynccontextmanager
