@@ -40,7 +40,7 @@ from ._constants import (
 )
 from ._exceptions import ResponseValidationError
 from ._http import Transport
-from ._inflight import InFlight
+from ._inflight import InFlight, closed_in_flight
 from ._limiter import Limiter
 from ._logging import setup_logging
 from ._request import build_request
@@ -440,9 +440,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         try:
             # Before the pool closes: its close would cancel the calls waiting for a slot.
             unsent = (
-                transport.waiting_for_connection
-                if isinstance(transport, AiohttpTransport)
-                else frozenset()
+                transport.waiting_for_connection if isinstance(transport, AiohttpTransport) else ()
             )
             await core.calls.abort(unsent=unsent, timeout=CLOSE_UNWIND_TIMEOUT)
         finally:
@@ -570,6 +568,9 @@ class AsyncFinalPOS(AsyncResourcesMixin):
                 else sandbox_cls(api_key=core.sandbox_api_key)
             )
             await sandbox.start()
+            if core.state == "closed":  # close() ran meanwhile: it did not see this sandbox
+                await sandbox.close()
+                raise closed_in_flight(maybe_processed=False)
             core.sandbox = sandbox
 
     def _url(self, path: str) -> str:

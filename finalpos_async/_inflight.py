@@ -28,7 +28,6 @@ from ._exceptions import ClientClosedError
 __all__ = ["InFlight", "closed_in_flight"]
 
 _ABORT = "finalpos: the client was closed while this call was in flight"
-_HAS_UNCANCEL = sys.version_info >= (3, 11)
 
 Task = asyncio.Task[Any]
 
@@ -71,7 +70,7 @@ class InFlight:
             # Aborted, but the cancellation never reached `claims` (swallowed on the way):
             # take back our request so the task's own cancel count stays right.
             self._aborted.discard(task)
-            if _HAS_UNCANCEL:
+            if sys.version_info >= (3, 11):
                 task.uncancel()
 
     def claims(self, task: Task | None, exc: asyncio.CancelledError) -> bool:
@@ -79,7 +78,7 @@ class InFlight:
         if task is None or task not in self._aborted:
             return False
         self._aborted.discard(task)
-        if _HAS_UNCANCEL:
+        if sys.version_info >= (3, 11):
             return task.uncancel() == 0
         return exc.args == (_ABORT,)
 

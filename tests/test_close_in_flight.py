@@ -11,6 +11,7 @@ client, from another thread for the sync one.
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import threading
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import open_fds, settle_fds
 from held_server import HeldServer, held_server
 
 import finalpos_sync
@@ -29,6 +31,7 @@ from finalpos_async import (
     FinalPOSError,
     RateLimiter,
 )
+from finalpos_async.sandbox import Sandbox
 
 CALLS = 500
 POOL = 64  # the default pool_limit_per_host: requests that reach the server at once
@@ -136,6 +139,32 @@ async def test_async_close_reports_a_call_waiting_for_a_rate_limit_token_as_not_
         assert error.maybe_processed is False
         assert error.attempts == 0
         assert server.seen == {0}
+
+
+async def test_close_while_the_sandbox_starts_ends_the_call_and_stops_that_sandbox(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    starting, proceed = asyncio.Event(), asyncio.Event()
+    start = Sandbox.start
+
+    async def held_start(self: Sandbox) -> None:  # the sandbox starts once the test says so
+        starting.set()
+        await proceed.wait()
+        await start(self)
+
+    monkeypatch.setattr(Sandbox, "start", held_start)
+    gc.collect()
+    fds = open_fds()
+    client = AsyncFinalPOS(sandbox=True)
+    call = asyncio.create_task(client.request("GET", "/v1/api/customers"))
+    await asyncio.wait_for(starting.wait(), DEADLINE)
+    await client.close()  # while the call's sandbox is starting
+    proceed.set()
+    [error] = await asyncio.wait_for(asyncio.gather(call, return_exceptions=True), DEADLINE)
+    assert isinstance(error, ClientClosedError)
+    assert error.maybe_processed is False
+    assert client.base_url is None  # no sandbox was kept
+    assert await settle_fds(fds) <= fds  # and the one started meanwhile was stopped
 
 
 def test_sync_close_from_another_thread_ends_500_calls_in_flight() -> None:
