@@ -13,7 +13,8 @@ transport after every call has unwound leaves nothing for it to cancel.
 
 Telling close()'s cancellation from a real one: on Python 3.11+ by the task's cancel count
 (`uncancel()`, as `asyncio.timeout` does); on 3.10, which has no count, by the cancel message
-(a real cancellation requested in the same loop turn as close() is then reported as closed).
+(so there, a real cancellation requested after close()'s, before the task next runs, is lost
+and the call reported as closed, as two cancellations collapse into one on 3.10 anyway).
 """
 
 from __future__ import annotations
