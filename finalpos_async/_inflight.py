@@ -66,6 +66,8 @@ class InFlight:
         if count:
             tasks[task] = count
             return
+        if not self._aborted and not self._unsent:  # the usual case: close() has not run
+            return
         self._unsent.discard(task)
         if task in self._aborted:
             # Aborted, but the cancellation never reached `claims` (swallowed on the way):
