@@ -568,7 +568,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
                 else sandbox_cls(api_key=core.sandbox_api_key)
             )
             await sandbox.start()
-            if core.state == "closed":  # close() ran meanwhile: it did not see this sandbox
+            if self.is_closed:  # close() ran meanwhile: it did not see this sandbox
                 await sandbox.close()
                 raise closed_in_flight(maybe_processed=False)
             core.sandbox = sandbox
