@@ -83,6 +83,10 @@ PROGRESS_LINE_INTERVAL = 5.0
 JOURNAL_BATCH_SIZE = 500
 JOURNAL_FLUSH_INTERVAL = 1.0
 
+# close() ends the calls in flight, then waits this long at most for them to unwind (release
+# their connections) before it closes the pool.
+CLOSE_UNWIND_TIMEOUT = 5.0
+
 # Sync facade (finalpos_sync): its private loop thread.
 SYNC_LOOP_THREAD_NAME = "finalpos-sync-loop"
 SYNC_CANCEL_GRACE = 5.0  # seconds a cancelled call may take to unwind after Ctrl-C
