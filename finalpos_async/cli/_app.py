@@ -202,7 +202,11 @@ def cli(
     help="Send rows whose outcome is unknown (answer lost) again under their idempotency key: "
     "only when the server honours Idempotency-Key or you checked they are not in the target.",
 )
-@click.option("--validate-only", is_flag=True, help="Check the rows, send nothing.")
+@click.option(
+    "--validate-only",
+    is_flag=True,
+    help="Check every row; send nothing and write nothing (no journal, no failed-rows file).",
+)
 @click.option(
     "--drain-timeout",
     type=click.FloatRange(0),
