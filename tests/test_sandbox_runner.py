@@ -10,9 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import pytest
 

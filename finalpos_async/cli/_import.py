@@ -59,7 +59,9 @@ __all__ = ["FAILED_ROWS_HEADER", "ImportOptions", "InputError", "run_import"]
 
 def run_import(options: ImportOptions, settings: Settings, console: Console) -> int:
     """Run the whole command; returns the exit status."""
-    source = Input(options.file, options.fmt, options.encoding)
+    source = Input(
+        options.file, options.fmt, options.encoding, max_field_bytes=options.max_field_bytes
+    )
     header = source.header
     if header is not None and not _same_target(header.resource, options):
         raise InputError(
