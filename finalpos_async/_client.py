@@ -27,6 +27,7 @@ from ._config import (
     resolve_settings,
 )
 from ._constants import (
+    CLOSE_UNWIND_TIMEOUT,
     CONNECT_TIMEOUT,
     DEADLINE,
     MAX_RESPONSE_BYTES,
@@ -39,12 +40,14 @@ from ._constants import (
 )
 from ._exceptions import ResponseValidationError
 from ._http import Transport
+from ._inflight import InFlight, closed_in_flight
 from ._limiter import Limiter
 from ._logging import setup_logging
 from ._request import build_request
 from ._response import RawResponse
 from ._retry import RetryBudget, RetryPolicy
 from ._retry_loop import closed_error, send_with_retries
+from ._transport import AiohttpTransport
 from ._types import DEFAULT_OPTIONS, NOT_GIVEN, NotGivenOr, RequestOptions
 from ._version import __version__
 from .resources import AsyncResourcesMixin
@@ -89,6 +92,7 @@ class _Core:
 
     __slots__ = (
         "budget",
+        "calls",
         "limiter",
         "loop",
         "pool_limit",
@@ -123,9 +127,7 @@ class _Core:
         self.sandbox_api_key = sandbox_api_key
         self.sandbox: _SandboxLike | None = None
         self.sandbox_lock: asyncio.Lock | None = None
-
-    def is_closed(self) -> bool:
-        return self.state == "closed"
+        self.calls = InFlight()  # the calls in flight, which close() ends
 
 
 class AsyncFinalPOS(AsyncResourcesMixin):
@@ -412,6 +414,11 @@ class AsyncFinalPOS(AsyncResourcesMixin):
     async def close(self) -> None:
         """Close the pool (and the sandbox, if this client started it). Idempotent.
 
+        It does not wait for calls in flight: each one (in any task, on any `with_options` copy)
+        ends with `ClientClosedError`, whose `maybe_processed` says whether its request may have
+        been sent; it returns once they have unwound. A task that was itself cancelled still
+        gets `CancelledError`. Await your calls first to keep their answers.
+
         On a `with_options` copy this does nothing: the original owns the pool. A session passed
         in with `session=` is left open; a `transport=` given is closed (its `aclose()`).
         """
@@ -429,11 +436,19 @@ class AsyncFinalPOS(AsyncResourcesMixin):
                 )
         core.state = "closed"
         sandbox, core.sandbox = core.sandbox, None
+        transport = core.transport
         try:
-            await core.transport.aclose()
+            # Before the pool closes: its close would cancel the calls waiting for a slot.
+            unsent = (
+                transport.waiting_for_connection if isinstance(transport, AiohttpTransport) else ()
+            )
+            await core.calls.abort(unsent=unsent, timeout=CLOSE_UNWIND_TIMEOUT)
         finally:
-            if sandbox is not None:
-                await sandbox.close()
+            try:
+                await transport.aclose()
+            finally:
+                if sandbox is not None:
+                    await sandbox.close()
 
     # -------------------------------------------------------------------------- requests
 
@@ -510,7 +525,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             policy=cfg.policy,
             budget=core.budget,
             limiter=core.limiter,
-            is_closed=core.is_closed,
+            calls=core.calls,
             clock=loop.time,
         )
 
@@ -553,6 +568,9 @@ class AsyncFinalPOS(AsyncResourcesMixin):
                 else sandbox_cls(api_key=core.sandbox_api_key)
             )
             await sandbox.start()
+            if self.is_closed:  # close() ran meanwhile: it did not see this sandbox
+                await sandbox.close()
+                raise closed_in_flight(maybe_processed=False)
             core.sandbox = sandbox
 
     def _url(self, path: str) -> str:

@@ -38,8 +38,13 @@ def print_checks(
         for error in plan.shown:
             table.add_row(str(error.line), error.field or "-", error.message)
         console.print(table)
-        if plan.invalid > len(plan.shown):
+        if plan.invalid > len(plan.shown) and failed.keep:
             console.print(f"... all {plan.invalid} are in {failed.path}")
+        elif plan.invalid > len(plan.shown):
+            console.print(
+                f"... the first {len(plan.shown)} problems of {plan.invalid} invalid rows "
+                f"(--validate-only writes no file; the import lists them all in {failed.path})"
+            )
 
 
 def refuse_changed(plan: Plan, options: ImportOptions, console: Console) -> None:

@@ -53,6 +53,8 @@ _WRITES = frozenset({"POST", "PUT", "PATCH"})
 # answered like any other (and any error in the API's JSON shape).
 _MAX_REQUEST_LINE = 1024 * 1024
 _MAX_PAGE = 2**62
+# The status an access log shows for a request whose client disconnected (nginx's convention).
+CLIENT_CLOSED = 499
 _STATE_KEY: web.AppKey[SandboxState] = web.AppKey("finalpos_sandbox_state")
 Payload = Any
 Outcome = tuple[int, Payload]
@@ -463,7 +465,16 @@ def _middleware(state: SandboxState) -> Any:
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        response = await _dispatch(state, request, handler)
+        try:
+            response = await _dispatch(state, request, handler)
+        except ConnectionError:
+            # The client went away while its body was read: one line, not aiohttp's traceback
+            # of an "error handling request" (a disconnect is the client's doing, not an error).
+            _log_disconnect(request, "before its request was read (not processed)")
+            return web.Response(status=CLIENT_CLOSED)  # for the access log; nobody reads it
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            _log_disconnect(request, f"before its answer ({response.status}) was sent")
         response.headers[REQUEST_ID_HEADER] = state.new_request_id()
         if logger.isEnabledFor(logging.DEBUG):
             # method, path and status only: headers (and so API keys) never reach the log
@@ -471,6 +482,17 @@ def _middleware(state: SandboxState) -> Any:
         return response
 
     return middleware
+
+
+def _log_disconnect(request: web.Request, when: str) -> None:
+    """A client disconnect, as one warning line (method and path only: never headers)."""
+    logger.warning(
+        "sandbox: client %s disconnected %s: %s %s",
+        request.remote or "?",
+        when,
+        request.method,
+        request.path,
+    )
 
 
 async def _dispatch(
