@@ -28,34 +28,50 @@ __all__ = [
 # RFC 9110 section 5.6.2: a header name is a "token"; anything else (":", space, "\r") could
 # forge another header or split the request.
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Framing and hop-by-hop headers (and `Proxy-*`): the transport sets them from the body and the
+# connection. One from a caller would go out next to the transport's (Transfer-Encoding with
+# Content-Length, the classic request-smuggling set-up) or lie about the body (Content-Length: 0
+# on a POST that has one), and a server or proxy could then read one request as two.
+_REFUSED_HEADERS = frozenset(
+    {
+        "content-length",
+        "transfer-encoding",
+        "host",
+        "connection",
+        "upgrade",
+        "te",
+        "trailer",
+        "keep-alive",
+    }
+)
 CONTROL_CHAR = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 """Control characters and lone surrogates: one regex scan instead of an `ord()` per character.
 
 Lone surrogates too: aiohttp and yarl silently drop them from headers and URLs, so two
 different values ("k\\ud800", "k\\udc00") would go out as the same one."""
 
-CREDENTIAL_HEADERS = frozenset({"x-api-key", "authorization", "proxy-authorization"})
+CREDENTIAL_HEADERS = frozenset({"x-api-key", "authorization"})
 """Header names (lower case) whose values are credentials: held as `HeaderSecret`s."""
 
 # The methods the generated resources send, accepted as they are without further checks.
 _PLAIN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
-def check_api_key(key: object) -> str:
-    """A usable API key (the key itself never appears in the messages)."""
+def check_api_key(key: object, name: str = "api_key") -> str:
+    """A usable API key (the key itself never appears in the messages, which start with `name`)."""
     if not isinstance(key, str):
-        raise TypeError(f"api_key must be a str, got {type(key).__name__}")
+        raise TypeError(f"{name} must be a str, got {type(key).__name__}")
     if not key.strip():
-        raise ValueError("api_key must not be empty")
+        raise ValueError(f"{name} must not be empty")
     if key != key.strip():
         # A copy-paste artefact: sent as is it fails later as a 401 that hides the cause.
         raise ValueError(
-            "api_key has spaces or line breaks around it; remove them (the key itself is not "
+            f"{name} has spaces or line breaks around it; remove them (the key itself is not "
             "shown here)"
         )
     if CONTROL_CHAR.search(key):
         raise ValueError(
-            "api_key contains control characters (CR, LF, ...) or lone surrogates; "
+            f"{name} contains control characters (CR, LF, ...) or lone surrogates; "
             "check how it is read"
         )
     return key
@@ -117,8 +133,10 @@ def check_bool(name: str, value: object) -> bool:
 def check_headers(name: str, headers: Mapping[str, str] | None) -> Mapping[str, str]:
     """Header names that are RFC 9110 tokens and values without control characters.
 
-    A credential (`x-api-key`, `Authorization`, `Proxy-Authorization`, or any `Secret`) comes
-    back as a `HeaderSecret` (in a copy of `headers`): masked wherever it is kept, sent as is.
+    Framing and hop-by-hop headers (Content-Length, Transfer-Encoding, Host, Connection, Upgrade,
+    TE, Trailer, Keep-Alive, Proxy-*) are refused, whatever their case. A credential
+    (`x-api-key`, `Authorization`, or any `Secret`) comes back as a `HeaderSecret` (in a copy of
+    `headers`): masked wherever it is kept, sent as is.
     """
     if headers is None:
         return {}
@@ -133,13 +151,21 @@ def check_headers(name: str, headers: Mapping[str, str] | None) -> Mapping[str, 
                 f"{name} has an invalid header name {key!r}; a name is letters, digits and "
                 "!#$%&'*+-.^_`|~ only (no spaces, colons or control characters)"
             )
+        lowered = key.lower()
+        if lowered in _REFUSED_HEADERS or lowered.startswith("proxy-"):
+            raise ValueError(
+                f"{name} must not set {key!r}: framing and hop-by-hop headers (Content-Length, "
+                "Transfer-Encoding, Host, Connection, Upgrade, TE, Trailer, Keep-Alive, Proxy-*) "
+                "are set by the transport; one set by hand could make a server or proxy read the "
+                "request differently (request smuggling). Remove it"
+            )
         if CONTROL_CHAR.search(value):
             raise ValueError(
                 f"{name} entry {key!r} contains control characters (CR, LF, ...) or lone surrogates"
             )
         # A `Secret` of the caller's must go on the wire as itself, not as its mask.
         if not isinstance(value, HeaderSecret) and (
-            isinstance(value, Secret) or key.lower() in CREDENTIAL_HEADERS
+            isinstance(value, Secret) or lowered in CREDENTIAL_HEADERS
         ):
             if concealed is None:
                 concealed = dict(headers)

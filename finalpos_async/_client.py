@@ -27,6 +27,7 @@ from ._config import (
     resolve_settings,
 )
 from ._constants import (
+    CLOSE_UNWIND_TIMEOUT,
     CONNECT_TIMEOUT,
     DEADLINE,
     MAX_RESPONSE_BYTES,
@@ -39,6 +40,7 @@ from ._constants import (
 )
 from ._exceptions import ResponseValidationError
 from ._http import Transport
+from ._inflight import InFlight, closed_in_flight
 from ._limiter import Limiter
 from ._logging import setup_logging
 from ._request import build_request
@@ -46,6 +48,7 @@ from ._response import RawResponse
 from ._retry import RetryBudget, RetryPolicy
 from ._retry_loop import closed_error, send_with_retries
 from ._secret import HeaderSecret, conceal
+from ._transport import AiohttpTransport
 from ._types import DEFAULT_OPTIONS, NOT_GIVEN, NotGivenOr, RequestOptions
 from ._version import __version__
 from .resources import AsyncResourcesMixin
@@ -90,6 +93,7 @@ class _Core:
 
     __slots__ = (
         "budget",
+        "calls",
         "limiter",
         "loop",
         "pool_limit",
@@ -124,9 +128,7 @@ class _Core:
         self.sandbox_api_key = sandbox_api_key
         self.sandbox: _SandboxLike | None = None
         self.sandbox_lock: asyncio.Lock | None = None
-
-    def is_closed(self) -> bool:
-        return self.state == "closed"
+        self.calls = InFlight()  # the calls in flight, which close() ends
 
 
 class AsyncFinalPOS(AsyncResourcesMixin):
@@ -389,10 +391,9 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         return core.pool_limit_per_host or core.pool_limit
 
     def __repr__(self) -> str:
-        # Never the API key. A constructor that raised leaves `self` in a traceback's locals.
-        if not hasattr(self, "_config"):
+        if not hasattr(self, "_config"):  # its constructor raised (shown in a traceback's locals)
             return f"<{type(self).__name__} (not constructed)>"
-        return (
+        return (  # never the API key
             f"<{type(self).__name__} base_url={self.base_url!r} state={self._core.state!r}"
             f"{'' if self._owns_core else ' (with_options copy)'}>"
         )
@@ -417,6 +418,11 @@ class AsyncFinalPOS(AsyncResourcesMixin):
     async def close(self) -> None:
         """Close the pool (and the sandbox, if this client started it). Idempotent.
 
+        It does not wait for calls in flight: each one (in any task, on any `with_options` copy)
+        ends with `ClientClosedError`, whose `maybe_processed` says whether its request may have
+        been sent; it returns once they have unwound. A task that was itself cancelled still
+        gets `CancelledError`. Await your calls first to keep their answers.
+
         On a `with_options` copy this does nothing: the original owns the pool. A session passed
         in with `session=` is left open; a `transport=` given is closed (its `aclose()`).
         """
@@ -434,11 +440,19 @@ class AsyncFinalPOS(AsyncResourcesMixin):
                 )
         core.state = "closed"
         sandbox, core.sandbox = core.sandbox, None
+        transport = core.transport
         try:
-            await core.transport.aclose()
+            # Before the pool closes: its close would cancel the calls waiting for a slot.
+            unsent = (
+                transport.waiting_for_connection if isinstance(transport, AiohttpTransport) else ()
+            )
+            await core.calls.abort(unsent=unsent, timeout=CLOSE_UNWIND_TIMEOUT)
         finally:
-            if sandbox is not None:
-                await sandbox.close()
+            try:
+                await transport.aclose()
+            finally:
+                if sandbox is not None:
+                    await sandbox.close()
 
     # -------------------------------------------------------------------------- requests
 
@@ -515,7 +529,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             policy=cfg.policy,
             budget=core.budget,
             limiter=core.limiter,
-            is_closed=core.is_closed,
+            calls=core.calls,
             clock=loop.time,
         )
 
@@ -558,6 +572,9 @@ class AsyncFinalPOS(AsyncResourcesMixin):
                 else sandbox_cls(api_key=core.sandbox_api_key)
             )
             await sandbox.start()
+            if self.is_closed:  # close() ran meanwhile: it did not see this sandbox
+                await sandbox.close()
+                raise closed_in_flight(maybe_processed=False)
             core.sandbox = sandbox
 
     def _url(self, path: str) -> str:
@@ -579,5 +596,4 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         merge_headers(headers, cfg.default_headers)
         if api_key:
             merge_headers(headers, {"x-api-key": HeaderSecret(api_key)})
-        # Read-only: every plain GET sends this very view (no copy per call).
-        return MappingProxyType(headers)
+        return MappingProxyType(headers)  # read-only: every plain GET sends it, uncopied

@@ -93,16 +93,36 @@ class ClientSettings:
 def resolve_sandbox(
     sandbox: bool | None, *, base_url: str | None, session: object, transport: object
 ) -> bool:
-    """Whether the client runs the embedded sandbox (`FINALPOS_SANDBOX` when not said)."""
+    """Whether the client runs the embedded sandbox.
+
+    Arguments win over the environment: `FINALPOS_SANDBOX` is read only when `sandbox` was not
+    given and no argument that points elsewhere was either (`base_url`, `session`, `transport`);
+    with one of them it is ignored. `api_key` alone does not contradict it (the sandbox then
+    accepts that key).
+    """
+    given = [
+        name
+        for name, value in (("base_url", base_url), ("session", session), ("transport", transport))
+        if value is not None
+    ]
     if sandbox is None:
-        sandbox = os.environ.get(SANDBOX_ENV, "").strip().lower() in _TRUTHY
-    if sandbox:
-        for name, value in (("base_url", base_url), ("session", session)):
-            if value is not None:
-                raise ValueError(f"{name} and sandbox=True exclude each other; pass only one")
-        if transport is not None:
-            raise ValueError("transport and sandbox=True exclude each other; pass only one")
+        from_env = os.environ.get(SANDBOX_ENV, "").strip().lower() in _TRUTHY
+        if from_env and given:
+            logger.debug(
+                "%s is ignored: the %s argument points the client elsewhere", SANDBOX_ENV, given[0]
+            )
+        return from_env and not given
+    if sandbox and given:
+        raise ValueError(
+            f"{given[0]} and sandbox=True, both passed as arguments, exclude each other; "
+            "pass only one"
+        )
     return bool(sandbox)
+
+
+# Names for a value read from the environment, in errors: where it came from, and what it sets.
+_API_KEY_FROM_ENV = f"api_key (from the {API_KEY_ENV} environment variable)"
+_BASE_URL_FROM_ENV = f"base_url (from the {BASE_URL_ENV} environment variable)"
 
 
 def resolve_settings(
@@ -116,26 +136,37 @@ def resolve_settings(
     default_headers: Mapping[str, str] | None,
     allow_insecure_http: bool,
 ) -> ClientSettings:
-    """The root client's settings from its arguments and the environment."""
+    """The root client's settings from its arguments and the environment (arguments win).
+
+    An error about a value read from the environment names its variable.
+    """
     if sandbox:
+        # The sandbox has its own address and key: FINALPOS_BASE_URL/FINALPOS_API_KEY are unused.
         if api_key is not None:
             check_api_key(api_key)
         resolved_key = None
         resolved_url = None
     else:
-        resolved_key = conceal(api_key if api_key is not None else os.environ.get(API_KEY_ENV))
-        if resolved_key is None or not resolved_key.strip():
+        key: object
+        key, key_name = (
+            (api_key, "api_key")
+            if api_key is not None
+            else (conceal(os.environ.get(API_KEY_ENV)), _API_KEY_FROM_ENV)
+        )
+        if key is None or (isinstance(key, str) and not key.strip()):
             raise FinalPOSError(
                 f"No API key: pass AsyncFinalPOS(api_key=...) or set the {API_KEY_ENV} "
                 "environment variable (or use sandbox=True for the local sandbox)"
             )
-        check_api_key(resolved_key)
-        # An empty FINALPOS_BASE_URL counts as unset; an empty argument is an error.
-        raw_url = base_url if base_url is not None else os.environ.get(BASE_URL_ENV) or None
-        resolved_url = normalize_base_url(
-            raw_url if raw_url is not None else DEFAULT_BASE_URL,
-            allow_insecure_http=allow_insecure_http,
-        )
+        resolved_key = check_api_key(key, name=key_name)
+        if base_url is not None:
+            resolved_url = normalize_base_url(base_url, allow_insecure_http=allow_insecure_http)
+        elif env_url := os.environ.get(BASE_URL_ENV):  # an empty variable counts as unset
+            resolved_url = normalize_base_url(
+                env_url, allow_insecure_http=allow_insecure_http, name=_BASE_URL_FROM_ENV
+            )
+        else:
+            resolved_url = normalize_base_url(DEFAULT_BASE_URL)
     return ClientSettings(
         api_key=resolved_key,
         base_url=resolved_url,

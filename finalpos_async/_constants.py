@@ -55,6 +55,10 @@ IMPORT_BURST_SECONDS = 0.1
 # down. Longer than the library's default (0.5 s, for request paths): a batch job on a loaded
 # machine can wait, and a late answer must not end a shard's run.
 IMPORT_REDIS_TIMEOUT = 2.0
+# `finalpos import --max-field-bytes`: the largest CSV cell or JSON Lines line read (UTF-8 bytes);
+# a larger one is an invalid row, read to its end without being held. Real cells (notes, an
+# embedded JSON document) stay far below it; the cap bounds what one row can cost in memory.
+IMPORT_MAX_FIELD_BYTES = 16 * 1024 * 1024
 # After stop() or Ctrl-C, in-flight bulk items get this long to finish before they are cancelled.
 BULK_DRAIN_TIMEOUT = 30.0
 # A bulk run stops starting items after this many consecutive items could not reach the target
@@ -82,6 +86,10 @@ PROGRESS_LINE_INTERVAL = 5.0
 # The bulk journal commits every JOURNAL_BATCH_SIZE records or JOURNAL_FLUSH_INTERVAL seconds.
 JOURNAL_BATCH_SIZE = 500
 JOURNAL_FLUSH_INTERVAL = 1.0
+
+# close() ends the calls in flight, then waits this long at most for them to unwind (release
+# their connections) before it closes the pool.
+CLOSE_UNWIND_TIMEOUT = 5.0
 
 # Sync facade (finalpos_sync): its private loop thread.
 SYNC_LOOP_THREAD_NAME = "finalpos-sync-loop"

@@ -3,7 +3,8 @@
 ```
 FinalPOSError                      anything the SDK raises on purpose
  ├── APIConnectionError            no usable HTTP response (refused, reset, DNS, TLS, disconnect)
- │    └── APITimeoutError          connect / pool-acquire / read timeout, or the call's deadline
+ │    ├── APITimeoutError          connect / pool-acquire / read timeout, or the call's deadline
+ │    └── ClientClosedError        the client was closed while the call was in flight
  ├── APIStatusError                the API answered with a non-2xx status
  │    ├── BadRequestError          400
  │    ├── AuthenticationError      401
@@ -44,6 +45,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ConflictError",
     "FinalPOSError",
     "InternalServerError",
@@ -199,6 +201,16 @@ class APITimeoutError(APIConnectionError):
         super().__init__(
             message, method=method, url=url, attempts=attempts, idempotency_key=idempotency_key
         )
+
+
+class ClientClosedError(APIConnectionError):
+    """The client was closed (`close()`, leaving `async with`) while this call was in flight.
+
+    `close()` does not wait for calls in flight: it ends each of them with this error.
+    `maybe_processed` is True when an attempt had started (the request may have been sent, and
+    the answer is lost), False when the call was waiting for a pool slot, a rate-limit token or
+    a retry's backoff and nothing it sent may have been processed.
+    """
 
 
 class APIStatusError(FinalPOSError):

@@ -5,7 +5,8 @@ Each `acquire` is ONE Redis round trip: a Lua script (GCRA, on the Redis server'
 long to wait for it; the caller then sleeps locally. A slot that would need a longer wait than
 the call's `timeout` is not reserved (`acquire` returns False at once), exactly like the
 in-process `RateLimiter`. The script goes once per event loop (EVAL), then runs by SHA (redis-py's
-`register_script`).
+`register_script`). Each limiter sends along the latest slot time Redis named to it, from which
+the script restores the bucket if the key was lost (FLUSHALL, an eviction): see `GCRA_SCRIPT`.
 
 `redis` is an optional dependency (`pip install 'finalpos[redis]'`), imported on first use.
 A redis-py client is bound to one event loop, so the limiter keeps one client per loop, created
@@ -19,7 +20,7 @@ import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from ._exceptions import RateLimiterUnavailable
@@ -40,23 +41,34 @@ INSTALL_HINT = "pip install 'finalpos[redis]'"
 REDIS_CONNECTIONS = 16
 
 # GCRA: KEYS[1] holds the theoretical arrival time (TAT, µs on the server clock) of the next
-# slot. ARGV: interval (µs per token), tolerance (burst * interval), max_wait (µs; -1: none).
-# Returns the wait in µs for a reserved slot, or -1 - wait when the slot was declined.
+# slot. ARGV: interval (µs per token), tolerance (burst * interval), max_wait (µs; -1: none),
+# floor (µs: the latest TAT this limiter was answered; 0 at first). Returns {wait in µs for a
+# reserved slot, or -1 - wait when the slot was declined; the TAT now}.
+# The floor is what keeps the cap when the key is lost (FLUSHALL, an eviction, a restart without
+# persistence): callers sleeping on slots they reserved still go out, and a missing key alone
+# would read as a full bucket beside them (141 grants in a second at rate 100, burst 10). The
+# key is never below a floor in normal running (it only grows, and expires once it is in the
+# past), so the floor changes nothing then.
 GCRA_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local max_wait = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
+local stored = tonumber(redis.call('GET', KEYS[1]) or 0)
+local tat = math.max(stored, tonumber(ARGV[4]), now)
 local new_tat = tat + interval
-local wait = new_tat - tolerance - now
-if wait < 0 then wait = 0 end
-if max_wait >= 0 and wait > max_wait then return -1 - wait end
+local wait = math.max(new_tat - tolerance - now, 0)
+if max_wait >= 0 and wait > max_wait then
+  if tat > stored and tat > now then
+    local ttl = math.ceil((tat - now) / 1000) + 1000
+    redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', ttl)
+  end
+  return {-1 - wait, tat}
+end
 local ttl = math.ceil((new_tat - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl)
-return wait
+return {wait, new_tat}
 """
 
 
@@ -141,6 +153,8 @@ class RedisRateLimiter:
         self._lock = threading.Lock()
         self._clients: dict[int, _LoopClient] = {}
         self._acquired = 0
+        # The latest TAT (server µs) any answer named: restores the bucket if the key is lost.
+        self._floor = 0
 
     @property
     def rate(self) -> float:
@@ -208,6 +222,7 @@ class RedisRateLimiter:
         """One script run: the wait (s) for our reserved slot, or None if it was declined."""
         max_wait = -1 if timeout is None else max(0, math.floor(timeout * 1e6))
         args = [repr(self._interval_us), repr(self._interval_us * self._burst), str(max_wait)]
+        args.append(str(self._floor))
         conn = self._loop_client()
         errors: tuple[type[BaseException], ...] = (asyncio.TimeoutError, *_redis_errors())
         try:
@@ -222,7 +237,9 @@ class RedisRateLimiter:
             message += f": {detail})" if detail else ")"
             error = RateLimiterUnavailable(message)
         else:
-            value = int(answer) if isinstance(answer, int) else -1
+            value, tat = _answer(answer)
+            with self._lock:  # one limiter may serve several loops (threads)
+                self._floor = max(self._floor, tat)
             return None if value < 0 else value / 1e6
         # Raised after the `except`: redis-py's exception (and its frames, which hold the
         # connection's settings) is neither the cause nor the context of ours.
@@ -320,6 +337,15 @@ class _Password(Secret):
     def mask(self) -> str:
         """Always `***`."""
         return "***"
+
+
+def _answer(answer: object) -> tuple[int, int]:
+    """The script's {wait or -1 - wait, TAT}; a reply of another shape declines the slot."""
+    if isinstance(answer, list):
+        items = cast("list[object]", answer)  # a RESP array: any values
+        if len(items) == 2 and isinstance(items[0], int) and isinstance(items[1], int):
+            return items[0], items[1]
+    return -1, 0
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:

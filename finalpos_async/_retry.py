@@ -1,8 +1,8 @@
 """The retry policy, as pure functions and small value objects (no I/O, no clock of its own).
 
 - `backoff_delay`: full-jitter exponential backoff, `U(0, min(cap, base * 2**n))` (AWS style).
-- `parse_retry_after`: `retry-after-ms`, then `Retry-After` as int/float seconds or an HTTP-date;
-  negative values clamp to 0, garbage is ignored (`None`).
+- `parse_retry_after`: `retry-after-ms`, then `Retry-After` as delay-seconds (digits only) or an
+  HTTP-date (a past one is 0); anything else is ignored (`None`) and logged at DEBUG.
 - `should_retry`: which failures are retried for which method. A POST/PATCH (not idempotent,
   and the API does not document idempotency support) is retried only when it provably never
   reached the server (connect error, connect/pool timeout) or the server refused it before
@@ -18,6 +18,7 @@ import contextvars
 import enum
 import math
 import random
+import re
 from collections.abc import Callable, Generator, Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -35,6 +36,7 @@ from ._constants import (
     RETRY_TIMEOUT_COST,
     RETRYABLE_STATUSES,
 )
+from ._logging import logger
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -111,28 +113,61 @@ def backoff_delay(
 def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
     """The server's requested wait in seconds, or `None` when it asked for none (or sent garbage).
 
-    `retry-after-ms` wins over `Retry-After`; `Retry-After` may be integer or float seconds or an
-    HTTP-date (compared with `now`, default the current UTC time). Negative waits clamp to 0.
+    `retry-after-ms` (milliseconds: digits, with an optional `.fraction`) wins over
+    `Retry-After`, which is either delay-seconds (ASCII digits only) or an HTTP-date (compared
+    with `now`, default the current UTC time; a past date is 0). Anything else (`1_0`, `1.5`,
+    `-3`, `+3`, `1e3`) is ignored and logged at DEBUG on the `finalpos` logger.
     """
     ms = _get(headers, "retry-after-ms")
     if ms is not None:
-        value = _parse_number(ms)
-        if value is not None:
-            return max(0.0, value / 1000.0)
+        text = ms.strip()
+        if _MILLISECONDS.fullmatch(text):
+            return float(text) / 1000.0
+        _log_ignored("retry-after-ms", ms)
     raw = _get(headers, "retry-after")
     if raw is None:
         return None
-    value = _parse_number(raw)
-    if value is not None:
-        return max(0.0, value)
-    try:
-        when = parsedate_to_datetime(raw.strip())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    current = now if now is not None else datetime.now(timezone.utc)
-    return max(0.0, (when - current).total_seconds())
+    text = raw.strip()
+    if _DELAY_SECONDS.fullmatch(text):
+        # float, not int: int() refuses more than 4,300 digits; a huge value is over the cap.
+        return float(text)
+    if _HTTP_DATE.fullmatch(text):
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            when = None
+        if when is not None:
+            if when.tzinfo is None:  # the asctime form carries no zone: it is GMT
+                when = when.replace(tzinfo=timezone.utc)
+            current = now if now is not None else datetime.now(timezone.utc)
+            return max(0.0, (when - current).total_seconds())
+    _log_ignored("Retry-After", raw)
+    return None
+
+
+# Python's int() and float() also take "1_0", "+3", " 1e3" and non-ASCII digits: only
+# these forms are what the header's grammar allows.
+_DELAY_SECONDS = re.compile(r"[0-9]+")
+_MILLISECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_LONG_DAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_TIME = r"[0-9]{2}:[0-9]{2}:[0-9]{2}"
+# An HTTP-date: the IMF-fixdate, or one of the two obsolete forms a recipient must accept.
+_HTTP_DATE = re.compile(
+    rf"{_DAY}, [0-9]{{2}} {_MONTH} [0-9]{{4}} {_TIME} GMT"
+    rf"|{_LONG_DAY}, [0-9]{{2}}-{_MONTH}-[0-9]{{2}} {_TIME} GMT"
+    rf"|{_DAY} {_MONTH} (?: [0-9]|[0-9]{{2}}) {_TIME} [0-9]{{4}}"
+)
+
+
+def _log_ignored(name: str, value: str) -> None:
+    logger.debug(
+        "ignoring the server's %s header %r: not in the form the protocol allows (digits, or "
+        "an HTTP-date); backing off as if it were absent",
+        name,
+        value[:64],
+    )
 
 
 def _get(headers: Mapping[str, str], name: str) -> str | None:
@@ -148,19 +183,6 @@ def _get(headers: Mapping[str, str], name: str) -> str | None:
 def _is_case_insensitive(headers: Mapping[str, str]) -> bool:
     # multidict's CIMultiDict(Proxy) already folds case; a plain dict needs the slow path.
     return type(headers).__name__.startswith("CIMultiDict")
-
-
-def _parse_number(raw: str) -> float | None:
-    text = raw.strip()
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    if math.isnan(value) or math.isinf(value):
-        return None
-    return value
 
 
 def should_retry(

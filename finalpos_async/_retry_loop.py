@@ -22,6 +22,7 @@ from ._exceptions import (
     make_status_error,
 )
 from ._http import Transport, TransportError, TransportResponse
+from ._inflight import InFlight, closed_in_flight
 from ._limiter import Limiter
 from ._logging import logger
 from ._request import Request
@@ -99,57 +100,78 @@ async def send_with_retries(
     policy: RetryPolicy,
     budget: RetryBudget | None,
     limiter: Limiter | None,
-    is_closed: Callable[[], bool],
+    calls: InFlight,
     clock: Callable[[], float],
 ) -> RawResponse[Any]:
     """Send `request` (retrying as the policy allows) and return the 2xx response, or raise.
 
-    `clock` is the loop's monotonic time; `is_closed` tells whether the client closed meanwhile.
+    `clock` is the loop's monotonic time; `calls` the client's calls in flight, through which
+    `close()` ends this one with `ClientClosedError` (see `_inflight.py`).
     """
     state = CallState(clock(), request.deadline)
-    log_info = logger.isEnabledFor(logging.INFO)
-    while True:
-        state.attempt += 1
-        if limiter is not None:
-            await _take_token(request, state, limiter, is_closed, clock)
-        timeout = attempt_timeout(request, state, clock())
-        attempt_start = clock()
-        try:
-            response = await transport.send(request, timeout=timeout)
-        except TransportError as exc:
-            now = clock()
-            if log_info:
-                _log_attempt(request, exc.kind.value, state.attempt, now - attempt_start)
-            failure = transport_failure(request, state, exc, now)
-        else:
-            now = clock()
-            if log_info:
-                _log_attempt(request, response.status, state.attempt, now - attempt_start)
-            raw = to_raw(request, response, now - state.start, state.attempt)
-            if 200 <= response.status < 300:
-                if budget is not None:
-                    budget.record_success(state.last_cost)
-                return raw
-            failure = status_failure(request, state, raw, policy)
-        delay = _next_delay(request, state, failure, policy, budget, clock())
-        logger.debug(
-            "retrying %s %s in %.3f s (attempt %d failed: %s)",
-            request.method,
-            log_path(request.url),
-            delay,
-            state.attempt,
-            failure.error.message,
-        )
-        await asyncio.sleep(delay)
-        if is_closed():
-            raise closed_error() from failure.error
+    task = calls.enter()
+    sending = False  # an attempt is in the transport: its request may have been sent
+    started = 0  # attempts handed to the transport
+    try:
+        if calls.closed:
+            raise _closed(request, state, started, sending=False)
+        log_info = logger.isEnabledFor(logging.INFO)
+        while True:
+            state.attempt += 1
+            if limiter is not None:
+                await _take_token(request, state, limiter, calls, clock)
+            timeout = attempt_timeout(request, state, clock())
+            attempt_start = clock()
+            sending = True
+            started += 1
+            try:
+                response = await transport.send(request, timeout=timeout)
+            except TransportError as exc:
+                sending = False
+                now = clock()
+                if log_info:
+                    _log_attempt(request, exc.kind.value, state.attempt, now - attempt_start)
+                failure = transport_failure(request, state, exc, now)
+            else:
+                sending = False
+                now = clock()
+                if log_info:
+                    _log_attempt(request, response.status, state.attempt, now - attempt_start)
+                raw = to_raw(request, response, now - state.start, state.attempt)
+                if 200 <= response.status < 300:
+                    if budget is not None:
+                        budget.record_success(state.last_cost)
+                    return raw
+                failure = status_failure(request, state, raw, policy)
+            delay = _next_delay(request, state, failure, policy, budget, clock())
+            logger.debug(
+                "retrying %s %s in %.3f s (attempt %d failed: %s)",
+                request.method,
+                log_path(request.url),
+                delay,
+                state.attempt,
+                failure.error.message,
+            )
+            await asyncio.sleep(delay)
+            if calls.closed:  # closed from this very task (a hook): nothing cancelled us
+                raise _closed(request, state, started, sending=False) from failure.error
+    except asyncio.CancelledError as exc:
+        if not calls.claims(task, exc):
+            raise  # a real cancellation: the caller's task was cancelled
+        # The client's close() ended this call; whether the attempt under way was sent is
+        # known only when it was still waiting for a connection.
+        sent = sending and calls.sent(task)
+        made = started if sent or not sending else started - 1
+        raise _closed(request, state, made, sending=sent) from state.last_error
+    finally:
+        calls.leave(task)
 
 
 async def _take_token(
     request: Request,
     state: CallState,
     limiter: Limiter,
-    is_closed: Callable[[], bool],
+    calls: InFlight,
     clock: Callable[[], float],
 ) -> None:
     """Every attempt (retries too) takes a token; the wait never crosses the deadline."""
@@ -168,8 +190,19 @@ async def _take_token(
         error.message += "; waiting for a rate-limit token (rate_limit=) would have crossed it"
         error.args = (error.message,)
         raise error from state.last_error
-    if is_closed():
-        raise closed_error() from state.last_error
+    if calls.closed:
+        raise _closed(request, state, state.attempt - 1, sending=False) from state.last_error
+
+
+def _closed(request: Request, state: CallState, attempts: int, *, sending: bool) -> FinalPOSError:
+    """`ClientClosedError` for a call `close()` ended after `attempts` attempts."""
+    return closed_in_flight(
+        maybe_processed=state.maybe_processed or sending,
+        method=request.method,
+        url=request.url,
+        attempts=attempts,
+        idempotency_key=request.idempotency_key,
+    )
 
 
 def attempt_timeout(request: Request, state: CallState, now: float) -> float | None:

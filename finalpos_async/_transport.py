@@ -9,9 +9,11 @@ before `send` returns or raises, so the pool never holds a connection nobody wil
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import types
 import warnings
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -37,6 +39,10 @@ __all__ = [
 
 # Distinct (total, read) timeout pairs kept; first attempts reuse one or two, retries add odd ones.
 _TIMEOUT_CACHE_SIZE = 32
+# aiohttp rounds the timers of a `ClientTimeout` (the total, which is what is left of the
+# call's deadline, and the connect ones) of 5 s or more up to the next whole second of the loop
+# clock, so a 5.05 s deadline ended up to a second late. No value reaches this threshold.
+_NEVER_ROUND = math.inf
 
 
 class _BodyTooLarge(Exception):
@@ -44,12 +50,16 @@ class _BodyTooLarge(Exception):
 
 
 class _TraceState:
-    """Per-attempt facts gathered from aiohttp's trace signals."""
+    """Per-attempt facts gathered from aiohttp's trace signals.
 
-    __slots__ = ("queued",)
+    `waiting` is the transport's set of tasks whose attempt waits for a pool slot right now.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("queued", "waiting")
+
+    def __init__(self, waiting: set[asyncio.Task[Any]]) -> None:
         self.queued = False
+        self.waiting = waiting
 
 
 async def _on_queued_start(
@@ -58,6 +68,9 @@ async def _on_queued_start(
     state = ctx.trace_request_ctx
     if isinstance(state, _TraceState):
         state.queued = True
+        task = asyncio.current_task()
+        if task is not None:
+            state.waiting.add(task)
 
 
 async def _on_queued_end(
@@ -66,6 +79,9 @@ async def _on_queued_end(
     state = ctx.trace_request_ctx
     if isinstance(state, _TraceState):
         state.queued = False
+        task = asyncio.current_task()
+        if task is not None:
+            state.waiting.discard(task)
 
 
 def _make_trace_config() -> aiohttp.TraceConfig:
@@ -111,6 +127,8 @@ class AiohttpTransport:
     _traced: aiohttp.ClientSession | None = attrs.field(default=None, init=False, repr=False)
     # Attempts in flight from which a new one may have to wait for a pool slot.
     _queue_from: int = attrs.field(default=0, init=False, repr=False)
+    # Tasks whose (traced) attempt waits for a pool slot: see `waiting_for_connection`.
+    _waiting: set[asyncio.Task[Any]] = attrs.field(factory=lambda: set(), init=False, repr=False)
 
     def __del__(self) -> None:
         # Never schedule work on a loop here (it may be closed or belong to another thread):
@@ -124,6 +142,15 @@ class AiohttpTransport:
                 source=self,
                 stacklevel=1,
             )
+
+    @property
+    def waiting_for_connection(self) -> frozenset[asyncio.Task[Any]]:
+        """The tasks whose attempt is waiting for a free pool slot: none of it was sent yet.
+
+        Known only while the pool may be full (the attempts traced then); the client's
+        `close()` reads it to report such calls as not processed.
+        """
+        return frozenset(self._waiting)
 
     @property
     def owns_session(self) -> bool:
@@ -168,6 +195,7 @@ class AiohttpTransport:
             connect=self.pool_timeout,
             sock_connect=self.connect_timeout,
             sock_read=read,
+            ceil_threshold=_NEVER_ROUND,
         )
         if len(self._timeouts) >= _TIMEOUT_CACHE_SIZE:
             self._timeouts.clear()  # retries bring odd totals; keep the cache small
@@ -187,7 +215,7 @@ class AiohttpTransport:
         client_timeout = self._timeouts.get((timeout, read_timeout))
         if client_timeout is None:
             client_timeout = self._make_timeout(timeout, read_timeout)
-        state = _TraceState()
+        state = _TraceState(self._waiting)
         resp: aiohttp.ClientResponse | None = None
         self.in_flight += 1
         try:
@@ -221,6 +249,9 @@ class AiohttpTransport:
         finally:
             # After the `async with` has exited: the connection is back in the pool or closed.
             self.in_flight -= 1
+            if state.queued and (task := asyncio.current_task()) is not None:
+                # Left while waiting (cancelled): aiohttp sends no queued-end signal then.
+                self._waiting.discard(task)
         # Raised here, after the `except` blocks, so that aiohttp's exception is neither the
         # cause nor the context of ours: its request info holds the request's headers and its
         # frames the request. The response goes from this frame's locals (which a traceback

@@ -61,31 +61,31 @@ def is_local_host(host: str | None) -> bool:
         return False
 
 
-def normalize_base_url(url: str, *, allow_insecure_http: bool = False) -> str:
-    """Check a base URL and return it without a trailing slash.
+def normalize_base_url(
+    url: str, *, allow_insecure_http: bool = False, name: str = "base_url"
+) -> str:
+    """Check a base URL and return it without a trailing slash (errors start with `name`).
 
     `http://` is refused for any host other than localhost/loopback unless `allow_insecure_http`
     is set, because the API key would travel in clear text.
     """
     if not isinstance(url, str) or not url.strip():
-        raise ValueError("base_url must be a non-empty URL such as 'https://api.finalpos.com'")
+        raise ValueError(f"{name} must be a non-empty URL such as 'https://api.finalpos.com'")
     url = url.strip()
     # urlsplit silently drops CR, LF and tab, so check first: they would otherwise reach the
     # request line or the Host header.
     if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in url):
-        raise ValueError(
-            "base_url must not contain spaces or control characters (CR, LF, tab, ...)"
-        )
+        raise ValueError(f"{name} must not contain spaces or control characters (CR, LF, tab, ...)")
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ValueError(f"base_url must be an http(s) URL with a host, got {url!r}")
+        raise ValueError(f"{name} must be an http(s) URL with a host, got {url!r}")
     if parts.query or parts.fragment:
-        raise ValueError(f"base_url must not carry a query string or fragment, got {url!r}")
+        raise ValueError(f"{name} must not carry a query string or fragment, got {url!r}")
     if parts.username or parts.password:
-        raise ValueError("base_url must not carry credentials; pass api_key instead")
+        raise ValueError(f"{name} must not carry credentials; pass api_key instead")
     if parts.scheme == "http" and not allow_insecure_http and not is_local_host(parts.hostname):
         raise ValueError(
-            f"base_url {url!r} uses plain http to a non-local host, so the API key would travel "
+            f"{name} {url!r} uses plain http to a non-local host, so the API key would travel "
             "in clear text; use https, or pass allow_insecure_http=True if you really mean it"
         )
     return url.rstrip("/")

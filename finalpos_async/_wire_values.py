@@ -4,7 +4,7 @@
 - `datetime` values are timezone-aware (a naive timestamp from the server is taken as UTC) and
   written with milliseconds;
 - `Decimal` values are decimal strings on the wire and go back as the same string, never via
-  float;
+  float (written in fixed-point notation, as the spec's money pattern asks: `1E+3` goes as `1000`);
 - numbers (the spec's `number`) keep integral values as `int`.
 """
 
@@ -80,12 +80,13 @@ def parse_decimal(value: Any) -> Decimal:
 
 
 def dump_decimal(value: Any) -> str:
+    # Fixed-point ("1000", never "1E+3"): the spec's money pattern allows no exponent.
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise FieldError("a finite Decimal", value)
-        return str(value)
+        return f"{value:f}"
     if isinstance(value, str):
-        return str(parse_decimal(value))
+        return f"{parse_decimal(value):f}"
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     # A float would already have lost digits; refuse it rather than send a rounded amount.

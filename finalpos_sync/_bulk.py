@@ -42,7 +42,7 @@ from collections.abc import (
     Iterator,
 )
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast
 
 from finalpos_async._constants import (
     BULK_CONCURRENCY,
@@ -51,6 +51,7 @@ from finalpos_async._constants import (
     SYNC_BULK_POLL,
     SYNC_CANCEL_GRACE,
 )
+from finalpos_async.bulk import check_lookup
 
 from ._bulk_channel import NOTHING, WANT, Channel, End, Feed
 from ._resource import Runner, SyncResource
@@ -73,7 +74,7 @@ if TYPE_CHECKING:
 
     from ._base_client import BaseSyncClient
 
-__all__ = ["SyncBulkJob", "SyncBulkRunner"]
+__all__ = ["SyncBulkJob", "SyncBulkRunner", "SyncLister"]
 
 _T = TypeVar("_T")
 
@@ -100,7 +101,7 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
         content: KeySpec = None,
         job_id: str | None = None,
         drain_timeout: float = BULK_DRAIN_TIMEOUT,
-        lookup: Callable[[], Iterable[Any]] | None = None,
+        lookup: SyncLister | None = None,
         lookup_key: KeySpec = None,
         lookup_by: Literal["key", "content"] | None = None,
         retrieve: Callable[[str], Any] | None = None,
@@ -130,8 +131,9 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
         - `drain_timeout`: also applies to Ctrl-C and to leaving the loop early; in-flight items
           still running then are cancelled and end `UNKNOWN` (they were sent).
         - `lookup`: a list method of this client (`client.customers.list`, run on the loop), or
-          any function returning an iterable of records (run, and walked, in a worker thread,
-          so it may call this client: `lambda: client.customers.list(...)`).
+          any function of `skip` returning an iterable of records (run, and walked, in a worker
+          thread, so it may call this client:
+          `lambda skip=0: client.customers.list(limit=1000, skip=skip)`).
         - `retrieve`: a retrieve method of this client (`client.customers.retrieve`), or any
           function of the id (run in a worker thread).
         """
@@ -201,9 +203,13 @@ def _async_twin(
     )
 
 
-def _async_lookup(
-    lookup: Callable[[], Iterable[Any]], twin: Callable[..., Any] | None
-) -> Callable[[], AsyncIterable[Any]]:
+class SyncLister(Protocol):
+    """Lists the target's records from the `skip`-th on (`client.customers.list` is one)."""
+
+    def __call__(self, *, skip: int = 0) -> Iterable[Any]: ...
+
+
+def _async_lookup(lookup: SyncLister, twin: Callable[..., Any] | None) -> Callable[..., Any]:
     """`lookup` for the engine on the loop: a list method runs its async twin there; an async
     generator function passes unchanged; any other function is called, and what it returns
     walked, in a worker thread (a chunk at a time), because it may call this sync client, which
@@ -212,9 +218,10 @@ def _async_lookup(
         return twin
     if inspect.isasyncgenfunction(lookup):
         return lookup
+    check_lookup(lookup)
 
-    async def listing() -> AsyncIterator[Any]:
-        records = await asyncio.to_thread(lookup)
+    async def listing(*, skip: int = 0) -> AsyncIterator[Any]:
+        records = await asyncio.to_thread(functools.partial(lookup, skip=skip))
         if isinstance(records, AsyncIterable):
             # Declared Iterable, but a function may return an async iterable: walked here.
             async for record in cast("AsyncIterable[Any]", records):

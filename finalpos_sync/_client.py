@@ -59,10 +59,12 @@ class FinalPOS(SyncResourcesMixin):
     **Where it works**: plain scripts and threads; inside a thread that runs an event loop
     (Jupyter, an async web handler calling legacy code: it works, but blocks that loop while it
     waits, so outside IPython a one-time `RuntimeWarning` suggests the async client); after
-    `os.fork()` (the child starts its own loop and pool on first use); at interpreter exit
-    without `close()` (an `atexit` hook closes it). Calling it from its own loop thread (an
-    event hook) raises `RuntimeError`: use `client.async_client` and `await` there. Ctrl-C during
-    a call cancels the request and raises `KeyboardInterrupt`.
+    `os.fork()` (the child starts its own loop and pool on first use); without `close()` (once
+    the client is garbage collected its loop thread stops and its pool closes; at interpreter
+    exit an `atexit` hook closes it). Calling it from its own loop thread (an event hook) raises
+    `RuntimeError`: use `client.async_client` and `await` there. Ctrl-C during a call cancels
+    the request and raises `KeyboardInterrupt`; `close()` from another thread ends the calls in
+    flight with `ClientClosedError`.
 
     **States**: `new` → `open` (first call) → `closed` (after `close()`, for good).
     `with_options(...)` returns a light view sharing the loop and pool; closing a view does

@@ -1,12 +1,14 @@
 """The private event loop behind the sync facade, and the bridge that runs one coroutine on it.
 
-Every `finalpos_sync.FinalPOS` owns one `LoopThread`: an asyncio loop in a daemon thread, started
-by anyio's blocking portal on the first call and stopped by `close()`. A call sends its coroutine
-with one `loop.call_soon_threadsafe` (what `asyncio.run_coroutine_threadsafe` does) and blocks
-on a bare lock that the task's done callback releases. anyio's portal starts and stops the loop;
-its `portal.call` is not used per call because it costs two thread round trips: measured here
-(anyio 4.x, Python 3.11) at about 85 µs of CPU per call against 28 µs for this path; the 57 µs
-between them are some 15 % of a sync retrieve's whole client CPU.
+Every `finalpos_sync.FinalPOS` owns one `LoopThread`: an asyncio loop (run by `anyio.run`,
+uvloop when installed) in a daemon thread of its own, started on the first call and stopped by
+`close()`, by the client's finalizer once the client is garbage (`release()`), or at exit. A call
+sends its coroutine with one `loop.call_soon_threadsafe` (what `asyncio.run_coroutine_threadsafe`
+does) and blocks on a bare lock that the task's done callback releases. anyio's blocking portal
+is not used: its `portal.call` costs two thread round trips per call (measured, anyio 4.x, Python
+3.11: about 85 µs of CPU per call against 28 µs for this path, some 15 % of a sync retrieve's
+whole client CPU), and its context manager must be exited by a thread that can join the loop
+thread, which a garbage-collector callback (possibly running on that very thread) cannot do.
 
 What this module guarantees (each for the reason given with it):
 
@@ -20,9 +22,14 @@ What this module guarantees (each for the reason given with it):
   re-raises `KeyboardInterrupt`, within about `_WAIT_SLICE` seconds of the key press: the caller
   waits in slices of that length (see `_wait`), so the signal handler runs even when the kernel
   delivered SIGINT to the loop thread rather than to the waiting one;
+- `close()` with calls in flight on other threads: each ends as the async client's `close()`
+  ends it (`ClientClosedError`), never with a bare `CancelledError`;
+- a client dropped without `close()` is released: `release()` (its finalizer) asks the loop to
+  close the session and stop, without blocking, and the thread ends by itself; the loop thread
+  holds no reference to the client, so the client can be collected at all;
 - after `os.fork()` the child drops the inherited loop without touching it (its thread does not
   exist in the child) and starts a fresh one on first use;
-- at interpreter exit, `atexit` closes every loop still open, so nothing hangs or prints
+- at interpreter exit, `atexit` closes every loop still running, so nothing hangs or prints
   "Event loop is closed".
 """
 
@@ -39,12 +46,10 @@ import time
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from finalpos_async._constants import SYNC_CANCEL_GRACE, SYNC_CLOSE_TIMEOUT, SYNC_LOOP_THREAD_NAME
-
-if TYPE_CHECKING:
-    from anyio.from_thread import BlockingPortal
+from finalpos_async._inflight import closed_in_flight
 
 __all__ = ["LoopThread"]
 
@@ -60,24 +65,20 @@ _CLOSED_MESSAGE = (
     "this finalpos_sync client is closed; create a new FinalPOS() (a closed client cannot be "
     "reopened)"
 )
-_CLOSED_DURING_CALL = (
-    "this finalpos_sync client was closed (by close() in another thread, or at interpreter "
-    "exit) while the call was in flight; the request was cancelled"
-)
 _RUNNING_LOOP_WARNING = (
     "finalpos_sync.FinalPOS was called from a thread that is running an asyncio event loop; the "
     "call works, but it blocks that loop until the response arrives. In async code, use "
     "finalpos_async.AsyncFinalPOS and `await` the call instead."
 )
 
-# Open loops, held strongly so that an unclosed client's loop is still closed by `atexit`.
+# Loops whose thread runs, held strongly so that `atexit` still closes them; each thread removes
+# its own entry when it ends. (Single dict operations: no lock, so that `release()`, which a
+# garbage-collector callback runs on any thread, can never wait for one.)
 _OPEN: dict[int, LoopThread] = {}
-# Not a constant: a fork child replaces it (the parent's may have been held at fork time).
-_open_lock = threading.Lock()
 # What a fork child inherited and must never touch or let the garbage collector finalize: the
-# parent's portal, loop and session objects (their finalizers would poke a loop whose thread does
+# parent's thread, loop and session objects (their finalizers would poke a loop whose thread does
 # not exist in the child). Children are rare and the objects small, so they are simply kept.
-# The sync client's fork hook adds its async client here too (`BaseSyncClient._forked`).
+# The sync client's fork hook adds its async client here too (`_base_client._AsyncSlot.forked`).
 ABANDONED: list[object] = []
 _warned_running_loop = False
 # Longest stretch a caller blocks in one lock wait: the most a signal handler waits to run.
@@ -85,7 +86,7 @@ _WAIT_SLICE = 0.1
 
 
 def _uvloop_options() -> dict[str, Any]:
-    """The portal's backend options: uvloop when it is installed (less CPU per call)."""
+    """`anyio.run`'s backend options: uvloop when it is installed (less CPU per call)."""
     try:
         importlib.import_module("uvloop")  # only whether it imports: anyio imports it itself
     except ImportError:
@@ -96,10 +97,12 @@ def _uvloop_options() -> dict[str, Any]:
 class LoopThread:
     """One private event loop in a daemon thread, started on first use and stopped by `close()`.
 
-    `on_close` is a coroutine function run on the loop by `close()` (and by `atexit`) before the
-    loop stops: the facade passes its async client's `close`, so the aiohttp session is closed
-    on the loop that created it. `on_fork` is called in a fork child (with no loop work) so the
-    owner can drop objects bound to the parent's loop; it must not block.
+    `on_close` is a coroutine function run on the loop by `close()` (and by `release()`, and by
+    `atexit`) before the loop stops: the facade passes its async client's `close`, so the
+    aiohttp session is closed on the loop that created it. `on_fork` is called in a fork child
+    (with no loop work) so the owner can drop objects bound to the parent's loop; it must not
+    block. Neither may hold a reference to the object that owns this loop thread: the owner's
+    finalizer (`release()`) could then never run.
 
     Thread-safe: `run()` may be called from any number of threads at once.
     """
@@ -113,17 +116,18 @@ class LoopThread:
         self._on_close = on_close
         self._on_fork = on_fork
         self._lock = threading.Lock()
-        self._portal_cm: contextlib.AbstractContextManager[BlockingPortal] | None = None
-        self._portal: BlockingPortal | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._thread_id: int | None = None
+        self._stop: asyncio.Event | None = None  # set (on the loop) to end the loop's life
+        self._close_error: BaseException | None = None  # what on_close raised, for close()
         self._closed = False
         self._inflight: set[_Call[Any]] = set()
         _FORK_WATCH.add(self)
 
     @property
     def closed(self) -> bool:
-        """True once `close()` has run; a closed loop thread never starts again."""
+        """True once `close()` (or `release()`) has run; a closed loop never starts again."""
         return self._closed
 
     @property
@@ -176,35 +180,55 @@ class LoopThread:
     def close(self) -> None:
         """Run `on_close` on the loop, stop the loop and join its thread. Idempotent.
 
-        Calls in flight on other threads are cancelled. Calling this from the loop thread
-        raises `RuntimeError` (it would deadlock).
+        Calls in flight on other threads end as `on_close` ends them (the facade's async client
+        fails each with `ClientClosedError`); any still running when the loop stops are
+        cancelled. Calling this from the loop thread raises `RuntimeError` (it would deadlock).
         """
         if threading.get_ident() == self._thread_id:
             raise RuntimeError(_REENTRY_MESSAGE)
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            cm, portal, loop = self._portal_cm, self._portal, self._loop
-            self._portal_cm = self._portal = self._loop = None
-            self._thread_id = None
-        with _open_lock:
-            _OPEN.pop(id(self), None)
-        if cm is None or portal is None or loop is None:
+            thread = self._request_stop()
+        if thread is None:
             return
-        try:
-            if self._on_close is not None:
-                future = asyncio.run_coroutine_threadsafe(_as_coroutine(self._on_close), loop)
-                try:
-                    future.result(timeout=SYNC_CLOSE_TIMEOUT)
-                except BaseException:
-                    future.cancel()
-                    raise
-        finally:
-            _stop_portal(cm, portal)
-            # The loop thread is gone: a call it never started or finished would wait forever.
-            for call in list(self._inflight):
-                call.abandon()
+        # In slices, so Ctrl-C still interrupts a close that waits for a slow on_close.
+        deadline = time.monotonic() + SYNC_CLOSE_TIMEOUT + SYNC_CANCEL_GRACE
+        while thread.is_alive() and time.monotonic() < deadline:
+            thread.join(_WAIT_SLICE)
+        # The loop is gone: a call it never started or finished would wait forever.
+        for call in list(self._inflight):
+            call.abandon()
+        error, self._close_error = self._close_error, None
+        if error is not None:
+            raise error
+
+    def release(self) -> None:
+        """Close without blocking: what the owner's finalizer calls once it is garbage.
+
+        It only asks the loop to run `on_close` and stop; the loop thread then ends by itself.
+        Safe in a garbage-collector callback, on any thread (the loop thread included): it
+        never blocks and never waits for a lock another thread holds (if one does, that thread
+        is closing this loop already).
+        """
+        if self._lock.acquire(blocking=False):
+            try:
+                self._request_stop()
+            finally:
+                self._lock.release()
+
+    def _request_stop(self) -> threading.Thread | None:
+        """Mark closed and ask the loop to stop; the thread to join (None: nothing runs).
+
+        Called with `self._lock` held. A second call returns the same thread, so a `close()`
+        after `release()` (at exit, say) still waits for the loop to finish.
+        """
+        self._closed = True
+        loop, stop, thread = self._loop, self._stop, self._thread
+        self._loop = self._stop = None
+        self._thread_id = None
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already closed
+                loop.call_soon_threadsafe(stop.set)
+        return thread
 
     def _start(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -212,30 +236,91 @@ class LoopThread:
                 raise RuntimeError(_CLOSED_MESSAGE)
             if self._loop is not None:  # another thread started it while we waited
                 return self._loop
-            # Imported here: a process that never calls the facade does not pay for it.
-            from anyio.from_thread import start_blocking_portal
-
-            cm = start_blocking_portal("asyncio", _uvloop_options(), name=SYNC_LOOP_THREAD_NAME)
-            portal = cm.__enter__()
-            # Two round trips, once per loop life: learn the loop and its thread.
-            self._loop = portal.call(_running_loop)
-            self._thread_id = portal.call(_thread_ident)
-            self._portal_cm, self._portal = cm, portal
-        with _open_lock:
+            started = _Started()
+            # Registered before it starts: the thread removes itself when it ends.
             _OPEN[id(self)] = self
-        return self._loop
+            thread = threading.Thread(
+                target=self._serve, args=(started,), name=SYNC_LOOP_THREAD_NAME, daemon=True
+            )
+            try:
+                thread.start()
+                while not started.event.wait(_WAIT_SLICE):
+                    pass
+            except BaseException:  # Ctrl-C while the thread starts: do not leave it running
+                started.cancel()
+                raise
+            if started.loop is None or started.stop is None:
+                _OPEN.pop(id(self), None)
+                raise RuntimeError("the finalpos_sync event loop failed to start") from (
+                    started.error
+                )
+            self._thread, self._thread_id = thread, started.thread_id
+            self._loop, self._stop = started.loop, started.stop
+            return started.loop
+
+    def _serve(self, started: _Started) -> None:
+        """The loop thread: run the loop until asked to stop, then `on_close`, then end."""
+        # Imported here: a process that never calls the facade does not pay for it.
+        from anyio import run as run_loop
+
+        try:
+            run_loop(self._main, started, backend="asyncio", backend_options=_uvloop_options())
+        except BaseException as exc:  # handed to the starting thread (if it still waits)
+            started.error = exc
+        finally:
+            _OPEN.pop(id(self), None)
+            started.event.set()
+
+    async def _main(self, started: _Started) -> None:
+        started.loop = asyncio.get_running_loop()
+        started.thread_id = threading.get_ident()
+        started.stop = stop = asyncio.Event()
+        started.event.set()
+        if started.cancelled:
+            return
+        await stop.wait()
+        on_close = self._on_close
+        if on_close is not None:
+            try:
+                await asyncio.wait_for(_as_coroutine(on_close), SYNC_CLOSE_TIMEOUT)
+            except Exception as exc:  # raised by close() in its caller's thread
+                self._close_error = exc
+        # Returning ends the loop: anyio's runner cancels what is left and closes the loop.
 
     def after_fork_in_child(self) -> None:
         """Drop the parent's loop (its thread does not exist here); start afresh on next use."""
         self._lock = threading.Lock()  # the parent's lock may have been held at fork time
         if self._loop is not None:
-            ABANDONED.append((self._portal_cm, self._portal, self._loop))
-        self._portal_cm = self._portal = self._loop = None
+            ABANDONED.append((self._thread, self._loop, self._stop))
+        self._loop = self._stop = None
+        self._thread = None
         self._thread_id = None
         self._inflight = set()  # their callers were threads of the parent
         _OPEN.pop(id(self), None)
         if self._on_fork is not None:
             self._on_fork()
+
+
+class _Started:
+    """What the loop thread hands back to the thread that started it."""
+
+    __slots__ = ("cancelled", "error", "event", "loop", "stop", "thread_id")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop: asyncio.Event | None = None
+        self.thread_id: int | None = None
+        self.error: BaseException | None = None
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """The starting thread gave up: make the loop stop as soon as it runs."""
+        self.cancelled = True  # seen by `_main` if it has not yet started waiting
+        loop, stop = self.loop, self.stop
+        if loop is not None and stop is not None:  # it may be waiting already: wake it
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop.set)
 
 
 class _Call(Generic[_T]):
@@ -284,7 +369,8 @@ class _Call(Generic[_T]):
     def abandon(self) -> None:
         """After the loop thread ended: wake a caller whose call never ran or finished."""
         if not self.finished:
-            self.error = RuntimeError(_CLOSED_DURING_CALL)
+            # Started, it may have sent its request; never started, it sent nothing.
+            self.error = closed_in_flight(maybe_processed=self.task is not None)
             self.coro.close()
             self._finish()
 
@@ -296,8 +382,8 @@ class _Call(Generic[_T]):
         assert task is not None
         if task.cancelled():
             # Not cancelled by this caller (that path re-raises KeyboardInterrupt): the loop
-            # was shut down by close() while the call was in flight.
-            raise RuntimeError(_CLOSED_DURING_CALL)
+            # stopped (close(), exit) while the call was in flight, and what it sent is unknown.
+            raise closed_in_flight(maybe_processed=True)
         return task.result()
 
     def _task_done(self, task: asyncio.Task[_T]) -> None:
@@ -335,25 +421,6 @@ async def _as_coroutine(fn: Callable[[], Awaitable[object]]) -> None:
     await fn()
 
 
-def _running_loop() -> asyncio.AbstractEventLoop:
-    return asyncio.get_running_loop()
-
-
-def _thread_ident() -> int:
-    return threading.get_ident()
-
-
-def _stop_portal(
-    cm: contextlib.AbstractContextManager[BlockingPortal], portal: BlockingPortal
-) -> None:
-    """Stop the portal, cancelling what is left, and join its thread."""
-    # Cancelling first means a call stuck on another thread cannot make the join hang; the
-    # context manager's own stop (which would wait for such tasks) then finds it stopped.
-    with contextlib.suppress(RuntimeError):
-        portal.call(portal.stop, True)
-    cm.__exit__(None, None, None)
-
-
 def _warn_running_loop() -> None:
     global _warned_running_loop
     _warned_running_loop = True
@@ -368,14 +435,15 @@ _FORK_WATCH: weakref.WeakSet[LoopThread] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
-    global _open_lock
-    _open_lock = threading.Lock()
     for loop_thread in list(_FORK_WATCH):
         loop_thread.after_fork_in_child()
 
 
 def _close_all_at_exit() -> None:
-    """Close every loop still open, so exit neither hangs nor prints loop-closed tracebacks."""
+    """Close every loop still running, so exit neither hangs nor prints loop-closed tracebacks.
+
+    That includes one a finalizer has `release()`d and that is still closing its session.
+    """
     for loop_thread in list(_OPEN.values()):
         with contextlib.suppress(Exception):
             loop_thread.close()

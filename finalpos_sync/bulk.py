@@ -24,7 +24,7 @@ from finalpos_async.bulk import (
     content_digest,
     idempotency_key_for,
 )
-from finalpos_sync._bulk import SyncBulkJob, SyncBulkRunner
+from finalpos_sync._bulk import SyncBulkJob, SyncBulkRunner, SyncLister
 
 __all__ = [
     "BulkReport",
@@ -41,6 +41,7 @@ __all__ = [
     "RateLimiter",
     "SyncBulkJob",
     "SyncBulkRunner",
+    "SyncLister",
     "TargetChangedError",
     "content_digest",
     "idempotency_key_for",

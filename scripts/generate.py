@@ -16,9 +16,11 @@ One pass over the spec (`codegen.spec`) writes:
 - finalpos_async/operations.py: the shipped operation table (`codegen.table`);
 - finalpos_sync/__init__.py: the re-exports (`codegen.facade`).
 
-A model field is required when the spec's `required` list names it or when
-`REQUIRED_IN_RESPONSES` in scripts/operations.py does (the record ids, which the spec never marks
-required); the generator refuses a spec whose answered entities have an id not in that table.
+Types come from the spec alone: a field is required when its schema's `required` lists it, money
+is a `Decimal` where the spec says `format: decimal`, a `datetime` where it says
+`format: date-time`, and a method argument takes `None` (sent as null) where the spec marks the
+field `nullable`. Docstrings are the spec's summaries and descriptions; its `x-provenance` notes
+(where the text came from) are for the spec's maintainers and are left out.
 
 Output is passed through ruff (imports sorted, formatted) so that --check is stable.
 """

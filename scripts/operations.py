@@ -2,10 +2,8 @@
 
 One row per operation: (client attribute, method name, operationId). A new spec operation is one
 new row here, then `python scripts/generate.py`. Methods whose name starts with `list` return an
-`AsyncPaginator` over the endpoint's bare JSON array.
-
-`REQUIRED_IN_RESPONSES` (below) lists the response fields the SDK requires beyond the spec's
-`required` lists (the record ids), and why.
+`AsyncPaginator` over the endpoint's bare JSON array. Everything else (types, required fields,
+money, date-times, nullable fields, docstrings) comes from the spec.
 """
 
 from __future__ import annotations
@@ -64,34 +62,3 @@ OPERATIONS: list[tuple[str, str, str]] = [
     ("zapier_triggers", "create", "ZapierTriggersController_create"),
     ("zapier_triggers", "update", "ZapierTriggersController_update"),
 ]
-
-# Response fields the SDK declares required although the spec's `required` lists leave them out.
-#
-# The rule: the record id of an entity that an operation answers with is required (`id: str`),
-# because every stored record has one and callers pass it straight back (`update(customer.id)`);
-# a 2xx body without it raises `ResponseValidationError` naming the field, instead of giving a
-# model whose id is `None`. `createdAt`/`updatedAt` stay optional: the spec marks neither
-# required, and requiring a field the real API omits on some path would make every such call
-# fail. Everything else follows the spec's own `required` lists.
-#
-# The spec copy stays verbatim; the generator checks this table against it (every schema an
-# operation answers with that has an `id` property must be listed, and every listed field must
-# exist), so a new entity in the spec cannot come back with an optional id.
-REQUIRED_IN_RESPONSES: dict[str, tuple[str, ...]] = {
-    "AccountDto": ("id",),
-    "AttachmentDto": ("id",),
-    "CategoryDto": ("id",),
-    "CustomerDto": ("id",),
-    "OrderDto": ("id",),
-    "OutletDto": ("id",),
-    "ProductDto": ("id",),
-    "RefundDto": ("id",),
-    "RoleDto": ("id",),
-    "SessionDto": ("id",),
-    "StationDto": ("id",),
-    "TransactionDto": ("id",),
-    "VariantDto": ("id",),
-    # A custom-table row's id is `_id` (required by the spec) wrapped as `{"$oid": ...}`; the
-    # wrapper means nothing without its one key, so `row.id.oid` is a `str` too.
-    "ObjectIdDto": ("$oid",),
-}

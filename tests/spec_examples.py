@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,25 @@ def example_of(schema: dict[str, Any]) -> Any:
                 out[name] = value
         return out
     return None
+
+
+_UTC_Z = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?)[Zz]")
+
+
+def as_sent(value: Any) -> Any:
+    """An example as the SDK writes it: a UTC date-time's `Z` spelled `+00:00` (same instant).
+
+    The spec's examples spell UTC both ways (sessions `...000Z`, customers `...436+00:00`); the
+    models hold a `datetime`, written back in the one form the API's own answers use.
+    """
+    if isinstance(value, str):
+        match = _UTC_Z.fullmatch(value)
+        return f"{match.group(1)}+00:00" if match else value
+    if isinstance(value, list):
+        return [as_sent(item) for item in value]
+    if isinstance(value, dict):
+        return {key: as_sent(item) for key, item in value.items()}
+    return value
 
 
 def schema_examples() -> list[tuple[str, Any]]:

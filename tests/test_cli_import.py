@@ -140,7 +140,14 @@ def test_json_lines_input_is_checked_the_same_way(sandbox: Sandbox, tmp_path: Pa
     assert "not valid JSON" in failed[1]["error"]
 
 
-def test_validate_only_sends_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
+def _files(directory: Path) -> set[str]:
+    return {str(path.relative_to(directory)) for path in directory.rglob("*")}
+
+
+def test_validate_only_sends_nothing_and_writes_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
+    # The checkout's example itself, against a target whose data is kept (where an import
+    # writes EXAMPLE.journal): nothing may appear beside it.
+    before = _files(EXAMPLE.parent)
     result = run(
         sandbox,
         "import",
@@ -153,6 +160,27 @@ def test_validate_only_sends_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "2994 valid rows, 6 invalid rows" in result.stderr
     assert stored_customers(sandbox) == []
+    assert _files(EXAMPLE.parent) == before
+    assert _files(tmp_path) == set()  # the --failed-file given is not written either
+
+
+def test_validate_only_in_a_directory_leaves_it_as_it_was(tmp_path: Path) -> None:
+    source = write_csv(
+        tmp_path / "c.csv",
+        "email,first_name,last_name\n"
+        + "".join(f"user{n}@example.com,User,{n},one cell too many\n" for n in range(30))
+        + "ok@example.com,Ok,Row\n",
+    )
+    db = tmp_path / "sandbox.sqlite3"
+    before = _files(tmp_path)
+    result = run(
+        None, "--sandbox-db", str(db), "import", "customers", str(source), "--validate-only"
+    )
+    assert result.exit_code == 1
+    assert "1 valid rows, 30 invalid rows (nothing was sent)" in result.stderr
+    assert "--validate-only writes no file" in result.stderr
+    assert _files(tmp_path) == before  # no journal, no failed-rows file, no sandbox database
+    assert not (tmp_path / "c.csv.journal").exists()
 
 
 def test_rows_the_api_refuses_keep_their_lines_and_the_failed_file_reimports(

@@ -184,6 +184,12 @@ def test_progress_lines_show_the_lookup_of_lost_answers_as_it_scans() -> None:
     assert lookup_line(report) is not None
     report.phase = "sending"
     assert lookup_line(report) is None
+    report.phase = "reading the target"
+    report.lookup_records = 45_000
+    assert lookup_line(report) == (
+        "reading the target first (a new journal, and the target holds records): "
+        "45,000 records scanned"
+    )
 
 
 class LookingUp:

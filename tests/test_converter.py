@@ -125,6 +125,19 @@ def test_money_never_goes_through_float() -> None:
         unstructure_params(types.CreateCustomer, {"total_spent": 19.99})
 
 
+def test_money_goes_out_in_fixed_point_notation() -> None:
+    # The spec's money pattern (-?[0-9]+(.[0-9]+)?) has no exponent: 1E+3 is sent as 1000.
+    for value, sent in (
+        (Decimal("1E+3"), "1000"),
+        (Decimal("1.5E-7"), "0.00000015"),
+        ("2.5e2", "250"),
+        (Decimal("-0.10"), "-0.10"),
+    ):
+        body = unstructure_params(types.UpdateCustomer, {"total_spent": value})
+        assert body == {"totalSpent": sent}, value
+    assert unstructure(types.Customer(id="c1", total_spent=Decimal("1E+2")))["totalSpent"] == "100"
+
+
 def test_number_fields_keep_integers_as_integers() -> None:
     variant = structure({"id": "v1", "price": 100, "salePrice": 89.5}, types.Variant)
     assert variant.price == 100

@@ -813,4 +813,13 @@ class TestTransientFaults:
             await t.start(faults=TRANSIENT, seed=10)
             first = t.cli("the import, 10 % transient faults", *import_args(source, key))
             t.expect_status(first, 0, "the first run under transient faults")
+            # However many settle rounds it took, the target was listed once: later lookups
+            # read only the records added since (and the last one read, as a check).
+            lookup = re.search(r"(\d+) records read in (\d+) pass", first.stderr)
+            t.expect(lookup is not None, "the summary shows no lookup, though answers were lost")
+            if lookup is not None:
+                read, passes = int(lookup[1]), int(lookup[2])
+                held = len(await t.records())
+                t.expect(passes == 1, f"the target was listed {passes} times in one run")
+                t.expect(read <= held + 5, f"{read} records read for {held} in the target")
             await t.done()

@@ -188,6 +188,7 @@ README_SECTIONS = (
     "Pagination",
     "Errors",
     "Raw responses",
+    "Testing code that uses the SDK",
 )
 FRAGMENT = "# A fragment:"
 
@@ -228,6 +229,11 @@ def test_readme_sync_quick_start_runs_on_a_fresh_sandbox(tmp_path: Path) -> None
     assert "grace@example.com" in out
     assert "200 1 grace@example.com" in out
     assert out.endswith("deleted: 404\n")
+
+
+def test_readme_mock_transport_program_runs_with_finalpos_sandbox_set(tmp_path: Path) -> None:
+    # Its client passes transport=, which wins over FINALPOS_SANDBOX=1 (set by the helper).
+    assert run_readme_program("Testing code that uses the SDK", tmp_path) == ""
 
 
 async def test_readme_fragments_run_against_the_sandbox(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from conftest import ScriptedServer, Step, ok
-from spec_examples import ROOT, SCHEMAS, SPEC, example_of, model_name, resolve
+from spec_examples import ROOT, SCHEMAS, SPEC, as_sent, example_of, model_name, resolve
 
 from finalpos_async import AsyncFinalPOS, RawResponse, ResponseValidationError, types
 from finalpos_async._pagination import Page
@@ -67,11 +67,12 @@ def plan(
         optional_given = 0
         for wire, prop in schema["properties"].items():
             if wire in required or optional_given == 0:
-                body[wire] = example_of(prop)
+                body[wire] = as_sent(example_of(prop))
                 kwargs[snake(wire)] = example_of(prop)
                 optional_given += wire not in required
-            elif optional_given == 1:
-                # An explicit None is sent as null; every other optional field is left out.
+            elif optional_given == 1 and prop.get("nullable"):
+                # An explicit None is sent as null where the spec allows null (update bodies);
+                # every other optional field is left out.
                 body[wire] = None
                 kwargs[snake(wire)] = None
                 optional_given += 1
@@ -242,8 +243,8 @@ async def test_missing_required_response_field_is_reported(
 async def test_an_entity_without_its_id_raises_response_validation_error_naming_id(
     scripted_server: ScriptedServer,
 ) -> None:
-    # The spec's entity schemas require nothing; the SDK requires the id (scripts/operations.py),
-    # so `customer.id` is a `str` and a body without one is an error, not a Customer(id=None).
+    # The spec requires the id of every entity an operation answers with, so `customer.id` is a
+    # `str` and a body without one is an error, not a Customer(id=None).
     scripted_server.play(ok({"email": "a@b.c"}), ok([{"id": "c1"}, {"email": "a@b.c"}]))
     async with scripted_server.client() as client:
         with pytest.raises(ResponseValidationError) as caught:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -102,10 +103,9 @@ def test_policy_rejects_bad_settings_naming_the_field(
         ({"Retry-After": "1"}, 1.0),
         ({"Retry-After": " 7 "}, 7.0),
         ({"Retry-After": "0"}, 0.0),
-        ({"Retry-After": "1.5"}, 1.5),
-        ({"Retry-After": "-3"}, 0.0),
+        ({"Retry-After": "120"}, 120.0),
         ({"retry-after-ms": "250"}, 0.25),
-        ({"retry-after-ms": "-20"}, 0.0),
+        ({"retry-after-ms": "12.5"}, 0.0125),
         ({"retry-after-ms": "100", "Retry-After": "9"}, 0.1),
         ({"retry-after-ms": "soon", "Retry-After": "9"}, 9.0),
         ({"RETRY-AFTER": "4"}, 4.0),
@@ -114,11 +114,37 @@ def test_policy_rejects_bad_settings_naming_the_field(
         ({"Retry-After": "nan"}, None),
         ({"Retry-After": "inf"}, None),
         ({"Retry-After": "Thu, 99 Foo 2026 99:00:00 GMT"}, None),
+        # What Python's int()/float() accept but the header's grammar (digits only) does not.
+        ({"Retry-After": "1_0"}, None),
+        ({"Retry-After": "1.5"}, None),
+        ({"Retry-After": "-3"}, None),
+        ({"Retry-After": "+3"}, None),
+        ({"Retry-After": "1e3"}, None),
+        ({"Retry-After": "0x10"}, None),
+        ({"Retry-After": "1 0"}, None),
+        ({"Retry-After": "\u0661\u0660"}, None),  # Arabic-Indic digits: int() reads 10
+        ({"retry-after-ms": "-20", "Retry-After": "2"}, 2.0),
+        ({"retry-after-ms": "1_0", "Retry-After": "2"}, 2.0),
+        ({"retry-after-ms": "1e3"}, None),
+        # HTTP-dates: the IMF-fixdate and the two obsolete forms, all 30 s after NOW.
+        ({"Retry-After": "Tue, 24 Nov 2026 06:00:30 GMT"}, 30.0),
+        ({"Retry-After": "Tuesday, 24-Nov-26 06:00:30 GMT"}, 30.0),
+        ({"Retry-After": "Tue Nov 24 06:00:30 2026"}, 30.0),
+        ({"Retry-After": "24 Nov 2026 06:00:30 GMT"}, None),  # no weekday: not an HTTP-date
+        ({"Retry-After": "Tue, 24 Nov 2026 06:00:30 +0000"}, None),
         ({}, None),
     ],
 )
 def test_retry_after_values(headers: dict[str, str], expected: float | None) -> None:
     assert parse_retry_after(headers, now=NOW) == expected
+
+
+def test_an_ignored_retry_after_is_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="finalpos")
+    assert parse_retry_after({"Retry-After": "1_0"}, now=NOW) is None
+    (record,) = caplog.records
+    assert record.levelno == logging.DEBUG
+    assert "Retry-After header '1_0'" in record.getMessage()
 
 
 def test_retry_after_http_date_in_the_future() -> None:

@@ -163,6 +163,48 @@ async def test_update_merges_fields_and_bumps_updated_at(http: aiohttp.ClientSes
     assert (status, fetched) == (200, updated)
 
 
+async def test_an_update_null_clears_the_field_and_a_create_null_is_refused(
+    http: aiohttp.ClientSession,
+) -> None:
+    # The spec marks every update field nullable and no create or answer field: null clears.
+    customer = await create(http, CREATES["CustomerDto"], phone="+100", billing={"city": "Oslo"})
+    path = f"/v1/api/customer/{customer['id']}"
+    status, updated = await call(http, "PUT", path, json={"phone": None, "billing": None})
+    assert status == 200, updated
+    assert "phone" not in updated
+    assert "billing" not in updated
+    assert updated["email"] == customer["email"]
+    assert await call(http, "GET", path) == (200, updated)
+    # A null the update body does not allow (a field only the record has) is still refused.
+    status, answer = await call(http, "PUT", path, json={"fromFinal": None})
+    assert status == 400
+    assert answer["message"] == "Validation failed: Field `fromFinal` must be a boolean."
+    status, answer = await call(
+        http,
+        "POST",
+        "/v1/api/customer",
+        json={**minimal_body(CREATES["CustomerDto"]), "phone": None},
+    )
+    assert status == 400
+    assert answer["message"] == "Validation failed: Field `phone` must be a string."
+
+
+async def test_money_must_be_a_decimal_string(http: aiohttp.ClientSession) -> None:
+    customer = await create(http, CREATES["CustomerDto"], totalSpent="-12.50")
+    assert customer["totalSpent"] == "-12.50"
+    for bad in ("1e3", "12,50", " 1.5", "1."):
+        status, answer = await call(
+            http,
+            "POST",
+            "/v1/api/customer",
+            json={**minimal_body(CREATES["CustomerDto"]), "totalSpent": bad},
+        )
+        assert status == 400, bad
+        assert answer["message"] == (
+            "Validation failed: Field `totalSpent` must be a decimal string such as 1000.50."
+        )
+
+
 async def test_lists_answer_bare_arrays_in_creation_order_and_honour_skip_limit(
     http: aiohttp.ClientSession,
 ) -> None:

@@ -65,7 +65,9 @@ async def test_scripted_statuses_carry_the_api_error_shape_and_retry_after(
 async def test_a_scripted_429_uses_the_configured_retry_after(http: aiohttp.ClientSession) -> None:
     async with http.get("/v1/api/customers", headers={SCRIPT: "429"}) as response:
         assert response.status == 429
-        assert response.headers["Retry-After"] == "0.25"
+        # Retry-After allows whole seconds only: rounded up there, exact in retry-after-ms.
+        assert response.headers["Retry-After"] == "1"
+        assert response.headers["retry-after-ms"] == "250"
 
 
 async def test_a_reset_step_drops_the_connection(http: aiohttp.ClientSession) -> None:

@@ -1,9 +1,9 @@
 """One validation of a field, everywhere: the library, the CLI's import and the sandbox agree.
 
 The rule: a field is checked against what the spec declares for it (type, `required`, `enum`, a
-`format` such as date-time) and nothing else, never a check guessed from its name; a field is
-missing only when it is absent (`""` is a value). The CLI's CSV reader reads a blank cell as "not
-given", since CSV cannot tell an empty value from a missing one.
+`format` such as date-time or decimal, a `pattern`) and nothing else, never a check guessed from
+its name; a field is missing only when it is absent (`""` is a value). The CLI's CSV reader reads
+a blank cell as "not given", since CSV cannot tell an empty value from a missing one.
 
 Each case is one customer create, put to the three:
 
@@ -32,7 +32,12 @@ from finalpos_async.cli._spec import find_resource
 
 GOOD = {"email": "ada@example.com", "firstName": "Ada", "lastName": "Lovelace"}
 NO_FIRST_NAME = {k: v for k, v in GOOD.items() if k != "firstName"}
-PYTHON_NAMES = {"firstName": "first_name", "lastName": "last_name", "lastAction": "last_action"}
+PYTHON_NAMES = {
+    "firstName": "first_name",
+    "lastName": "last_name",
+    "lastAction": "last_action",
+    "totalSpent": "total_spent",
+}
 
 Verdict = tuple[bool, str]
 """(accepted, what the refusal says; "" when accepted)."""
@@ -113,6 +118,7 @@ def named(message: str, field: str) -> bool:
         pytest.param({**GOOD, "firstName": ""}, id="empty-required-string"),
         pytest.param({**GOOD, "phone": ""}, id="empty-optional-string"),
         pytest.param({**GOOD, "lastAction": "2025-12-07T19:31:48.436+00:00"}, id="date-time"),
+        pytest.param({**GOOD, "totalSpent": "-1000.50"}, id="decimal"),
     ],
 )
 async def test_accepted_by_all_three(
@@ -129,6 +135,7 @@ async def test_accepted_by_all_three(
         pytest.param({**GOOD, "firstName": 3}, "firstName", id="wrong-type"),
         pytest.param({**GOOD, "lastAction": "yesterday"}, "lastAction", id="bad-date-time"),
         pytest.param({**GOOD, "tags": ["vip", 7]}, "tags", id="wrong-item-type"),
+        pytest.param({**GOOD, "totalSpent": "12,50"}, "totalSpent", id="bad-decimal"),
     ],
 )
 async def test_refused_by_all_three_naming_the_field(

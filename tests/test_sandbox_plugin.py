@@ -83,10 +83,16 @@ def readme_pytest_example() -> str:
 
 # e2e (pyproject.toml): a fresh pytest process in a new project; .ci/run runs it on Python 3.11
 # with the newest dependencies only. The fixtures themselves are tested in-process above.
+# With FINALPOS_SANDBOX=1 too: the fixtures pass base_url=, which wins over the variable.
 @pytest.mark.e2e
+@pytest.mark.parametrize("finalpos_sandbox_env", [None, "1"])
 def test_the_documented_example_passes_in_a_project_with_no_pytest_config(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, finalpos_sandbox_env: str | None
 ) -> None:
+    if finalpos_sandbox_env is None:
+        monkeypatch.delenv("FINALPOS_SANDBOX", raising=False)
+    else:
+        monkeypatch.setenv("FINALPOS_SANDBOX", finalpos_sandbox_env)
     pytester.makepyfile(test_users_code=readme_pytest_example())
     # A new process, no ini file, no -o: what a user who copies the snippet runs.
     result = pytester.runpytest_subprocess()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,6 +89,57 @@ def test_python_dash_m_serves_until_terminated() -> None:
         process.terminate()
         process.wait(timeout=10)
     assert process.returncode == 0
+
+
+def _send_and_leave(port: int, request: bytes, *, reset: bool) -> None:
+    """Send `request` and disconnect (a TCP reset when `reset`) without reading any answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        if reset:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+@pytest.mark.e2e
+def test_quiet_sandbox_logs_a_client_disconnect_in_one_line(tmp_path: Path) -> None:
+    stderr_path = tmp_path / "stderr.txt"
+    with stderr_path.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "finalpos_async.sandbox", "--port", "0", "--quiet"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().rsplit(" ", 1)[-1].strip()
+        port = int(url.rsplit(":", 1)[1])
+        head = "x-api-key: sk_sandbox_finalpos\r\ncontent-type: application/json\r\n"
+        # 1 and 2: gone halfway through the body it announced (a reset, then a plain close)
+        cut = f"POST /v1/api/customer HTTP/1.1\r\nhost: x\r\n{head}content-length: 500\r\n\r\n{{"
+        _send_and_leave(port, cut.encode(), reset=True)
+        _send_and_leave(port, cut.encode(), reset=False)
+        # 3: gone while the sandbox holds its answer back (a scripted delay)
+        held = (
+            f"GET /v1/api/customers HTTP/1.1\r\nhost: x\r\n{head}x-sandbox-fault: delay:0.3\r\n\r\n"
+        )
+        _send_and_leave(port, held.encode(), reset=False)
+        deadline = time.monotonic() + 30
+        while stderr_path.read_text().count("\n") < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)  # polling the log, bounded by the deadline
+        # the sandbox still serves
+        assert _get(f"{url}/v1/api/customers", "sk_sandbox_finalpos") == (200, [])
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    lines = stderr_path.read_text().splitlines()
+    assert "Traceback" not in stderr_path.read_text()
+    read = "sandbox: client 127.0.0.1 disconnected before its request was read (not processed)"
+    assert lines == [
+        f"{read}: POST /v1/api/customer",
+        f"{read}: POST /v1/api/customer",
+        "sandbox: client 127.0.0.1 disconnected before its answer (200) was sent: "
+        "GET /v1/api/customers",
+    ]
 
 
 def test_main_reports_bad_fault_text(capsys: pytest.CaptureFixture[str]) -> None:

@@ -349,7 +349,9 @@ def test_lost_answers_are_found_by_a_sync_lookup(client: FinalPOS, how: str) -> 
     # A list method runs its async twin on the loop; any other function runs in a worker
     # thread, where it may call this client (pages of 7: several calls).
     lookup = (
-        client.customers.list if how == "list-method" else lambda: client.customers.list(limit=7)
+        client.customers.list
+        if how == "list-method"
+        else lambda skip=0: client.customers.list(limit=7, skip=skip)
     )
     rows = customer_rows(20, failing=frozenset({4, 9}), fault=LOST_ANSWER)
     job = client.bulk.run(client.customers.create, rows, key="email", lookup=lookup)

@@ -1,5 +1,6 @@
 """`import finalpos_sync` stays cheap: models, the cattrs converter, the pagination layer, the
-bulk runner and anyio's portal load on first use, and no thread starts until the first call."""
+bulk runner and anyio (which runs the loop) load on first use, and no thread starts until the
+first call."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ ASYNC_ONLY: set[tuple[str, str]] = set()
 # was made on, and the sync client runs its own private loop.
 ASYNC_ONLY_PARAMETERS = {"session"}
 # Async classes whose hand-written sync twins do not follow the `Async<Name>` -> `<Name>` rule.
-TWIN_NAMES = {"BulkRunner": "SyncBulkRunner", "BulkJob": "SyncBulkJob"}
+TWIN_NAMES = {"BulkRunner": "SyncBulkRunner", "BulkJob": "SyncBulkJob", "Lister": "SyncLister"}
 
 
 def _norm(annotation: Any) -> str:

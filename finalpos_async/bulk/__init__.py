@@ -26,6 +26,7 @@ from ._lookup import TargetChangedError
 from ._results import BulkReport, ItemResult, ItemStatus
 from ._runner import BulkRunner, Operation
 from ._sqlite_journal import Journal
+from ._target_copy import Lister, check_lookup
 
 __all__ = [
     "BulkJob",
@@ -46,9 +47,11 @@ __all__ = [
     "JournalStore",
     "JournalWriteError",
     "KeySpec",
+    "Lister",
     "Operation",
     "RateLimiter",
     "TargetChangedError",
+    "check_lookup",
     "content_digest",
     "idempotency_key_for",
     "job_id_for",

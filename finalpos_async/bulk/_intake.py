@@ -4,13 +4,14 @@ against the journal before anything is sent."""
 from __future__ import annotations
 
 import collections
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Mapping
 from typing import Any
 
 import attrs
 
 from ._items import (
     ContentIdentities,
+    Items,
     KeySpec,
     content_digest,
     identity_rule,
@@ -20,6 +21,7 @@ from ._items import (
 from ._journal import SENDING, JournalStore
 from ._outcome import Pending, result_of
 from ._results import ItemResult, ItemStatus
+from ._target_copy import TargetCopy
 
 __all__ = ["Intake"]
 
@@ -51,7 +53,7 @@ class Intake:
         self._resend_unknown = resend_unknown
         self._deferred = deferred
         self._created: collections.Counter[str] = collections.Counter()  # without a journal
-        self.indexed = False  # the target's keys are in the journal (`JournalStore.in_target`)
+        self.target: TargetCopy | None = None  # when set, a new item is looked up there first
         self._contents = ContentIdentities()
         self._seen_keys: set[str] = set()
 
@@ -66,6 +68,20 @@ class Intake:
         if journal is None:
             return {digest: self._created[digest] for digest in digests}
         return {digest: journal.created_with_content(digest) for digest in digests}
+
+    async def pull(
+        self, items: Items, job_id: str
+    ) -> AsyncGenerator[Pending | ItemResult[Any], None]:
+        """The inputs, one at a time: an item to send, or a result known without sending."""
+        index = -1
+        if isinstance(items, AsyncIterable):
+            async for item in items:
+                index += 1
+                yield self.prepare(index, item, job_id)
+        else:
+            for item in items:
+                index += 1
+                yield self.prepare(index, item, job_id)
 
     def prepare(
         self, index: int, item: Mapping[str, Any], job_id: str
@@ -92,7 +108,7 @@ class Intake:
         pending = Pending(index=index, key=key, item=item, digest=digest, idempotency_key=idem)
         entry = self._journal.lookup(key) if self._journal is not None else None
         if entry is None:
-            found = self._journal.in_target(key) if self._journal and self.indexed else None
+            found = self.target.find_key(key) if self.target is not None else None
             if found is None:
                 return pending
             # An earlier run of this job (whose journal is lost) or someone else made it.

@@ -11,8 +11,9 @@ Shape of a run (`BulkJob._run`)::
                  task: [rate limiter] -> operation(**item, idempotency_key=k)
     completed tasks -> record the outcome in the journal -> yield result
     [settle, in rounds while a round makes progress: look up the items whose answer was lost
-     (one streamed pass over the target), count the found ones as created, send the others
-     again under the same key, and send again the items refused before they were processed]
+     (the target is read once per run, then only what it added: `_target_copy`), count the
+     found ones as created, send the others again under the same key, and send again the
+     items refused before they were processed]
 
 At most `concurrency` tasks exist at any time. Every attempt and re-run of the same job sends an
 item under the same idempotency key (`_items`; the job id comes from what the job is). The engine
@@ -30,7 +31,6 @@ import logging
 import os
 from collections.abc import (
     AsyncGenerator,
-    AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -48,18 +48,15 @@ from .._constants import (
 from ._held import Held
 from ._in_flight import Stop, abandon
 from ._intake import Intake
-from ._items import (
-    Items,
-    KeySpec,
-    read_field,
-)
+from ._items import Items, KeySpec, read_field
 from ._journal import Intent, JournalError, JournalStore, job_id_for
 from ._limiter import Limiter
-from ._lookup import TargetSearch, holds_records, index_target, spot_check
+from ._lookup import TargetSearch, spot_check
 from ._outcome import FatalWatch, Pending, not_processed, result_of, send_item
 from ._results import BulkReport, ItemResult, ItemStatus, describe_error
 from ._sqlite_journal import Journal
 from ._target import Binding, operation_name
+from ._target_copy import Lister, TargetCopy
 
 __all__ = ["BulkJob"]
 
@@ -91,7 +88,7 @@ class BulkJob(Generic[_T]):
         content: KeySpec = None,
         job_id: str | None,
         drain_timeout: float,
-        lookup: Callable[[], AsyncIterable[Any]] | None = None,
+        lookup: Lister | None = None,
         lookup_key: KeySpec = None,
         lookup_by: str = "key",
         retrieve: Callable[[str], Awaitable[Any]] | None = None,
@@ -100,6 +97,7 @@ class BulkJob(Generic[_T]):
         binding: Binding | None = None,
         rotated_credentials: bool = False,
     ) -> None:
+        self.report = BulkReport()
         self._operation = operation
         self._items = items
         self._concurrency = concurrency
@@ -111,9 +109,18 @@ class BulkJob(Generic[_T]):
         self._content = content
         self._job_id = job_id
         self._drain_timeout = drain_timeout
-        self._lookup = lookup
-        self._lookup_key = lookup_key if lookup_key is not None else key
         self._lookup_by_content = lookup_by == "content"
+        # What this run read of the target (one pass, then what was added), for every lookup.
+        self._target = (
+            TargetCopy(
+                lookup,
+                lookup_key if lookup_key is not None else key,
+                self.report,
+                by_content=self._lookup_by_content,
+            )
+            if lookup is not None
+            else None
+        )
         self._retrieve = retrieve
         self._resend_unknown = resend_unknown
         self._stop_on_fatal = stop_on_fatal
@@ -139,7 +146,6 @@ class BulkJob(Generic[_T]):
             resend_unknown=resend_unknown,
             deferred=self._held.lost if lookup is not None else None,
         )
-        self.report = BulkReport()
 
     @property
     def concurrency(self) -> int:
@@ -250,7 +256,7 @@ class BulkJob(Generic[_T]):
             # not whenever the garbage collector finalizes it (after the journal is closed).
             first_pass = await self._first_pass()
             async with (
-                contextlib.aclosing(self._pull(self._job_id)) as source,
+                contextlib.aclosing(self._intake.pull(self._items, self._job_id)) as source,
                 contextlib.aclosing(first_pass(source)) as results,
             ):
                 async for result in results:
@@ -278,6 +284,8 @@ class BulkJob(Generic[_T]):
             for result in self._held.drain():
                 self._finish(result)
             report.finish()
+            if self._target is not None:
+                self._target.close()
             if journal is not None:
                 try:
                     if self._owns_journal:
@@ -295,23 +303,27 @@ class BulkJob(Generic[_T]):
         self,
     ) -> Callable[[AsyncIterator[Pending | ItemResult[_T]]], AsyncGenerator[ItemResult[_T], None]]:
         """How the input is sent: as it comes (`_pump`), unless the journal is new (or empty)
-        and the target holds records. An earlier run of this job (a lost or damaged journal)
-        may have made some, so every item is looked up before it is sent: by key, against the
-        target's keys kept in the journal (one pass); by content, `_look_up_first`. Not with
-        `resend_unknown` (the server replays). A target that cannot be listed gets nothing."""
-        journal, lookup = self._journal, self._lookup
-        if journal is None or lookup is None or self._resend_unknown or journal.has_items():
+        and the target holds records, which an earlier run of this job may have made: then
+        every item is looked up first in the run's copy of the target (read here): by key as it
+        is pulled (`Intake`), by content `_look_up_first`. Not with `resend_unknown` (the server
+        replays). A target that cannot be listed gets nothing."""
+        journal, target = self._journal, self._target
+        if journal is None or target is None or self._resend_unknown or journal.has_items():
             return self._pump
         try:
-            if not await holds_records(lookup):
-                return self._pump
-            if self._lookup_by_content:
-                return self._look_up_first
-            await index_target(journal, lookup, self._lookup_key, self.report)
-            self._intake.indexed = True
+            self.report.phase = "reading the target"
+            await target.catch_up()
         except Exception as exc:
             reason = FatalWatch.reason_to_stop_before_sending(exc)  # as the first send would
             self._abort(reason or f"the target's records cannot be listed: {describe_error(exc)}")
+            return self._pump
+        finally:
+            self.report.phase = "sending"
+        if target.count == 0:
+            return self._pump
+        if self._lookup_by_content:
+            return self._look_up_first
+        self._intake.target = target
         return self._pump
 
     async def _look_up_first(
@@ -319,7 +331,8 @@ class BulkJob(Generic[_T]):
     ) -> AsyncGenerator[ItemResult[_T], None]:
         """The first pass of `_first_pass` by content: the items are held for the lookup,
         `BULK_LOOKUP_FIRST_CHUNK` at a time (memory stays bounded), and each chunk is settled
-        (one pass over the target; the ones not found are sent) before the next is read."""
+        (matched against the copy of the target; the ones not found are sent) before the next
+        is read."""
         report = self.report
         exhausted = False
         while not exhausted and not self._stop.requested:
@@ -342,19 +355,6 @@ class BulkJob(Generic[_T]):
                     yield result
             if self._held.lost and not self._stop.requested:  # the lookup failed: read no more
                 self._abort("the target's records cannot be listed, so no row can be looked up")
-
-    async def _pull(self, job_id: str) -> AsyncGenerator[Pending | ItemResult[_T], None]:
-        """The inputs, one at a time: an item to send, or a result known without sending."""
-        source = self._items
-        index = -1
-        if isinstance(source, AsyncIterable):
-            async for item in source:
-                index += 1
-                yield self._intake.prepare(index, item, job_id)
-        else:
-            for item in source:
-                index += 1
-                yield self._intake.prepare(index, item, job_id)
 
     async def _pump(
         self, source: AsyncIterator[Pending | ItemResult[_T]]
@@ -474,8 +474,9 @@ class BulkJob(Generic[_T]):
 
     async def _settle(self) -> AsyncGenerator[ItemResult[_T], None]:
         """Rounds after the main pass, while one makes progress: look up the held items whose
-        answer was lost (one streamed pass over the target: found ones are created), then send
-        the rest again under the same key, with the items refused before processing."""
+        answer was lost (in the run's copy of the target, brought up to date: found ones are
+        created), then send the rest again under the same key, with the items refused before
+        processing."""
         report = self.report
         for round_ in range(BULK_SETTLE_ROUNDS):
             held = self._held
@@ -483,13 +484,12 @@ class BulkJob(Generic[_T]):
                 return
             settled = report.done
             if held.lost:
-                assert self._lookup is not None
+                assert self._target is not None
                 report.phase = "looking up"
                 report.lookup_pending = len(held.lost)
                 report.lookup_found = 0
                 search = TargetSearch(
-                    self._lookup,
-                    self._lookup_key,
+                    self._target,
                     report,
                     by_content=self._lookup_by_content,
                     content=lambda p: read_field(self._content, p.item, p.index, "content"),

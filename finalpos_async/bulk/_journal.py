@@ -254,14 +254,6 @@ class JournalStore(Protocol):
         store so that memory does not grow with the input; `bind` starts a new count."""
         ...
 
-    def index_target(self, records: Iterable[tuple[str, str | None]]) -> None:
-        """Keep (key, record id) pairs of the target's records for `in_target`, for this run."""
-        ...
-
-    def in_target(self, key: str) -> str | None:
-        """The id of the indexed record with `key` ("" when it has none), None when absent."""
-        ...
-
     def record_intents(self, intents: Iterable[Intent]) -> None:
         """Durably record that these items are about to be sent (one commit)."""
         ...

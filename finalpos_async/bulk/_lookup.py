@@ -3,88 +3,30 @@
 - `spot_check`: before resuming, retrieve the last few records the journal says were created;
   when the target answers 404 for all of them, it is not the target the journal was written
   for (or it was reset), and nothing is sent.
-- `TargetSearch`: one streamed pass over a listing of the target (`client.customers.list`, a
-  paginator walked with `async for`) that finds the items whose answer was lost, by key.
+- `TargetSearch`: finds the items whose answer was lost in the run's copy of the target
+  (`TargetCopy`: one streamed pass over its listing per run, then only what was added), by key
+  or by the fields they sent.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import attrs
 
 from .._constants import BULK_SPOT_CHECKS
 from .._exceptions import FinalPOSError, NotFoundError
-from ._items import KeySpec, read_field
 from ._journal import JournalError, JournalStore
 from ._matching import ContentIndex
-from ._outcome import Pending, id_of, result_of
+from ._outcome import Pending, result_of
 from ._results import BulkReport, ItemResult, ItemStatus, describe_error
+from ._target_copy import TargetCopy
 
-__all__ = [
-    "TargetChangedError",
-    "TargetSearch",
-    "holds_records",
-    "index_target",
-    "listing",
-    "spot_check",
-]
+__all__ = ["TargetChangedError", "TargetSearch", "spot_check"]
 
 log = logging.getLogger("finalpos.bulk")
-
-
-@contextlib.asynccontextmanager
-async def listing(
-    lookup: Callable[[], AsyncIterable[Any]],
-) -> AsyncGenerator[AsyncIterator[Any], None]:
-    """The target's records, closed on leaving even when left early (an async generator left
-    at a `break` would otherwise be finalized by the garbage collector, with its pages)."""
-    records = aiter(lookup())
-    try:
-        yield records
-    finally:
-        close = getattr(records, "aclose", None)
-        if close is not None:
-            await close()
-
-
-async def holds_records(lookup: Callable[[], AsyncIterable[Any]]) -> bool:
-    """Whether the target lists at least one record (reads one page)."""
-    async with listing(lookup) as records:
-        async for _ in records:
-            return True
-    return False
-
-
-async def index_target(
-    journal: JournalStore,
-    lookup: Callable[[], AsyncIterable[Any]],
-    lookup_key: KeySpec,
-    report: BulkReport,
-) -> None:
-    """One streamed pass over the target, its records' keys kept in the journal (memory stays
-    flat), so that every item can be looked up before it is sent (`JournalStore.in_target`)."""
-    report.phase = "looking up"
-    started = time.monotonic()
-    batch: list[tuple[str, str | None]] = []
-    try:
-        async with listing(lookup) as records:
-            async for record in records:
-                report.lookup_records += 1
-                key = read_field(lookup_key, record, report.lookup_records, "lookup_key")
-                if key is not None:
-                    batch.append((str(key), id_of(record)))
-                if len(batch) >= 1000:
-                    journal.index_target(batch)
-                    batch.clear()
-        journal.index_target(batch)
-    finally:
-        report.lookup_seconds += time.monotonic() - started
-        report.phase = "sending"
 
 
 class TargetChangedError(JournalError):
@@ -122,28 +64,27 @@ async def spot_check(journal: JournalStore, retrieve: Callable[[str], Awaitable[
 
 
 class TargetSearch:
-    """One pass over `lookup()` for the items held in `deferred` (key -> item).
+    """Finds the items held in `deferred` (key -> item) in the run's copy of the target, after
+    reading what the target added since the copy was last brought up to date.
 
-    Items are matched by their key (`lookup_key` reads a listed record's), or, with no key
-    (`lookup_key=None`), by the fields they sent (`_matching`; `created` tells how many items
-    of each content are known to be created). `find` yields a `SUCCEEDED` result (`found=True`)
-    for each held item in the target, taking it out of `deferred`, and an `UNKNOWN` one for an
-    item only nearly matched by a record; what is left there was not found. When the listing
-    fails, `failed` is set and the items left get the failure as their reason: they stay unknown.
+    Items are matched by their key, or with `by_content` by the fields they sent (`_matching`;
+    `created` tells how many items of each content are known to be created). `find` yields a
+    `SUCCEEDED` result (`found=True`) for each held item in the target, taking it out of
+    `deferred`, and an `UNKNOWN` one for an item only nearly matched by a record; what is left
+    there was not found. When the listing fails or is cut short, `failed` is set and the items
+    left get the reason: they stay unknown.
     """
 
     def __init__(
         self,
-        lookup: Callable[[], AsyncIterable[Any]],
-        lookup_key: KeySpec,
+        copy: TargetCopy,
         report: BulkReport,
         *,
         by_content: bool = False,
         content: Callable[[Pending], object] = lambda pending: pending.item,
         created: Callable[[list[str]], dict[str, int]] = lambda digests: {},
     ) -> None:
-        self._lookup = lookup
-        self._lookup_key = lookup_key
+        self._copy = copy
         self._report = report
         self._by_content = by_content
         self._content = content
@@ -153,40 +94,37 @@ class TargetSearch:
     async def find(
         self, deferred: dict[str, Pending], stopping: Callable[[], bool]
     ) -> AsyncGenerator[ItemResult[Any], None]:
-        """Walk the listing until every held item is found, or `stopping()` says so."""
-        report = self._report
-        started = time.monotonic()
+        """Bring the copy up to date (unless `stopping()` cuts it short), then match."""
         try:
-            if self._by_content:
-                async for result in self._find_by_content(deferred, stopping):
-                    yield result
-                return
-            async with listing(self._lookup) as records:
-                async for record in records:
-                    report.lookup_records += 1
-                    found = read_field(
-                        self._lookup_key, record, report.lookup_records, "lookup_key"
-                    )
-                    pending = deferred.pop(str(found), None) if found is not None else None
-                    if pending is not None:
-                        report.lookup_found += 1
-                        yield result_of(
-                            pending, ItemStatus.SUCCEEDED, created_id=id_of(record), found=True
-                        )
-                    if not deferred or stopping():
-                        break
+            complete = await self._copy.catch_up(stopping)
         except Exception as exc:
             self.failed = True
             note = f"outcome unknown, and the lookup failed: {describe_error(exc)}"
             for key, pending in list(deferred.items()):
                 deferred[key] = attrs.evolve(pending, reason=note)
-        finally:
-            report.lookup_seconds += time.monotonic() - started
+            return
+        # Cut short, the copy is a prefix of the listing: a key in it is there, but a content
+        # counted in part proves nothing, and what is not found yet stays held (unknown).
+        self.failed = not complete
+        if self._by_content:
+            if complete:
+                async for result in self._find_by_content(deferred):
+                    yield result
+            return
+        for key in list(deferred):
+            record_id = self._copy.find_key(key)
+            if record_id is not None:
+                self._report.lookup_found += 1
+                yield result_of(
+                    deferred.pop(key),
+                    ItemStatus.SUCCEEDED,
+                    created_id=record_id or None,
+                    found=True,
+                )
 
     async def _find_by_content(
-        self, deferred: dict[str, Pending], stopping: Callable[[], bool]
+        self, deferred: dict[str, Pending]
     ) -> AsyncGenerator[ItemResult[Any], None]:
-        report = self._report
         index = ContentIndex()
         unmatchable: list[Pending] = []
         for pending in deferred.values():
@@ -197,21 +135,15 @@ class TargetSearch:
             note = "outcome unknown; its content is not a mapping of fields, so it cannot be found"
             yield result_of(pending, ItemStatus.UNKNOWN, note=note)
         created = self._created(index.digests())
-        async with listing(self._lookup) as records:
-            async for record in records:
-                report.lookup_records += 1
-                if index.see(record, id_of(record)) and index.complete(created):
-                    break
-                if stopping():
-                    # An incomplete count proves nothing: they all stay held (unknown).
-                    self.failed = True
-                    return
+        async for fields, record_id in self._copy.records():
+            if index.see(fields, record_id) and index.complete(created):
+                break
         for key, (verdict, record_id) in index.verdicts(created).items():
             if verdict == "absent":
                 continue  # left in `deferred`: not in the target
             pending = deferred.pop(key)
             if verdict == "found":
-                report.lookup_found += 1
+                self._report.lookup_found += 1
                 yield result_of(pending, ItemStatus.SUCCEEDED, created_id=record_id, found=True)
             else:
                 note = (

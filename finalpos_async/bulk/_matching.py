@@ -28,7 +28,7 @@ from typing import Any, cast
 
 import attrs
 
-__all__ = ["ContentIndex", "fields_of", "projection_digests"]
+__all__ = ["Canonical", "ContentIndex", "canonical_fields", "fields_of", "projection_digests"]
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
@@ -102,16 +102,35 @@ def _instant(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).isoformat()
 
 
-def projection_digests(fields: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str, str] | None:
+Canonical = tuple[dict[str, object], dict[str, object]]
+"""A record's or item's fields in their typed form (see the module docstring): exact, then
+loose (text casefolded, spacing collapsed). Fields that are null are left out."""
+
+
+def canonical_fields(value: object) -> Canonical | None:
+    """`value`'s fields in their typed form (None when it is not a mapping or a model)."""
+    fields = fields_of(value)
+    if fields is None:
+        return None
+    exact: dict[str, object] = {}
+    loose: dict[str, object] = {}
+    for name, item in fields.items():
+        if item is not None:
+            exact[name] = _canonical(item, loose=False)
+            loose[name] = _canonical(item, loose=True)
+    return exact, loose
+
+
+def projection_digests(fields: Canonical, names: tuple[str, ...]) -> tuple[str, str] | None:
     """(exact, loose) digests of `fields` restricted to `names` (None when one is missing)."""
+    exact_fields, loose_fields = fields
     exact: list[object] = []
     loose: list[object] = []
     for name in names:
-        value = fields.get(name)
-        if value is None:
+        if name not in exact_fields:
             return None
-        exact.append(_canonical(value, loose=False))
-        loose.append(_canonical(value, loose=True))
+        exact.append(exact_fields[name])
+        loose.append(loose_fields[name])
     return _hash(exact), _hash(loose)
 
 
@@ -144,10 +163,10 @@ class ContentIndex:
         if group is not None:
             group.keys.append(key)
             return True
-        fields = fields_of(content)
+        fields = canonical_fields(content)
         if fields is None:
             return False
-        names = tuple(sorted(name for name, value in fields.items() if value is not None))
+        names = tuple(sorted(fields[0]))
         digests = projection_digests(fields, names)
         if digests is None or not names:
             return False
@@ -156,11 +175,9 @@ class ContentIndex:
         self._groups[digest] = _Group([key])
         return True
 
-    def see(self, record: object, record_id: str | None) -> bool:
-        """Count `record` for every held content it matches; True when it matched one."""
-        fields = fields_of(record)
-        if fields is None:
-            return False
+    def see(self, fields: Canonical, record_id: str | None) -> bool:
+        """Count a record (its `canonical_fields`) for every held content it matches; True
+        when it matched one."""
         hit = False
         for names, exact in self._exact.items():
             digests = projection_digests(fields, names)

@@ -99,11 +99,14 @@ class BulkReport:
     Invariant, at every moment: `submitted == succeeded + skipped + failed + unknown + changed +
     cancelled + in_flight`. `attempts` sums the HTTP attempts of every finished item (retries
     included). `found` counts the succeeded items the lookup found in the target, and
-    `lookup_records` / `lookup_seconds` what that lookup cost; `lookup_pending` how many items
+    `lookup_records` / `lookup_seconds` what that lookup cost (records read from the target:
+    one streamed pass per run, `lookup_passes`, then only the records added since, see
+    `_target_copy`); `lookup_pending` how many items
     the last lookup looked for and `lookup_found` how many it found (both set as it starts).
     `unreadable` counts the succeeded items whose answer did not fit the model (created;
     `ItemResult.error` says what did not fit; `unreadable_example` is the first one's reason).
-    `phase` says what the run is doing: "sending" (its main pass), then, while it settles what
+    `phase` says what the run is doing: "sending" (its main pass; before it, "reading the
+    target" when a new journal meets a target that holds records), then, while it settles what
     is left, "looking up", "waiting" or "resending".
     `outcome` is "running", then "completed", "stopped" (stop() asked for it), "aborted" (an
     error no item can fix, see `stop_reason`) or "cancelled". `failure_reasons` counts the
@@ -122,6 +125,7 @@ class BulkReport:
     attempts: int = 0
     lookup_records: int = 0
     lookup_seconds: float = 0.0
+    lookup_passes: int = 0
     lookup_pending: int = 0
     lookup_found: int = 0
     unreadable: int = 0

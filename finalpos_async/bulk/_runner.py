@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar, cast
 
 from .._constants import BULK_CONCURRENCY, BULK_DRAIN_TIMEOUT, IMPORT_BURST_SECONDS
@@ -16,6 +16,7 @@ from ._journal import JournalStore
 from ._limiter import Limiter, RateLimiter
 from ._target import Binding, BulkClient
 from ._target import operation_name as name_of  # `run` has a parameter `operation_name`
+from ._target_copy import Lister, check_lookup
 
 __all__ = ["BulkRunner", "Operation"]
 
@@ -49,7 +50,7 @@ class BulkRunner:
         content: KeySpec = None,
         job_id: str | None = None,
         drain_timeout: float = BULK_DRAIN_TIMEOUT,
-        lookup: Callable[[], AsyncIterable[Any]] | None = None,
+        lookup: Lister | None = None,
         lookup_key: KeySpec = None,
         lookup_by: Literal["key", "content"] | None = None,
         retrieve: Callable[[str], Awaitable[Any]] | None = None,
@@ -89,10 +90,12 @@ class BulkRunner:
           a re-run sends the same keys even with a new journal (or none); give a fresh one
           (`uuid.uuid4().hex`) to create the same items again as new records.
         - `drain_timeout`: after `stop()` or a cancel, how long in-flight items may finish.
-        - `lookup`: lists the records in the target (`client.customers.list`), to resolve
-          items whose answer was lost (or whose run ended while they were sent) after the main
-          pass, one streamed pass per round: found ones count as created (`found=True`), the
-          others are sent again under the same key, while a round settles something. With
+        - `lookup`: lists the records in the target from the `skip`-th on
+          (`client.customers.list`), to resolve items whose answer was lost (or whose run ended
+          while they were sent) after the main pass: found ones count as created
+          (`found=True`), the others are sent again under the same key, while a round settles
+          something. The target is read once per run, into a temporary copy on disk; a later
+          round reads only the records listed after the last one read (`skip=`). With
           `key`, a record is matched by its key (`lookup_key` reads a listed record's key;
           default: `key`, as a mapping key or an attribute); with no `key`, by the fields the
           item sent, compared in their typed form, identical items counted (see
@@ -116,6 +119,8 @@ class BulkRunner:
           `JournalMismatchError`.
         """
         _check_options(drain_timeout, key=key, content=content, lookup_key=lookup_key)
+        if lookup is not None:
+            check_lookup(lookup)
         client_limiter = self._client.rate_limiter if self._client is not None else None
         return BulkJob(
             _raw_twin(operation),

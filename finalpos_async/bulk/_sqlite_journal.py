@@ -92,8 +92,6 @@ ON CONFLICT(key) DO UPDATE SET
 """
 
 _SEEN = "CREATE TEMP TABLE IF NOT EXISTS seen (name TEXT PRIMARY KEY, n INTEGER) WITHOUT ROWID"
-_TARGET = "CREATE TEMP TABLE IF NOT EXISTS target (key TEXT PRIMARY KEY, id TEXT) WITHOUT ROWID"
-_INDEX_TARGET = "INSERT OR IGNORE INTO temp.target (key, id) VALUES (?, ?)"
 _COUNT_SEEN = """
 INSERT INTO temp.seen (name, n) VALUES (?, 0)
 ON CONFLICT(name) DO UPDATE SET n = n + 1
@@ -364,9 +362,8 @@ class Journal:
         """A new run: `count_seen` starts from nothing."""
         conn = self._connection()
         try:
-            for table, create in (("seen", _SEEN), ("target", _TARGET)):
-                conn.execute(create)
-                conn.execute(f"DELETE FROM temp.{table}")
+            conn.execute(_SEEN)
+            conn.execute("DELETE FROM temp.seen")
         except sqlite3.Error as exc:
             raise self._error(exc, "write") from exc
 
@@ -472,18 +469,6 @@ class Journal:
         except sqlite3.Error as exc:
             raise self._error(exc, "write") from exc
         return int(row[0])
-
-    def index_target(self, records: Iterable[tuple[str, str | None]]) -> None:
-        """Keep the target's (key, record id) pairs for `in_target` (a temporary table)."""
-        try:
-            self._connection().executemany(_INDEX_TARGET, ((k, i or "") for k, i in records))
-        except sqlite3.Error as exc:
-            raise self._error(exc, "write") from exc
-
-    def in_target(self, key: str) -> str | None:
-        """The indexed record's id for `key` ("" when it has none), None when absent."""
-        row = self._read("SELECT id FROM temp.target WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
 
     def record_intents(self, intents: Iterable[Intent]) -> None:
         """Commit that these items are about to be sent, durably, before any of them is.

@@ -20,6 +20,7 @@ from .._constants import (
     BULK_CONCURRENCY,
     BULK_DRAIN_TIMEOUT,
     DEFAULT_PAGE_LIMIT,
+    IMPORT_MAX_FIELD_BYTES,
     REDIS_URL_ENV,
 )
 from .._exceptions import FinalPOSError
@@ -191,6 +192,14 @@ def cli(
     help="Text encoding of FILE (e.g. cp1252 for files saved by Excel on Windows).",
 )
 @click.option(
+    "--max-field-bytes",
+    type=click.IntRange(1),
+    default=IMPORT_MAX_FIELD_BYTES,
+    show_default=True,
+    help="Largest CSV cell or JSON Lines line read (UTF-8 bytes); a larger one is an invalid "
+    "row, not read.",
+)
+@click.option(
     "--keep-whitespace",
     is_flag=True,
     help="Keep CSV cells as given; by default spaces around a cell's value are removed (a "
@@ -202,7 +211,11 @@ def cli(
     help="Send rows whose outcome is unknown (answer lost) again under their idempotency key: "
     "only when the server honours Idempotency-Key or you checked they are not in the target.",
 )
-@click.option("--validate-only", is_flag=True, help="Check the rows, send nothing.")
+@click.option(
+    "--validate-only",
+    is_flag=True,
+    help="Check every row; send nothing and write nothing (no journal, no failed-rows file).",
+)
 @click.option(
     "--drain-timeout",
     type=click.FloatRange(0),
@@ -228,6 +241,7 @@ def import_command(
     key_field: str | None,
     failed_file: Path | None,
     encoding: str,
+    max_field_bytes: int,
     keep_whitespace: bool,
     resend_unknown: bool,
     validate_only: bool,
@@ -282,6 +296,7 @@ def import_command(
         validate_only=validate_only,
         drain_timeout=drain_timeout,
         encoding=encoding,
+        max_field_bytes=max_field_bytes,
         keep_whitespace=keep_whitespace,
         resend_unknown=resend_unknown,
         command_prefix=_command_prefix(ctx),
@@ -496,6 +511,7 @@ def _rerun_flags(ctx: click.Context) -> str:
         ("redis_url", "--redis-url"),
         ("redis_key", "--redis-key"),
         ("drain_timeout", "--drain-timeout"),
+        ("max_field_bytes", "--max-field-bytes"),
     ):
         if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
             value = str(ctx.params[name])

@@ -33,10 +33,12 @@ class FailedRows:
 
     Until then the previous file (possibly the one being imported) stays untouched, so a crash
     loses nothing; a run with no failures removes the old one, since its rows are all done.
+    `keep=False` (--validate-only) counts the rows and writes nothing, not even a temporary file.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, keep: bool = True) -> None:
         self.path = path
+        self.keep = keep
         self.count = 0
         self.nearly = 0  # unknown rows that a record in the target only nearly matches
         self.outcomes: collections.Counter[str] = collections.Counter()
@@ -45,6 +47,10 @@ class FailedRows:
 
     def write(self, source: Row, outcome: str, error: str, **extra: Any) -> None:
         """Add one row: its outcome, its error, and `extra` fields (None ones left out)."""
+        self.count += 1
+        self.outcomes[outcome] += 1
+        if not self.keep:
+            return
         if self._stream is None:
             self._stream = self._open_tmp()
         record: dict[str, Any] = {"line": source.line, "outcome": outcome, "error": error}
@@ -52,8 +58,6 @@ class FailedRows:
             record["exists"] = None  # for the user to answer: true (in the target) or false
         record.update({k: v for k, v in extra.items() if v is not None})
         self._stream.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-        self.count += 1
-        self.outcomes[outcome] += 1
 
     def commit(self, header: Header) -> None:
         """Put the file in place, with its header.
@@ -62,6 +66,8 @@ class FailedRows:
         emptied down to its header, so its printed instruction stays safe to follow again
         (importing it then says that every row is in the target).
         """
+        if not self.keep:
+            return
         if self._stream is None:
             if not self.path.exists():
                 return

@@ -41,6 +41,7 @@ from ..bulk import (
     JournalDamagedError,
     JournalError,
     JournalMismatchError,
+    Lister,
     content_digest,
 )
 from ._connect import Connection, Settings, connect
@@ -59,7 +60,9 @@ __all__ = ["FAILED_ROWS_HEADER", "ImportOptions", "InputError", "run_import"]
 
 def run_import(options: ImportOptions, settings: Settings, console: Console) -> int:
     """Run the whole command; returns the exit status."""
-    source = Input(options.file, options.fmt, options.encoding)
+    source = Input(
+        options.file, options.fmt, options.encoding, max_field_bytes=options.max_field_bytes
+    )
     header = source.header
     if header is not None and not _same_target(header.resource, options):
         raise InputError(
@@ -76,11 +79,26 @@ def run_import(options: ImportOptions, settings: Settings, console: Console) -> 
                 f"import it with the same --key (or without --key)"
             )
     options = attrs.evolve(options, key_field=key_field, shard=_shard_of_run(options, header))
+    if options.validate_only:
+        return _validate_only(options, source, console)
     failed = FailedRows(_failed_path(options, header))
     try:
         return asyncio.run(_import(options, source, settings, console, failed))
     finally:
         failed.discard()
+
+
+def _validate_only(options: ImportOptions, source: Input, console: Console) -> int:
+    """--validate-only: pass 1 alone. It writes nothing (no journal, no failed-rows file) and
+    connects to nothing, so it reads no journal either: the real run still refuses a row changed
+    since it was imported, before it sends anything."""
+    failed = FailedRows(_failed_path(options, source.header), keep=False)
+    plan, parser = validate(
+        options, source.rows(), failed, None, lambda _: False, continuing=source.header is not None
+    )
+    print_checks(options, parser, plan, failed, console)
+    console.print(f"{plan.valid} valid rows, {plan.invalid} invalid rows (nothing was sent).")
+    return EXIT_OK if plan.invalid == 0 else EXIT_FAILED
 
 
 def _shard_of_run(options: ImportOptions, header: Header | None) -> Shard | None:
@@ -339,9 +357,6 @@ def _refusal(
         failed.discard()
         refuse_changed(plan, options, console)
         return EXIT_FAILED
-    if options.validate_only:
-        console.print(f"{plan.valid} valid rows, {plan.invalid} invalid rows (nothing was sent).")
-        return EXIT_OK if plan.invalid == 0 else EXIT_FAILED
     if plan.valid == 0 and plan.invalid == 0 and plan.held_unknown == 0:
         if plan.other_shards and options.shard is not None:
             console.print(
@@ -417,16 +432,14 @@ def _creator(conn: Connection, op: Operation) -> Callable[..., Awaitable[Any]]:
     return create
 
 
-def _lister(
-    conn: Connection, op: Operation | None
-) -> Callable[[], AsyncIterator[Mapping[str, Any]]] | None:
+def _lister(conn: Connection, op: Operation | None) -> Lister | None:
     """The records in the target, as wire JSON (a --key is read by its column name)."""
     if op is None or any(p.required for p in op.query_params):
         return None
     method: Callable[..., Any] = getattr(getattr(conn.client, op.resource), op.name)
 
-    async def records() -> AsyncIterator[Mapping[str, Any]]:
-        async for record in method(limit=1000):
+    async def records(*, skip: int = 0) -> AsyncIterator[Mapping[str, Any]]:
+        async for record in method(limit=1000, skip=skip):
             yield record if isinstance(record, Mapping) else unstructure(record)
 
     return records

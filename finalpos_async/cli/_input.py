@@ -15,7 +15,9 @@ from typing import Any, TextIO, cast
 
 import attrs
 
-from ._rows import RowError, read_records
+from .._constants import IMPORT_MAX_FIELD_BYTES
+from ._bounded import Oversized, lines
+from ._rows import RowError, oversized, read_records
 
 __all__ = ["FAILED_ROWS_HEADER", "Header", "Input", "InputError", "Row"]
 
@@ -62,10 +64,19 @@ class Header:
 class Input:
     """The file being imported: plain rows, or a failed-rows file (a header, then records)."""
 
-    def __init__(self, path: Path, fmt: str, encoding: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        fmt: str,
+        encoding: str,
+        *,
+        max_field_bytes: int = IMPORT_MAX_FIELD_BYTES,
+    ) -> None:
         self.path = path
         self.fmt = fmt
         self.encoding = encoding
+        # The largest CSV cell or JSON Lines line read (a larger one is an invalid row).
+        self.max_field_bytes = max_field_bytes
         try:
             size = self.path.stat().st_size
         except OSError as exc:
@@ -87,7 +98,9 @@ class Input:
         if self.fmt != "jsonl":
             return None
         with self._decoding(), self._open() as stream:
-            for text in stream:
+            for _, text in lines(stream, self.max_field_bytes):
+                if isinstance(text, Oversized):
+                    return None  # not a header: `rows` reports the line
                 if not text.strip():
                     continue
                 try:
@@ -125,14 +138,20 @@ class Input:
         """Every record, lazily, with the line it had in the file it first came from."""
         with self._decoding(), self._open() as stream:
             if self.header is None:
-                for line, record in read_records(stream, self.fmt):
+                for line, record in read_records(
+                    stream, self.fmt, max_field_bytes=self.max_field_bytes
+                ):
                     text = record.text if isinstance(record, RowError) else None
                     yield Row(line=line, data=record, text=text)
                 return
             yield from self._failed_rows(stream)
 
     def _failed_rows(self, stream: TextIO) -> Iterator[Row]:
-        for number, text in enumerate(stream, start=1):
+        for number, text in lines(stream, self.max_field_bytes):
+            if isinstance(text, Oversized):
+                message = oversized("the line", self.max_field_bytes)
+                yield Row(line=number, data=RowError(number, "", message))
+                continue
             if not text.strip():
                 continue
             try:
@@ -160,6 +179,11 @@ class Input:
                     continue
             if not isinstance(row, dict):
                 message = 'a failed-rows record needs a JSON object in its "row"'
+                if row is None and isinstance(record.get("error"), str):
+                    # A row that was never read (a field over --max-field-bytes): its problem
+                    # is in the original file, and stays until it is fixed there.
+                    source = self.header.source if self.header is not None else "the file"
+                    message = f"not read from {source}: {record['error']}"
                 yield Row(line=line, data=RowError(line, "", message))
                 continue
             exists = record.get("exists")

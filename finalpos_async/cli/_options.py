@@ -7,6 +7,7 @@ from pathlib import Path
 
 import attrs
 
+from .._constants import IMPORT_MAX_FIELD_BYTES
 from .._operation import Operation
 from .._redis_limit import DEFAULT_REDIS_KEY
 from ._shard import Shard
@@ -40,6 +41,8 @@ class ImportOptions:
     # The create method (`create_row`); None: the resource's only (or `create`) one.
     method: str | None = None
     encoding: str = "utf-8-sig"
+    # --max-field-bytes: the largest CSV cell or JSON Lines line read (a larger one: invalid).
+    max_field_bytes: int = IMPORT_MAX_FIELD_BYTES
     # --keep-whitespace: CSV cells as given (by default they are trimmed, see `_rows`).
     keep_whitespace: bool = False
     resend_unknown: bool = False

@@ -75,7 +75,8 @@ def holds_csv_cells(options: ImportOptions) -> bool:
     are the CSV's cells as read, so they are trimmed the same way and keep their identity)."""
     if options.fmt != "jsonl":
         return True
-    header = Input(options.file, options.fmt, options.encoding).header
+    limit = options.max_field_bytes
+    header = Input(options.file, options.fmt, options.encoding, max_field_bytes=limit).header
     return header is not None and sniff_format(Path(header.source)) == "csv"
 
 

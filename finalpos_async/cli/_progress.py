@@ -34,6 +34,7 @@ __all__ = ["Bar", "Lines", "drive", "lookup_line", "refreshing"]
 
 LOOKING_UP = "looking up"
 RESENDING = "resending"
+READING = "reading the target"
 
 
 async def drive(job: BulkJob[Any], failed: FailedRows, console: Console, total: int) -> bool:
@@ -81,6 +82,11 @@ async def refreshing(
 def lookup_line(report: BulkReport) -> str | None:
     """What the lost-answer lookup is doing (None when the run is not at it)."""
     scanned = f"{report.lookup_records:,} records scanned, {report.lookup_found:,} found"
+    if report.phase == READING:
+        return (
+            f"reading the target first (a new journal, and the target holds records): "
+            f"{report.lookup_records:,} records scanned"
+        )
     if report.phase == LOOKING_UP:
         return f"looking up {report.lookup_pending:,} rows in the target: {scanned}"
     if report.phase == RESENDING and not report.lookup_pending:

@@ -38,8 +38,13 @@ def print_checks(
         for error in plan.shown:
             table.add_row(str(error.line), error.field or "-", error.message)
         console.print(table)
-        if plan.invalid > len(plan.shown):
+        if plan.invalid > len(plan.shown) and failed.keep:
             console.print(f"... all {plan.invalid} are in {failed.path}")
+        elif plan.invalid > len(plan.shown):
+            console.print(
+                f"... the first {len(plan.shown)} problems of {plan.invalid} invalid rows "
+                f"(--validate-only writes no file; the import lists them all in {failed.path})"
+            )
 
 
 def refuse_changed(plan: Plan, options: ImportOptions, console: Console) -> None:
@@ -99,7 +104,9 @@ def print_summary(
     if report.lookup_records:
         table.add_row(
             "lookup in the target",
-            f"{report.lookup_records} records, {report.lookup_seconds:.1f} s",
+            f"{report.lookup_records} records read in "
+            f"{report.lookup_passes} pass{'es' if report.lookup_passes != 1 else ''}, "
+            f"{report.lookup_seconds:.1f} s",
         )
     table.add_row("elapsed", f"{report.elapsed:.1f} s")
     table.add_row("rate", f"{report.rate:.0f} rows/s")

@@ -8,12 +8,13 @@ the same checks (a text value for a typed field is converted the same way: a fai
 CSV import holds the CSV's text cells).
 
 The checks are the library's and the sandbox's (see `sandbox._validation`): exactly what the spec
-declares for a field (type, `required`, `enum`, a `format` such as date-time), never a rule
-guessed from the field's name. A field is missing only when it is not given: `""` is a value.
-Reading a file, two things mean "not given" (left out of the body; "is required" for a required
-field): null, since the spec allows it for no field, so an import never sends one; and a blank CSV
-cell, read as null, because CSV has no way to tell an empty value from a missing one and a blank
-cell in a spreadsheet almost always means "nothing here". To send an empty string, use JSON Lines.
+declares for a field (type, `required`, `enum`, a `format` such as date-time or decimal, a
+`pattern`), never a rule guessed from the field's name. A field is missing only when it is not
+given: `""` is a value. Reading a file, two things mean "not given" (left out of the body; "is
+required" for a required field): null, since the spec allows it in no create body (only updates
+take it, to clear a field), so an import never sends one; and a blank CSV cell, read as null,
+because CSV has no way to tell an empty value from a missing one and a blank cell in a spreadsheet
+almost always means "nothing here". To send an empty string, use JSON Lines.
 
 CSV cells are trimmed of surrounding whitespace before they are checked (`RowParser(trim=True)`,
 which `_plan.make_parser` asks for unless `--keep-whitespace`): spreadsheets pad cells, and
@@ -28,8 +29,6 @@ reading: the caller decides what to do with it.
 
 from __future__ import annotations
 
-import csv
-import itertools
 import json
 import math
 import re
@@ -39,10 +38,12 @@ from typing import Any, TextIO, cast
 
 import attrs
 
+from .._constants import IMPORT_MAX_FIELD_BYTES
 from ..sandbox._validation import format_problem
+from ._bounded import CHUNK, Oversized, csv_records, lines
 from ._spec import resolve_schema
 
-__all__ = ["ParsedRow", "RowError", "RowParser", "read_records", "sniff_format"]
+__all__ = ["ParsedRow", "RowError", "RowParser", "oversized", "read_records", "sniff_format"]
 
 _TRUE = frozenset({"true", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "no", "n", "0", "off"})
@@ -93,15 +94,23 @@ def sniff_format(path: Path) -> str:
     return "csv"
 
 
-def read_records(stream: TextIO, fmt: str) -> Iterator[tuple[int, Mapping[str, Any] | RowError]]:
+def read_records(
+    stream: TextIO, fmt: str, *, max_field_bytes: int = IMPORT_MAX_FIELD_BYTES
+) -> Iterator[tuple[int, Mapping[str, Any] | RowError]]:
     """Yield (line number, record) for every record of the file, lazily.
 
-    A record that cannot even be read (bad JSON, a CSV row with more cells than the header) comes
-    out as a `RowError` in place of the record.
+    A record that cannot even be read (bad JSON, a CSV row with more cells than the header, a CSV
+    cell or a JSON Lines line over `max_field_bytes` bytes) comes out as a `RowError` in place of
+    the record. The file is read in bounded pieces (`_bounded`): a field over the cap is read to
+    its end without being held, so memory holds at most one row of cells within the cap.
     """
     if fmt == "jsonl":
         seen_record = False
-        for number, text in enumerate(stream, start=1):
+        for number, text in lines(stream, max_field_bytes):
+            if isinstance(text, Oversized):
+                message = oversized("the line", max_field_bytes)
+                yield number, RowError(number, "", message)
+                continue
             if not text.strip():
                 continue
             if not seen_record and text.lstrip().startswith("["):
@@ -127,23 +136,31 @@ def read_records(stream: TextIO, fmt: str) -> Iterator[tuple[int, Mapping[str, A
                 fields = cast("dict[str, Any]", fields["row"])
             yield number, fields
         return
-    first = stream.readline()
+    first = stream.readline(CHUNK)
     if not first:
         return
     # Spreadsheets in many locales save CSV with ";" (or tabs): the header line tells which.
     delimiter = max((",", ";", "\t"), key=first.count)
-    reader = csv.reader(itertools.chain([first], stream), delimiter=delimiter)
-    header = next(reader)
-    header = [name.lstrip("\ufeff").strip() for name in header]  # header names: always trimmed
-    line = reader.line_num + 1
-    for cells in reader:
-        start, line = line, reader.line_num + 1
+    records = csv_records(stream, delimiter, max_field_bytes, start=first, header=True)
+    _, names, _ = next(records)
+    if isinstance(names, Oversized):
+        raise ValueError(
+            f"line 1: {oversized(f'header cell {names.column}', max_field_bytes)} (is line 1 "
+            "the header?)"
+        )
+    header = [name.lstrip("\ufeff").strip() for name in names]  # header names: always trimmed
+    for start, cells, count in records:
+        if isinstance(cells, Oversized):
+            name = header[cells.column - 1] if cells.column <= len(header) else ""
+            what = f"column {cells.column}"
+            yield start, RowError(start, name, oversized(what, max_field_bytes))
+            continue
         if not any(cell.strip() for cell in cells):
             continue
-        if len(cells) > len(header):
+        if count > len(header):
             yield (
                 start,
-                RowError(start, "", f"{len(cells)} cells but the header has {len(header)} columns"),
+                RowError(start, "", f"{count} cells but the header has {len(header)} columns"),
             )
             continue
         # a blank cell is null ("not given"), not "": see the module docstring
@@ -154,6 +171,14 @@ def read_records(stream: TextIO, fmt: str) -> Iterator[tuple[int, Mapping[str, A
                 for name, cell in zip(header, cells, strict=False)
             },
         )
+
+
+def oversized(what: str, limit: int) -> str:
+    """Why a field over --max-field-bytes is an invalid row, and the two ways on."""
+    return (
+        f"{what} is larger than --max-field-bytes ({limit:,} bytes) and was not read: shorten "
+        "it, or import with a larger --max-field-bytes"
+    )
 
 
 class RowParser:

@@ -33,7 +33,7 @@ class AsyncAttachments(AsyncAPIResource):
         original_url: str,
         url: str,
         path: str,
-        account_id: NotGivenOr[str | None] = NOT_GIVEN,
+        account_id: NotGivenOr[str] = NOT_GIVEN,
         extra_body: Mapping[str, Any] | None = None,
         timeout: NotGivenOr[float | None] = NOT_GIVEN,
         deadline: NotGivenOr[float | None] = NOT_GIVEN,
@@ -88,7 +88,7 @@ class AsyncAttachments(AsyncAPIResource):
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> Attachment:
-        """Get a attachment by ID.
+        """Get an attachment by ID.
 
         Fetches one attachment record by its identifier.
 

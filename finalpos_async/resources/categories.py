@@ -20,9 +20,7 @@ __all__ = ["AsyncCategories", "AsyncCategoriesWithRawResponse"]
 
 
 class AsyncCategories(AsyncAPIResource):
-    """`client.categories`: Create and read single product categories. Only these two operations
-    are evidenced in the stored docs. List product categories.
-    """
+    """`client.categories`: Create and read single product categories. List product categories."""
 
     @cached_property
     def with_raw_response(self) -> AsyncCategoriesWithRawResponse:
@@ -34,11 +32,11 @@ class AsyncCategories(AsyncAPIResource):
         *,
         name: str,
         description: str,
-        image: NotGivenOr[str | None] = NOT_GIVEN,
-        external_id: NotGivenOr[str | None] = NOT_GIVEN,
-        parent_id: NotGivenOr[str | None] = NOT_GIVEN,
-        menu_order: NotGivenOr[float | None] = NOT_GIVEN,
-        source: NotGivenOr[str | None] = NOT_GIVEN,
+        image: NotGivenOr[str] = NOT_GIVEN,
+        external_id: NotGivenOr[str] = NOT_GIVEN,
+        parent_id: NotGivenOr[str] = NOT_GIVEN,
+        menu_order: NotGivenOr[float] = NOT_GIVEN,
+        source: NotGivenOr[str] = NOT_GIVEN,
         extra_body: Mapping[str, Any] | None = None,
         timeout: NotGivenOr[float | None] = NOT_GIVEN,
         deadline: NotGivenOr[float | None] = NOT_GIVEN,
@@ -127,8 +125,7 @@ class AsyncCategories(AsyncAPIResource):
     ) -> AsyncPaginator[Category]:
         """Get all categories.
 
-        Lists categories page by page with skip/limit. The docs also mention filtering by
-        companyId, but list no such parameter.
+        Lists categories page by page with skip/limit.
 
         `GET /v1/api/categories`
 

@@ -86,7 +86,7 @@ class AsyncCustomTables(AsyncAPIResource):
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> AsyncPaginator[dict[str, Any]]:
-        """Get all custom tables: structure.
+        """Get all custom table fields.
 
         Lists the fields (columns) of one custom table page by page.
 

@@ -22,9 +22,7 @@ __all__ = ["AsyncOrders", "AsyncOrdersWithRawResponse"]
 
 
 class AsyncOrders(AsyncAPIResource):
-    """`client.orders`: Create and delete single orders. Only these two operations are evidenced
-    in the stored docs. List orders with skip/limit paging.
-    """
+    """`client.orders`: Create and delete single orders. List orders with skip/limit paging."""
 
     @cached_property
     def with_raw_response(self) -> AsyncOrdersWithRawResponse:
@@ -39,23 +37,23 @@ class AsyncOrders(AsyncAPIResource):
         source: str,
         balance: Decimal | str,
         summary: OrderSummary | Mapping[str, Any],
-        currency: NotGivenOr[str | None] = NOT_GIVEN,
-        customer_id: NotGivenOr[str | None] = NOT_GIVEN,
-        session_id: NotGivenOr[str | None] = NOT_GIVEN,
-        external_id: NotGivenOr[str | None] = NOT_GIVEN,
-        customer_note: NotGivenOr[str | None] = NOT_GIVEN,
-        park_reduce_stock: NotGivenOr[str | None] = NOT_GIVEN,
-        park_expiry_date: NotGivenOr[str | None] = NOT_GIVEN,
-        signature: NotGivenOr[str | None] = NOT_GIVEN,
-        cart_discount: NotGivenOr[Mapping[str, Any] | None] = NOT_GIVEN,
-        cart_fees: NotGivenOr[Sequence[Mapping[str, Any]] | None] = NOT_GIVEN,
-        pos_data: NotGivenOr[Mapping[str, Any] | None] = NOT_GIVEN,
-        metadata: NotGivenOr[Sequence[Metadata | Mapping[str, Any]] | None] = NOT_GIVEN,
-        notes: NotGivenOr[Sequence[Note | Mapping[str, Any]] | None] = NOT_GIVEN,
-        billing: NotGivenOr[Mapping[str, Any] | None] = NOT_GIVEN,
-        shipping: NotGivenOr[Mapping[str, Any] | None] = NOT_GIVEN,
-        line_items: NotGivenOr[Sequence[Mapping[str, Any]] | None] = NOT_GIVEN,
-        custom_sales: NotGivenOr[Sequence[Mapping[str, Any]] | None] = NOT_GIVEN,
+        currency: NotGivenOr[str] = NOT_GIVEN,
+        customer_id: NotGivenOr[str] = NOT_GIVEN,
+        session_id: NotGivenOr[str] = NOT_GIVEN,
+        external_id: NotGivenOr[str] = NOT_GIVEN,
+        customer_note: NotGivenOr[str] = NOT_GIVEN,
+        park_reduce_stock: NotGivenOr[str] = NOT_GIVEN,
+        park_expiry_date: NotGivenOr[str] = NOT_GIVEN,
+        signature: NotGivenOr[str] = NOT_GIVEN,
+        cart_discount: NotGivenOr[Mapping[str, Any]] = NOT_GIVEN,
+        cart_fees: NotGivenOr[Sequence[Mapping[str, Any]]] = NOT_GIVEN,
+        pos_data: NotGivenOr[Mapping[str, Any]] = NOT_GIVEN,
+        metadata: NotGivenOr[Sequence[Metadata | Mapping[str, Any]]] = NOT_GIVEN,
+        notes: NotGivenOr[Sequence[Note | Mapping[str, Any]]] = NOT_GIVEN,
+        billing: NotGivenOr[Mapping[str, Any]] = NOT_GIVEN,
+        shipping: NotGivenOr[Mapping[str, Any]] = NOT_GIVEN,
+        line_items: NotGivenOr[Sequence[Mapping[str, Any]]] = NOT_GIVEN,
+        custom_sales: NotGivenOr[Sequence[Mapping[str, Any]]] = NOT_GIVEN,
         extra_body: Mapping[str, Any] | None = None,
         timeout: NotGivenOr[float | None] = NOT_GIVEN,
         deadline: NotGivenOr[float | None] = NOT_GIVEN,
@@ -71,7 +69,7 @@ class AsyncOrders(AsyncAPIResource):
 
         Args:
             receipt_id: Receipt identifier of the order.
-            status: Order status (free text in the docs; no allowed values listed).
+            status: Order status (free text; no allowed values listed).
             source: Where the order originated.
             balance: Outstanding balance, decimal string.
             summary: Money totals of the order.
@@ -85,19 +83,15 @@ class AsyncOrders(AsyncAPIResource):
                 stock is not reduced.
             park_expiry_date: When a parked order expires (example value is "never").
             signature: Captured signature, Base64-encoded.
-            cart_discount: Discount applied to the whole cart. Structure not visible in the stored
-                docs.
-            cart_fees: Fees applied to the whole cart. Structure not visible in the stored docs.
-            pos_data: Point-of-sale context of the order (outlet/station/employee per the
-                corroborating type). Structure not visible in the stored docs.
-            metadata: Custom key/value metadata (the docs' wording here says 'Customer', an apparent
-                copy-paste slip).
+            cart_discount: Discount applied to the whole cart.
+            cart_fees: Fees applied to the whole cart.
+            pos_data: Point-of-sale context of the order (outlet/station/employee).
+            metadata: Custom key/value metadata.
             notes: Notes attached to the order.
-            billing: Billing address of the order. Sub-fields not visible in the stored docs.
-            shipping: Shipping address of the order. Sub-fields not visible in the stored docs.
-            line_items: Product lines of the order. Item structure not visible in the stored docs.
-            custom_sales: Custom (non-catalogue) sale lines of the order. Item structure not visible
-                in the stored docs.
+            billing: Billing address of the order.
+            shipping: Shipping address of the order.
+            line_items: Product lines of the order.
+            custom_sales: Custom (non-catalogue) sale lines of the order.
             extra_body: Fields to send that the spec does not list (custom fields).
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
@@ -148,7 +142,7 @@ class AsyncOrders(AsyncAPIResource):
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> DeleteResponse:
-        """Delete a order by ID.
+        """Delete an order by ID.
 
         Deletes one order by its identifier.
 
@@ -180,8 +174,7 @@ class AsyncOrders(AsyncAPIResource):
     ) -> AsyncPaginator[Order]:
         """Get all orders.
 
-        Lists orders with skip/limit paging. The docs say it supports filtering by companyId,
-        but no such parameter is documented.
+        Lists orders with skip/limit paging.
 
         `GET /v1/api/orders`
 

@@ -78,7 +78,7 @@ class AsyncRoles(AsyncAPIResource):
         `GET /v1/api/roles/{id}`
 
         Args:
-            id: Role ID (the docs label it 'Roles ID' on the update page).
+            id: Role ID.
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """
@@ -109,7 +109,7 @@ class AsyncRoles(AsyncAPIResource):
         `PUT /v1/api/roles/{id}`
 
         Args:
-            id: Role ID (the docs label it 'Roles ID').
+            id: Role ID.
             name: Role name.
             permissions: Permissions granted by the role.
             extra_body: Fields to send that the spec does not list (custom fields).

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
@@ -32,16 +33,16 @@ class AsyncSessions(AsyncAPIResource):
         station_id: str,
         session_number: str,
         opened_by: str,
-        open_time: str,
+        open_time: datetime,
         opening_amount: Decimal | str,
         notes: Sequence[str],
         closing_amounts: SessionClosingAmounts | Mapping[str, Any],
         opening_note: str,
-        closed_by: NotGivenOr[str | None] = NOT_GIVEN,
-        close_time: NotGivenOr[str | None] = NOT_GIVEN,
-        closing_amount: NotGivenOr[Decimal | str | None] = NOT_GIVEN,
-        closing_report_data: NotGivenOr[str | None] = NOT_GIVEN,
-        closing_note: NotGivenOr[str | None] = NOT_GIVEN,
+        closed_by: NotGivenOr[str] = NOT_GIVEN,
+        close_time: NotGivenOr[datetime] = NOT_GIVEN,
+        closing_amount: NotGivenOr[Decimal | str] = NOT_GIVEN,
+        closing_report_data: NotGivenOr[str] = NOT_GIVEN,
+        closing_note: NotGivenOr[str] = NOT_GIVEN,
         extra_body: Mapping[str, Any] | None = None,
         timeout: NotGivenOr[float | None] = NOT_GIVEN,
         deadline: NotGivenOr[float | None] = NOT_GIVEN,
@@ -59,13 +60,13 @@ class AsyncSessions(AsyncAPIResource):
             station_id: Station (register) where the session was opened.
             session_number: Human-readable session number.
             opened_by: Name of the user who opened the session.
-            open_time: Opening time (ISO 8601 text; the docs type it as plain string).
+            open_time: Opening time (ISO 8601).
             opening_amount: Cash in the drawer at opening, decimal string.
             notes: Free-text notes for the session.
             closing_amounts: Closing totals per payment method.
             opening_note: Note entered when opening.
             closed_by: Name of the user who closed the session.
-            close_time: Closing time (ISO 8601 text; plain string in the docs).
+            close_time: Closing time (ISO 8601).
             closing_amount: Cash in the drawer at closing, decimal string.
             closing_report_data: Closing report serialized as a JSON string.
             closing_note: Note entered when closing.
@@ -108,8 +109,8 @@ class AsyncSessions(AsyncAPIResource):
         session_number: NotGivenOr[str | None] = NOT_GIVEN,
         opened_by: NotGivenOr[str | None] = NOT_GIVEN,
         closed_by: NotGivenOr[str | None] = NOT_GIVEN,
-        open_time: NotGivenOr[str | None] = NOT_GIVEN,
-        close_time: NotGivenOr[str | None] = NOT_GIVEN,
+        open_time: NotGivenOr[datetime | None] = NOT_GIVEN,
+        close_time: NotGivenOr[datetime | None] = NOT_GIVEN,
         opening_amount: NotGivenOr[Decimal | str | None] = NOT_GIVEN,
         closing_amount: NotGivenOr[Decimal | str | None] = NOT_GIVEN,
         closing_report_data: NotGivenOr[str | None] = NOT_GIVEN,
@@ -136,8 +137,8 @@ class AsyncSessions(AsyncAPIResource):
             session_number: Human-readable session number.
             opened_by: Name of the user who opened the session.
             closed_by: Name of the user who closed the session.
-            open_time: Opening time (ISO 8601 text; the docs type it as plain string).
-            close_time: Closing time (ISO 8601 text; plain string in the docs).
+            open_time: Opening time (ISO 8601).
+            close_time: Closing time (ISO 8601).
             opening_amount: Cash in the drawer at opening, decimal string.
             closing_amount: Cash in the drawer at closing, decimal string.
             closing_report_data: Closing report serialized as a JSON string.

@@ -36,12 +36,12 @@ class AsyncStations(AsyncAPIResource):
         name: str,
         outlet_id: str,
         status: str,
-        device_id: NotGivenOr[str | None] = NOT_GIVEN,
-        device_name: NotGivenOr[str | None] = NOT_GIVEN,
-        stripe_terminal_id: NotGivenOr[str | None] = NOT_GIVEN,
-        serial_reader_id: NotGivenOr[str | None] = NOT_GIVEN,
-        sequence_number: NotGivenOr[float | None] = NOT_GIVEN,
-        is_virtual: NotGivenOr[bool | None] = NOT_GIVEN,
+        device_id: NotGivenOr[str] = NOT_GIVEN,
+        device_name: NotGivenOr[str] = NOT_GIVEN,
+        stripe_terminal_id: NotGivenOr[str] = NOT_GIVEN,
+        serial_reader_id: NotGivenOr[str] = NOT_GIVEN,
+        sequence_number: NotGivenOr[float] = NOT_GIVEN,
+        is_virtual: NotGivenOr[bool] = NOT_GIVEN,
         extra_body: Mapping[str, Any] | None = None,
         timeout: NotGivenOr[float | None] = NOT_GIVEN,
         deadline: NotGivenOr[float | None] = NOT_GIVEN,
@@ -58,8 +58,7 @@ class AsyncStations(AsyncAPIResource):
         Args:
             name: Display name of the station.
             outlet_id: ID of the outlet the station belongs to.
-            status: Current status of the station. The docs give only an example, no list of allowed
-                values.
+            status: Current status of the station (no allowed values listed).
             device_id: Identifier of the device running the station.
             device_name: Name of the device running the station.
             stripe_terminal_id: Stripe Terminal reader ID used by the station.
@@ -151,8 +150,7 @@ class AsyncStations(AsyncAPIResource):
             id: Identifier of the station.
             name: Display name of the station.
             outlet_id: ID of the outlet the station belongs to.
-            status: Current status of the station. The docs give only an example, no list of allowed
-                values.
+            status: Current status of the station (no allowed values listed).
             device_id: Identifier of the device running the station.
             device_name: Name of the device running the station.
             stripe_terminal_id: Stripe Terminal reader ID used by the station.
@@ -228,8 +226,7 @@ class AsyncStations(AsyncAPIResource):
     ) -> AsyncPaginator[Station]:
         """Get all stations.
 
-        Lists stations page by page with skip/limit. The docs also mention filtering by
-        companyId, but list no such parameter.
+        Lists stations page by page with skip/limit.
 
         `GET /v1/api/stations`
 

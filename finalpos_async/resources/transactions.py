@@ -36,14 +36,14 @@ class AsyncTransactions(AsyncAPIResource):
         type: str,
         balance: Decimal | str,
         session_id: str,
-        external_id: NotGivenOr[str | None] = NOT_GIVEN,
-        notes: NotGivenOr[str | None] = NOT_GIVEN,
-        employee: NotGivenOr[str | None] = NOT_GIVEN,
-        payment_data: NotGivenOr[PaymentData | Mapping[str, Any] | None] = NOT_GIVEN,
-        order_id: NotGivenOr[str | None] = NOT_GIVEN,
-        refund_id: NotGivenOr[str | None] = NOT_GIVEN,
-        outlet_id: NotGivenOr[str | None] = NOT_GIVEN,
-        receipt_id: NotGivenOr[str | None] = NOT_GIVEN,
+        external_id: NotGivenOr[str] = NOT_GIVEN,
+        notes: NotGivenOr[str] = NOT_GIVEN,
+        employee: NotGivenOr[str] = NOT_GIVEN,
+        payment_data: NotGivenOr[PaymentData | Mapping[str, Any]] = NOT_GIVEN,
+        order_id: NotGivenOr[str] = NOT_GIVEN,
+        refund_id: NotGivenOr[str] = NOT_GIVEN,
+        outlet_id: NotGivenOr[str] = NOT_GIVEN,
+        receipt_id: NotGivenOr[str] = NOT_GIVEN,
         extra_body: Mapping[str, Any] | None = None,
         timeout: NotGivenOr[float | None] = NOT_GIVEN,
         deadline: NotGivenOr[float | None] = NOT_GIVEN,
@@ -121,7 +121,7 @@ class AsyncTransactions(AsyncAPIResource):
         `GET /v1/api/transactions/{id}`
 
         Args:
-            id: Transaction ID (the docs label it 'Transactions ID').
+            id: Transaction ID.
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """

@@ -32,7 +32,7 @@ class AsyncZapierTriggers(AsyncAPIResource):
         trigger_id: str,
         api_key: str,
         trigger_url: str,
-        custom_trigger_name: NotGivenOr[str | None] = NOT_GIVEN,
+        custom_trigger_name: NotGivenOr[str] = NOT_GIVEN,
         extra_body: Mapping[str, Any] | None = None,
         timeout: NotGivenOr[float | None] = NOT_GIVEN,
         deadline: NotGivenOr[float | None] = NOT_GIVEN,
@@ -40,7 +40,7 @@ class AsyncZapierTriggers(AsyncAPIResource):
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> ZapierTrigger:
-        """Create a new zapiertrigger.
+        """Create a new Zapier trigger.
 
         Registers a Zapier webhook trigger.
 
@@ -91,7 +91,7 @@ class AsyncZapierTriggers(AsyncAPIResource):
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> ZapierTrigger:
-        """Update a zapiertrigger by ID.
+        """Update a Zapier trigger by ID.
 
         Changes an existing Zapier trigger.
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import re
 import secrets
@@ -32,7 +33,7 @@ from ._faults import MISFIT, SCRIPT_HEADER, Fault, FaultInjector
 from ._idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, Idempotency, fingerprint
 from ._routes import Operation, Param, RouteTable
 from ._storage import Storage
-from ._validation import fill_required, validate_body, validate_stored_fields
+from ._validation import fill_required, nullable, validate_body, validate_stored_fields
 
 __all__ = ["API_KEY_HEADER", "SandboxState", "build_app"]
 
@@ -52,6 +53,8 @@ _WRITES = frozenset({"POST", "PUT", "PATCH"})
 # answered like any other (and any error in the API's JSON shape).
 _MAX_REQUEST_LINE = 1024 * 1024
 _MAX_PAGE = 2**62
+# The status an access log shows for a request whose client disconnected (nginx's convention).
+CLIENT_CLOSED = 499
 _STATE_KEY: web.AppKey[SandboxState] = web.AppKey("finalpos_sandbox_state")
 Payload = Any
 Outcome = tuple[int, Payload]
@@ -123,8 +126,13 @@ def _error_response(exc: SandboxHTTPError) -> web.Response:
     return _json_response(exc.status, error_body(exc.status, exc.message), exc.headers)
 
 
-def _format_seconds(seconds: float) -> str:
-    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+def _retry_after_headers(seconds: float) -> dict[str, str]:
+    """`Retry-After` in whole seconds (all the header allows), rounded up; a fractional wait
+    also goes out exactly as `retry-after-ms`, which clients that know it (ours) prefer."""
+    headers = {"Retry-After": str(math.ceil(seconds))}
+    if not float(seconds).is_integer():
+        headers["retry-after-ms"] = f"{seconds * 1000:.0f}"
+    return headers
 
 
 def _reset_connection(request: web.Request) -> None:
@@ -279,6 +287,20 @@ def _derive(state: SandboxState, op: Operation, record: dict[str, Any], *, creat
                 record[name] = str(value) if sub.get("type") == "string" else value
 
 
+def _cleared(op: Operation, body: Mapping[str, Any]) -> frozenset[str]:
+    """The fields `body` sets to a null its schema allows: an update clearing them.
+
+    The spec allows null in update bodies only, and in no answer, so a cleared field is removed
+    from the record rather than stored as null.
+    """
+    properties: Mapping[str, Any] = (op.body_schema or {}).get("properties") or {}
+    return frozenset(
+        key
+        for key, value in body.items()
+        if value is None and key not in SERVER_FIELDS and nullable(properties.get(key) or {})
+    )
+
+
 def _parse_body(op: Operation, raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         if op.body_required:
@@ -297,7 +319,8 @@ def _parse_body(op: Operation, raw: bytes) -> dict[str, Any]:
         raise _bad("The request body must be a JSON object.")
     fields = cast("dict[str, Any]", body)  # a JSON object: string keys
     if op.entity_schema is not None:
-        problem = validate_stored_fields(fields, op.entity_schema, SERVER_FIELDS)
+        skip = SERVER_FIELDS | _cleared(op, fields)
+        problem = validate_stored_fields(fields, op.entity_schema, skip)
         if problem is not None:
             raise _bad(problem)
     return fields
@@ -338,6 +361,8 @@ def _update(state: SandboxState, op: Operation, request: web.Request, raw: bytes
         raise _not_found(record_id)
     record = dict(existing)
     record.update((k, v) for k, v in body.items() if k not in SERVER_FIELDS)
+    for key in _cleared(op, body):
+        record.pop(key, None)
     if "updatedAt" in record or "createdAt" in record:
         record["updatedAt"] = state.now()
     _derive(state, op, record, creating=False)
@@ -427,9 +452,7 @@ def _handler(
 
 
 def _fault_response(fault: Fault) -> web.Response:
-    headers: dict[str, str] = {}
-    if fault.retry_after is not None:
-        headers["Retry-After"] = _format_seconds(fault.retry_after)
+    headers = {} if fault.retry_after is None else _retry_after_headers(fault.retry_after)
     return _json_response(
         fault.status,
         error_body(fault.status, f"Sandbox fault injected: HTTP {fault.status}."),
@@ -442,7 +465,16 @@ def _middleware(state: SandboxState) -> Any:
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        response = await _dispatch(state, request, handler)
+        try:
+            response = await _dispatch(state, request, handler)
+        except ConnectionError:
+            # The client went away while its body was read: one line, not aiohttp's traceback
+            # of an "error handling request" (a disconnect is the client's doing, not an error).
+            _log_disconnect(request, "before its request was read (not processed)")
+            return web.Response(status=CLIENT_CLOSED)  # for the access log; nobody reads it
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            _log_disconnect(request, f"before its answer ({response.status}) was sent")
         response.headers[REQUEST_ID_HEADER] = state.new_request_id()
         if logger.isEnabledFor(logging.DEBUG):
             # method, path and status only: headers (and so API keys) never reach the log
@@ -450,6 +482,17 @@ def _middleware(state: SandboxState) -> Any:
         return response
 
     return middleware
+
+
+def _log_disconnect(request: web.Request, when: str) -> None:
+    """A client disconnect, as one warning line (method and path only: never headers)."""
+    logger.warning(
+        "sandbox: client %s disconnected %s: %s %s",
+        request.remote or "?",
+        when,
+        request.method,
+        request.path,
+    )
 
 
 async def _dispatch(

@@ -23,7 +23,8 @@ All of it is off by default. Three independent mechanisms:
   at least ``retry_after``.
 
 Delays and Retry-After values are configurable (and may be fractions of a second) so client
-test suites stay fast.
+test suites stay fast: a fractional wait goes out as ``retry-after-ms`` (exact) next to a
+``Retry-After`` rounded up to whole seconds, the only form that header allows.
 """
 
 from __future__ import annotations

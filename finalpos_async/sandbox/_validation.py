@@ -1,14 +1,16 @@
 """A small validator for the JSON-schema subset the Final POS spec uses.
 
-The spec's schemas use only `type`, `properties`, `required`, `items`, `enum`, `format` and
-`allOf`/`$ref` (resolved before they reach this module, see `_routes.inline_schema`). A hand-written
-validator keeps the sandbox free of an extra dependency and, more importantly, lets every message
-name the field the way the API does: ``Validation failed: Field `billing.city` must be a string.``
+The spec's schemas use only `type`, `properties`, `required`, `items`, `enum`, `format`,
+`pattern`, `nullable` and `allOf`/`$ref` (resolved before they reach this module, see
+`_routes.inline_schema`). A hand-written validator keeps the sandbox free of an extra dependency
+and, more importantly, lets every message name the field the way the API does:
+``Validation failed: Field `billing.city` must be a string.``
 
 What is checked is what the spec declares and nothing more: a type, `required`, an `enum`, a
-`format` this module knows (`_FORMATS`). A field is missing only when it is absent: `""` is a
-string like any other (the spec sets no `minLength`), and `null` is no value of any field (the spec
-marks none `nullable`). The library's models and the CLI's import checks follow the same rule.
+`format` this module knows (`_FORMATS`), a `pattern`. A field is missing only when it is absent:
+`""` is a string like any other (the spec sets no `minLength`), and `null` is a value only of a
+field the spec marks `nullable` (the fields of update bodies, where null clears the field). The
+library's models and the CLI's import checks follow the same rule.
 
 Unknown properties are accepted everywhere: customer DTOs are generated from each company's custom
 tables, so the real API keeps fields the spec does not list.
@@ -27,6 +29,7 @@ __all__ = [
     "default_for",
     "fill_required",
     "format_problem",
+    "nullable",
     "validate_body",
     "validate_stored_fields",
 ]
@@ -54,11 +57,19 @@ def _is_date_time(value: str) -> bool:
     return 1 <= day <= calendar.monthrange(year, month)[1]
 
 
-# The `format`s checked, each with what a value must be. The spec declares only date-time; a
-# format not listed here constrains nothing, and none is ever guessed from a field's name. The
-# CLI's import checks use this same table, so a file and a request get the same verdict.
+# Money as the spec writes it (`format: decimal`, with this same `pattern`): digits, an optional
+# fraction, an optional leading minus; no exponent, no grouping, no surrounding space.
+_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+# The `format`s checked, each with what a value must be: the two the spec declares; a format not
+# listed here constrains nothing, and none is ever guessed from a field's name. The CLI's import
+# checks use this same table, so a file and a request get the same verdict.
 _FORMATS: dict[str, tuple[Callable[[str], bool], str]] = {
     "date-time": (_is_date_time, "an ISO 8601 date-time string such as 2025-12-07T19:31:48Z"),
+    "decimal": (
+        lambda value: _DECIMAL.fullmatch(value) is not None,
+        "a decimal string such as 1000.50",
+    ),
 }
 _ARTICLES = {
     "string": "a string",
@@ -97,11 +108,22 @@ def _type_ok(value: Any, expected: str) -> bool:
     return True  # an unknown type keyword constrains nothing
 
 
+def nullable(schema: Mapping[str, Any]) -> bool:
+    """Whether `schema` allows null: `nullable: true`, or "null" in a list of types."""
+    kind = schema.get("type")
+    return bool(schema.get("nullable")) or (isinstance(kind, list) and "null" in kind)
+
+
 def check_value(value: Any, schema: Mapping[str, Any], path: str) -> str | None:
     """Return the first problem of `value` against `schema` (a message naming `path`), or None."""
+    if value is None and nullable(schema):
+        return None
     expected = schema.get("type")
     if expected is None and "properties" in schema:
         expected = "object"
+    if isinstance(expected, list):  # ["string", "null"]: null was handled above
+        kinds = [str(k) for k in cast("list[object]", expected) if k != "null"]
+        expected = kinds[0] if len(kinds) == 1 else None
     if isinstance(expected, str) and not _type_ok(value, expected):
         return f"Field `{path}` must be {_ARTICLES.get(expected, expected)}."
     enum = schema.get("enum")
@@ -134,11 +156,16 @@ def check_value(value: Any, schema: Mapping[str, Any], path: str) -> str | None:
 
 
 def format_problem(value: Any, schema: Mapping[str, Any]) -> str | None:
-    """What a string must be to fit the `format` of `schema` (None: it fits, or no format)."""
-    known = _FORMATS.get(str(schema.get("format")))
-    if known is None or not isinstance(value, str) or known[0](value):
+    """What a string must be to fit the `format` and `pattern` of `schema` (None: it fits)."""
+    if not isinstance(value, str):
         return None
-    return known[1]
+    known = _FORMATS.get(str(schema.get("format")))
+    if known is not None and not known[0](value):
+        return known[1]
+    pattern = schema.get("pattern")
+    if isinstance(pattern, str) and re.search(pattern, value) is None:
+        return f"text matching the pattern {pattern}"
+    return None
 
 
 def validate_body(body: Any, schema: Mapping[str, Any]) -> str | None:

@@ -17,9 +17,7 @@ class Account:
     """An account as returned by the API. Unlike most entities it has no companyId."""
 
     id: str
-    """Unique identifier of the account. Required by the SDK though the spec does not mark it so:
-    a response without it raises `ResponseValidationError`.
-    """
+    """Unique identifier of the account."""
 
     created_at: datetime | None = None
     """When the account was created."""
@@ -45,7 +43,7 @@ class Account:
 
 @attrs.define(kw_only=True)
 class CreateAccount:
-    """Body for creating an account; all three fields are optional in the docs."""
+    """Body for creating an account; all three fields are optional."""
 
     email: str | None = None
     """Contact e-mail of the account."""
@@ -65,9 +63,7 @@ class CreateAccount:
 
 @attrs.define(kw_only=True)
 class UpdateAccount:
-    """Body for updating an account. NOT visible in the stored docs: assumed to be the create
-    fields, none required.
-    """
+    """Body for updating an account."""
 
     email: str | None = None
     """Contact e-mail of the account."""

@@ -14,12 +14,10 @@ __all__ = ["Attachment", "CreateAttachment"]
 
 @attrs.define(kw_only=True)
 class Attachment:
-    """An attachment record as returned by the API (keys from the complete response example)."""
+    """An attachment record as returned by the API."""
 
     id: str
-    """Unique identifier of the attachment. Required by the SDK though the spec does not mark it
-    so: a response without it raises `ResponseValidationError`.
-    """
+    """Unique identifier of the attachment."""
 
     created_at: datetime | None = None
     """When the attachment was created."""
@@ -57,7 +55,7 @@ class Attachment:
 
 @attrs.define(kw_only=True)
 class CreateAttachment:
-    """Body for creating an attachment record (fully visible on the attachment HTML page)."""
+    """Body for creating an attachment record."""
 
     account_id: str | None = None
     """Account the attachment belongs to."""

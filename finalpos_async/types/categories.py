@@ -14,14 +14,10 @@ __all__ = ["Category", "CreateCategory"]
 
 @attrs.define(kw_only=True)
 class Category:
-    """A product category as returned by the API. The docs label the entity 'Categories' in the
-    id/timestamp descriptions.
-    """
+    """A product category as returned by the API."""
 
     id: str
-    """Identifier of the category. Required by the SDK though the spec does not mark it so: a
-    response without it raises `ResponseValidationError`.
-    """
+    """Identifier of the category."""
 
     created_at: datetime | None = None
     """When the category was created."""

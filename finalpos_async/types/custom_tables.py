@@ -14,14 +14,10 @@ __all__ = ["CreateCustomTableRow", "CustomTableRow", "ObjectId"]
 
 @attrs.define(kw_only=True)
 class ObjectId:
-    """MongoDB extended-JSON ObjectId wrapper. The schema name is ours; its single key is taken
-    from the docs' examples ({"$oid": ...}) only.
-    """
+    """MongoDB extended-JSON ObjectId wrapper."""
 
     oid: str = attrs.field(metadata={"wire": "$oid"})
-    """24-character hexadecimal ObjectId. Required by the SDK though the spec does not mark it
-    so: a response without it raises `ResponseValidationError`.
-    """
+    """24-character hexadecimal ObjectId."""
 
     extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.

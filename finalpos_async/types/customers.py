@@ -17,10 +17,7 @@ __all__ = ["Address", "CreateCustomer", "Customer", "UpdateCustomer"]
 
 @attrs.define(kw_only=True)
 class Address:
-    """Postal address used for customer billing and shipping. The schema name is ours (the docs
-    show the field only as 'object'); the eight sub-fields are listed in the markdown
-    rendering of the customer create page (billing.*), none marked required.
-    """
+    """Postal address used for customer billing and shipping."""
 
     first_name: str | None = None
     """Given name of the person at this address."""
@@ -107,14 +104,12 @@ class CreateCustomer:
 
 @attrs.define(kw_only=True)
 class Customer:
-    """A customer as returned by the API. The docs say customer DTOs are generated dynamically to
-    follow your custom tables, so extra fields may appear at run time.
+    """A customer as returned by the API. Customer DTOs are generated dynamically to follow your
+    custom tables, so extra fields may appear at run time.
     """
 
     id: str
-    """Identifier of the customer record. Required by the SDK though the spec does not mark it
-    so: a response without it raises `ResponseValidationError`.
-    """
+    """Identifier of the customer record."""
 
     created_at: datetime | None = None
     """When the customer record was created."""
@@ -178,9 +173,7 @@ class Customer:
 
 @attrs.define(kw_only=True)
 class UpdateCustomer:
-    """Body for updating a customer. The docs' update example carries the same fields as create;
-    which of them are required on update is not visible in the stored pages (left optional).
-    """
+    """Body for updating a customer."""
 
     email: str | None = None
     """Email address of the customer."""

@@ -23,10 +23,7 @@ class OrderTax:
     """Display name of the tax."""
 
     percentage: float | None = None
-    """Tax rate. Note: the order docs also contain the line 'Percentage of the tax (e.g. 0.15 for
-    15%)' (a fraction), while this example shows 10; it is unclear which field that line
-    belongs to.
-    """
+    """Tax rate."""
 
     amount: Decimal | None = None
     """Tax amount as a decimal string."""
@@ -87,18 +84,16 @@ class OrderSummary:
     """Sum of all taxes, decimal string."""
 
     is_tax_inclusive: bool | None = None
-    """True when item prices already include tax. (Type from the example; the docs describe it as
-    the order's tax-inclusive flag.)
-    """
+    """True when item prices already include tax."""
 
     sub_total: Decimal | None = None
-    """Total before taxes/discounts, decimal string. (From the example only.)"""
+    """Total before taxes/discounts, decimal string."""
 
     taxes: list[OrderTax] | None = None
     """Tax lines applied to the order."""
 
     tip: OrderTip | None = None
-    """Tip added to the order. (From the example only.)"""
+    """Tip added to the order."""
 
     extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
@@ -109,9 +104,7 @@ class OrderSummary:
 
 @attrs.define(kw_only=True)
 class CreateOrder:
-    """Body for creating an order. Fields currency..summary and their required marks are
-    documented; the fields after summary (cartDiscount..customSales) are known to exist only
-    from description lines on the order pages, their names are guesses (see x-guessed).
+    """Body for creating an order.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
     """
@@ -123,7 +116,7 @@ class CreateOrder:
     """Receipt identifier of the order."""
 
     status: str
-    """Order status (free text in the docs; no allowed values listed)."""
+    """Order status (free text; no allowed values listed)."""
 
     customer_id: str | None = None
     """Customer the order belongs to."""
@@ -158,37 +151,31 @@ class CreateOrder:
     """Money totals of the order."""
 
     cart_discount: dict[str, Any] | None = None
-    """Discount applied to the whole cart. Structure not visible in the stored docs."""
+    """Discount applied to the whole cart."""
 
     cart_fees: list[dict[str, Any]] | None = None
-    """Fees applied to the whole cart. Structure not visible in the stored docs."""
+    """Fees applied to the whole cart."""
 
     pos_data: dict[str, Any] | None = None
-    """Point-of-sale context of the order (outlet/station/employee per the corroborating type).
-    Structure not visible in the stored docs.
-    """
+    """Point-of-sale context of the order (outlet/station/employee)."""
 
     metadata: list[Metadata] | None = None
-    """Custom key/value metadata (the docs' wording here says 'Customer', an apparent copy-paste
-    slip).
-    """
+    """Custom key/value metadata."""
 
     notes: list[Note] | None = None
     """Notes attached to the order."""
 
     billing: dict[str, Any] | None = None
-    """Billing address of the order. Sub-fields not visible in the stored docs."""
+    """Billing address of the order."""
 
     shipping: dict[str, Any] | None = None
-    """Shipping address of the order. Sub-fields not visible in the stored docs."""
+    """Shipping address of the order."""
 
     line_items: list[dict[str, Any]] | None = None
-    """Product lines of the order. Item structure not visible in the stored docs."""
+    """Product lines of the order."""
 
     custom_sales: list[dict[str, Any]] | None = None
-    """Custom (non-catalogue) sale lines of the order. Item structure not visible in the stored
-    docs.
-    """
+    """Custom (non-catalogue) sale lines of the order."""
 
     extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
@@ -199,17 +186,13 @@ class CreateOrder:
 
 @attrs.define(kw_only=True)
 class Order:
-    """An order as returned by the API. Keys id..parkReduceStock are read from the list-orders
-    page (HTML field list + example); the rest is assumed from the response description lines
-    and the create body (see x-guessed).
+    """An order as returned by the API.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
     """
 
     id: str
-    """Unique identifier of the order. Required by the SDK though the spec does not mark it so: a
-    response without it raises `ResponseValidationError`.
-    """
+    """Unique identifier of the order."""
 
     created_at: datetime | None = None
     """When the order was created."""
@@ -227,7 +210,7 @@ class Order:
     """Receipt identifier of the order."""
 
     status: str | None = None
-    """Order status (free text in the docs; no allowed values listed)."""
+    """Order status (free text; no allowed values listed)."""
 
     customer_id: str | None = None
     """Customer the order belongs to."""
@@ -247,9 +230,7 @@ class Order:
     """
 
     from_final: bool | None = None
-    """True when the order was created in Final (description not visible; meaning by analogy with
-    other entities).
-    """
+    """True when the order was created in Final."""
 
     customer_note: str | None = None
     """Note written by or for the customer."""
@@ -264,40 +245,34 @@ class Order:
     """Captured signature, Base64-encoded."""
 
     summary: OrderSummary | None = None
-    """Money totals of the order (listed among the response descriptions)."""
+    """Money totals of the order."""
 
     cart_discount: dict[str, Any] | None = None
-    """Discount applied to the whole cart. Structure not visible in the stored docs."""
+    """Discount applied to the whole cart."""
 
     cart_fees: list[dict[str, Any]] | None = None
-    """Fees applied to the whole cart. Structure not visible in the stored docs."""
+    """Fees applied to the whole cart."""
 
     pos_data: dict[str, Any] | None = None
-    """Point-of-sale context of the order (outlet/station/employee per the corroborating type).
-    Structure not visible in the stored docs.
-    """
+    """Point-of-sale context of the order (outlet/station/employee)."""
 
     metadata: list[Metadata] | None = None
-    """Custom key/value metadata (the docs' wording here says 'Customer', an apparent copy-paste
-    slip).
-    """
+    """Custom key/value metadata."""
 
     notes: list[Note] | None = None
     """Notes attached to the order."""
 
     billing: dict[str, Any] | None = None
-    """Billing address of the order. Sub-fields not visible in the stored docs."""
+    """Billing address of the order."""
 
     shipping: dict[str, Any] | None = None
-    """Shipping address of the order. Sub-fields not visible in the stored docs."""
+    """Shipping address of the order."""
 
     line_items: list[dict[str, Any]] | None = None
-    """Product lines of the order. Item structure not visible in the stored docs."""
+    """Product lines of the order."""
 
     custom_sales: list[dict[str, Any]] | None = None
-    """Custom (non-catalogue) sale lines of the order. Item structure not visible in the stored
-    docs.
-    """
+    """Custom (non-catalogue) sale lines of the order."""
 
     extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.

@@ -14,9 +14,7 @@ __all__ = ["CreateOutlet", "Outlet", "StripeConfig", "UpdateOutlet"]
 
 @attrs.define(kw_only=True)
 class StripeConfig:
-    """Stripe Terminal settings of an outlet. The docs type the field only as 'object'; the
-    single key comes from the example {"locationId":"tml_XXXXXXXXXX"}.
-    """
+    """Stripe Terminal settings of an outlet."""
 
     location_id: str | None = None
     """Stripe Terminal location identifier."""
@@ -30,7 +28,7 @@ class StripeConfig:
 
 @attrs.define(kw_only=True)
 class CreateOutlet:
-    """Body for creating an outlet (seed 002, Outlet tag page)."""
+    """Body for creating an outlet."""
 
     name: str
     """Display name of the outlet."""
@@ -80,14 +78,10 @@ class CreateOutlet:
 
 @attrs.define(kw_only=True)
 class Outlet:
-    """An outlet (store location) as returned by the API (seed 002; same field list on the
-    outlets list page).
-    """
+    """An outlet (store location) as returned by the API."""
 
     id: str
-    """Identifier of the outlet. Required by the SDK though the spec does not mark it so: a
-    response without it raises `ResponseValidationError`.
-    """
+    """Identifier of the outlet."""
 
     created_at: datetime | None = None
     """When the outlet record was created."""
@@ -149,7 +143,7 @@ class Outlet:
 
 @attrs.define(kw_only=True)
 class UpdateOutlet:
-    """Body for updating an outlet: same fields as create, none required (seed 002)."""
+    """Body for updating an outlet: same fields as create, none required."""
 
     name: str | None = None
     """Display name of the outlet."""

@@ -60,7 +60,7 @@ class CreateProduct:
     """Labels attached to the product."""
 
     status: str | None = None
-    """Product status; the docs give 'draft' as example but list no allowed values."""
+    """Product status (no allowed values listed)."""
 
     source: str | None = None
     """Origin of the product record (e.g. an e-commerce integration)."""
@@ -98,17 +98,13 @@ class CreateProduct:
 
 @attrs.define(kw_only=True)
 class Product:
-    """A product as returned by the API. Fields up to 'categories' are listed in the docs;
-    'outlets' and 'metadata' are evidenced only by their description lines in the create
-    response; any further fields (e.g. 'attributes') could not be seen.
+    """A product as returned by the API.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
     """
 
     id: str
-    """Identifier of the product record. Required by the SDK though the spec does not mark it so:
-    a response without it raises `ResponseValidationError`.
-    """
+    """Identifier of the product record."""
 
     created_at: datetime | None = None
     """When the product record was created."""
@@ -138,7 +134,7 @@ class Product:
     """Stock keeping unit code."""
 
     from_final: bool | None = None
-    """Whether the product is flagged as created in Final (the docs' wording says 'Oliver')."""
+    """Whether the product is flagged as created in Final."""
 
     images: list[str] | None = None
     """URLs of the product's images."""
@@ -147,7 +143,7 @@ class Product:
     """Labels attached to the product."""
 
     status: str | None = None
-    """Product status; the docs give 'draft' as example but list no allowed values."""
+    """Product status (no allowed values listed)."""
 
     source: str | None = None
     """Origin of the product record (e.g. an e-commerce integration)."""

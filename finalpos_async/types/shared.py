@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -30,10 +31,7 @@ class DeleteResponse:
 
 @attrs.define(kw_only=True)
 class ErrorResponse:
-    """Error body. The schema name is ours; the three fields, their types, the required marks and
-    the enum come from the markdown rendering of the account findOne page (responses 400 and
-    404). Other operations probably return the same shape, but no other stored page shows it.
-    """
+    """Error body."""
 
     status_code: float
     """HTTP status code of the error."""
@@ -53,12 +51,7 @@ class ErrorResponse:
 
 @attrs.define(kw_only=True)
 class Metadata:
-    """One custom key/value metadata entry. Name shown in the docs ("Array of
-    objects(MetadataDto)" on the variant create page); the three sub-fields, their types and
-    the required marks on key/value are listed in the variant update markdown page
-    (metadata.key, metadata.value, metadata.externalId). NOTE: richer than the part1/part3
-    definition (adds externalId and required).
-    """
+    """One custom key/value metadata entry."""
 
     key: str
     """Name of the metadata entry."""
@@ -78,12 +71,10 @@ class Metadata:
 
 @attrs.define(kw_only=True)
 class Note:
-    """A free-text note with its creation time. The schema name is shown in the docs; its sub-
-    fields are taken from the docs' example only.
-    """
+    """A free-text note with its creation time."""
 
-    created_at: str | None = None
-    """When the note was written (ISO 8601 timestamp in the example)."""
+    created_at: datetime | None = None
+    """When the note was written."""
 
     message: str | None = None
     """Text of the note."""

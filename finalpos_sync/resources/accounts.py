@@ -28,9 +28,9 @@ class Accounts(SyncResource[AsyncAccounts]):
     def create(
         self,
         *,
-        email: NotGivenOr[str | None] = NOT_GIVEN,
-        name: NotGivenOr[str | None] = NOT_GIVEN,
-        phone: NotGivenOr[str | None] = NOT_GIVEN,
+        email: NotGivenOr[str] = NOT_GIVEN,
+        name: NotGivenOr[str] = NOT_GIVEN,
+        phone: NotGivenOr[str] = NOT_GIVEN,
         extra_body: Mapping[str, Any] | None = None,
         timeout: NotGivenOr[float | None] = NOT_GIVEN,
         deadline: NotGivenOr[float | None] = NOT_GIVEN,
@@ -64,7 +64,7 @@ class Accounts(SyncResource[AsyncAccounts]):
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> Account:
-        """Get a account by ID.
+        """Get an account by ID.
 
         Fetches one account by its identifier.
 
@@ -91,7 +91,7 @@ class Accounts(SyncResource[AsyncAccounts]):
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> Account:
-        """Update a account by ID.
+        """Update an account by ID.
 
         Changes fields of an existing account.
 
@@ -118,7 +118,7 @@ class Accounts(SyncResource[AsyncAccounts]):
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> DeleteResponse:
-        """Delete a account by ID.
+        """Delete an account by ID.
 
         Deletes one account by its identifier.
 

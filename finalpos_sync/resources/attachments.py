@@ -32,7 +32,7 @@ class Attachments(SyncResource[AsyncAttachments]):
         original_url: str,
         url: str,
         path: str,
-        account_id: NotGivenOr[str | None] = NOT_GIVEN,
+        account_id: NotGivenOr[str] = NOT_GIVEN,
         extra_body: Mapping[str, Any] | None = None,
         timeout: NotGivenOr[float | None] = NOT_GIVEN,
         deadline: NotGivenOr[float | None] = NOT_GIVEN,
@@ -69,7 +69,7 @@ class Attachments(SyncResource[AsyncAttachments]):
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> Attachment:
-        """Get a attachment by ID.
+        """Get an attachment by ID.
 
         Fetches one attachment record by its identifier.
 

@@ -71,7 +71,7 @@ class CustomTables(SyncResource[AsyncCustomTables]):
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> SyncPaginator[dict[str, Any]]:
-        """Get all custom tables: structure.
+        """Get all custom table fields.
 
         Lists the fields (columns) of one custom table page by page.
 

@@ -37,16 +37,16 @@ class Customers(SyncResource[AsyncCustomers]):
         email: str,
         first_name: str,
         last_name: str,
-        outlet_id: NotGivenOr[str | None] = NOT_GIVEN,
-        external_id: NotGivenOr[str | None] = NOT_GIVEN,
-        phone: NotGivenOr[str | None] = NOT_GIVEN,
-        total_spent: NotGivenOr[Decimal | str | None] = NOT_GIVEN,
-        last_action: NotGivenOr[datetime | None] = NOT_GIVEN,
-        tags: NotGivenOr[Sequence[str] | None] = NOT_GIVEN,
-        billing: NotGivenOr[Address | Mapping[str, Any] | None] = NOT_GIVEN,
-        shipping: NotGivenOr[Address | Mapping[str, Any] | None] = NOT_GIVEN,
-        metadata: NotGivenOr[Sequence[Metadata | Mapping[str, Any]] | None] = NOT_GIVEN,
-        notes: NotGivenOr[Sequence[Note | Mapping[str, Any]] | None] = NOT_GIVEN,
+        outlet_id: NotGivenOr[str] = NOT_GIVEN,
+        external_id: NotGivenOr[str] = NOT_GIVEN,
+        phone: NotGivenOr[str] = NOT_GIVEN,
+        total_spent: NotGivenOr[Decimal | str] = NOT_GIVEN,
+        last_action: NotGivenOr[datetime] = NOT_GIVEN,
+        tags: NotGivenOr[Sequence[str]] = NOT_GIVEN,
+        billing: NotGivenOr[Address | Mapping[str, Any]] = NOT_GIVEN,
+        shipping: NotGivenOr[Address | Mapping[str, Any]] = NOT_GIVEN,
+        metadata: NotGivenOr[Sequence[Metadata | Mapping[str, Any]]] = NOT_GIVEN,
+        notes: NotGivenOr[Sequence[Note | Mapping[str, Any]]] = NOT_GIVEN,
         extra_body: Mapping[str, Any] | None = None,
         timeout: NotGivenOr[float | None] = NOT_GIVEN,
         deadline: NotGivenOr[float | None] = NOT_GIVEN,
@@ -193,8 +193,7 @@ class Customers(SyncResource[AsyncCustomers]):
     ) -> SyncPaginator[Customer]:
         """Get all customers.
 
-        Lists customers page by page with skip/limit. The docs also mention filtering by
-        companyId, but list no such parameter.
+        Lists customers page by page with skip/limit.
 
         `GET /v1/api/customers`
 

@@ -39,12 +39,12 @@ class Outlets(SyncResource[AsyncOutlets]):
         country: str,
         post_code: str,
         phone: str,
-        address2: NotGivenOr[str | None] = NOT_GIVEN,
-        alias: NotGivenOr[str | None] = NOT_GIVEN,
-        stations: NotGivenOr[Sequence[str] | None] = NOT_GIVEN,
-        stripe_account_id: NotGivenOr[str | None] = NOT_GIVEN,
-        stripe: NotGivenOr[StripeConfig | Mapping[str, Any] | None] = NOT_GIVEN,
-        tax_id: NotGivenOr[str | None] = NOT_GIVEN,
+        address2: NotGivenOr[str] = NOT_GIVEN,
+        alias: NotGivenOr[str] = NOT_GIVEN,
+        stations: NotGivenOr[Sequence[str]] = NOT_GIVEN,
+        stripe_account_id: NotGivenOr[str] = NOT_GIVEN,
+        stripe: NotGivenOr[StripeConfig | Mapping[str, Any]] = NOT_GIVEN,
+        tax_id: NotGivenOr[str] = NOT_GIVEN,
         extra_body: Mapping[str, Any] | None = None,
         timeout: NotGivenOr[float | None] = NOT_GIVEN,
         deadline: NotGivenOr[float | None] = NOT_GIVEN,
@@ -88,7 +88,7 @@ class Outlets(SyncResource[AsyncOutlets]):
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> Outlet:
-        """Get a outlet by ID.
+        """Get an outlet by ID.
 
         Returns one outlet by its identifier.
 
@@ -125,7 +125,7 @@ class Outlets(SyncResource[AsyncOutlets]):
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> Outlet:
-        """Update a outlet by ID.
+        """Update an outlet by ID.
 
         Changes an existing outlet; send only the fields to change.
 
@@ -162,7 +162,7 @@ class Outlets(SyncResource[AsyncOutlets]):
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> DeleteResponse:
-        """Delete a outlet by ID.
+        """Delete an outlet by ID.
 
         Removes one outlet by its identifier.
 
@@ -189,8 +189,7 @@ class Outlets(SyncResource[AsyncOutlets]):
     ) -> SyncPaginator[Outlet]:
         """Get all outlets.
 
-        Lists outlets page by page with skip/limit. The docs also mention filtering by
-        companyId, but list no such parameter.
+        Lists outlets page by page with skip/limit.
 
         `GET /v1/api/outlets`
 

@@ -20,9 +20,7 @@ __all__ = ["Products", "ProductsWithRawResponse"]
 
 
 class Products(SyncResource[AsyncProducts]):
-    """`client.products`: Operations on a single product (only 'create' could be read in the
-    stored docs). List products.
-    """
+    """`client.products`: Operations on a single product. List products."""
 
     @cached_property
     def with_raw_response(self) -> ProductsWithRawResponse:
@@ -34,22 +32,22 @@ class Products(SyncResource[AsyncProducts]):
         *,
         name: str,
         product_type: str,
-        external_id: NotGivenOr[str | None] = NOT_GIVEN,
-        description: NotGivenOr[str | None] = NOT_GIVEN,
-        short_description: NotGivenOr[str | None] = NOT_GIVEN,
-        sku: NotGivenOr[str | None] = NOT_GIVEN,
-        images: NotGivenOr[Sequence[str] | None] = NOT_GIVEN,
-        tags: NotGivenOr[Sequence[str] | None] = NOT_GIVEN,
-        status: NotGivenOr[str | None] = NOT_GIVEN,
-        source: NotGivenOr[str | None] = NOT_GIVEN,
-        min_price: NotGivenOr[float | None] = NOT_GIVEN,
-        max_price: NotGivenOr[float | None] = NOT_GIVEN,
-        supplier: NotGivenOr[str | None] = NOT_GIVEN,
-        tax_table: NotGivenOr[str | None] = NOT_GIVEN,
-        categories: NotGivenOr[Sequence[str] | None] = NOT_GIVEN,
-        outlets: NotGivenOr[Sequence[str] | None] = NOT_GIVEN,
-        metadata: NotGivenOr[Sequence[Metadata | Mapping[str, Any]] | None] = NOT_GIVEN,
-        attributes: NotGivenOr[Sequence[ProductAttribute | Mapping[str, Any]] | None] = NOT_GIVEN,
+        external_id: NotGivenOr[str] = NOT_GIVEN,
+        description: NotGivenOr[str] = NOT_GIVEN,
+        short_description: NotGivenOr[str] = NOT_GIVEN,
+        sku: NotGivenOr[str] = NOT_GIVEN,
+        images: NotGivenOr[Sequence[str]] = NOT_GIVEN,
+        tags: NotGivenOr[Sequence[str]] = NOT_GIVEN,
+        status: NotGivenOr[str] = NOT_GIVEN,
+        source: NotGivenOr[str] = NOT_GIVEN,
+        min_price: NotGivenOr[float] = NOT_GIVEN,
+        max_price: NotGivenOr[float] = NOT_GIVEN,
+        supplier: NotGivenOr[str] = NOT_GIVEN,
+        tax_table: NotGivenOr[str] = NOT_GIVEN,
+        categories: NotGivenOr[Sequence[str]] = NOT_GIVEN,
+        outlets: NotGivenOr[Sequence[str]] = NOT_GIVEN,
+        metadata: NotGivenOr[Sequence[Metadata | Mapping[str, Any]]] = NOT_GIVEN,
+        attributes: NotGivenOr[Sequence[ProductAttribute | Mapping[str, Any]]] = NOT_GIVEN,
         extra_body: Mapping[str, Any] | None = None,
         timeout: NotGivenOr[float | None] = NOT_GIVEN,
         deadline: NotGivenOr[float | None] = NOT_GIVEN,
@@ -72,7 +70,7 @@ class Products(SyncResource[AsyncProducts]):
             sku: Stock keeping unit code.
             images: URLs of the product's images.
             tags: Labels attached to the product.
-            status: Product status; the docs give 'draft' as example but list no allowed values.
+            status: Product status (no allowed values listed).
             source: Origin of the product record (e.g. an e-commerce integration).
             min_price: Lowest price of the product.
             max_price: Highest price of the product.
@@ -102,8 +100,7 @@ class Products(SyncResource[AsyncProducts]):
     ) -> SyncPaginator[Product]:
         """Get all products.
 
-        Lists products page by page with skip/limit. The docs also mention filtering by
-        companyId, but list no such parameter.
+        Lists products page by page with skip/limit.
 
         `GET /v1/api/products`
 

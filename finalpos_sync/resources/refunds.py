@@ -30,15 +30,15 @@ class Refunds(SyncResource[AsyncRefunds]):
         *,
         order_id: str,
         line_items: Sequence[RefundsLineItem | Mapping[str, Any]],
-        session_id: NotGivenOr[str | None] = NOT_GIVEN,
-        external_id: NotGivenOr[str | None] = NOT_GIVEN,
-        currency: NotGivenOr[str | None] = NOT_GIVEN,
-        reason: NotGivenOr[str | None] = NOT_GIVEN,
-        refunded_by: NotGivenOr[str | None] = NOT_GIVEN,
-        refunded_by_external_id: NotGivenOr[str | None] = NOT_GIVEN,
-        summary: NotGivenOr[RefundSummary | Mapping[str, Any] | None] = NOT_GIVEN,
-        payment: NotGivenOr[Sequence[RefundPayment | Mapping[str, Any]] | None] = NOT_GIVEN,
-        balance: NotGivenOr[Decimal | str | None] = NOT_GIVEN,
+        session_id: NotGivenOr[str] = NOT_GIVEN,
+        external_id: NotGivenOr[str] = NOT_GIVEN,
+        currency: NotGivenOr[str] = NOT_GIVEN,
+        reason: NotGivenOr[str] = NOT_GIVEN,
+        refunded_by: NotGivenOr[str] = NOT_GIVEN,
+        refunded_by_external_id: NotGivenOr[str] = NOT_GIVEN,
+        summary: NotGivenOr[RefundSummary | Mapping[str, Any]] = NOT_GIVEN,
+        payment: NotGivenOr[Sequence[RefundPayment | Mapping[str, Any]]] = NOT_GIVEN,
+        balance: NotGivenOr[Decimal | str] = NOT_GIVEN,
         extra_body: Mapping[str, Any] | None = None,
         timeout: NotGivenOr[float | None] = NOT_GIVEN,
         deadline: NotGivenOr[float | None] = NOT_GIVEN,
@@ -87,7 +87,7 @@ class Refunds(SyncResource[AsyncRefunds]):
         `GET /v1/api/refunds/{id}`
 
         Args:
-            id: Refund ID (the docs label it 'Refunds ID').
+            id: Refund ID.
             timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
                 `RequestOptions`.
         """

@@ -20,9 +20,7 @@ __all__ = ["Variants", "VariantsWithRawResponse"]
 
 
 class Variants(SyncResource[AsyncVariants]):
-    """`client.variants`: Create, read and update single product variants. No delete operation is
-    evidenced in the stored docs. List product variants.
-    """
+    """`client.variants`: Create, read and update single product variants. List product variants."""
 
     @cached_property
     def with_raw_response(self) -> VariantsWithRawResponse:
@@ -34,18 +32,18 @@ class Variants(SyncResource[AsyncVariants]):
         *,
         product_id: str,
         manage_stock: bool,
-        sku: NotGivenOr[str | None] = NOT_GIVEN,
-        is_on_sale: NotGivenOr[bool | None] = NOT_GIVEN,
-        barcode: NotGivenOr[str | None] = NOT_GIVEN,
-        price: NotGivenOr[float | None] = NOT_GIVEN,
-        sale_price: NotGivenOr[float | None] = NOT_GIVEN,
-        external_id: NotGivenOr[str | None] = NOT_GIVEN,
-        allow_backorder: NotGivenOr[bool | None] = NOT_GIVEN,
-        cost_price: NotGivenOr[float | None] = NOT_GIVEN,
-        images: NotGivenOr[Sequence[str] | None] = NOT_GIVEN,
-        metadata: NotGivenOr[Sequence[Metadata | Mapping[str, Any]] | None] = NOT_GIVEN,
-        attributes: NotGivenOr[Sequence[VariantAttribute | Mapping[str, Any]] | None] = NOT_GIVEN,
-        inventory: NotGivenOr[Sequence[Inventory | Mapping[str, Any]] | None] = NOT_GIVEN,
+        sku: NotGivenOr[str] = NOT_GIVEN,
+        is_on_sale: NotGivenOr[bool] = NOT_GIVEN,
+        barcode: NotGivenOr[str] = NOT_GIVEN,
+        price: NotGivenOr[float] = NOT_GIVEN,
+        sale_price: NotGivenOr[float] = NOT_GIVEN,
+        external_id: NotGivenOr[str] = NOT_GIVEN,
+        allow_backorder: NotGivenOr[bool] = NOT_GIVEN,
+        cost_price: NotGivenOr[float] = NOT_GIVEN,
+        images: NotGivenOr[Sequence[str]] = NOT_GIVEN,
+        metadata: NotGivenOr[Sequence[Metadata | Mapping[str, Any]]] = NOT_GIVEN,
+        attributes: NotGivenOr[Sequence[VariantAttribute | Mapping[str, Any]]] = NOT_GIVEN,
+        inventory: NotGivenOr[Sequence[Inventory | Mapping[str, Any]]] = NOT_GIVEN,
         extra_body: Mapping[str, Any] | None = None,
         timeout: NotGivenOr[float | None] = NOT_GIVEN,
         deadline: NotGivenOr[float | None] = NOT_GIVEN,
@@ -170,8 +168,7 @@ class Variants(SyncResource[AsyncVariants]):
     ) -> SyncPaginator[Variant]:
         """Get all variants.
 
-        Lists variants page by page with skip/limit. The docs also mention filtering by
-        companyId, but list no such parameter.
+        Lists variants page by page with skip/limit.
 
         `GET /v1/api/variants`
 

@@ -31,7 +31,7 @@ class ZapierTriggers(SyncResource[AsyncZapierTriggers]):
         trigger_id: str,
         api_key: str,
         trigger_url: str,
-        custom_trigger_name: NotGivenOr[str | None] = NOT_GIVEN,
+        custom_trigger_name: NotGivenOr[str] = NOT_GIVEN,
         extra_body: Mapping[str, Any] | None = None,
         timeout: NotGivenOr[float | None] = NOT_GIVEN,
         deadline: NotGivenOr[float | None] = NOT_GIVEN,
@@ -39,7 +39,7 @@ class ZapierTriggers(SyncResource[AsyncZapierTriggers]):
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> ZapierTrigger:
-        """Create a new zapiertrigger.
+        """Create a new Zapier trigger.
 
         Registers a Zapier webhook trigger.
 
@@ -73,7 +73,7 @@ class ZapierTriggers(SyncResource[AsyncZapierTriggers]):
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> ZapierTrigger:
-        """Update a zapiertrigger by ID.
+        """Update a Zapier trigger by ID.
 
         Changes an existing Zapier trigger.
 

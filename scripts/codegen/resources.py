@@ -62,10 +62,12 @@ def parameters(op: Operation, models: dict[str, Model]) -> tuple[list[str], list
         docs.append((name, param.get("description", "")))
     fields = models[op.body].fields if op.body else []
     for field in sorted(fields, key=lambda f: not f.required):
+        # `None` (sent as null) only where the spec allows null: update bodies clear a field.
+        typ = f"{field.param_type} | None" if field.nullable else field.param_type
         if field.required:
-            sig.append(f"{field.name}: {field.param_type}")
+            sig.append(f"{field.name}: {typ}")
         else:
-            sig.append(f"{field.name}: NotGivenOr[{field.param_type} | None] = NOT_GIVEN")
+            sig.append(f"{field.name}: NotGivenOr[{typ}] = NOT_GIVEN")
         docs.append((field.name, field.description))
     if op.body:
         sig.append("extra_body: Mapping[str, Any] | None = None")

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from operations import OPERATIONS, REQUIRED_IN_RESPONSES
+from operations import OPERATIONS
 
 from .text import clean, snake
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PACKAGE = ROOT / "finalpos_async"
 SPEC = PACKAGE / "spec" / "finalpos-openapi.json"
-# A string field whose documented example looks like this is money: Decimal, sent as a string.
-DECIMAL_EXAMPLE = re.compile(r"-?\d+\.\d+")
 
 
 def model_name(schema: str) -> str:
@@ -26,19 +23,13 @@ def model_name(schema: str) -> str:
 class Field:
     """One schema property: its names, its annotations on the model and as a method argument."""
 
-    def __init__(
-        self, wire: str, prop: dict[str, Any], required: bool, *, sdk_required: bool = False
-    ) -> None:
+    def __init__(self, wire: str, prop: dict[str, Any], required: bool) -> None:
         self.wire = wire
         self.name = snake(wire)
-        self.required = required or sdk_required
+        self.required = required
+        # `nullable: true` (OpenAPI 3.0) or a type list with "null" (3.1): null may be sent.
+        self.nullable = bool(prop.get("nullable")) or "null" in as_list(prop.get("type"))
         self.description = clean(prop.get("description", "")) or f"The `{wire}` field."
-        if sdk_required and not required:
-            # Said on the attribute, since the spec (which users may read) does not say it.
-            self.description += (
-                " Required by the SDK though the spec does not mark it so: a response without"
-                " it raises `ResponseValidationError`."
-            )
         self.refs: set[str] = set()
         self.json_type = json_type(prop)
         self.model_type, self.param_type = self._types(prop)
@@ -51,14 +42,14 @@ class Field:
             name = model_name(prop["$ref"].rsplit("/", 1)[1])
             self.refs.add(name)
             return name, f"{name} | Mapping[str, Any]"
-        kind = prop.get("type")
+        kind = next((t for t in as_list(prop.get("type")) if t != "null"), None)
         if kind == "array":
             item_model, item_param = self._types(prop.get("items", {}))
             return f"list[{item_model}]", f"Sequence[{item_param}]"
         if kind == "string":
             if prop.get("format") == "date-time":
                 return "datetime", "datetime"
-            if DECIMAL_EXAMPLE.fullmatch(str(prop.get("example", ""))):
+            if prop.get("format") == "decimal":
                 return "Decimal", "Decimal | str"
             return "str", "str"
         if kind == "number":
@@ -79,15 +70,9 @@ class Model:
         self.schema_name = schema_name
         self.name = model_name(schema_name)
         required = set(schema.get("required", []))
-        sdk_required = set(REQUIRED_IN_RESPONSES.get(schema_name, ()))
-        properties = schema.get("properties", {})
-        if sdk_required - set(properties):
-            raise SystemExit(
-                f"REQUIRED_IN_RESPONSES: {schema_name} has no property {sorted(sdk_required)}"
-            )
         self.fields = [
-            Field(wire, prop, wire in required, sdk_required=wire in sdk_required)
-            for wire, prop in properties.items()
+            Field(wire, prop, wire in required)
+            for wire, prop in schema.get("properties", {}).items()
         ]
         self.refs = set().union(*(f.refs for f in self.fields)) if self.fields else set()
         self.description = clean(schema.get("description", "")) or f"The `{schema_name}` schema."
@@ -128,31 +113,18 @@ class Operation:
         return {n for n in (self.body, self.result) if n and not n.startswith("dict")}
 
 
-def check_required_ids(models: dict[str, Model], operations: list[Operation]) -> None:
-    """Every entity an operation answers with that has an `id` requires it (see operations.py)."""
-    unknown = sorted(set(REQUIRED_IN_RESPONSES) - {m.schema_name for m in models.values()})
-    if unknown:
-        raise SystemExit(f"REQUIRED_IN_RESPONSES names schemas the spec lacks: {unknown}")
-    missing = sorted(
-        {
-            models[op.result].schema_name
-            for op in operations
-            if op.result in models
-            and any(f.wire == "id" and not f.required for f in models[op.result].fields)
-        }
-    )
-    if missing:
-        raise SystemExit(
-            f"{missing}: answered by an operation, with an optional `id`; add them to"
-            " REQUIRED_IN_RESPONSES in scripts/operations.py"
-        )
+def as_list(kind: Any) -> list[Any]:
+    """A schema's `type` as a list (OpenAPI 3.1 allows a list, such as ["string", "null"])."""
+    return kind if isinstance(kind, list) else [kind]
 
 
 def json_type(schema: dict[str, Any]) -> str:
     """The JSON type of a property (a reference is an object)."""
     if "allOf" in schema and len(schema["allOf"]) == 1:
         schema = schema["allOf"][0]
-    return "object" if "$ref" in schema else str(schema.get("type", "object"))
+    if "$ref" in schema:
+        return "object"
+    return next((str(t) for t in as_list(schema.get("type")) if t not in (None, "null")), "object")
 
 
 def ref_name(schema: dict[str, Any]) -> str | None:
@@ -174,7 +146,6 @@ def load() -> tuple[dict[str, Any], dict[str, Model], list[Operation]]:
     if missing or untyped:
         raise SystemExit(f"operations.py vs spec: missing {missing}, not in the table {untyped}")
     operations = [Operation(r, m, i, *by_id[i]) for r, m, i in OPERATIONS]
-    check_required_ids(models, operations)
     # A model lives with the only resource that uses it, or in `shared`.
     users: dict[str, set[str]] = defaultdict(set)
 

@@ -28,38 +28,12 @@ def pascal(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
 
 
-def model_name(schema: str) -> str:
-    return schema.removesuffix("Dto")
-
-
-# Where the spec's descriptions say which docs page a detail was read from: that is provenance
-# for the spec's maintainers (its `x-docs-sources` / `x-guessed` say it too), not something a
-# user of the generated model can follow, so docstrings leave it out.
-_PROVENANCE = re.compile(
-    r"\.md\b|\bexcerpt\b|\bcurl\b|name chosen by us|schema name ours", re.IGNORECASE
-)
-_PARENTHESES = re.compile(r"\s*\([^()]*\)")
-_SENTENCE_END = re.compile(r"(?<=[.;])\s+(?=[A-Z'(])")
-
-
-def without_provenance(text: str) -> str:
-    """`text` without the parentheses and sentences that cite where the spec was read from."""
-    if not _PROVENANCE.search(text):
-        return text
-    text = _PARENTHESES.sub(lambda m: "" if _PROVENANCE.search(m.group(0)) else m.group(0), text)
-    kept = [part for part in _SENTENCE_END.split(text) if not _PROVENANCE.search(part)]
-    result = " ".join(kept).strip()
-    if result and result[-1] not in ".!?":
-        result = result.rstrip(";, ") + "."
-    return result
-
-
 def clean(text: str) -> str:
     """Docstring-safe text: no backslashes or triple quotes, ASCII punctuation."""
     replacements = {"\\": "/", '"""': "'''", "\u2026": "...", "\u2013": "-", "\u2014": "-"}
     for bad, good in replacements.items():
         text = text.replace(bad, good)
-    return without_provenance(" ".join(text.split()))
+    return " ".join(text.split())
 
 
 def docstring(text: str, indent: int) -> list[str]:

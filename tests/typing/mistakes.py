@@ -36,3 +36,5 @@ def sync_mistakes(client: FinalPOS) -> None:
     client.customers.list(limt=10)  # expect-error
     # A wrong argument type on the sync facade.
     client.customers.delete(["c_1", "c_2"])  # expect-error
+    # None for a create field: the spec allows null (which clears a field) only in updates.
+    client.customers.create(email="a", first_name="A", last_name="L", phone=None)  # expect-error
