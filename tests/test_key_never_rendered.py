@@ -132,8 +132,9 @@ class EchoServer:
     """A server that echoes the client's credentials back in every answer's body and headers.
 
     The last path segment picks the answer: `401`, `429` (Retry-After past the cap), `500`
-    (text), `503` (Retry-After: 1), `notjson` (a 200 that is not JSON), `hang`, `reset`; any
-    other path answers a 200 whose JSON has the key where a model needs a string id.
+    (text, and the key as a Retry-After), `503` (Retry-After: 1), `notjson` (a 200 that is not
+    JSON), `hang`, `reset`; any other path answers a 200 whose JSON has the key where a model
+    needs a string id.
     """
 
     url: str = ""
@@ -152,7 +153,8 @@ class EchoServer:
             if kind != "401":
                 headers["Retry-After"] = "999" if kind == "429" else "1"
             return web.json_response(body, status=int(kind), headers=headers)
-        if kind == "500":
+        if kind == "500":  # and a Retry-After the client ignores, and logs at DEBUG
+            headers["Retry-After"] = f"later, {key}"
             return web.Response(status=500, text=f"upstream: x-api-key={key}", headers=headers)
         if kind == "notjson":
             return web.Response(text=f"<html>hello {key}</html>", headers=headers)
@@ -245,6 +247,8 @@ async def test_status_timeout_connection_and_validation_errors_never_render_the_
         with pytest.raises(APIConnectionError) as info:
             await refused.request("GET", "/x")
         errors.append(info.value)
+    # The Retry-After the client ignored was logged at DEBUG, masked.
+    assert f"Retry-After header 'later, {MASK}'" in caplog.text
     # The key did go on the wire, as itself (a mask there would be a 401 from the real API).
     assert echo_server.keys
     assert set(echo_server.keys) == {KEY}
