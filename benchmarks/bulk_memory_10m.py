@@ -114,7 +114,7 @@ class Checkpoints:
 
 def _mock_client(keep_requests: bool) -> Any:
     from finalpos_async import AsyncFinalPOS, MockTransport
-    from finalpos_async._http import TransportResponse
+    from finalpos_async._transport import TransportResponse
 
     headers = {"Content-Type": "application/json"}
     counter = iter(range(1, 1 << 62))

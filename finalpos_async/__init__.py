@@ -25,9 +25,7 @@ if TYPE_CHECKING:
         ResponseValidationError,
         UnprocessableEntityError,
     )
-    from ._http import Transport, TransportError, TransportResponse
     from ._limiter import Limiter
-    from ._mock import MockTransport
     from ._pagination import AsyncPaginator, Page
     from ._rate_limit import RateLimiter
     from ._redis_limit import RedisRateLimiter
@@ -35,7 +33,13 @@ if TYPE_CHECKING:
     from ._response import RawResponse
     from ._retry import FailureKind, RetryBudget, RetryPolicy
     from ._secret import HeaderSecret, Secret
-    from ._transport import AiohttpTransport
+    from ._transport import (
+        AiohttpTransport,
+        MockTransport,
+        Transport,
+        TransportError,
+        TransportResponse,
+    )
     from ._types import NOT_GIVEN, NotGiven, RequestOptions
     from ._urls import encode_path_param
     from .types import (
@@ -234,11 +238,11 @@ _LAZY_MODULES: dict[str, str] = {
         "_exceptions",
     ),
     "AsyncPaginator": "_pagination",
-    "Transport": "_http",
+    "Transport": "_transport",
     "AiohttpTransport": "_transport",
-    "TransportError": "_http",
-    "TransportResponse": "_http",
-    "MockTransport": "_mock",
+    "TransportError": "_transport",
+    "TransportResponse": "_transport",
+    "MockTransport": "_transport",
     "Request": "_request",
     "FailureKind": "_retry",
     "Page": "_pagination",

@@ -14,15 +14,11 @@ from collections.abc import Mapping
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
-import aiohttp
-
 from ._checks import check_method, check_path, merge_headers
 from ._config import (
     ClientSettings,
-    PoolSettings,
     make_budget,
     make_limiter,
-    make_transport,
     resolve_sandbox,
     resolve_settings,
 )
@@ -39,7 +35,6 @@ from ._constants import (
     SANDBOX_API_KEY,
 )
 from ._exceptions import ResponseValidationError
-from ._http import Transport
 from ._inflight import InFlight, closed_in_flight
 from ._limiter import Limiter
 from ._logging import setup_logging
@@ -48,7 +43,14 @@ from ._response import RawResponse
 from ._retry import RetryBudget, RetryPolicy
 from ._retry_loop import closed_error, send_with_retries
 from ._secret import HeaderSecret, conceal
-from ._transport import AiohttpTransport
+from ._transport import (
+    AIOHTTP_VERSION,
+    AiohttpTransport,
+    ClientSession,
+    PoolSettings,
+    Transport,
+    make_transport,
+)
 from ._types import DEFAULT_OPTIONS, NOT_GIVEN, NotGivenOr, RequestOptions
 from ._version import __version__
 from .resources import AsyncResourcesMixin
@@ -80,8 +82,7 @@ ClientState = Literal["new", "open", "closed"]
 _ClientT = TypeVar("_ClientT", bound="AsyncFinalPOS")
 
 USER_AGENT = (
-    f"finalpos-python/{__version__} python/{platform.python_version()} "
-    f"aiohttp/{aiohttp.__version__}"
+    f"finalpos-python/{__version__} python/{platform.python_version()} aiohttp/{AIOHTTP_VERSION}"
 )
 
 
@@ -203,7 +204,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         pool_limit_per_host: int = POOL_LIMIT_PER_HOST,
         default_headers: Mapping[str, str] | None = None,
         sandbox: bool | None = None,
-        session: aiohttp.ClientSession | None = None,
+        session: ClientSession | None = None,
         allow_insecure_http: bool = False,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         insecure_skip_tls_verify: bool = False,

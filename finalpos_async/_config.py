@@ -10,30 +10,25 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 import attrs
 
-from ._checks import check_api_key, check_bool, check_headers, check_int, check_seconds
+from ._checks import check_api_key, check_headers, check_int, check_seconds
 from ._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, SANDBOX_ENV
 from ._exceptions import FinalPOSError
-from ._http import Transport
 from ._limiter import Limiter
 from ._logging import logger
 from ._rate_limit import RateLimiter
 from ._request import CallSettings
 from ._retry import RetryBudget, RetryPolicy
 from ._secret import conceal
-from ._transport import AiohttpTransport
 from ._types import NotGiven, NotGivenOr
 from ._urls import normalize_base_url
 
 __all__ = [
     "ClientSettings",
-    "PoolSettings",
     "make_budget",
     "make_limiter",
     "make_policy",
-    "make_transport",
     "resolve_sandbox",
     "resolve_settings",
 ]
@@ -175,55 +170,6 @@ def resolve_settings(
         policy=make_policy(RetryPolicy(), retry),
         default_headers=check_headers("default_headers", default_headers),
         allow_insecure_http=allow_insecure_http,
-    )
-
-
-@attrs.frozen(kw_only=True)
-class PoolSettings:
-    """What the default transport is built from (ignored when a `transport=` is given)."""
-
-    connect_timeout: float | None
-    pool_timeout: float | None
-    pool_limit: int
-    pool_limit_per_host: int
-    session: aiohttp.ClientSession | None
-    max_response_bytes: int
-    insecure_skip_tls_verify: bool
-
-
-def make_transport(pool: PoolSettings, transport: Transport | None) -> Transport:
-    """The client's transport: the one given, or an `AiohttpTransport` built from `pool`."""
-    session = pool.session
-    if session is not None and not isinstance(session, aiohttp.ClientSession):
-        raise TypeError(f"session must be an aiohttp.ClientSession, got {type(session).__name__}")
-    check_int("pool_limit", pool.pool_limit, minimum=1)
-    check_int("pool_limit_per_host", pool.pool_limit_per_host, minimum=0)
-    check_int("max_response_bytes", pool.max_response_bytes, minimum=1)
-    insecure = check_bool("insecure_skip_tls_verify", pool.insecure_skip_tls_verify)
-    connect_timeout = check_seconds("connect_timeout", pool.connect_timeout)
-    pool_timeout = check_seconds("pool_timeout", pool.pool_timeout)
-    if transport is not None:
-        if session is not None:
-            raise ValueError("transport and session exclude each other; pass only one")
-        if not callable(getattr(transport, "send", None)):
-            raise TypeError(
-                f"transport must have async send() and aclose() methods (an Transport), "
-                f"got {type(transport).__name__}"
-            )
-        return transport
-    if insecure:
-        logger.warning(
-            "TLS certificate verification is OFF (insecure_skip_tls_verify=True); "
-            "anyone on the network path can read the API key"
-        )
-    return AiohttpTransport(
-        connect_timeout=connect_timeout,
-        pool_timeout=pool_timeout,
-        limit=pool.pool_limit,
-        limit_per_host=pool.pool_limit_per_host,
-        external_session=session,
-        max_response_bytes=pool.max_response_bytes,
-        verify_tls=not insecure,
     )
 
 

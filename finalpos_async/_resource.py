@@ -16,9 +16,9 @@ from typing import Any, ParamSpec, TypeVar, cast
 from ._converter import FieldError, structure
 from ._exceptions import ResponseValidationError
 from ._pagination import AsyncPaginator, Page
+from ._request import query_value
 from ._response import RawResponse
 from ._sender import RequestSender
-from ._transport import query_value
 from ._types import DEFAULT_OPTIONS, NotGiven, NotGivenOr, RequestOptions
 
 __all__ = [

@@ -21,7 +21,6 @@ from ._exceptions import (
     TimeoutKind,
     make_status_error,
 )
-from ._http import Transport, TransportError, TransportResponse
 from ._inflight import InFlight, closed_in_flight
 from ._limiter import Limiter
 from ._logging import logger
@@ -36,6 +35,7 @@ from ._retry import (
     should_retry,
 )
 from ._secret import mask_text, secrets_in
+from ._transport import Transport, TransportError, TransportResponse
 
 __all__ = [
     "CallState",

@@ -35,9 +35,7 @@ if TYPE_CHECKING:
         ResponseValidationError,
         UnprocessableEntityError,
     )
-    from finalpos_async._http import Transport, TransportError, TransportResponse
     from finalpos_async._limiter import Limiter
-    from finalpos_async._mock import MockTransport
     from finalpos_async._pagination import Page
     from finalpos_async._rate_limit import RateLimiter
     from finalpos_async._redis_limit import RedisRateLimiter
@@ -45,7 +43,13 @@ if TYPE_CHECKING:
     from finalpos_async._response import RawResponse
     from finalpos_async._retry import FailureKind, RetryBudget, RetryPolicy
     from finalpos_async._secret import HeaderSecret, Secret
-    from finalpos_async._transport import AiohttpTransport
+    from finalpos_async._transport import (
+        AiohttpTransport,
+        MockTransport,
+        Transport,
+        TransportError,
+        TransportResponse,
+    )
     from finalpos_async._types import NOT_GIVEN, NotGiven, RequestOptions
     from finalpos_async._urls import encode_path_param
     from finalpos_sync._pagination import SyncPaginator
@@ -110,7 +114,7 @@ _LAZY = {
     "HeaderSecret": "finalpos_async._secret",
     "InternalServerError": "finalpos_async._exceptions",
     "Limiter": "finalpos_async._limiter",
-    "MockTransport": "finalpos_async._mock",
+    "MockTransport": "finalpos_async._transport",
     "NOT_GIVEN": "finalpos_async._types",
     "NotFoundError": "finalpos_async._exceptions",
     "NotGiven": "finalpos_async._types",
@@ -128,9 +132,9 @@ _LAZY = {
     "RetryPolicy": "finalpos_async._retry",
     "Secret": "finalpos_async._secret",
     "SyncPaginator": "finalpos_sync._pagination",
-    "Transport": "finalpos_async._http",
-    "TransportError": "finalpos_async._http",
-    "TransportResponse": "finalpos_async._http",
+    "Transport": "finalpos_async._transport",
+    "TransportError": "finalpos_async._transport",
+    "TransportResponse": "finalpos_async._transport",
     "UnprocessableEntityError": "finalpos_async._exceptions",
     "encode_path_param": "finalpos_async._urls",
 }

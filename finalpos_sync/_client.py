@@ -21,11 +21,11 @@ from finalpos_async._constants import (
     READ_TIMEOUT,
     RETRY_BUDGET_TOKENS,
 )
-from finalpos_async._http import Transport
 from finalpos_async._limiter import Limiter
 from finalpos_async._response import RawResponse
 from finalpos_async._retry import RetryBudget, RetryPolicy
 from finalpos_async._secret import conceal
+from finalpos_async._transport import Transport
 from finalpos_async._types import DEFAULT_OPTIONS, NOT_GIVEN, NotGivenOr, RequestOptions
 from finalpos_sync.resources import SyncResourcesMixin
 

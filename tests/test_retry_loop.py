@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from finalpos_async import APITimeoutError, FailureKind, RateLimitError, RequestOptions
-from finalpos_async._http import TransportError
 from finalpos_async._request import CallSettings, Request, build_request
 from finalpos_async._response import RawResponse
 from finalpos_async._retry import RetryPolicy
@@ -18,6 +17,7 @@ from finalpos_async._retry_loop import (
     transport_failure,
 )
 from finalpos_async._secret import HeaderSecret
+from finalpos_async._transport import TransportError
 
 URL = "https://api.finalpos.com/v1/api/customer"
 # As the client holds them: the key as a HeaderSecret (masked in any rendering).

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from finalpos_async import AsyncFinalPOS, MockTransport, Request, TransportResponse
-from finalpos_async._http import TransportError
 from finalpos_async._retry import FailureKind
+from finalpos_async._transport import TransportError
 from finalpos_async.bulk import BulkReport, ItemStatus
 from finalpos_async.bulk._target_copy import TargetCopy
 

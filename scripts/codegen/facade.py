@@ -47,8 +47,18 @@ def async_exports(models: dict[str, Model]) -> dict[str, str]:
             out[name] = "finalpos_async._version"
         elif name not in models:
             value = getattr(package, name)
-            out[name] = getattr(value, "__module__", None) or type(value).__module__
+            out[name] = _public_home(getattr(value, "__module__", None) or type(value).__module__)
     return out
+
+
+def _public_home(module: str) -> str:
+    """The module to import a name from: a private package's own `__init__` re-exports what its
+    private modules define (`finalpos_async._transport._mock` -> `finalpos_async._transport`)."""
+    parts = module.split(".")
+    for index, part in enumerate(parts[1:], 1):
+        if part.startswith("_"):
+            return ".".join(parts[: index + 1])
+    return module
 
 
 def import_lines(names: dict[str, str]) -> list[str]:

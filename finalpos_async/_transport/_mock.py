@@ -6,9 +6,9 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 
-from ._http import TransportError, TransportResponse
-from ._request import Request
-from ._retry import FailureKind
+from .._request import Request
+from .._retry import FailureKind
+from ._protocol import TransportError, TransportResponse
 
 __all__ = ["MockTransport"]
 

@@ -1,6 +1,6 @@
 """The transport seam: what the retry loop needs of whatever carries one attempt.
 
-`Transport` is a protocol; `AiohttpTransport` (`_transport.py`, the default) and
+`Transport` is a protocol; `AiohttpTransport` (`_aiohttp.py`, the default) and
 `MockTransport` (`_mock.py`, for tests) implement it, and so can a transport of your own.
 """
 
@@ -11,9 +11,9 @@ from typing import Any, Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from . import _codec
-from ._request import Request
-from ._retry import FailureKind
+from .. import _codec
+from .._request import Request
+from .._retry import FailureKind
 
 __all__ = ["Transport", "TransportError", "TransportResponse"]
 

@@ -20,22 +20,18 @@ import aiohttp
 import attrs
 import yarl
 
+from .._constants import DNS_CACHE_TTL, KEEPALIVE_TIMEOUT, MAX_RESPONSE_BYTES
+from .._request import Request
+from .._retry import FailureKind
 from ._compat import disable_connection_retry
-from ._constants import DNS_CACHE_TTL, KEEPALIVE_TIMEOUT, MAX_RESPONSE_BYTES
-from ._http import Transport, TransportError, TransportResponse
-from ._request import Request, flatten_params, query_value
-from ._retry import FailureKind
+from ._protocol import TransportError, TransportResponse
 
-__all__ = [
-    "URL_SAFE",
-    "AiohttpTransport",
-    "Transport",
-    "TransportError",
-    "TransportResponse",
-    "flatten_params",
-    "query_value",
-    "wire_url",
-]
+__all__ = ["AIOHTTP_VERSION", "URL_SAFE", "AiohttpTransport", "ClientSession", "wire_url"]
+
+# The names the rest of the SDK needs of aiohttp's client (the `session=` argument's type, the
+# version in the User-Agent), so that this package stays the only one importing it.
+ClientSession = aiohttp.ClientSession
+AIOHTTP_VERSION: str = aiohttp.__version__
 
 # Distinct (total, read) timeout pairs kept; first attempts reuse one or two, retries add odd ones.
 _TIMEOUT_CACHE_SIZE = 32

@@ -1,0 +1,62 @@
+"""Building the client's transport: the one given, checked, or the default `AiohttpTransport`."""
+
+from __future__ import annotations
+
+import aiohttp
+import attrs
+
+from .._checks import check_bool, check_int, check_seconds
+from .._logging import logger
+from ._aiohttp import AiohttpTransport
+from ._protocol import Transport
+
+__all__ = ["PoolSettings", "make_transport"]
+
+
+@attrs.frozen(kw_only=True)
+class PoolSettings:
+    """What the default transport is built from (ignored when a `transport=` is given)."""
+
+    connect_timeout: float | None
+    pool_timeout: float | None
+    pool_limit: int
+    pool_limit_per_host: int
+    session: aiohttp.ClientSession | None
+    max_response_bytes: int
+    insecure_skip_tls_verify: bool
+
+
+def make_transport(pool: PoolSettings, transport: Transport | None) -> Transport:
+    """The client's transport: the one given, or an `AiohttpTransport` built from `pool`."""
+    session = pool.session
+    if session is not None and not isinstance(session, aiohttp.ClientSession):
+        raise TypeError(f"session must be an aiohttp.ClientSession, got {type(session).__name__}")
+    check_int("pool_limit", pool.pool_limit, minimum=1)
+    check_int("pool_limit_per_host", pool.pool_limit_per_host, minimum=0)
+    check_int("max_response_bytes", pool.max_response_bytes, minimum=1)
+    insecure = check_bool("insecure_skip_tls_verify", pool.insecure_skip_tls_verify)
+    connect_timeout = check_seconds("connect_timeout", pool.connect_timeout)
+    pool_timeout = check_seconds("pool_timeout", pool.pool_timeout)
+    if transport is not None:
+        if session is not None:
+            raise ValueError("transport and session exclude each other; pass only one")
+        if not callable(getattr(transport, "send", None)):
+            raise TypeError(
+                f"transport must have async send() and aclose() methods (an Transport), "
+                f"got {type(transport).__name__}"
+            )
+        return transport
+    if insecure:
+        logger.warning(
+            "TLS certificate verification is OFF (insecure_skip_tls_verify=True); "
+            "anyone on the network path can read the API key"
+        )
+    return AiohttpTransport(
+        connect_timeout=connect_timeout,
+        pool_timeout=pool_timeout,
+        limit=pool.pool_limit,
+        limit_per_host=pool.pool_limit_per_host,
+        external_session=session,
+        max_response_bytes=pool.max_response_bytes,
+        verify_tls=not insecure,
+    )
