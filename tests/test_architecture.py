@@ -9,6 +9,10 @@
   from a dependency's private modules. `_transport/_compat.py` is the one place allowed to, and
   says why.
 - Every `type: ignore` / `pyright: ignore` gives its reason on the same line.
+- Seams where their names say: only `finalpos_async/_transport/` imports aiohttp's client; the
+  client and its core do not import the sandbox; no module imports another package's private
+  module (`finalpos_async.sandbox._validation` is the sandbox's alone). Today's exceptions are
+  listed by name below, so that any new one fails.
 """
 
 from __future__ import annotations
@@ -378,3 +382,165 @@ def test_generated_files_name_their_generator() -> None:
     generated = [path for path in _sources() if _is_generated(path.read_text(encoding="utf-8"))]
     assert generated, "no generated modules found: the header check itself is broken"
     assert (ROOT / "scripts" / "generate.py").exists()
+
+
+# The transport seam: only `finalpos_async/_transport/` imports aiohttp's client. The sandbox's
+# server (`aiohttp.web`) is not the client, so `from aiohttp import web` is fine anywhere.
+TRANSPORT_PACKAGE = "finalpos_async/_transport/"
+AIOHTTP_SERVER_MODULES = {"web"}
+
+
+def _aiohttp_client_imports(tree: ast.Module) -> list[str]:
+    found = []
+    for node in _all_imports(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "aiohttp" and parts[1:2] != ["web"]:
+                    found.append(f"line {node.lineno}: import {alias.name}")
+        elif not node.level and node.module is not None:
+            parts = node.module.split(".")
+            if parts[0] != "aiohttp" or parts[1:2] == ["web"]:
+                continue
+            client = [a.name for a in node.names if len(parts) > 1 or a.name != "web"]
+            if client:
+                found.append(f"line {node.lineno}: from {node.module} import {', '.join(client)}")
+    return found
+
+
+def test_only_the_transport_package_imports_the_aiohttp_client() -> None:
+    offenders = []
+    for path in _sources():
+        if _rel(path).startswith(TRANSPORT_PACKAGE):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        offenders += [f"{_rel(path)} {use}" for use in _aiohttp_client_imports(tree)]
+    assert not offenders, (
+        "reach aiohttp's client through finalpos_async._transport (AiohttpTransport, "
+        "ClientSession, make_transport):\n" + "\n".join(offenders)
+    )
+
+
+# The client and its core: every module of finalpos_async except the packages built on top of
+# the client (the CLI, the sandbox, the bulk engine), and the sync twin.
+CLIENT_SIDE_EXCLUDED = ("finalpos_async.cli", "finalpos_async.sandbox", "finalpos_async.bulk")
+SANDBOX = "finalpos_async.sandbox"
+_SANDBOX_BY_STRING = re.compile(r"finalpos_async\.sandbox(\.\w+)*")
+# Today's one exception, for the step that puts the sandbox outside the client to remove: the
+# client starts the embedded sandbox itself (`sandbox=True`), importing it by string on first use.
+CLIENT_IMPORTS_OF_THE_SANDBOX_ALLOWED = {
+    ("finalpos_async/_client.py", "import_module('finalpos_async.sandbox')"),
+}
+
+
+def _sandbox_imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    module = _module_name(path)
+    found = []
+    for node in _all_imports(tree):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        else:
+            base = _resolve(module, path.name == "__init__.py", node)
+            targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        if any(t == SANDBOX or t.startswith(SANDBOX + ".") for t in targets):
+            found.append(f"import of {targets[0]}")
+    for node in ast.walk(tree):
+        # `importlib.import_module("finalpos_async.sandbox")`: an import all the same.
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and _SANDBOX_BY_STRING.fullmatch(node.value)
+        ):
+            found.append(f"import_module({node.value!r})")
+    return found
+
+
+def _client_side_sources() -> list[Path]:
+    return [path for path in _sources() if not _module_name(path).startswith(CLIENT_SIDE_EXCLUDED)]
+
+
+def test_the_client_does_not_import_the_sandbox() -> None:
+    offenders = {
+        (_rel(path), use) for path in _client_side_sources() for use in _sandbox_imports(path)
+    }
+    new = sorted(offenders - CLIENT_IMPORTS_OF_THE_SANDBOX_ALLOWED)
+    assert not new, (
+        "the client must not depend on the sandbox (the sandbox builds on the client):\n"
+        + "\n".join(f"{path}: {use}" for path, use in new)
+    )
+    gone = sorted(CLIENT_IMPORTS_OF_THE_SANDBOX_ALLOWED - offenders)
+    assert not gone, f"remove these allowances, the import is gone: {gone}"
+
+
+def _private_owner(target: str) -> str | None:
+    """The package a private module belongs to (`a.b._c.d` -> `a.b`); None if none is private."""
+    parts = target.split(".")
+    for index, part in enumerate(parts):
+        if _is_private(part):
+            return ".".join(parts[:index])
+    return None
+
+
+# A private module (`_x`) is private to the package holding it: `finalpos_async._client` is
+# for `finalpos_async` and its subpackages, `finalpos_async.sandbox._validation` for the sandbox
+# only. `finalpos_sync` is the async package's twin, built on its core (it runs the same client on
+# a loop thread, much of it generated): it may reach `finalpos_async`'s own private modules, but
+# not those of its subpackages.
+TWIN_PACKAGES = {"finalpos_sync": "finalpos_async"}
+# Today's crossings, for a later step to remove (module, what it imports); no new one may appear.
+PRIVATE_CROSSINGS_ALLOWED = {
+    # The CLI checks rows with the sandbox's `$ref` resolver and value checker; the step that
+    # shares one resolver and checker between the CLI and the sandbox removes this.
+    ("finalpos_async.cli._rows", "finalpos_async.sandbox._validation"),
+}
+
+
+def _private_crossings(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    module = _module_name(path)
+    found = []
+    for node in _all_imports(tree):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        else:
+            base = _resolve(module, path.name == "__init__.py", node)
+            # `from ..sandbox import _validation` names a private submodule.
+            targets = [base, *(f"{base}.{a.name}" for a in node.names if _is_private(a.name))]
+        for target in targets:
+            owner = _private_owner(target)
+            if owner is None or not owner.startswith(PACKAGES):
+                continue
+            if module == owner or module.startswith(owner + "."):
+                continue
+            twin = TWIN_PACKAGES.get(module.split(".")[0])
+            if twin is not None and owner == twin:
+                continue
+            found.append(target)
+    return found
+
+
+def test_no_module_imports_another_packages_private_module() -> None:
+    found = {
+        (_module_name(path), target) for path in _sources() for target in _private_crossings(path)
+    }
+    new = sorted(found - PRIVATE_CROSSINGS_ALLOWED)
+    assert not new, (
+        "import what another package exports (its __init__), not its private modules; make the "
+        "name public there:\n" + "\n".join(f"{m} imports {t}" for m, t in new)
+    )
+    gone = sorted(PRIVATE_CROSSINGS_ALLOWED - found)
+    assert not gone, f"remove these allowances, the import is gone: {gone}"
+
+
+def test_the_seam_checks_see_what_they_forbid() -> None:
+    client = "import aiohttp\nfrom aiohttp import ClientSession, web\nfrom aiohttp import web\n"
+    assert _aiohttp_client_imports(ast.parse(client)) == [
+        "line 1: import aiohttp",
+        "line 2: from aiohttp import ClientSession",
+    ]
+    assert _private_owner("finalpos_async.sandbox._validation") == "finalpos_async.sandbox"
+    assert _private_owner("finalpos_async.sandbox") is None
+    module = ROOT / "finalpos_async" / "cli" / "_rows.py"
+    assert "finalpos_async.sandbox._validation" in _private_crossings(module)
+    assert _sandbox_imports(ROOT / "finalpos_async" / "_client.py")
