@@ -4,7 +4,7 @@
     python scripts/generate.py          write every generated file
     python scripts/generate.py --check  exit 1 if any generated file differs from what is on disk
 
-Which operation becomes which method is configured in scripts/operations.py (one row each).
+Which operation becomes which method is configured in scripts/sdk_methods.py (one row each).
 One pass over the spec (`codegen.spec`) writes:
 
 - finalpos_async/types/<resource>.py: one attrs model per schema (`CustomerDto` -> `Customer`), in
@@ -42,7 +42,7 @@ from codegen.resources import (
     render_sync_init,
     render_sync_module,
 )
-from codegen.spec import PACKAGE, ROOT, Operation, load
+from codegen.spec import PACKAGE, ROOT, SpecOperation, load
 from codegen.table import render_operations_module
 
 SYNC = ROOT / "finalpos_sync"
@@ -83,7 +83,7 @@ def render_all() -> dict[Path, str]:
     for module in sorted({m.module for m in models.values()}):
         files[PACKAGE / "types" / f"{module}.py"] = render_types_module(module, models)
     files[PACKAGE / "types" / "__init__.py"] = render_types_init(models)
-    by_resource: dict[str, list[Operation]] = defaultdict(list)
+    by_resource: dict[str, list[SpecOperation]] = defaultdict(list)
     for op in operations:
         by_resource[op.resource].append(op)
     for resource, ops in by_resource.items():

@@ -95,3 +95,17 @@ def test_models_and_collections() -> None:
     assert find("customers", "retrieve").path_params[0].wire_name == "id"
     with pytest.raises(KeyError, match=r"customers\.nope"):
         find("customers", "nope")
+
+
+def test_the_former_names_stay_importable_as_aliases() -> None:
+    # Renamed so that each concept has one name (`MethodInfo` is a row of this table, the
+    # sandbox serves `Route`s, the bulk engine runs a `BulkOperation`); the public old names are
+    # aliases of the new ones, so code that imports them goes on working.
+    from finalpos_async import bulk, operations
+
+    assert operations.Operation is operations.MethodInfo
+    assert operations.Param is operations.ParamInfo
+    assert isinstance(OPERATIONS[0], operations.Operation)
+    assert all(isinstance(p, operations.Param) for op in OPERATIONS for p in op.path_params)
+    assert bulk.Operation is bulk.BulkOperation
+    assert {"Operation", "BulkOperation"} <= set(bulk.__all__)

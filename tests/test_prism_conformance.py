@@ -37,12 +37,12 @@ from finalpos_async import APIStatusError, AsyncFinalPOS, RawResponse, types
 from finalpos_async._converter import is_model, structure
 from finalpos_async._pagination import Page
 
-_spec = importlib.util.spec_from_file_location("operations", ROOT / "scripts" / "operations.py")
+_spec = importlib.util.spec_from_file_location("sdk_methods", ROOT / "scripts" / "sdk_methods.py")
 assert _spec is not None
 assert _spec.loader is not None
-_operations = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_operations)
-OPERATIONS: list[tuple[str, str, str]] = _operations.OPERATIONS
+_sdk_methods = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_sdk_methods)
+OPERATIONS: list[tuple[str, str, str]] = _sdk_methods.SDK_METHODS
 
 # e2e (pyproject.toml): .ci/run runs it on Python 3.11 with the newest dependencies only: a Node
 # process checks the requests (tests/test_resources_wire.py checks each one on every Python).

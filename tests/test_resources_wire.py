@@ -18,12 +18,12 @@ from spec_examples import ROOT, SCHEMAS, SPEC, as_sent, example_of, model_name, 
 from finalpos_async import AsyncFinalPOS, RawResponse, ResponseValidationError, types
 from finalpos_async._pagination import Page
 
-_spec = importlib.util.spec_from_file_location("operations", ROOT / "scripts" / "operations.py")
+_spec = importlib.util.spec_from_file_location("sdk_methods", ROOT / "scripts" / "sdk_methods.py")
 assert _spec is not None
 assert _spec.loader is not None
-_operations = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_operations)
-OPERATIONS: list[tuple[str, str, str]] = _operations.OPERATIONS
+_sdk_methods = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_sdk_methods)
+OPERATIONS: list[tuple[str, str, str]] = _sdk_methods.SDK_METHODS
 
 BY_ID = {
     op["operationId"]: (verb.upper(), path, op)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from finalpos_async.sandbox import Sandbox
-from finalpos_async.sandbox._routes import Operation, build_route_table, load_spec
+from finalpos_async.sandbox._routes import Route, build_route_table, load_spec
 from finalpos_async.sandbox._validation import default_for
 
 client_module = pytest.importorskip("finalpos_async._client")
@@ -23,7 +23,7 @@ converter = pytest.importorskip("finalpos_async._converter")
 resources_module = pytest.importorskip("finalpos_async.resources")
 
 ROUTES = build_route_table(load_spec())
-OPERATIONS = {(op.method, op.path): op for op in ROUTES.operations}
+OPERATIONS = {(op.method, op.path): op for op in ROUTES.routes}
 _ENDPOINT = re.compile(r"`(GET|POST|PUT|PATCH|DELETE) (/[^`]+)`")
 
 
@@ -31,7 +31,7 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def _resource_methods() -> list[tuple[str, str, Operation]]:
+def _resource_methods() -> list[tuple[str, str, Route]]:
     """(client attribute, method name, operation) for every generated resource method."""
     found = []
     for attribute, class_name in resources_module.RESOURCES.items():
@@ -53,7 +53,7 @@ CREATE_METHODS = {
 }
 
 
-def _create_kwargs(op: Operation) -> dict[str, Any]:
+def _create_kwargs(op: Route) -> dict[str, Any]:
     schema = op.body_schema or {}
     properties = schema.get("properties") or {}
     return {
@@ -79,7 +79,7 @@ def test_every_spec_operation_has_a_client_method() -> None:
     ("attribute", "method", "op"), METHODS, ids=[f"{a}.{m}" for a, m, _ in METHODS]
 )
 async def test_client_method_round_trips_through_the_sandbox(
-    finalpos_sandbox: Sandbox, attribute: str, method: str, op: Operation
+    finalpos_sandbox: Sandbox, attribute: str, method: str, op: Route
 ) -> None:
     async with client_module.AsyncFinalPOS(
         api_key=finalpos_sandbox.api_key, base_url=finalpos_sandbox.url, max_retries=0

@@ -61,7 +61,7 @@ def spec_with_links(path: Path = SPEC) -> dict[str, Any]:
     """The spec, plus a link from each create to each item operation of a wrapped-id collection."""
     spec = load_spec(str(path))
     table = build_route_table(spec)
-    for create in table.operations:
+    for create in table.routes:
         if create.kind != "create" or not create.entity_schema:
             continue
         id_schema = (create.entity_schema.get("properties") or {}).get("_id") or {}
@@ -69,7 +69,7 @@ def spec_with_links(path: Path = SPEC) -> dict[str, Any]:
             continue
         targets = [
             op
-            for op in table.operations
+            for op in table.routes
             if op.collection == create.collection and op.id_param and op.base_path == create.path
         ]
         response = spec["paths"][create.path][create.method.lower()]["responses"]

@@ -11,10 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from finalpos_async.operations import OPERATIONS, Param
-from finalpos_async.operations import Operation as TableOperation
+from finalpos_async.operations import OPERATIONS, MethodInfo, ParamInfo
 from finalpos_async.sandbox import Sandbox
-from finalpos_async.sandbox._routes import Operation, build_route_table, load_spec
+from finalpos_async.sandbox._routes import Route, build_route_table, load_spec
 from finalpos_async.sandbox._validation import check_value, default_for
 
 ROUTES = build_route_table(load_spec())
@@ -22,7 +21,7 @@ HEX24 = re.compile(r"^[0-9a-f]{24}$")
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")
 
 
-def minimal_body(op: Operation) -> dict[str, Any]:
+def minimal_body(op: Route) -> dict[str, Any]:
     """The required fields of an operation's body, filled from the spec's examples."""
     schema = op.body_schema or {}
     properties = schema.get("properties") or {}
@@ -44,26 +43,26 @@ async def call(
         return response.status, (json.loads(text) if text else None)
 
 
-async def create(http: aiohttp.ClientSession, op: Operation, **extra: Any) -> dict[str, Any]:
+async def create(http: aiohttp.ClientSession, op: Route, **extra: Any) -> dict[str, Any]:
     status, body = await call(http, "POST", op.path, json={**minimal_body(op), **extra})
     assert status == op.success_status, body
     assert isinstance(body, dict)
     return body
 
 
-CREATES = {op.collection: op for op in ROUTES.operations if op.kind == "create"}
+CREATES = {op.collection: op for op in ROUTES.routes if op.kind == "create"}
 
 
 def test_route_table_covers_all_52_operations_with_generic_kinds() -> None:
-    assert len(ROUTES.operations) == 52
-    assert {op.kind for op in ROUTES.operations} <= {
+    assert len(ROUTES.routes) == 52
+    assert {op.kind for op in ROUTES.routes} <= {
         "create",
         "find_one",
         "update",
         "delete",
         "find_all",
     }
-    by_id = {op.operation_id: op for op in ROUTES.operations}
+    by_id = {op.operation_id: op for op in ROUTES.routes}
     assert by_id["CustomersController_findAll"].collection == "CustomerDto"
     assert by_id["CustomerController_delete"].collection == "CustomerDto"
     # a plural list without a documented body still finds its singular's records
@@ -72,11 +71,11 @@ def test_route_table_covers_all_52_operations_with_generic_kinds() -> None:
 
 @pytest.mark.parametrize(
     "op",
-    [op for op in ROUTES.operations if op.kind != "create" and op.collection in CREATES],
+    [op for op in ROUTES.routes if op.kind != "create" and op.collection in CREATES],
     ids=lambda op: op.operation_id,
 )
 async def test_every_operation_of_a_creatable_resource_sees_created_state(
-    http: aiohttp.ClientSession, op: Operation
+    http: aiohttp.ClientSession, op: Route
 ) -> None:
     created = await create(http, CREATES[op.collection])
     rid = record_id(created)
@@ -110,7 +109,7 @@ async def test_every_operation_of_a_creatable_resource_sees_created_state(
 
 @pytest.mark.parametrize("op", list(CREATES.values()), ids=lambda op: op.operation_id)
 async def test_create_answers_a_record_that_conforms_to_the_response_schema(
-    http: aiohttp.ClientSession, op: Operation
+    http: aiohttp.ClientSession, op: Route
 ) -> None:
     record = await create(http, op)
     assert HEX24.match(record_id(record))
@@ -245,7 +244,7 @@ async def test_lists_of_undocumented_collections_answer_empty_arrays(
     assert (status, fields) == (200, [])
 
 
-def widget_rows() -> tuple[TableOperation, ...]:
+def widget_rows() -> tuple[MethodInfo, ...]:
     """Operation-table rows for the widget operations below (what the generator would write)."""
     common: dict[str, Any] = {
         "resource": "widgets",
@@ -258,10 +257,10 @@ def widget_rows() -> tuple[TableOperation, ...]:
         "success_status": 200,
         "collection": "WidgetDto",
     }
-    item = (Param("id", "id", True),)
+    item = (ParamInfo("id", "id", True),)
     return (
-        TableOperation(
-            **{**common, "success_status": 201, "body_fields": (Param("size", "size", True),)},
+        MethodInfo(
+            **{**common, "success_status": 201, "body_fields": (ParamInfo("size", "size", True),)},
             name="create",
             kind="create",
             operation_id="WidgetController_create",
@@ -269,7 +268,7 @@ def widget_rows() -> tuple[TableOperation, ...]:
             path="/v1/api/widget",
             path_params=(),
         ),
-        TableOperation(
+        MethodInfo(
             **common,
             name="retrieve",
             kind="retrieve",
@@ -278,7 +277,7 @@ def widget_rows() -> tuple[TableOperation, ...]:
             path="/v1/api/widget/{id}",
             path_params=item,
         ),
-        TableOperation(
+        MethodInfo(
             **common,
             name="list",
             kind="list",

@@ -24,12 +24,14 @@ from ._journal import (
 from ._limiter import RateLimiter
 from ._lookup import TargetChangedError
 from ._results import BulkReport, ItemResult, ItemStatus
-from ._runner import BulkRunner, Operation
+from ._runner import BulkOperation, BulkRunner
+from ._runner import BulkOperation as Operation  # deprecated: the former name of BulkOperation
 from ._sqlite_journal import Journal
 from ._target_copy import Lister, check_lookup
 
 __all__ = [
     "BulkJob",
+    "BulkOperation",
     "BulkReport",
     "BulkRunner",
     "ContentIdentities",

@@ -18,13 +18,13 @@ from ._target import Binding, BulkClient
 from ._target import operation_name as name_of  # `run` has a parameter `operation_name`
 from ._target_copy import Lister, check_lookup
 
-__all__ = ["BulkRunner", "Operation"]
+__all__ = ["BulkOperation", "BulkRunner"]
 
 _T = TypeVar("_T")
 
 log = logging.getLogger("finalpos.bulk")
 
-Operation = Callable[..., Awaitable[_T]]
+BulkOperation = Callable[..., Awaitable[_T]]
 """An async callable taking an item's fields as keyword arguments plus `idempotency_key=`."""
 
 

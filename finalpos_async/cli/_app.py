@@ -24,7 +24,7 @@ from .._constants import (
     REDIS_URL_ENV,
 )
 from .._exceptions import FinalPOSError
-from .._operation import Operation
+from .._method_info import MethodInfo
 from .._redis_limit import DEFAULT_REDIS_KEY
 from .._secret import conceal
 from .._version import __version__
@@ -54,7 +54,7 @@ _RESOURCE_HELP = (
 )
 
 
-def _operation(name: str, command: str) -> tuple[Resource, Operation]:
+def _operation(name: str, command: str) -> tuple[Resource, MethodInfo]:
     """The resource and method `name` means for `command`, or a usage error naming the choices."""
     kind = _KINDS[command]
     choice = lookup(name)
@@ -415,7 +415,7 @@ def delete_command(settings: Settings, resource: str, ident: str) -> None:
     sys.exit(_guard(lambda: asyncio.run(_single(settings, op, ident))))
 
 
-def _list_arguments(op: Operation, params: tuple[str, ...]) -> dict[str, str]:
+def _list_arguments(op: MethodInfo, params: tuple[str, ...]) -> dict[str, str]:
     given: dict[str, str] = {}
     for text in params:
         name, sep, value = text.partition("=")
@@ -428,7 +428,7 @@ def _list_arguments(op: Operation, params: tuple[str, ...]) -> dict[str, str]:
         raise click.BadParameter(str(exc), param_hint="--param") from None
 
 
-async def _single(settings: Settings, op: Operation, ident: str) -> int:
+async def _single(settings: Settings, op: MethodInfo, ident: str) -> int:
     async with connect(settings, _console().print, reads=True) as conn:
         print_json(await call_one(conn.client, op, ident))
     return 0

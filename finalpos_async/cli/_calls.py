@@ -14,7 +14,7 @@ from typing import IO, Any, cast
 
 from .._client import AsyncFinalPOS
 from .._converter import unstructure
-from .._operation import Operation
+from .._method_info import MethodInfo
 from ._spec import MethodError, component, resolve_schema
 
 __all__ = ["call_one", "csv_columns", "export", "list_arguments", "print_json", "to_json"]
@@ -28,7 +28,7 @@ def to_json(value: Any) -> Any:
     return unstructure(value)
 
 
-def list_arguments(op: Operation, given: Mapping[str, str]) -> dict[str, str]:
+def list_arguments(op: MethodInfo, given: Mapping[str, str]) -> dict[str, str]:
     """`--param table-id=X` values as the list method's keyword arguments (`table_id`)."""
     known = {p.python_name: p for p in op.query_params}
     for p in op.query_params:
@@ -86,7 +86,7 @@ def _cell(item: Mapping[str, Any], column: str) -> str:
 
 async def export(
     client: AsyncFinalPOS,
-    op: Operation,
+    op: MethodInfo,
     out: IO[str],
     *,
     fmt: str,
@@ -120,7 +120,7 @@ async def export(
     return count
 
 
-async def call_one(client: AsyncFinalPOS, op: Operation, ident: str) -> Any:
+async def call_one(client: AsyncFinalPOS, op: MethodInfo, ident: str) -> Any:
     """Run a retrieve or delete method on one id; its answer as JSON data."""
     method: Any = getattr(getattr(client, op.resource), op.name)
     return to_json(await method(ident))

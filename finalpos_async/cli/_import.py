@@ -32,7 +32,7 @@ from rich.console import Console
 
 from .._converter import unstructure
 from .._limiter import Limiter
-from .._operation import Operation
+from .._method_info import MethodInfo
 from .._redis_limit import RedisRateLimiter
 from ..bulk import (
     BulkJob,
@@ -415,7 +415,7 @@ def _good_rows(options: ImportOptions, source: Input, state: RunState) -> Iterat
         yield {"body": parsed.body, "row": row, "row_key": identity}
 
 
-def _creator(conn: Connection, op: Operation) -> Callable[..., Awaitable[Any]]:
+def _creator(conn: Connection, op: MethodInfo) -> Callable[..., Awaitable[Any]]:
     """The bulk operation: one row through the typed create method's raw twin.
 
     The raw twin answers the `RawResponse`, so the engine counts every row's HTTP attempts
@@ -432,7 +432,7 @@ def _creator(conn: Connection, op: Operation) -> Callable[..., Awaitable[Any]]:
     return create
 
 
-def _lister(conn: Connection, op: Operation | None) -> Lister | None:
+def _lister(conn: Connection, op: MethodInfo | None) -> Lister | None:
     """The records in the target, as wire JSON (a --key is read by its column name)."""
     if op is None or any(p.required for p in op.query_params):
         return None

@@ -8,7 +8,7 @@ from pathlib import Path
 import attrs
 
 from .._constants import IMPORT_MAX_FIELD_BYTES
-from .._operation import Operation
+from .._method_info import MethodInfo
 from .._redis_limit import DEFAULT_REDIS_KEY
 from ._shard import Shard
 from ._spec import Resource
@@ -77,7 +77,7 @@ class ImportOptions:
         return " ".join(word for word in words if word)
 
     @property
-    def operation(self) -> Operation:
+    def operation(self) -> MethodInfo:
         """The typed create method the rows go to."""
         return self.resource.pick("create", self.method)
 

@@ -14,7 +14,7 @@ import attrs
 
 from .. import types
 from .._converter import FieldError, unstructure_params
-from .._operation import Operation
+from .._method_info import MethodInfo
 from ..bulk import ContentIdentities, ItemStatus, Journal, JournalEntry, content_digest
 from ._failed import FailedRows
 from ._input import Input, InputError, Row
@@ -80,7 +80,7 @@ def holds_csv_cells(options: ImportOptions) -> bool:
     return header is not None and sniff_format(Path(header.source)) == "csv"
 
 
-def typed_problems(op: Operation, line: int, body: Mapping[str, Any]) -> list[RowError]:
+def typed_problems(op: MethodInfo, line: int, body: Mapping[str, Any]) -> list[RowError]:
     """What the typed method's own argument checks say about a body (the model's rules)."""
     model = getattr(types, op.body_model, None) if op.body_model else None
     if model is None:
@@ -201,7 +201,7 @@ class _Check:
     key_path: tuple[str, ...] | None = attrs.field(init=False)
     columns: set[str] = attrs.field(factory=lambda: set[str]())  # until the --key one is seen
     key_found: bool = attrs.field(init=False)
-    operation: Operation = attrs.field(init=False)
+    operation: MethodInfo = attrs.field(init=False)
     # The last row's repeated key, (key, first line), for its failed-rows record: found now, or
     # carried by a failed-rows file for a row too broken to read its key from.
     repeat: tuple[str, int] | None = None

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from .._operation import Operation
+from .._method_info import MethodInfo
 from ..operations import OPERATIONS
 
 __all__ = [
@@ -72,13 +72,13 @@ class Resource:
     """One client attribute (`client.customers`) and its operations."""
 
     name: str
-    operations: tuple[Operation, ...] = attrs.field(eq=False, repr=False)
+    operations: tuple[MethodInfo, ...] = attrs.field(eq=False, repr=False)
 
-    def methods(self, kind: str) -> tuple[Operation, ...]:
+    def methods(self, kind: str) -> tuple[MethodInfo, ...]:
         """The operations of one kind ("create", "list", "retrieve", "delete")."""
         return tuple(op for op in self.operations if op.kind == kind)
 
-    def default(self, kind: str) -> Operation | None:
+    def default(self, kind: str) -> MethodInfo | None:
         """The method a command uses when none is named: the one called `kind`, or the only one."""
         found = self.methods(kind)
         for op in found:
@@ -86,7 +86,7 @@ class Resource:
                 return op
         return found[0] if len(found) == 1 else None
 
-    def pick(self, kind: str, method: str | None) -> Operation:
+    def pick(self, kind: str, method: str | None) -> MethodInfo:
         """The operation `method` (default: `default(kind)`); `MethodError` lists the choices."""
         found = self.methods(kind)
         wanted = method.replace("-", "_") if method is not None else None
@@ -104,7 +104,7 @@ class Resource:
             raise MethodError(f"{self.name} has several {kind} methods; choose one of: {choices}")
         raise MethodError(f"{self.name} has no {kind} method {wanted!r}; choose one of: {choices}")
 
-    def related(self, op: Operation, kind: str) -> Operation | None:
+    def related(self, op: MethodInfo, kind: str) -> MethodInfo | None:
         """The `kind` operation on the same records as `op` (`create_row` -> `list_rows`)."""
         return next((o for o in self.methods(kind) if o.collection == op.collection), None)
 
@@ -124,14 +124,14 @@ class Choice:
     renamed: Mapping[str, str] = attrs.field(factory=lambda: {})
     old_name: str | None = None  # the deprecated name used, if one was
 
-    def note(self, op: Operation) -> str | None:
+    def note(self, op: MethodInfo) -> str | None:
         """For a deprecated name: what to call it now."""
         if self.old_name is None:
             return None
         new = self.resource.name if not self.renamed else op.qualified_name
         return f"the resource name {self.old_name!r} is deprecated; use {new} (the library's name)"
 
-    def pick(self, kind: str) -> Operation:
+    def pick(self, kind: str) -> MethodInfo:
         """The operation this command runs."""
         if self.renamed and self.method is None and kind not in self.renamed:
             choices = ", ".join(f"{self.resource.name}.{m}" for m in self.renamed.values())
@@ -142,7 +142,7 @@ class Choice:
 @functools.lru_cache(maxsize=1)
 def load_resources() -> dict[str, Resource]:
     """Every resource of the client, keyed by its attribute name, in name order."""
-    grouped: dict[str, list[Operation]] = {}
+    grouped: dict[str, list[MethodInfo]] = {}
     for op in OPERATIONS:
         grouped.setdefault(op.resource, []).append(op)
     return {name: Resource(name, tuple(ops)) for name, ops in sorted(grouped.items())}
@@ -168,7 +168,9 @@ def find_resource(name: str) -> Resource | None:
     return choice.resource if choice is not None else None
 
 
-def body_arguments(op: Operation, body: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def body_arguments(
+    op: MethodInfo, body: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """A wire (camelCase) body as the typed method's keyword arguments, and its `extra_body`.
 
     Fields the operation does not list (a customer's custom-table fields) go in `extra_body`.

@@ -4,7 +4,7 @@ Request path: route miss (404 in the API's shape) â†’ injected fault (if any) â†
 the operation's generic handler (create / find_one / update / delete / find_all), wrapped by the
 `Idempotency-Key` replay for writes (skipped when `honour_idempotency` is off). Handlers never see
 per-operation code: everything they need (parameters, body schema, entity schema, collection)
-comes from `_routes.Operation`.
+comes from `_routes.Route`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from . import _json
 from ._errors import SandboxHTTPError, error_body
 from ._faults import MISFIT, SCRIPT_HEADER, Fault, FaultInjector
 from ._idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, Idempotency, fingerprint
-from ._routes import Operation, Param, RouteTable
+from ._routes import Route, RouteParam, RouteTable
 from ._storage import Storage
 from ._validation import fill_required, nullable, validate_body, validate_stored_fields
 
@@ -160,7 +160,7 @@ def _short(value: str) -> str:
     return repr(value if len(value) <= 64 else value[:61] + "...")
 
 
-def _query_value(param: Param, raw: str) -> Any:
+def _query_value(param: RouteParam, raw: str) -> Any:
     kind = param.schema.get("type")
     if kind in ("number", "integer"):
         try:
@@ -183,7 +183,7 @@ def _query_value(param: Param, raw: str) -> Any:
     return raw
 
 
-def _query(op: Operation, query: Mapping[str, str]) -> dict[str, Any]:
+def _query(op: Route, query: Mapping[str, str]) -> dict[str, Any]:
     """The declared query parameters, checked; one the operation does not declare is a 400.
 
     The spec lists every parameter an operation takes: a name it does not list (a typo such as
@@ -208,7 +208,7 @@ def _query(op: Operation, query: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def _record_id(op: Operation, match_info: Mapping[str, str]) -> str:
+def _record_id(op: Route, match_info: Mapping[str, str]) -> str:
     """The record id of the path, as given: any string the spec's `type: string` allows.
 
     No page of the API's docs says ids are validated (their own example id
@@ -256,7 +256,7 @@ def _system_fields(
     return fields
 
 
-def _derive(state: SandboxState, op: Operation, record: dict[str, Any], *, creating: bool) -> None:
+def _derive(state: SandboxState, op: Route, record: dict[str, Any], *, creating: bool) -> None:
     """Fill the fields the spec documents as derived.
 
     - a property whose description says it sets `fromFinal` (customer/order `externalId`) makes
@@ -287,7 +287,7 @@ def _derive(state: SandboxState, op: Operation, record: dict[str, Any], *, creat
                 record[name] = str(value) if sub.get("type") == "string" else value
 
 
-def _cleared(op: Operation, body: Mapping[str, Any]) -> frozenset[str]:
+def _cleared(op: Route, body: Mapping[str, Any]) -> frozenset[str]:
     """The fields `body` sets to a null its schema allows: an update clearing them.
 
     The spec allows null in update bodies only, and in no answer, so a cleared field is removed
@@ -301,7 +301,7 @@ def _cleared(op: Operation, body: Mapping[str, Any]) -> frozenset[str]:
     )
 
 
-def _parse_body(op: Operation, raw: bytes) -> dict[str, Any]:
+def _parse_body(op: Route, raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         if op.body_required:
             raise _bad("A JSON request body is required (send {} to change nothing).")
@@ -330,7 +330,7 @@ def _not_found(record_id: str) -> SandboxHTTPError:
     return SandboxHTTPError(404, f"Resource with Id {record_id} not found")
 
 
-def _create(state: SandboxState, op: Operation, request: web.Request, raw: bytes) -> Outcome:
+def _create(state: SandboxState, op: Route, request: web.Request, raw: bytes) -> Outcome:
     _query(op, request.query)
     body = _parse_body(op, raw)
     record_id = state.new_id()
@@ -343,7 +343,7 @@ def _create(state: SandboxState, op: Operation, request: web.Request, raw: bytes
     return op.success_status, record
 
 
-def _find_one(state: SandboxState, op: Operation, request: web.Request, raw: bytes) -> Outcome:
+def _find_one(state: SandboxState, op: Route, request: web.Request, raw: bytes) -> Outcome:
     record_id = _record_id(op, request.match_info)
     _query(op, request.query)
     record = state.storage.get(op.collection, record_id)
@@ -352,7 +352,7 @@ def _find_one(state: SandboxState, op: Operation, request: web.Request, raw: byt
     return op.success_status, record
 
 
-def _update(state: SandboxState, op: Operation, request: web.Request, raw: bytes) -> Outcome:
+def _update(state: SandboxState, op: Route, request: web.Request, raw: bytes) -> Outcome:
     record_id = _record_id(op, request.match_info)
     _query(op, request.query)
     body = _parse_body(op, raw)
@@ -370,7 +370,7 @@ def _update(state: SandboxState, op: Operation, request: web.Request, raw: bytes
     return op.success_status, record
 
 
-def _delete(state: SandboxState, op: Operation, request: web.Request, raw: bytes) -> Outcome:
+def _delete(state: SandboxState, op: Route, request: web.Request, raw: bytes) -> Outcome:
     record_id = _record_id(op, request.match_info)
     _query(op, request.query)
     if not state.storage.delete(op.collection, record_id):
@@ -381,7 +381,7 @@ def _delete(state: SandboxState, op: Operation, request: web.Request, raw: bytes
     }
 
 
-def _find_all(state: SandboxState, op: Operation, request: web.Request, raw: bytes) -> Outcome:
+def _find_all(state: SandboxState, op: Route, request: web.Request, raw: bytes) -> Outcome:
     query = _query(op, request.query)
     # clamped: SQLite's OFFSET/LIMIT are 64-bit, and no sandbox holds 2**62 records anyway
     skip = min(max(0, int(query.get("skip", 0))), _MAX_PAGE)
@@ -397,11 +397,11 @@ def _find_all(state: SandboxState, op: Operation, request: web.Request, raw: byt
     return op.success_status, records
 
 
-def _unsupported(state: SandboxState, op: Operation, request: web.Request, raw: bytes) -> Outcome:
+def _unsupported(state: SandboxState, op: Route, request: web.Request, raw: bytes) -> Outcome:
     raise SandboxHTTPError(501, f"The sandbox cannot serve {op.method} {op.path} yet.")
 
 
-_KINDS: dict[str, Callable[[SandboxState, Operation, web.Request, bytes], Outcome]] = {
+_KINDS: dict[str, Callable[[SandboxState, Route, web.Request, bytes], Outcome]] = {
     "create": _create,
     "find_one": _find_one,
     "update": _update,
@@ -412,7 +412,7 @@ _KINDS: dict[str, Callable[[SandboxState, Operation, web.Request, bytes], Outcom
 
 
 def _handler(
-    state: SandboxState, op: Operation
+    state: SandboxState, op: Route
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     run = _KINDS[op.kind]
     has_body = op.method in ("POST", "PUT", "PATCH")
@@ -584,7 +584,7 @@ def build_app(state: SandboxState) -> web.Application:
         handler_args={"max_line_size": _MAX_REQUEST_LINE, "max_field_size": _MAX_REQUEST_LINE},
     )
     app[_STATE_KEY] = state
-    for op in state.routes.operations:
+    for op in state.routes.routes:
         # `{id:[^/]+}`: aiohttp's default `{id}` refuses braces, the API's router takes any segment
         path = re.sub(r"\{([^}:]+)\}", r"{\1:[^/]+}", op.path)
         app.router.add_route(op.method, path, _handler(state, op))

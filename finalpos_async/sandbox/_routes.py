@@ -17,12 +17,12 @@ from typing import Any, Literal, cast
 
 import attrs
 
-from .._operation import Operation as TableOperation
+from .._method_info import MethodInfo
 from ..operations import OPERATIONS
 
 __all__ = [
-    "Operation",
-    "Param",
+    "Route",
+    "RouteParam",
     "RouteTable",
     "build_route_table",
     "inline_schema",
@@ -90,7 +90,7 @@ def inline_schema(schema: Any, spec: Mapping[str, Any], _depth: int = 0) -> Any:
 
 
 @attrs.frozen
-class Param:
+class RouteParam:
     """One declared path or query parameter."""
 
     name: str
@@ -100,7 +100,7 @@ class Param:
 
 
 @attrs.frozen
-class Operation:
+class Route:
     """One spec operation as the sandbox serves it."""
 
     operation_id: str
@@ -109,8 +109,8 @@ class Operation:
     kind: Kind
     collection: str
     base_path: str
-    path_params: tuple[Param, ...]
-    query_params: tuple[Param, ...]
+    path_params: tuple[RouteParam, ...]
+    query_params: tuple[RouteParam, ...]
     body_schema: dict[str, Any] | None
     body_required: bool
     success_status: int
@@ -126,12 +126,12 @@ class Operation:
 class RouteTable:
     """Every served operation, plus the collections' entity schemas."""
 
-    operations: tuple[Operation, ...]
+    routes: tuple[Route, ...]
     entities: dict[str, dict[str, Any]]
 
-    def by_id(self, operation_id: str) -> Operation:
-        """The operation with this operationId (raises KeyError)."""
-        for op in self.operations:
+    def by_id(self, operation_id: str) -> Route:
+        """The route of the operation with this operationId (raises KeyError)."""
+        for op in self.routes:
             if op.operation_id == operation_id:
                 return op
         raise KeyError(operation_id)
@@ -168,7 +168,7 @@ def _spec_operations(spec: Mapping[str, Any]) -> list[tuple[str, str, Mapping[st
     ]
 
 
-def _answered_entity(row: TableOperation, op: Mapping[str, Any]) -> Any:
+def _answered_entity(row: MethodInfo, op: Mapping[str, Any]) -> Any:
     """The record schema an operation answers (a list's item schema); None if it answers none."""
     _, schema = _success(op)
     if schema is None or row.kind == "delete":
@@ -179,7 +179,7 @@ def _answered_entity(row: TableOperation, op: Mapping[str, Any]) -> Any:
 
 
 def build_route_table(
-    spec: Mapping[str, Any], operations: Sequence[TableOperation] = OPERATIONS
+    spec: Mapping[str, Any], operations: Sequence[MethodInfo] = OPERATIONS
 ) -> RouteTable:
     """Every operation of `spec`, served as its row of the operation table says.
 
@@ -203,23 +203,23 @@ def build_route_table(
             body = inline_schema(_body_schema(op), spec) or _EMPTY
             create_fields[row.collection] = frozenset((body.get("properties") or _EMPTY).keys())
     return RouteTable(
-        operations=tuple(
-            _operation(spec, path, method, op, row, entities, create_fields)
+        routes=tuple(
+            _route(spec, path, method, op, row, entities, create_fields)
             for path, method, op, row in spec_ops
         ),
         entities=entities,
     )
 
 
-def _operation(
+def _route(
     spec: Mapping[str, Any],
     path: str,
     method: str,
     op: Mapping[str, Any],
-    row: TableOperation | None,
+    row: MethodInfo | None,
     entities: Mapping[str, dict[str, Any]],
     create_fields: Mapping[str, frozenset[str]],
-) -> Operation:
+) -> Route:
     """One served operation: the row's kind and collection, the spec's schemas."""
     kind: Kind = _SERVED[row.kind] if row is not None else "unsupported"
     collection = row.collection if row is not None else str(op.get("operationId") or path)
@@ -238,7 +238,7 @@ def _operation(
     ]
     body = _body_schema(op)
     status, _ = _success(op)
-    return Operation(
+    return Route(
         operation_id=str(op.get("operationId") or f"{method}_{path}"),
         method=method.upper(),
         path=path,
@@ -267,8 +267,8 @@ def _body_schema(op: Mapping[str, Any]) -> Any:
     return (media or _EMPTY).get("schema")
 
 
-def _param(raw: Mapping[str, Any]) -> Param:
-    return Param(
+def _param(raw: Mapping[str, Any]) -> RouteParam:
+    return RouteParam(
         name=str(raw["name"]),
         location=str(raw["in"]),
         required=bool(raw.get("required")),

@@ -21,7 +21,7 @@ from .._constants import (
     SANDBOX_SHUTDOWN_TIMEOUT,
     SANDBOX_START_TIMEOUT,
 )
-from .._operation import Operation
+from .._method_info import MethodInfo
 from ..operations import OPERATIONS
 from ._app import SandboxState, build_app, company_id_for
 from ._faults import FaultConfig, FaultInjector, parse_faults
@@ -32,7 +32,7 @@ __all__ = ["Sandbox"]
 
 
 @functools.lru_cache(maxsize=4)
-def _route_table(spec_path: str | None, operations: tuple[Operation, ...]) -> RouteTable:
+def _route_table(spec_path: str | None, operations: tuple[MethodInfo, ...]) -> RouteTable:
     # parsing the spec takes a few milliseconds; fixtures start many sandboxes per run
     return build_route_table(load_spec(spec_path), operations)
 
@@ -75,7 +75,7 @@ class Sandbox:
         faults: FaultConfig | str | None = None,
         seed: int | None = None,
         spec: str | os.PathLike[str] | None = None,
-        operations: Sequence[Operation] = OPERATIONS,
+        operations: Sequence[MethodInfo] = OPERATIONS,
         max_body_size: int = SANDBOX_MAX_BODY_SIZE,
         access_log: bool = False,
         honour_idempotency: bool = True,

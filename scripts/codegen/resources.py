@@ -1,4 +1,4 @@
-"""The resource classes of both flavours, from the same `Operation`s and the same signatures.
+"""The resource classes of both flavours, from the same `SpecOperation`s and the same signatures.
 
 - `finalpos_async/resources/<resource>.py`: `Async<Resource>`, whose methods build the request and
   await the client's request function, and its `Async<Resource>WithRawResponse` twin;
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from .spec import Model, Operation
+from .spec import Model, SpecOperation
 from .text import HEADER, args_section, clean, docstring, indented, pascal, snake, std_imports
 
 OPTION_PARAMS = [
@@ -31,7 +31,7 @@ LIST_NOTE = {
 }
 
 
-def python_path(op: Operation) -> str:
+def python_path(op: SpecOperation) -> str:
     """The request path as an f-string with every path parameter encoded."""
     path = op.path
     for param in op.path_params:
@@ -48,7 +48,9 @@ def query_type(param: dict[str, Any]) -> str:
     )
 
 
-def parameters(op: Operation, models: dict[str, Model]) -> tuple[list[str], list[tuple[str, str]]]:
+def parameters(
+    op: SpecOperation, models: dict[str, Model]
+) -> tuple[list[str], list[tuple[str, str]]]:
     """The method's parameters (source text, after `self`) and their `Args:` entries."""
     sig: list[str] = []
     docs: list[tuple[str, str]] = []
@@ -83,7 +85,7 @@ def parameters(op: Operation, models: dict[str, Model]) -> tuple[list[str], list
     return sig + OPTION_PARAMS, docs
 
 
-def method_head(op: Operation, models: dict[str, Model], flavour: str) -> list[str]:
+def method_head(op: SpecOperation, models: dict[str, Model], flavour: str) -> list[str]:
     """`def name(self, ...) -> Result:` and the docstring, for the async or the sync flavour."""
     sig, docs = parameters(op, models)
     paginator = "AsyncPaginator" if flavour == "async" else "SyncPaginator"
@@ -108,7 +110,7 @@ def method_head(op: Operation, models: dict[str, Model], flavour: str) -> list[s
     ]
 
 
-def async_call(op: Operation, models: dict[str, Model]) -> list[str]:
+def async_call(op: SpecOperation, models: dict[str, Model]) -> list[str]:
     """The async method's body: build the body and query, send, parse (or paginate)."""
     body_model = models[op.body] if op.body else None
     query = [(p["name"], snake(p["name"])) for p in op.query_params]
@@ -134,14 +136,14 @@ def async_call(op: Operation, models: dict[str, Model]) -> list[str]:
     return ["        " + line for line in out]
 
 
-def sync_call(op: Operation) -> list[str]:
+def sync_call(op: SpecOperation) -> list[str]:
     """The sync method's body: the async method with the same arguments, on the private loop."""
     call = f"self._async().{op.method}(**arguments(locals()))"
     wrap = "self._paginate" if op.paginated else "self._run"
     return [f"        return {wrap}({call})"]
 
 
-def resource_doc(resource: str, ops: list[Operation], tags: dict[str, str]) -> str:
+def resource_doc(resource: str, ops: list[SpecOperation], tags: dict[str, str]) -> str:
     tag_docs: list[str] = []
     for op in ops:
         for tag in op.op.get("tags", []):
@@ -151,7 +153,7 @@ def resource_doc(resource: str, ops: list[Operation], tags: dict[str, str]) -> s
 
 
 def render_classes(
-    resource: str, ops: list[Operation], models: dict[str, Model], doc: str, flavour: str
+    resource: str, ops: list[SpecOperation], models: dict[str, Model], doc: str, flavour: str
 ) -> str:
     """The resource class and its raw-response twin."""
     prefix = "Async" if flavour == "async" else ""
@@ -188,7 +190,7 @@ class {cls}WithRawResponse:
 
 
 def model_imports(
-    ops: list[Operation], models: dict[str, Model], package: str, *, bodies: bool = True
+    ops: list[SpecOperation], models: dict[str, Model], package: str, *, bodies: bool = True
 ) -> list[str]:
     """`from <package>.<module> import ...` for every model the methods name (with `bodies`,
     also the body models the async methods build)."""
@@ -201,7 +203,7 @@ def model_imports(
 
 
 def render_async_module(
-    resource: str, ops: list[Operation], models: dict[str, Model], tags: dict[str, str]
+    resource: str, ops: list[SpecOperation], models: dict[str, Model], tags: dict[str, str]
 ) -> str:
     cls = f"Async{pascal(resource)}"
     body = render_classes(resource, ops, models, resource_doc(resource, ops, tags), "async")
@@ -229,7 +231,7 @@ def render_async_module(
 
 
 def render_sync_module(
-    resource: str, ops: list[Operation], models: dict[str, Model], tags: dict[str, str]
+    resource: str, ops: list[SpecOperation], models: dict[str, Model], tags: dict[str, str]
 ) -> str:
     cls, async_cls = pascal(resource), f"Async{pascal(resource)}"
     body = render_classes(resource, ops, models, resource_doc(resource, ops, tags), "sync")

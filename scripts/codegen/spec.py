@@ -1,4 +1,4 @@
-"""The spec, read once: every schema as a `Model`, every table row as an `Operation`."""
+"""The spec, read once: every schema a `Model`, every row of `sdk_methods.py` a `SpecOperation`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from operations import OPERATIONS
+from sdk_methods import SDK_METHODS
 
 from .text import clean, snake
 
@@ -83,7 +83,7 @@ class Model:
             raise SystemExit(f"{schema_name}: field names collide after snake_case: {names}")
 
 
-class Operation:
+class SpecOperation:
     """One row of the table, resolved against the spec."""
 
     def __init__(self, resource: str, method: str, op_id: str, http: str, path: str, op: Any):
@@ -132,7 +132,7 @@ def ref_name(schema: dict[str, Any]) -> str | None:
     return model_name(ref.rsplit("/", 1)[1]) if ref else None
 
 
-def load() -> tuple[dict[str, Any], dict[str, Model], list[Operation]]:
+def load() -> tuple[dict[str, Any], dict[str, Model], list[SpecOperation]]:
     spec = json.loads(SPEC.read_text())
     models = {model_name(n): Model(n, s) for n, s in spec["components"]["schemas"].items()}
     by_id = {
@@ -141,11 +141,11 @@ def load() -> tuple[dict[str, Any], dict[str, Model], list[Operation]]:
         for http, op in item.items()
         if isinstance(op, dict) and "operationId" in op
     }
-    missing = [row[2] for row in OPERATIONS if row[2] not in by_id]
-    untyped = sorted(set(by_id) - {row[2] for row in OPERATIONS})
+    missing = [row[2] for row in SDK_METHODS if row[2] not in by_id]
+    untyped = sorted(set(by_id) - {row[2] for row in SDK_METHODS})
     if missing or untyped:
-        raise SystemExit(f"operations.py vs spec: missing {missing}, not in the table {untyped}")
-    operations = [Operation(r, m, i, *by_id[i]) for r, m, i in OPERATIONS]
+        raise SystemExit(f"sdk_methods.py vs spec: missing {missing}, not in the table {untyped}")
+    operations = [SpecOperation(r, m, i, *by_id[i]) for r, m, i in SDK_METHODS]
     # A model lives with the only resource that uses it, or in `shared`.
     users: dict[str, set[str]] = defaultdict(set)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .spec import Model, Operation
+from .spec import Model, SpecOperation
 from .text import HEADER, snake
 
 KINDS = ("create", "retrieve", "update", "delete", "list")
 
 
-def collections(operations: list[Operation], models: dict[str, Model]) -> dict[str, str]:
+def collections(operations: list[SpecOperation], models: dict[str, Model]) -> dict[str, str]:
     """operationId -> the store its records live in.
 
     An operation answering a record uses that record's schema; a delete (which answers a receipt,
@@ -35,10 +35,10 @@ def collections(operations: list[Operation], models: dict[str, Model]) -> dict[s
 
 
 def param_src(python: str, wire: str, required: bool, json: str) -> str:
-    return f"Param({python!r}, {wire!r}, {required!r}, {json!r})"
+    return f"ParamInfo({python!r}, {wire!r}, {required!r}, {json!r})"
 
 
-def render_operation(op: Operation, models: dict[str, Model], collection: str) -> str:
+def render_operation(op: SpecOperation, models: dict[str, Model], collection: str) -> str:
     kind = op.method.split("_")[0]
     if kind not in KINDS:
         raise SystemExit(f"{op.op_id}: method {op.method!r} must start with one of {KINDS}")
@@ -77,28 +77,33 @@ def render_operation(op: Operation, models: dict[str, Model], collection: str) -
         f"success_status={op.status!r}",
         f"collection={collection!r}",
     ]
-    return "    Operation(" + ", ".join(args) + "),"
+    return "    MethodInfo(" + ", ".join(args) + "),"
 
 
-def render_operations_module(operations: list[Operation], models: dict[str, Model]) -> str:
+def render_operations_module(operations: list[SpecOperation], models: dict[str, Model]) -> str:
     found = collections(operations, models)
     lines = [
-        HEADER + '"""Every SDK method and the spec operation behind it (see `Operation`)."""',
+        HEADER + '"""Every SDK method and the spec operation behind it (see `MethodInfo`)."""',
         "",
         "from __future__ import annotations",
         "",
-        "from ._operation import Operation, Param",
+        "from ._method_info import MethodInfo, ParamInfo",
         "",
-        '__all__ = ["OPERATIONS", "Operation", "Param", "find"]',
+        '__all__ = ["OPERATIONS", "MethodInfo", "Operation", "Param", "ParamInfo", "find"]',
         "",
-        "OPERATIONS: tuple[Operation, ...] = (",
+        "# The former names of `MethodInfo` and `ParamInfo`, kept so that code importing them from",
+        "# here goes on working; deprecated.",
+        "Operation = MethodInfo",
+        "Param = ParamInfo",
+        "",
+        "OPERATIONS: tuple[MethodInfo, ...] = (",
         *(render_operation(op, models, found[op.op_id]) for op in operations),
         ")",
         "",
         "_BY_NAME = {(op.resource, op.name): op for op in OPERATIONS}",
         "",
         "",
-        "def find(resource: str, name: str) -> Operation:",
+        "def find(resource: str, name: str) -> MethodInfo:",
         '    """The operation behind `client.<resource>.<name>` (KeyError if there is none)."""',
         "    try:",
         "        return _BY_NAME[resource, name]",

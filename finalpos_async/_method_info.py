@@ -1,7 +1,8 @@
-"""`Operation` and `Param`: one row of the shipped operation table (`finalpos_async.operations`).
+"""`MethodInfo` and `ParamInfo`: one row of the shipped operation table
+(`finalpos_async.operations`), an SDK method and the spec operation behind it.
 
-The table is generated from the spec and `scripts/operations.py`; the CLI and the sandbox read it
-instead of interpreting the spec's paths themselves.
+The table is generated from the spec and `scripts/sdk_methods.py`; the CLI and the sandbox read
+it instead of interpreting the spec's paths themselves.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from typing import Literal
 
 import attrs
 
-__all__ = ["Kind", "Operation", "Param"]
+__all__ = ["Kind", "MethodInfo", "ParamInfo"]
 
 Kind = Literal["create", "retrieve", "update", "delete", "list"]
 """What an operation does to its collection; the method name's first word (`list_rows` -> list)."""
 
 
 @attrs.frozen
-class Param:
+class ParamInfo:
     """One path or query parameter, or one field of a request body."""
 
     python_name: str
@@ -30,7 +31,7 @@ class Param:
 
 
 @attrs.frozen
-class Operation:
+class MethodInfo:
     """One SDK method and the spec operation behind it."""
 
     resource: str
@@ -43,10 +44,10 @@ class Operation:
     """Upper case (`POST`)."""
     path: str
     """The path template (`/v1/api/customer/{id}`)."""
-    path_params: tuple[Param, ...]
-    query_params: tuple[Param, ...]
+    path_params: tuple[ParamInfo, ...]
+    query_params: tuple[ParamInfo, ...]
     """Without `skip` and `limit`, which every list takes (see `paginated`)."""
-    body_fields: tuple[Param, ...]
+    body_fields: tuple[ParamInfo, ...]
     body_schema: str | None
     """The spec component of the request body (`CustomerCreateDto`)."""
     response_schema: str | None

@@ -8,7 +8,7 @@ money, date-times, nullable fields, docstrings) comes from the spec.
 
 from __future__ import annotations
 
-OPERATIONS: list[tuple[str, str, str]] = [
+SDK_METHODS: list[tuple[str, str, str]] = [
     ("customers", "create", "CustomerController_create"),
     ("customers", "retrieve", "CustomerController_findOne"),
     ("customers", "update", "CustomerController_update"),
