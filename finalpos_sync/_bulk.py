@@ -32,6 +32,7 @@ import inspect
 import itertools
 import logging
 import time
+import types
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -54,7 +55,7 @@ from finalpos_async._constants import (
 from finalpos_async.bulk import check_lookup
 
 from ._bulk_channel import NOTHING, WANT, Channel, End, Feed
-from ._resource import Runner, SyncResource
+from ._resource import Runner, SyncResource, is_resource_method, raw_twin
 
 if TYPE_CHECKING:
     import os
@@ -141,7 +142,10 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
             raise TypeError(
                 f"items must be an iterable of mappings (one per item), got {type(items).__name__}"
             )
-        async_operation = _async_twin(operation, self._twin_of(operation))
+        # A resource method runs through its raw twin (`raw_twin`), so that each result's
+        # `attempts` counts the client's retries, as on the async side.
+        twin = self._loop_method(raw_twin(operation)) if is_resource_method(operation) else None
+        async_operation = _async_twin(operation, twin)
         feed = None if isinstance(items, AsyncIterable) else Feed(items)
         # Validates the options here, in the caller's thread, so bad arguments raise at once.
         job: BulkJob[Any] = self._async().run(
@@ -154,11 +158,13 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
             content=content,
             job_id=job_id,
             drain_timeout=drain_timeout,
-            lookup=_async_lookup(lookup, self._twin_of(lookup)) if lookup is not None else None,
+            lookup=_async_lookup(lookup, self._loop_method(lookup)) if lookup is not None else None,
             lookup_key=lookup_key,
             lookup_by=lookup_by,
             retrieve=(
-                _async_retrieve(retrieve, self._twin_of(retrieve)) if retrieve is not None else None
+                _async_retrieve(retrieve, self._loop_method(retrieve))
+                if retrieve is not None
+                else None
             ),
             resend_unknown=resend_unknown,
             stop_on_fatal=stop_on_fatal,
@@ -171,14 +177,14 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
         return SyncBulkJob(self._client, self._run, job, feed, drain_timeout=drain_timeout)
 
     @staticmethod
-    def _twin_of(method: Callable[..., Any]) -> Callable[..., Any] | None:
-        """The async method behind a sync resource method (None for anything else)."""
-        owner: object = method.__self__ if inspect.ismethod(method) else None
-        if not isinstance(owner, SyncResource):
+    def _loop_method(method: Callable[..., Any]) -> Callable[..., Any] | None:
+        """A sync resource method as the engine calls it on the loop: the same function on the
+        resource's loop twin, answering what the async method answers (None for anything else).
+        """
+        if not is_resource_method(method):
             return None
-        resource = cast("SyncResource[object]", owner)
-        twin: object = getattr(resource.async_resource(), method.__name__, None)
-        return twin if callable(twin) else None
+        resource = cast("SyncResource[object]", method.__self__)
+        return types.MethodType(method.__func__, resource._loop_twin())
 
 
 def _is_async(function: Callable[..., Any]) -> bool:
@@ -190,7 +196,7 @@ def _is_async(function: Callable[..., Any]) -> bool:
 def _async_twin(
     operation: Callable[..., Any], twin: Callable[..., Any] | None
 ) -> Callable[..., Any]:
-    """The async method behind a sync resource method (`twin`, found by `SyncBulkRunner`); an
+    """What the engine calls for a sync resource method (`twin`, its raw twin on the loop); an
     async callable passes unchanged."""
     if twin is not None:
         return twin
