@@ -126,7 +126,8 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
         engine runs the job on the client's private loop); what differs from sync code:
 
         - `operation`: a method of this client's resources (`client.customers.create`, or its
-          `with_raw_response` twin), or an async callable; the run calls the async twin.
+          `with_raw_response` twin), or an async callable; a method runs on the client's loop,
+          through its raw twin (`raw_twin`), with its fields checked as on the async side.
         - `items`: any iterable of field mappings, pulled lazily in the calling thread (an
           async iterable is also accepted and pulled on the loop).
         - `drain_timeout`: also applies to Ctrl-C and to leaving the loop early; in-flight items

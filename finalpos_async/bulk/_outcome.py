@@ -136,9 +136,9 @@ async def send_item(
             elapsed=time.monotonic() - started,
         )
     attempts = 1
-    if isinstance(value, RawResponse):
+    if value.__class__ is RawResponse:
         # A raw twin's answer (see `BulkRunner.run`): its attempts include the client's retries.
-        raw = cast("RawResponse[Any]", value)
+        raw = cast("RawResponse[object]", value)
         attempts = raw.attempts
         try:
             value = raw.parse()
