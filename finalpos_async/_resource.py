@@ -132,12 +132,9 @@ class AsyncAPIResource:
         self._send = send
         self._raw = raw
 
-    def raw_resource(self: _R) -> _R:
-        """This resource with every method answering its `RawResponse` (itself on a raw twin).
-
-        `with_raw_response` gives its methods with their `RawResponse[Model]` types, and
-        `raw_twin(method)` one of them.
-        """
+    def _raw_twin(self: _R) -> _R:
+        """This resource answering `RawResponse`s (itself on a raw twin): what
+        `with_raw_response` types, and `raw_twin` binds one method to."""
         return self if self._raw else type(self)(self._send, raw=True)
 
     def _parse(self, raw: RawResponse[Any], cast_to: type[_T]) -> _T:
@@ -221,7 +218,8 @@ def raw_twin(method: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[RawR
         )
     resource = cast(AsyncAPIResource, method.__self__)
     # The same function on the resource's raw twin, whose `_parse` hands back the response.
-    twin = types.MethodType(method.__func__, resource.raw_resource())
+    raw_resource = resource._raw_twin()  # pyright: ignore[reportPrivateUsage]  # same module; a public method would sit among the API operations
+    twin = types.MethodType(method.__func__, raw_resource)
     if inspect.iscoroutinefunction(twin):
         return cast("Callable[_P, Awaitable[RawResponse[_T]]]", twin)
     # Only list methods are plain functions (they return their paginator without a request).

@@ -32,7 +32,6 @@ import inspect
 import itertools
 import logging
 import time
-import types
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -55,7 +54,7 @@ from finalpos_async._constants import (
 from finalpos_async.bulk import check_lookup
 
 from ._bulk_channel import NOTHING, WANT, Channel, End, Feed
-from ._resource import Runner, SyncResource, is_resource_method, raw_twin
+from ._resource import Runner, SyncResource, is_resource_method, on_loop, raw_twin
 
 if TYPE_CHECKING:
     import os
@@ -145,7 +144,7 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
             )
         # A resource method runs through its raw twin (`raw_twin`), so that each result's
         # `attempts` counts the client's retries, as on the async side.
-        twin = self._loop_method(raw_twin(operation)) if is_resource_method(operation) else None
+        twin = on_loop(raw_twin(operation)) if is_resource_method(operation) else None
         async_operation = _async_twin(operation, twin)
         feed = None if isinstance(items, AsyncIterable) else Feed(items)
         # Validates the options here, in the caller's thread, so bad arguments raise at once.
@@ -159,13 +158,11 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
             content=content,
             job_id=job_id,
             drain_timeout=drain_timeout,
-            lookup=_async_lookup(lookup, self._loop_method(lookup)) if lookup is not None else None,
+            lookup=_async_lookup(lookup, on_loop(lookup)) if lookup is not None else None,
             lookup_key=lookup_key,
             lookup_by=lookup_by,
             retrieve=(
-                _async_retrieve(retrieve, self._loop_method(retrieve))
-                if retrieve is not None
-                else None
+                _async_retrieve(retrieve, on_loop(retrieve)) if retrieve is not None else None
             ),
             resend_unknown=resend_unknown,
             stop_on_fatal=stop_on_fatal,
@@ -176,16 +173,6 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
         if feed is not None:
             feed.batch = job.concurrency
         return SyncBulkJob(self._client, self._run, job, feed, drain_timeout=drain_timeout)
-
-    @staticmethod
-    def _loop_method(method: Callable[..., Any]) -> Callable[..., Any] | None:
-        """A sync resource method as the engine calls it on the loop: the same function on the
-        resource's loop twin, answering what the async method answers (None for anything else).
-        """
-        if not is_resource_method(method):
-            return None
-        resource = cast("SyncResource[object]", method.__self__)
-        return types.MethodType(method.__func__, resource._loop_twin())
 
 
 def _is_async(function: Callable[..., Any]) -> bool:

@@ -33,6 +33,7 @@ __all__ = [
     "SyncResource",
     "arguments",
     "is_resource_method",
+    "on_loop",
     "raw_twin",
     "to_raw_page",
     "to_raw_response",
@@ -88,12 +89,9 @@ class SyncResource(Generic[_A]):
         # The name the generated methods (and the sync bulk runner) use.
         return self._get(self._client.async_client)
 
-    def raw_resource(self: _R) -> _R:
-        """This resource with every method answering its `RawResponse` (itself on a raw twin).
-
-        `with_raw_response` gives its methods with their `RawResponse[Model]` types, and
-        `raw_twin(method)` one of them.
-        """
+    def _raw_twin(self: _R) -> _R:
+        """This resource answering `RawResponse`s (itself on a raw twin; see the class
+        docstring): what `with_raw_response` types, and `raw_twin` binds one method to."""
         if self._raw:
             return self
         get = self._get
@@ -152,7 +150,19 @@ def raw_twin(method: Callable[..., Any]) -> Callable[..., Any]:
         )
     resource = cast("SyncResource[Any]", method.__self__)
     # The same function on the resource's raw twin, whose async twin answers `RawResponse`s.
-    return types.MethodType(method.__func__, resource.raw_resource())
+    raw_resource = resource._raw_twin()  # pyright: ignore[reportPrivateUsage]  # same module; a public method would sit among the API operations
+    return types.MethodType(method.__func__, raw_resource)
+
+
+def on_loop(method: Callable[..., Any]) -> Callable[..., Any] | None:
+    """A sync resource method as code on the client's loop calls it: the same function on the
+    resource's loop twin, answering what the async method answers (the coroutine, or a list
+    method's `AsyncPaginator`) instead of running it; None for anything but such a method."""
+    if not is_resource_method(method):
+        return None
+    resource = cast("SyncResource[Any]", method.__self__)
+    loop_resource = resource._loop_twin()  # pyright: ignore[reportPrivateUsage]  # same module; a public method would sit among the API operations
+    return types.MethodType(method.__func__, loop_resource)
 
 
 def _raw_twin_method(method: Callable[..., Any], result: Callable[[str], str], doc: str) -> Any:

@@ -24,10 +24,8 @@ from finalpos_sync import FinalPOS
 from finalpos_sync.bulk import SyncBulkJob, SyncBulkRunner
 
 ROOT = Path(__file__).resolve().parent.parent
-# Public members the sync side adds by hand (lifecycle and the way back to async code), and
-# `raw_resource`, which every sync resource has, `client.bulk` too (a `SyncResource`), though
-# its async twin is no API resource.
-SYNC_ONLY = {"async_client", "async_resource", "close", "is_closed", "raw_resource"}
+# Public members the sync side adds by hand (lifecycle and the way back to async code).
+SYNC_ONLY = {"async_client", "async_resource", "close", "is_closed"}
 # Async members with no sync twin, each for a stated reason.
 ASYNC_ONLY: set[tuple[str, str]] = set()
 # Constructor parameters the sync client leaves out: an aiohttp session belongs to the loop it

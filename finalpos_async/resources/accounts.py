@@ -24,7 +24,7 @@ class AsyncAccounts(AsyncAPIResource):
     @cached_property
     def with_raw_response(self) -> AsyncAccountsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AsyncAccountsWithRawResponse(self.raw_resource())
+        return AsyncAccountsWithRawResponse(self._raw_twin())
 
     async def create(
         self,

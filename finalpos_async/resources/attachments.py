@@ -23,7 +23,7 @@ class AsyncAttachments(AsyncAPIResource):
     @cached_property
     def with_raw_response(self) -> AsyncAttachmentsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AsyncAttachmentsWithRawResponse(self.raw_resource())
+        return AsyncAttachmentsWithRawResponse(self._raw_twin())
 
     async def create(
         self,

@@ -25,7 +25,7 @@ class AsyncCategories(AsyncAPIResource):
     @cached_property
     def with_raw_response(self) -> AsyncCategoriesWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AsyncCategoriesWithRawResponse(self.raw_resource())
+        return AsyncCategoriesWithRawResponse(self._raw_twin())
 
     async def create(
         self,

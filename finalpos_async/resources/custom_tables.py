@@ -33,7 +33,7 @@ class AsyncCustomTables(AsyncAPIResource):
     @cached_property
     def with_raw_response(self) -> AsyncCustomTablesWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AsyncCustomTablesWithRawResponse(self.raw_resource())
+        return AsyncCustomTablesWithRawResponse(self._raw_twin())
 
     def list(
         self,

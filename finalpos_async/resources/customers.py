@@ -30,7 +30,7 @@ class AsyncCustomers(AsyncAPIResource):
     @cached_property
     def with_raw_response(self) -> AsyncCustomersWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AsyncCustomersWithRawResponse(self.raw_resource())
+        return AsyncCustomersWithRawResponse(self._raw_twin())
 
     async def create(
         self,

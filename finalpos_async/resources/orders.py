@@ -27,7 +27,7 @@ class AsyncOrders(AsyncAPIResource):
     @cached_property
     def with_raw_response(self) -> AsyncOrdersWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AsyncOrdersWithRawResponse(self.raw_resource())
+        return AsyncOrdersWithRawResponse(self._raw_twin())
 
     async def create(
         self,

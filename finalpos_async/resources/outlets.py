@@ -28,7 +28,7 @@ class AsyncOutlets(AsyncAPIResource):
     @cached_property
     def with_raw_response(self) -> AsyncOutletsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AsyncOutletsWithRawResponse(self.raw_resource())
+        return AsyncOutletsWithRawResponse(self._raw_twin())
 
     async def create(
         self,

@@ -25,7 +25,7 @@ class AsyncProducts(AsyncAPIResource):
     @cached_property
     def with_raw_response(self) -> AsyncProductsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AsyncProductsWithRawResponse(self.raw_resource())
+        return AsyncProductsWithRawResponse(self._raw_twin())
 
     async def create(
         self,

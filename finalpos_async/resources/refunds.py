@@ -31,7 +31,7 @@ class AsyncRefunds(AsyncAPIResource):
     @cached_property
     def with_raw_response(self) -> AsyncRefundsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AsyncRefundsWithRawResponse(self.raw_resource())
+        return AsyncRefundsWithRawResponse(self._raw_twin())
 
     async def create(
         self,

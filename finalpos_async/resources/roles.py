@@ -23,7 +23,7 @@ class AsyncRoles(AsyncAPIResource):
     @cached_property
     def with_raw_response(self) -> AsyncRolesWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AsyncRolesWithRawResponse(self.raw_resource())
+        return AsyncRolesWithRawResponse(self._raw_twin())
 
     async def create(
         self,

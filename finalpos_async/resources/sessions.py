@@ -25,7 +25,7 @@ class AsyncSessions(AsyncAPIResource):
     @cached_property
     def with_raw_response(self) -> AsyncSessionsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AsyncSessionsWithRawResponse(self.raw_resource())
+        return AsyncSessionsWithRawResponse(self._raw_twin())
 
     async def create(
         self,

@@ -28,7 +28,7 @@ class AsyncStations(AsyncAPIResource):
     @cached_property
     def with_raw_response(self) -> AsyncStationsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AsyncStationsWithRawResponse(self.raw_resource())
+        return AsyncStationsWithRawResponse(self._raw_twin())
 
     async def create(
         self,

@@ -25,7 +25,7 @@ class AsyncTransactions(AsyncAPIResource):
     @cached_property
     def with_raw_response(self) -> AsyncTransactionsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AsyncTransactionsWithRawResponse(self.raw_resource())
+        return AsyncTransactionsWithRawResponse(self._raw_twin())
 
     async def create(
         self,

@@ -26,7 +26,7 @@ class AsyncVariants(AsyncAPIResource):
     @cached_property
     def with_raw_response(self) -> AsyncVariantsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AsyncVariantsWithRawResponse(self.raw_resource())
+        return AsyncVariantsWithRawResponse(self._raw_twin())
 
     async def create(
         self,

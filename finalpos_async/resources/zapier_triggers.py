@@ -23,7 +23,7 @@ class AsyncZapierTriggers(AsyncAPIResource):
     @cached_property
     def with_raw_response(self) -> AsyncZapierTriggersWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AsyncZapierTriggersWithRawResponse(self.raw_resource())
+        return AsyncZapierTriggersWithRawResponse(self._raw_twin())
 
     async def create(
         self,

@@ -23,7 +23,7 @@ class Accounts(SyncResource[AsyncAccounts]):
     @cached_property
     def with_raw_response(self) -> AccountsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AccountsWithRawResponse(self.raw_resource())
+        return AccountsWithRawResponse(self._raw_twin())
 
     def create(
         self,

@@ -22,7 +22,7 @@ class Attachments(SyncResource[AsyncAttachments]):
     @cached_property
     def with_raw_response(self) -> AttachmentsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return AttachmentsWithRawResponse(self.raw_resource())
+        return AttachmentsWithRawResponse(self._raw_twin())
 
     def create(
         self,

@@ -24,7 +24,7 @@ class Categories(SyncResource[AsyncCategories]):
     @cached_property
     def with_raw_response(self) -> CategoriesWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return CategoriesWithRawResponse(self.raw_resource())
+        return CategoriesWithRawResponse(self._raw_twin())
 
     def create(
         self,

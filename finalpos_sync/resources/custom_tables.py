@@ -26,7 +26,7 @@ class CustomTables(SyncResource[AsyncCustomTables]):
     @cached_property
     def with_raw_response(self) -> CustomTablesWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return CustomTablesWithRawResponse(self.raw_resource())
+        return CustomTablesWithRawResponse(self._raw_twin())
 
     def list(
         self,

@@ -29,7 +29,7 @@ class Customers(SyncResource[AsyncCustomers]):
     @cached_property
     def with_raw_response(self) -> CustomersWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return CustomersWithRawResponse(self.raw_resource())
+        return CustomersWithRawResponse(self._raw_twin())
 
     def create(
         self,

@@ -26,7 +26,7 @@ class Orders(SyncResource[AsyncOrders]):
     @cached_property
     def with_raw_response(self) -> OrdersWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return OrdersWithRawResponse(self.raw_resource())
+        return OrdersWithRawResponse(self._raw_twin())
 
     def create(
         self,

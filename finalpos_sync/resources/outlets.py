@@ -27,7 +27,7 @@ class Outlets(SyncResource[AsyncOutlets]):
     @cached_property
     def with_raw_response(self) -> OutletsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return OutletsWithRawResponse(self.raw_resource())
+        return OutletsWithRawResponse(self._raw_twin())
 
     def create(
         self,

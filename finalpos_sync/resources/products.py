@@ -25,7 +25,7 @@ class Products(SyncResource[AsyncProducts]):
     @cached_property
     def with_raw_response(self) -> ProductsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return ProductsWithRawResponse(self.raw_resource())
+        return ProductsWithRawResponse(self._raw_twin())
 
     def create(
         self,

@@ -23,7 +23,7 @@ class Refunds(SyncResource[AsyncRefunds]):
     @cached_property
     def with_raw_response(self) -> RefundsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return RefundsWithRawResponse(self.raw_resource())
+        return RefundsWithRawResponse(self._raw_twin())
 
     def create(
         self,

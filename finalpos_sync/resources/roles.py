@@ -22,7 +22,7 @@ class Roles(SyncResource[AsyncRoles]):
     @cached_property
     def with_raw_response(self) -> RolesWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return RolesWithRawResponse(self.raw_resource())
+        return RolesWithRawResponse(self._raw_twin())
 
     def create(
         self,

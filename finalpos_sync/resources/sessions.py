@@ -24,7 +24,7 @@ class Sessions(SyncResource[AsyncSessions]):
     @cached_property
     def with_raw_response(self) -> SessionsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return SessionsWithRawResponse(self.raw_resource())
+        return SessionsWithRawResponse(self._raw_twin())
 
     def create(
         self,

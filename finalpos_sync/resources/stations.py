@@ -27,7 +27,7 @@ class Stations(SyncResource[AsyncStations]):
     @cached_property
     def with_raw_response(self) -> StationsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return StationsWithRawResponse(self.raw_resource())
+        return StationsWithRawResponse(self._raw_twin())
 
     def create(
         self,

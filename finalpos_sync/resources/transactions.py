@@ -24,7 +24,7 @@ class Transactions(SyncResource[AsyncTransactions]):
     @cached_property
     def with_raw_response(self) -> TransactionsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return TransactionsWithRawResponse(self.raw_resource())
+        return TransactionsWithRawResponse(self._raw_twin())
 
     def create(
         self,

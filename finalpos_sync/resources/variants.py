@@ -25,7 +25,7 @@ class Variants(SyncResource[AsyncVariants]):
     @cached_property
     def with_raw_response(self) -> VariantsWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return VariantsWithRawResponse(self.raw_resource())
+        return VariantsWithRawResponse(self._raw_twin())
 
     def create(
         self,

@@ -22,7 +22,7 @@ class ZapierTriggers(SyncResource[AsyncZapierTriggers]):
     @cached_property
     def with_raw_response(self) -> ZapierTriggersWithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return ZapierTriggersWithRawResponse(self.raw_resource())
+        return ZapierTriggersWithRawResponse(self._raw_twin())
 
     def create(
         self,

@@ -175,7 +175,7 @@ def render_classes(
     @cached_property
     def with_raw_response(self) -> {cls}WithRawResponse:
         """The same methods, returning the `RawResponse` (status, headers, timing, `.parse()`)."""
-        return {cls}WithRawResponse(self.raw_resource())
+        return {cls}WithRawResponse(self._raw_twin())
 
 {body_src}
 
