@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ._resource import raw_twin
     from ._response import RawResponse
     from ._retry import FailureKind, RetryBudget, RetryPolicy
+    from ._secret import HeaderSecret, Secret
     from ._transport import AiohttpTransport
     from ._types import NOT_GIVEN, NotGiven, RequestOptions
     from ._urls import encode_path_param
@@ -139,6 +140,7 @@ __all__ = [
     "ErrorResponse",
     "FailureKind",
     "FinalPOSError",
+    "HeaderSecret",
     "InternalServerError",
     "Inventory",
     "Limiter",
@@ -177,6 +179,7 @@ __all__ = [
     "RetryPolicy",
     "Role",
     "RolePermission",
+    "Secret",
     "Session",
     "SessionClosingAmounts",
     "Station",
@@ -247,6 +250,8 @@ _LAZY_MODULES: dict[str, str] = {
     "RawResponse": "_response",
     "RetryBudget": "_retry",
     "RetryPolicy": "_retry",
+    "Secret": "_secret",
+    "HeaderSecret": "_secret",
     "NOT_GIVEN": "_types",
     "NotGiven": "_types",
     "RequestOptions": "_types",

@@ -9,8 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from ._secret import HeaderSecret, Secret
+
 __all__ = [
     "CONTROL_CHAR",
+    "CREDENTIAL_HEADERS",
     "check_api_key",
     "check_bool",
     "check_header_value",
@@ -46,6 +49,9 @@ CONTROL_CHAR = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 Lone surrogates too: aiohttp and yarl silently drop them from headers and URLs, so two
 different values ("k\\ud800", "k\\udc00") would go out as the same one."""
+
+CREDENTIAL_HEADERS = frozenset({"x-api-key", "authorization"})
+"""Header names (lower case) whose values are credentials: held as `HeaderSecret`s."""
 
 # The methods the generated resources send, accepted as they are without further checks.
 _PLAIN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -128,12 +134,15 @@ def check_headers(name: str, headers: Mapping[str, str] | None) -> Mapping[str, 
     """Header names that are RFC 9110 tokens and values without control characters.
 
     Framing and hop-by-hop headers (Content-Length, Transfer-Encoding, Host, Connection, Upgrade,
-    TE, Trailer, Keep-Alive, Proxy-*) are refused, whatever their case.
+    TE, Trailer, Keep-Alive, Proxy-*) are refused, whatever their case. A credential
+    (`x-api-key`, `Authorization`, or any `Secret`) comes back as a `HeaderSecret` (in a copy of
+    `headers`): masked wherever it is kept, sent as is.
     """
     if headers is None:
         return {}
     if not isinstance(headers, Mapping):
         raise TypeError(f"{name} must be a mapping of str to str, got {type(headers).__name__}")
+    concealed: dict[str, str] | None = None
     for key, value in headers.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"{name} must map str to str; {key!r} maps to {type(value).__name__}")
@@ -154,7 +163,14 @@ def check_headers(name: str, headers: Mapping[str, str] | None) -> Mapping[str, 
             raise ValueError(
                 f"{name} entry {key!r} contains control characters (CR, LF, ...) or lone surrogates"
             )
-    return headers
+        # A `Secret` of the caller's must go on the wire as itself, not as its mask.
+        if not isinstance(value, HeaderSecret) and (
+            isinstance(value, Secret) or lowered in CREDENTIAL_HEADERS
+        ):
+            if concealed is None:
+                concealed = dict(headers)
+            concealed[key] = HeaderSecret(value)
+    return headers if concealed is None else concealed
 
 
 def check_header_value(name: str, value: object) -> str:

@@ -11,7 +11,7 @@ import hashlib
 import importlib
 import platform
 from collections.abc import Mapping
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import aiohttp
@@ -47,6 +47,7 @@ from ._request import build_request
 from ._response import RawResponse
 from ._retry import RetryBudget, RetryPolicy
 from ._retry_loop import closed_error, send_with_retries
+from ._secret import HeaderSecret, conceal
 from ._transport import AiohttpTransport
 from ._types import DEFAULT_OPTIONS, NOT_GIVEN, NotGivenOr, RequestOptions
 from ._version import __version__
@@ -181,7 +182,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
     _core: _Core
     _config: ClientSettings
     _owns_core: bool
-    _base_headers: dict[str, str] | None
+    _base_headers: MappingProxyType[str, str] | None
 
     def __init__(
         self,
@@ -208,6 +209,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         insecure_skip_tls_verify: bool = False,
         transport: Transport | None = None,
     ) -> None:
+        api_key = conceal(api_key)  # first: a failing check below must not show it in locals
         setup_logging()
         sandbox_mode = resolve_sandbox(
             sandbox, base_url=base_url, session=session, transport=transport
@@ -269,6 +271,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         Making one is cheap: nothing is registered anywhere, so discarded copies are simply freed.
         `default_headers` are merged over this client's.
         """
+        api_key = conceal(api_key)
         settings = self._config.evolve(
             api_key=api_key,
             base_url=base_url,
@@ -388,8 +391,9 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         return core.pool_limit_per_host or core.pool_limit
 
     def __repr__(self) -> str:
-        # Never the API key.
-        return (
+        if not hasattr(self, "_config"):  # its constructor raised (shown in a traceback's locals)
+            return f"<{type(self).__name__} (not constructed)>"
+        return (  # never the API key
             f"<{type(self).__name__} base_url={self.base_url!r} state={self._core.state!r}"
             f"{'' if self._owns_core else ' (with_options copy)'}>"
         )
@@ -582,14 +586,14 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             base = str(sandbox.url).rstrip("/")
         return base + check_path(path)
 
-    def _make_base_headers(self) -> dict[str, str]:
+    def _make_base_headers(self) -> MappingProxyType[str, str]:
         cfg = self._config
         api_key = cfg.api_key
         if api_key is None:
             sandbox = self._core.sandbox
-            api_key = None if sandbox is None else str(sandbox.api_key)
+            api_key = None if sandbox is None else sandbox.api_key
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         merge_headers(headers, cfg.default_headers)
         if api_key:
-            merge_headers(headers, {"x-api-key": api_key})
-        return headers
+            merge_headers(headers, {"x-api-key": HeaderSecret(api_key)})
+        return MappingProxyType(headers)  # read-only: every plain GET sends it, uncopied

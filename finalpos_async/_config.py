@@ -22,6 +22,7 @@ from ._logging import logger
 from ._rate_limit import RateLimiter
 from ._request import CallSettings
 from ._retry import RetryBudget, RetryPolicy
+from ._secret import conceal
 from ._transport import AiohttpTransport
 from ._types import NotGiven, NotGivenOr
 from ._urls import normalize_base_url
@@ -44,7 +45,7 @@ _TRUTHY = frozenset({"1", "true", "yes", "on"})
 class ClientSettings:
     """The settings of one client view (a `with_options` copy gets its own)."""
 
-    api_key: str | None = attrs.field(repr=False)
+    api_key: str | None = attrs.field(repr=False)  # a `Secret` (see `_secret.py`)
     base_url: str | None  # None: taken from the embedded sandbox once it runs
     timeout: float | None
     deadline: float | None
@@ -73,7 +74,7 @@ class ClientSettings:
         if default_headers is not None:
             headers = {**headers, **check_headers("default_headers", default_headers)}
         return ClientSettings(
-            api_key=self.api_key if api_key is None else check_api_key(api_key),
+            api_key=self.api_key if api_key is None else check_api_key(conceal(api_key)),
             base_url=self.base_url
             if base_url is None
             else normalize_base_url(base_url, allow_insecure_http=self.allow_insecure_http),
@@ -150,7 +151,7 @@ def resolve_settings(
         key, key_name = (
             (api_key, "api_key")
             if api_key is not None
-            else (os.environ.get(API_KEY_ENV), _API_KEY_FROM_ENV)
+            else (conceal(os.environ.get(API_KEY_ENV)), _API_KEY_FROM_ENV)
         )
         if key is None or (isinstance(key, str) and not key.strip()):
             raise FinalPOSError(

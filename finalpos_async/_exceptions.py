@@ -23,7 +23,8 @@ it failed: an answer lost after sending, a timeout while waiting for it, a 5xx).
 `APIStatusError` adds `status_code`, `body` (parsed JSON or `None`), `message` (the API's
 `{statusCode, message, error}` message, or a readable summary of an HTML/text page), `text`
 (raw body, truncated), `headers`, `request_id` and `response`. The API key is never part of
-any error text.
+an error: an error built from a response masks every secret that was sent with the request
+(`RawResponse.redacted()`), in its message, text, body, headers and pickled form.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any, Literal, Protocol, cast
 
 from . import _codec
 from ._constants import ERROR_TEXT_LIMIT
+from ._secret import mask_text, secrets_in
 
 __all__ = [
     "APIConnectionError",
@@ -88,8 +90,11 @@ class ResponseLike(Protocol):
     def idempotency_key(self) -> str | None: ...
     @property
     def text(self) -> str: ...
+    @property
+    def request_headers(self) -> Mapping[str, str]: ...
     def json(self) -> Any: ...
     def parse(self) -> Any: ...
+    def redacted(self) -> ResponseLike: ...
 
 
 """Which limit ran out: socket connect, waiting for a pool slot, reading the answer, or the
@@ -223,6 +228,9 @@ class APIStatusError(FinalPOSError):
     response: ResponseLike
 
     def __init__(self, message: str, *, response: ResponseLike, body: Any = None) -> None:
+        # An echoed key never reaches the error (make_status_error has done this already).
+        response = response.redacted()
+        message = mask_text(message, secrets_in(response.request_headers))
         self.response = response
         self.status_code = response.status_code
         self.body = body
@@ -331,6 +339,9 @@ class ResponseValidationError(FinalPOSError):
         response: ResponseLike | None = None,
     ) -> None:
         self.field_path = field_path
+        if response is not None:
+            response = response.redacted()
+            message = mask_text(message, secrets_in(response.request_headers))
         self.response = response
         if response is None:
             super().__init__(message)
@@ -369,50 +380,25 @@ _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
 }
 
 
-REDACTED = "[REDACTED]"
-
-
 def make_status_error(
-    response: ResponseLike, *, retry_after: float | None = None, secret: str | None = None
+    response: ResponseLike, *, retry_after: float | None = None
 ) -> APIStatusError:
     """Build the typed error for a non-2xx response (the class is chosen by status).
 
-    `secret` (the API key that was sent) is blanked out of the error's `message` and `text`:
-    a server or proxy that echoes the key ("invalid key sk_live_...") must not put it into
-    logs and tracebacks through `str(error)`.
+    The response is redacted first (`RawResponse.redacted()`): a server or proxy that echoes
+    the key ("invalid key sk_live_...") must not put it into logs and tracebacks through the
+    error's message, text, body or headers.
     """
+    response = response.redacted()
     body = _parse_body(response.content)
     message = _message(response, body)
     status = response.status_code
-    error: APIStatusError
     if status == 429:
-        error = RateLimitError(message, response=response, body=body, retry_after=retry_after)
-    else:
-        cls = _STATUS_CLASSES.get(status)
-        if cls is None:
-            cls = InternalServerError if status >= 500 else APIStatusError
-        error = cls(message, response=response, body=body)
-    if secret and secret in response.text:
-        error.message = error.message.replace(secret, REDACTED)
-        error.text = error.text.replace(secret, REDACTED)
-        error.body = _redact(error.body, secret)
-        error.error = _body_error(error.body)
-        error.args = (error.message,)
-    return error
-
-
-def _redact(value: Any, secret: str) -> Any:
-    """`value` (decoded JSON) with `secret` blanked out of every string in it."""
-    if isinstance(value, str):
-        return value.replace(secret, REDACTED)
-    if isinstance(value, list):
-        return [_redact(item, secret) for item in cast("list[object]", value)]
-    if isinstance(value, dict):
-        return {
-            _redact(k, secret): _redact(v, secret)
-            for k, v in cast("dict[object, object]", value).items()
-        }
-    return value
+        return RateLimitError(message, response=response, body=body, retry_after=retry_after)
+    cls = _STATUS_CLASSES.get(status)
+    if cls is None:
+        cls = InternalServerError if status >= 500 else APIStatusError
+    return cls(message, response=response, body=body)
 
 
 def _parse_body(content: bytes) -> Any:

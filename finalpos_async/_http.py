@@ -74,6 +74,8 @@ class Transport(Protocol):
     `send` raises `TransportError` (with a `FailureKind`) when no response came back; any
     status, 4xx and 5xx included, is a response. `timeout` is what is left of the call's
     deadline for this attempt (`None`: no limit); `request.timeout` is the read timeout.
+    `request.headers` is a read-only mapping; the API key in it is a `HeaderSecret`, a `str`
+    that renders masked in a `repr` but whose `str()` is the key, so HTTP libraries send it.
     `aclose()` frees what the transport holds; the client calls it from its own `close()`.
     """
 

@@ -28,7 +28,8 @@ class MockTransport:
 
     The client's retries, deadline, errors and idempotency keys work as with a real server:
     the handler sees each attempt (`request.method`, `.url`, `.params`, `.headers`,
-    `.json()`), a non-2xx `TransportResponse` raises the matching `APIStatusError`, and raising
+    `.json()`; the `Request` is immutable, its headers read-only), a non-2xx
+    `TransportResponse` raises the matching `APIStatusError`, and raising
     `TransportError(FailureKind.DISCONNECTED, ...)` plays a lost connection. An async handler
     that outlasts the read timeout (`request.timeout`) or the deadline fails the attempt as a
     read timeout. `requests` lists every attempt the handler was called with.

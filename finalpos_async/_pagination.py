@@ -207,6 +207,23 @@ class AsyncPaginator(Generic[_T]):
             return data
         return structure_list(data, self._item)
 
+    def _page_or_problem(
+        self, data: Any, skip: int, limit: int
+    ) -> Page[_T] | tuple[str, str | None]:
+        """The checked page, or what is wrong with it (and where) for the caller to raise."""
+        try:
+            items = self._parse_items(data)
+        except FieldError as error:
+            return f"answered a page that does not fit list[{self._item.__name__}]: {error}", (
+                error.path_str
+            )
+        if len(items) > limit:
+            return (
+                f"returned {len(items)} items for limit={limit}; the server seems to ignore "
+                "`limit`, so pages cannot be walked safely"
+            ), None
+        return Page(items, skip=skip, limit=limit)
+
     async def fetch_raw_page(self, skip: int) -> RawResponse[Page[_T]]:
         """One request for the page at `skip`; its `.parse()` builds and checks the `Page`."""
         limit = self._limit_at(skip)
@@ -215,22 +232,16 @@ class AsyncPaginator(Generic[_T]):
         response = raw
 
         def parse(data: Any) -> Page[_T]:
-            try:
-                items = self._parse_items(data)
-            except FieldError as error:
-                raise ResponseValidationError(
-                    f"GET {response.url} answered a page that does not fit "
-                    f"list[{self._item.__name__}]: {error}",
-                    field_path=error.path_str,
-                    response=response,
-                ) from None
-            if len(items) > limit:
-                raise ResponseValidationError(
-                    f"GET {response.url} returned {len(items)} items for limit={limit}; the "
-                    "server seems to ignore `limit`, so pages cannot be walked safely",
-                    response=response,
-                )
-            return Page(items, skip=skip, limit=limit)
+            outcome = self._page_or_problem(data, skip, limit)
+            if isinstance(outcome, Page):
+                return outcome
+            # Raised with no local (nor chained context) holding the page: a traceback with
+            # locals would render what the server sent, an echoed key included.
+            del data
+            problem, field_path = outcome
+            raise ResponseValidationError(
+                f"GET {response.url} {problem}", field_path=field_path, response=response
+            )
 
         return raw.with_parser(parse)
 

@@ -122,4 +122,7 @@ class RateLimiter:
         return True
 
     def __repr__(self) -> str:
+        # A constructor that raised leaves `self` in a traceback's locals, half built.
+        if not hasattr(self, "_burst"):
+            return "<RateLimiter (not constructed)>"
         return f"RateLimiter(rate={self._rate:g}, burst={self._burst:g})"

@@ -21,11 +21,12 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, cast
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from ._exceptions import RateLimiterUnavailable
 from ._logging import logger
 from ._rate_limit import RateLimiter
+from ._secret import Secret, SecretURL, mask_text, redact_url
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -69,19 +70,6 @@ local ttl = math.ceil((new_tat - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl)
 return {wait, new_tat}
 """
-
-
-def redact_url(url: str) -> str:
-    """`url` with its password (if any) replaced by `***`."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
-    return urlunsplit(SplitResult(parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _where(url: str) -> str:
@@ -128,6 +116,9 @@ class RedisRateLimiter:
         retry_redis_after: float = 5.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        if isinstance(url, str):
+            # First: a failing check below must not show the password in this frame's locals.
+            url = SecretURL(url)
         if not isinstance(url, str) or not url:
             raise TypeError("url must be a Redis URL such as 'redis://localhost:6379/0'")
         bucket = RateLimiter(rate, burst=burst)  # validates rate and burst the same way
@@ -145,7 +136,7 @@ class RedisRateLimiter:
             isinstance(fallback_share, (int, float)) and 0 < fallback_share <= 1
         ):
             raise ValueError(f"fallback_share must be in (0, 1] or None, got {fallback_share!r}")
-        self._url = url
+        self._url: SecretURL = url
         self._rate = bucket.rate
         self._burst = bucket.burst
         self._key = key
@@ -244,13 +235,15 @@ class RedisRateLimiter:
             detail = self._scrub(str(exc))
             message = f"Redis rate limiter at {self._where} unavailable ({kind}"
             message += f": {detail})" if detail else ")"
-            raise RateLimiterUnavailable(message) from None
-        value, tat = _answer(answer)
-        with self._lock:  # one limiter may serve several loops (threads)
-            self._floor = max(self._floor, tat)
-        if value < 0:
-            return None
-        return value / 1e6
+            error = RateLimiterUnavailable(message)
+        else:
+            value, tat = _answer(answer)
+            with self._lock:  # one limiter may serve several loops (threads)
+                self._floor = max(self._floor, tat)
+            return None if value < 0 else value / 1e6
+        # Raised after the `except`: redis-py's exception (and its frames, which hold the
+        # connection's settings) is neither the cause nor the context of ours.
+        raise error
 
     async def _run_script(self, conn: _LoopClient, args: list[str]) -> object:
         """One round trip: the first caller of a loop sends the script itself (EVAL, which also
@@ -313,14 +306,37 @@ class RedisRateLimiter:
         return _where(self._url)
 
     def _scrub(self, text: str) -> str:
-        password = urlsplit(self._url).password
-        return text.replace(password, "***") if password else text
+        return mask_text(text, _passwords(self._url))
 
     def __repr__(self) -> str:
+        # A constructor that raised leaves `self` in a traceback's locals, half built.
+        if not hasattr(self, "_acquired"):
+            return "<RedisRateLimiter (not constructed)>"
         return (
-            f"RedisRateLimiter({redact_url(self._url)!r}, rate={self._rate:g}, "
+            f"RedisRateLimiter({self._url!r}, rate={self._rate:g}, "
             f"burst={self._burst:g}, key={self._key!r})"
         )
+
+
+def _passwords(url: SecretURL) -> list[Secret]:
+    """The passwords in a Redis URL (its netloc's, and a `password=` query parameter's)."""
+    try:
+        parts = urlsplit(url.reveal())
+        found = [parts.password or "", *(v for k, v in parse_qsl(parts.query) if k == "password")]
+    except ValueError:
+        return []
+    return [_Password(value) for value in found if value]
+
+
+class _Password(Secret):
+    """A password found in a Redis URL: masked as `***` (never any of its characters)."""
+
+    __slots__ = ()
+
+    @property
+    def mask(self) -> str:
+        """Always `***`."""
+        return "***"
 
 
 def _answer(answer: object) -> tuple[int, int]:
@@ -344,7 +360,7 @@ def _redis_timeouts() -> tuple[type[BaseException], ...]:
     return (asyncio.TimeoutError, redis.exceptions.TimeoutError)
 
 
-def _redis_from_url(url: str, timeout: float) -> Redis:
+def _redis_from_url(url: SecretURL, timeout: float) -> Redis:
     """A client whose callers wait for one of `REDIS_CONNECTIONS` connections.
 
     redis-py's default pool raises "Too many connections" past its limit (100 in redis-py 8),
@@ -356,11 +372,19 @@ def _redis_from_url(url: str, timeout: float) -> Redis:
         import redis.asyncio  # lazy: `import finalpos_async` must not need the redis extra
     except ImportError as exc:
         raise ImportError(f"RedisRateLimiter needs redis-py: {INSTALL_HINT}") from exc
-    pool = redis.asyncio.BlockingConnectionPool.from_url(  # pyright: ignore[reportUnknownMemberType]  # **kwargs untyped
-        url,
-        max_connections=REDIS_CONNECTIONS,
-        timeout=None,  # the wait is bounded by our wait_for (redis_timeout)
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-    )
-    return redis.asyncio.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
+    try:
+        pool = redis.asyncio.BlockingConnectionPool.from_url(  # pyright: ignore[reportUnknownMemberType]  # **kwargs untyped
+            url.reveal(),
+            max_connections=REDIS_CONNECTIONS,
+            timeout=None,  # the wait is bounded by our wait_for (redis_timeout)
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+    except (ValueError, TypeError) as exc:
+        error = ValueError(
+            f"RedisRateLimiter url {url!r} cannot be used: {mask_text(str(exc), _passwords(url))}"
+        )
+    else:
+        return redis.asyncio.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
+    # After the `except`: redis-py's frames (holding the URL in clear) are not chained to ours.
+    raise error

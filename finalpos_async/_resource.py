@@ -92,18 +92,25 @@ def parse_model(raw: RawResponse[Any], cls: type[_T]) -> _T:
     """The body of `raw` as a `cls`; a body that does not fit raises `ResponseValidationError`."""
     try:
         if cls is dict:
-            data = raw.json()
-            if data.__class__ is not dict:
-                raise FieldError("object", data)
-            return cast(_T, data)
+            return cast(_T, _object(raw.json()))
         return structure(raw.json(), cls)
     except FieldError as error:
-        raise ResponseValidationError(
-            f"{raw.method} {raw.url} answered {raw.status_code} with a body that does not fit "
-            f"{cls.__name__}: {error}",
-            field_path=error.path_str,
-            response=raw,
-        ) from None
+        problem, field_path = str(error), error.path_str
+    # Raised after the `except`, from a frame holding no part of the body: the FieldError's
+    # frames hold what the server sent (an echoed key, say), and a traceback with locals, the
+    # chained context included, would render it.
+    raise ResponseValidationError(
+        f"{raw.method} {raw.url} answered {raw.status_code} with a body that does not fit "
+        f"{cls.__name__}: {problem}",
+        field_path=field_path,
+        response=raw,
+    )
+
+
+def _object(data: Any) -> dict[str, Any]:
+    if data.__class__ is not dict:
+        raise FieldError("object", data)
+    return cast("dict[str, Any]", data)
 
 
 def _model_parser(cls: type[_T]) -> Callable[[Any], _T]:
@@ -112,15 +119,14 @@ def _model_parser(cls: type[_T]) -> Callable[[Any], _T]:
     def parse(data: Any) -> _T:
         try:
             if cls is dict:
-                if data.__class__ is not dict:
-                    raise FieldError("object", data)
-                return cast(_T, data)
+                return cast(_T, _object(data))
             return structure(data, cls)
         except FieldError as error:
-            raise ResponseValidationError(
-                f"the response body does not fit {cls.__name__}: {error}",
-                field_path=error.path_str,
-            ) from None
+            problem, field_path = str(error), error.path_str
+        del data  # as in `parse_model`: no local, nor chained context, holds the body
+        raise ResponseValidationError(
+            f"the response body does not fit {cls.__name__}: {problem}", field_path=field_path
+        )
 
     return parse
 

@@ -35,11 +35,11 @@ from ._retry import (
     parse_retry_after,
     should_retry,
 )
+from ._secret import mask_text, secrets_in
 
 __all__ = [
     "CallState",
     "Failure",
-    "api_key_sent",
     "attempt_timeout",
     "closed_error",
     "connection_error",
@@ -226,6 +226,16 @@ def transport_failure(
     request: Request, state: CallState, exc: TransportError, now: float
 ) -> Failure:
     """Classify a transport failure (raises at once when the deadline cut the attempt short)."""
+    # A malformed answer's text may quote what the server sent back, the key included: mask it
+    # in the TransportError itself, which the caller's error is chained to.
+    message = mask_text(exc.message, secrets_in(request.headers))
+    if message is not exc.message:
+        exc.message, exc.args = message, (message,)
+    # Nor is it chained to what the transport raised it during (aiohttp's exception carries the
+    # request's headers). `AiohttpTransport` raises it after its `except` blocks, but on Python
+    # 3.10 a task that the pure-Python `asyncio.Task` resumed with an exception (as
+    # pytest-asyncio's runner does) is still handling that exception until it next suspends.
+    exc.__context__ = None
     state.maybe_processed = state.maybe_processed or may_have_taken_effect(exc.kind)
     if state.deadline_at is not None and now >= state.deadline_at - DEADLINE_SLACK:
         # The previous attempt's failure (if any) is the one worth reporting.
@@ -250,8 +260,7 @@ def status_failure(
     state.maybe_processed = state.maybe_processed or may_have_taken_effect(
         FailureKind.STATUS, status
     )
-    secret = api_key_sent(request.headers)  # scrubbed from the error's text
-    error = state.marked(make_status_error(raw, retry_after=retry_after, secret=secret))
+    error = state.marked(make_status_error(raw, retry_after=retry_after))
     if retry_after is not None and retry_after > policy.retry_after_cap:
         # A long stall is the caller's decision, not ours: raise at once.
         raise error
@@ -349,7 +358,7 @@ def to_raw(
         request_id = headers.get(name)
         if request_id:
             break
-    return RawResponse(
+    raw: RawResponse[Any] = RawResponse(
         status_code=response.status,
         headers=headers,
         content=response.content,
@@ -359,15 +368,11 @@ def to_raw(
         method=request.method,
         url=request.url,
         idempotency_key=request.idempotency_key,
+        request_headers=request.headers,
     )
-
-
-def api_key_sent(headers: Mapping[str, str]) -> str | None:
-    """The `x-api-key` header's value, whatever its case."""
-    for key, value in headers.items():
-        if key.lower() == "x-api-key":
-            return value
-    return None
+    # An error status is masked at once, so that no frame (whose locals a traceback may render)
+    # holds a server's echo of the key; a 2xx body is the caller's data and is kept as it came.
+    return raw if 200 <= response.status < 300 else raw.redacted()
 
 
 def closed_error() -> RuntimeError:

@@ -216,11 +216,13 @@ class AiohttpTransport:
         if client_timeout is None:
             client_timeout = self._make_timeout(timeout, read_timeout)
         state = _TraceState(self._waiting)
+        resp: aiohttp.ClientResponse | None = None
         self.in_flight += 1
         try:
             async with session.request(
                 request.method,
                 wire_url(request.url),
+                # Read-only view; the key in it is a HeaderSecret, whose str() is the key.
                 headers=request.headers,
                 params=request.query,
                 data=request.content,
@@ -231,24 +233,31 @@ class AiohttpTransport:
             ) as resp:
                 content = await _read_body(resp, self.max_response_bytes)
                 return TransportResponse(resp.status, headers=resp.headers, content=content)
-        except aiohttp.ConnectionTimeoutError as exc:
+        except aiohttp.ConnectionTimeoutError:
             if state.queued:
-                raise TransportError(
+                error = TransportError(
                     FailureKind.POOL_TIMEOUT,
                     f"timed out after {self.pool_timeout} s waiting for a free connection "
                     f"(pool limit {self.limit}, per host {self.limit_per_host})",
-                ) from exc
-            raise TransportError(
-                FailureKind.CONNECT_TIMEOUT, f"timed out connecting ({self.connect_timeout} s)"
-            ) from exc
+                )
+            else:
+                error = TransportError(
+                    FailureKind.CONNECT_TIMEOUT, f"timed out connecting ({self.connect_timeout} s)"
+                )
         except (_BodyTooLarge, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise _transport_error(exc, read_timeout) from exc
+            error = _transport_error(exc, read_timeout)
         finally:
             # After the `async with` has exited: the connection is back in the pool or closed.
             self.in_flight -= 1
             if state.queued and (task := asyncio.current_task()) is not None:
                 # Left while waiting (cancelled): aiohttp sends no queued-end signal then.
                 self._waiting.discard(task)
+        # Raised here, after the `except` blocks, so that aiohttp's exception is neither the
+        # cause nor the context of ours: its request info holds the request's headers and its
+        # frames the request. The response goes from this frame's locals (which a traceback
+        # with locals renders) because its repr shows the headers the server sent.
+        resp = None
+        raise error
 
     async def aclose(self) -> None:
         """Close the session if it is ours (a caller-supplied session is left open)."""

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from finalpos_async._request import Request
     from finalpos_async._response import RawResponse
     from finalpos_async._retry import FailureKind, RetryBudget, RetryPolicy
+    from finalpos_async._secret import HeaderSecret, Secret
     from finalpos_async._transport import AiohttpTransport
     from finalpos_async._types import NOT_GIVEN, NotGiven, RequestOptions
     from finalpos_async._urls import encode_path_param
@@ -64,6 +65,7 @@ __all__ = [
     "FailureKind",
     "FinalPOS",
     "FinalPOSError",
+    "HeaderSecret",
     "InternalServerError",
     "Limiter",
     "MockTransport",
@@ -81,6 +83,7 @@ __all__ = [
     "ResponseValidationError",
     "RetryBudget",
     "RetryPolicy",
+    "Secret",
     "SyncPaginator",
     "Transport",
     "TransportError",
@@ -106,6 +109,7 @@ _LAZY = {
     "ConflictError": "finalpos_async._exceptions",
     "FailureKind": "finalpos_async._retry",
     "FinalPOSError": "finalpos_async._exceptions",
+    "HeaderSecret": "finalpos_async._secret",
     "InternalServerError": "finalpos_async._exceptions",
     "Limiter": "finalpos_async._limiter",
     "MockTransport": "finalpos_async._mock",
@@ -124,6 +128,7 @@ _LAZY = {
     "ResponseValidationError": "finalpos_async._exceptions",
     "RetryBudget": "finalpos_async._retry",
     "RetryPolicy": "finalpos_async._retry",
+    "Secret": "finalpos_async._secret",
     "SyncPaginator": "finalpos_sync._pagination",
     "Transport": "finalpos_async._http",
     "TransportError": "finalpos_async._http",

@@ -151,7 +151,10 @@ class BaseSyncClient:
         return self._loop_thread.closed
 
     def __repr__(self) -> str:
-        # The async client's repr (never the API key), under this class's name.
+        # The async client's repr (never the API key), under this class's name. A constructor
+        # that raised leaves `self` in a traceback's locals, without an async client.
+        if not hasattr(self, "_async"):
+            return f"<{type(self).__name__} (not constructed)>"
         return repr(self.async_client).replace("AsyncFinalPOS", type(self).__name__, 1)
 
     def __enter__(self: _Client) -> _Client:

@@ -25,6 +25,7 @@ from finalpos_async._http import Transport
 from finalpos_async._limiter import Limiter
 from finalpos_async._response import RawResponse
 from finalpos_async._retry import RetryBudget, RetryPolicy
+from finalpos_async._secret import conceal
 from finalpos_async._types import DEFAULT_OPTIONS, NOT_GIVEN, NotGivenOr, RequestOptions
 from finalpos_sync.resources import SyncResourcesMixin
 
@@ -97,6 +98,9 @@ class FinalPOS(SyncResourcesMixin):
         insecure_skip_tls_verify: bool = False,
         transport: Transport | None = None,
     ) -> None:
+        # First, so that this frame, the kwargs below and the factory kept for after a fork
+        # hold the key masked (a failing check in the async constructor renders them all).
+        api_key = conceal(api_key)
         self._init_root(
             AsyncFinalPOS,
             {
@@ -142,6 +146,7 @@ class FinalPOS(SyncResourcesMixin):
         Making one is cheap: nothing is registered anywhere, so discarded copies are simply freed.
         `default_headers` are merged over this client's.
         """
+        api_key = conceal(api_key)  # the closure below keeps it: masked, like in the async twin
         return self._view(
             lambda c: c.with_options(
                 api_key=api_key,

@@ -17,9 +17,11 @@ from finalpos_async._retry_loop import (
     status_failure,
     transport_failure,
 )
+from finalpos_async._secret import HeaderSecret
 
 URL = "https://api.finalpos.com/v1/api/customer"
-BASE = {"Accept": "application/json", "x-api-key": "sk_test_secret"}
+# As the client holds them: the key as a HeaderSecret (masked in any rendering).
+BASE = {"Accept": "application/json", "x-api-key": HeaderSecret("sk_test_secret")}
 
 
 def post(deadline: float | None = 10.0, **options: Any) -> Request:
@@ -39,6 +41,7 @@ def raw(status: int, headers: dict[str, str] | None = None) -> RawResponse[Any]:
         request_id=None,
         method="POST",
         url=URL,
+        request_headers=post().headers,  # what the retry loop's `to_raw` records
     )
 
 

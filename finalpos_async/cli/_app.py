@@ -26,6 +26,7 @@ from .._constants import (
 from .._exceptions import FinalPOSError
 from .._operation import Operation
 from .._redis_limit import DEFAULT_REDIS_KEY
+from .._secret import conceal
 from .._version import __version__
 from ._calls import call_one, export, list_arguments, print_json
 from ._connect import Settings, connect, shared_rate_url
@@ -76,11 +77,17 @@ def _operation(name: str, command: str) -> tuple[Resource, Operation]:
     return choice.resource, op
 
 
+def _secret(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The key as a `Secret` from here on: no frame's locals (nor click's params) show it."""
+    return conceal(value) if value else value
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--api-key",
     envvar=API_KEY_ENV,
     show_envvar=True,
+    callback=_secret,
     help="API key; without one, commands run against an embedded sandbox.",
 )
 @click.option("--base-url", envvar=BASE_URL_ENV, show_envvar=True, help="API base URL.")
