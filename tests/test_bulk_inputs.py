@@ -204,7 +204,7 @@ async def test_fields_the_run_sets_itself_or_that_are_not_names_fail_with_the_re
         calls.append(fields)
         return {"id": "x"}
 
-    async def no_key(*, email: str) -> dict[str, Any]:
+    async def no_key(*, email: str, retry_unsafe: bool | None = None) -> dict[str, Any]:
         raise AssertionError("never called: it takes no idempotency_key")
 
     rows: list[Any] = [{"idempotency_key": "mine"}, {3: "x"}, {"email": "a@b.co"}]
@@ -218,11 +218,25 @@ async def test_fields_the_run_sets_itself_or_that_are_not_names_fail_with_the_re
         results[0].reason
     )
     assert "field names must be str, got 3" in results[1].reason
-    assert calls == [{"email": "a@b.co"}]  # **fields does not receive retry_unsafe: not declared
+    # **fields receives retry_unsafe=False too: a wrapper passes it on to the client's method.
+    assert calls == [{"email": "a@b.co", "retry_unsafe": False}]
 
     refused = [r async for r in BulkRunner().run(no_key, [{"email": "a@b.co"}])]
     assert "no_key(): got an unexpected keyword argument 'idempotency_key'" in refused[0].reason
     assert "a bulk operation must take idempotency_key=" in refused[0].reason
+
+
+async def test_an_operation_that_cannot_take_retry_unsafe_is_refused_when_the_run_is_made() -> None:
+    # Run with the client's own retries, it could repeat a POST that took effect: against a
+    # server that ignores Idempotency-Key, a duplicate. So it is refused, never run that way.
+    async def loose(*, email: str, idempotency_key: str) -> dict[str, Any]:
+        raise AssertionError("never called")
+
+    with pytest.raises(TypeError, match=r"loose must take retry_unsafe= .*create twice"):
+        BulkRunner().run(loose, [{"email": "a@b.co"}])
+    # With resend_unknown the server is trusted to replay by key: the client's retries are fine.
+    job = BulkRunner().run(loose, [], resend_unknown=True)
+    assert (await job).submitted == 0
 
 
 async def test_an_operation_that_declares_retry_unsafe_gets_false_unless_unknowns_are_resent() -> (

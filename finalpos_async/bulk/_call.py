@@ -4,11 +4,12 @@ An item's field names are checked against the operation's signature first (once 
 set of names), so a field the operation does not take, or a required one the item lacks, fails
 that item with a message naming the field and the operation, and nothing is sent.
 
-An operation that declares `retry_unsafe` (every generated method does) is called with
-`retry_unsafe=False` unless the run resends unknown items: the client then never repeats a POST
-that may have taken effect, since a server that ignores `Idempotency-Key` would create the record
-twice; the engine resolves such items itself (lookup, or `UNKNOWN`). A wrapper that calls the
-client itself should declare `retry_unsafe` and pass it on.
+The operation is called with `retry_unsafe=False` unless the run resends unknown items: the
+client then never repeats a POST that may have taken effect, since a server that ignores
+`Idempotency-Key` would create the record twice; the engine resolves such items itself (lookup,
+or `UNKNOWN`). So an operation must take `retry_unsafe` (every generated method does; a wrapper
+declares it, or takes `**kwargs`, and passes it on to the client): one that cannot is refused
+when the run is made, never run with the client's looser retries.
 """
 
 from __future__ import annotations
@@ -42,9 +43,19 @@ class ItemCall(Generic[_T]):
         except (TypeError, ValueError):  # a callable Python cannot describe: called as it is
             signature = None
         self._params = dict(signature.parameters) if signature is not None else None
-        takes_flag = self._params is not None and (
-            self._params.get("retry_unsafe", _ABSENT).kind in _NAMED
+        params = self._params
+        takes_flag = params is not None and (
+            params.get("retry_unsafe", _ABSENT).kind in _NAMED
+            or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         )
+        if params is not None and not takes_flag and not resend_unknown:
+            raise TypeError(
+                f"the bulk operation {name} must take retry_unsafe= (generated methods do; a "
+                f"wrapper passes it on to the client's method): the run calls it with "
+                f"retry_unsafe=False, so that the client never repeats a POST that may have "
+                f"taken effect, which a server ignoring Idempotency-Key would create twice. "
+                f"With resend_unknown=True it is not needed"
+            )
         self._safe_retries_only = takes_flag and not resend_unknown
         self._engine_fields = (
             ("idempotency_key", "retry_unsafe") if self._safe_retries_only else ("idempotency_key",)
