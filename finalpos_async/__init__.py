@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ._rate_limit import RateLimiter
     from ._redis_limit import RedisRateLimiter
     from ._request import Request
+    from ._resource import raw_twin
     from ._response import RawResponse
     from ._retry import FailureKind, RetryBudget, RetryPolicy
     from ._secret import HeaderSecret, Secret
@@ -206,6 +207,7 @@ __all__ = [
     "ZapierTrigger",
     "__version__",
     "encode_path_param",
+    "raw_twin",
 ]
 
 
@@ -258,6 +260,7 @@ _LAZY_MODULES: dict[str, str] = {
     "NotGiven": "_types",
     "RequestOptions": "_types",
     "encode_path_param": "_urls",
+    "raw_twin": "_resource",
 }
 
 

@@ -1,7 +1,7 @@
 """`AsyncFinalPOS`: configuration, lifecycle, the resources and the escape hatch.
 
 A call is built into a `Request` value (`_request.py`) and sent by the retry loop
-(`_retry_loop.py`) through the client's `Transport` (`_http.py`).
+(`_retry_loop.py`) through the client's `Transport` (`_transport/`).
 """
 
 from __future__ import annotations

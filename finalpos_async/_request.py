@@ -18,8 +18,15 @@ from typing import Any, NamedTuple, cast
 import attrs
 
 from . import _codec
-from ._checks import check_header_value, check_headers, check_int, check_seconds, merge_headers
-from ._retry import IDEMPOTENT_METHODS, safe_retries_only_active
+from ._checks import (
+    check_bool,
+    check_header_value,
+    check_headers,
+    check_int,
+    check_seconds,
+    merge_headers,
+)
+from ._retry import IDEMPOTENT_METHODS
 from ._types import DEFAULT_OPTIONS, NotGiven, RequestOptions
 
 __all__ = [
@@ -55,7 +62,7 @@ class Request:
     - `idempotency_key`: sent as `Idempotency-Key`;
     - `unsafe_ok`: the caller said a repeat is harmless (a key of their own, or
       `retry_unsafe=True`); `strict`: never repeat what may have taken effect
-      (`retry_unsafe=False`, or a bulk run's `safe_retries_only`).
+      (`retry_unsafe=False`, as a bulk run passes for each item).
 
     Built by keyword only. Setting a field raises `attrs.exceptions.FrozenInstanceError`;
     `headers` is a read-only view (`types.MappingProxyType`), so changing it raises
@@ -116,6 +123,8 @@ def build_request(
             deadline = check_seconds("deadline", options.deadline)
         if not isinstance(options.max_retries, NotGiven):
             max_retries = check_int("max_retries", options.max_retries, minimum=0)
+        if options.retry_unsafe is not None:
+            check_bool("retry_unsafe", options.retry_unsafe)
     query = flatten_params(params)
     if options.extra_query:
         query.extend(flatten_params(options.extra_query))
@@ -127,8 +136,8 @@ def build_request(
     elif method not in IDEMPOTENT_METHODS:
         key = new_idempotency_key()
     # An explicit key (or retry_unsafe=True) is the caller's word that a repeat is harmless;
-    # retry_unsafe=False (or a bulk run's safe_retries_only) takes that word back.
-    strict = options.retry_unsafe is False or safe_retries_only_active()
+    # retry_unsafe=False takes that word back.
+    strict = options.retry_unsafe is False
     unsafe_ok = not strict and (options.retry_unsafe is True or options.idempotency_key is not None)
     return Request(
         method=method,

@@ -4,14 +4,17 @@ A generated method validates its arguments, builds the path and body, and awaits
 `self._send(...)` (the client's request function, one logical call) then `_parse` (the model),
 or calls `_paginate` (a lazy paginator).
 `with_raw_response` gives a twin resource whose methods return the `RawResponse` instead; the
-`to_raw_response` / `to_raw_page` wrappers give those methods their `RawResponse[Model]` types.
+`to_raw_response` / `to_raw_page` wrappers give those methods their `RawResponse[Model]` types,
+and `raw_twin(method)` gives one method's twin.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
+import types
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeGuard, TypeVar, cast
 
 from ._converter import FieldError, structure
 from ._exceptions import ResponseValidationError
@@ -25,7 +28,9 @@ __all__ = [
     "AsyncAPIResource",
     "RequestSender",
     "check_query_param",
+    "is_resource_method",
     "parse_model",
+    "raw_twin",
     "request_options",
     "to_raw_page",
     "to_raw_response",
@@ -33,6 +38,7 @@ __all__ = [
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
+_R = TypeVar("_R", bound="AsyncAPIResource")
 
 
 def check_query_param(value: _T, name: str) -> _T:
@@ -60,6 +66,7 @@ def request_options(
     max_retries: NotGivenOr[int],
     extra_headers: Mapping[str, str] | None,
     idempotency_key: str | None,
+    retry_unsafe: bool | None,
 ) -> RequestOptions:
     """The `RequestOptions` of one call; the shared default object when nothing was given."""
     if (
@@ -68,6 +75,7 @@ def request_options(
         and max_retries.__class__ is NotGiven
         and extra_headers is None
         and idempotency_key is None
+        and retry_unsafe is None
     ):
         return DEFAULT_OPTIONS
     return RequestOptions(
@@ -76,6 +84,7 @@ def request_options(
         max_retries=max_retries,
         extra_headers=extra_headers,
         idempotency_key=idempotency_key,
+        retry_unsafe=retry_unsafe,
     )
 
 
@@ -129,9 +138,10 @@ class AsyncAPIResource:
         self._send = send
         self._raw = raw
 
-    def _raw_twin(self) -> Any:
-        """This resource, answering `RawResponse` objects (see `with_raw_response`)."""
-        return type(self)(self._send, raw=True)
+    def _raw_twin(self: _R) -> _R:
+        """This resource answering `RawResponse`s (itself on a raw twin): what
+        `with_raw_response` types, and `raw_twin` binds one method to."""
+        return self if self._raw else type(self)(self._send, raw=True)
 
     def _parse(self, raw: RawResponse[Any], cast_to: type[_T]) -> _T:
         """The result of a call: the model, or (on the raw twin) the `RawResponse` itself.
@@ -188,3 +198,35 @@ def to_raw_page(
         return await paginator.fetch_raw_page(paginator.walk().start)
 
     return first_page
+
+
+def is_resource_method(operation: object) -> TypeGuard[types.MethodType]:
+    """True for a method of a client resource (`client.customers.create`, or a raw twin's)."""
+    return isinstance(operation, types.MethodType) and isinstance(
+        operation.__self__, AsyncAPIResource
+    )
+
+
+def raw_twin(method: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[RawResponse[_T]]]:
+    """The raw twin of a resource method: the same call, answering its `RawResponse`.
+
+    `raw_twin(client.customers.create)` is `client.customers.with_raw_response.create`: the same
+    arguments and one logical call, whose `RawResponse` tells the status, headers and attempts
+    (retries included); `.parse()` gives the model. A list method's twin fetches the first page
+    (`RawResponse[Page[Model]]`); a raw twin's method is its own twin. Anything else raises
+    `TypeError` (for a `finalpos_sync` client's methods, use `finalpos_sync.raw_twin`).
+    """
+    if not is_resource_method(method):
+        raise TypeError(
+            f"raw_twin() takes a method of an AsyncFinalPOS resource, such as "
+            f"client.customers.create (for a finalpos_sync client: finalpos_sync.raw_twin); "
+            f"got {method!r}"
+        )
+    resource = cast(AsyncAPIResource, method.__self__)
+    # The same function on the resource's raw twin, whose `_parse` hands back the response.
+    raw_resource = resource._raw_twin()  # pyright: ignore[reportPrivateUsage]  # same module; a public method would sit among the API operations
+    twin = types.MethodType(method.__func__, raw_resource)
+    if inspect.iscoroutinefunction(twin):
+        return cast("Callable[_P, Awaitable[RawResponse[_T]]]", twin)
+    # Only list methods are plain functions (they return their paginator without a request).
+    return cast("Callable[_P, Awaitable[RawResponse[_T]]]", to_raw_page(twin))

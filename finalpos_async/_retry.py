@@ -13,13 +13,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import enum
 import math
 import random
 import re
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
@@ -46,8 +44,6 @@ __all__ = [
     "backoff_delay",
     "may_have_taken_effect",
     "parse_retry_after",
-    "safe_retries_only",
-    "safe_retries_only_active",
     "should_retry",
 ]
 
@@ -333,29 +329,3 @@ class RetryBudget:
 
     def __repr__(self) -> str:
         return f"RetryBudget(tokens={self._tokens}/{self.capacity})"
-
-
-_SAFE_RETRIES_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "finalpos_safe_retries_only", default=False
-)
-
-
-@contextlib.contextmanager
-def safe_retries_only() -> Generator[None, None, None]:
-    """Within this block (and tasks started in it), calls behave as with `retry_unsafe=False`.
-
-    The bulk engine wraps every item in it: an item's POST is sent with its idempotency key but
-    never repeated where the first attempt may have taken effect, because a server that ignores
-    `Idempotency-Key` would then create the record twice. The engine resolves such items itself.
-    A context variable, not an argument, so that it also reaches operations the caller wrapped.
-    """
-    token = _SAFE_RETRIES_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _SAFE_RETRIES_ONLY.reset(token)
-
-
-def safe_retries_only_active() -> bool:
-    """True inside `safe_retries_only()`."""
-    return _SAFE_RETRIES_ONLY.get()

@@ -54,8 +54,8 @@ class RequestOptions:
     - `retry_unsafe`: whether a POST is retried where it may already have been processed (a
       lost answer, a read timeout, a 5xx). `None` (default): only when `idempotency_key` is
       given; `True`: always; `False`: never, even with a key (which is still sent), for servers
-      that may not honour it. A POST that provably did not take effect (never sent, 429) is
-      retried in every mode.
+      that may not honour it (a bulk run passes `False` for each item). A POST that provably did
+      not take effect (never sent, 429) is retried in every mode.
     """
 
     timeout: NotGivenOr[float | None] = NOT_GIVEN

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from finalpos_async._types import NOT_GIVEN, NotGiven, RequestOptions
     from finalpos_async._urls import encode_path_param
     from finalpos_sync._pagination import SyncPaginator
+    from finalpos_sync._resource import raw_twin
     from finalpos_sync.types import *  # noqa: F403 - the models, as listed below
 
 __all__ = [
@@ -94,6 +95,7 @@ __all__ = [
     "UnprocessableEntityError",
     "__version__",
     "encode_path_param",
+    "raw_twin",
 ]
 __all__ += types.__all__
 
@@ -137,6 +139,7 @@ _LAZY = {
     "TransportResponse": "finalpos_async._transport",
     "UnprocessableEntityError": "finalpos_async._exceptions",
     "encode_path_param": "finalpos_async._urls",
+    "raw_twin": "finalpos_sync._resource",
 }
 
 

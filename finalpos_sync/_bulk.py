@@ -54,7 +54,7 @@ from finalpos_async._constants import (
 from finalpos_async.bulk import check_lookup
 
 from ._bulk_channel import NOTHING, WANT, Channel, End, Feed
-from ._resource import Runner, SyncResource
+from ._resource import Runner, SyncResource, is_resource_method, on_loop, raw_twin
 
 if TYPE_CHECKING:
     import os
@@ -125,7 +125,8 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
         engine runs the job on the client's private loop); what differs from sync code:
 
         - `operation`: a method of this client's resources (`client.customers.create`, or its
-          `with_raw_response` twin), or an async callable; the run calls the async twin.
+          `with_raw_response` twin), or an async callable; a method runs on the client's loop,
+          through its raw twin (`raw_twin`), with its fields checked as on the async side.
         - `items`: any iterable of field mappings, pulled lazily in the calling thread (an
           async iterable is also accepted and pulled on the loop).
         - `drain_timeout`: also applies to Ctrl-C and to leaving the loop early; in-flight items
@@ -141,7 +142,10 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
             raise TypeError(
                 f"items must be an iterable of mappings (one per item), got {type(items).__name__}"
             )
-        async_operation = _async_twin(operation, self._twin_of(operation))
+        # A resource method runs through its raw twin (`raw_twin`), so that each result's
+        # `attempts` counts the client's retries, as on the async side.
+        twin = on_loop(raw_twin(operation)) if is_resource_method(operation) else None
+        async_operation = _async_twin(operation, twin)
         feed = None if isinstance(items, AsyncIterable) else Feed(items)
         # Validates the options here, in the caller's thread, so bad arguments raise at once.
         job: BulkJob[Any] = self._async().run(
@@ -154,11 +158,11 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
             content=content,
             job_id=job_id,
             drain_timeout=drain_timeout,
-            lookup=_async_lookup(lookup, self._twin_of(lookup)) if lookup is not None else None,
+            lookup=_async_lookup(lookup, on_loop(lookup)) if lookup is not None else None,
             lookup_key=lookup_key,
             lookup_by=lookup_by,
             retrieve=(
-                _async_retrieve(retrieve, self._twin_of(retrieve)) if retrieve is not None else None
+                _async_retrieve(retrieve, on_loop(retrieve)) if retrieve is not None else None
             ),
             resend_unknown=resend_unknown,
             stop_on_fatal=stop_on_fatal,
@@ -170,16 +174,6 @@ class SyncBulkRunner(SyncResource["BulkRunner"]):
             feed.batch = job.concurrency
         return SyncBulkJob(self._client, self._run, job, feed, drain_timeout=drain_timeout)
 
-    @staticmethod
-    def _twin_of(method: Callable[..., Any]) -> Callable[..., Any] | None:
-        """The async method behind a sync resource method (None for anything else)."""
-        owner: object = method.__self__ if inspect.ismethod(method) else None
-        if not isinstance(owner, SyncResource):
-            return None
-        resource = cast("SyncResource[object]", owner)
-        twin: object = getattr(resource.async_resource(), method.__name__, None)
-        return twin if callable(twin) else None
-
 
 def _is_async(function: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
@@ -190,7 +184,7 @@ def _is_async(function: Callable[..., Any]) -> bool:
 def _async_twin(
     operation: Callable[..., Any], twin: Callable[..., Any] | None
 ) -> Callable[..., Any]:
-    """The async method behind a sync resource method (`twin`, found by `SyncBulkRunner`); an
+    """What the engine calls for a sync resource method (`twin`, its raw twin on the loop); an
     async callable passes unchanged."""
     if twin is not None:
         return twin

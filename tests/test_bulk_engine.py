@@ -20,7 +20,14 @@ import pytest
 from conftest import counting_trace
 from sandbox_proc import duplicates, records
 
-from finalpos_async import APIConnectionError, AsyncFinalPOS
+from finalpos_async import (
+    APIConnectionError,
+    AsyncFinalPOS,
+    MockTransport,
+    RawResponse,
+    Request,
+    TransportResponse,
+)
 from finalpos_async.bulk import (
     BulkRunner,
     ItemStatus,
@@ -204,14 +211,8 @@ async def test_missing_key_field_fails_that_item_only() -> None:
 
 
 async def test_raw_responses_give_their_attempt_count() -> None:
-    class Raw:
-        attempts = 4
-
-        def parse(self) -> dict[str, str]:
-            return {"id": "abc"}
-
-    async def op(**_: Any) -> Raw:
-        return Raw()
+    async def op(**_: Any) -> RawResponse[Any]:
+        return RawResponse(201, {}, b'{"id": "abc"}', 0.01, 4, None, "POST", "https://x.test/")
 
     results = [r async for r in BulkRunner().run(op, [{"a": 1}])]
     assert results[0].attempts == 4
@@ -500,27 +501,19 @@ async def test_a_second_stop_can_bring_the_deadline_closer() -> None:
 
 
 async def test_generated_methods_run_through_their_raw_twin_to_count_attempts() -> None:
-    class Raw:
-        def __init__(self, value: dict[str, Any]) -> None:
-            self.attempts = 2
-            self._value = value
+    answers = iter([TransportResponse(429, headers={"Retry-After": "0"})])
 
-        def parse(self) -> dict[str, Any]:
-            return self._value
+    def handler(request: Request) -> TransportResponse:
+        return next(answers, None) or TransportResponse(201, json={"id": "c1", **request.json()})
 
-    class RawTwin:
-        async def create(self, **fields: Any) -> Raw:
-            return Raw({"id": "raw", **fields})
-
-    class Resource:
-        with_raw_response = RawTwin()
-
-        async def create(self, **fields: Any) -> dict[str, Any]:
-            raise AssertionError("the engine should call the raw twin")
-
-    results = [r async for r in BulkRunner().run(Resource().create, [{"a": 1}])]
-    assert results[0].attempts == 2
-    assert results[0].value == {"id": "raw", "a": 1, "idempotency_key": results[0].idempotency_key}
+    transport = MockTransport(handler)
+    async with AsyncFinalPOS("k", transport=transport, backoff_base=0.001) as client:
+        item = {"email": "a@b.co", "first_name": "A", "last_name": "B"}
+        results = [r async for r in client.bulk.run(client.customers.create, [item])]
+    assert results[0].attempts == 2  # the 429 and its retry, counted through the raw twin
+    assert isinstance(results[0].value, Customer)
+    assert results[0].value.email == "a@b.co"
+    assert len(transport.requests) == 2
 
 
 # -- against the sandbox: what the server ends up holding ----------------------------------------
@@ -552,8 +545,9 @@ async def stored_names(sandbox: Sandbox) -> list[str]:
 class Faulty:
     """`client.customers.create` with a scripted fault (`x-sandbox-fault`) for some emails.
 
-    Counts the calls per email: each call is one POST on the wire (the engine tells the client
-    not to retry a POST that may have taken effect).
+    Counts the calls per email: each call is one POST on the wire (the engine passes
+    `retry_unsafe=False`, which this passes on: the client does not retry a POST that may have
+    taken effect).
     """
 
     def __init__(self, client: AsyncFinalPOS, faults: Mapping[str, str] | None = None) -> None:
@@ -561,13 +555,16 @@ class Faulty:
         self.faults = dict(faults or {})
         self.calls: collections.Counter[str] = collections.Counter()
 
-    async def __call__(self, *, idempotency_key: str, **fields: Any) -> Customer:
+    async def __call__(
+        self, *, idempotency_key: str, retry_unsafe: bool | None = None, **fields: Any
+    ) -> Customer:
         email = fields["email"]
         self.calls[email.split("@")[0]] += 1
         script = self.faults.get(email.split("@")[0])
         return await self.client.customers.create(
             **fields,
             idempotency_key=idempotency_key,
+            retry_unsafe=retry_unsafe,
             extra_headers={"x-sandbox-fault": script} if script else None,
         )
 

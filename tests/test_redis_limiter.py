@@ -161,9 +161,9 @@ async def test_limiters_that_lose_the_key_keep_the_bound_the_readme_states(
     await asyncio.gather(*b_callers, *(slots.take(a) for _ in range(60)))
     await a.aclose()
     await b.aclose()
-    busiest = slots.busiest_second()
-    # Measured: 103 of 105. The overlap is real (were it gone, the README could promise more).
-    assert rate + burst + JITTER < busiest <= rate + burst + burst + waiting + JITTER
+    # Measured on a quiet machine: 103 of 105 (the overlap is real). How much of it shows
+    # depends on how fast A's callers reach Redis after the loss, so only the bound is asserted.
+    assert slots.busiest_second() <= rate + burst + burst + waiting + JITTER
 
 
 async def test_one_round_trip_reserves_and_the_wait_is_local(redis_servers: StartRedis) -> None:

@@ -1,8 +1,8 @@
-"""`retry_unsafe=False`, `safe_retries_only()` and `maybe_processed`, against a scripted server.
+"""`retry_unsafe=False` and `maybe_processed`, against a scripted server.
 
-A bulk run may not rely on the server honouring `Idempotency-Key`: inside it a POST is sent
-with its key but repeated only where it provably did not take effect, and the final error says
-whether the server may have acted on the call.
+A bulk run may not rely on the server honouring `Idempotency-Key`: it calls each item's method
+with `retry_unsafe=False`, so a POST is sent with its key but repeated only where it provably did
+not take effect, and the final error says whether the server may have acted on the call.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from finalpos_async import (
     BadRequestError,
     InternalServerError,
 )
-from finalpos_async._retry import FailureKind, may_have_taken_effect, safe_retries_only
+from finalpos_async._retry import FailureKind, may_have_taken_effect
 from finalpos_async._types import RequestOptions
 
 KEY = RequestOptions(idempotency_key="k-1")
@@ -47,18 +47,20 @@ async def test_with_a_key_the_default_still_retries_a_500(scripted_server: Scrip
     assert scripted_server.attempts == 2
 
 
-async def test_safe_retries_only_applies_to_every_call_in_its_block(
+async def test_a_generated_method_takes_retry_unsafe_false_for_that_call_only(
     scripted_server: ScriptedServer,
 ) -> None:
+    person = {"email": "a@b.co", "first_name": "A", "last_name": "B"}
     scripted_server.play(status(502), ok())
     async with scripted_server.client() as client:
-        with safe_retries_only(), pytest.raises(InternalServerError) as caught:
-            await client.send("POST", "/v1/api/customer", json={}, options=KEY)
+        with pytest.raises(InternalServerError) as caught:
+            await client.customers.create(**person, idempotency_key="k-1", retry_unsafe=False)
         assert caught.value.maybe_processed is True
         assert scripted_server.attempts == 1
         scripted_server.play(status(502), ok())
-        raw = await client.send("POST", "/v1/api/customer", json={}, options=KEY)
-    assert raw.attempts == 2  # outside the block, the key allows the retry again
+        raw = await client.customers.with_raw_response.create(**person, idempotency_key="k-1")
+    assert raw.attempts == 2  # without it, the key allows the retry again
+    assert scripted_server.seen[0].headers["Idempotency-Key"] == "k-1"
 
 
 async def test_a_429_is_retried_even_in_strict_mode(scripted_server: ScriptedServer) -> None:

@@ -272,7 +272,9 @@ def test_ctrl_c_drains_records_in_the_journal_and_reraises(
     started = threading.Event()
     hold = asyncio.Event()  # never set: items 3+ stay in flight until cancelled
 
-    async def create(*, n: int, idempotency_key: str) -> dict[str, Any]:
+    async def create(
+        *, n: int, idempotency_key: str, retry_unsafe: bool | None = None
+    ) -> dict[str, Any]:
         if n < 3:
             return {"id": f"id-{n}"}
         if n == 5:
@@ -311,7 +313,9 @@ def test_stop_from_another_thread_yields_the_stragglers_as_unknown(client: Final
     started = threading.Event()
     hold = asyncio.Event()  # never set: items 3+ stay in flight until the drain deadline
 
-    async def create(*, n: int, idempotency_key: str) -> dict[str, Any]:
+    async def create(
+        *, n: int, idempotency_key: str, retry_unsafe: bool | None = None
+    ) -> dict[str, Any]:
         if n < 3:
             return {"id": f"id-{n}"}
         if n == 5:

@@ -8,7 +8,8 @@ Shape of a run (`BulkJob._run`)::
         journal says outcome unknown?  -> held for the lookup (`lookup`), resent
                                           (`resend_unknown`), or reported UNKNOWN again
         else  -> intent journaled (the window in one commit), then
-                 task: [rate limiter] -> operation(**item, idempotency_key=k)
+                 task: fields checked, [rate limiter] ->
+                       operation(**item, idempotency_key=k, retry_unsafe=False)  (`_call`)
     completed tasks -> record the outcome in the journal -> yield result
     [settle, in rounds while a round makes progress: look up the items whose answer was lost
      (the target is read once per run, then only what it added: `_target_copy`), count the
@@ -45,6 +46,7 @@ from .._constants import (
     BULK_SETTLE_PAUSE,
     BULK_SETTLE_ROUNDS,
 )
+from ._call import ItemCall
 from ._held import Held
 from ._in_flight import Stop, abandon
 from ._intake import Intake
@@ -98,7 +100,6 @@ class BulkJob(Generic[_T]):
         rotated_credentials: bool = False,
     ) -> None:
         self.report = BulkReport()
-        self._operation = operation
         self._items = items
         self._concurrency = concurrency
         self._limiter = limiter
@@ -125,6 +126,8 @@ class BulkJob(Generic[_T]):
         self._resend_unknown = resend_unknown
         self._stop_on_fatal = stop_on_fatal
         self._binding = binding or Binding(None, None, operation_name(operation), "content")
+        # Errors name the operation as the journal does (`customers.create`), sync or async.
+        self._call = ItemCall(operation, self._binding.operation, resend_unknown=resend_unknown)
         self._started = False
         self._bound = False
         self._aborted = False
@@ -464,13 +467,7 @@ class BulkJob(Generic[_T]):
             self._abort(f"the journal cannot be written: {error}")
 
     async def _send(self, pending: Pending) -> ItemResult[_T]:
-        return await send_item(
-            self._operation,
-            pending,
-            limiter=self._limiter,
-            resend_unknown=self._resend_unknown,
-            name=self._binding.operation,
-        )
+        return await send_item(self._call, pending, limiter=self._limiter)
 
     async def _settle(self) -> AsyncGenerator[ItemResult[_T], None]:
         """Rounds after the main pass, while one makes progress: look up the held items whose

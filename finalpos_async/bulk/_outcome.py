@@ -1,19 +1,19 @@
 """One item's trip to the target and what its outcome means.
 
-`send_item` calls the operation once for an item (the client retries inside, only where a POST
-provably did not take effect unless `resend_unknown`), and turns whatever happens into an
-`ItemResult`. The rest classifies outcomes: what is worth journaling, what is unreachable, and
-when a run of failures means no further item can succeed (`FatalWatch`).
+`send_item` calls the operation once for an item (`ItemCall`: its fields checked first; the
+client retries inside, only where a POST provably did not take effect unless `resend_unknown`),
+and turns whatever happens into an `ItemResult`. The rest classifies outcomes: what is worth
+journaling, what is unreachable, and when a run of failures means no further item can succeed
+(`FatalWatch`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeVar, cast, runtime_checkable
+from collections.abc import Mapping
+from typing import Any, TypeVar, cast
 
 import attrs
 
@@ -28,14 +28,14 @@ from .._exceptions import (
     RateLimiterUnavailable,
     ResponseValidationError,
 )
-from .._retry import safe_retries_only
+from .._response import RawResponse
+from ._call import ItemCall
 from ._limiter import Limiter
 from ._results import ItemResult, ItemStatus, describe_error
 
 __all__ = [
     "FatalWatch",
     "Pending",
-    "RawAnswer",
     "id_of",
     "not_processed",
     "pending_of",
@@ -44,17 +44,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-
-
-@runtime_checkable
-class RawAnswer(Protocol):
-    """What a raw twin answers (`RawResponse`): the HTTP attempts made, and `parse()`."""
-
-    attempts: int
-
-    def parse(self) -> Any:
-        """The model the plain method would have returned."""
-        ...
 
 
 @attrs.frozen(kw_only=True)
@@ -103,54 +92,27 @@ def pending_of(result: ItemResult[Any]) -> Pending:
     )
 
 
-# Python names the function it refuses arguments for: `AsyncCustomers.create() missing ...`.
-_CALLEE = re.compile(r"^[\w.]+\(\)\s*")
-
-
-def _refused(pending: Pending, name: str, exc: TypeError, started: float) -> ItemResult[Any]:
-    """An item with fields the operation does not take: failed, nothing sent.
-
-    The sync client runs its async twin, so Python's own message would name
-    `AsyncCustomers.create()` to a sync caller; `customers.create()` is right for both.
-    """
-    error = TypeError(f"{name}(): {_CALLEE.sub('', str(exc))}")
-    return result_of(
-        pending,
-        ItemStatus.FAILED,
-        error=error,
-        attempts=pending.attempts,
-        elapsed=time.monotonic() - started,
-    )
+def _refused(pending: Pending, reason: str) -> ItemResult[Any]:
+    """An item whose fields the operation does not take: failed, nothing sent."""
+    return result_of(pending, ItemStatus.FAILED, error=TypeError(reason), elapsed=0.0)
 
 
 async def send_item(
-    operation: Callable[..., Awaitable[_T]],
-    pending: Pending,
-    *,
-    limiter: Limiter | None,
-    resend_unknown: bool,
-    name: str = "operation",
+    call: ItemCall[_T], pending: Pending, *, limiter: Limiter | None
 ) -> ItemResult[_T]:
-    """One item: wait for the limiter, call the operation, turn any outcome into a result.
-
-    `name` is how errors name the operation (`customers.create`), the same for the sync and
-    async clients.
-    """
+    """One item: check its fields, wait for the limiter, call the operation, turn any outcome
+    into a result."""
+    refusal = call.refusal(pending.item)
+    if refusal is not None:
+        return _refused(pending, refusal)
     started = time.monotonic()
     sent = False
     try:
         if limiter is not None:
             await limiter.acquire()
-        try:
-            call = operation(**pending.item, idempotency_key=pending.idempotency_key)
-        except TypeError as exc:  # raised before the coroutine starts: nothing was sent
-            return _refused(pending, name, exc, started)
+        answer = call(pending.item, pending.idempotency_key)
         sent = True
-        if resend_unknown:
-            value: Any = await call
-        else:
-            with safe_retries_only():
-                value = await call
+        value: Any = await answer
     except asyncio.CancelledError:
         # Only the engine cancels these tasks (drain deadline); report, don't propagate.
         if not sent:
@@ -174,11 +136,12 @@ async def send_item(
             elapsed=time.monotonic() - started,
         )
     attempts = 1
-    if isinstance(value, RawAnswer):
+    if value.__class__ is RawResponse:
         # A raw twin's answer (see `BulkRunner.run`): its attempts include the client's retries.
-        attempts = value.attempts
+        raw = cast("RawResponse[object]", value)
+        attempts = raw.attempts
         try:
-            value = value.parse()
+            value = raw.parse()
         except ResponseValidationError as exc:
             return _unreadable(pending, exc, pending.attempts + attempts, started)
     return result_of(

@@ -3,13 +3,13 @@ job is iterated or awaited)."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar, cast
 
 from .._constants import BULK_CONCURRENCY, BULK_DRAIN_TIMEOUT, IMPORT_BURST_SECONDS
+from .._resource import is_resource_method, raw_twin
 from ._items import Items, KeySpec, identity_rule
 from ._job import BulkJob
 from ._journal import JournalStore
@@ -25,7 +25,8 @@ _T = TypeVar("_T")
 log = logging.getLogger("finalpos.bulk")
 
 BulkOperation = Callable[..., Awaitable[_T]]
-"""An async callable taking an item's fields as keyword arguments plus `idempotency_key=`."""
+"""An async callable taking an item's fields as keyword arguments plus `idempotency_key=` (and
+`retry_unsafe=`, if it declares it: see `BulkRunner.run`)."""
 
 
 class BulkRunner:
@@ -69,6 +70,13 @@ class BulkRunner:
 
             report = await client.bulk.run(client.customers.create, rows)  # counts only
 
+        - `operation`: a resource method (`client.customers.create`, run through its raw twin,
+          `finalpos_async.raw_twin`, so each result's `attempts` counts the client's retries),
+          or any async callable. Each item's field names are checked against its signature
+          first: an item with a field it does not take (or without a required one) ends
+          `FAILED`, naming the field, and nothing is sent. Where the operation declares
+          `retry_unsafe` (every resource method does), it is called with `retry_unsafe=False`
+          (see `resend_unknown`); a wrapper that calls the client should take it and pass it on.
         - `concurrency`: items in flight at once (default 16), capped at the client's pool size.
         - `rate_limit`: items started per second (bursts of a tenth of a second's worth), or a
           limiter (`RateLimiter`, `RedisRateLimiter`) shared with other runs. The
@@ -123,7 +131,7 @@ class BulkRunner:
             check_lookup(lookup)
         client_limiter = self._client.rate_limiter if self._client is not None else None
         return BulkJob(
-            _raw_twin(operation),
+            _answering_raw(operation),
             items,
             concurrency=self._capped(concurrency),
             limiter=_run_limiter(rate_limit, client_limiter),
@@ -188,17 +196,13 @@ def _run_limiter(
     return limiter
 
 
-def _raw_twin(operation: Callable[..., Awaitable[_T]]) -> Callable[..., Awaitable[_T]]:
-    """For a generated resource method, its `with_raw_response` twin; else the operation itself.
+def _answering_raw(operation: Callable[..., Awaitable[_T]]) -> Callable[..., Awaitable[_T]]:
+    """A resource method's raw twin (`raw_twin`); any other operation as it is.
 
     The twin answers a `RawResponse`, which the engine unwraps to the same model while reading
     its attempt count, so every result's `attempts` includes the client's retries.
     """
-    if not inspect.ismethod(operation):
-        return operation
-    raw_resource: object = getattr(operation.__self__, "with_raw_response", None)
-    twin: object = getattr(raw_resource, operation.__name__, None)
-    if not callable(twin):
+    if not is_resource_method(operation):
         return operation
     # The raw twin answers `RawResponse[_T]`; the engine unwraps it (see the docstring).
-    return cast("Callable[..., Awaitable[_T]]", twin)
+    return cast("Callable[..., Awaitable[_T]]", raw_twin(operation))

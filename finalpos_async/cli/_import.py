@@ -34,6 +34,7 @@ from .._converter import unstructure
 from .._limiter import Limiter
 from .._method_info import MethodInfo
 from .._redis_limit import RedisRateLimiter
+from .._resource import raw_twin
 from ..bulk import (
     BulkJob,
     ItemStatus,
@@ -421,13 +422,26 @@ def _creator(conn: Connection, op: MethodInfo) -> Callable[..., Awaitable[Any]]:
     The raw twin answers the `RawResponse`, so the engine counts every row's HTTP attempts
     (retries included) and parses it into the model.
     """
-    method: Callable[..., Awaitable[Any]] = getattr(
-        getattr(conn.client, op.resource).with_raw_response, op.name
+    method: Callable[..., Awaitable[Any]] = raw_twin(
+        getattr(getattr(conn.client, op.resource), op.name)
     )
 
-    async def create(*, body: dict[str, Any], row: Row, row_key: str, idempotency_key: str) -> Any:
+    async def create(
+        *,
+        body: dict[str, Any],
+        row: Row,
+        row_key: str,
+        idempotency_key: str,
+        retry_unsafe: bool | None = None,
+    ) -> Any:
+        # `retry_unsafe` comes from the engine (False unless --resend-unknown): passed on.
         kwargs, extra = body_arguments(op, body)
-        return await method(**kwargs, extra_body=extra or None, idempotency_key=idempotency_key)
+        return await method(
+            **kwargs,
+            extra_body=extra or None,
+            idempotency_key=idempotency_key,
+            retry_unsafe=retry_unsafe,
+        )
 
     return create
 

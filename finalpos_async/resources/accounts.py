@@ -38,6 +38,7 @@ class AsyncAccounts(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Account:
         """Create a new account.
 
@@ -50,8 +51,8 @@ class AsyncAccounts(AsyncAPIResource):
             name: Account (business) name.
             phone: Contact phone number.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         body = unstructure_params(
             CreateAccount, {"email": email, "name": name, "phone": phone}, extra_body
@@ -60,7 +61,9 @@ class AsyncAccounts(AsyncAPIResource):
             "POST",
             "/v1/api/account",
             json=body,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, Account)
 
@@ -73,6 +76,7 @@ class AsyncAccounts(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Account:
         """Get an account by ID.
 
@@ -82,13 +86,15 @@ class AsyncAccounts(AsyncAPIResource):
 
         Args:
             id: Account ID.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         raw = await self._send(
             "GET",
             f"/v1/api/account/{encode_path_param(id, 'id')}",
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, Account)
 
@@ -105,6 +111,7 @@ class AsyncAccounts(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Account:
         """Update an account by ID.
 
@@ -118,8 +125,8 @@ class AsyncAccounts(AsyncAPIResource):
             name: Account (business) name.
             phone: Contact phone number.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         body = unstructure_params(
             UpdateAccount, {"email": email, "name": name, "phone": phone}, extra_body
@@ -128,7 +135,9 @@ class AsyncAccounts(AsyncAPIResource):
             "PUT",
             f"/v1/api/account/{encode_path_param(id, 'id')}",
             json=body,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, Account)
 
@@ -141,6 +150,7 @@ class AsyncAccounts(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> DeleteResponse:
         """Delete an account by ID.
 
@@ -150,13 +160,15 @@ class AsyncAccounts(AsyncAPIResource):
 
         Args:
             id: Account ID.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         raw = await self._send(
             "DELETE",
             f"/v1/api/account/{encode_path_param(id, 'id')}",
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, DeleteResponse)
 

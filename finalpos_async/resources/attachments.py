@@ -40,6 +40,7 @@ class AsyncAttachments(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Attachment:
         """Create a new attachment.
 
@@ -55,8 +56,8 @@ class AsyncAttachments(AsyncAPIResource):
             path: Storage path of the file.
             account_id: Account the attachment belongs to.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         body = unstructure_params(
             CreateAttachment,
@@ -74,7 +75,9 @@ class AsyncAttachments(AsyncAPIResource):
             "POST",
             "/v1/api/attachment",
             json=body,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, Attachment)
 
@@ -87,6 +90,7 @@ class AsyncAttachments(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Attachment:
         """Get an attachment by ID.
 
@@ -96,13 +100,15 @@ class AsyncAttachments(AsyncAPIResource):
 
         Args:
             id: Attachment ID.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         raw = await self._send(
             "GET",
             f"/v1/api/attachment/{encode_path_param(id, 'id')}",
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, Attachment)
 

@@ -43,6 +43,7 @@ class AsyncCategories(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Category:
         """Create a new category.
 
@@ -59,8 +60,8 @@ class AsyncCategories(AsyncAPIResource):
             menu_order: Position of the category in menus.
             source: Where the category came from.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         body = unstructure_params(
             CreateCategory,
@@ -79,7 +80,9 @@ class AsyncCategories(AsyncAPIResource):
             "POST",
             "/v1/api/category",
             json=body,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, Category)
 
@@ -92,6 +95,7 @@ class AsyncCategories(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Category:
         """Get a category by ID.
 
@@ -101,13 +105,15 @@ class AsyncCategories(AsyncAPIResource):
 
         Args:
             id: Identifier of the category.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         raw = await self._send(
             "GET",
             f"/v1/api/category/{encode_path_param(id, 'id')}",
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, Category)
 
@@ -122,6 +128,7 @@ class AsyncCategories(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> AsyncPaginator[Category]:
         """Get all categories.
 
@@ -136,8 +143,8 @@ class AsyncCategories(AsyncAPIResource):
             limit: Records per page (the API's `limit`).
             skip: Records to skip before the first page.
             max_items: Stop after this many records in total.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._paginate(
             "/v1/api/categories",
@@ -146,7 +153,9 @@ class AsyncCategories(AsyncAPIResource):
             skip=skip,
             limit=limit,
             max_items=max_items,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
 
 

@@ -46,6 +46,7 @@ class AsyncCustomTables(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> AsyncPaginator[dict[str, Any]]:
         """Get all custom tables: structure.
 
@@ -60,8 +61,8 @@ class AsyncCustomTables(AsyncAPIResource):
             limit: Records per page (the API's `limit`).
             skip: Records to skip before the first page.
             max_items: Stop after this many records in total.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._paginate(
             "/v1/api/custom-tables",
@@ -70,7 +71,9 @@ class AsyncCustomTables(AsyncAPIResource):
             skip=skip,
             limit=limit,
             max_items=max_items,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
 
     def list_fields(
@@ -85,6 +88,7 @@ class AsyncCustomTables(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> AsyncPaginator[dict[str, Any]]:
         """Get all custom table fields.
 
@@ -100,8 +104,8 @@ class AsyncCustomTables(AsyncAPIResource):
             limit: Records per page (the API's `limit`).
             skip: Records to skip before the first page.
             max_items: Stop after this many records in total.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._paginate(
             "/v1/api/custom-table-fields",
@@ -110,7 +114,9 @@ class AsyncCustomTables(AsyncAPIResource):
             skip=skip,
             limit=limit,
             max_items=max_items,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
 
     async def create_row(
@@ -123,6 +129,7 @@ class AsyncCustomTables(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> CustomTableRow:
         """Create a new custom table: content.
 
@@ -133,15 +140,17 @@ class AsyncCustomTables(AsyncAPIResource):
         Args:
             table_id: Identifier of the custom table that will hold the row.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         body = unstructure_params(CreateCustomTableRow, {"table_id": table_id}, extra_body)
         raw = await self._send(
             "POST",
             "/v1/api/custom-table-row",
             json=body,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, CustomTableRow)
 
@@ -154,6 +163,7 @@ class AsyncCustomTables(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> CustomTableRow:
         """Get a single row from a custom table.
 
@@ -163,13 +173,15 @@ class AsyncCustomTables(AsyncAPIResource):
 
         Args:
             id: Identifier of the custom table row.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         raw = await self._send(
             "GET",
             f"/v1/api/custom-table-row/{encode_path_param(id, 'id')}",
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, CustomTableRow)
 
@@ -185,6 +197,7 @@ class AsyncCustomTables(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> AsyncPaginator[CustomTableRow]:
         """Get all custom tables: content.
 
@@ -200,8 +213,8 @@ class AsyncCustomTables(AsyncAPIResource):
             limit: Records per page (the API's `limit`).
             skip: Records to skip before the first page.
             max_items: Stop after this many records in total.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._paginate(
             "/v1/api/custom-table-rows",
@@ -210,7 +223,9 @@ class AsyncCustomTables(AsyncAPIResource):
             skip=skip,
             limit=limit,
             max_items=max_items,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
 
     def list_values(
@@ -226,6 +241,7 @@ class AsyncCustomTables(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> AsyncPaginator[dict[str, Any]]:
         """Get all custom tables: content.
 
@@ -243,8 +259,8 @@ class AsyncCustomTables(AsyncAPIResource):
             limit: Records per page (the API's `limit`).
             skip: Records to skip before the first page.
             max_items: Stop after this many records in total.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._paginate(
             "/v1/api/custom-table-values",
@@ -256,7 +272,9 @@ class AsyncCustomTables(AsyncAPIResource):
             skip=skip,
             limit=limit,
             max_items=max_items,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
 
 

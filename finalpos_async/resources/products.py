@@ -54,6 +54,7 @@ class AsyncProducts(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Product:
         """Create a new product.
 
@@ -81,8 +82,8 @@ class AsyncProducts(AsyncAPIResource):
             metadata: Custom key/value metadata of the product.
             attributes: Attributes of the product, each with a list of values.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         body = unstructure_params(
             CreateProduct,
@@ -112,7 +113,9 @@ class AsyncProducts(AsyncAPIResource):
             "POST",
             "/v1/api/product",
             json=body,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, Product)
 
@@ -127,6 +130,7 @@ class AsyncProducts(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> AsyncPaginator[Product]:
         """Get all products.
 
@@ -141,8 +145,8 @@ class AsyncProducts(AsyncAPIResource):
             limit: Records per page (the API's `limit`).
             skip: Records to skip before the first page.
             max_items: Stop after this many records in total.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._paginate(
             "/v1/api/products",
@@ -151,7 +155,9 @@ class AsyncProducts(AsyncAPIResource):
             skip=skip,
             limit=limit,
             max_items=max_items,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
 
 

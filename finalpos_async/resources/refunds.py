@@ -53,6 +53,7 @@ class AsyncRefunds(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Refund:
         """Create a new refund.
 
@@ -73,8 +74,8 @@ class AsyncRefunds(AsyncAPIResource):
             payment: How the refund was paid out.
             balance: Remaining balance, decimal string.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         body = unstructure_params(
             CreateRefund,
@@ -97,7 +98,9 @@ class AsyncRefunds(AsyncAPIResource):
             "POST",
             "/v1/api/refunds",
             json=body,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, Refund)
 
@@ -110,6 +113,7 @@ class AsyncRefunds(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Refund:
         """Get a refund by ID.
 
@@ -119,13 +123,15 @@ class AsyncRefunds(AsyncAPIResource):
 
         Args:
             id: Refund ID.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         raw = await self._send(
             "GET",
             f"/v1/api/refunds/{encode_path_param(id, 'id')}",
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, Refund)
 
@@ -150,6 +156,7 @@ class AsyncRefunds(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Refund:
         """Update a refund by ID.
 
@@ -171,8 +178,8 @@ class AsyncRefunds(AsyncAPIResource):
             payment: How the refund was paid out.
             balance: Remaining balance, decimal string.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         body = unstructure_params(
             UpdateRefund,
@@ -195,7 +202,9 @@ class AsyncRefunds(AsyncAPIResource):
             "PUT",
             f"/v1/api/refunds/{encode_path_param(id, 'id')}",
             json=body,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, Refund)
 

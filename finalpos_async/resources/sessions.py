@@ -49,6 +49,7 @@ class AsyncSessions(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Session:
         """Create a new session.
 
@@ -71,8 +72,8 @@ class AsyncSessions(AsyncAPIResource):
             closing_report_data: Closing report serialized as a JSON string.
             closing_note: Note entered when closing.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         body = unstructure_params(
             CreateSession,
@@ -97,7 +98,9 @@ class AsyncSessions(AsyncAPIResource):
             "POST",
             "/v1/api/session",
             json=body,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, Session)
 
@@ -124,6 +127,7 @@ class AsyncSessions(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Session:
         """Update a session by ID.
 
@@ -147,8 +151,8 @@ class AsyncSessions(AsyncAPIResource):
             closing_note: Note entered when closing.
             opening_note: Note entered when opening.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         body = unstructure_params(
             UpdateSession,
@@ -173,7 +177,9 @@ class AsyncSessions(AsyncAPIResource):
             "PUT",
             f"/v1/api/session/{encode_path_param(id, 'id')}",
             json=body,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, Session)
 

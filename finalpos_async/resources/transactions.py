@@ -50,6 +50,7 @@ class AsyncTransactions(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Transaction:
         """Create a new transaction.
 
@@ -73,8 +74,8 @@ class AsyncTransactions(AsyncAPIResource):
             outlet_id: Outlet where the transaction happened.
             receipt_id: Receipt reference.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         body = unstructure_params(
             CreateTransaction,
@@ -100,7 +101,9 @@ class AsyncTransactions(AsyncAPIResource):
             "POST",
             "/v1/api/transactions",
             json=body,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, Transaction)
 
@@ -113,6 +116,7 @@ class AsyncTransactions(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Transaction:
         """Get a transaction by ID.
 
@@ -122,13 +126,15 @@ class AsyncTransactions(AsyncAPIResource):
 
         Args:
             id: Transaction ID.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         raw = await self._send(
             "GET",
             f"/v1/api/transactions/{encode_path_param(id, 'id')}",
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, Transaction)
 
@@ -141,6 +147,7 @@ class AsyncTransactions(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> DeleteResponse:
         """Delete a transaction by ID.
 
@@ -150,13 +157,15 @@ class AsyncTransactions(AsyncAPIResource):
 
         Args:
             id: Transaction ID.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         raw = await self._send(
             "DELETE",
             f"/v1/api/transactions/{encode_path_param(id, 'id')}",
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, DeleteResponse)
 

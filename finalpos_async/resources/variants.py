@@ -51,6 +51,7 @@ class AsyncVariants(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Variant:
         """Create a new variant.
 
@@ -74,8 +75,8 @@ class AsyncVariants(AsyncAPIResource):
             attributes: Attributes (e.g. color) that define the variant.
             inventory: Stock per outlet.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         body = unstructure_params(
             CreateVariant,
@@ -101,7 +102,9 @@ class AsyncVariants(AsyncAPIResource):
             "POST",
             "/v1/api/variant",
             json=body,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, Variant)
 
@@ -114,6 +117,7 @@ class AsyncVariants(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Variant:
         """Get a variant by ID.
 
@@ -123,13 +127,15 @@ class AsyncVariants(AsyncAPIResource):
 
         Args:
             id: Identifier of the variant.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         raw = await self._send(
             "GET",
             f"/v1/api/variant/{encode_path_param(id, 'id')}",
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, Variant)
 
@@ -157,6 +163,7 @@ class AsyncVariants(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Variant:
         """Update a variant by ID.
 
@@ -181,8 +188,8 @@ class AsyncVariants(AsyncAPIResource):
             attributes: Attributes (e.g. color) that define the variant.
             inventory: Stock per outlet.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         body = unstructure_params(
             UpdateVariant,
@@ -208,7 +215,9 @@ class AsyncVariants(AsyncAPIResource):
             "PUT",
             f"/v1/api/variant/{encode_path_param(id, 'id')}",
             json=body,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, Variant)
 
@@ -223,6 +232,7 @@ class AsyncVariants(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> AsyncPaginator[Variant]:
         """Get all variants.
 
@@ -237,8 +247,8 @@ class AsyncVariants(AsyncAPIResource):
             limit: Records per page (the API's `limit`).
             skip: Records to skip before the first page.
             max_items: Stop after this many records in total.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._paginate(
             "/v1/api/variants",
@@ -247,7 +257,9 @@ class AsyncVariants(AsyncAPIResource):
             skip=skip,
             limit=limit,
             max_items=max_items,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
 
 

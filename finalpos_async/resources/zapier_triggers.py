@@ -39,6 +39,7 @@ class AsyncZapierTriggers(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> ZapierTrigger:
         """Create a new Zapier trigger.
 
@@ -53,8 +54,8 @@ class AsyncZapierTriggers(AsyncAPIResource):
             trigger_url: Zapier webhook URL that receives the event.
             custom_trigger_name: Optional display name for the trigger.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         body = unstructure_params(
             CreateZapierTrigger,
@@ -71,7 +72,9 @@ class AsyncZapierTriggers(AsyncAPIResource):
             "POST",
             "/v1/api/zapier-triggers",
             json=body,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, ZapierTrigger)
 
@@ -90,6 +93,7 @@ class AsyncZapierTriggers(AsyncAPIResource):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> ZapierTrigger:
         """Update a Zapier trigger by ID.
 
@@ -105,8 +109,8 @@ class AsyncZapierTriggers(AsyncAPIResource):
             trigger_url: Zapier webhook URL that receives the event.
             custom_trigger_name: Optional display name for the trigger.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         body = unstructure_params(
             UpdateZapierTrigger,
@@ -123,7 +127,9 @@ class AsyncZapierTriggers(AsyncAPIResource):
             "PUT",
             f"/v1/api/zapier-triggers/{encode_path_param(id, 'id')}",
             json=body,
-            options=request_options(timeout, deadline, max_retries, extra_headers, idempotency_key),
+            options=request_options(
+                timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe
+            ),
         )
         return self._parse(raw, ZapierTrigger)
 

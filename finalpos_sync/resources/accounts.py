@@ -37,6 +37,7 @@ class Accounts(SyncResource[AsyncAccounts]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Account:
         """Create a new account.
 
@@ -49,8 +50,8 @@ class Accounts(SyncResource[AsyncAccounts]):
             name: Account (business) name.
             phone: Contact phone number.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().create(**arguments(locals())))
 
@@ -63,6 +64,7 @@ class Accounts(SyncResource[AsyncAccounts]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Account:
         """Get an account by ID.
 
@@ -72,8 +74,8 @@ class Accounts(SyncResource[AsyncAccounts]):
 
         Args:
             id: Account ID.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().retrieve(**arguments(locals())))
 
@@ -90,6 +92,7 @@ class Accounts(SyncResource[AsyncAccounts]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Account:
         """Update an account by ID.
 
@@ -103,8 +106,8 @@ class Accounts(SyncResource[AsyncAccounts]):
             name: Account (business) name.
             phone: Contact phone number.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().update(**arguments(locals())))
 
@@ -117,6 +120,7 @@ class Accounts(SyncResource[AsyncAccounts]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> DeleteResponse:
         """Delete an account by ID.
 
@@ -126,8 +130,8 @@ class Accounts(SyncResource[AsyncAccounts]):
 
         Args:
             id: Account ID.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().delete(**arguments(locals())))
 

@@ -39,6 +39,7 @@ class Attachments(SyncResource[AsyncAttachments]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Attachment:
         """Create a new attachment.
 
@@ -54,8 +55,8 @@ class Attachments(SyncResource[AsyncAttachments]):
             path: Storage path of the file.
             account_id: Account the attachment belongs to.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().create(**arguments(locals())))
 
@@ -68,6 +69,7 @@ class Attachments(SyncResource[AsyncAttachments]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Attachment:
         """Get an attachment by ID.
 
@@ -77,8 +79,8 @@ class Attachments(SyncResource[AsyncAttachments]):
 
         Args:
             id: Attachment ID.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().retrieve(**arguments(locals())))
 

@@ -42,6 +42,7 @@ class Categories(SyncResource[AsyncCategories]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Category:
         """Create a new category.
 
@@ -58,8 +59,8 @@ class Categories(SyncResource[AsyncCategories]):
             menu_order: Position of the category in menus.
             source: Where the category came from.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().create(**arguments(locals())))
 
@@ -72,6 +73,7 @@ class Categories(SyncResource[AsyncCategories]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Category:
         """Get a category by ID.
 
@@ -81,8 +83,8 @@ class Categories(SyncResource[AsyncCategories]):
 
         Args:
             id: Identifier of the category.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().retrieve(**arguments(locals())))
 
@@ -97,6 +99,7 @@ class Categories(SyncResource[AsyncCategories]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> SyncPaginator[Category]:
         """Get all categories.
 
@@ -111,8 +114,8 @@ class Categories(SyncResource[AsyncCategories]):
             limit: Records per page (the API's `limit`).
             skip: Records to skip before the first page.
             max_items: Stop after this many records in total.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._paginate(self._async().list(**arguments(locals())))
 

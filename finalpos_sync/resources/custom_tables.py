@@ -39,6 +39,7 @@ class CustomTables(SyncResource[AsyncCustomTables]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> SyncPaginator[dict[str, Any]]:
         """Get all custom tables: structure.
 
@@ -53,8 +54,8 @@ class CustomTables(SyncResource[AsyncCustomTables]):
             limit: Records per page (the API's `limit`).
             skip: Records to skip before the first page.
             max_items: Stop after this many records in total.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._paginate(self._async().list(**arguments(locals())))
 
@@ -70,6 +71,7 @@ class CustomTables(SyncResource[AsyncCustomTables]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> SyncPaginator[dict[str, Any]]:
         """Get all custom table fields.
 
@@ -85,8 +87,8 @@ class CustomTables(SyncResource[AsyncCustomTables]):
             limit: Records per page (the API's `limit`).
             skip: Records to skip before the first page.
             max_items: Stop after this many records in total.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._paginate(self._async().list_fields(**arguments(locals())))
 
@@ -100,6 +102,7 @@ class CustomTables(SyncResource[AsyncCustomTables]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> CustomTableRow:
         """Create a new custom table: content.
 
@@ -110,8 +113,8 @@ class CustomTables(SyncResource[AsyncCustomTables]):
         Args:
             table_id: Identifier of the custom table that will hold the row.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().create_row(**arguments(locals())))
 
@@ -124,6 +127,7 @@ class CustomTables(SyncResource[AsyncCustomTables]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> CustomTableRow:
         """Get a single row from a custom table.
 
@@ -133,8 +137,8 @@ class CustomTables(SyncResource[AsyncCustomTables]):
 
         Args:
             id: Identifier of the custom table row.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().retrieve_row(**arguments(locals())))
 
@@ -150,6 +154,7 @@ class CustomTables(SyncResource[AsyncCustomTables]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> SyncPaginator[CustomTableRow]:
         """Get all custom tables: content.
 
@@ -165,8 +170,8 @@ class CustomTables(SyncResource[AsyncCustomTables]):
             limit: Records per page (the API's `limit`).
             skip: Records to skip before the first page.
             max_items: Stop after this many records in total.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._paginate(self._async().list_rows(**arguments(locals())))
 
@@ -183,6 +188,7 @@ class CustomTables(SyncResource[AsyncCustomTables]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> SyncPaginator[dict[str, Any]]:
         """Get all custom tables: content.
 
@@ -200,8 +206,8 @@ class CustomTables(SyncResource[AsyncCustomTables]):
             limit: Records per page (the API's `limit`).
             skip: Records to skip before the first page.
             max_items: Stop after this many records in total.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._paginate(self._async().list_values(**arguments(locals())))
 

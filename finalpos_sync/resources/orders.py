@@ -59,6 +59,7 @@ class Orders(SyncResource[AsyncOrders]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Order:
         """Create a new order.
 
@@ -92,8 +93,8 @@ class Orders(SyncResource[AsyncOrders]):
             line_items: Product lines of the order.
             custom_sales: Custom (non-catalogue) sale lines of the order.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().create(**arguments(locals())))
 
@@ -106,6 +107,7 @@ class Orders(SyncResource[AsyncOrders]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> DeleteResponse:
         """Delete an order by ID.
 
@@ -115,8 +117,8 @@ class Orders(SyncResource[AsyncOrders]):
 
         Args:
             id: Order ID.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().delete(**arguments(locals())))
 
@@ -131,6 +133,7 @@ class Orders(SyncResource[AsyncOrders]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> SyncPaginator[Order]:
         """Get all orders.
 
@@ -145,8 +148,8 @@ class Orders(SyncResource[AsyncOrders]):
             limit: Records per page (the API's `limit`).
             skip: Records to skip before the first page.
             max_items: Stop after this many records in total.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._paginate(self._async().list(**arguments(locals())))
 

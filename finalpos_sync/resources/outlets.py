@@ -51,6 +51,7 @@ class Outlets(SyncResource[AsyncOutlets]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Outlet:
         """Create a new outlet.
 
@@ -73,8 +74,8 @@ class Outlets(SyncResource[AsyncOutlets]):
             stripe: Stripe Terminal settings of the outlet.
             tax_id: Tax identifier of the outlet.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().create(**arguments(locals())))
 
@@ -87,6 +88,7 @@ class Outlets(SyncResource[AsyncOutlets]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Outlet:
         """Get an outlet by ID.
 
@@ -96,8 +98,8 @@ class Outlets(SyncResource[AsyncOutlets]):
 
         Args:
             id: Identifier of the outlet.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().retrieve(**arguments(locals())))
 
@@ -124,6 +126,7 @@ class Outlets(SyncResource[AsyncOutlets]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Outlet:
         """Update an outlet by ID.
 
@@ -147,8 +150,8 @@ class Outlets(SyncResource[AsyncOutlets]):
             stripe: Stripe Terminal settings of the outlet.
             tax_id: Tax identifier of the outlet.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().update(**arguments(locals())))
 
@@ -161,6 +164,7 @@ class Outlets(SyncResource[AsyncOutlets]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> DeleteResponse:
         """Delete an outlet by ID.
 
@@ -170,8 +174,8 @@ class Outlets(SyncResource[AsyncOutlets]):
 
         Args:
             id: Identifier of the outlet.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().delete(**arguments(locals())))
 
@@ -186,6 +190,7 @@ class Outlets(SyncResource[AsyncOutlets]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> SyncPaginator[Outlet]:
         """Get all outlets.
 
@@ -200,8 +205,8 @@ class Outlets(SyncResource[AsyncOutlets]):
             limit: Records per page (the API's `limit`).
             skip: Records to skip before the first page.
             max_items: Stop after this many records in total.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._paginate(self._async().list(**arguments(locals())))
 

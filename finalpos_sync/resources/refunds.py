@@ -45,6 +45,7 @@ class Refunds(SyncResource[AsyncRefunds]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Refund:
         """Create a new refund.
 
@@ -65,8 +66,8 @@ class Refunds(SyncResource[AsyncRefunds]):
             payment: How the refund was paid out.
             balance: Remaining balance, decimal string.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().create(**arguments(locals())))
 
@@ -79,6 +80,7 @@ class Refunds(SyncResource[AsyncRefunds]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Refund:
         """Get a refund by ID.
 
@@ -88,8 +90,8 @@ class Refunds(SyncResource[AsyncRefunds]):
 
         Args:
             id: Refund ID.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().retrieve(**arguments(locals())))
 
@@ -114,6 +116,7 @@ class Refunds(SyncResource[AsyncRefunds]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Refund:
         """Update a refund by ID.
 
@@ -135,8 +138,8 @@ class Refunds(SyncResource[AsyncRefunds]):
             payment: How the refund was paid out.
             balance: Remaining balance, decimal string.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().update(**arguments(locals())))
 

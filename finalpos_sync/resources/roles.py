@@ -35,6 +35,7 @@ class Roles(SyncResource[AsyncRoles]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Role:
         """Create a new role.
 
@@ -46,8 +47,8 @@ class Roles(SyncResource[AsyncRoles]):
             name: Role name.
             permissions: Permissions granted by the role.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().create(**arguments(locals())))
 
@@ -60,6 +61,7 @@ class Roles(SyncResource[AsyncRoles]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Role:
         """Get a role by ID.
 
@@ -69,8 +71,8 @@ class Roles(SyncResource[AsyncRoles]):
 
         Args:
             id: Role ID.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().retrieve(**arguments(locals())))
 
@@ -86,6 +88,7 @@ class Roles(SyncResource[AsyncRoles]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Role:
         """Update a role by ID.
 
@@ -98,8 +101,8 @@ class Roles(SyncResource[AsyncRoles]):
             name: Role name.
             permissions: Permissions granted by the role.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().update(**arguments(locals())))
 

@@ -48,6 +48,7 @@ class Sessions(SyncResource[AsyncSessions]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Session:
         """Create a new session.
 
@@ -70,8 +71,8 @@ class Sessions(SyncResource[AsyncSessions]):
             closing_report_data: Closing report serialized as a JSON string.
             closing_note: Note entered when closing.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().create(**arguments(locals())))
 
@@ -98,6 +99,7 @@ class Sessions(SyncResource[AsyncSessions]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Session:
         """Update a session by ID.
 
@@ -121,8 +123,8 @@ class Sessions(SyncResource[AsyncSessions]):
             closing_note: Note entered when closing.
             opening_note: Note entered when opening.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().update(**arguments(locals())))
 

@@ -49,6 +49,7 @@ class Transactions(SyncResource[AsyncTransactions]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Transaction:
         """Create a new transaction.
 
@@ -72,8 +73,8 @@ class Transactions(SyncResource[AsyncTransactions]):
             outlet_id: Outlet where the transaction happened.
             receipt_id: Receipt reference.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().create(**arguments(locals())))
 
@@ -86,6 +87,7 @@ class Transactions(SyncResource[AsyncTransactions]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Transaction:
         """Get a transaction by ID.
 
@@ -95,8 +97,8 @@ class Transactions(SyncResource[AsyncTransactions]):
 
         Args:
             id: Transaction ID.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().retrieve(**arguments(locals())))
 
@@ -109,6 +111,7 @@ class Transactions(SyncResource[AsyncTransactions]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> DeleteResponse:
         """Delete a transaction by ID.
 
@@ -118,8 +121,8 @@ class Transactions(SyncResource[AsyncTransactions]):
 
         Args:
             id: Transaction ID.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().delete(**arguments(locals())))
 

@@ -50,6 +50,7 @@ class Variants(SyncResource[AsyncVariants]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Variant:
         """Create a new variant.
 
@@ -73,8 +74,8 @@ class Variants(SyncResource[AsyncVariants]):
             attributes: Attributes (e.g. color) that define the variant.
             inventory: Stock per outlet.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().create(**arguments(locals())))
 
@@ -87,6 +88,7 @@ class Variants(SyncResource[AsyncVariants]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Variant:
         """Get a variant by ID.
 
@@ -96,8 +98,8 @@ class Variants(SyncResource[AsyncVariants]):
 
         Args:
             id: Identifier of the variant.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().retrieve(**arguments(locals())))
 
@@ -125,6 +127,7 @@ class Variants(SyncResource[AsyncVariants]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> Variant:
         """Update a variant by ID.
 
@@ -149,8 +152,8 @@ class Variants(SyncResource[AsyncVariants]):
             attributes: Attributes (e.g. color) that define the variant.
             inventory: Stock per outlet.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().update(**arguments(locals())))
 
@@ -165,6 +168,7 @@ class Variants(SyncResource[AsyncVariants]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> SyncPaginator[Variant]:
         """Get all variants.
 
@@ -179,8 +183,8 @@ class Variants(SyncResource[AsyncVariants]):
             limit: Records per page (the API's `limit`).
             skip: Records to skip before the first page.
             max_items: Stop after this many records in total.
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._paginate(self._async().list(**arguments(locals())))
 

@@ -38,6 +38,7 @@ class ZapierTriggers(SyncResource[AsyncZapierTriggers]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> ZapierTrigger:
         """Create a new Zapier trigger.
 
@@ -52,8 +53,8 @@ class ZapierTriggers(SyncResource[AsyncZapierTriggers]):
             trigger_url: Zapier webhook URL that receives the event.
             custom_trigger_name: Optional display name for the trigger.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().create(**arguments(locals())))
 
@@ -72,6 +73,7 @@ class ZapierTriggers(SyncResource[AsyncZapierTriggers]):
         max_retries: NotGivenOr[int] = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        retry_unsafe: bool | None = None,
     ) -> ZapierTrigger:
         """Update a Zapier trigger by ID.
 
@@ -87,8 +89,8 @@ class ZapierTriggers(SyncResource[AsyncZapierTriggers]):
             trigger_url: Zapier webhook URL that receives the event.
             custom_trigger_name: Optional display name for the trigger.
             extra_body: Fields to send that the spec does not list (custom fields).
-            timeout, deadline, max_retries, extra_headers, idempotency_key: Per-call options; see
-                `RequestOptions`.
+            timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe: Per-call
+                options; see `RequestOptions`.
         """
         return self._run(self._async().update(**arguments(locals())))
 

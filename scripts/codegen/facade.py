@@ -18,6 +18,7 @@ from .text import HEADER
 TWINS = {
     "AsyncFinalPOS": ("finalpos_sync._client", "FinalPOS"),
     "AsyncPaginator": ("finalpos_sync._pagination", "SyncPaginator"),
+    "raw_twin": ("finalpos_sync._resource", "raw_twin"),
 }
 # Imported when the package is; everything else on first access (see `LAZY_NOTE`).
 EAGER = frozenset({"FinalPOS", "__version__"})

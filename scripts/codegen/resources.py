@@ -22,8 +22,9 @@ OPTION_PARAMS = [
     "max_retries: NotGivenOr[int] = NOT_GIVEN",
     "extra_headers: Mapping[str, str] | None = None",
     "idempotency_key: str | None = None",
+    "retry_unsafe: bool | None = None",
 ]
-OPTION_ARGS = "timeout, deadline, max_retries, extra_headers, idempotency_key"
+OPTION_ARGS = "timeout, deadline, max_retries, extra_headers, idempotency_key, retry_unsafe"
 OPTION_DOC = "Per-call options; see `RequestOptions`."
 LIST_NOTE = {
     "async": "`await` the result for the first page, `async for` over it for every record,",

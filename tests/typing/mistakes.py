@@ -5,8 +5,9 @@ each reports exactly the lines tagged `# expect-error`, and nothing else. Each m
 one line, so every message it causes lands on its tagged line. Never run: it would fail.
 """
 
-from finalpos_async import AsyncFinalPOS
+from finalpos_async import AsyncFinalPOS, raw_twin
 from finalpos_sync import FinalPOS
+from finalpos_sync import raw_twin as sync_raw_twin
 
 
 async def async_mistakes(client: AsyncFinalPOS) -> None:
@@ -29,6 +30,12 @@ async def async_mistakes(client: AsyncFinalPOS) -> None:
     # A field the model does not have (it is `first_name`).
     created = await client.customers.create(email="a@b.c", first_name="A", last_name="L")
     print(created.firstName)  # expect-error
+    # `retry_unsafe` is a bool (or None), not a word.
+    await client.customers.delete("c_1", retry_unsafe="yes")  # expect-error
+    # A raw twin keeps the method's parameters...
+    await raw_twin(client.customers.retrieve)(id=42)  # expect-error
+    # ...and answers a RawResponse, whose model is behind `.parse()`.
+    print((await raw_twin(client.customers.retrieve)("c_1")).email)  # expect-error
 
 
 def sync_mistakes(client: FinalPOS) -> None:
@@ -38,3 +45,5 @@ def sync_mistakes(client: FinalPOS) -> None:
     client.customers.delete(["c_1", "c_2"])  # expect-error
     # None for a create field: the spec allows null (which clears a field) only in updates.
     client.customers.create(email="a", first_name="A", last_name="L", phone=None)  # expect-error
+    # The sync raw twin of a list method answers the first page's RawResponse, not a paginator.
+    sync_raw_twin(client.customers.list)(limit=5).pages()  # expect-error
