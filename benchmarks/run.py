@@ -309,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     meta: dict[str, Any] = {
         "mode": mode,
         "started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
-        "command": "python benchmarks/run.py" + (" --quick" if args.quick else ""),
+        "command": " ".join(
+            ["python benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
         "python": platform.python_version(),
