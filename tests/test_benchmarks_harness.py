@@ -176,3 +176,12 @@ def test_import_cells_create_every_row_in_the_canned_empty_collection(tmp_path: 
         short = csv_import.run_cell("raw-import", srv.url, source, 41)
     assert short["status"] == "failed"
     assert "40 of 41 rows" in short["reason"]
+
+
+def test_the_readme_speed_section_gives_every_target_the_harness_reports() -> None:
+    readme = (BENCH_DIR.parent / "README.md").read_text()
+    speed = readme.split("\n## Speed\n", 1)[1].split("\n## ", 1)[0]
+    for _measure, _variant, _reference, _op, target in report.TARGETS:
+        assert f"≤ {target}x |" in speed
+    assert "with the fixed floor" in speed
+    assert "**Not met yet:**" in speed
