@@ -23,6 +23,8 @@ API_KEY = "bench-api-key"
 RETRIEVE_PATH = "/v1/api/customer/{id}"
 CREATE_PATH = "/v1/api/customer"
 LIST_PATH = "/v1/api/customers"
+EMPTY_TARGET = "/empty"
+"""A base-URL path under which the collection lists nothing and creates answer 201 (imports)."""
 
 PAGE_LIMIT = 100
 """Records per list page, the `limit` every list walk sends."""

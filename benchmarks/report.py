@@ -17,6 +17,7 @@ OPERATION_LABELS = {
     "retrieve": "retrieve (GET one)",
     "create": "create (POST, 201)",
     "list": "list (page of 100)",
+    "import": "import (per CSV row)",
 }
 
 
@@ -64,7 +65,17 @@ SYNC_GROUP = Group(
     finalpos="finalpos-sync",
 )
 
-GROUPS = (ASYNC_GROUP, SYNC_GROUP)
+IMPORT_GROUP = Group(
+    "CSV import, concurrency 16 (CPU per row, child process, start-up included)",
+    [
+        ("raw-import", "csv + raw aiohttp + orjson, no journal — floor"),
+        ("finalpos-import", "**`finalpos import customers`** (defaults, journal on)"),
+    ],
+    floor="raw-import",
+    finalpos="finalpos-import",
+)
+
+GROUPS = (ASYNC_GROUP, SYNC_GROUP, IMPORT_GROUP)
 ALL_VARIANTS = [key for group in GROUPS for key, _ in group.variants]
 
 _FP, _FP_SYNC, _FP_SEQ = "finalpos-async", "finalpos-sync", "finalpos-async-seq"
@@ -88,6 +99,78 @@ BUDGETS: list[tuple[str, str, str, str, float]] = [
         for op in OPERATIONS
     ],
 ]
+IMPORT_VARIANTS = {key for key, _ in IMPORT_GROUP.variants}
+
+
+def operations_of(variant: str) -> tuple[str, ...]:
+    """The operations a variant runs: `import` for the import cells, else the HTTP three."""
+    return ("import",) if variant in IMPORT_VARIANTS else OPERATIONS
+
+
+TARGETS: list[tuple[str, str, str, str, float]] = [
+    # Issue 23's "done when": (measure, variant, reference, operation, target ratio).
+    ("retrieve, async / raw aiohttp + orjson", _FP, "aiohttp-orjson", "retrieve", 1.25),
+    ("100-record page, async / raw aiohttp + orjson", _FP, "aiohttp-orjson", "list", 2.4),
+    ("`finalpos import` per row / raw floor", "finalpos-import", "raw-import", "import", 2.3),
+    ("retrieve, finalpos_sync / requests.Session", _FP_SYNC, "requests", "retrieve", 0.4),
+]
+
+
+def _min_med_max(cell: Mapping[str, Any] | None) -> str:
+    if not cell or cell.get("status") != "ok":
+        return "—" if not cell else f"{cell['status']}"
+    cpu = cell["cpu_us"]
+    return f"{_fmt_us(cpu['min'])} / {_fmt_us(cpu['median'])} / {_fmt_us(cpu['max'])}"
+
+
+def target_rows(cells: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Evaluate every target in `TARGETS` on the ratio of medians (None: a cell did not run)."""
+    rows: list[dict[str, Any]] = []
+    for measure, variant, ref, op, target in TARGETS:
+        r = ratio(cells, variant, ref, op)
+        verdict = "not measured" if r is None else ("met" if r["median"] <= target else "not met")
+        rows.append(
+            {
+                "measure": measure,
+                "variant": variant,
+                "reference": ref,
+                "operation": op,
+                "target": target,
+                "ratio": r,
+                "verdict": verdict,
+            }
+        )
+    return rows
+
+
+def target_table(cells: Mapping[str, Any]) -> list[str]:
+    """Markdown lines of the issue-23 table: CPU per request min/median/max, ratio, target."""
+    reps = sorted({c["reps"] for ops in cells.values() for c in ops.values() if "reps" in c})
+    lines = [
+        "### Targets (issue 23): client CPU µs per request (per row for import)",
+        "",
+        f"Repetitions per cell: {', '.join(map(str, reps)) or '—'}, interleaved. The ratio is "
+        "of the medians; the paired range is over the rounds (both cells of one round).",
+        "",
+        "| measure | finalpos min / median / max | reference min / median / max "
+        "| ratio | paired range | target | |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in target_rows(cells):
+        a = cells.get(row["variant"], {}).get(row["operation"])
+        b = cells.get(row["reference"], {}).get(row["operation"])
+        r = row["ratio"]
+        measured = "—" if r is None else f"{r['median']:.2f}x"
+        spread = "—" if r is None else f"{r['min']:.2f}..{r['max']:.2f}"
+        verdict = row["verdict"] if row["verdict"] != "not met" else "**not met**"
+        lines.append(
+            f"| {row['measure']} | {_min_med_max(a)} | {_min_med_max(b)} | {measured} "
+            f"| {spread} | ≤ {row['target']}x | {verdict} |"
+        )
+    lines.append("")
+    return lines
+
+
 IMPORT_BUDGET = ("import finalpos_async / import aiohttp", "finalpos_async", "aiohttp", 1.3)
 
 
@@ -144,7 +227,7 @@ def group_table(group: Group, cells: Mapping[str, Any]) -> list[str]:
         "| vs floor | vs finalpos |",
         "|---|---|---:|---:|---:|---:|",
     ]
-    for op in OPERATIONS:
+    for op in (*OPERATIONS, "import"):
         for key, label in group.variants:
             cell = cells.get(key, {}).get(op)
             if cell is None:

@@ -33,7 +33,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
-import peer_client  # noqa: E402  (benchmarks/ is not a package; its modules sit beside us)
+import csv_import  # noqa: E402  (benchmarks/ is not a package; its modules sit beside us)
+import peer_client  # noqa: E402
 import report  # noqa: E402
 import server  # noqa: E402
 
@@ -69,6 +70,8 @@ SLOW_SHARE = {
 REPS = {"full": 5, "quick": 1}
 IMPORT_SAMPLES = {"full": 15, "quick": 2}
 BULK_ROWS = {"full": 20_000, "quick": 1_000}
+IMPORT_ROWS = {"full": 20_000, "quick": 1_000}
+"""CSV rows per import cell: at 20,000 the interpreter's start-up is about 5 % of a row's CPU."""
 CELL_TIMEOUT = {"full": 300.0, "quick": 60.0}
 IMPORT_MODULES = {
     "full": ("aiohttp", "finalpos_async", "finalpos_sync", "httpx", "requests"),
@@ -86,9 +89,13 @@ def _size(mode: str, variant: str, op: str) -> tuple[int, int]:
 
 
 def _run_unit(
-    variant: str, ops: tuple[str, ...], url: str, peer: str | None, mode: str
+    variant: str, ops: tuple[str, ...], url: str, peer: str | None, mode: str, csv: Path | None
 ) -> dict[str, dict[str, Any]]:
     """Run the cells `variant` x `ops` in one fresh interpreter; return a result per operation."""
+    if variant in report.IMPORT_VARIANTS:
+        if csv is None:
+            return {"import": {"status": "failed", "reason": "no CSV was written for the run"}}
+        return {"import": csv_import.run_cell(variant, url, csv, IMPORT_ROWS[mode])}
     sizes = [_size(mode, variant, op) for op in ops]
     cmd = [sys.executable, str(BENCH_DIR / "variants.py"), variant, ",".join(ops), "--url", url]
     cmd += ["--n", ",".join(str(n) for n, _ in sizes)]
@@ -121,20 +128,27 @@ def _run_unit(
 
 
 def run_cells(
-    variants: list[str], url: str, peer: str | None, mode: str, reps: int, log: Any
+    variants: list[str],
+    url: str,
+    peer: str | None,
+    mode: str,
+    reps: int,
+    log: Any,
+    csv: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run every cell `reps` times, each round in a new shuffled order; return cell stats.
 
     A full run gives every (variant, operation) cell its own interpreter; `--quick` runs the
-    three operations of a variant in one interpreter to save start-up time.
+    three operations of a variant in one interpreter to save start-up time. The import cells
+    (`csv_import.py`) read `csv` and take their place in the same shuffled rounds.
     """
     units: list[tuple[str, tuple[str, ...]]]
     if mode == "quick":
-        units = [(v, report.OPERATIONS) for v in variants]
+        units = [(v, report.operations_of(v)) for v in variants]
     else:
-        units = [(v, (op,)) for v in variants for op in report.OPERATIONS]
+        units = [(v, (op,)) for v in variants for op in report.operations_of(v)]
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {
-        (v, op): [] for v in variants for op in report.OPERATIONS
+        (v, op): [] for v in variants for op in report.operations_of(v)
     }
     skip: dict[str, dict[str, Any]] = {}
     for rep in range(reps):
@@ -147,7 +161,7 @@ def run_cells(
                 for op in ops:
                     runs[(variant, op)].append(skip[variant])
                 continue
-            for op, result in _run_unit(variant, ops, url, peer, mode).items():
+            for op, result in _run_unit(variant, ops, url, peer, mode, csv).items():
                 runs[(variant, op)].append(result)
                 if result.get("status") == "unavailable":
                     skip[variant] = result
@@ -254,6 +268,7 @@ def render(data: Mapping[str, Any]) -> str:
         "",
     ]
     cells = data["cells"]
+    lines += report.target_table(cells)
     for group in report.GROUPS:
         lines += report.group_table(group, cells)
     lines += report.noise_lines(cells)
@@ -294,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     meta: dict[str, Any] = {
         "mode": mode,
         "started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
-        "command": "python benchmarks/run.py" + (" --quick" if args.quick else ""),
+        "command": " ".join(
+            ["python benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
         "python": platform.python_version(),
@@ -303,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="finalpos-bench-") as tmp:
         peer = peer_client.generate(SPEC, Path(tmp))
+        csv: Path | None = None
+        if report.IMPORT_VARIANTS & set(variants):
+            csv = Path(tmp) / "customers.csv"
+            csv_import.make_csv(csv, IMPORT_ROWS[mode])
         meta["peer"] = (
             f"openapi-python-client {peer.version}, generated into a temporary folder"
             if peer.path
@@ -313,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             meta["server"] = srv.kind
             log(f"server: {srv.kind} at {srv.url}")
             peer_path = str(peer.path) if peer.path else None
-            cells = run_cells(variants, srv.url, peer_path, mode, reps, log)
+            cells = run_cells(variants, srv.url, peer_path, mode, reps, log, csv)
     imports = {} if args.no_imports else measure_imports(IMPORT_SAMPLES[mode], IMPORT_MODULES[mode])
     if not args.no_imports:
         log(
@@ -330,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         "imports": imports,
         "bulk": bulk,
         "budgets": report.budget_rows(cells, imports),
+        "targets": report.target_rows(cells),
     }
     text = render(data)
     print(text)

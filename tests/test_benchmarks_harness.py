@@ -23,6 +23,7 @@ BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH_DIR))
 
 import canned  # noqa: E402  (benchmarks/ is not a package)
+import csv_import  # noqa: E402
 import report  # noqa: E402
 import server  # noqa: E402
 
@@ -132,3 +133,55 @@ def test_budgets_compare_medians_and_show_the_paired_range() -> None:
     table = "\n".join(report.group_table(report.ASYNC_GROUP, cells))
     assert "| 200 (200..200) |" in table
     assert "unavailable: x" not in table  # finalpos-sync is not in the async table
+
+
+def test_the_targets_table_gives_min_median_max_the_ratio_and_whether_each_is_met() -> None:
+    cells = {
+        "aiohttp-orjson": {"retrieve": _cell([100, 100, 100]), "list": _cell([600, 620, 640])},
+        "finalpos-async": {"retrieve": _cell([120, 130, 110]), "list": _cell([1800, 1500, 1600])},
+        "raw-import": {"import": _cell([150, 160, 140])},
+        "finalpos-import": {"import": _cell([450, 480, 420])},
+        "requests": {"retrieve": _cell([700, 700, 700])},
+        "finalpos-sync": {"retrieve": _cell([210, 200, 220])},
+    }
+    rows = {row["operation"] + " " + row["variant"]: row for row in report.target_rows(cells)}
+    assert rows["retrieve finalpos-async"]["ratio"]["median"] == pytest.approx(1.2)
+    assert rows["retrieve finalpos-async"]["verdict"] == "met"  # 1.20 <= 1.25
+    assert rows["list finalpos-async"]["ratio"]["median"] == pytest.approx(1600 / 620)
+    assert rows["list finalpos-async"]["verdict"] == "not met"  # 2.58 > 2.4
+    assert rows["import finalpos-import"]["verdict"] == "not met"  # 3.0 > 2.3
+    assert rows["retrieve finalpos-sync"]["verdict"] == "met"  # 0.30 <= 0.4
+    table = "\n".join(report.target_table(cells))
+    assert "| 100-record page, async / raw aiohttp + orjson | 1,500 / 1,600 / 1,800 " in table
+    # paired per round: 1800/600, 1500/620, 1600/640
+    assert "| 600 / 620 / 640 | 2.58x | 2.42..3.00 | ≤ 2.4x | **not met** |" in table
+    del cells["requests"]
+    rows = {row["operation"] + " " + row["variant"]: row for row in report.target_rows(cells)}
+    assert rows["retrieve finalpos-sync"]["verdict"] == "not measured"
+
+
+def test_import_cells_create_every_row_in_the_canned_empty_collection(tmp_path: Path) -> None:
+    pytest.importorskip("orjson")
+    source = tmp_path / "rows.csv"
+    csv_import.make_csv(source, 40)
+    with server.run_server("aiohttp") as srv:
+        assert _get_json(srv.url + canned.EMPTY_TARGET + canned.LIST_PATH + "?skip=0") == []
+        results = {v: csv_import.run_cell(v, srv.url, source, 40) for v in csv_import.VARIANTS}
+    for variant, result in results.items():
+        assert result["status"] == "ok", (variant, result)
+        assert result["requests"] == 40
+        assert result["cpu_s"] > 0
+    # A row count the child did not reach is a failed cell, never a fast one.
+    with server.run_server("aiohttp") as srv:
+        short = csv_import.run_cell("raw-import", srv.url, source, 41)
+    assert short["status"] == "failed"
+    assert "40 of 41 rows" in short["reason"]
+
+
+def test_the_readme_speed_section_gives_every_target_the_harness_reports() -> None:
+    readme = (BENCH_DIR.parent / "README.md").read_text()
+    speed = readme.split("\n## Speed\n", 1)[1].split("\n## ", 1)[0]
+    for _measure, _variant, _reference, _op, target in report.TARGETS:
+        assert f"≤ {target}x |" in speed
+    assert "with the fixed floor" in speed
+    assert "**Not met yet:**" in speed
