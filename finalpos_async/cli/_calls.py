@@ -1,23 +1,21 @@
-"""`finalpos export`, `get` and `delete`: the typed methods' calls, JSON or CSV out.
+"""`finalpos get` and `delete`, and what `export` shares: records as wire JSON, CSV cells.
 
-Export walks the typed list method's paginator (`client.customers.list()`), one page in memory
-at a time; get and delete call `retrieve` and `delete`. Records are written as wire JSON.
+Get and delete call `retrieve` and `delete`; `_export.py` walks a list method's pages.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from collections.abc import Mapping
-from typing import IO, Any, cast
+from typing import Any, cast
 
 from .._client import AsyncFinalPOS
 from .._converter import unstructure
 from .._method_info import MethodInfo
-from ._spec import MethodError, component, resolve_schema
+from ._spec import MethodError, resolve_schema
 
-__all__ = ["call_one", "csv_columns", "export", "list_arguments", "print_json", "to_json"]
+__all__ = ["call_one", "csv_cell", "csv_columns", "list_arguments", "print_json", "to_json"]
 
 
 def to_json(value: Any) -> Any:
@@ -68,7 +66,7 @@ def csv_columns(schema: Mapping[str, Any] | None) -> list[str]:
     return columns
 
 
-def _cell(item: Mapping[str, Any], column: str) -> str:
+def csv_cell(item: Mapping[str, Any], column: str) -> str:
     value: Any = item
     for part in column.split("."):
         if not isinstance(value, Mapping):
@@ -82,42 +80,6 @@ def _cell(item: Mapping[str, Any], column: str) -> str:
         # JSON text: `finalpos import` reads a cell starting with "[" or "{" back as JSON.
         return json.dumps(cast("list[Any] | dict[str, Any]", value), ensure_ascii=False)
     return str(value)
-
-
-async def export(
-    client: AsyncFinalPOS,
-    op: MethodInfo,
-    out: IO[str],
-    *,
-    fmt: str,
-    page_size: int,
-    limit: int | None,
-    params: Mapping[str, str],
-) -> int:
-    """Write every item of the list method `op` to `out`; returns how many."""
-    method: Any = getattr(getattr(client, op.resource), op.name)
-    count = 0
-    writer: Any = None
-    columns: list[str] = []
-    if fmt == "csv":
-        schema = component(op.response_schema) if op.response_schema else None
-        if schema is not None and schema.get("type") == "array":
-            schema = resolve_schema(schema.get("items", {}))
-        columns = csv_columns(schema)
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-    async for record in method(**params, limit=page_size, max_items=limit):
-        item = to_json(record)
-        if writer is not None:
-            row: Mapping[str, Any] = (
-                cast("Mapping[str, Any]", item) if isinstance(item, Mapping) else {}
-            )
-            writer.writerow([_cell(row, column) for column in columns])
-        else:
-            out.write(json.dumps(item, ensure_ascii=False) + "\n")
-        count += 1
-    out.flush()
-    return count
 
 
 async def call_one(client: AsyncFinalPOS, op: MethodInfo, ident: str) -> Any:

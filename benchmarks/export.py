@@ -1,0 +1,181 @@
+"""`finalpos export` against a raw aiohttp + orjson listing of the same sandbox collection.
+
+    python benchmarks/export.py                   # 200,000 customers, 3 interleaved repetitions
+    python benchmarks/export.py --records 20000 --reps 1
+
+A sandbox process serves a SQLite file seeded with N customers (one created through the API,
+the rest copies of its stored form with their own id and e-mail, written through the sandbox's
+public `storage`). Each repetition runs, in turn, a raw listing (aiohttp + orjson, the same page
+size and pages in flight, in order, one JSON line per record to a file) and `finalpos export
+customers` to JSON Lines, CSV and Parquet, each as a process of its own so that start-up is
+counted for both. The figure is wall time (the sandbox serves both the same way) and the
+process's CPU time; the ratio is against the raw listing's median wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from _sandbox_process import ROOT, start_sandbox, stop_process
+
+from finalpos_async.sandbox import Sandbox
+
+PAGE_SIZE = 1000
+CONCURRENCY = 4
+
+RAW = """
+import asyncio, sys, orjson, aiohttp
+url, key, out = sys.argv[1:4]
+size, concurrency = int(sys.argv[4]), int(sys.argv[5])
+async def page(session, skip):
+    async with session.get(url + "/v1/api/customers", params={"skip": skip, "limit": size}) as r:
+        r.raise_for_status()
+        return orjson.loads(await r.read())
+async def main():
+    async with aiohttp.ClientSession(headers={"x-api-key": key}) as session:
+        with open(out, "wb") as f:
+            skip, pending, done = 0, [], False
+            while not done:
+                while len(pending) < concurrency:
+                    pending.append(asyncio.ensure_future(page(session, skip)))
+                    skip += size
+                records = await pending.pop(0)
+                f.write(b"".join(orjson.dumps(r) + b"\\n" for r in records))
+                done = len(records) < size
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+asyncio.run(main())
+"""
+
+
+def seed(db: Path, count: int) -> None:
+    """Fill the sandbox file `db` with `count` customers (see the module docstring)."""
+    with Sandbox(db=str(db)).run_in_thread() as sandbox:
+        body = {
+            "email": "seed@example.com",
+            "firstName": "Ada",
+            "lastName": "Lovelace",
+            "billing": {"city": "London", "country": "GB"},
+            "tags": ["vip", "seed"],
+            "totalSpent": "1000.50",
+        }
+        request = urllib.request.Request(
+            sandbox.url + "/v1/api/customer",
+            data=json.dumps(body).encode(),
+            headers={"x-api-key": sandbox.api_key, "content-type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request) as answer:
+            created = json.load(answer)
+        template = sandbox.storage.get("CustomerDto", created["id"])
+        assert template is not None
+        for n in range(1, count):
+            record_id = uuid.uuid4().hex[:24]
+            sandbox.storage.insert(
+                "CustomerDto", record_id, {**template, "id": record_id, "email": f"c{n}@example.com"}
+            )
+
+
+def timed(args: list[str]) -> tuple[float, float]:
+    """Run a command; its wall time and CPU time (user + system of the child), in seconds."""
+    before = os.times()
+    started = time.perf_counter()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
+    return wall, cpu
+
+
+def count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(1 for _ in f)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--page-size", type=int, default=PAGE_SIZE)
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        db = work / "sandbox.db"
+        started = time.perf_counter()
+        seed(db, options.records)
+        print(f"seeded {options.records:,} customers in {time.perf_counter() - started:.1f} s")
+        proc, url = start_sandbox("--db", str(db))
+        key = "sk_sandbox_finalpos"
+        try:
+            cli = [sys.executable, "-m", "finalpos_async.cli", "--api-key", key, "--base-url", url]
+            size, conc = str(options.page_size), str(options.concurrency)
+            cells = {
+                "raw aiohttp + orjson (jsonl)": [
+                    sys.executable,
+                    "-c",
+                    RAW,
+                    url,
+                    key,
+                    str(work / "raw.jsonl"),
+                    size,
+                    conc,
+                ],
+            }
+            for fmt in ("jsonl", "csv", "parquet"):
+                cells[f"finalpos export --format {fmt}"] = [
+                    *cli,
+                    "export",
+                    "customers",
+                    "--format",
+                    fmt,
+                    "-o",
+                    str(work / f"out.{fmt}"),
+                    "--page-size",
+                    size,
+                    "-c",
+                    conc,
+                ]
+            walls: dict[str, list[float]] = {name: [] for name in cells}
+            cpus: dict[str, list[float]] = {name: [] for name in cells}
+            for _ in range(options.reps):
+                for name, args in cells.items():
+                    wall, cpu = timed(args)
+                    walls[name].append(wall)
+                    cpus[name].append(cpu)
+            assert count_lines(work / "raw.jsonl") == options.records
+            assert count_lines(work / "out.jsonl") == options.records
+            assert count_lines(work / "out.csv") == options.records + 1
+        finally:
+            stop_process(proc)
+    floor = statistics.median(walls["raw aiohttp + orjson (jsonl)"])
+    print(
+        f"\n{options.records:,} customers, page size {options.page_size}, "
+        f"{options.concurrency} pages in flight, {options.reps} interleaved repetitions\n"
+    )
+    print("| | wall s (median, min..max) | CPU s (median) | wall / raw |")
+    print("|---|---:|---:|---:|")
+    for name in cells:
+        w = walls[name]
+        print(
+            f"| {name} | {statistics.median(w):.2f} ({min(w):.2f}..{max(w):.2f}) "
+            f"| {statistics.median(cpus[name]):.2f} | {statistics.median(w) / floor:.2f}x |"
+        )
+    print(f"\n(run from {ROOT})")
+
+
+if __name__ == "__main__":
+    main()
