@@ -187,8 +187,7 @@ class ParquetWriter:
     def _flush(self) -> None:
         if self._rows:
             arrays = [
-                # pyarrow-stubs leave part of `array`'s `mask` parameter untyped.
-                pa.array(values, type=column.type)  # pyright: ignore[reportUnknownMemberType]
+                pa.array(values, type=column.type)  # pyright: ignore[reportUnknownMemberType]  # stubs: `mask` part untyped
                 for column, values in zip(self._columns, self._values, strict=True)
             ]
             self._file.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
