@@ -38,7 +38,7 @@ class Endpoint(Protocol):
 
     @property
     def base_url(self) -> str | None:
-        """The API root without a trailing slash; `None` until `resolve()` (and after `aclose()`)."""
+        """The API root (no trailing slash); `None` until `resolve()` and after `aclose()`."""
         ...
 
     @property

@@ -18,7 +18,7 @@ __all__ = ["SandboxEndpoint"]
 
 
 class SandboxEndpoint:
-    """A `Sandbox` on a free port of 127.0.0.1, started by the first `resolve()`, closed by `aclose()`.
+    """A `Sandbox` on 127.0.0.1, started by the first `resolve()`, stopped by `aclose()`.
 
     Calls that arrive together before it runs start one sandbox; every `with_options` copy of
     the client shares it. `api_key`: the key it accepts (default `sk_sandbox_finalpos`).
