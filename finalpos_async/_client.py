@@ -19,7 +19,6 @@ from ._config import (
     make_budget,
     make_limiter,
     resolve_endpoint,
-    resolve_sandbox,
     resolve_settings,
 )
 from ._constants import (
@@ -193,10 +192,10 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         setup_logging()
         endpoint = resolve_endpoint(
             api_key,
-            sandbox=resolve_sandbox(
-                sandbox, base_url=base_url, session=session, transport=transport
-            ),
+            sandbox,
             base_url=base_url,
+            session=session,
+            transport=transport,
             allow_insecure_http=allow_insecure_http,
         )
         pool = PoolSettings(

@@ -125,13 +125,20 @@ _BASE_URL_FROM_ENV = f"base_url (from the {BASE_URL_ENV} environment variable)"
 
 
 def resolve_endpoint(
-    api_key: str | None, *, sandbox: bool, base_url: str | None, allow_insecure_http: bool
+    api_key: str | None,
+    sandbox: bool | None,
+    *,
+    base_url: str | None,
+    session: object,
+    transport: object,
+    allow_insecure_http: bool,
 ) -> Endpoint:
     """The root client's endpoint from its arguments and the environment (arguments win).
 
-    An error about a value read from the environment names its variable.
+    The embedded sandbox's (`resolve_sandbox` says whether) or a `FixedEndpoint`. An error about a
+    value read from the environment names its variable.
     """
-    if sandbox:
+    if resolve_sandbox(sandbox, base_url=base_url, session=session, transport=transport):
         # The sandbox has its own address and key: FINALPOS_BASE_URL/FINALPOS_API_KEY are unused.
         if api_key is not None:
             check_api_key(api_key)
