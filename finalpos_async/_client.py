@@ -525,7 +525,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
 
     async def _open_view(self) -> MappingProxyType[str, str]:
         endpoint = self._core.endpoint
-        resolved = await endpoint.resolve()  # starts the embedded sandbox on the first call
+        resolved = await endpoint.resolve()  # an endpoint that runs a server starts it here
         if resolved is None or self._core.state == "closed":  # close() ran while it started
             raise closed_in_flight(maybe_processed=False)
         cfg = self._config
