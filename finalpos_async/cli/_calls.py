@@ -13,7 +13,7 @@ from typing import Any, cast
 from .._client import AsyncFinalPOS
 from .._converter import unstructure
 from .._method_info import MethodInfo
-from ._spec import MethodError, resolve_schema
+from ._spec import MethodError
 
 __all__ = ["call_one", "csv_cell", "csv_columns", "list_arguments", "print_json", "to_json"]
 
@@ -55,10 +55,9 @@ def csv_columns(schema: Mapping[str, Any] | None) -> list[str]:
     columns: list[str] = []
 
     def walk(node: Mapping[str, Any], prefix: str, depth: int) -> None:
-        for name, prop in resolve_schema(node).get("properties", {}).items():
-            resolved = resolve_schema(prop)
-            if resolved.get("properties") and depth < 3:
-                walk(resolved, f"{prefix}{name}.", depth + 1)
+        for name, prop in node.get("properties", {}).items():
+            if prop.get("properties") and depth < 3:
+                walk(prop, f"{prefix}{name}.", depth + 1)
             else:
                 columns.append(prefix + name)
 

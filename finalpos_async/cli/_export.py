@@ -25,8 +25,8 @@ from rich.console import Console
 from .._constants import PROGRESS_LINE_INTERVAL
 from .._method_info import MethodInfo
 from .._pagination import AsyncPaginator, Page
+from ..spec import component
 from ._calls import csv_cell, csv_columns, to_json
-from ._spec import component, resolve_schema
 
 _NO_FIELDS: Mapping[str, Any] = {}  # a record that is not an object has no columns
 
@@ -88,7 +88,7 @@ def response_item_schema(op: MethodInfo) -> Mapping[str, Any] | None:
         return None
     schema = component(op.response_schema)
     if schema.get("type") == "array":
-        schema = resolve_schema(schema.get("items", {}))
+        schema = schema.get("items", {})
     return schema
 
 

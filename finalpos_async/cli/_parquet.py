@@ -20,7 +20,6 @@ from typing import Any, cast
 import attrs
 
 from ._calls import to_json
-from ._spec import resolve_schema
 
 try:
     import pyarrow as pa
@@ -49,7 +48,7 @@ def _json_text(value: Any) -> Any:
 
 def _column(schema: Mapping[str, Any], path: str, depth: int) -> tuple[pa.DataType, Convert]:
     """The Arrow type of one schema node and how a wire value becomes an Arrow value."""
-    node = resolve_schema(schema)
+    node = schema
     kind, fmt = node.get("type"), node.get("format")
     if fmt == "decimal":
         return DECIMAL, _decimal(path)
@@ -146,7 +145,7 @@ class Column:
 
 def arrow_columns(schema: Mapping[str, Any] | None) -> list[Column]:
     """The columns of a record schema of the spec (one `record` column of JSON text if none)."""
-    node = resolve_schema(schema or {})
+    node = schema or {}
     properties = cast("Mapping[str, Any]", node.get("properties") or {})
     if not properties:
         return [Column(RECORD, pa.string(), _json_text)]

@@ -18,8 +18,8 @@ from finalpos_async import AsyncFinalPOS, MockTransport, Request, TransportRespo
 from finalpos_async.cli._app import cli
 from finalpos_async.cli._export import EXPORT_PAGE_SIZE, pages_in_order
 from finalpos_async.cli._parquet import arrow_schema
-from finalpos_async.cli._spec import component
 from finalpos_async.sandbox import Sandbox
+from finalpos_async.spec import component
 
 
 @pytest.fixture
