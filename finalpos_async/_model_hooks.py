@@ -215,9 +215,10 @@ def _structure_field(
         ]
     else:
         lines.append(f"    v = get({wire!r})")
-    conditions = ["v is not None"] if optional else []
-    if leaf.exact is not None:
-        conditions.append(f"v.__class__ is not x{i}")
+    # The class test first: for the usual present value it settles the field in one test.
+    conditions = [f"v.__class__ is not x{i}"] if leaf.exact is not None else []
+    if optional:
+        conditions.append("v is not None")
     fast = _conversion(i, tp, leaf, ns)
     convert = [
         "try:",
@@ -261,6 +262,17 @@ def _conversion(i: int, tp: Any, leaf: Leaf, ns: dict[str, Any]) -> list[str]:
             f"        v = p{i}(v)",
             "    else:",
             f"        v = d if d.is_finite() else p{i}(v)",
+            "else:",
+            f"    v = p{i}(v)",
+        ]
+    if typing.get_origin(tp) is list and typing.get_args(tp) == (str,):
+        # A list of strings checked inline (it is kept, not copied); the parser names a bad item.
+        return [
+            "if v.__class__ is list:",
+            "    for item in v:",
+            "        if item.__class__ is not str:",
+            f"            v = p{i}(v)",
+            "            break",
             "else:",
             f"    v = p{i}(v)",
         ]
