@@ -20,7 +20,7 @@ from conftest import ScriptedServer, Step, status
 from finalpos_async import APIStatusError, AsyncFinalPOS
 from finalpos_async.sandbox import Sandbox
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "examples"
 
 
