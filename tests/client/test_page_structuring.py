@@ -17,7 +17,7 @@ from finalpos_async import RawResponse, ResponseValidationError
 from finalpos_async._converter import FieldError, structure_list
 from finalpos_async.types import Customer
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def record(index: int) -> dict[str, Any]:
