@@ -170,9 +170,9 @@ class ScriptedTransport(Script):
         if step.hang:
             await self.release.wait()
             raise TransportError(FailureKind.DISCONNECTED, "released at the end of the test")
-        if isinstance(step.body, (dict, list)):
-            return TransportResponse(step.status, headers=step.headers, json=step.body)
         headers = {"Content-Type": step.content_type, **step.headers}
+        if isinstance(step.body, (dict, list)):
+            return TransportResponse(step.status, headers=headers, json=step.body)
         return TransportResponse(step.status, headers=headers, content=str(step.body).encode())
 
 

@@ -270,3 +270,23 @@ async def test_retried_statuses_give_every_connection_back(scripted_server: Scri
         with pytest.raises(RateLimitError):
             await client.send("GET", "/v1/api/customers")
         assert checked_out(client) == 0
+
+
+async def test_cancellation_propagates_and_releases() -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        started.set()
+        await release.wait()
+        return web.json_response({})
+
+    async with serve_locally(slow, "/{tail:.*}", release, shutdown_timeout=1.0) as url:
+        client = AsyncFinalPOS("sk_test", base_url=url)
+        async with client:
+            task = asyncio.create_task(client.request("GET", "/v1/api/customers"))
+            await started.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert checked_out(client) == 0
