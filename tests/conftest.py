@@ -35,7 +35,6 @@ import attrs
 import pytest
 import yarl
 from aiohttp import web
-from aioresponses import aioresponses
 from redis_server import RedisServer, redis_available
 
 from finalpos_async import (
@@ -254,35 +253,6 @@ async def scripted_server() -> AsyncIterator[ScriptedServer]:
     ) as url:
         server.url = url
         yield server
-
-
-class _NoUpload:
-    """Stands in for the request writer aiohttp >= 3.13 hands to every response."""
-
-    output_size = 0
-
-
-class _CompatResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.x builds responses without `stream_writer`, which aiohttp 3.14+ needs."""
-
-    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", _NoUpload())
-        super().__init__(method, url, **kwargs)
-
-
-class CompatAioresponses(aioresponses):
-    """`aioresponses` whose mocked responses work with the installed aiohttp."""
-
-    def add(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("response_class", _CompatResponse)
-        super().add(*args, **kwargs)
-
-
-@pytest.fixture
-def mock_api() -> Iterator[aioresponses]:
-    """aiohttp mocked (aioresponses); nothing leaves the process."""
-    with CompatAioresponses() as mocked:
-        yield mocked
 
 
 @pytest.fixture
