@@ -1,4 +1,8 @@
-"""`MockTransport`, the `transport=` seam, and the one private aiohttp touch (`_compat.py`)."""
+"""`MockTransport`, the `transport=` seam, and the one private aiohttp touch (`_compat.py`).
+
+The `_compat` test keeps a real server on 127.0.0.1: a dropped keep-alive connection is what
+aiohttp would silently repeat a request over.
+"""
 
 from __future__ import annotations
 
