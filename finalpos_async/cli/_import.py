@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -83,6 +84,10 @@ def run_import(options: ImportOptions, settings: Settings, console: Console) -> 
     if options.validate_only:
         return _validate_only(options, source, console)
     failed = FailedRows(_failed_path(options, header))
+    # Start-up is over: what is alive now (modules, the spec, the parser's tables) lives as long
+    # as the process, so the collector stops walking it on every collection of the old
+    # generation. The command's own process only: the library never freezes its caller's heap.
+    gc.freeze()
     try:
         return asyncio.run(_import(options, source, settings, console, failed))
     finally:

@@ -47,6 +47,11 @@ __all__ = ["ParsedRow", "RowError", "RowParser", "oversized", "read_records", "s
 
 _TRUE = frozenset({"true", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "no", "n", "0", "off"})
+# Column plans and schema nodes a parser keeps (a JSON Lines file may name any number of fields).
+_PLANS_CAP = 4096
+# `RowParser._plan` for a server-set column (dropped) and a malformed column name.
+_DROPPED: tuple[str, ...] = ("<dropped>",)
+_MALFORMED: tuple[str, ...] = ("<malformed>",)
 # A failed-rows file (FILE.failed.jsonl) holds {"line", "row", "error"} records; importing it
 # again takes each record's "row".
 _FAILED_KEYS = frozenset({"row", "error"})
@@ -200,6 +205,8 @@ class RowParser:
         # columns; they are dropped instead of being sent and refused.
         self._server_fields = server_fields - _properties(schema).keys()
         self._columns: dict[str, tuple[str, ...]] = {}
+        self._plans: dict[object, tuple[str, ...]] = {}  # column -> `_plan`
+        self._nodes: dict[int, _Node] = {}  # id(schema) -> the schema worked out (`_node`)
         self.unknown_columns: set[str] = set()
         self.dropped_columns: set[str] = set()
 
@@ -218,12 +225,20 @@ class RowParser:
                 value = value.strip() or None
             if value is None:  # not given: a blank CSV cell, or null
                 continue
-            path = self.column_path(str(column))
-            if path and path[0] in self._server_fields:
+            path = self._plans.get(column)
+            if path is None:
+                path = self._plan(column)
+            if path is _DROPPED:
                 self.dropped_columns.add(str(column))
                 continue
-            if not path or any(not part for part in path):
+            if path is _MALFORMED:
                 errors.append(RowError(line, str(column), "malformed column name"))
+                continue
+            if len(path) == 1:
+                if path[0] in body:
+                    errors.append(RowError(line, path[0], "given twice"))
+                else:
+                    body[path[0]] = value
                 continue
             target = body
             for part in path[:-1]:
@@ -243,6 +258,20 @@ class RowParser:
         if errors:
             return ParsedRow(line=line, raw=raw, body=None, errors=tuple(errors))
         return ParsedRow(line=line, raw=raw, body=converted)
+
+    def _plan(self, column: object) -> tuple[str, ...]:
+        """What a column's values are: a body path, or `_DROPPED` / `_MALFORMED` (worked out
+        once per column name, not per row)."""
+        path = self.column_path(str(column))
+        if path and path[0] in self._server_fields:
+            plan = _DROPPED
+        elif not path or any(not part for part in path):
+            plan = _MALFORMED
+        else:
+            plan = path
+        if len(self._plans) < _PLANS_CAP:  # JSON Lines may name any number of fields
+            self._plans[column] = plan
+        return plan
 
     # -- names -----------------------------------------------------------------------------------
 
@@ -270,13 +299,21 @@ class RowParser:
 
     # -- values ----------------------------------------------------------------------------------
 
+    def _node(self, schema: Mapping[str, Any]) -> _Node:
+        """`schema` worked out once (resolved, its type, what to check), not on every row."""
+        node = self._nodes.get(id(schema))
+        if node is None:
+            node = _Node.of(schema)
+            if len(self._nodes) < _PLANS_CAP:
+                self._nodes[id(schema)] = node  # the node holds `schema`: its id stays its own
+        return node
+
     def _convert(
         self, value: Any, schema: Mapping[str, Any], field: str, line: int, errors: list[RowError]
     ) -> Any:
-        schema = resolve_schema(schema)
-        kind = schema.get("type")
-        if kind is None and "properties" in schema:
-            kind = "object"
+        node = self._node(schema)
+        schema = node.schema
+        kind = node.kind
         if isinstance(value, str) and kind not in (None, "string"):
             value = value.strip()
         result: Any
@@ -302,7 +339,7 @@ class RowParser:
                     )
                 )
         elif kind == "array":
-            return self._convert_array(value, schema, field, line, errors)
+            return self._convert_array(value, node, field, line, errors)
         elif kind == "object":
             if isinstance(value, str):
                 value = _json_cell(value, dict, field, line, errors, "a JSON object")
@@ -315,18 +352,19 @@ class RowParser:
             return self._convert_object(fields, schema, field, line, errors, top=False)
         else:
             result = value  # no type in the spec: sent as given
-        if result is not None and "enum" in schema and result not in schema["enum"]:
+        if result is not None and node.enum and result not in schema["enum"]:
             allowed = ", ".join(repr(v) for v in schema["enum"])
             errors.append(RowError(line, field, f"{_show(result)} is not one of {allowed}"))
-        wanted = format_problem(result, schema)
-        if wanted is not None:
-            errors.append(RowError(line, field, f"must be {wanted}, got {_show(result)}"))
+        if node.formatted:
+            wanted = format_problem(result, schema)
+            if wanted is not None:
+                errors.append(RowError(line, field, f"must be {wanted}, got {_show(result)}"))
         return result
 
     def _convert_array(
-        self, value: Any, schema: Mapping[str, Any], field: str, line: int, errors: list[RowError]
+        self, value: Any, node: _Node, field: str, line: int, errors: list[RowError]
     ) -> Any:
-        item_schema = resolve_schema(schema.get("items", {}))
+        item_schema = node.items
         if isinstance(value, str):
             if value.startswith("["):
                 value = _json_cell(value, list, field, line, errors, "a JSON array")
@@ -358,7 +396,8 @@ class RowParser:
         *,
         top: bool,
     ) -> dict[str, Any]:
-        props = _properties(schema)
+        node = self._node(schema)
+        props = node.props
         out: dict[str, Any] = {}
         for key, element in value.items():
             if element is None:  # not given, as at the top level
@@ -374,11 +413,43 @@ class RowParser:
             else:
                 known = ", ".join(sorted(props))
                 errors.append(RowError(line, path, f"unknown field (known: {known})"))
-        for name in schema.get("required", ()):
+        for name in node.required:
             if name not in out:
                 path = f"{field}.{name}" if field else name
                 errors.append(RowError(line, path, "is required"))
         return out
+
+
+@attrs.frozen
+class _Node:
+    """A field's schema as `RowParser._convert` uses it, worked out once per schema."""
+
+    source: Mapping[str, Any]  # as given (kept: the parser's cache is keyed by its id)
+    schema: Mapping[str, Any]  # `$ref` and single `allOf` followed
+    kind: Any  # its "type" ("object" when it only lists properties)
+    enum: bool  # it lists the allowed values
+    formatted: bool  # it has a `format` or a `pattern` (`format_problem` has a say)
+    props: Mapping[str, Any]
+    required: tuple[str, ...]
+    items: Mapping[str, Any]  # an array's element schema, resolved
+
+    @classmethod
+    def of(cls, source: Mapping[str, Any]) -> _Node:
+        """The node of the schema `source`."""
+        schema = resolve_schema(source)
+        kind = schema.get("type")
+        if kind is None and "properties" in schema:
+            kind = "object"
+        return cls(
+            source=source,
+            schema=schema,
+            kind=kind,
+            enum="enum" in schema,
+            formatted="format" in schema or "pattern" in schema,
+            props=_properties(schema),
+            required=tuple(schema.get("required", ())),
+            items=resolve_schema(schema.get("items", {})),
+        )
 
 
 def _properties(schema: Mapping[str, Any]) -> Mapping[str, Any]:
