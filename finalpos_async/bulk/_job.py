@@ -87,6 +87,7 @@ class BulkJob(Generic[_T]):
         client_limiter: Limiter | None = None,
         key: KeySpec,
         content: KeySpec = None,
+        digest: KeySpec = None,
         job_id: str | None,
         drain_timeout: float,
         lookup: Lister | None = None,
@@ -144,6 +145,7 @@ class BulkJob(Generic[_T]):
         self._intake = Intake(
             key=key,
             content=content,
+            digest=digest,
             journal=self._journal,
             resend_unknown=resend_unknown,
             deferred=self._held.lost if lookup is not None else None,

@@ -91,11 +91,16 @@ ON CONFLICT(key) DO UPDATE SET
     updated_at = excluded.updated_at
 """
 
-_SEEN = "CREATE TEMP TABLE IF NOT EXISTS seen (name TEXT PRIMARY KEY, n INTEGER) WITHOUT ROWID"
+# n: names before (-1: only written); written: this run committed a record under it.
+_SEEN = "CREATE TEMP TABLE IF NOT EXISTS seen (name TEXT PRIMARY KEY, n, written) WITHOUT ROWID"
 _COUNT_SEEN = """
-INSERT INTO temp.seen (name, n) VALUES (?, 0)
+INSERT INTO temp.seen (name, n, written) VALUES (?, 0, 0)
 ON CONFLICT(name) DO UPDATE SET n = n + 1
-RETURNING n
+RETURNING n, written
+"""
+_WRITTEN = """
+INSERT INTO temp.seen (name, n, written) VALUES (?, -1, 1)
+ON CONFLICT(name) DO UPDATE SET written = 1
 """
 
 
@@ -143,6 +148,8 @@ class Journal:
         self._last_flush = time.monotonic()
         self._had_items = True
         self._flushed_this_run = False
+        self._empty_at_bind = False  # no record before this run: only its own writes are in it
+        self._unwritten: str | None = None  # a name `count_seen` just met for the first time
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -321,6 +328,7 @@ class Journal:
         new binding.
         """
         self._new_count()
+        self._empty_at_bind = not self.has_items()
         recorded = self.binding
         if recorded is not None and recorded != binding and not self.has_items():
             # Nothing recorded yet (a first run that could not reach the target, or was refused
@@ -430,6 +438,8 @@ class Journal:
         self.open()
         if not self._had_items and not self._flushed_this_run:
             return None
+        if key == self._unwritten:
+            return None  # first named just now, in a journal empty at `bind`, never written
         row = self._read(
             f"SELECT {', '.join(_ENTRY_FIELDS)} FROM items WHERE key = ?", (key,)
         ).fetchone()
@@ -465,10 +475,12 @@ class Journal:
         synced), so memory does not grow with the input; `bind` starts a new count.
         """
         try:
-            row = self._connection().execute(_COUNT_SEEN, (name,)).fetchone()
+            count, written = self._connection().execute(_COUNT_SEEN, (name,)).fetchone()
         except sqlite3.Error as exc:
             raise self._error(exc, "write") from exc
-        return int(row[0])
+        fresh = count == 0 and not written and self._empty_at_bind
+        self._unwritten = name if fresh else None
+        return int(count)
 
     def record_intents(self, intents: Iterable[Intent]) -> None:
         """Commit that these items are about to be sent, durably, before any of them is.
@@ -540,8 +552,11 @@ class Journal:
         if not rows:
             return
         conn = self._connection()
+        self._unwritten = None
         try:
             with self._transaction(conn):
+                if self._empty_at_bind:  # `lookup` reads these keys from now on
+                    conn.executemany(_WRITTEN, ((row[0],) for row in rows))
                 conn.executemany(_UPSERT, (row for row in rows if row[1] != _WITHDRAWN[0]))
                 conn.executemany(
                     f"DELETE FROM items WHERE key = ? AND status = '{SENDING}'",
@@ -560,15 +575,9 @@ class Journal:
         return f"Journal({self.path!r})"
 
 
-_ENTRY_FIELDS = (
-    "status",
-    "digest",
-    "source_digest",
-    "created_id",
-    "idempotency_key",
-    "attempts",
-    "error",
-)
+# JournalEntry's fields after its key, in the order `_entry` reads them.
+_ENTRY_FIELDS = ("status", "digest", "source_digest", "created_id", "idempotency_key", "attempts")
+_ENTRY_FIELDS += ("error",)
 
 
 def _entry(key: str, row: tuple[Any, ...]) -> JournalEntry:

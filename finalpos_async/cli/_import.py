@@ -418,7 +418,8 @@ def _good_rows(options: ImportOptions, source: Input, state: RunState) -> Iterat
             continue
         if not state.settle(row, identity, digest):
             continue
-        yield {"body": parsed.body, "row": row, "row_key": identity}
+        # The digest goes with the row: the engine takes it instead of hashing the body again.
+        yield {"body": parsed.body, "row": row, "row_key": identity, "row_digest": digest}
 
 
 def _creator(conn: Connection, op: MethodInfo) -> Callable[..., Awaitable[Any]]:
@@ -436,6 +437,7 @@ def _creator(conn: Connection, op: MethodInfo) -> Callable[..., Awaitable[Any]]:
         body: dict[str, Any],
         row: Row,
         row_key: str,
+        row_digest: str,
         idempotency_key: str,
         retry_unsafe: bool | None = None,
     ) -> Any:
@@ -494,6 +496,7 @@ def _job(
         journal=journal,
         key="row_key",
         content="body",
+        digest="row_digest",
         job_id=job_id,
         drain_timeout=options.drain_timeout,
         lookup=lookup_records,

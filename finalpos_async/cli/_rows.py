@@ -254,7 +254,8 @@ class RowParser:
                     target[path[-1]] = value
         if errors:
             return ParsedRow(line=line, raw=raw, body=None, errors=tuple(errors))
-        converted = self._convert_object(body, self._schema, "", line, errors, top=True)
+        top = self._node(self._schema)
+        converted = self._convert_object(body, top, "", line, errors, top=True)
         if errors:
             return ParsedRow(line=line, raw=raw, body=None, errors=tuple(errors))
         return ParsedRow(line=line, raw=raw, body=converted)
@@ -308,10 +309,17 @@ class RowParser:
                 self._nodes[id(schema)] = node  # the node holds `schema`: its id stays its own
         return node
 
+    def _child(self, node: _Node, name: str, schema: Mapping[str, Any]) -> _Node:
+        """The node of `node`'s field (or, `name` "[]", element) `name` whose schema is
+        `schema`, kept on `node` once made."""
+        child = node.children.get(name)
+        if child is None:
+            child = node.children[name] = self._node(schema)
+        return child
+
     def _convert(
-        self, value: Any, schema: Mapping[str, Any], field: str, line: int, errors: list[RowError]
+        self, value: Any, node: _Node, field: str, line: int, errors: list[RowError]
     ) -> Any:
-        node = self._node(schema)
         schema = node.schema
         kind = node.kind
         if isinstance(value, str) and kind not in (None, "string"):
@@ -349,7 +357,7 @@ class RowParser:
                 errors.append(RowError(line, field, f"must be an object, got {_show(value)}"))
                 return None
             fields = cast("dict[str, Any]", value)  # a JSON object: string keys
-            return self._convert_object(fields, schema, field, line, errors, top=False)
+            return self._convert_object(fields, node, field, line, errors, top=False)
         else:
             result = value  # no type in the spec: sent as given
         if result is not None and node.enum and result not in schema["enum"]:
@@ -365,6 +373,7 @@ class RowParser:
         self, value: Any, node: _Node, field: str, line: int, errors: list[RowError]
     ) -> Any:
         item_schema = node.items
+        item = self._child(node, "[]", item_schema)
         if isinstance(value, str):
             if value.startswith("["):
                 value = _json_cell(value, list, field, line, errors, "a JSON array")
@@ -382,21 +391,20 @@ class RowParser:
             return None
         elements = cast("list[object]", value)
         return [
-            self._convert(element, item_schema, f"{field}[{i}]", line, errors)
+            self._convert(element, item, f"{field}[{i}]", line, errors)
             for i, element in enumerate(elements)
         ]
 
     def _convert_object(
         self,
         value: Mapping[str, Any],
-        schema: Mapping[str, Any],
+        node: _Node,
         field: str,
         line: int,
         errors: list[RowError],
         *,
         top: bool,
     ) -> dict[str, Any]:
-        node = self._node(schema)
         props = node.props
         out: dict[str, Any] = {}
         for key, element in value.items():
@@ -405,7 +413,8 @@ class RowParser:
             name = key if top else (_match_property(key, props) or key)
             path = f"{field}.{name}" if field else name
             if name in props:
-                out[name] = self._convert(element, props[name], path, line, errors)
+                child = self._child(node, name, props[name])
+                out[name] = self._convert(element, child, path, line, errors)
             elif top or not props:
                 # Unknown top-level fields are sent as given: customer DTOs follow the company's
                 # custom tables, so the spec cannot list every field.
@@ -432,6 +441,8 @@ class _Node:
     props: Mapping[str, Any]
     required: tuple[str, ...]
     items: Mapping[str, Any]  # an array's element schema, resolved
+    # The nodes of its fields (and "[]": its elements), made as they are met.
+    children: dict[str, _Node] = attrs.field(factory=lambda: {}, eq=False)
 
     @classmethod
     def of(cls, source: Mapping[str, Any]) -> _Node:
