@@ -91,16 +91,13 @@ ON CONFLICT(key) DO UPDATE SET
     updated_at = excluded.updated_at
 """
 
-# n: names before (-1: only written); written: this run committed a record under it.
-_SEEN = "CREATE TEMP TABLE IF NOT EXISTS seen (name TEXT PRIMARY KEY, n, written) WITHOUT ROWID"
+_SEEN = "CREATE TEMP TABLE IF NOT EXISTS seen (name TEXT PRIMARY KEY, n INTEGER) WITHOUT ROWID"
+# The count, and whether the file holds a record under that name: the same statement tells
+# `lookup` that a name met for the first time has nothing to read (no SELECT per new item).
 _COUNT_SEEN = """
-INSERT INTO temp.seen (name, n, written) VALUES (?, 0, 0)
+INSERT INTO temp.seen (name, n) VALUES (?1, 0)
 ON CONFLICT(name) DO UPDATE SET n = n + 1
-RETURNING n, written
-"""
-_WRITTEN = """
-INSERT INTO temp.seen (name, n, written) VALUES (?, -1, 1)
-ON CONFLICT(name) DO UPDATE SET written = 1
+RETURNING n, EXISTS (SELECT 1 FROM main.items WHERE key = ?1)
 """
 
 
@@ -148,8 +145,7 @@ class Journal:
         self._last_flush = time.monotonic()
         self._had_items = True
         self._flushed_this_run = False
-        self._empty_at_bind = False  # no record before this run: only its own writes are in it
-        self._unwritten: str | None = None  # a name `count_seen` just met for the first time
+        self._absent: str | None = None  # a name `count_seen` just found no record under
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -283,6 +279,7 @@ class Journal:
             self._pending.clear()
             self._conn.close()
             self._conn = None
+            self._absent = None  # another process may write the file before it is reopened
             self._release_lock(self._lock_file)
             self._lock_file = None
 
@@ -328,7 +325,6 @@ class Journal:
         new binding.
         """
         self._new_count()
-        self._empty_at_bind = not self.has_items()
         recorded = self.binding
         if recorded is not None and recorded != binding and not self.has_items():
             # Nothing recorded yet (a first run that could not reach the target, or was refused
@@ -438,8 +434,8 @@ class Journal:
         self.open()
         if not self._had_items and not self._flushed_this_run:
             return None
-        if key == self._unwritten:
-            return None  # first named just now, in a journal empty at `bind`, never written
+        if key == self._absent:
+            return None  # not in the file when it was just counted (nothing committed since)
         row = self._read(
             f"SELECT {', '.join(_ENTRY_FIELDS)} FROM items WHERE key = ?", (key,)
         ).fetchone()
@@ -472,14 +468,15 @@ class Journal:
         """How often this run named an item `name` before (0 the first time).
 
         Kept in a temporary table of this connection (on disk past SQLite's page cache, never
-        synced), so memory does not grow with the input; `bind` starts a new count.
+        synced), so memory does not grow with the input; `bind` starts a new count. The same
+        statement notes whether the file holds a record under `name`: a `lookup` of it right
+        after (the engine's, for an item it has just named) has nothing to read when not.
         """
         try:
-            count, written = self._connection().execute(_COUNT_SEEN, (name,)).fetchone()
+            count, recorded = self._connection().execute(_COUNT_SEEN, (name,)).fetchone()
         except sqlite3.Error as exc:
             raise self._error(exc, "write") from exc
-        fresh = count == 0 and not written and self._empty_at_bind
-        self._unwritten = name if fresh else None
+        self._absent = None if recorded else name
         return int(count)
 
     def record_intents(self, intents: Iterable[Intent]) -> None:
@@ -552,11 +549,9 @@ class Journal:
         if not rows:
             return
         conn = self._connection()
-        self._unwritten = None
+        self._absent = None  # what `count_seen` found may change now
         try:
             with self._transaction(conn):
-                if self._empty_at_bind:  # `lookup` reads these keys from now on
-                    conn.executemany(_WRITTEN, ((row[0],) for row in rows))
                 conn.executemany(_UPSERT, (row for row in rows if row[1] != _WITHDRAWN[0]))
                 conn.executemany(
                     f"DELETE FROM items WHERE key = ? AND status = '{SENDING}'",

@@ -57,7 +57,18 @@ from ._rows import RowError, RowParser
 from ._shard import Shard, parse_shard, shared_job_id
 from ._spec import body_arguments, lookup
 
-__all__ = ["FAILED_ROWS_HEADER", "ImportOptions", "InputError", "run_import"]
+__all__ = [
+    "FAILED_ROWS_HEADER",
+    "ImportOptions",
+    "InputError",
+    "freeze_after_start_up",
+    "run_import",
+]
+
+freeze_after_start_up = False
+"""Set by `finalpos` (`cli.main`) when the process is the command's own: `gc.freeze()` once
+start-up is over. Never when the command runs inside another program (its tests, say): the
+library does not freeze its caller's heap."""
 
 
 def run_import(options: ImportOptions, settings: Settings, console: Console) -> int:
@@ -84,10 +95,10 @@ def run_import(options: ImportOptions, settings: Settings, console: Console) -> 
     if options.validate_only:
         return _validate_only(options, source, console)
     failed = FailedRows(_failed_path(options, header))
-    # Start-up is over: what is alive now (modules, the spec, the parser's tables) lives as long
-    # as the process, so the collector stops walking it on every collection of the old
-    # generation. The command's own process only: the library never freezes its caller's heap.
-    gc.freeze()
+    if freeze_after_start_up:
+        # Start-up is over: what is alive now (modules, the spec, the parser's tables) lives as
+        # long as the process, so the collector stops walking it on every full collection.
+        gc.freeze()
     try:
         return asyncio.run(_import(options, source, settings, console, failed))
     finally:
