@@ -436,9 +436,7 @@ class Journal:
             return None
         if key == self._absent:
             return None  # not in the file when it was just counted (nothing committed since)
-        row = self._read(
-            f"SELECT {', '.join(_ENTRY_FIELDS)} FROM items WHERE key = ?", (key,)
-        ).fetchone()
+        row = self._read(f"SELECT {_ENTRY_FIELDS} FROM items WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
         return _entry(key, row)
@@ -571,8 +569,7 @@ class Journal:
 
 
 # JournalEntry's fields after its key, in the order `_entry` reads them.
-_ENTRY_FIELDS = ("status", "digest", "source_digest", "created_id", "idempotency_key", "attempts")
-_ENTRY_FIELDS += ("error",)
+_ENTRY_FIELDS = "status, digest, source_digest, created_id, idempotency_key, attempts, error"
 
 
 def _entry(key: str, row: tuple[Any, ...]) -> JournalEntry:
