@@ -7,7 +7,7 @@ objects (a JSON object). JSON Lines records are taken as they are, with the same
 the same checks (a text value for a typed field is converted the same way: a failed-rows file of a
 CSV import holds the CSV's text cells).
 
-The checks are the library's and the sandbox's (see `sandbox._validation`): exactly what the spec
+The checks are the library's and the sandbox's (`finalpos_async.spec`): exactly what the spec
 declares for a field (type, `required`, `enum`, a `format` such as date-time or decimal, a
 `pattern`), never a rule guessed from the field's name. A field is missing only when it is not
 given: `""` is a value. Reading a file, two things mean "not given" (left out of the body; "is
@@ -39,9 +39,8 @@ from typing import Any, TextIO, cast
 import attrs
 
 from .._constants import IMPORT_MAX_FIELD_BYTES
-from ..sandbox._validation import format_problem
+from ..spec import format_problem
 from ._bounded import CHUNK, Oversized, csv_records, lines
-from ._spec import resolve_schema
 
 __all__ = ["ParsedRow", "RowError", "RowParser", "oversized", "read_records", "sniff_format"]
 
@@ -292,7 +291,7 @@ class RowParser:
                     self.unknown_columns.add(column)
                 schema = None
             else:
-                schema = resolve_schema(props[name])
+                schema = props[name]
             parts.append(name)
         path = tuple(parts)
         self._columns[column] = path
@@ -433,8 +432,7 @@ class RowParser:
 class _Node:
     """A field's schema as `RowParser._convert` uses it, worked out once per schema."""
 
-    source: Mapping[str, Any]  # as given (kept: the parser's cache is keyed by its id)
-    schema: Mapping[str, Any]  # `$ref` and single `allOf` followed
+    schema: Mapping[str, Any]  # kept: the parser's cache is keyed by its id
     kind: Any  # its "type" ("object" when it only lists properties)
     enum: bool  # it lists the allowed values
     formatted: bool  # it has a `format` or a `pattern` (`format_problem` has a say)
@@ -445,26 +443,24 @@ class _Node:
     children: dict[str, _Node] = attrs.field(factory=lambda: {}, eq=False)
 
     @classmethod
-    def of(cls, source: Mapping[str, Any]) -> _Node:
-        """The node of the schema `source`."""
-        schema = resolve_schema(source)
+    def of(cls, schema: Mapping[str, Any]) -> _Node:
+        """The node of `schema` (the spec module hands out schemas with `$ref`s resolved)."""
         kind = schema.get("type")
         if kind is None and "properties" in schema:
             kind = "object"
         return cls(
-            source=source,
             schema=schema,
             kind=kind,
             enum="enum" in schema,
             formatted="format" in schema or "pattern" in schema,
             props=_properties(schema),
             required=tuple(schema.get("required", ())),
-            items=resolve_schema(schema.get("items", {})),
+            items=schema.get("items", {}),
         )
 
 
 def _properties(schema: Mapping[str, Any]) -> Mapping[str, Any]:
-    props: Mapping[str, Any] = resolve_schema(schema).get("properties", {})
+    props: Mapping[str, Any] = schema.get("properties", {})
     return props
 
 
