@@ -25,6 +25,9 @@ import collections
 import contextlib
 import logging
 import os
+import signal
+import threading
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
@@ -57,6 +60,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if E2E_DIR in item.path.parents:
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(autouse=True)
+def python_handles_ctrl_c(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test starts with Python's own SIGINT handler; one that leaves another is named.
+
+    The Ctrl-C tests send SIGINT to this process and expect `KeyboardInterrupt`: a handler left
+    behind by an earlier test in the same worker (an event loop's `add_signal_handler` never
+    removed) would swallow it, and that test would hang until its timeout.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    left = signal.getsignal(signal.SIGINT)
+    if main and left is not signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        warnings.warn(f"{request.node.nodeid} left SIGINT handled by {left!r}", stacklevel=1)
 
 
 @attrs.frozen
