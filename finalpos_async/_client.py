@@ -524,15 +524,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         request = build_request(
             method, url, base, cfg.call, params=params, json=json, options=options
         )
-        return await send_with_retries(
-            request,
-            core.transport,
-            policy=cfg.policy,
-            budget=core.budget,
-            limiter=core.limiter,
-            calls=core.calls,
-            clock=loop.time,
-        )
+        return await send_with_retries(request, core, cfg.policy, loop.time)
 
     # -------------------------------------------------------------------------- helpers
 
@@ -597,4 +589,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         merge_headers(headers, cfg.default_headers)
         if api_key:
             merge_headers(headers, {"x-api-key": HeaderSecret(api_key)})
-        return MappingProxyType(headers)  # read-only: every plain GET sends it, uncopied
+        view = MappingProxyType(headers)  # read-only: every plain GET sends it, uncopied
+        if self._owns_core and isinstance(self._core.transport, AiohttpTransport):
+            self._core.transport.use_default_headers(view)  # on the session, not on each call
+        return view
