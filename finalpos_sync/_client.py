@@ -1,8 +1,8 @@
 """`FinalPOS`: the sync client, a twin of `AsyncFinalPOS` running on a private loop.
 
 The constructor, `with_options`, `request` and the properties mirror `AsyncFinalPOS` one for one
-(tests/test_sync_parity.py holds them to the same signatures); the resource attributes come from
-the generated `SyncResourcesMixin`, the lifecycle from `BaseSyncClient`.
+(tests/sync/test_sync_parity.py holds them to the same signatures); the resource attributes come
+from the generated `SyncResourcesMixin`, the lifecycle from `BaseSyncClient`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,11 @@
 """Shared fixtures and helpers.
 
+The suite is grouped by what it tests: `unit/` (pure functions and rules over the source),
+`client/` (the async client's request path), `sync/`, `bulk/`, `cli/`, `sandbox/`, and `e2e/`
+(subprocesses, type checkers, Prism, schemathesis: slow, and the same on every Python). Every
+test under `e2e/` carries the `e2e` marker (`pytest_collection_modifyitems` below), so CI runs
+them once; a few end-to-end tests elsewhere are marked one by one.
+
 - `scripted_server`: a real aiohttp server on 127.0.0.1 that plays a script (`serve_locally`
   runs any handler the same way);
 - `http`: a raw aiohttp session to the `finalpos_sandbox` plugin fixture;
@@ -30,6 +36,16 @@ from redis_server import RedisServer, redis_available
 
 from finalpos_async import AiohttpTransport, AsyncFinalPOS
 from finalpos_async.sandbox import Sandbox
+
+E2E_DIR = Path(__file__).parent / "e2e"
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not e2e"` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under `tests/e2e/` as `e2e`: the folder is the marker."""
+    for item in items:
+        if E2E_DIR in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 @attrs.frozen

@@ -1,7 +1,7 @@
 """The only place the package touches a dependency's private internals; each touch says why.
 
 Tested on the floor aiohttp (constraints/floors.txt) and the newest installed
-(tests/test_mock_transport.py, `test_connection_retry_is_off`).
+(tests/client/test_mock_transport.py, `test_connection_retry_is_off`).
 """
 
 from __future__ import annotations

@@ -137,8 +137,48 @@ class BulkReport:
     failure_reasons: collections.Counter[str] = attrs.field(factory=lambda: collections.Counter())
     started_at: datetime = attrs.field(factory=lambda: datetime.now(timezone.utc))
     finished_at: datetime | None = None
-    _started: float = attrs.field(factory=time.monotonic, alias="_started")
-    _finished: float | None = attrs.field(default=None, alias="_finished")
+    _started: float = attrs.field(factory=time.monotonic, alias="_started", repr=False)
+    _finished: float | None = attrs.field(default=None, alias="_finished", repr=False)
+
+    def __str__(self) -> str:
+        """A short summary for people: `print(job.report)`.
+
+        The outcome and time, then only the counts that are not zero, e.g. `completed in 4.2 s:
+        1,000 submitted: 990 succeeded (3 found in the target), 10 failed; 1,012 attempts,
+        238.1 items/s`, and the most common reason when items failed or are unknown.
+        """
+        outcome = (
+            self.outcome if self.stop_reason is None else f"{self.outcome} ({self.stop_reason})"
+        )
+        counts = [
+            f"{n:,} {name}"
+            for name, n in (
+                ("succeeded", self.succeeded),
+                ("skipped", self.skipped),
+                ("failed", self.failed),
+                ("unknown", self.unknown),
+                ("changed", self.changed),
+                ("cancelled", self.cancelled),
+                ("in flight", self.in_flight),
+            )
+            if n
+        ]
+        if self.found:
+            counts[0] += f" ({self.found:,} found in the target)"
+        text = (
+            f"{outcome} in {self.elapsed:.1f} s: {self.submitted:,} submitted"
+            + (": " + ", ".join(counts) if counts else "")
+            + f"; {self.attempts:,} attempts, {self.rate:,.1f} items/s"
+        )
+        if self.lookup_passes:
+            text += (
+                f"; target read: {self.lookup_records:,} records in {self.lookup_passes} "
+                f"pass{'es' if self.lookup_passes > 1 else ''}"
+            )
+        top = self.top_reasons(1)
+        if top:
+            text += f"\nmost common reason ({top[0][1]:,}x): {top[0][0]}"
+        return text
 
     @property
     def in_flight(self) -> int:

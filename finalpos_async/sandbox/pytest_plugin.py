@@ -27,7 +27,8 @@ async tests while collecting them, before ``pytest_collection_modifyitems`` coul
 
 pytest imports this module at the start of every run in any environment where the package is
 installed, so it imports nothing heavy: the sandbox, aiohttp and the client are imported by the
-fixtures, when a test first uses one (``tests/test_sandbox_plugin.py`` holds that to a test).
+fixtures, when a test first uses one (``tests/sandbox/test_sandbox_plugin.py`` holds that to a
+test).
 """
 
 from __future__ import annotations

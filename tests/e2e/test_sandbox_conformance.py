@@ -41,7 +41,7 @@ from finalpos_async.sandbox._routes import build_route_table, load_spec
 # schemathesis, in a subprocess, holds the sandbox's answers to the spec.
 pytestmark = pytest.mark.e2e
 
-SPEC = Path(__file__).resolve().parent.parent / "finalpos_async" / "spec" / "finalpos-openapi.json"
+SPEC = Path(__file__).resolve().parents[2] / "finalpos_async" / "spec" / "finalpos-openapi.json"
 OPERATIONS = 52
 # The sandbox answers an undeclared method as the API's router does (404), not 405.
 EXCLUDED_CHECKS = ("unsupported_method",)

@@ -20,7 +20,7 @@ from finalpos_async.sandbox import Sandbox
 # subprocesses, killed and interrupted: its recovery logic, not the Python it runs on.
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 ROWS = 2000
 KILL_AFTER = 400  # journaled rows before the kill: well inside the run
 

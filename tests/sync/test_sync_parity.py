@@ -23,7 +23,7 @@ from finalpos_async.bulk import BulkJob, BulkRunner
 from finalpos_sync import FinalPOS
 from finalpos_sync.bulk import SyncBulkJob, SyncBulkRunner
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Public members the sync side adds by hand (lifecycle and the way back to async code).
 SYNC_ONLY = {"async_client", "async_resource", "close", "is_closed"}
 # Async members with no sync twin, each for a stated reason.

@@ -8,7 +8,7 @@ settings), in a subprocess:
   `# A fragment:` inside an `async def` whose parameters are the names its opening comment
   puts in backticks (`client`, `customer_id`, ...; their types are in `FRAGMENT_CONTEXT`).
   Nothing may be reported.
-- `tests/typing/mistakes.py`: each tool must report exactly the lines tagged `# expect-error`.
+- `tests/e2e/typing/mistakes.py`: each tool must report exactly the lines tagged `# expect-error`.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import pytest
 # pyright in subprocesses (slow) type-check the README's code and the deliberate mistakes.
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-MISTAKES = ROOT / "tests" / "typing" / "mistakes.py"
+MISTAKES = ROOT / "tests" / "e2e" / "typing" / "mistakes.py"
 FRAGMENT = "# A fragment:"
 EXPECT_ERROR = "# expect-error"
 BIN = Path(sys.executable).parent
@@ -51,7 +51,7 @@ FRAGMENT_CONTEXT: dict[str, tuple[str, str]] = {
 # `client` described as a sync client ("`client` an open FinalPOS").
 SYNC_CLIENT = ("_finalpos_sync.FinalPOS", "import finalpos_sync as _finalpos_sync")
 FRAGMENT_HEAD = (
-    "# {origin}: a fragment, checked inside an async function (tests/test_typing.py).\n"
+    "# {origin}: a fragment, checked inside an async function (tests/e2e/test_typing.py).\n"
     # A fragment is the start of a longer function, whose later lines use what it assigns.
     "# pyright: reportUnusedVariable=false\n"
 )
@@ -247,7 +247,7 @@ def test_readme_code_type_checks_as_written(
     )
     assert not problems + others, (
         f"{tool} rejects README code as written (a fragment must start with {FRAGMENT!r} and "
-        "name what it needs in backticks; see FRAGMENT_CONTEXT in tests/test_typing.py):\n"
+        "name what it needs in backticks; see FRAGMENT_CONTEXT in tests/e2e/test_typing.py):\n"
         + "\n".join(problems + others)
     )
 

@@ -162,7 +162,7 @@ def test_a_bad_value_from_the_environment_names_its_variable(env: pytest.MonkeyP
 
 
 def test_the_readme_configuration_section_says_arguments_win() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     match = re.search(r"^## Configuration\n(.*?)(?=^## )", readme, re.M | re.S)
     assert match is not None, "README has no Configuration section"
     section = " ".join(match.group(1).split())

@@ -120,7 +120,7 @@ def test_version_and_sandbox_help() -> None:
 
 
 def test_sandbox_command_serves_until_interrupted() -> None:
-    root = Path(__file__).parent.parent
+    root = Path(__file__).parents[2]
     proc = subprocess.Popen(
         [sys.executable, "-m", "finalpos_async.cli", "sandbox", "--port", "0", "--quiet"],
         stdout=subprocess.PIPE,

@@ -43,7 +43,8 @@ def test_every_schema_has_a_model_and_every_model_is_exported() -> None:
 
 def test_a_model_requires_exactly_what_the_spec_requires() -> None:
     # The spec's `required` lists and nothing else: the record ids of the entities operations
-    # answer with are among them (tests/test_resources_wire.py checks that), timestamps are not.
+    # answer with are among them (tests/client/test_resources_wire.py checks that), timestamps are
+    # not.
     for name, schema in SCHEMAS.items():
         model = model_for(name)
         wire = {

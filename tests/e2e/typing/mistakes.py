@@ -1,6 +1,6 @@
 """Mistakes a user could make with the SDK, each of which a type checker must catch.
 
-`tests/test_typing.py` runs `mypy --strict` and `pyright` (strict) on this file and checks that
+`tests/e2e/test_typing.py` runs `mypy --strict` and `pyright` (strict) on this file and checks that
 each reports exactly the lines tagged `# expect-error`, and nothing else. Each mistake sits on
 one line, so every message it causes lands on its tagged line. Never run: it would fail.
 """

@@ -45,7 +45,7 @@ _spec.loader.exec_module(_sdk_methods)
 OPERATIONS: list[tuple[str, str, str]] = _sdk_methods.SDK_METHODS
 
 # e2e (pyproject.toml): .ci/run runs it on Python 3.11 with the newest dependencies only: a Node
-# process checks the requests (tests/test_resources_wire.py checks each one on every Python).
+# process checks the requests (tests/client/test_resources_wire.py checks each one on every Python).
 pytestmark = pytest.mark.e2e
 
 BY_ID = {

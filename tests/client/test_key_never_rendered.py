@@ -55,7 +55,7 @@ KEY = "sk_live_Zq8RENDERme_7Hx2Kp4Vw9Tn3f9a"
 MASK = "sk_…3f9a"  # what shows instead: the first 3 and the last 4 characters
 OTHER_KEY = "sk_live_another_key_Bq3Wd8Lm2Rx7"
 REDIS_PASSWORD = "rEd1s_Pa55w0rd_Xy7Kq2Zm9"
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def leaks(text: str) -> list[str]:

@@ -19,7 +19,7 @@ import pytest
 # the benchmark scripts as subprocesses, and CI's benchmark step runs them on that venv alone too.
 pytestmark = pytest.mark.e2e
 
-BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH_DIR))
 
 import canned  # noqa: E402  (benchmarks/ is not a package)

@@ -70,7 +70,7 @@ def test_the_sync_client_fixture_is_bound_to_a_threaded_sandbox(finalpos_sync_cl
     assert finalpos_sync_client.outlets.retrieve(outlet.id) == outlet
 
 
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).parents[2] / "README.md"
 
 
 def readme_pytest_example() -> str:

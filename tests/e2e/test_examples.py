@@ -20,7 +20,7 @@ from conftest import ScriptedServer, Step, status
 from finalpos_async import APIStatusError, AsyncFinalPOS
 from finalpos_async.sandbox import Sandbox
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "examples"
 
 
@@ -211,7 +211,8 @@ def test_readme_code_is_a_program_or_says_it_is_a_fragment(heading: str) -> None
 
 
 def run_readme_program(heading: str, tmp_path: Path) -> str:
-    (program,) = readme_blocks(heading)
+    """Run the section's first block, its program (later blocks show one point each)."""
+    program = readme_blocks(heading)[0]
     script = tmp_path / "quickstart.py"
     script.write_text(program, encoding="utf-8")
     # What the README says to run without a key: FINALPOS_SANDBOX=1 python quickstart.py

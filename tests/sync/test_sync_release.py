@@ -29,7 +29,7 @@ from finalpos_async._constants import SYNC_LOOP_THREAD_NAME
 
 CLIENTS = 200
 DEADLINE = 30.0
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 pytestmark = pytest.mark.skipif(
     not os.path.isdir("/proc/self/fd"), reason="counts file descriptors through /proc"
@@ -121,7 +121,7 @@ def test_dropped_clients_never_run_out_of_fds_under_a_256_fd_limit() -> None:
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", code, str(Path(__file__).parent)],
+        [sys.executable, "-c", code, str(Path(__file__).parents[1])],
         capture_output=True,
         text=True,
         timeout=120,
@@ -156,7 +156,7 @@ def test_a_client_dropped_just_before_exit_is_closed_quietly() -> None:
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", code, str(Path(__file__).parent)],
+        [sys.executable, "-c", code, str(Path(__file__).parents[1])],
         capture_output=True,
         text=True,
         timeout=60,

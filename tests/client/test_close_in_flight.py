@@ -37,7 +37,7 @@ CALLS = 500
 POOL = 64  # the default pool_limit_per_host: requests that reach the server at once
 DEADLINE = 30.0
 CLOSED = "closed while this call was in flight"
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _method(n: int) -> str:

@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 from finalpos_async.cli._app import cli
 from finalpos_async.sandbox import FaultConfig, Sandbox
 
-EXAMPLE = Path(__file__).parent.parent / "examples" / "customers.csv"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "customers.csv"
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 # Heavy parts that a bare `import finalpos_sync` must not load (mirrors the async list in
-# tests/test_hot_path_shortcuts.py, plus the sync side's own).
+# tests/client/test_hot_path_shortcuts.py, plus the sync side's own).
 _LAZY_MODULES = (
     "cattrs",
     "anyio",
