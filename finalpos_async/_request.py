@@ -164,7 +164,7 @@ def _new_request(fields: dict[str, Any]) -> Request:
 
     What attrs' `__init__` of this frozen dict class does, minus its keyword matching and
     field-by-field stores, which cost about a microsecond on every call. Kept equal to it
-    by tests/test_hot_path_shortcuts.py.
+    by tests/client/test_lean_request_path.py.
     """
     request = object.__new__(Request)
     # Frozen: the instance's own dict is set through `object`, as attrs itself does.
