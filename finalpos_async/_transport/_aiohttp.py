@@ -226,19 +226,21 @@ class AiohttpTransport:
         session = self.session or self.ensure_session()
         # Read-only view; the key in it is a HeaderSecret, whose str() is the key.
         headers: Mapping[str, str] | None = request.headers
+        defaults = self._defaults
+        lacking = False  # the request lacks a header the session would add
+        if headers is defaults:
+            headers = None  # exactly the session's default headers: nothing to pass per call
+        elif defaults is not None:
+            headers = _beyond_defaults(request.headers, defaults)
+            lacking = headers is None
         state: _TraceState | None = None
         traced = self._traced
-        if headers is self._defaults:
-            headers = None  # exactly the session's default headers: nothing to pass
-        elif self._defaults is not None:
-            headers = _beyond_defaults(headers, self._defaults)
-            if headers is None:
-                # It lacks a header the session would add: the session with no defaults.
-                session, headers = traced or session, request.headers
-        if traced is not None and (session is traced or self.in_flight >= self._queue_from):
-            # Every slot may be taken, so this attempt may queue: trace it to tell a pool wait
-            # from a slow connect. Tracing costs a dozen signal dispatches per request (about a
-            # tenth of the client's CPU on a small POST), so the usual attempt goes untraced.
+        if traced is not None and (lacking or self.in_flight >= self._queue_from):
+            # The same pool, with no default headers (the request's own are passed) and traced.
+            # Used when every slot may be taken, so that an attempt that queues tells a pool
+            # wait from a slow connect: tracing costs a dozen signal dispatches per request
+            # (about a tenth of the client's CPU on a small POST), so the usual attempt goes
+            # untraced.
             session, headers = traced, request.headers
             state = _TraceState(self._waiting)
         read_timeout = request.timeout
