@@ -1,8 +1,14 @@
-"""finalpos: the async-first Python SDK for the Final POS REST API."""
+"""finalpos: the async-first Python SDK for the Final POS REST API.
+
+This module is also the package's composition root: it gives the client (`_endpoint.py`) the
+factory of the embedded sandbox's endpoint, so that `sandbox=True` works while the client's
+modules never import the sandbox (which is built on the client).
+"""
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import _endpoint
 from . import types as _models_pkg  # itself lazy: no model is built until one is used
 from ._version import __version__
 
@@ -210,6 +216,15 @@ __all__ = [
     "raw_twin",
 ]
 
+
+def _embedded_sandbox(api_key: str | None) -> _endpoint.Endpoint:
+    # The sandbox package and its endpoint are light; its server loads on the first call.
+    from .sandbox import SandboxEndpoint
+
+    return SandboxEndpoint(api_key)
+
+
+_endpoint.provide_embedded_sandbox(_embedded_sandbox)
 
 # Every name is loaded on first use. Importing a submodule imports this package first, so an
 # eager import here would make every `import finalpos_async.<anything>` pay for aiohttp and the

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib
 import platform
 from collections.abc import Mapping
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ._checks import check_method, check_path, merge_headers
 from ._config import (
     ClientSettings,
     make_budget,
     make_limiter,
-    resolve_sandbox,
+    resolve_endpoint,
     resolve_settings,
 )
 from ._constants import (
@@ -32,8 +31,8 @@ from ._constants import (
     POOL_TIMEOUT,
     READ_TIMEOUT,
     RETRY_BUDGET_TOKENS,
-    SANDBOX_API_KEY,
 )
+from ._endpoint import Endpoint
 from ._exceptions import ResponseValidationError
 from ._inflight import InFlight, closed_in_flight
 from ._limiter import Limiter
@@ -60,20 +59,6 @@ if TYPE_CHECKING:
     from .bulk import BulkRunner
 
 
-class _SandboxLike(Protocol):
-    """What the client needs of `finalpos_async.sandbox.Sandbox`."""
-
-    @property
-    def url(self) -> str: ...
-
-    @property
-    def api_key(self) -> str: ...
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-
 __all__ = ["AsyncFinalPOS", "ClientState"]
 
 ClientState = Literal["new", "open", "closed"]
@@ -87,7 +72,7 @@ USER_AGENT = (
 
 
 class _Core:
-    """What a client and all its `with_options` views share: transport, budget, sandbox, state.
+    """What a client and all its `with_options` views share: transport, budget, endpoint, state.
 
     Only the client that created it closes it.
     """
@@ -95,14 +80,11 @@ class _Core:
     __slots__ = (
         "budget",
         "calls",
+        "endpoint",
         "limiter",
         "loop",
         "pool_limit",
         "pool_limit_per_host",
-        "sandbox",
-        "sandbox_api_key",
-        "sandbox_lock",
-        "sandbox_mode",
         "state",
         "transport",
     )
@@ -113,11 +95,10 @@ class _Core:
         budget: RetryBudget | None,
         limiter: Limiter | None,
         pool: PoolSettings,
-        *,
-        sandbox_mode: bool,
-        sandbox_api_key: str | None,
+        endpoint: Endpoint,
     ) -> None:
         self.transport = transport
+        self.endpoint = endpoint
         self.budget = budget
         # One token per HTTP attempt, shared by every with_options view (and bulk run).
         self.limiter = limiter
@@ -125,10 +106,6 @@ class _Core:
         self.pool_limit_per_host = pool.pool_limit_per_host
         self.state: ClientState = "new"
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.sandbox_mode = sandbox_mode
-        self.sandbox_api_key = sandbox_api_key
-        self.sandbox: _SandboxLike | None = None
-        self.sandbox_lock: asyncio.Lock | None = None
         self.calls = InFlight()  # the calls in flight, which close() ends
 
 
@@ -183,6 +160,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
     _core: _Core
     _config: ClientSettings
     _owns_core: bool
+    _root: str  # the base URL this view sends to, set with `_base_headers` by its first call
     _base_headers: MappingProxyType[str, str] | None
 
     def __init__(
@@ -212,8 +190,13 @@ class AsyncFinalPOS(AsyncResourcesMixin):
     ) -> None:
         api_key = conceal(api_key)  # first: a failing check below must not show it in locals
         setup_logging()
-        sandbox_mode = resolve_sandbox(
-            sandbox, base_url=base_url, session=session, transport=transport
+        endpoint = resolve_endpoint(
+            api_key,
+            sandbox,
+            base_url=base_url,
+            session=session,
+            transport=transport,
+            allow_insecure_http=allow_insecure_http,
         )
         pool = PoolSettings(
             connect_timeout=connect_timeout,
@@ -225,9 +208,6 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             insecure_skip_tls_verify=insecure_skip_tls_verify,
         )
         settings = resolve_settings(
-            api_key,
-            sandbox=sandbox_mode,
-            base_url=base_url,
             timeout=timeout,
             deadline=deadline,
             retry={
@@ -244,8 +224,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             make_budget(retry_budget),
             make_limiter(rate_limit),
             pool,
-            sandbox_mode=sandbox_mode,
-            sandbox_api_key=api_key,
+            endpoint,
         )
         self._owns_core = True
         self._base_headers = None
@@ -309,10 +288,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
     @property
     def base_url(self) -> str | None:
         """The API root (`None` in sandbox mode until the sandbox has started)."""
-        cfg = self._config
-        if cfg.base_url is None and self._core.sandbox is not None:
-            return str(self._core.sandbox.url).rstrip("/")
-        return cfg.base_url
+        return self._config.base_url or self._core.endpoint.base_url
 
     @property
     def credentials_fingerprint(self) -> str:
@@ -321,12 +297,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         It tells two keys apart without revealing either; bulk journals record it so that a
         journal is never resumed with other credentials.
         """
-        core = self._core
-        key = self._config.api_key
-        if key is None and core.sandbox is not None:
-            key = core.sandbox.api_key
-        if key is None:
-            key = core.sandbox_api_key or SANDBOX_API_KEY
+        key = self._config.api_key or self._core.endpoint.api_key
         return hashlib.sha256(b"finalpos-credentials:" + key.encode()).hexdigest()[:16]
 
     @property
@@ -335,7 +306,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
 
         Its data dies with the client, so nothing recorded against it can be resumed later.
         """
-        return self._core.sandbox_mode
+        return self._core.endpoint.embedded
 
     @property
     def timeout(self) -> float | None:
@@ -440,7 +411,6 @@ class AsyncFinalPOS(AsyncResourcesMixin):
                     "the client was opened on; close it on its own loop"
                 )
         core.state = "closed"
-        sandbox, core.sandbox = core.sandbox, None
         transport = core.transport
         try:
             # Before the pool closes: its close would cancel the calls waiting for a slot.
@@ -452,8 +422,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             try:
                 await transport.aclose()
             finally:
-                if sandbox is not None:
-                    await sandbox.close()
+                await core.endpoint.aclose()
 
     # -------------------------------------------------------------------------- requests
 
@@ -513,13 +482,11 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         """
         core = self._core
         loop = self._check_usable()
-        if core.sandbox_mode and core.sandbox is None:
-            await self._start_sandbox()
-        method = check_method(method)
-        url = self._url(path)
         base = self._base_headers
-        if base is None:
-            base = self._base_headers = self._make_base_headers()
+        if base is None:  # this view's first call: the endpoint may have to start
+            base = await self._open_view()
+        method = check_method(method)
+        url = self._root + check_path(path)
         cfg = self._config
         request = build_request(
             method, url, base, cfg.call, params=params, json=json, options=options
@@ -548,48 +515,21 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         core.state = "open"
         return loop
 
-    async def _start_sandbox(self) -> None:
-        core = self._core
-        if core.sandbox_lock is None:
-            core.sandbox_lock = asyncio.Lock()
-        async with core.sandbox_lock:
-            if core.sandbox is not None:
-                return
-            if core.state == "closed":
-                raise closed_error()
-            # Imported lazily: the sandbox pulls in the server side, which most users never need.
-            sandbox_cls = importlib.import_module("finalpos_async.sandbox").Sandbox
-            sandbox: _SandboxLike = (
-                sandbox_cls()
-                if core.sandbox_api_key is None
-                else sandbox_cls(api_key=core.sandbox_api_key)
-            )
-            await sandbox.start()
-            if self.is_closed:  # close() ran meanwhile: it did not see this sandbox
-                await sandbox.close()
-                raise closed_in_flight(maybe_processed=False)
-            core.sandbox = sandbox
-
-    def _url(self, path: str) -> str:
-        base = self._config.base_url
-        if base is None:
-            sandbox = self._core.sandbox
-            if sandbox is None:  # pragma: no cover - send() starts it first
-                raise RuntimeError("the sandbox has not started")
-            base = str(sandbox.url).rstrip("/")
-        return base + check_path(path)
-
-    def _make_base_headers(self) -> MappingProxyType[str, str]:
+    async def _open_view(self) -> MappingProxyType[str, str]:
+        endpoint = self._core.endpoint
+        resolved = await endpoint.resolve()  # an endpoint that runs a server starts it here
+        if resolved is None or self._core.state == "closed":  # close() ran while it started
+            raise closed_in_flight(maybe_processed=False)
         cfg = self._config
-        api_key = cfg.api_key
-        if api_key is None:
-            sandbox = self._core.sandbox
-            api_key = None if sandbox is None else sandbox.api_key
+        root = cfg.base_url or resolved
+        api_key = cfg.api_key or endpoint.api_key
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         merge_headers(headers, cfg.default_headers)
         if api_key:
             merge_headers(headers, {"x-api-key": HeaderSecret(api_key)})
-        view = MappingProxyType(headers)  # read-only: every plain GET sends it, uncopied
+        self._root = root
+        # Read-only: every plain GET sends it, uncopied.
+        view = self._base_headers = MappingProxyType(headers)
         if self._owns_core and isinstance(self._core.transport, AiohttpTransport):
             self._core.transport.use_default_headers(view)  # on the session, not on each call
         return view

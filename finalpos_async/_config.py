@@ -1,7 +1,8 @@
 """Client configuration: arguments over environment over defaults, validated in one place.
 
-`resolve_settings` (the constructor) and `ClientSettings.evolve` (`with_options`) use the same
-checks (`_checks.py`), as does every per-call option (`_request.build_request`).
+`resolve_endpoint` and `resolve_settings` (the constructor) and `ClientSettings.evolve`
+(`with_options`) use the same checks (`_checks.py`), as does every per-call option
+(`_request.build_request`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import attrs
 
 from ._checks import check_api_key, check_headers, check_int, check_seconds
 from ._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, SANDBOX_ENV
+from ._endpoint import Endpoint, FixedEndpoint, embedded_sandbox
 from ._exceptions import FinalPOSError
 from ._limiter import Limiter
 from ._logging import logger
@@ -29,6 +31,7 @@ __all__ = [
     "make_budget",
     "make_limiter",
     "make_policy",
+    "resolve_endpoint",
     "resolve_sandbox",
     "resolve_settings",
 ]
@@ -40,8 +43,9 @@ _TRUTHY = frozenset({"1", "true", "yes", "on"})
 class ClientSettings:
     """The settings of one client view (a `with_options` copy gets its own)."""
 
-    api_key: str | None = attrs.field(repr=False)  # a `Secret` (see `_secret.py`)
-    base_url: str | None  # None: taken from the embedded sandbox once it runs
+    # A `with_options` override (a `Secret`, see `_secret.py`); None: the endpoint's.
+    api_key: str | None = attrs.field(repr=False)
+    base_url: str | None  # a `with_options` override; None: the endpoint's
     timeout: float | None
     deadline: float | None
     policy: RetryPolicy
@@ -120,51 +124,60 @@ _API_KEY_FROM_ENV = f"api_key (from the {API_KEY_ENV} environment variable)"
 _BASE_URL_FROM_ENV = f"base_url (from the {BASE_URL_ENV} environment variable)"
 
 
-def resolve_settings(
+def resolve_endpoint(
     api_key: str | None,
+    sandbox: bool | None,
     *,
-    sandbox: bool,
     base_url: str | None,
+    session: object,
+    transport: object,
+    allow_insecure_http: bool,
+) -> Endpoint:
+    """The root client's endpoint from its arguments and the environment (arguments win).
+
+    The embedded sandbox's (`resolve_sandbox` says whether) or a `FixedEndpoint`. An error about a
+    value read from the environment names its variable.
+    """
+    if resolve_sandbox(sandbox, base_url=base_url, session=session, transport=transport):
+        # The sandbox has its own address and key: FINALPOS_BASE_URL/FINALPOS_API_KEY are unused.
+        if api_key is not None:
+            check_api_key(api_key)
+        return embedded_sandbox(api_key)
+    key: object
+    key, key_name = (
+        (api_key, "api_key")
+        if api_key is not None
+        else (conceal(os.environ.get(API_KEY_ENV)), _API_KEY_FROM_ENV)
+    )
+    if key is None or (isinstance(key, str) and not key.strip()):
+        raise FinalPOSError(
+            f"No API key: pass AsyncFinalPOS(api_key=...) or set the {API_KEY_ENV} "
+            "environment variable (or use sandbox=True for the local sandbox)"
+        )
+    resolved_key = check_api_key(key, name=key_name)
+    if base_url is not None:
+        resolved_url = normalize_base_url(base_url, allow_insecure_http=allow_insecure_http)
+    elif env_url := os.environ.get(BASE_URL_ENV):  # an empty variable counts as unset
+        resolved_url = normalize_base_url(
+            env_url, allow_insecure_http=allow_insecure_http, name=_BASE_URL_FROM_ENV
+        )
+    else:
+        resolved_url = normalize_base_url(DEFAULT_BASE_URL)
+    return FixedEndpoint(resolved_url, resolved_key)
+
+
+def resolve_settings(
+    *,
     timeout: float | None,
     deadline: float | None,
     retry: Mapping[str, float | int | None],
     default_headers: Mapping[str, str] | None,
     allow_insecure_http: bool,
 ) -> ClientSettings:
-    """The root client's settings from its arguments and the environment (arguments win).
-
-    An error about a value read from the environment names its variable.
-    """
-    if sandbox:
-        # The sandbox has its own address and key: FINALPOS_BASE_URL/FINALPOS_API_KEY are unused.
-        if api_key is not None:
-            check_api_key(api_key)
-        resolved_key = None
-        resolved_url = None
-    else:
-        key: object
-        key, key_name = (
-            (api_key, "api_key")
-            if api_key is not None
-            else (conceal(os.environ.get(API_KEY_ENV)), _API_KEY_FROM_ENV)
-        )
-        if key is None or (isinstance(key, str) and not key.strip()):
-            raise FinalPOSError(
-                f"No API key: pass AsyncFinalPOS(api_key=...) or set the {API_KEY_ENV} "
-                "environment variable (or use sandbox=True for the local sandbox)"
-            )
-        resolved_key = check_api_key(key, name=key_name)
-        if base_url is not None:
-            resolved_url = normalize_base_url(base_url, allow_insecure_http=allow_insecure_http)
-        elif env_url := os.environ.get(BASE_URL_ENV):  # an empty variable counts as unset
-            resolved_url = normalize_base_url(
-                env_url, allow_insecure_http=allow_insecure_http, name=_BASE_URL_FROM_ENV
-            )
-        else:
-            resolved_url = normalize_base_url(DEFAULT_BASE_URL)
+    """The root client's settings from its arguments (its URL and key are its endpoint's)."""
     return ClientSettings(
-        api_key=resolved_key,
-        base_url=resolved_url,
+        api_key=None,
+        base_url=None,
         timeout=check_seconds("timeout", timeout),
         deadline=check_seconds("deadline", deadline),
         policy=make_policy(RetryPolicy(), retry),

@@ -15,7 +15,8 @@ from typing import IO, Any, cast
 from .._client import AsyncFinalPOS
 from .._converter import unstructure
 from .._method_info import MethodInfo
-from ._spec import MethodError, component, resolve_schema
+from ..spec import component
+from ._spec import MethodError
 
 __all__ = ["call_one", "csv_columns", "export", "list_arguments", "print_json", "to_json"]
 
@@ -57,10 +58,9 @@ def csv_columns(schema: Mapping[str, Any] | None) -> list[str]:
     columns: list[str] = []
 
     def walk(node: Mapping[str, Any], prefix: str, depth: int) -> None:
-        for name, prop in resolve_schema(node).get("properties", {}).items():
-            resolved = resolve_schema(prop)
-            if resolved.get("properties") and depth < 3:
-                walk(resolved, f"{prefix}{name}.", depth + 1)
+        for name, prop in node.get("properties", {}).items():
+            if prop.get("properties") and depth < 3:
+                walk(prop, f"{prefix}{name}.", depth + 1)
             else:
                 columns.append(prefix + name)
 
@@ -102,7 +102,7 @@ async def export(
     if fmt == "csv":
         schema = component(op.response_schema) if op.response_schema else None
         if schema is not None and schema.get("type") == "array":
-            schema = resolve_schema(schema.get("items", {}))
+            schema = schema.get("items", {})
         columns = csv_columns(schema)
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)

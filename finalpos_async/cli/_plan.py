@@ -16,12 +16,13 @@ from .. import types
 from .._converter import FieldError, unstructure_params
 from .._method_info import MethodInfo
 from ..bulk import ContentIdentities, ItemStatus, Journal, JournalEntry, content_digest
+from ..spec import component
 from ._failed import FailedRows
 from ._input import Input, InputError, Row
 from ._options import ImportOptions
 from ._rows import RowError, RowParser, sniff_format
 from ._shard import Shard, shard_of
-from ._spec import body_arguments, component
+from ._spec import body_arguments
 
 __all__ = [
     "SHOWN_ERRORS",

@@ -7,7 +7,7 @@ objects (a JSON object). JSON Lines records are taken as they are, with the same
 the same checks (a text value for a typed field is converted the same way: a failed-rows file of a
 CSV import holds the CSV's text cells).
 
-The checks are the library's and the sandbox's (see `sandbox._validation`): exactly what the spec
+The checks are the library's and the sandbox's (`finalpos_async.spec`): exactly what the spec
 declares for a field (type, `required`, `enum`, a `format` such as date-time or decimal, a
 `pattern`), never a rule guessed from the field's name. A field is missing only when it is not
 given: `""` is a value. Reading a file, two things mean "not given" (left out of the body; "is
@@ -39,9 +39,8 @@ from typing import Any, TextIO, cast
 import attrs
 
 from .._constants import IMPORT_MAX_FIELD_BYTES
-from ..sandbox._validation import format_problem
+from ..spec import format_problem
 from ._bounded import CHUNK, Oversized, csv_records, lines
-from ._spec import resolve_schema
 
 __all__ = ["ParsedRow", "RowError", "RowParser", "oversized", "read_records", "sniff_format"]
 
@@ -262,7 +261,7 @@ class RowParser:
                     self.unknown_columns.add(column)
                 schema = None
             else:
-                schema = resolve_schema(props[name])
+                schema = props[name]
             parts.append(name)
         path = tuple(parts)
         self._columns[column] = path
@@ -273,7 +272,6 @@ class RowParser:
     def _convert(
         self, value: Any, schema: Mapping[str, Any], field: str, line: int, errors: list[RowError]
     ) -> Any:
-        schema = resolve_schema(schema)
         kind = schema.get("type")
         if kind is None and "properties" in schema:
             kind = "object"
@@ -326,7 +324,7 @@ class RowParser:
     def _convert_array(
         self, value: Any, schema: Mapping[str, Any], field: str, line: int, errors: list[RowError]
     ) -> Any:
-        item_schema = resolve_schema(schema.get("items", {}))
+        item_schema: Mapping[str, Any] = schema.get("items", {})
         if isinstance(value, str):
             if value.startswith("["):
                 value = _json_cell(value, list, field, line, errors, "a JSON array")
@@ -382,7 +380,7 @@ class RowParser:
 
 
 def _properties(schema: Mapping[str, Any]) -> Mapping[str, Any]:
-    props: Mapping[str, Any] = resolve_schema(schema).get("properties", {})
+    props: Mapping[str, Any] = schema.get("properties", {})
     return props
 
 

@@ -3,32 +3,30 @@
 Every name comes from `finalpos_async.operations` (written by the generator with the typed
 resources): a CLI resource is a client attribute (`customers`, `custom_tables`, also spelled
 `custom-tables`) and a command runs one of its methods (`custom_tables.list_rows`). The spec is
-read only for the JSON schemas of bodies and responses (the row checks and CSV columns).
+read only for the JSON schemas of bodies and responses (the row checks and CSV columns), inlined
+by `finalpos_async.spec.component`: every `$ref` and `allOf` in them is already resolved.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping
-from importlib import resources
 from typing import Any
 
 import attrs
 
 from .._method_info import MethodInfo
 from ..operations import OPERATIONS
+from ..spec import component
 
 __all__ = [
     "Choice",
     "MethodError",
     "Resource",
     "body_arguments",
-    "component",
     "find_resource",
     "load_resources",
     "lookup",
-    "resolve_schema",
 ]
 
 # Names earlier CLI versions used (spec path segments), kept working with a note naming the
@@ -185,31 +183,3 @@ def body_arguments(
         else:
             kwargs[python] = value
     return kwargs, extra
-
-
-@functools.lru_cache(maxsize=1)
-def _spec() -> Mapping[str, Any]:
-    text = (resources.files("finalpos_async") / "spec" / "finalpos-openapi.json").read_text(
-        encoding="utf-8"
-    )
-    spec: Mapping[str, Any] = json.loads(text)
-    return spec
-
-
-def component(name: str) -> Mapping[str, Any]:
-    """The spec's schema component `name`, resolved (`$ref` and one-element `allOf` followed)."""
-    return resolve_schema(_spec()["components"]["schemas"][name])
-
-
-def resolve_schema(schema: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Follow `$ref` and single-element `allOf` to the schema they name."""
-    spec = _spec()
-    for _ in range(32):
-        if "$ref" in schema:
-            name = str(schema["$ref"]).rsplit("/", 1)[-1]
-            schema = spec["components"]["schemas"][name]
-        elif "allOf" in schema and len(schema["allOf"]) == 1:
-            schema = schema["allOf"][0]
-        else:
-            return schema
-    raise ValueError("spec schema references loop")

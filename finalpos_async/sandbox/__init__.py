@@ -8,6 +8,7 @@
         client = AsyncFinalPOS(api_key=sb.api_key, base_url=sb.url)
 
 From a shell: ``python -m finalpos_async.sandbox --port 8000 [--db FILE] [--faults ...]``.
+`AsyncFinalPOS(sandbox=True)` runs one through `SandboxEndpoint`, started on its first call.
 For tests: the pytest plugin `finalpos_async.sandbox.pytest_plugin` (loaded automatically).
 """
 
@@ -15,11 +16,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._endpoint import SandboxEndpoint
     from ._faults import FaultConfig, parse_faults
     from ._sandbox import Sandbox
     from ._serve import main, serve
 
-__all__ = ["FaultConfig", "Sandbox", "main", "parse_faults", "serve"]
+__all__ = ["FaultConfig", "Sandbox", "SandboxEndpoint", "main", "parse_faults", "serve"]
 
 # Loaded on first use: the pytest plugin lives in this package, and pytest imports it (and so
 # this module) in every run wherever the package is installed; `Sandbox` pulls in aiohttp's
@@ -28,6 +30,7 @@ _LAZY_MODULES = {
     "FaultConfig": "_faults",
     "parse_faults": "_faults",
     "Sandbox": "_sandbox",
+    "SandboxEndpoint": "_endpoint",
     "main": "_serve",
     "serve": "_serve",
 }

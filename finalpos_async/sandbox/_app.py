@@ -27,13 +27,14 @@ from typing import Any, cast
 import attrs
 from aiohttp import web
 
+from ..spec import nullable
 from . import _json
 from ._errors import SandboxHTTPError, error_body
 from ._faults import MISFIT, SCRIPT_HEADER, Fault, FaultInjector
 from ._idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, Idempotency, fingerprint
 from ._routes import Route, RouteParam, RouteTable
 from ._storage import Storage
-from ._validation import fill_required, nullable, validate_body, validate_stored_fields
+from ._validation import fill_required, validate_body, validate_stored_fields
 
 __all__ = ["API_KEY_HEADER", "SandboxState", "build_app"]
 

@@ -23,9 +23,10 @@ from .._constants import (
 )
 from .._method_info import MethodInfo
 from ..operations import OPERATIONS
+from ..spec import load_spec
 from ._app import SandboxState, build_app, company_id_for
 from ._faults import FaultConfig, FaultInjector, parse_faults
-from ._routes import RouteTable, build_route_table, load_spec
+from ._routes import RouteTable, build_route_table
 from ._storage import Storage, open_storage
 
 __all__ = ["Sandbox"]

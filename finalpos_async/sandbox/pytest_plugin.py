@@ -39,6 +39,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 import pytest
 
 if TYPE_CHECKING:
+    from finalpos_async import AsyncFinalPOS
+    from finalpos_sync import FinalPOS
+
     from ._sandbox import Sandbox
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -102,10 +105,11 @@ if _async_fixture is not None:
     @_async_fixture
     async def finalpos_client(
         request: pytest.FixtureRequest, finalpos_sandbox: Sandbox
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncIterator[AsyncFinalPOS]:
         """An `AsyncFinalPOS` client bound to `finalpos_sandbox`, closed after the test."""
-        client_module = pytest.importorskip("finalpos_async._client")
-        client = client_module.AsyncFinalPOS(**_client_kwargs(request, finalpos_sandbox))
+        from finalpos_async import AsyncFinalPOS  # imported normally: a broken import fails
+
+        client = AsyncFinalPOS(**_client_kwargs(request, finalpos_sandbox))
         try:
             yield client
         finally:
@@ -124,13 +128,11 @@ def finalpos_sandbox_thread(request: pytest.FixtureRequest) -> Iterator[Sandbox]
 @pytest.fixture
 def finalpos_sync_client(
     request: pytest.FixtureRequest, finalpos_sandbox_thread: Sandbox
-) -> Iterator[Any]:
+) -> Iterator[FinalPOS]:
     """A sync `finalpos_sync.FinalPOS` client bound to `finalpos_sandbox_thread`, closed after."""
-    sync_module = pytest.importorskip("finalpos_sync")
-    client_class = getattr(sync_module, "FinalPOS", None)
-    if client_class is None:
-        pytest.skip("finalpos_sync.FinalPOS is not available")
-    client = client_class(**_client_kwargs(request, finalpos_sandbox_thread))
+    from finalpos_sync import FinalPOS
+
+    client = FinalPOS(**_client_kwargs(request, finalpos_sandbox_thread))
     try:
         yield client
     finally:

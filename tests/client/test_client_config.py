@@ -8,7 +8,6 @@ import logging
 import sys
 import threading
 import tracemalloc
-import types
 import warnings
 from typing import Any
 
@@ -33,6 +32,7 @@ from finalpos_async import (
     RequestOptions,
 )
 from finalpos_async._constants import DEADLINE, MAX_RETRIES, READ_TIMEOUT
+from finalpos_async.sandbox import _sandbox as sandbox_server
 
 KEY = "sk_live_SECRET_do_not_leak_1234"
 
@@ -359,9 +359,8 @@ def fake_sandbox(
 ) -> type[FakeSandbox]:
     FakeSandbox.instances = []
     FakeSandbox.server_url = scripted_server.url
-    module = types.ModuleType("finalpos_async.sandbox")
-    module.Sandbox = FakeSandbox  # type: ignore[attr-defined]  # a stand-in module
-    clean_env.setitem(sys.modules, "finalpos_async.sandbox", module)
+    # The real SandboxEndpoint (lazy start, one start, close) over the stand-in server.
+    clean_env.setattr(sandbox_server, "Sandbox", FakeSandbox)
     return FakeSandbox
 
 
@@ -397,10 +396,13 @@ def test_sandbox_and_base_url_exclude_each_other(clean_env: pytest.MonkeyPatch) 
         AsyncFinalPOS(sandbox=True, base_url="https://api.finalpos.com")
 
 
-def test_sandbox_option_does_not_import_the_sandbox(clean_env: pytest.MonkeyPatch) -> None:
-    clean_env.delitem(sys.modules, "finalpos_async.sandbox", raising=False)
-    AsyncFinalPOS(sandbox=True)
-    assert "finalpos_async.sandbox" not in sys.modules
+def test_sandbox_option_does_not_import_the_sandbox_server(clean_env: pytest.MonkeyPatch) -> None:
+    # The client makes the sandbox's (light) endpoint; the server loads on the first call.
+    clean_env.delitem(sys.modules, "finalpos_async.sandbox._sandbox", raising=False)
+    client = AsyncFinalPOS(sandbox=True)
+    assert "finalpos_async.sandbox._sandbox" not in sys.modules
+    assert client.is_embedded_sandbox
+    assert client.base_url is None
 
 
 # ------------------------------------------------------------------------------------ logging

@@ -35,7 +35,8 @@ from typing import Any
 import pytest
 
 from finalpos_async.sandbox import Sandbox
-from finalpos_async.sandbox._routes import build_route_table, load_spec
+from finalpos_async.sandbox._routes import build_route_table
+from finalpos_async.spec import load_spec
 
 # e2e (pyproject.toml): .ci/run runs it on Python 3.11 with the newest dependencies only;
 # schemathesis, in a subprocess, holds the sandbox's answers to the spec.

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
+import finalpos_async._client as client_module
+import finalpos_async.resources as resources_module
+from finalpos_async import _converter as converter
 from finalpos_async.sandbox import Sandbox
-from finalpos_async.sandbox._routes import Route, build_route_table, load_spec
+from finalpos_async.sandbox._routes import Route, build_route_table
 from finalpos_async.sandbox._validation import default_for
-
-client_module = pytest.importorskip("finalpos_async._client")
-converter = pytest.importorskip("finalpos_async._converter")
-resources_module = pytest.importorskip("finalpos_async.resources")
+from finalpos_async.spec import load_spec
 
 ROUTES = build_route_table(load_spec())
 OPERATIONS = {(op.method, op.path): op for op in ROUTES.routes}

@@ -13,8 +13,9 @@ import pytest
 
 from finalpos_async.operations import OPERATIONS, MethodInfo, ParamInfo
 from finalpos_async.sandbox import Sandbox
-from finalpos_async.sandbox._routes import Route, build_route_table, load_spec
-from finalpos_async.sandbox._validation import check_value, default_for
+from finalpos_async.sandbox._routes import Route, build_route_table
+from finalpos_async.sandbox._validation import default_for
+from finalpos_async.spec import check_value, load_spec
 
 ROUTES = build_route_table(load_spec())
 HEX24 = re.compile(r"^[0-9a-f]{24}$")

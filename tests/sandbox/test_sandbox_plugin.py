@@ -17,7 +17,6 @@ from finalpos_async.sandbox import Sandbox
 
 pytest_plugins = ["pytester"]
 
-_client = pytest.importorskip("finalpos_async._client")
 FAULT = "x-sandbox-fault"
 
 

@@ -10,9 +10,9 @@
   says why.
 - Every `type: ignore` / `pyright: ignore` gives its reason on the same line.
 - Seams where their names say: only `finalpos_async/_transport/` imports aiohttp's client; the
-  client and its core do not import the sandbox; no module imports another package's private
-  module (`finalpos_async.sandbox._validation` is the sandbox's alone). Today's exceptions are
-  listed by name below, so that any new one fails.
+  client and its core do not import the sandbox (the package's `__init__`, its composition root,
+  wires the sandbox's endpoint in, from inside a function); no module imports another package's
+  private module (`finalpos_async.sandbox._validation` is the sandbox's alone). No exceptions.
 """
 
 from __future__ import annotations
@@ -422,29 +422,32 @@ def test_only_the_transport_package_imports_the_aiohttp_client() -> None:
 
 
 # The client and its core: every module of finalpos_async except the packages built on top of
-# the client (the CLI, the sandbox, the bulk engine), and the sync twin.
+# the client (the CLI, the sandbox, the bulk engine), the composition root, and the sync twin.
 CLIENT_SIDE_EXCLUDED = ("finalpos_async.cli", "finalpos_async.sandbox", "finalpos_async.bulk")
+# The package's __init__ wires the parts together: it gives the client (`_endpoint.py`) the
+# factory of the sandbox's endpoint for `sandbox=True`, importing the sandbox inside that
+# factory only (`import finalpos_async` must not load it), which the test below holds it to.
+COMPOSITION_ROOT = "finalpos_async"
 SANDBOX = "finalpos_async.sandbox"
 _SANDBOX_BY_STRING = re.compile(r"finalpos_async\.sandbox(\.\w+)*")
-# Today's one exception, for the step that puts the sandbox outside the client to remove: the
-# client starts the embedded sandbox itself (`sandbox=True`), importing it by string on first use.
-CLIENT_IMPORTS_OF_THE_SANDBOX_ALLOWED = {
-    ("finalpos_async/_client.py", "import_module('finalpos_async.sandbox')"),
-}
 
 
 def _sandbox_imports(path: Path) -> list[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    module = _module_name(path)
+    return _sandbox_imports_in(
+        ast.parse(path.read_text(encoding="utf-8")), _module_name(path), path.name == "__init__.py"
+    )
+
+
+def _sandbox_imports_in(tree: ast.Module, module: str, is_package: bool) -> list[str]:
     found = []
     for node in _all_imports(tree):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         else:
-            base = _resolve(module, path.name == "__init__.py", node)
+            base = _resolve(module, is_package, node)
             targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
         if any(t == SANDBOX or t.startswith(SANDBOX + ".") for t in targets):
-            found.append(f"import of {targets[0]}")
+            found.append(f"line {node.lineno}: import of {targets[0]}")
     for node in ast.walk(tree):
         # `importlib.import_module("finalpos_async.sandbox")`: an import all the same.
         if (
@@ -452,25 +455,39 @@ def _sandbox_imports(path: Path) -> list[str]:
             and isinstance(node.value, str)
             and _SANDBOX_BY_STRING.fullmatch(node.value)
         ):
-            found.append(f"import_module({node.value!r})")
+            found.append(f"line {node.lineno}: import_module({node.value!r})")
     return found
 
 
 def _client_side_sources() -> list[Path]:
-    return [path for path in _sources() if not _module_name(path).startswith(CLIENT_SIDE_EXCLUDED)]
+    return [
+        path
+        for path in _sources()
+        if not _module_name(path).startswith(CLIENT_SIDE_EXCLUDED)
+        and _module_name(path) != COMPOSITION_ROOT
+    ]
 
 
 def test_the_client_does_not_import_the_sandbox() -> None:
-    offenders = {
-        (_rel(path), use) for path in _client_side_sources() for use in _sandbox_imports(path)
-    }
-    new = sorted(offenders - CLIENT_IMPORTS_OF_THE_SANDBOX_ALLOWED)
-    assert not new, (
-        "the client must not depend on the sandbox (the sandbox builds on the client):\n"
-        + "\n".join(f"{path}: {use}" for path, use in new)
+    offenders = [
+        f"{_rel(path)} {use}" for path in _client_side_sources() for use in _sandbox_imports(path)
+    ]
+    assert not offenders, (
+        "the client must not depend on the sandbox (the sandbox builds on the client; "
+        "finalpos_async/__init__.py wires it in):\n" + "\n".join(offenders)
     )
-    gone = sorted(CLIENT_IMPORTS_OF_THE_SANDBOX_ALLOWED - offenders)
-    assert not gone, f"remove these allowances, the import is gone: {gone}"
+
+
+def test_the_composition_root_imports_the_sandbox_only_when_asked() -> None:
+    path = ROOT / "finalpos_async" / "__init__.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    assert _sandbox_imports(path), "finalpos_async/__init__.py no longer wires the sandbox in"
+    # At module level (outside any function) the root names the sandbox nowhere.
+    top = ast.Module(
+        body=[n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))],
+        type_ignores=[],
+    )
+    assert not _sandbox_imports_in(top, COMPOSITION_ROOT, is_package=True)
 
 
 def _private_owner(target: str) -> str | None:
@@ -488,23 +505,21 @@ def _private_owner(target: str) -> str | None:
 # a loop thread, much of it generated): it may reach `finalpos_async`'s own private modules, but
 # not those of its subpackages.
 TWIN_PACKAGES = {"finalpos_sync": "finalpos_async"}
-# Today's crossings, for a later step to remove (module, what it imports); no new one may appear.
-PRIVATE_CROSSINGS_ALLOWED = {
-    # The CLI checks rows with the sandbox's `$ref` resolver and value checker; the step that
-    # shares one resolver and checker between the CLI and the sandbox removes this.
-    ("finalpos_async.cli._rows", "finalpos_async.sandbox._validation"),
-}
 
 
 def _private_crossings(path: Path) -> list[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    module = _module_name(path)
+    return _private_crossings_in(
+        ast.parse(path.read_text(encoding="utf-8")), _module_name(path), path.name == "__init__.py"
+    )
+
+
+def _private_crossings_in(tree: ast.Module, module: str, is_package: bool) -> list[str]:
     found = []
     for node in _all_imports(tree):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         else:
-            base = _resolve(module, path.name == "__init__.py", node)
+            base = _resolve(module, is_package, node)
             # `from ..sandbox import _validation` names a private submodule.
             targets = [base, *(f"{base}.{a.name}" for a in node.names if _is_private(a.name))]
         for target in targets:
@@ -521,16 +536,13 @@ def _private_crossings(path: Path) -> list[str]:
 
 
 def test_no_module_imports_another_packages_private_module() -> None:
-    found = {
+    found = sorted(
         (_module_name(path), target) for path in _sources() for target in _private_crossings(path)
-    }
-    new = sorted(found - PRIVATE_CROSSINGS_ALLOWED)
-    assert not new, (
-        "import what another package exports (its __init__), not its private modules; make the "
-        "name public there:\n" + "\n".join(f"{m} imports {t}" for m, t in new)
     )
-    gone = sorted(PRIVATE_CROSSINGS_ALLOWED - found)
-    assert not gone, f"remove these allowances, the import is gone: {gone}"
+    assert not found, (
+        "import what another package exports (its __init__), not its private modules; make the "
+        "name public there:\n" + "\n".join(f"{m} imports {t}" for m, t in found)
+    )
 
 
 def test_the_seam_checks_see_what_they_forbid() -> None:
@@ -541,6 +553,15 @@ def test_the_seam_checks_see_what_they_forbid() -> None:
     ]
     assert _private_owner("finalpos_async.sandbox._validation") == "finalpos_async.sandbox"
     assert _private_owner("finalpos_async.sandbox") is None
-    module = ROOT / "finalpos_async" / "cli" / "_rows.py"
-    assert "finalpos_async.sandbox._validation" in _private_crossings(module)
-    assert _sandbox_imports(ROOT / "finalpos_async" / "_client.py")
+    crossing = "from ..sandbox._validation import default_for\nfrom ..spec import check_value\n"
+    assert _private_crossings_in(ast.parse(crossing), "finalpos_async.cli._rows", False) == [
+        "finalpos_async.sandbox._validation"
+    ]
+    by_string = "import importlib\nimportlib.import_module('finalpos_async.sandbox')\n"
+    assert _sandbox_imports_in(ast.parse(by_string), "finalpos_async._x", is_package=False) == [
+        "line 2: import_module('finalpos_async.sandbox')"
+    ]
+    relative = "def f():\n    from .sandbox import SandboxEndpoint\n"
+    assert _sandbox_imports_in(ast.parse(relative), "finalpos_async._x", is_package=False) == [
+        "line 2: import of finalpos_async.sandbox"
+    ]
