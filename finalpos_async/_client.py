@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import platform
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -463,8 +463,8 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             ) from exc
 
     def _sender(self) -> RequestSender:
-        # The resources (built by `AsyncResourcesMixin`) and their paginators call `send`.
-        return self.send
+        # The resources (built by `AsyncResourcesMixin`) and their paginators call `_call`.
+        return self._call
 
     async def send(
         self,
@@ -480,26 +480,41 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         Auth, retries and the deadline apply as configured (`options` overrides them for this
         call); a non-2xx answer raises the matching `APIStatusError`.
         """
-        core = self._core
+        return await self._call(method, path, params=params, json=json, options=options)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        options: RequestOptions = DEFAULT_OPTIONS,
+    ) -> Awaitable[RawResponse[Any]]:
+        # `send` without a coroutine of its own: the resources await what it returns at once,
+        # and every await inside the call then resumes one frame less.
         loop = self._check_usable()
         base = self._base_headers
         if base is None:  # this view's first call: the endpoint may have to start
-            base = await self._open_view()
+            return self._first_call(method, path, params, json, options)
         method = check_method(method)
         url = self._root + check_path(path)
         cfg = self._config
         request = build_request(
             method, url, base, cfg.call, params=params, json=json, options=options
         )
-        return await send_with_retries(
-            request,
-            core.transport,
-            policy=cfg.policy,
-            budget=core.budget,
-            limiter=core.limiter,
-            calls=core.calls,
-            clock=loop.time,
-        )
+        return send_with_retries(request, self._core, cfg.policy, loop.time)
+
+    async def _first_call(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        options: RequestOptions,
+    ) -> RawResponse[Any]:
+        await self._open_view()
+        return await self._call(method, path, params=params, json=json, options=options)
 
     # -------------------------------------------------------------------------- helpers
 
@@ -537,5 +552,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             merge_headers(headers, {"x-api-key": HeaderSecret(api_key)})
         self._root = root
         # Read-only: every plain GET sends it, uncopied.
-        self._base_headers = MappingProxyType(headers)
-        return self._base_headers
+        view = self._base_headers = MappingProxyType(headers)
+        if self._owns_core and isinstance(self._core.transport, AiohttpTransport):
+            self._core.transport.use_default_headers(view)  # on the session, not on each call
+        return view

@@ -53,21 +53,35 @@ def structure(data: Any, cls: type[_T]) -> _T:
     return typing.cast("_T", hook(data, cls))
 
 
-def structure_list(data: Any, cls: type[_T]) -> list[_T]:
-    """Build a list of `cls` from a decoded JSON array (a page of a list endpoint)."""
+def structure_list(data: Any, cls: type[_T], *, consume: bool = False) -> list[_T]:
+    """Build a list of `cls` from a decoded JSON array (a page of a list endpoint).
+
+    With `consume=True` each element of `data` is replaced by `None` as soon as its model is
+    built, for a `data` that only the caller holds: the decoded records then die one by one
+    instead of all living until the page is built, so fewer objects are alive (and promoted
+    by the collections that run) while a page is structured.
+    """
     if data.__class__ is not list:
         raise FieldError(f"an array of {cls.__name__}", data)
-    hook = converter.get_structure_hook(cls)
+    hook = _STRUCTURE_HOOKS.get(cls)
+    if hook is None:
+        hook = _STRUCTURE_HOOKS[cls] = converter.get_structure_hook(cls)
+    out: list[_T] = []
+    append = out.append
+    index = 0
     try:
-        return [hook(item, cls) for item in data]
-    except FieldError:
-        pass
-    for index, item in enumerate(data):
-        try:
-            hook(item, cls)
-        except FieldError as error:
-            raise error.within(index) from None
-    raise AssertionError("unreachable")  # pragma: no cover
+        if consume:
+            for item in data:
+                append(hook(item, cls))
+                data[index] = None
+                index += 1
+        else:
+            for item in data:
+                append(hook(item, cls))
+                index += 1
+    except FieldError as error:
+        raise error.within(index) from None
+    return out
 
 
 def unstructure(obj: Any) -> Any:

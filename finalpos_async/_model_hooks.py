@@ -187,12 +187,13 @@ def _make_structure_hook(cls: type) -> Callable[[Any, Any], Any]:
     for i, (field, wire, tp, optional) in enumerate(fields):
         lines += _structure_field(i, field, wire, tp, optional, ns)
     # A dict with more keys than the model has fields surely carries unknown ones: the length
-    # test skips building issuperset's temporary set for such records (custom fields).
+    # test skips building issuperset's temporary set for such records (custom fields). The
+    # comprehension walks the keys, not the items: only the few unknown ones are looked up.
     lines += [
         f"    if len(data) <= {len(fields)} and known.issuperset(data):",
         "        obj.extra = {}",
         "    else:",
-        "        obj.extra = {k: v for k, v in data.items() if k not in known}",
+        "        obj.extra = {k: data[k] for k in data if k not in known}",
         "    return obj",
     ]
     fn = _compile(f"structure_{cls.__name__}", lines, ns)
@@ -215,9 +216,10 @@ def _structure_field(
         ]
     else:
         lines.append(f"    v = get({wire!r})")
-    conditions = ["v is not None"] if optional else []
-    if leaf.exact is not None:
-        conditions.append(f"v.__class__ is not x{i}")
+    # The class test first: for the usual present value it settles the field in one test.
+    conditions = [f"v.__class__ is not x{i}"] if leaf.exact is not None else []
+    if optional:
+        conditions.append("v is not None")
     fast = _conversion(i, tp, leaf, ns)
     convert = [
         "try:",
@@ -261,6 +263,17 @@ def _conversion(i: int, tp: Any, leaf: Leaf, ns: dict[str, Any]) -> list[str]:
             f"        v = p{i}(v)",
             "    else:",
             f"        v = d if d.is_finite() else p{i}(v)",
+            "else:",
+            f"    v = p{i}(v)",
+        ]
+    if typing.get_origin(tp) is list and typing.get_args(tp) == (str,):
+        # A list of strings checked inline (it is kept, not copied); the parser names a bad item.
+        return [
+            "if v.__class__ is list:",
+            "    for item in v:",
+            "        if item.__class__ is not str:",
+            f"            v = p{i}(v)",
+            "            break",
             "else:",
             f"    v = p{i}(v)",
         ]

@@ -197,7 +197,7 @@ class AsyncPaginator(Generic[_T]):
             return self._limit
         return max(1, min(self._limit, self._max_items - (skip - self._start)))
 
-    def _parse_items(self, data: Any) -> list[_T]:
+    def _parse_items(self, data: Any, consume: bool) -> list[_T]:
         if self._item is dict:
             if data.__class__ is not list:
                 raise FieldError("array", data)
@@ -205,14 +205,14 @@ class AsyncPaginator(Generic[_T]):
                 if element.__class__ is not dict:
                     raise FieldError("object", element, (index,))
             return data
-        return structure_list(data, self._item)
+        return structure_list(data, self._item, consume=consume)
 
     def _page_or_problem(
-        self, data: Any, skip: int, limit: int
+        self, data: Any, skip: int, limit: int, consume: bool
     ) -> Page[_T] | tuple[str, str | None]:
         """The checked page, or what is wrong with it (and where) for the caller to raise."""
         try:
-            items = self._parse_items(data)
+            items = self._parse_items(data, consume)
         except FieldError as error:
             return f"answered a page that does not fit list[{self._item.__name__}]: {error}", (
                 error.path_str
@@ -224,30 +224,41 @@ class AsyncPaginator(Generic[_T]):
             ), None
         return Page(items, skip=skip, limit=limit)
 
-    async def fetch_raw_page(self, skip: int) -> RawResponse[Page[_T]]:
-        """One request for the page at `skip`; its `.parse()` builds and checks the `Page`."""
+    def _checked_page(
+        self, response: RawResponse[Any], data: Any, skip: int, limit: int, *, consume: bool
+    ) -> Page[_T]:
+        outcome = self._page_or_problem(data, skip, limit, consume)
+        if isinstance(outcome, Page):
+            return outcome
+        # Raised with no local (nor chained context) holding the page: a traceback with
+        # locals would render what the server sent, an echoed key included.
+        del data
+        problem, field_path = outcome
+        raise ResponseValidationError(
+            f"GET {response.url} {problem}", field_path=field_path, response=response
+        )
+
+    async def _get(self, skip: int) -> tuple[RawResponse[Any], int]:
         limit = self._limit_at(skip)
         params = {**self._params, "skip": skip, "limit": limit}
-        raw = await self._send("GET", self._path, params=params, options=self._options)
-        response = raw
+        return await self._send("GET", self._path, params=params, options=self._options), limit
+
+    async def fetch_raw_page(self, skip: int) -> RawResponse[Page[_T]]:
+        """One request for the page at `skip`; its `.parse()` builds and checks the `Page`."""
+        raw, limit = await self._get(skip)
 
         def parse(data: Any) -> Page[_T]:
-            outcome = self._page_or_problem(data, skip, limit)
-            if isinstance(outcome, Page):
-                return outcome
-            # Raised with no local (nor chained context) holding the page: a traceback with
-            # locals would render what the server sent, an echoed key included.
-            del data
-            problem, field_path = outcome
-            raise ResponseValidationError(
-                f"GET {response.url} {problem}", field_path=field_path, response=response
-            )
+            # The decoded body may be the response's cached `json()`: left as it is.
+            return self._checked_page(raw, data, skip, limit, consume=False)
 
         return raw.with_parser(parse)
 
     async def fetch_page(self, skip: int) -> Page[_T]:
         """One request: the checked `Page` at `skip` (see the class docstring)."""
-        return (await self.fetch_raw_page(skip)).parse()
+        raw, limit = await self._get(skip)
+        # A decode of its own that nothing else sees, so that structuring may let go of each
+        # record as soon as its model is built (`structure_list(consume=True)`).
+        return self._checked_page(raw, raw.decode(), skip, limit, consume=True)
 
     def __await__(self) -> Generator[Any, None, Page[_T]]:
         return self.first_page().__await__()

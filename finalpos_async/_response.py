@@ -123,26 +123,28 @@ class RawResponse(Generic[T]):
         `ResponseValidationError`, never a bare `ValueError`.
         """
         if self._json is _UNSET:
-            # Not `.strip()`: that copies the whole body (a 100-record page) just to test it.
-            # (No local holds the body: a traceback's locals would show it.)
-            if not self.content or self.content.isspace():
-                self._json = None
-            else:
-                try:
-                    self._json = _codec.loads(self.content)
-                except ValueError as exc:
-                    problem = str(exc)
-                else:
-                    return self._json
-                # Raised after the `except`: the decoder's frames, holding the body, are not
-                # chained to it (an echoed key would show there).
-                raise ResponseValidationError(
-                    f"the {self.status_code} response body is not valid JSON "
-                    f"({len(self.content)} bytes, content type "
-                    f"{self.headers.get('Content-Type')!r}): {problem}",
-                    response=self,
-                )
+            self._json = self.decode()
         return self._json
+
+    def decode(self) -> Any:
+        """The body decoded as JSON into a new object that only the caller holds (not cached,
+        unlike `json()`); the same result and errors as `json()`."""
+        # Not `.strip()`: that copies the whole body (a 100-record page) just to test it.
+        # (No local holds the body: a traceback's locals would show it.)
+        if not self.content or self.content.isspace():
+            return None
+        try:
+            return _codec.loads(self.content)
+        except ValueError as exc:
+            problem = str(exc)
+        # Raised after the `except`: the decoder's frames, holding the body, are not chained
+        # to it (an echoed key would show there).
+        raise ResponseValidationError(
+            f"the {self.status_code} response body is not valid JSON "
+            f"({len(self.content)} bytes, content type "
+            f"{self.headers.get('Content-Type')!r}): {problem}",
+            response=self,
+        )
 
     def parse(self) -> T:
         """The body turned into the caller's type by the parser (the decoded JSON without one)."""

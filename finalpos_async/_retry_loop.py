@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from ._constants import REQUEST_ID_HEADERS
 from ._exceptions import (
@@ -39,6 +39,7 @@ from ._transport import Transport, TransportError, TransportResponse
 
 __all__ = [
     "CallState",
+    "ClientParts",
     "Failure",
     "attempt_timeout",
     "closed_error",
@@ -93,22 +94,42 @@ class Failure(NamedTuple):
     cause: BaseException | None  # what the error is raised from (None: nothing)
 
 
-async def send_with_retries(
-    request: Request,
-    transport: Transport,
-    *,
-    policy: RetryPolicy,
-    budget: RetryBudget | None,
-    limiter: Limiter | None,
-    calls: InFlight,
-    clock: Callable[[], float],
-) -> RawResponse[Any]:
-    """Send `request` (retrying as the policy allows) and return the 2xx response, or raise.
+class ClientParts(Protocol):
+    """What a call needs of its client, shared by the client and its `with_options` copies.
 
-    `clock` is the loop's monotonic time; `calls` the client's calls in flight, through which
-    `close()` ends this one with `ClientClosedError` (see `_inflight.py`).
+    `calls` are the client's calls in flight, through which `close()` ends this one with
+    `ClientClosedError` (see `_inflight.py`); `limiter` gives a token per attempt; `budget`
+    bounds retries client-wide.
     """
-    state = CallState(clock(), request.deadline)
+
+    @property
+    def transport(self) -> Transport: ...
+
+    @property
+    def budget(self) -> RetryBudget | None: ...
+
+    @property
+    def limiter(self) -> Limiter | None: ...
+
+    @property
+    def calls(self) -> InFlight: ...
+
+
+async def send_with_retries(
+    request: Request, client: ClientParts, policy: RetryPolicy, clock: Callable[[], float]
+) -> RawResponse[Any]:
+    """Send `request` (retrying as `policy` allows) and return the 2xx response, or raise.
+
+    `clock` is the loop's monotonic time. (Four arguments by position: this runs on every call.)
+    """
+    transport, budget, limiter, calls = (
+        client.transport,
+        client.budget,
+        client.limiter,
+        client.calls,
+    )
+    start = clock()
+    state = CallState(start, request.deadline)
     task = calls.enter()
     sending = False  # an attempt is in the transport: its request may have been sent
     started = 0  # attempts handed to the transport
@@ -120,8 +141,12 @@ async def send_with_retries(
             state.attempt += 1
             if limiter is not None:
                 await _take_token(request, state, limiter, calls, clock)
-            timeout = attempt_timeout(request, state, clock())
-            attempt_start = clock()
+                attempt_start = clock()
+            elif state.attempt == 1:
+                attempt_start = start  # nothing awaited since: the same reading
+            else:
+                attempt_start = clock()
+            timeout = attempt_timeout(request, state, attempt_start)
             sending = True
             started += 1
             try:
@@ -358,17 +383,20 @@ def to_raw(
         request_id = headers.get(name)
         if request_id:
             break
+    # By position (one per call: ten keywords cost more than building the object): status_code,
+    # headers, content, elapsed, attempts, request_id, method, url, idempotency_key,
+    # request_headers, as `RawResponse` declares them.
     raw: RawResponse[Any] = RawResponse(
-        status_code=response.status,
-        headers=headers,
-        content=response.content,
-        elapsed=elapsed,
-        attempts=attempts,
-        request_id=request_id,
-        method=request.method,
-        url=request.url,
-        idempotency_key=request.idempotency_key,
-        request_headers=request.headers,
+        response.status,
+        headers,
+        response.content,
+        elapsed,
+        attempts,
+        request_id,
+        request.method,
+        request.url,
+        request.idempotency_key,
+        request.headers,
     )
     # An error status is masked at once, so that no frame (whose locals a traceback may render)
     # holds a server's echo of the key; a 2xx body is the caller's data and is kept as it came.

@@ -132,7 +132,8 @@ def check_str_list(value: Any) -> list[str]:
     for index, item in enumerate(value):
         if item.__class__ is not str:
             raise FieldError("string", item, (index,))
-    return typing.cast("list[str]", value)
+    checked: list[str] = value  # a typed name, not `typing.cast`: no call per record
+    return checked
 
 
 def _is_non_text_sequence(value: object) -> bool:

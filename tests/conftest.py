@@ -6,8 +6,11 @@ The suite is grouped by what it tests: `unit/` (pure functions and rules over th
 test under `e2e/` carries the `e2e` marker (`pytest_collection_modifyitems` below), so CI runs
 them once; a few end-to-end tests elsewhere are marked one by one.
 
-- `scripted_server`: a real aiohttp server on 127.0.0.1 that plays a script (`serve_locally`
-  runs any handler the same way);
+- `scripted`: a script of `Step`s played through `MockTransport`, the SDK's own testing seam (no
+  socket); the default for request-path tests (what is sent, retries, errors, pagination);
+- `scripted_server`: the same script played by a real aiohttp server on 127.0.0.1, only where
+  the socket is what is under test (resets, hangs, pooling, leaks); `serve_locally` runs any
+  handler the same way;
 - `http`: a raw aiohttp session to the `finalpos_sandbox` plugin fixture;
 - `open_fds`/`settle_fds` (fd counts, polled with a deadline) and `all_customers` (every page);
 - `redis_servers`: real redis-servers on free ports (`tests/redis_server.py`);
@@ -22,6 +25,9 @@ import collections
 import contextlib
 import logging
 import os
+import signal
+import threading
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,11 +36,19 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest
+import yarl
 from aiohttp import web
-from aioresponses import aioresponses
 from redis_server import RedisServer, redis_available
 
-from finalpos_async import AiohttpTransport, AsyncFinalPOS
+from finalpos_async import (
+    AiohttpTransport,
+    AsyncFinalPOS,
+    FailureKind,
+    MockTransport,
+    Request,
+    TransportError,
+    TransportResponse,
+)
 from finalpos_async.sandbox import Sandbox
 
 E2E_DIR = Path(__file__).parent / "e2e"
@@ -46,6 +60,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if E2E_DIR in item.path.parents:
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(autouse=True)
+def python_handles_ctrl_c(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test starts with Python's own SIGINT handler; one that leaves another is named.
+
+    The Ctrl-C tests send SIGINT to this process and expect `KeyboardInterrupt`: a handler left
+    behind by an earlier test in the same worker (an event loop's `add_signal_handler` never
+    removed) would swallow it, and that test would hang until its timeout.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    left = signal.getsignal(signal.SIGINT)
+    if main and left is not signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        warnings.warn(f"{request.node.nodeid} left SIGINT handled by {left!r}", stacklevel=1)
 
 
 @attrs.frozen
@@ -84,7 +116,7 @@ HANG = Step(hang=True)
 
 @attrs.define
 class Seen:
-    """What the server received for one attempt."""
+    """What the server (or the mock transport) received for one attempt."""
 
     method: str
     path: str
@@ -93,15 +125,13 @@ class Seen:
 
 
 @attrs.define
-class ScriptedServer:
-    """Plays `script` one step per request (the last step repeats once the script runs out)."""
+class Script:
+    """A script of `Step`s, one per attempt (the last step repeats once the script runs out)."""
 
     url: str = ""
     script: list[Step] = attrs.field(factory=list)
     seen: list[Seen] = attrs.field(factory=list)
     release: asyncio.Event = attrs.field(factory=asyncio.Event)
-    # Every connection a request arrived on (server side).
-    connections: set[asyncio.BaseTransport] = attrs.field(factory=set)
 
     def play(self, *steps: Step) -> None:
         """Replace the script and forget what was seen."""
@@ -110,11 +140,17 @@ class ScriptedServer:
 
     @property
     def attempts(self) -> int:
-        """Requests the server received."""
+        """Attempts received."""
         return len(self.seen)
 
-    def client(self, **kwargs: Any) -> AsyncFinalPOS:
-        """A client for this server with fast backoff (override any setting with kwargs)."""
+    def next_step(self, seen: Seen) -> Step:
+        """Record `seen` and return the step that answers it."""
+        self.seen.append(seen)
+        index = min(len(self.seen), len(self.script)) - 1
+        return self.script[index] if self.script else ok()
+
+    def settings(self, **kwargs: Any) -> dict[str, Any]:
+        """Client settings for this script with fast backoff (kwargs override any of them)."""
         settings: dict[str, Any] = {
             "api_key": "sk_test_scripted",
             "base_url": self.url,
@@ -122,15 +158,60 @@ class ScriptedServer:
             "backoff_cap": 0.005,
         }
         settings.update(kwargs)
-        return AsyncFinalPOS(**settings)
+        return settings
+
+
+@attrs.define
+class ScriptedTransport(Script):
+    """Plays the script through `MockTransport`: no socket, the SDK's documented seam.
+
+    `reset` raises `TransportError(DISCONNECTED)` (a connection lost after sending); `hang`
+    waits on `release`, so the attempt fails as a read timeout (or on the deadline).
+    """
+
+    url: str = "https://scripted.invalid"
+    transports: list[MockTransport] = attrs.field(factory=list)
+
+    def client(self, **kwargs: Any) -> AsyncFinalPOS:
+        """A client whose transport plays this script (override any setting with kwargs)."""
+        transport = MockTransport(self.handle)
+        self.transports.append(transport)
+        kwargs.setdefault("transport", transport)
+        return AsyncFinalPOS(**self.settings(**kwargs))
+
+    async def handle(self, request: Request) -> TransportResponse:
+        url = yarl.URL(request.url, encoded=True)
+        if request.query:
+            url = url.extend_query(request.query)
+        body = request.content or b""
+        step = self.next_step(Seen(request.method, url.raw_path_qs, request.headers, body))
+        if step.reset:
+            raise TransportError(FailureKind.DISCONNECTED, "scripted connection reset")
+        if step.hang:
+            await self.release.wait()
+            raise TransportError(FailureKind.DISCONNECTED, "released at the end of the test")
+        headers = {"Content-Type": step.content_type, **step.headers}
+        if isinstance(step.body, (dict, list)):
+            return TransportResponse(step.status, headers=headers, json=step.body)
+        return TransportResponse(step.status, headers=headers, content=str(step.body).encode())
+
+
+@attrs.define
+class ScriptedServer(Script):
+    """Plays the script from a real HTTP server on 127.0.0.1 (`url` is its base URL)."""
+
+    # Every connection a request arrived on (server side).
+    connections: set[asyncio.BaseTransport] = attrs.field(factory=set)
+
+    def client(self, **kwargs: Any) -> AsyncFinalPOS:
+        """A client for this server with fast backoff (override any setting with kwargs)."""
+        return AsyncFinalPOS(**self.settings(**kwargs))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         if request.transport is not None:
             self.connections.add(request.transport)
-        self.seen.append(Seen(request.method, request.path_qs, dict(request.headers), body))
-        index = min(len(self.seen), len(self.script)) - 1
-        step = self.script[index] if self.script else ok()
+        step = self.next_step(Seen(request.method, request.path_qs, dict(request.headers), body))
         if step.reset:
             assert request.transport is not None
             request.transport.abort()
@@ -175,6 +256,16 @@ async def serve_locally(
 
 
 @pytest.fixture
+async def scripted() -> AsyncIterator[ScriptedTransport]:
+    """A script played through `MockTransport` (no socket); hanging attempts let go at the end."""
+    script = ScriptedTransport()
+    try:
+        yield script
+    finally:
+        script.release.set()
+
+
+@pytest.fixture
 async def scripted_server() -> AsyncIterator[ScriptedServer]:
     """A real HTTP server on 127.0.0.1 (free port) playing a script; stops by itself."""
     server = ScriptedServer()
@@ -183,35 +274,6 @@ async def scripted_server() -> AsyncIterator[ScriptedServer]:
     ) as url:
         server.url = url
         yield server
-
-
-class _NoUpload:
-    """Stands in for the request writer aiohttp >= 3.13 hands to every response."""
-
-    output_size = 0
-
-
-class _CompatResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.x builds responses without `stream_writer`, which aiohttp 3.14+ needs."""
-
-    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", _NoUpload())
-        super().__init__(method, url, **kwargs)
-
-
-class CompatAioresponses(aioresponses):
-    """`aioresponses` whose mocked responses work with the installed aiohttp."""
-
-    def add(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("response_class", _CompatResponse)
-        super().add(*args, **kwargs)
-
-
-@pytest.fixture
-def mock_api() -> Iterator[aioresponses]:
-    """aiohttp mocked (aioresponses); nothing leaves the process."""
-    with CompatAioresponses() as mocked:
-        yield mocked
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import math
 import re
 import types
 import warnings
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -98,6 +99,9 @@ class AiohttpTransport:
     `max_response_bytes` caps a body after decompression (a gzip bomb stops there);
     `verify_tls=False` turns certificate checks off (only ever set through the client's explicit
     `insecure_skip_tls_verify=True`). A `session` passed in is used as is and never closed here.
+
+    Headers that every request of the owning client carries are set once on the session
+    (`use_default_headers`); a request whose `headers` is that very mapping passes none per call.
     """
 
     connect_timeout: float | None
@@ -121,6 +125,9 @@ class AiohttpTransport:
         factory=lambda: {}, init=False, repr=False
     )
     _traced: aiohttp.ClientSession | None = attrs.field(default=None, init=False, repr=False)
+    # What `use_default_headers` was given, and what the session was made with (None: none).
+    _wanted_defaults: Mapping[str, str] | None = attrs.field(default=None, init=False, repr=False)
+    _defaults: Mapping[str, str] | None = attrs.field(default=None, init=False, repr=False)
     # Attempts in flight from which a new one may have to wait for a pool slot.
     _queue_from: int = attrs.field(default=0, init=False, repr=False)
     # Tasks whose (traced) attempt waits for a pool slot: see `waiting_for_connection`.
@@ -153,6 +160,17 @@ class AiohttpTransport:
         """True when the session is ours to close (not handed in by the caller)."""
         return self.external_session is None
 
+    def use_default_headers(self, headers: Mapping[str, str]) -> None:
+        """Set `headers` on the session once, as its default headers (the first call wins).
+
+        The owning client passes its read-only base headers (the same mapping object its plain
+        requests carry), so those requests pass no headers per call. A request with any other
+        headers still sends exactly its own (see `send`). Takes effect only if the session does
+        not exist yet, and never on a caller's `session=` (which keeps its own defaults).
+        """
+        if self._wanted_defaults is None and self.session is None:
+            self._wanted_defaults = headers
+
     def ensure_session(self) -> aiohttp.ClientSession:
         """The session, created on first use inside the running loop."""
         session = self.session
@@ -174,9 +192,12 @@ class AiohttpTransport:
                 # True: aiohttp's default verified context; False only on explicit opt-out.
                 ssl=self.verify_tls,
             )
-            session = _make_session(connector, owner=True, traced=False)
-            # The same pool, traced: used only when the pool may be full (see `send`).
-            self._traced = _make_session(connector, owner=False, traced=True)
+            defaults = self._wanted_defaults
+            session = _make_session(connector, owner=True, traced=False, headers=defaults)
+            # The same pool, traced and with no default headers: used when the pool may be
+            # full, and for a request that does not carry every default header (see `send`).
+            self._traced = _make_session(connector, owner=False, traced=True, headers=None)
+            self._defaults = defaults
             per_host = self.limit_per_host
             self._queue_from = min(self.limit, per_host) if per_host else self.limit
         self.session = session
@@ -190,7 +211,9 @@ class AiohttpTransport:
             # opening a new socket when needed; `sock_connect` bounds the socket connect alone.
             connect=self.pool_timeout,
             sock_connect=self.connect_timeout,
-            sock_read=read,
+            # One timer where one does the job: the read timer counts from when the request
+            # was sent, so one no shorter than `total` can never fire first.
+            sock_read=read if total is None or (read is not None and read < total) else None,
             ceil_threshold=_NEVER_ROUND,
         )
         if len(self._timeouts) >= _TIMEOUT_CACHE_SIZE:
@@ -201,25 +224,36 @@ class AiohttpTransport:
     async def send(self, request: Request, *, timeout: float | None) -> TransportResponse:
         """Make one attempt and return the fully read response, or raise `TransportError`."""
         session = self.session or self.ensure_session()
+        # Read-only view; the key in it is a HeaderSecret, whose str() is the key.
+        headers: Mapping[str, str] | None = request.headers
+        defaults = self._defaults
+        lacking = False  # the request lacks a header the session would add
+        if headers is defaults:
+            headers = None  # exactly the session's default headers: nothing to pass per call
+        elif defaults is not None:
+            headers = _beyond_defaults(request.headers, defaults)
+            lacking = headers is None
+        state: _TraceState | None = None
         traced = self._traced
-        if traced is not None and self.in_flight >= self._queue_from:
-            # Every slot may be taken, so this attempt may queue: trace it to tell a pool wait
-            # from a slow connect. Tracing costs a dozen signal dispatches per request (about a
-            # tenth of the client's CPU on a small POST), so the usual attempt goes untraced.
-            session = traced
+        if traced is not None and (lacking or self.in_flight >= self._queue_from):
+            # The same pool, with no default headers (the request's own are passed) and traced.
+            # Used when every slot may be taken, so that an attempt that queues tells a pool
+            # wait from a slow connect: tracing costs a dozen signal dispatches per request
+            # (about a tenth of the client's CPU on a small POST), so the usual attempt goes
+            # untraced.
+            session, headers = traced, request.headers
+            state = _TraceState(self._waiting)
         read_timeout = request.timeout
         client_timeout = self._timeouts.get((timeout, read_timeout))
         if client_timeout is None:
             client_timeout = self._make_timeout(timeout, read_timeout)
-        state = _TraceState(self._waiting)
         resp: aiohttp.ClientResponse | None = None
         self.in_flight += 1
         try:
             async with session.request(
                 request.method,
                 wire_url(request.url),
-                # Read-only view; the key in it is a HeaderSecret, whose str() is the key.
-                headers=request.headers,
+                headers=headers,
                 params=request.query,
                 data=request.content,
                 timeout=client_timeout,
@@ -230,7 +264,7 @@ class AiohttpTransport:
                 content = await _read_body(resp, self.max_response_bytes)
                 return TransportResponse(resp.status, headers=resp.headers, content=content)
         except aiohttp.ConnectionTimeoutError:
-            if state.queued:
+            if state is not None and state.queued:
                 error = TransportError(
                     FailureKind.POOL_TIMEOUT,
                     f"timed out after {self.pool_timeout} s waiting for a free connection "
@@ -245,7 +279,7 @@ class AiohttpTransport:
         finally:
             # After the `async with` has exited: the connection is back in the pool or closed.
             self.in_flight -= 1
-            if state.queued and (task := asyncio.current_task()) is not None:
+            if state is not None and state.queued and (task := asyncio.current_task()) is not None:
                 # Left while waiting (cancelled): aiohttp sends no queued-end signal then.
                 self._waiting.discard(task)
         # Raised here, after the `except` blocks, so that aiohttp's exception is neither the
@@ -270,10 +304,15 @@ class AiohttpTransport:
 
 
 def _make_session(
-    connector: aiohttp.TCPConnector, *, owner: bool, traced: bool
+    connector: aiohttp.TCPConnector,
+    *,
+    owner: bool,
+    traced: bool,
+    headers: Mapping[str, str] | None,
 ) -> aiohttp.ClientSession:
     session = aiohttp.ClientSession(
         connector=connector,
+        headers=headers,
         connector_owner=owner,
         # Per-request timeouts are passed on every call; no session-wide total.
         timeout=aiohttp.ClientTimeout(total=None),
@@ -285,6 +324,24 @@ def _make_session(
     # (see `_compat.disable_connection_retry`).
     disable_connection_retry(session)
     return session
+
+
+def _beyond_defaults(
+    headers: Mapping[str, str], defaults: Mapping[str, str]
+) -> dict[str, str] | None:
+    """What `headers` sets beyond the session's `defaults`: aiohttp merges it over them, by
+    case-insensitive name, into exactly `headers`. None when `headers` lacks a default's name
+    (the session would add a header this request does not carry, such as another client's key).
+    """
+    # Values are compared by identity: a request's headers are a copy of the client's, so the
+    # same objects (a differing value is passed on; an equal copy costs nothing but a merge).
+    extra = {name: value for name, value in headers.items() if defaults.get(name) is not value}
+    if len(headers) - len(extra) == len(defaults):
+        return extra  # every default name is there, with the same value: the usual case
+    present = {name.lower() for name in headers}
+    if all(name.lower() in present for name in defaults):
+        return extra  # a default overridden (in another case, perhaps): `extra` replaces it
+    return None
 
 
 def _transport_error(exc: BaseException, read_timeout: float | None) -> TransportError:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
-from typing import Any, TypeVar, cast
+from collections.abc import Coroutine
+from typing import Any, Generic, TypeVar
 
 from ._results import ItemResult
 
-__all__ = ["Stop", "abandon"]
+__all__ = ["ItemTasks", "Stop", "abandon"]
 
 _T = TypeVar("_T")
 
@@ -43,6 +45,48 @@ async def abandon(
     return [task.result() for task in ended]
 
 
+class ItemTasks(Generic[_T]):
+    """The tasks of the items in flight, and a queue of those that finished, in the order they
+    finished: waiting for the next one costs the same with 1 or 1,000 in flight (waiting on
+    every task at each turn costs a callback per task added and removed)."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Future[ItemResult[_T]]] = set()
+        self._done: collections.deque[asyncio.Future[ItemResult[_T]]] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def start(self, item: Coroutine[Any, Any, ItemResult[_T]]) -> None:
+        """Run `item` in a task of its own."""
+        task = asyncio.ensure_future(item)
+        task.add_done_callback(self._finished)
+        self.tasks.add(task)
+
+    def _finished(self, task: asyncio.Future[ItemResult[_T]]) -> None:
+        self._done.append(task)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def take_done(self) -> list[asyncio.Future[ItemResult[_T]]]:
+        """The tasks that finished since the last call (taken out of `tasks`)."""
+        done: list[asyncio.Future[ItemResult[_T]]] = []
+        while self._done:
+            task = self._done.popleft()
+            if task in self.tasks:  # not taken already (by `abandon`)
+                self.tasks.discard(task)
+                done.append(task)
+        return done
+
+    def waiter(self) -> asyncio.Future[None]:
+        """A future completed when the next task finishes (or by whoever else holds it)."""
+        if self._waiter is None or self._waiter.done():
+            self._waiter = asyncio.get_running_loop().create_future()
+        return self._waiter
+
+
 class Stop:
     """A run's stop request: whether it was made, and until when in-flight items may finish.
 
@@ -56,6 +100,7 @@ class Stop:
         self.requested = False
         self.deadline = 0.0
         self._wakeup: asyncio.Future[None] | None = None
+        self._waiting: asyncio.Future[None] | None = None  # `finished`'s, woken by a request
 
     def request(self, drain_timeout: float | None = None) -> None:
         """Stop; in-flight items get `drain_timeout` seconds (default: the run's)."""
@@ -66,29 +111,38 @@ class Stop:
             deadline = min(deadline, self.deadline)
         self.requested = True
         self.deadline = deadline
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
+        for wakeup in (self._wakeup, self._waiting):
+            if wakeup is not None and not wakeup.done():
+                wakeup.set_result(None)
 
     def remaining(self) -> float:
         """Seconds left until the drain deadline (0 when past it)."""
         return max(0.0, self.deadline - time.monotonic())
 
-    async def finished(
-        self, in_flight: set[asyncio.Future[ItemResult[_T]]]
-    ) -> set[asyncio.Future[ItemResult[_T]]]:
+    async def finished(self, in_flight: ItemTasks[_T]) -> list[asyncio.Future[ItemResult[_T]]]:
         """Wait until an item finishes, a stop is requested, or the drain deadline passes; at
         the deadline, what is left is cancelled (each task turns that into its result)."""
-        wakeup = self._wake_future()
-        waiters: set[asyncio.Future[Any]] = {*in_flight, wakeup}
-        timeout = self.remaining() if self.requested else None
-        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        done.discard(wakeup)
+        done = in_flight.take_done()
+        if done:
+            return done
+        waiter = in_flight.waiter()
+        self._waiting = waiter  # a stop request (a closer deadline) wakes it too
+        try:
+            if not self.requested:
+                await waiter
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(waiter, self.remaining())
+        finally:
+            self._waiting = None
+        done = in_flight.take_done()
         if not done and self.requested and time.monotonic() >= self.deadline:
-            for task in in_flight:
+            for task in in_flight.tasks:
                 task.cancel()
-            await asyncio.wait(in_flight)
-            return set(in_flight)
-        return cast("set[asyncio.Future[ItemResult[_T]]]", done)
+            if in_flight.tasks:
+                await asyncio.wait(in_flight.tasks)
+            done = in_flight.take_done()
+        return done
 
     async def pause(self, seconds: float) -> None:
         """Sleep `seconds`, or less when a stop is requested meanwhile."""

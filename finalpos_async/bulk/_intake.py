@@ -43,12 +43,14 @@ class Intake:
         *,
         key: KeySpec,
         content: KeySpec,
+        digest: KeySpec = None,
         journal: JournalStore | None,
         resend_unknown: bool,
         deferred: dict[str, Pending] | None,
     ) -> None:
         self._key = key
         self._content = content
+        self._digest = digest  # where an item holds its content's digest (made by the caller)
         self._journal = journal
         self._resend_unknown = resend_unknown
         self._deferred = deferred
@@ -93,7 +95,7 @@ class Intake:
                     f"bulk item {index} is a {type(item).__name__}; items must be mappings of "
                     "field names to values (the operation's keyword arguments)"
                 )
-            digest = content_digest(read_field(self._content, item, index, "content"))
+            digest = self._digest_of(index, item)
             key = self._identity(index, item, digest)
             idem = item_idempotency_key(job_id, key, digest)
         except Exception as exc:
@@ -139,6 +141,14 @@ class Intake:
             self._deferred[key] = attrs.evolve(pending, reason=note, prior=entry.status)
             return pending  # the run sees it is deferred and does not send it
         return result_of(pending, ItemStatus.UNKNOWN, note=note + "; not sent again")
+
+    def _digest_of(self, index: int, item: Mapping[str, Any]) -> str:
+        if self._digest is None:
+            return content_digest(read_field(self._content, item, index, "content"))
+        digest = read_field(self._digest, item, index, "digest")
+        if not isinstance(digest, str):
+            raise TypeError(f"bulk item {index}: its digest= field is not a str: {digest!r}")
+        return digest
 
     def _identity(self, index: int, item: Mapping[str, Any], digest: str) -> str:
         journal = self._journal

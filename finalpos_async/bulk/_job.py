@@ -25,7 +25,6 @@ again blindly (`_outcome`, `_lookup`).
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import logging
@@ -48,7 +47,7 @@ from .._constants import (
 )
 from ._call import ItemCall
 from ._held import Held
-from ._in_flight import Stop, abandon
+from ._in_flight import ItemTasks, Stop, abandon
 from ._intake import Intake
 from ._items import Items, KeySpec, read_field
 from ._journal import Intent, JournalError, JournalStore, job_id_for
@@ -88,6 +87,7 @@ class BulkJob(Generic[_T]):
         client_limiter: Limiter | None = None,
         key: KeySpec,
         content: KeySpec = None,
+        digest: KeySpec = None,
         job_id: str | None,
         drain_timeout: float,
         lookup: Lister | None = None,
@@ -145,6 +145,7 @@ class BulkJob(Generic[_T]):
         self._intake = Intake(
             key=key,
             content=content,
+            digest=digest,
             journal=self._journal,
             resend_unknown=resend_unknown,
             deferred=self._held.lost if lookup is not None else None,
@@ -368,7 +369,7 @@ class BulkJob(Generic[_T]):
         the first of them is sent (`_intend`).
         """
         report = self.report
-        in_flight: set[asyncio.Future[ItemResult[_T]]] = set()
+        in_flight: ItemTasks[_T] = ItemTasks()
         ready: collections.deque[Pending] = collections.deque()
         window: list[Pending] = []
         exhausted = False
@@ -388,7 +389,7 @@ class BulkJob(Generic[_T]):
                         elif pulled.key in self._held.lost:
                             pass  # resolved when settling
                         elif self._journal is None:  # no intent to journal: send it now
-                            in_flight.add(asyncio.ensure_future(self._send(pulled)))
+                            in_flight.start(self._send(pulled))
                         else:
                             window.append(pulled)
                     if self._intend(window):
@@ -400,7 +401,7 @@ class BulkJob(Generic[_T]):
                         self._finish(result)
                         yield result
                 while ready and not self._stop.requested and len(in_flight) < self._concurrency:
-                    in_flight.add(asyncio.ensure_future(self._send(ready.popleft())))
+                    in_flight.start(self._send(ready.popleft()))
                 while ready and self._stop.requested:
                     # Journaled as about to be sent, but never sent.
                     result = result_of(ready.popleft(), ItemStatus.CANCELLED)
@@ -411,7 +412,6 @@ class BulkJob(Generic[_T]):
                         break
                     continue
                 for task in await self._stop.finished(in_flight):
-                    in_flight.discard(task)
                     result = task.result()
                     self._check_fatal(result)
                     if not self._stop.requested and self._held.keep(
@@ -428,13 +428,13 @@ class BulkJob(Generic[_T]):
             self._stop.requested = True
             for pending in (*window, *ready):
                 self._finish(result_of(pending, ItemStatus.CANCELLED))
-            for result in await abandon(in_flight, drain):
+            for result in await abandon(in_flight.tasks, drain):
                 self._finish(result)
             self.report.cancelled += len(in_flight)  # lost to a second cancel while draining
-            in_flight.clear()
+            in_flight.tasks.clear()
             raise
 
-    def _room(self, in_flight: set[asyncio.Future[ItemResult[_T]]], window: list[Pending]) -> bool:
+    def _room(self, in_flight: ItemTasks[_T], window: list[Pending]) -> bool:
         """Whether to pull one more item now: to fill a window that shares one intent commit,
         or, with no journal, a free slot (the input is read no further ahead than needed)."""
         if self._journal is None:

@@ -49,6 +49,7 @@ class BulkRunner:
         journal: str | os.PathLike[str] | JournalStore | None = None,
         key: KeySpec = None,
         content: KeySpec = None,
+        digest: KeySpec = None,
         job_id: str | None = None,
         drain_timeout: float = BULK_DRAIN_TIMEOUT,
         lookup: Lister | None = None,
@@ -93,6 +94,9 @@ class BulkRunner:
           journaled as created whose content changed is not sent: it ends `CHANGED`.
         - `content`: what of an item is its content, in its identity and idempotency key (a
           field name or a function; the whole item by default).
+        - `digest`: where an item holds its content's digest (`content_digest(content)`) when
+          the caller has made it already (a field name, passed on to the operation like any
+          field, or a function): the run takes it instead of hashing the content again.
         - `job_id`: fixes the job identity, part of every idempotency key. By default it is
           the journal's, else derived from the target, the operation and the identity rule, so
           a re-run sends the same keys even with a new journal (or none); give a fresh one
@@ -126,7 +130,9 @@ class BulkRunner:
           target (the key was rotated); without it such a journal raises
           `JournalMismatchError`.
         """
-        _check_options(drain_timeout, key=key, content=content, lookup_key=lookup_key)
+        _check_options(
+            drain_timeout, key=key, content=content, digest=digest, lookup_key=lookup_key
+        )
         if lookup is not None:
             check_lookup(lookup)
         client_limiter = self._client.rate_limiter if self._client is not None else None
@@ -139,6 +145,7 @@ class BulkRunner:
             journal=journal,
             key=key,
             content=content,
+            digest=digest,
             job_id=job_id,
             drain_timeout=drain_timeout,
             lookup=lookup,

@@ -92,10 +92,12 @@ ON CONFLICT(key) DO UPDATE SET
 """
 
 _SEEN = "CREATE TEMP TABLE IF NOT EXISTS seen (name TEXT PRIMARY KEY, n INTEGER) WITHOUT ROWID"
+# The count, and whether the file holds a record under that name: the same statement tells
+# `lookup` that a name met for the first time has nothing to read (no SELECT per new item).
 _COUNT_SEEN = """
-INSERT INTO temp.seen (name, n) VALUES (?, 0)
+INSERT INTO temp.seen (name, n) VALUES (?1, 0)
 ON CONFLICT(name) DO UPDATE SET n = n + 1
-RETURNING n
+RETURNING n, EXISTS (SELECT 1 FROM main.items WHERE key = ?1)
 """
 
 
@@ -143,6 +145,7 @@ class Journal:
         self._last_flush = time.monotonic()
         self._had_items = True
         self._flushed_this_run = False
+        self._absent: str | None = None  # a name `count_seen` just found no record under
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -276,6 +279,7 @@ class Journal:
             self._pending.clear()
             self._conn.close()
             self._conn = None
+            self._absent = None  # another process may write the file before it is reopened
             self._release_lock(self._lock_file)
             self._lock_file = None
 
@@ -430,9 +434,9 @@ class Journal:
         self.open()
         if not self._had_items and not self._flushed_this_run:
             return None
-        row = self._read(
-            f"SELECT {', '.join(_ENTRY_FIELDS)} FROM items WHERE key = ?", (key,)
-        ).fetchone()
+        if key == self._absent:
+            return None  # not in the file when it was just counted (nothing committed since)
+        row = self._read(f"SELECT {_ENTRY_FIELDS} FROM items WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
         return _entry(key, row)
@@ -462,13 +466,16 @@ class Journal:
         """How often this run named an item `name` before (0 the first time).
 
         Kept in a temporary table of this connection (on disk past SQLite's page cache, never
-        synced), so memory does not grow with the input; `bind` starts a new count.
+        synced), so memory does not grow with the input; `bind` starts a new count. The same
+        statement notes whether the file holds a record under `name`: a `lookup` of it right
+        after (the engine's, for an item it has just named) has nothing to read when not.
         """
         try:
-            row = self._connection().execute(_COUNT_SEEN, (name,)).fetchone()
+            count, recorded = self._connection().execute(_COUNT_SEEN, (name,)).fetchone()
         except sqlite3.Error as exc:
             raise self._error(exc, "write") from exc
-        return int(row[0])
+        self._absent = None if recorded else name
+        return int(count)
 
     def record_intents(self, intents: Iterable[Intent]) -> None:
         """Commit that these items are about to be sent, durably, before any of them is.
@@ -540,6 +547,7 @@ class Journal:
         if not rows:
             return
         conn = self._connection()
+        self._absent = None  # what `count_seen` found may change now
         try:
             with self._transaction(conn):
                 conn.executemany(_UPSERT, (row for row in rows if row[1] != _WITHDRAWN[0]))
@@ -560,15 +568,8 @@ class Journal:
         return f"Journal({self.path!r})"
 
 
-_ENTRY_FIELDS = (
-    "status",
-    "digest",
-    "source_digest",
-    "created_id",
-    "idempotency_key",
-    "attempts",
-    "error",
-)
+# JournalEntry's fields after its key, in the order `_entry` reads them.
+_ENTRY_FIELDS = "status, digest, source_digest, created_id, idempotency_key, attempts, error"
 
 
 def _entry(key: str, row: tuple[Any, ...]) -> JournalEntry:

@@ -203,6 +203,7 @@ class _Check:
     columns: set[str] = attrs.field(factory=lambda: set[str]())  # until the --key one is seen
     key_found: bool = attrs.field(init=False)
     operation: MethodInfo = attrs.field(init=False)
+    journal_holds: bool = attrs.field(init=False)  # the journal has records (of earlier runs)
     # The last row's repeated key, (key, first line), for its failed-rows record: found now, or
     # carried by a failed-rows file for a row too broken to read its key from.
     repeat: tuple[str, int] | None = None
@@ -213,6 +214,8 @@ class _Check:
         self.identities = Identities(self.parser, key)
         self.key_path = self.parser.column_path(key) if key else None
         self.key_found = self.key_path is None
+        # Pass 1 only reads the journal: what it holds now is what it holds throughout.
+        self.journal_holds = self.journal is not None and self.journal.has_items()
 
     def row(self, row: Row) -> tuple[RowError, ...]:
         """Check one row; counts it, and returns its problems (none: valid, changed or held)."""
@@ -229,7 +232,12 @@ class _Check:
         typed = typed_problems(self.operation, row.line, parsed.body)
         if typed:
             return self._unidentified(row, tuple(typed))
-        digest = content_digest(parsed.body)
+        by_content = row.identity is None and self.options.key_field is None
+        if by_content and self.options.shard is None and not self.journal_holds:
+            # Named by its content, with no shard to place it in and no journal record to
+            # compare it with: its name (a hash of the body) would change nothing here.
+            return self._counted(row)
+        digest = content_digest(parsed.body) if by_content else ""  # a key names it otherwise
         identity, problem, self.repeat = self.identities.check(row, parsed.body, digest)
         if identity is None:
             error = RowError(row.line, self.options.key_field or "", problem)
@@ -241,10 +249,14 @@ class _Check:
             self.plan.other_shards += 1
             return ()
         entry = self.journal.lookup(identity) if self.journal is not None else None
-        if changed(entry, digest):
-            assert entry is not None
+        if entry is not None and changed(entry, digest or content_digest(parsed.body)):
             self.plan.changed.append((row.line, identity, entry.created_id or "?"))
-        elif self.held(row):
+            return ()
+        return self._counted(row)
+
+    def _counted(self, row: Row) -> tuple[RowError, ...]:
+        """A row to send (or, held back, to report): counted."""
+        if self.held(row):
             self.plan.held_unknown += 1
         else:
             self.plan.valid += 1

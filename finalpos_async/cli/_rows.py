@@ -46,6 +46,11 @@ __all__ = ["ParsedRow", "RowError", "RowParser", "oversized", "read_records", "s
 
 _TRUE = frozenset({"true", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "no", "n", "0", "off"})
+# Column plans and schema nodes a parser keeps (a JSON Lines file may name any number of fields).
+_PLANS_CAP = 4096
+# `RowParser._plan` for a server-set column (dropped) and a malformed column name.
+_DROPPED: tuple[str, ...] = ("<dropped>",)
+_MALFORMED: tuple[str, ...] = ("<malformed>",)
 # A failed-rows file (FILE.failed.jsonl) holds {"line", "row", "error"} records; importing it
 # again takes each record's "row".
 _FAILED_KEYS = frozenset({"row", "error"})
@@ -199,6 +204,8 @@ class RowParser:
         # columns; they are dropped instead of being sent and refused.
         self._server_fields = server_fields - _properties(schema).keys()
         self._columns: dict[str, tuple[str, ...]] = {}
+        self._plans: dict[object, tuple[str, ...]] = {}  # column -> `_plan`
+        self._nodes: dict[int, _Node] = {}  # id(schema) -> the schema worked out (`_node`)
         self.unknown_columns: set[str] = set()
         self.dropped_columns: set[str] = set()
 
@@ -217,12 +224,20 @@ class RowParser:
                 value = value.strip() or None
             if value is None:  # not given: a blank CSV cell, or null
                 continue
-            path = self.column_path(str(column))
-            if path and path[0] in self._server_fields:
+            path = self._plans.get(column)
+            if path is None:
+                path = self._plan(column)
+            if path is _DROPPED:
                 self.dropped_columns.add(str(column))
                 continue
-            if not path or any(not part for part in path):
+            if path is _MALFORMED:
                 errors.append(RowError(line, str(column), "malformed column name"))
+                continue
+            if len(path) == 1:
+                if path[0] in body:
+                    errors.append(RowError(line, path[0], "given twice"))
+                else:
+                    body[path[0]] = value
                 continue
             target = body
             for part in path[:-1]:
@@ -238,10 +253,25 @@ class RowParser:
                     target[path[-1]] = value
         if errors:
             return ParsedRow(line=line, raw=raw, body=None, errors=tuple(errors))
-        converted = self._convert_object(body, self._schema, "", line, errors, top=True)
+        top = self._node(self._schema)
+        converted = self._convert_object(body, top, "", line, errors, top=True)
         if errors:
             return ParsedRow(line=line, raw=raw, body=None, errors=tuple(errors))
         return ParsedRow(line=line, raw=raw, body=converted)
+
+    def _plan(self, column: object) -> tuple[str, ...]:
+        """What a column's values are: a body path, or `_DROPPED` / `_MALFORMED` (worked out
+        once per column name, not per row)."""
+        path = self.column_path(str(column))
+        if path and path[0] in self._server_fields:
+            plan = _DROPPED
+        elif not path or any(not part for part in path):
+            plan = _MALFORMED
+        else:
+            plan = path
+        if len(self._plans) < _PLANS_CAP:  # JSON Lines may name any number of fields
+            self._plans[column] = plan
+        return plan
 
     # -- names -----------------------------------------------------------------------------------
 
@@ -269,12 +299,28 @@ class RowParser:
 
     # -- values ----------------------------------------------------------------------------------
 
+    def _node(self, schema: Mapping[str, Any]) -> _Node:
+        """`schema` worked out once (resolved, its type, what to check), not on every row."""
+        node = self._nodes.get(id(schema))
+        if node is None:
+            node = _Node.of(schema)
+            if len(self._nodes) < _PLANS_CAP:
+                self._nodes[id(schema)] = node  # the node holds `schema`: its id stays its own
+        return node
+
+    def _child(self, node: _Node, name: str, schema: Mapping[str, Any]) -> _Node:
+        """The node of `node`'s field (or, `name` "[]", element) `name` whose schema is
+        `schema`, kept on `node` once made."""
+        child = node.children.get(name)
+        if child is None:
+            child = node.children[name] = self._node(schema)
+        return child
+
     def _convert(
-        self, value: Any, schema: Mapping[str, Any], field: str, line: int, errors: list[RowError]
+        self, value: Any, node: _Node, field: str, line: int, errors: list[RowError]
     ) -> Any:
-        kind = schema.get("type")
-        if kind is None and "properties" in schema:
-            kind = "object"
+        schema = node.schema
+        kind = node.kind
         if isinstance(value, str) and kind not in (None, "string"):
             value = value.strip()
         result: Any
@@ -300,7 +346,7 @@ class RowParser:
                     )
                 )
         elif kind == "array":
-            return self._convert_array(value, schema, field, line, errors)
+            return self._convert_array(value, node, field, line, errors)
         elif kind == "object":
             if isinstance(value, str):
                 value = _json_cell(value, dict, field, line, errors, "a JSON object")
@@ -310,21 +356,23 @@ class RowParser:
                 errors.append(RowError(line, field, f"must be an object, got {_show(value)}"))
                 return None
             fields = cast("dict[str, Any]", value)  # a JSON object: string keys
-            return self._convert_object(fields, schema, field, line, errors, top=False)
+            return self._convert_object(fields, node, field, line, errors, top=False)
         else:
             result = value  # no type in the spec: sent as given
-        if result is not None and "enum" in schema and result not in schema["enum"]:
+        if result is not None and node.enum and result not in schema["enum"]:
             allowed = ", ".join(repr(v) for v in schema["enum"])
             errors.append(RowError(line, field, f"{_show(result)} is not one of {allowed}"))
-        wanted = format_problem(result, schema)
-        if wanted is not None:
-            errors.append(RowError(line, field, f"must be {wanted}, got {_show(result)}"))
+        if node.formatted:
+            wanted = format_problem(result, schema)
+            if wanted is not None:
+                errors.append(RowError(line, field, f"must be {wanted}, got {_show(result)}"))
         return result
 
     def _convert_array(
-        self, value: Any, schema: Mapping[str, Any], field: str, line: int, errors: list[RowError]
+        self, value: Any, node: _Node, field: str, line: int, errors: list[RowError]
     ) -> Any:
-        item_schema: Mapping[str, Any] = schema.get("items", {})
+        item_schema = node.items
+        item = self._child(node, "[]", item_schema)
         if isinstance(value, str):
             if value.startswith("["):
                 value = _json_cell(value, list, field, line, errors, "a JSON array")
@@ -342,21 +390,21 @@ class RowParser:
             return None
         elements = cast("list[object]", value)
         return [
-            self._convert(element, item_schema, f"{field}[{i}]", line, errors)
+            self._convert(element, item, f"{field}[{i}]", line, errors)
             for i, element in enumerate(elements)
         ]
 
     def _convert_object(
         self,
         value: Mapping[str, Any],
-        schema: Mapping[str, Any],
+        node: _Node,
         field: str,
         line: int,
         errors: list[RowError],
         *,
         top: bool,
     ) -> dict[str, Any]:
-        props = _properties(schema)
+        props = node.props
         out: dict[str, Any] = {}
         for key, element in value.items():
             if element is None:  # not given, as at the top level
@@ -364,7 +412,8 @@ class RowParser:
             name = key if top else (_match_property(key, props) or key)
             path = f"{field}.{name}" if field else name
             if name in props:
-                out[name] = self._convert(element, props[name], path, line, errors)
+                child = self._child(node, name, props[name])
+                out[name] = self._convert(element, child, path, line, errors)
             elif top or not props:
                 # Unknown top-level fields are sent as given: customer DTOs follow the company's
                 # custom tables, so the spec cannot list every field.
@@ -372,11 +421,42 @@ class RowParser:
             else:
                 known = ", ".join(sorted(props))
                 errors.append(RowError(line, path, f"unknown field (known: {known})"))
-        for name in schema.get("required", ()):
+        for name in node.required:
             if name not in out:
                 path = f"{field}.{name}" if field else name
                 errors.append(RowError(line, path, "is required"))
         return out
+
+
+@attrs.frozen
+class _Node:
+    """A field's schema as `RowParser._convert` uses it, worked out once per schema."""
+
+    schema: Mapping[str, Any]  # kept: the parser's cache is keyed by its id
+    kind: Any  # its "type" ("object" when it only lists properties)
+    enum: bool  # it lists the allowed values
+    formatted: bool  # it has a `format` or a `pattern` (`format_problem` has a say)
+    props: Mapping[str, Any]
+    required: tuple[str, ...]
+    items: Mapping[str, Any]  # an array's element schema, resolved
+    # The nodes of its fields (and "[]": its elements), made as they are met.
+    children: dict[str, _Node] = attrs.field(factory=lambda: {}, eq=False)
+
+    @classmethod
+    def of(cls, schema: Mapping[str, Any]) -> _Node:
+        """The node of `schema` (the spec module hands out schemas with `$ref`s resolved)."""
+        kind = schema.get("type")
+        if kind is None and "properties" in schema:
+            kind = "object"
+        return cls(
+            schema=schema,
+            kind=kind,
+            enum="enum" in schema,
+            formatted="format" in schema or "pattern" in schema,
+            props=_properties(schema),
+            required=tuple(schema.get("required", ())),
+            items=schema.get("items", {}),
+        )
 
 
 def _properties(schema: Mapping[str, Any]) -> Mapping[str, Any]:

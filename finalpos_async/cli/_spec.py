@@ -166,6 +166,10 @@ def find_resource(name: str) -> Resource | None:
     return choice.resource if choice is not None else None
 
 
+# id(operation) -> (operation, its wire names -> keyword names): worked out once, not per row.
+_wire_names: dict[int, tuple[MethodInfo, dict[str, str]]] = {}
+
+
 def body_arguments(
     op: MethodInfo, body: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -173,7 +177,12 @@ def body_arguments(
 
     Fields the operation does not list (a customer's custom-table fields) go in `extra_body`.
     """
-    names = {p.wire_name: p.python_name for p in (*op.path_params, *op.body_fields)}
+    known = _wire_names.get(id(op))
+    if known is None or known[0] is not op:
+        names = {p.wire_name: p.python_name for p in (*op.path_params, *op.body_fields)}
+        _wire_names[id(op)] = (op, names)  # holding `op` keeps its id its own
+    else:
+        names = known[1]
     kwargs: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for wire, value in body.items():

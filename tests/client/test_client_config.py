@@ -1,4 +1,10 @@
-"""Client settings (args > env > defaults), lifecycle, loops, light copies, sandbox, logging."""
+"""Client settings (args > env > defaults), lifecycle, loops, light copies, sandbox, logging.
+
+Calls go through `MockTransport` (the `scripted` fixture) except where the aiohttp transport's
+own resources are what is checked, which keep a real server on 127.0.0.1 (`scripted_server`):
+its session's life (created on first use, closed with the client, a caller's left open), the
+sockets 10,000 copies hold, and the sandbox endpoints the default transport connects to.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import aiohttp
 import pytest
 from conftest import (
     ScriptedServer,
+    ScriptedTransport,
     aiohttp_transport,
     backoff_waits,
     checked_out,
@@ -192,8 +199,8 @@ async def test_close_before_any_request(clean_env: pytest.MonkeyPatch) -> None:
     assert client.state == "closed"
 
 
-async def test_using_a_closed_client_says_what_to_do(scripted_server: ScriptedServer) -> None:
-    async with scripted_server.client() as client:
+async def test_using_a_closed_client_says_what_to_do(scripted: ScriptedTransport) -> None:
+    async with scripted.client() as client:
         await client.request("GET", "/x")
     with pytest.raises(RuntimeError, match=r"closed.*create a new client"):
         await client.request("GET", "/x")
@@ -202,8 +209,8 @@ async def test_using_a_closed_client_says_what_to_do(scripted_server: ScriptedSe
             pass
 
 
-async def test_a_client_is_bound_to_its_first_loop(scripted_server: ScriptedServer) -> None:
-    client = scripted_server.client()
+async def test_a_client_is_bound_to_its_first_loop(scripted: ScriptedTransport) -> None:
+    client = scripted.client()
     errors: list[BaseException] = []
 
     def other_thread() -> None:
@@ -260,10 +267,10 @@ async def test_a_caller_supplied_session_is_never_closed(scripted_server: Script
 
 
 async def test_with_options_shares_the_pool_and_never_closes_it(
-    scripted_server: ScriptedServer,
+    scripted: ScriptedTransport,
 ) -> None:
-    scripted_server.play(status(503), ok())
-    async with scripted_server.client() as client:
+    scripted.play(status(503), ok())
+    async with scripted.client() as client:
         await client.request("GET", "/x")
         view = client.with_options(max_retries=0, timeout=5.0, deadline=9.0)
         assert view is not client
@@ -275,10 +282,10 @@ async def test_with_options_shares_the_pool_and_never_closes_it(
         assert view.deadline == 9.0
         assert client.max_retries == MAX_RETRIES
         assert client.timeout == READ_TIMEOUT
-        scripted_server.play(status(503), ok())
+        scripted.play(status(503), ok())
         with pytest.raises(InternalServerError):
             await view.request("GET", "/x")
-        assert scripted_server.attempts == 1
+        assert scripted.attempts == 1
         await view.close()
         async with view:
             pass
@@ -287,13 +294,13 @@ async def test_with_options_shares_the_pool_and_never_closes_it(
         assert "with_options copy" in repr(view)
 
 
-async def test_with_options_can_change_key_and_base_url(scripted_server: ScriptedServer) -> None:
-    async with scripted_server.client() as client:
-        view = client.with_options(api_key="sk_other", base_url=scripted_server.url + "/")
+async def test_with_options_can_change_key_and_base_url(scripted: ScriptedTransport) -> None:
+    async with scripted.client() as client:
+        view = client.with_options(api_key="sk_other", base_url=scripted.url + "/")
         await view.request("GET", "/x")
-        assert scripted_server.seen[-1].headers["x-api-key"] == "sk_other"
+        assert scripted.seen[-1].headers["x-api-key"] == "sk_other"
         await client.request("GET", "/x")
-        assert scripted_server.seen[-1].headers["x-api-key"] == "sk_test_scripted"
+        assert scripted.seen[-1].headers["x-api-key"] == "sk_test_scripted"
         with pytest.raises(ValueError, match="allow_insecure_http"):
             client.with_options(base_url="http://api.finalpos.com")
 
@@ -409,11 +416,11 @@ def test_sandbox_option_does_not_import_the_sandbox_server(clean_env: pytest.Mon
 
 
 async def test_one_log_line_per_attempt_without_the_key(
-    scripted_server: ScriptedServer, caplog: pytest.LogCaptureFixture
+    scripted: ScriptedTransport, caplog: pytest.LogCaptureFixture
 ) -> None:
-    scripted_server.play(status(503), ok())
+    scripted.play(status(503), ok())
     caplog.set_level(logging.DEBUG, logger="finalpos")
-    client = AsyncFinalPOS(KEY, base_url=scripted_server.url, backoff_base=0.001)
+    client = scripted.client(api_key=KEY)
     async with client:
         await client.request("GET", "/v1/api/customers", params={"email": "a@b.c"})
     lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
@@ -445,10 +452,10 @@ def test_public_names_are_exported() -> None:
         assert hasattr(finalpos_async, name)
 
 
-async def test_close_during_backoff_stops_the_retries(scripted_server: ScriptedServer) -> None:
+async def test_close_during_backoff_stops_the_retries(scripted: ScriptedTransport) -> None:
     # A 0.3 s wait asked for: the client is closed while it sleeps before the second attempt.
-    scripted_server.play(status(503, retry_after_ms="300"))
-    client = scripted_server.client()
+    scripted.play(status(503, retry_after_ms="300"))
+    client = scripted.client()
     sleeping = asyncio.Event()
     with backoff_waits(lambda _delay: sleeping.set()) as waits:
         task = asyncio.create_task(client.request("GET", "/x"))
@@ -462,8 +469,8 @@ async def test_close_during_backoff_stops_the_retries(scripted_server: ScriptedS
         assert info.value.maybe_processed is True
         assert info.value.attempts == 1
     assert waits == [0.3]
-    assert scripted_server.attempts == 1
-    assert aiohttp_transport(client).session is None
+    assert scripted.attempts == 1
+    assert scripted.transports[0].closed
 
 
 async def test_sandbox_true_runs_the_real_sandbox(clean_env: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,8 @@
 """`AsyncFinalPOS(rate_limit=...)`: one token per HTTP attempt, shared, never past the deadline.
 
 The limiter's clock and sleep are injected, so pacing is asserted on the waits it asks for and on
-its token count, not by sleeping through real seconds.
+its token count, not by sleeping through real seconds. Attempts go through `MockTransport`
+(the `scripted` fixture): tokens are taken per attempt, whatever carries it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ScriptedServer, ok, status
+from conftest import ScriptedTransport, ok, status
 
 from finalpos_async import (
     APITimeoutError,
@@ -48,22 +49,22 @@ def limiter(rate: float, *, burst: float, fake: FakeTime) -> RateLimiter:
 
 
 async def test_a_burst_of_requests_is_paced_after_the_bucket_empties(
-    scripted_server: ScriptedServer,
+    scripted: ScriptedTransport,
 ) -> None:
     fake = FakeTime()
     bucket = limiter(10, burst=2, fake=fake)
-    async with scripted_server.client(rate_limit=bucket) as client:
+    async with scripted.client(rate_limit=bucket) as client:
         await asyncio.gather(*(client.request("GET", "/v1/api/customers") for _ in range(6)))
-    assert scripted_server.attempts == 6
+    assert scripted.attempts == 6
     # Two go at once (the burst), the next four queue 0.1 s apart (10 per second).
     assert sorted(fake.sleeps) == [0.1, 0.2, 0.3, 0.4]
     assert bucket.acquired == 6
 
 
-async def test_the_bucket_refills_with_time(scripted_server: ScriptedServer) -> None:
+async def test_the_bucket_refills_with_time(scripted: ScriptedTransport) -> None:
     fake = FakeTime()
     bucket = limiter(10, burst=2, fake=fake)
-    async with scripted_server.client(rate_limit=bucket) as client:
+    async with scripted.client(rate_limit=bucket) as client:
         for _ in range(2):
             await client.request("GET", "/v1/api/customers")
         fake.now += 0.1  # one token earned
@@ -73,23 +74,23 @@ async def test_the_bucket_refills_with_time(scripted_server: ScriptedServer) -> 
     assert fake.sleeps == [0.1]
 
 
-async def test_every_retry_takes_a_token(scripted_server: ScriptedServer) -> None:
-    scripted_server.play(status(503), status(503), ok())
+async def test_every_retry_takes_a_token(scripted: ScriptedTransport) -> None:
+    scripted.play(status(503), status(503), ok())
     fake = FakeTime()
     bucket = limiter(10, burst=10, fake=fake)
-    async with scripted_server.client(rate_limit=bucket) as client:
+    async with scripted.client(rate_limit=bucket) as client:
         await client.request("GET", "/v1/api/customers")
-    assert scripted_server.attempts == 3
+    assert scripted.attempts == 3
     assert bucket.acquired == 3
     assert bucket.tokens == pytest.approx(7)
 
 
 async def test_a_token_wait_that_would_cross_the_deadline_fails_without_sending(
-    scripted_server: ScriptedServer,
+    scripted: ScriptedTransport,
 ) -> None:
     fake = FakeTime()
     bucket = limiter(1, burst=1, fake=fake)
-    async with scripted_server.client(rate_limit=bucket) as client:
+    async with scripted.client(rate_limit=bucket) as client:
         await client.request("GET", "/v1/api/customers")
         with pytest.raises(APITimeoutError) as excinfo:
             await client.request("GET", "/v1/api/customers", deadline=0.5)
@@ -97,44 +98,44 @@ async def test_a_token_wait_that_would_cross_the_deadline_fails_without_sending(
         assert error.kind == "deadline"
         assert error.attempts == 0
         assert "rate-limit token" in str(error)
-        assert scripted_server.attempts == 1
+        assert scripted.attempts == 1
         assert bucket.acquired == 1  # the token it could not use was not taken
         # A wait that fits in the deadline is made, then the request goes out.
         await client.request("GET", "/v1/api/customers", deadline=5)
     assert fake.sleeps == [1.0]
-    assert scripted_server.attempts == 2
+    assert scripted.attempts == 2
 
 
 async def test_a_retry_whose_token_wait_crosses_the_deadline_reports_the_last_error(
-    scripted_server: ScriptedServer,
+    scripted: ScriptedTransport,
 ) -> None:
-    scripted_server.play(status(503), ok())
+    scripted.play(status(503), ok())
     fake = FakeTime()
     bucket = limiter(0.5, burst=1, fake=fake)  # the retry would wait 2 s for its token
-    async with scripted_server.client(rate_limit=bucket) as client:
+    async with scripted.client(rate_limit=bucket) as client:
         with pytest.raises(APITimeoutError) as excinfo:
             await client.request("GET", "/v1/api/customers", deadline=1.0)
     assert excinfo.value.kind == "deadline"
     assert excinfo.value.attempts == 1
     assert excinfo.value.last_error is not None
     assert excinfo.value.last_error.status_code == 503  # type: ignore[attr-defined]
-    assert scripted_server.attempts == 1
+    assert scripted.attempts == 1
 
 
-async def test_real_clock_pacing(scripted_server: ScriptedServer) -> None:
+async def test_real_clock_pacing(scripted: ScriptedTransport) -> None:
     # The default clock and sleep: 11 requests at 100/s with no burst take at least 0.1 s.
-    async with scripted_server.client(rate_limit=RateLimiter(100, burst=1)) as client:
+    async with scripted.client(rate_limit=RateLimiter(100, burst=1)) as client:
         started = time.monotonic()
         await asyncio.gather(*(client.request("GET", "/v1/api/customers") for _ in range(11)))
         assert time.monotonic() - started >= 0.095
 
 
 async def test_with_options_copies_and_bulk_runs_share_the_clients_limiter(
-    scripted_server: ScriptedServer,
+    scripted: ScriptedTransport,
 ) -> None:
     fake = FakeTime()
     bucket = limiter(1e6, burst=1e6, fake=fake)
-    async with scripted_server.client(rate_limit=bucket) as client:
+    async with scripted.client(rate_limit=bucket) as client:
         view = client.with_options(timeout=5)
         assert view.rate_limiter is client.rate_limiter is bucket
         await view.request("GET", "/v1/api/customers")

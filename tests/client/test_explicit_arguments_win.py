@@ -4,6 +4,9 @@ An environment setting that an argument contradicts is ignored: `base_url`, `ses
 `transport` given means no embedded sandbox whatever `FINALPOS_SANDBOX` says; `api_key` and
 `base_url` given mean `FINALPOS_API_KEY` / `FINALPOS_BASE_URL` are not even read. An error that
 remains names where each setting came from (the argument, or the environment variable).
+
+The `base_url` test gives no `transport` (one would exclude the sandbox by itself), so its
+calls go through the default aiohttp transport to a real server on 127.0.0.1.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """The per-call shortcuts taken for speed give exactly what the slow paths give, and
-`import finalpos_async` stays cheap by loading models, converter and extras on first use."""
+`import finalpos_async` stays cheap by loading models, converter and extras on first use.
+
+The read-timeout tests keep a raw server on 127.0.0.1 that trickles bytes: the aiohttp
+transport's socket timer on a reused connection is what they check.
+"""
 
 from __future__ import annotations
 

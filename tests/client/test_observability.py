@@ -2,6 +2,8 @@
 
 The README promises it; this keeps it true through any change of the transport: a retried call
 gives one span per attempt, each with its own status, and a successful one a single span.
+The instrumentation hooks aiohttp's client session, so this keeps a real server on 127.0.0.1
+(`scripted_server`): the default aiohttp transport is what is under test.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 
 import pytest
-from conftest import ScriptedServer
+from conftest import ScriptedTransport
 from redis_server import RedisServer, free_port
 
 from finalpos_async import (
@@ -245,11 +245,11 @@ async def test_more_callers_than_connections_wait_for_one(redis_servers: StartRe
 
 
 async def test_the_client_fails_a_call_whose_token_wait_crosses_its_deadline(
-    redis_servers: StartRedis, scripted_server: ScriptedServer
+    redis_servers: StartRedis, scripted: ScriptedTransport
 ) -> None:
     server = redis_servers()
     limiter = RedisRateLimiter(server.url, rate=0.5, burst=1, key="client")
-    async with scripted_server.client(rate_limit=limiter) as client:
+    async with scripted.client(rate_limit=limiter) as client:
         assert client.rate_limiter is limiter
         assert client.with_options(timeout=3).rate_limiter is limiter
         await client.request("GET", "/v1/api/customers")
@@ -258,7 +258,7 @@ async def test_the_client_fails_a_call_whose_token_wait_crosses_its_deadline(
         assert excinfo.value.kind == "deadline"
         assert excinfo.value.attempts == 0
         assert "rate-limit token" in str(excinfo.value)
-        assert scripted_server.attempts == 1  # nothing sent
+        assert scripted.attempts == 1  # nothing sent
 
         async def create(**fields: object) -> object:
             return await client.request("POST", "/v1/api/customer", json=fields)

@@ -1,22 +1,21 @@
-"""The request path with aiohttp mocked (aioresponses): headers, auth, query, errors."""
+"""The request path through `MockTransport`: headers, auth, query, body, responses, errors.
+
+What the client hands its transport (`Request`: method, URL, query, headers, body) and what it
+makes of the answer; no socket is involved. Retries are `test_retries.py`'s.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import pickle
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
-from aioresponses import aioresponses
-from conftest import checked_out
-from yarl import URL
+from conftest import ScriptedTransport, Step, ok
 
 from finalpos_async import (
-    APIConnectionError,
     APIStatusError,
     AsyncFinalPOS,
     AuthenticationError,
@@ -28,6 +27,7 @@ from finalpos_async import (
     PermissionDeniedError,
     RateLimitError,
     RawResponse,
+    Request,
     RequestOptions,
     ResponseValidationError,
     UnprocessableEntityError,
@@ -38,46 +38,29 @@ from finalpos_async._exceptions import make_status_error
 
 BASE = "https://api.finalpos.com"
 KEY = "sk_live_SECRET_do_not_leak_1234"
-ANY_URL = re.compile(r"^https://api\.finalpos\.com/.*$")
-CONN_KEY = aiohttp.client_reqrep.ConnectionKey(
-    "api.finalpos.com", 443, True, True, None, None, None
-)
 
 
 @pytest.fixture
-def mocked(mock_api: aioresponses) -> aioresponses:
-    return mock_api
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[AsyncFinalPOS]:
-    async with AsyncFinalPOS(KEY, backoff_base=0.001, backoff_cap=0.002) as c:
+async def client(scripted: ScriptedTransport) -> AsyncIterator[AsyncFinalPOS]:
+    async with scripted.client(api_key=KEY, base_url=BASE, backoff_cap=0.002) as c:
         yield c
 
 
-def sent(m: aioresponses, method: str = "GET") -> list[Any]:
-    """Every call aioresponses saw for `method`, in order."""
-    calls: list[Any] = []
-    for (verb, _url), items in m.requests.items():
-        if verb == method:
-            calls.extend(items)
-    return calls
-
-
-def sent_urls(m: aioresponses) -> list[URL]:
-    return [url for (_verb, url) in m.requests]
+def sent(scripted: ScriptedTransport, method: str = "GET") -> list[Request]:
+    """Every attempt the transports were handed for `method`, in order."""
+    return [r for t in scripted.transports for r in t.requests if r.method == method]
 
 
 # ---------------------------------------------------------------------------------- headers
 
 
 async def test_every_request_carries_auth_user_agent_and_accept(
-    client: AsyncFinalPOS, mocked: aioresponses
+    client: AsyncFinalPOS, scripted: ScriptedTransport
 ) -> None:
-    mocked.get(ANY_URL, payload=[])
+    scripted.play(ok([]))
     await client.request("GET", "/v1/api/customers")
-    (call,) = sent(mocked)
-    headers = call.kwargs["headers"]
+    (call,) = sent(scripted)
+    headers = call.headers
     assert headers["x-api-key"] == KEY
     assert headers["Accept"] == "application/json"
     agent = headers["User-Agent"]
@@ -89,33 +72,33 @@ async def test_every_request_carries_auth_user_agent_and_accept(
 
 
 async def test_post_sends_json_with_one_idempotency_key(
-    client: AsyncFinalPOS, mocked: aioresponses
+    client: AsyncFinalPOS, scripted: ScriptedTransport
 ) -> None:
-    mocked.post(ANY_URL, payload={"id": "c1"}, status=201)
+    scripted.play(Step(201, {"id": "c1"}))
     raw = await client.send("POST", "/v1/api/customer", json={"name": "Ada", "vip": True})
-    (call,) = sent(mocked, "POST")
-    headers = call.kwargs["headers"]
+    (call,) = sent(scripted, "POST")
+    headers = call.headers
     assert headers["Content-Type"] == "application/json"
     assert re.fullmatch(r"[0-9a-f-]{36}", headers["Idempotency-Key"])
     assert raw.idempotency_key == headers["Idempotency-Key"]
-    assert call.kwargs["data"] == b'{"name":"Ada","vip":true}'
+    assert call.content == b'{"name":"Ada","vip":true}'
     assert raw.status_code == 201
     assert raw.json() == {"id": "c1"}
 
 
 async def test_each_logical_post_gets_its_own_key(
-    client: AsyncFinalPOS, mocked: aioresponses
+    client: AsyncFinalPOS, scripted: ScriptedTransport
 ) -> None:
-    mocked.post(ANY_URL, payload={}, repeat=True)
+    scripted.play(ok({}))
     first = await client.send("POST", "/v1/api/customer", json={})
     second = await client.send("POST", "/v1/api/customer", json={})
     assert first.idempotency_key != second.idempotency_key
 
 
 async def test_extra_headers_override_and_caller_key_is_sent(
-    client: AsyncFinalPOS, mocked: aioresponses
+    client: AsyncFinalPOS, scripted: ScriptedTransport
 ) -> None:
-    mocked.put(ANY_URL, payload={})
+    scripted.play(ok({}))
     await client.request(
         "put",
         "/v1/api/customer/c1",
@@ -123,24 +106,26 @@ async def test_extra_headers_override_and_caller_key_is_sent(
         extra_headers={"Accept": "application/x-custom", "X-Trace": "t-1"},
         idempotency_key="my-key",
     )
-    (call,) = sent(mocked, "PUT")
-    headers = call.kwargs["headers"]
+    (call,) = sent(scripted, "PUT")
+    headers = call.headers
     assert headers["Accept"] == "application/x-custom"
     assert headers["X-Trace"] == "t-1"
     assert headers["Idempotency-Key"] == "my-key"
 
 
-async def test_default_headers_apply_to_every_call(mocked: aioresponses) -> None:
-    mocked.get(ANY_URL, payload={}, repeat=True)
-    async with AsyncFinalPOS(KEY, default_headers={"X-Tenant": "t1"}) as client:
+async def test_default_headers_apply_to_every_call(scripted: ScriptedTransport) -> None:
+    scripted.play(ok({}))
+    async with scripted.client(
+        api_key=KEY, base_url=BASE, default_headers={"X-Tenant": "t1"}
+    ) as client:
         await client.request("GET", "/v1/api/a")
         view = client.with_options(default_headers={"X-Extra": "e"})
         await view.request("GET", "/v1/api/b")
-    first, second = sent(mocked)
-    assert first.kwargs["headers"]["X-Tenant"] == "t1"
-    assert "X-Extra" not in first.kwargs["headers"]
-    assert second.kwargs["headers"]["X-Tenant"] == "t1"
-    assert second.kwargs["headers"]["X-Extra"] == "e"
+    first, second = sent(scripted)
+    assert first.headers["X-Tenant"] == "t1"
+    assert "X-Extra" not in first.headers
+    assert second.headers["X-Tenant"] == "t1"
+    assert second.headers["X-Extra"] == "e"
 
 
 async def test_header_injection_is_refused(client: AsyncFinalPOS) -> None:
@@ -151,18 +136,20 @@ async def test_header_injection_is_refused(client: AsyncFinalPOS) -> None:
 # ------------------------------------------------------------------------------------ query
 
 
-async def test_query_parameters_are_flattened(client: AsyncFinalPOS, mocked: aioresponses) -> None:
-    mocked.get(ANY_URL, payload=[])
+async def test_query_parameters_are_flattened(
+    client: AsyncFinalPOS, scripted: ScriptedTransport
+) -> None:
+    scripted.play(ok([]))
     await client.send(
         "GET",
         "/v1/api/customers",
         params={"skip": 0, "limit": 10, "active": True, "gone": None, "tag": ["a", "b"]},
         options=RequestOptions(extra_query={"debug": False}),
     )
-    (url,) = sent_urls(mocked)
-    assert url.path == "/v1/api/customers"
-    # aioresponses re-sorts the query when it records the call; the multiset is what matters.
-    assert sorted(url.query.items()) == [
+    (call,) = sent(scripted)
+    assert call.url == f"{BASE}/v1/api/customers"
+    # The multiset is what matters (a repeated name keeps its values' order).
+    assert sorted(call.query) == [
         ("active", "true"),
         ("debug", "false"),
         ("limit", "10"),
@@ -213,8 +200,8 @@ def test_encode_path_param_rejects_bad_values_naming_them(
 # ------------------------------------------------------------------------------ responses
 
 
-async def test_raw_response_fields(client: AsyncFinalPOS, mocked: aioresponses) -> None:
-    mocked.get(ANY_URL, payload=[{"id": 1}], headers={"X-Request-Id": "req-9"})
+async def test_raw_response_fields(client: AsyncFinalPOS, scripted: ScriptedTransport) -> None:
+    scripted.play(Step(200, [{"id": 1}], {"X-Request-Id": "req-9"}))
     raw = await client.send("GET", "/v1/api/customers")
     assert isinstance(raw, RawResponse)
     assert raw.status_code == 200
@@ -231,15 +218,17 @@ async def test_raw_response_fields(client: AsyncFinalPOS, mocked: aioresponses) 
     assert counted.status_code == 200
 
 
-async def test_empty_success_body_is_none(client: AsyncFinalPOS, mocked: aioresponses) -> None:
-    mocked.delete(ANY_URL, status=204, body=b"")
+async def test_empty_success_body_is_none(
+    client: AsyncFinalPOS, scripted: ScriptedTransport
+) -> None:
+    scripted.play(Step(204, ""))
     assert await client.request("DELETE", "/v1/api/customer/c1") is None
 
 
 async def test_invalid_json_on_success_is_a_response_validation_error(
-    client: AsyncFinalPOS, mocked: aioresponses
+    client: AsyncFinalPOS, scripted: ScriptedTransport
 ) -> None:
-    mocked.get(ANY_URL, status=200, body=b"<html>oops</html>")
+    scripted.play(Step(200, "<html>oops</html>"))
     with pytest.raises(ResponseValidationError, match="not valid JSON") as info:
         await client.request("GET", "/v1/api/customers")
     assert info.value.response is not None
@@ -266,10 +255,10 @@ async def test_invalid_json_on_success_is_a_response_validation_error(
     ],
 )
 async def test_statuses_map_to_typed_errors(
-    client: AsyncFinalPOS, mocked: aioresponses, status: int, cls: type[APIStatusError]
+    client: AsyncFinalPOS, scripted: ScriptedTransport, status: int, cls: type[APIStatusError]
 ) -> None:
     body = {"statusCode": status, "message": "Customer not found", "error": "Nope"}
-    mocked.get(ANY_URL, status=status, payload=body, headers={"x-request-id": "r-1"}, repeat=True)
+    scripted.play(Step(status, body, {"x-request-id": "r-1"}))
     with pytest.raises(cls) as info:
         await client.request("GET", "/v1/api/customer/c1", max_retries=0)
     error = info.value
@@ -292,10 +281,10 @@ async def test_statuses_map_to_typed_errors(
 
 
 async def test_validation_message_lists_are_joined(
-    client: AsyncFinalPOS, mocked: aioresponses
+    client: AsyncFinalPOS, scripted: ScriptedTransport
 ) -> None:
     body = {"statusCode": 400, "message": ["name must be a string", "email is invalid"]}
-    mocked.post(ANY_URL, status=400, payload=body)
+    scripted.play(Step(400, body))
     with pytest.raises(BadRequestError) as info:
         await client.request("POST", "/v1/api/customer", json={"name": 1})
     assert info.value.message == "name must be a string; email is invalid"
@@ -303,9 +292,9 @@ async def test_validation_message_lists_are_joined(
 
 
 async def test_error_without_a_body_still_reads_well(
-    client: AsyncFinalPOS, mocked: aioresponses
+    client: AsyncFinalPOS, scripted: ScriptedTransport
 ) -> None:
-    mocked.get(ANY_URL, status=401, body=b"")
+    scripted.play(Step(401, ""))
     with pytest.raises(AuthenticationError) as info:
         await client.request("GET", "/v1/api/customers")
     assert info.value.message == "Unauthorized"
@@ -313,8 +302,10 @@ async def test_error_without_a_body_still_reads_well(
     assert info.value.text == ""
 
 
-async def test_long_error_text_is_truncated(client: AsyncFinalPOS, mocked: aioresponses) -> None:
-    mocked.get(ANY_URL, status=400, body=b"x" * 10_000)
+async def test_long_error_text_is_truncated(
+    client: AsyncFinalPOS, scripted: ScriptedTransport
+) -> None:
+    scripted.play(Step(400, "x" * 10_000))
     with pytest.raises(BadRequestError) as info:
         await client.request("GET", "/v1/api/customers")
     assert len(info.value.text) < 2100
@@ -352,109 +343,19 @@ def test_html_page_without_title_falls_back_to_visible_text() -> None:
     assert make_status_error(raw).message == "Service & API down"
 
 
-async def test_retries_then_surfaces_the_last_error_with_attempts(
-    client: AsyncFinalPOS, mocked: aioresponses
+async def test_errors_are_finalpos_errors(
+    client: AsyncFinalPOS, scripted: ScriptedTransport
 ) -> None:
-    mocked.get(ANY_URL, status=503, payload={"message": "busy"}, repeat=True)
-    with pytest.raises(InternalServerError) as info:
-        await client.request("GET", "/v1/api/customers")
-    assert info.value.attempts == 4
-    assert len(sent(mocked)) == 4
-    assert "4 attempts" in str(info.value)
-
-
-async def test_per_call_max_retries_zero(client: AsyncFinalPOS, mocked: aioresponses) -> None:
-    mocked.get(ANY_URL, status=503, repeat=True)
-    with pytest.raises(InternalServerError):
-        await client.request("GET", "/v1/api/customers", max_retries=0)
-    assert len(sent(mocked)) == 1
-
-
-async def test_connection_errors_are_mapped_and_retried(
-    client: AsyncFinalPOS, mocked: aioresponses
-) -> None:
-    conn_key = CONN_KEY
-    refused = aiohttp.ClientConnectorError(conn_key, OSError(111, "Connection refused"))
-    for _ in range(4):
-        mocked.get(ANY_URL, exception=refused)
-    with pytest.raises(APIConnectionError) as info:
-        await client.request("GET", "/v1/api/customers")
-    assert info.value.attempts == 4
-    assert "Connection refused" in str(info.value)
-    assert isinstance(info.value.__cause__, Exception)
-    assert KEY not in str(info.value)
-
-
-async def test_tls_errors_are_not_retried(client: AsyncFinalPOS, mocked: aioresponses) -> None:
-    conn_key = CONN_KEY
-    mocked.get(ANY_URL, exception=aiohttp.ClientSSLError(conn_key, OSError(1, "bad cert")))
-    mocked.get(ANY_URL, payload={})
-    with pytest.raises(APIConnectionError):
-        await client.request("GET", "/v1/api/customers")
-    assert len(sent(mocked)) == 1
-
-
-async def test_empty_retry_budget_surfaces_failures_without_retry(mocked: aioresponses) -> None:
-    mocked.get(ANY_URL, status=503, repeat=True)
-    async with AsyncFinalPOS(KEY, retry_budget=10, backoff_base=0.001) as client:
-        with pytest.raises(InternalServerError) as info:
-            await client.request("GET", "/v1/api/customers")
-        # 10 tokens pay for two retries of 5; the third is refused.
-        assert info.value.attempts == 3
-        budget = client.retry_budget
-        assert budget is not None
-        assert budget.tokens == 0
-        with pytest.raises(InternalServerError) as again:
-            await client.request("GET", "/v1/api/customers")
-        assert again.value.attempts == 1
-
-
-async def test_success_refills_the_budget(client: AsyncFinalPOS, mocked: aioresponses) -> None:
-    mocked.get(ANY_URL, status=503)
-    mocked.get(ANY_URL, payload={})
-    await client.request("GET", "/v1/api/customers")
-    budget = client.retry_budget
-    assert budget is not None
-    assert budget.tokens == 500  # paid 5 for the retry, got 5 back on success
-
-
-async def test_retry_after_is_exposed_on_rate_limit_error(
-    client: AsyncFinalPOS, mocked: aioresponses
-) -> None:
-    mocked.get(ANY_URL, status=429, headers={"Retry-After": "120"}, payload={"message": "slow"})
-    with pytest.raises(RateLimitError) as info:
-        await client.request("GET", "/v1/api/customers")
-    assert info.value.retry_after == 120.0
-    assert info.value.attempts == 1
-    assert "retry after 120 s" in str(info.value)
-
-
-async def test_errors_are_finalpos_errors(client: AsyncFinalPOS, mocked: aioresponses) -> None:
-    mocked.get(ANY_URL, status=404, payload={"message": "nope"})
+    scripted.play(Step(404, {"message": "nope"}))
     with pytest.raises(FinalPOSError):
         await client.request("GET", "/v1/api/customer/x")
 
 
-async def test_cancellation_propagates_and_releases(mocked: aioresponses) -> None:
-    started = asyncio.Event()
-
-    async def slow(url: URL, **kwargs: Any) -> None:
-        started.set()
-        await asyncio.Event().wait()
-
-    mocked.get(ANY_URL, callback=slow)
-    async with AsyncFinalPOS(KEY) as client:
-        task = asyncio.create_task(client.request("GET", "/v1/api/customers"))
-        await started.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert checked_out(client) == 0
-
-
-async def test_errors_survive_copy_and_pickle(client: AsyncFinalPOS, mocked: aioresponses) -> None:
+async def test_errors_survive_copy_and_pickle(
+    client: AsyncFinalPOS, scripted: ScriptedTransport
+) -> None:
     body = {"statusCode": 409, "message": "duplicate email"}
-    mocked.post(ANY_URL, status=409, payload=body, headers={"x-request-id": "r-7"})
+    scripted.play(Step(409, body, {"x-request-id": "r-7"}))
     with pytest.raises(ConflictError) as info:
         await client.request("POST", "/v1/api/customer", json={})
     for clone in (copy.copy(info.value), pickle.loads(pickle.dumps(info.value))):

@@ -1,4 +1,8 @@
-"""Every operation of the table, called once against a local server: method, path, query, body."""
+"""Every operation of the table, called once through `MockTransport`: method, path, query, body.
+
+What each generated method hands the transport is the point, so no socket is involved; the last
+test round-trips through the sandbox plugin fixture.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from conftest import ScriptedServer, Step, ok
+from conftest import ScriptedTransport, Step, ok
 from spec_examples import ROOT, SCHEMAS, SPEC, as_sent, example_of, model_name, resolve
 
 from finalpos_async import AsyncFinalPOS, RawResponse, ResponseValidationError, types
@@ -104,17 +108,17 @@ def test_the_table_covers_every_operation_of_the_spec() -> None:
     ("attribute", "method", "op_id"), OPERATIONS, ids=[r[2] for r in OPERATIONS]
 )
 async def test_operation_sends_the_documented_request(
-    scripted_server: ScriptedServer, attribute: str, method: str, op_id: str
+    scripted: ScriptedTransport, attribute: str, method: str, op_id: str
 ) -> None:
     paginated = method.startswith("list")
     verb, path, query, body, args, kwargs, answer = plan(op_id, paginated)
-    scripted_server.play(Step(201 if verb == "POST" else 200, answer))
-    async with scripted_server.client() as client:
+    scripted.play(Step(201 if verb == "POST" else 200, answer))
+    async with scripted.client() as client:
         bound = getattr(getattr(client, attribute), method)
         result = bound(*args, **kwargs)
         result = await result  # a paginator gives its first page when awaited
     assert isinstance(result, result_type(op_id, paginated))
-    (seen,) = scripted_server.seen
+    (seen,) = scripted.seen
     assert seen.method == verb
     url = urlsplit(seen.path)
     assert url.path == path
@@ -126,18 +130,18 @@ async def test_operation_sends_the_documented_request(
 
 
 async def test_required_body_fields_are_required_arguments(
-    scripted_server: ScriptedServer,
+    scripted: ScriptedTransport,
 ) -> None:
-    async with scripted_server.client() as client:
+    async with scripted.client() as client:
         with pytest.raises(TypeError, match="last_name"):
             await client.customers.create(email="a@b.c", first_name="A")  # type: ignore[call-arg]
-    assert scripted_server.attempts == 0
+    assert scripted.attempts == 0
 
 
 async def test_wrong_argument_type_names_the_field_before_any_request(
-    scripted_server: ScriptedServer,
+    scripted: ScriptedTransport,
 ) -> None:
-    async with scripted_server.client() as client:
+    async with scripted.client() as client:
         with pytest.raises(TypeError, match=r"first_name: expected string, got number"):
             await client.customers.create(email="a@b.c", first_name=5, last_name="B")  # type: ignore[arg-type]
         with pytest.raises(TypeError, match=r"billing\.city: expected string, got number"):
@@ -152,26 +156,26 @@ async def test_wrong_argument_type_names_the_field_before_any_request(
             await client.customers.update("c1", metadata=[{"key": "a"}])
         with pytest.raises(TypeError, match="'id'"):
             await client.customers.retrieve(7)  # type: ignore[arg-type]
-    assert scripted_server.attempts == 0
+    assert scripted.attempts == 0
 
 
 async def test_bad_query_argument_names_the_python_argument_when_the_list_is_made(
-    scripted_server: ScriptedServer,
+    scripted: ScriptedTransport,
 ) -> None:
-    async with scripted_server.client() as client:
+    async with scripted.client() as client:
         # Raised by the call itself, before any paginator exists or any request is sent.
         with pytest.raises(ValueError, match=r"'table_id' must be a finite number"):
             client.custom_tables.list_rows(table_id=float("nan"))  # type: ignore[arg-type]
         with pytest.raises(TypeError, match=r"'row_id' has a value of type object"):
             client.custom_tables.list_values(table_id="t1", row_id=object())  # type: ignore[arg-type]
-    assert scripted_server.attempts == 0
+    assert scripted.attempts == 0
 
 
 async def test_update_sends_only_given_fields_and_none_as_null(
-    scripted_server: ScriptedServer,
+    scripted: ScriptedTransport,
 ) -> None:
-    scripted_server.play(ok({"id": "c1"}))
-    async with scripted_server.client() as client:
+    scripted.play(ok({"id": "c1"}))
+    async with scripted.client() as client:
         await client.customers.update(
             "c1",
             phone=None,
@@ -179,7 +183,7 @@ async def test_update_sends_only_given_fields_and_none_as_null(
             billing=types.Address(city="Paris"),
             extra_body={"loyaltyTier": "gold"},
         )
-    (seen,) = scripted_server.seen
+    (seen,) = scripted.seen
     assert json.loads(seen.body) == {
         "phone": None,
         "totalSpent": "12.30",
@@ -188,20 +192,18 @@ async def test_update_sends_only_given_fields_and_none_as_null(
     }
 
 
-async def test_nested_mapping_may_use_python_or_wire_names(scripted_server: ScriptedServer) -> None:
-    scripted_server.play(ok({"id": "c1"}))
-    async with scripted_server.client() as client:
+async def test_nested_mapping_may_use_python_or_wire_names(scripted: ScriptedTransport) -> None:
+    scripted.play(ok({"id": "c1"}))
+    async with scripted.client() as client:
         await client.customers.update("c1", billing={"first_name": "A", "postCode": "1"})
-    assert json.loads(scripted_server.seen[0].body) == {
-        "billing": {"firstName": "A", "postCode": "1"}
-    }
+    assert json.loads(scripted.seen[0].body) == {"billing": {"firstName": "A", "postCode": "1"}}
 
 
 async def test_with_raw_response_gives_status_headers_and_the_parsed_model(
-    scripted_server: ScriptedServer,
+    scripted: ScriptedTransport,
 ) -> None:
-    scripted_server.play(Step(200, {"id": "c1", "totalSpent": "5.00"}, {"x-request-id": "req-9"}))
-    async with scripted_server.client() as client:
+    scripted.play(Step(200, {"id": "c1", "totalSpent": "5.00"}, {"x-request-id": "req-9"}))
+    async with scripted.client() as client:
         raw = await client.customers.with_raw_response.retrieve("c1")
         assert isinstance(raw, RawResponse)
         assert raw.status_code == 200
@@ -211,7 +213,7 @@ async def test_with_raw_response_gives_status_headers_and_the_parsed_model(
         customer = raw.parse()
         assert isinstance(customer, types.Customer)
         assert customer.total_spent == Decimal("5.00")
-        scripted_server.play(ok([{"id": "c1"}, {"id": "c2"}]))
+        scripted.play(ok([{"id": "c1"}, {"id": "c2"}]))
         page_raw = await client.customers.with_raw_response.list(limit=5)
         page = page_raw.parse()
         assert [c.id for c in page] == ["c1", "c2"]
@@ -219,10 +221,10 @@ async def test_with_raw_response_gives_status_headers_and_the_parsed_model(
 
 
 async def test_body_that_does_not_fit_raises_response_validation_error(
-    scripted_server: ScriptedServer,
+    scripted: ScriptedTransport,
 ) -> None:
-    scripted_server.play(ok({"id": "c1", "billing": "not an object"}))
-    async with scripted_server.client() as client:
+    scripted.play(ok({"id": "c1", "billing": "not an object"}))
+    async with scripted.client() as client:
         with pytest.raises(ResponseValidationError) as caught:
             await client.customers.retrieve("c1")
     assert caught.value.field_path == "billing"
@@ -231,22 +233,22 @@ async def test_body_that_does_not_fit_raises_response_validation_error(
 
 
 async def test_missing_required_response_field_is_reported(
-    scripted_server: ScriptedServer,
+    scripted: ScriptedTransport,
 ) -> None:
-    scripted_server.play(ok({"statusCode": 200}))
-    async with scripted_server.client() as client:
+    scripted.play(ok({"statusCode": 200}))
+    async with scripted.client() as client:
         with pytest.raises(ResponseValidationError) as caught:
             await client.customers.delete("c1")
     assert caught.value.field_path == "message"
 
 
 async def test_an_entity_without_its_id_raises_response_validation_error_naming_id(
-    scripted_server: ScriptedServer,
+    scripted: ScriptedTransport,
 ) -> None:
     # The spec requires the id of every entity an operation answers with, so `customer.id` is a
     # `str` and a body without one is an error, not a Customer(id=None).
-    scripted_server.play(ok({"email": "a@b.c"}), ok([{"id": "c1"}, {"email": "a@b.c"}]))
-    async with scripted_server.client() as client:
+    scripted.play(ok({"email": "a@b.c"}), ok([{"id": "c1"}, {"email": "a@b.c"}]))
+    async with scripted.client() as client:
         with pytest.raises(ResponseValidationError) as caught:
             await client.customers.retrieve("c1")
         assert caught.value.field_path == "id"
@@ -255,7 +257,7 @@ async def test_an_entity_without_its_id_raises_response_validation_error_naming_
             await client.customers.list()
         assert caught.value.field_path == "[1].id"
         # The raw twin reports the same when its body is parsed.
-        scripted_server.play(ok({"email": "a@b.c"}))
+        scripted.play(ok({"email": "a@b.c"}))
         raw = await client.customers.with_raw_response.retrieve("c1")
         with pytest.raises(ResponseValidationError) as caught:
             raw.parse()
@@ -281,9 +283,9 @@ def test_every_entity_an_operation_answers_with_requires_its_id() -> None:
                 assert fields[name].default is None, (model, name)
 
 
-async def test_delete_returns_the_delete_response_model(scripted_server: ScriptedServer) -> None:
-    scripted_server.play(ok({"statusCode": 200, "message": "Resource with Id c1 deleted"}))
-    async with scripted_server.client() as client:
+async def test_delete_returns_the_delete_response_model(scripted: ScriptedTransport) -> None:
+    scripted.play(ok({"statusCode": 200, "message": "Resource with Id c1 deleted"}))
+    async with scripted.client() as client:
         answer = await client.customers.delete("c1")
     assert answer == types.DeleteResponse(status_code=200, message="Resource with Id c1 deleted")
 

@@ -5,6 +5,10 @@ success, retries and every error type, the key appears nowhere in: captured logs
 `repr()`/`str()` of clients, errors (with their chained causes and formatted tracebacks) and raw
 responses, the CLI's output, the bulk journal file or the CLI's failed-rows file. A server that
 echoes the key back in an error message gets it replaced by its mask in the error's text.
+
+The run across every error keeps a real server on 127.0.0.1 (`scripted_server`): the chained
+causes of a reset, a timeout and a refused connection are aiohttp's own exceptions, and those
+are what must not carry the key; the echoed-key test needs no socket (`MockTransport`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,16 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
-from conftest import HANG, RESET, ScriptedServer, Step, aiohttp_transport, ok, status
+from conftest import (
+    HANG,
+    RESET,
+    ScriptedServer,
+    ScriptedTransport,
+    Step,
+    aiohttp_transport,
+    ok,
+    status,
+)
 
 from finalpos_async import AsyncFinalPOS, FinalPOSError, _logging
 from finalpos_async._exceptions import (
@@ -161,10 +174,10 @@ async def test_the_key_is_nowhere_across_success_retries_and_every_error(
 
 
 async def test_an_echoed_key_is_masked_but_the_message_stays_readable(
-    scripted_server: ScriptedServer,
+    scripted: ScriptedTransport,
 ) -> None:
-    scripted_server.play(status(401, {"statusCode": 401, "message": f"Invalid API key {SECRET}"}))
-    async with scripted_server.client(api_key=SECRET) as client:
+    scripted.play(status(401, {"statusCode": 401, "message": f"Invalid API key {SECRET}"}))
+    async with scripted.client(api_key=SECRET) as client:
         with pytest.raises(AuthenticationError) as info:
             await client.request("GET", "/v1/api/customers")
     assert info.value.message == "Invalid API key sk_…e5f6"  # the key's mask
