@@ -82,9 +82,8 @@ def seed(db: Path, count: int) -> None:
         assert template is not None
         for n in range(1, count):
             record_id = uuid.uuid4().hex[:24]
-            sandbox.storage.insert(
-                "CustomerDto", record_id, {**template, "id": record_id, "email": f"c{n}@example.com"}
-            )
+            record = {**template, "id": record_id, "email": f"c{n}@example.com"}
+            sandbox.storage.insert("CustomerDto", record_id, record)
 
 
 def timed(args: list[str]) -> tuple[float, float]:
