@@ -31,7 +31,9 @@ if TYPE_CHECKING:
         ResponseValidationError,
         UnprocessableEntityError,
     )
+    from ._field_error import FieldError
     from ._limiter import Limiter
+    from ._model import Model
     from ._pagination import AsyncPaginator, Page
     from ._rate_limit import RateLimiter
     from ._redis_limit import RedisRateLimiter
@@ -149,6 +151,7 @@ __all__ = [
     "DeleteResponse",
     "ErrorResponse",
     "FailureKind",
+    "FieldError",
     "FinalPOSError",
     "HeaderSecret",
     "InternalServerError",
@@ -156,6 +159,7 @@ __all__ = [
     "Limiter",
     "Metadata",
     "MockTransport",
+    "Model",
     "NotFoundError",
     "NotGiven",
     "Note",
@@ -255,6 +259,8 @@ _LAZY_MODULES: dict[str, str] = {
         "_exceptions",
     ),
     "AsyncPaginator": "_pagination",
+    "FieldError": "_field_error",
+    "Model": "_model",
     "Transport": "_transport",
     "AiohttpTransport": "_transport",
     "TransportError": "_transport",

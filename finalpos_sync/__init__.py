@@ -35,7 +35,9 @@ if TYPE_CHECKING:
         ResponseValidationError,
         UnprocessableEntityError,
     )
+    from finalpos_async._field_error import FieldError
     from finalpos_async._limiter import Limiter
+    from finalpos_async._model import Model
     from finalpos_async._pagination import Page
     from finalpos_async._rate_limit import RateLimiter
     from finalpos_async._redis_limit import RedisRateLimiter
@@ -67,12 +69,14 @@ __all__ = [
     "ClientClosedError",
     "ConflictError",
     "FailureKind",
+    "FieldError",
     "FinalPOS",
     "FinalPOSError",
     "HeaderSecret",
     "InternalServerError",
     "Limiter",
     "MockTransport",
+    "Model",
     "NotFoundError",
     "NotGiven",
     "Page",
@@ -112,11 +116,13 @@ _LAZY = {
     "ClientClosedError": "finalpos_async._exceptions",
     "ConflictError": "finalpos_async._exceptions",
     "FailureKind": "finalpos_async._retry",
+    "FieldError": "finalpos_async._field_error",
     "FinalPOSError": "finalpos_async._exceptions",
     "HeaderSecret": "finalpos_async._secret",
     "InternalServerError": "finalpos_async._exceptions",
     "Limiter": "finalpos_async._limiter",
     "MockTransport": "finalpos_async._transport",
+    "Model": "finalpos_async._model",
     "NOT_GIVEN": "finalpos_async._types",
     "NotFoundError": "finalpos_async._exceptions",
     "NotGiven": "finalpos_async._types",

@@ -95,9 +95,9 @@ _SEEN = "CREATE TEMP TABLE IF NOT EXISTS seen (name TEXT PRIMARY KEY, n INTEGER)
 # The count, and whether the file holds a record under that name: the same statement tells
 # `lookup` that a name met for the first time has nothing to read (no SELECT per new item).
 _COUNT_SEEN = """
-INSERT INTO temp.seen (name, n) VALUES (?1, 0)
+INSERT INTO temp.seen (name, n) VALUES (:name, 0)
 ON CONFLICT(name) DO UPDATE SET n = n + 1
-RETURNING n, EXISTS (SELECT 1 FROM main.items WHERE key = ?1)
+RETURNING n, EXISTS (SELECT 1 FROM main.items WHERE key = :name)
 """
 
 
@@ -471,7 +471,7 @@ class Journal:
         after (the engine's, for an item it has just named) has nothing to read when not.
         """
         try:
-            count, recorded = self._connection().execute(_COUNT_SEEN, (name,)).fetchone()
+            count, recorded = self._connection().execute(_COUNT_SEEN, {"name": name}).fetchone()
         except sqlite3.Error as exc:
             raise self._error(exc, "write") from exc
         self._absent = None if recorded else name

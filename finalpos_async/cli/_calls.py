@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from .._client import AsyncFinalPOS
-from .._converter import unstructure
 from .._method_info import MethodInfo
+from .._model import Model
 from ._spec import MethodError
 
 __all__ = ["call_one", "csv_cell", "csv_columns", "list_arguments", "print_json", "to_json"]
@@ -20,10 +20,11 @@ __all__ = ["call_one", "csv_cell", "csv_columns", "list_arguments", "print_json"
 
 def to_json(value: Any) -> Any:
     """A typed method's answer (a model, or parsed JSON) as JSON data with wire names."""
-    plain: object = value
-    if plain is None or isinstance(plain, (dict, list, str, int, float, bool)):
-        return value  # parsed JSON already (a `dict` response model)
-    return unstructure(value)
+    if isinstance(value, Model):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [to_json(item) for item in cast("list[Any]", value)]
+    return value  # parsed JSON already (a `dict` response model)
 
 
 def list_arguments(op: MethodInfo, given: Mapping[str, str]) -> dict[str, str]:

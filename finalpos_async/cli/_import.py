@@ -31,9 +31,9 @@ from typing import Any
 import attrs
 from rich.console import Console
 
-from .._converter import unstructure
 from .._limiter import Limiter
 from .._method_info import MethodInfo
+from .._model import Model
 from .._redis_limit import RedisRateLimiter
 from .._resource import raw_twin
 from ..bulk import (
@@ -475,7 +475,7 @@ def _lister(conn: Connection, op: MethodInfo | None) -> Lister | None:
 
     async def records(*, skip: int = 0) -> AsyncIterator[Mapping[str, Any]]:
         async for record in method(limit=1000, skip=skip):
-            yield record if isinstance(record, Mapping) else unstructure(record)
+            yield record.to_dict() if isinstance(record, Model) else record
 
     return records
 

@@ -9,11 +9,13 @@ from typing import Any
 
 import attrs
 
+from .._model import Model
+
 __all__ = ["Account", "CreateAccount", "UpdateAccount"]
 
 
 @attrs.define(kw_only=True)
-class Account:
+class Account(Model):
     """An account as returned by the API. Unlike most entities it has no companyId."""
 
     id: str
@@ -42,7 +44,7 @@ class Account:
 
 
 @attrs.define(kw_only=True)
-class CreateAccount:
+class CreateAccount(Model):
     """Body for creating an account; all three fields are optional."""
 
     email: str | None = None
@@ -62,7 +64,7 @@ class CreateAccount:
 
 
 @attrs.define(kw_only=True)
-class UpdateAccount:
+class UpdateAccount(Model):
     """Body for updating an account."""
 
     email: str | None = None

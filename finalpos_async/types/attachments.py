@@ -9,11 +9,13 @@ from typing import Any
 
 import attrs
 
+from .._model import Model
+
 __all__ = ["Attachment", "CreateAttachment"]
 
 
 @attrs.define(kw_only=True)
-class Attachment:
+class Attachment(Model):
     """An attachment record as returned by the API."""
 
     id: str
@@ -54,7 +56,7 @@ class Attachment:
 
 
 @attrs.define(kw_only=True)
-class CreateAttachment:
+class CreateAttachment(Model):
     """Body for creating an attachment record."""
 
     account_id: str | None = None

@@ -9,11 +9,13 @@ from typing import Any
 
 import attrs
 
+from .._model import Model
+
 __all__ = ["Category", "CreateCategory"]
 
 
 @attrs.define(kw_only=True)
-class Category:
+class Category(Model):
     """A product category as returned by the API."""
 
     id: str
@@ -57,7 +59,7 @@ class Category:
 
 
 @attrs.define(kw_only=True)
-class CreateCategory:
+class CreateCategory(Model):
     """Body for creating a category."""
 
     name: str

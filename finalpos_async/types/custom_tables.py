@@ -9,11 +9,13 @@ from typing import Any
 
 import attrs
 
+from .._model import Model
+
 __all__ = ["CreateCustomTableRow", "CustomTableRow", "ObjectId"]
 
 
 @attrs.define(kw_only=True)
-class ObjectId:
+class ObjectId(Model):
     """MongoDB extended-JSON ObjectId wrapper."""
 
     oid: str = attrs.field(metadata={"wire": "$oid"})
@@ -27,7 +29,7 @@ class ObjectId:
 
 
 @attrs.define(kw_only=True)
-class CreateCustomTableRow:
+class CreateCustomTableRow(Model):
     """Body for creating a row in a custom table."""
 
     table_id: ObjectId
@@ -41,7 +43,7 @@ class CreateCustomTableRow:
 
 
 @attrs.define(kw_only=True)
-class CustomTableRow:
+class CustomTableRow(Model):
     """A row of a custom table (its cell values are served by /v1/api/custom-table-values)."""
 
     id: ObjectId = attrs.field(metadata={"wire": "_id"})

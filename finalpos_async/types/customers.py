@@ -10,13 +10,14 @@ from typing import Any
 
 import attrs
 
+from .._model import Model
 from .shared import Metadata, Note
 
 __all__ = ["Address", "CreateCustomer", "Customer", "UpdateCustomer"]
 
 
 @attrs.define(kw_only=True)
-class Address:
+class Address(Model):
     """Postal address used for customer billing and shipping."""
 
     first_name: str | None = None
@@ -51,7 +52,7 @@ class Address:
 
 
 @attrs.define(kw_only=True)
-class CreateCustomer:
+class CreateCustomer(Model):
     """Body for creating a customer."""
 
     email: str
@@ -103,7 +104,7 @@ class CreateCustomer:
 
 
 @attrs.define(kw_only=True)
-class Customer:
+class Customer(Model):
     """A customer as returned by the API. Customer DTOs are generated dynamically to follow your
     custom tables, so extra fields may appear at run time.
     """
@@ -172,7 +173,7 @@ class Customer:
 
 
 @attrs.define(kw_only=True)
-class UpdateCustomer:
+class UpdateCustomer(Model):
     """Body for updating a customer."""
 
     email: str | None = None

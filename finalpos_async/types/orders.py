@@ -10,13 +10,14 @@ from typing import Any
 
 import attrs
 
+from .._model import Model
 from .shared import Metadata, Note
 
 __all__ = ["CreateOrder", "Order", "OrderSummary", "OrderTax", "OrderTip"]
 
 
 @attrs.define(kw_only=True)
-class OrderTax:
+class OrderTax(Model):
     """One tax line inside an order summary."""
 
     name: str | None = None
@@ -51,7 +52,7 @@ class OrderTax:
 
 
 @attrs.define(kw_only=True)
-class OrderTip:
+class OrderTip(Model):
     """Tip inside an order summary."""
 
     percentage: float | None = None
@@ -68,7 +69,7 @@ class OrderTip:
 
 
 @attrs.define(kw_only=True)
-class OrderSummary:
+class OrderSummary(Model):
     """Money totals of an order."""
 
     discount_total: Decimal
@@ -103,7 +104,7 @@ class OrderSummary:
 
 
 @attrs.define(kw_only=True)
-class CreateOrder:
+class CreateOrder(Model):
     """Body for creating an order.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
@@ -185,7 +186,7 @@ class CreateOrder:
 
 
 @attrs.define(kw_only=True)
-class Order:
+class Order(Model):
     """An order as returned by the API.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.

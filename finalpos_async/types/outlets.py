@@ -9,11 +9,13 @@ from typing import Any
 
 import attrs
 
+from .._model import Model
+
 __all__ = ["CreateOutlet", "Outlet", "StripeConfig", "UpdateOutlet"]
 
 
 @attrs.define(kw_only=True)
-class StripeConfig:
+class StripeConfig(Model):
     """Stripe Terminal settings of an outlet."""
 
     location_id: str | None = None
@@ -27,7 +29,7 @@ class StripeConfig:
 
 
 @attrs.define(kw_only=True)
-class CreateOutlet:
+class CreateOutlet(Model):
     """Body for creating an outlet."""
 
     name: str
@@ -77,7 +79,7 @@ class CreateOutlet:
 
 
 @attrs.define(kw_only=True)
-class Outlet:
+class Outlet(Model):
     """An outlet (store location) as returned by the API."""
 
     id: str
@@ -142,7 +144,7 @@ class Outlet:
 
 
 @attrs.define(kw_only=True)
-class UpdateOutlet:
+class UpdateOutlet(Model):
     """Body for updating an outlet: same fields as create, none required."""
 
     name: str | None = None

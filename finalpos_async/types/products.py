@@ -9,13 +9,14 @@ from typing import Any
 
 import attrs
 
+from .._model import Model
 from .shared import Metadata
 
 __all__ = ["CreateProduct", "Product", "ProductAttribute"]
 
 
 @attrs.define(kw_only=True)
-class ProductAttribute:
+class ProductAttribute(Model):
     """A product attribute: a name with its possible values."""
 
     name: str | None = None
@@ -32,7 +33,7 @@ class ProductAttribute:
 
 
 @attrs.define(kw_only=True)
-class CreateProduct:
+class CreateProduct(Model):
     """Body for creating a product."""
 
     name: str
@@ -97,7 +98,7 @@ class CreateProduct:
 
 
 @attrs.define(kw_only=True)
-class Product:
+class Product(Model):
     """A product as returned by the API.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.

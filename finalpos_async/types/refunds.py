@@ -10,6 +10,8 @@ from typing import Any
 
 import attrs
 
+from .._model import Model
+
 __all__ = [
     "CreateRefund",
     "Refund",
@@ -24,7 +26,7 @@ __all__ = [
 
 
 @attrs.define(kw_only=True)
-class RefundPayment:
+class RefundPayment(Model):
     """One refund payment entry."""
 
     payment_type: str | None = None
@@ -44,7 +46,7 @@ class RefundPayment:
 
 
 @attrs.define(kw_only=True)
-class RefundSummary:
+class RefundSummary(Model):
     """Money totals of a refund."""
 
     total: Decimal | None = None
@@ -64,7 +66,7 @@ class RefundSummary:
 
 
 @attrs.define(kw_only=True)
-class RefundCartDiscount:
+class RefundCartDiscount(Model):
     """Cart-level discount share on a refunded line."""
 
     amount: Decimal | None = None
@@ -81,7 +83,7 @@ class RefundCartDiscount:
 
 
 @attrs.define(kw_only=True)
-class RefundLineItemDiscount:
+class RefundLineItemDiscount(Model):
     """Discount on a refunded line item."""
 
     cart_discount: RefundCartDiscount | None = None
@@ -95,7 +97,7 @@ class RefundLineItemDiscount:
 
 
 @attrs.define(kw_only=True)
-class RefundsTax:
+class RefundsTax(Model):
     """A tax applied to a refunded line item."""
 
     name: str
@@ -115,7 +117,7 @@ class RefundsTax:
 
 
 @attrs.define(kw_only=True)
-class RefundsLineItem:
+class RefundsLineItem(Model):
     """A refunded line item."""
 
     name: str | None = None
@@ -150,7 +152,7 @@ class RefundsLineItem:
 
 
 @attrs.define(kw_only=True)
-class CreateRefund:
+class CreateRefund(Model):
     """Body for creating a refund."""
 
     order_id: str
@@ -194,7 +196,7 @@ class CreateRefund:
 
 
 @attrs.define(kw_only=True)
-class Refund:
+class Refund(Model):
     """A refund as returned by the API.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
@@ -244,7 +246,7 @@ class Refund:
 
 
 @attrs.define(kw_only=True)
-class UpdateRefund:
+class UpdateRefund(Model):
     """Body for updating a refund."""
 
     order_id: str | None = None

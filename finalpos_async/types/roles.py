@@ -9,11 +9,13 @@ from typing import Any
 
 import attrs
 
+from .._model import Model
+
 __all__ = ["CreateRole", "Role", "RolePermission", "UpdateRole"]
 
 
 @attrs.define(kw_only=True)
-class RolePermission:
+class RolePermission(Model):
     """One permission entry of a role."""
 
     name: str
@@ -39,7 +41,7 @@ class RolePermission:
 
 
 @attrs.define(kw_only=True)
-class CreateRole:
+class CreateRole(Model):
     """Body for creating a role."""
 
     name: str
@@ -56,7 +58,7 @@ class CreateRole:
 
 
 @attrs.define(kw_only=True)
-class Role:
+class Role(Model):
     """A role as returned by the API."""
 
     id: str
@@ -85,7 +87,7 @@ class Role:
 
 
 @attrs.define(kw_only=True)
-class UpdateRole:
+class UpdateRole(Model):
     """Body for updating a role: both fields optional, permission entries keep their required
     sub-fields.
     """

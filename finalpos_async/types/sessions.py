@@ -10,11 +10,13 @@ from typing import Any
 
 import attrs
 
+from .._model import Model
+
 __all__ = ["CreateSession", "Session", "SessionClosingAmounts", "UpdateSession"]
 
 
 @attrs.define(kw_only=True)
-class SessionClosingAmounts:
+class SessionClosingAmounts(Model):
     """Closing totals per payment method."""
 
     cash: Decimal | None = None
@@ -34,7 +36,7 @@ class SessionClosingAmounts:
 
 
 @attrs.define(kw_only=True)
-class CreateSession:
+class CreateSession(Model):
     """Body for opening (creating) a register session."""
 
     station_id: str
@@ -84,7 +86,7 @@ class CreateSession:
 
 
 @attrs.define(kw_only=True)
-class Session:
+class Session(Model):
     """A register session as returned by the API.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.
@@ -143,7 +145,7 @@ class Session:
 
 
 @attrs.define(kw_only=True)
-class UpdateSession:
+class UpdateSession(Model):
     """Body for updating a session."""
 
     station_id: str | None = None

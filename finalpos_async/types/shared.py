@@ -9,11 +9,13 @@ from typing import Any
 
 import attrs
 
+from .._model import Model
+
 __all__ = ["DeleteResponse", "ErrorResponse", "Metadata", "Note"]
 
 
 @attrs.define(kw_only=True)
-class DeleteResponse:
+class DeleteResponse(Model):
     """Result returned after a resource is deleted."""
 
     status_code: float
@@ -30,7 +32,7 @@ class DeleteResponse:
 
 
 @attrs.define(kw_only=True)
-class ErrorResponse:
+class ErrorResponse(Model):
     """Error body."""
 
     status_code: float
@@ -50,7 +52,7 @@ class ErrorResponse:
 
 
 @attrs.define(kw_only=True)
-class Metadata:
+class Metadata(Model):
     """One custom key/value metadata entry."""
 
     key: str
@@ -70,7 +72,7 @@ class Metadata:
 
 
 @attrs.define(kw_only=True)
-class Note:
+class Note(Model):
     """A free-text note with its creation time."""
 
     created_at: datetime | None = None

@@ -9,11 +9,13 @@ from typing import Any
 
 import attrs
 
+from .._model import Model
+
 __all__ = ["CreateStation", "Station", "UpdateStation"]
 
 
 @attrs.define(kw_only=True)
-class CreateStation:
+class CreateStation(Model):
     """Body for creating a station."""
 
     name: str
@@ -51,7 +53,7 @@ class CreateStation:
 
 
 @attrs.define(kw_only=True)
-class Station:
+class Station(Model):
     """A station (one POS unit inside an outlet) as returned by the API."""
 
     id: str
@@ -101,7 +103,7 @@ class Station:
 
 
 @attrs.define(kw_only=True)
-class UpdateStation:
+class UpdateStation(Model):
     """Body for updating a station."""
 
     name: str | None = None

@@ -10,11 +10,13 @@ from typing import Any
 
 import attrs
 
+from .._model import Model
+
 __all__ = ["CreateTransaction", "PaymentData", "Transaction"]
 
 
 @attrs.define(kw_only=True)
-class PaymentData:
+class PaymentData(Model):
     """Payment-processor details of a transaction."""
 
     processor: str | None = None
@@ -40,7 +42,7 @@ class PaymentData:
 
 
 @attrs.define(kw_only=True)
-class CreateTransaction:
+class CreateTransaction(Model):
     """Body for creating a transaction."""
 
     external_id: str | None = None
@@ -93,7 +95,7 @@ class CreateTransaction:
 
 
 @attrs.define(kw_only=True)
-class Transaction:
+class Transaction(Model):
     """A payment transaction as returned by the API.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.

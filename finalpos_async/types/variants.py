@@ -9,13 +9,14 @@ from typing import Any
 
 import attrs
 
+from .._model import Model
 from .shared import Metadata
 
 __all__ = ["CreateVariant", "Inventory", "UpdateVariant", "Variant", "VariantAttribute"]
 
 
 @attrs.define(kw_only=True)
-class Inventory:
+class Inventory(Model):
     """Stock of a variant at one outlet."""
 
     stock: float
@@ -32,7 +33,7 @@ class Inventory:
 
 
 @attrs.define(kw_only=True)
-class VariantAttribute:
+class VariantAttribute(Model):
     """One attribute of a variant (e.g. color)."""
 
     name: str
@@ -52,7 +53,7 @@ class VariantAttribute:
 
 
 @attrs.define(kw_only=True)
-class CreateVariant:
+class CreateVariant(Model):
     """Body for creating a variant."""
 
     product_id: str
@@ -105,7 +106,7 @@ class CreateVariant:
 
 
 @attrs.define(kw_only=True)
-class UpdateVariant:
+class UpdateVariant(Model):
     """Body for updating a variant: the create fields, none required at top level."""
 
     product_id: str | None = None
@@ -158,7 +159,7 @@ class UpdateVariant:
 
 
 @attrs.define(kw_only=True)
-class Variant:
+class Variant(Model):
     """A product variant as returned by the API. May contain more fields.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.

@@ -8,11 +8,13 @@ from typing import Any
 
 import attrs
 
+from .._model import Model
+
 __all__ = ["CreateZapierTrigger", "UpdateZapierTrigger", "ZapierTrigger"]
 
 
 @attrs.define(kw_only=True)
-class CreateZapierTrigger:
+class CreateZapierTrigger(Model):
     """Body for registering a Zapier trigger (webhook subscription)."""
 
     trigger_type: str
@@ -38,7 +40,7 @@ class CreateZapierTrigger:
 
 
 @attrs.define(kw_only=True)
-class UpdateZapierTrigger:
+class UpdateZapierTrigger(Model):
     """Body for updating a Zapier trigger."""
 
     trigger_type: str | None = None
@@ -64,7 +66,7 @@ class UpdateZapierTrigger:
 
 
 @attrs.define(kw_only=True)
-class ZapierTrigger:
+class ZapierTrigger(Model):
     """Zapier trigger as returned by the API.
 
     The spec lists this schema as incomplete: fields it does not list are kept in `extra`.

@@ -15,7 +15,7 @@ def render_model(model: Model) -> str:
             "\n\nThe spec lists this schema as incomplete: fields it does not list are kept in "
             "`extra`."
         )
-    lines = ["@attrs.define(kw_only=True)", f"class {model.name}:"]
+    lines = ["@attrs.define(kw_only=True)", f"class {model.name}(Model):"]
     lines.append(indented(docstring(doc, 4), 4))
     for field in model.fields:
         meta = "" if camel(field.name) == field.wire else f', metadata={{"wire": "{field.wire}"}}'
@@ -68,7 +68,7 @@ def render_types_module(module: str, models: dict[str, Model]) -> str:
     title = "shared by several resources" if module == "shared" else f"of `client.{module}`"
     head = [HEADER + f'"""Models {title}."""', "", "from __future__ import annotations", ""]
     head += std_imports(body)
-    head += ["", "import attrs"]
+    head += ["", "import attrs", "", "from .._model import Model"]
     if imported:
         head += ["", f"from .shared import {', '.join(imported)}"]
     names = ", ".join(f'"{m.name}"' for m in sorted(own, key=lambda m: m.name))
