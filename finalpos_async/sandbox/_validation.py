@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 from ..spec import check_value
 
@@ -25,17 +25,7 @@ def validate_body(body: Any, schema: Mapping[str, Any]) -> str | None:
     if schema.get("type", "object") == "object" and not isinstance(body, dict):
         return "The request body must be a JSON object."
     if isinstance(body, dict):
-        fields = cast("dict[str, Any]", body)  # a JSON object: string keys
-        for name in schema.get("required", ()):
-            if name not in fields:
-                return f"Field `{name}` is required."
-        properties: Mapping[str, Any] = schema.get("properties") or {}
-        for key, sub in properties.items():
-            if key in fields:
-                problem = check_value(fields[key], sub, key)
-                if problem is not None:
-                    return problem
-        return None
+        return check_value(body, schema, "")  # the root path: fields are named by themselves
     return check_value(body, schema, "body")
 
 
