@@ -23,7 +23,7 @@ def to_json(value: Any) -> Any:
     if isinstance(value, Model):
         return value.to_dict()
     if isinstance(value, list):
-        return [to_json(item) for item in cast("list[Any]", value)]
+        return [to_json(item) for item in cast("list[object]", value)]
     return value  # parsed JSON already (a `dict` response model)
 
 
