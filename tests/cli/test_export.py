@@ -169,3 +169,21 @@ def test_parquet_needs_an_output_file(sandbox: Sandbox) -> None:
     )
     assert result.exit_code == 2
     assert "--format parquet writes a file: give --output FILE.parquet" in result.output
+
+
+def test_a_decimal_that_does_not_fit_parquet_stops_the_export_naming_its_field(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = tmp_path / "precise.jsonl"
+    precise = {"email": "a@b.io", "firstName": "A", "lastName": "B"}
+    source.write_text(json.dumps({**precise, "totalSpent": "1.0000000000000000001"}) + "\n")
+    assert run(sandbox, "import", "customers", str(source), "--no-journal").exit_code == 0
+    target = tmp_path / "out.parquet"
+    result = run(sandbox, "export", "customers", "--format", "parquet", "-o", str(target))
+    assert result.exit_code == 1
+    assert (
+        "error: totalSpent: '1.0000000000000000001' does not fit a Parquet decimal(38, 18) "
+        "column; export it with --format jsonl" in result.output
+    )
+    lines = run(sandbox, "export", "customers").stdout.splitlines()
+    assert json.loads(lines[0])["totalSpent"] == "1.0000000000000000001"  # JSON Lines keeps it
