@@ -276,6 +276,9 @@ async def _connected(
         if options.shard is not None or isinstance(limiter, RedisRateLimiter):
             console.print(_pacing(options, limiter, plan))
         state.total = plan.valid
+        if source.changed():
+            _refuse_changed_file(options, console, sent=False, journaled=journal is not None)
+            return EXIT_FAILED
         _install_interrupt(job, console, options.drain_timeout, state)
         try:
             if plan.valid and await drive(job, failed, console, state.total):
@@ -291,12 +294,38 @@ async def _connected(
                 journal_error = journal_error or exc
     if journal_error is not None:
         return _journal_failed(journal_error, job, options, console, failed, run_header, plan)
+    # Asked before the commit, which replaces a failed-rows file being re-imported.
+    changed = source.changed()
     failed.commit(run_header)
     print_summary(job, console, failed, plan, options.shard)
+    if changed:
+        _refuse_changed_file(options, console, sent=True, journaled=journal is not None)
+        return EXIT_FAILED
     print_instruction(job, options, console, failed)
     if state.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if failed.count == 0 else EXIT_FAILED
+
+
+def _refuse_changed_file(
+    options: ImportOptions, console: Console, *, sent: bool, journaled: bool
+) -> None:
+    """The file changed after its rows were checked: say so, and the one way on."""
+    when = "while its rows were being sent" if sent else "after its rows were checked"
+    outcome = "rows read after the change may be missing" if sent else "nothing was sent"
+    console.print(f"[red]error:[/] {options.file} changed {when}: {outcome}.", soft_wrap=True)
+    if sent and not journaled:
+        console.print(
+            "Without a journal, running the import again would send every row again: import "
+            "only the rows that changed.",
+            soft_wrap=True,
+        )
+        return
+    skips = " (its journal skips the rows already done)" if sent else ""
+    console.print(
+        f"To finish: once the file stays as it is, run `{options.same_command()}`{skips}.",
+        soft_wrap=True,
+    )
 
 
 def _journal_failed(
