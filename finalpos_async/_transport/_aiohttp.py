@@ -171,6 +171,23 @@ class AiohttpTransport:
         if self._wanted_defaults is None and self.session is None:
             self._wanted_defaults = headers
 
+    def replace_default_headers(self, old: Mapping[str, str], new: Mapping[str, str]) -> None:
+        """Make `new` the default headers in place of `old` (what `use_default_headers` was
+        given; anything else is left alone), on the session too if it exists already.
+
+        The owning client calls it when its headers change (its key rotated), so that a plain
+        call again passes no headers and the session never holds a stale key. Safe between
+        requests: aiohttp copies the session's defaults when it prepares each request.
+        """
+        if self._wanted_defaults is not old:
+            return
+        self._wanted_defaults = new
+        session = self.session
+        if session is not None and self._defaults is old:
+            session.headers.clear()
+            session.headers.update(new)
+            self._defaults = new
+
     def ensure_session(self) -> aiohttp.ClientSession:
         """The session, created on first use inside the running loop."""
         session = self.session
