@@ -181,11 +181,11 @@ async def send_with_retries(
                         budget.record_success(state.last_cost)
                     return raw
                 failure = status_failure(request, state, raw, policy)
-                if response.status == 401 and not state.rekeyed:
-                    fresh = await _with_fresh_key(request, state, client, failure, attempt_start)
+                if response.status == 401:  # repeated once if the key function gives a new key
+                    fresh = await _rekeyed(request, state, client, failure, attempt_start, clock)
                     if fresh is not None:
                         request = fresh
-                        continue  # at once: no backoff, no retry budget (see _with_fresh_key)
+                        continue  # at once: no backoff, no retry budget (see _rekeyed)
             delay = _next_delay(request, state, failure, policy, budget, clock())
             logger.debug(
                 "retrying %s %s in %.3f s (attempt %d failed: %s)",
@@ -237,25 +237,40 @@ async def _take_token(
         raise _closed(request, state, state.attempt - 1, sending=False) from state.last_error
 
 
-async def _with_fresh_key(
-    request: Request, state: CallState, client: ClientParts, failure: Failure, sent_at: float
+async def _rekeyed(
+    request: Request,
+    state: CallState,
+    client: ClientParts,
+    refused: Failure,
+    sent_at: float,
+    clock: Callable[[], float],
 ) -> Request | None:
-    """`request` carrying a new key after its attempt got a 401, or `None` (the key is fixed, or
-    did not change): the call is then repeated once, whatever its method.
+    """`request` carrying a new key after its attempt (started at `sent_at`) got a 401, or
+    `None` (the key is fixed or did not change, or the call was repeated for its key already):
+    the call is then repeated once, whatever its method.
 
     That repeat is always safe: a 401 means the server refused the request before processing it
     (nothing was created or changed), so sending it again cannot apply it twice. It is not a
     retry of a failure (`max_retries`, the backoff and the retry budget do not apply), but it is
-    an attempt: it takes a rate-limit token and stays within the call's deadline.
+    an attempt: it takes a rate-limit token and stays within the call's deadline, as does the
+    wait for the key function (the ask goes on for the other calls sharing it).
     """
     name = next((name for name in request.headers if name.lower() == "x-api-key"), None)
-    if name is None:
+    if name is None or state.rekeyed:
         return None
-    fresh = await client.refresh_key(request.headers[name], sent_at)
+    state.last_error = refused.error
+    refresh = client.refresh_key(request.headers[name], sent_at)
+    left = None if state.deadline_at is None else state.deadline_at - clock()
+    try:
+        fresh = await asyncio.wait_for(refresh, left)
+    except asyncio.TimeoutError:
+        error = deadline_error(request, state, state.attempt, refused.error)
+        error.message += "; it ran out waiting for the api_key function to give a new key"
+        error.args = (error.message,)
+        raise error from refused.error
     if fresh is None:
         return None
     state.rekeyed = True
-    state.last_error = failure.error
     logger.debug(
         "%s %s got a 401; repeating it once with the new key from the api_key function",
         request.method,

@@ -23,6 +23,7 @@ from aiohttp import web
 from conftest import aiohttp_transport, serve_locally
 
 from finalpos_async import (
+    APITimeoutError,
     AsyncFinalPOS,
     AuthenticationError,
     FinalPOSError,
@@ -229,6 +230,27 @@ async def test_the_session_default_headers_carry_the_rotated_key() -> None:
             assert aiohttp_transport(client).session is session  # the same pool
             await client.request("POST", "/four", json={"a": 1})
     assert got == [OLD, OLD, NEW, NEW, NEW]
+
+
+async def test_waiting_for_a_new_key_stays_within_the_calls_deadline() -> None:
+    server, asked = KeyServer(valid=OLD), [0]
+    never = asyncio.Event()
+
+    async def stuck_after_the_first() -> str:
+        asked[0] += 1
+        if asked[0] > 1:
+            await never.wait()  # a secrets manager that does not answer
+        return OLD
+
+    async with server.client(stuck_after_the_first) as client:
+        await client.request("GET", "/one")
+        server.valid = NEW
+        with pytest.raises(APITimeoutError) as caught:
+            await asyncio.wait_for(client.request("GET", "/two", deadline=0.2), DEADLINE)
+    assert caught.value.kind == "deadline"
+    assert "api_key function" in caught.value.message
+    assert isinstance(caught.value.last_error, AuthenticationError)
+    assert server.keys == [OLD, OLD]  # nothing sent while it waited
 
 
 # ------------------------------------------------------------------ the sync client
