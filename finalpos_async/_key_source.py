@@ -116,7 +116,8 @@ class KeySource:
         except Exception as exc:
             raise FinalPOSError(
                 f"api_key: the key function {self.name} raised {type(exc).__name__} (chained "
-                "below), so the client has no key to send; make it return the API key as a str"
+                "below), so the call was not sent; fix what it reads the key from, so that it "
+                "can return the API key as a str (the next call asks it again)"
             ) from exc
         key = self._checked(value)
         self._key = key
