@@ -258,11 +258,12 @@ async def _rekeyed(
     name = next((name for name in request.headers if name.lower() == "x-api-key"), None)
     if name is None or state.rekeyed:
         return None
-    state.last_error = refused.error
-    refresh = client.refresh_key(request.headers[name], sent_at)
     left = None if state.deadline_at is None else state.deadline_at - clock()
+    if left is not None and left <= 0:
+        return None  # no time for a repeat: the 401 stands
+    state.last_error = refused.error
     try:
-        fresh = await asyncio.wait_for(refresh, left)
+        fresh = await asyncio.wait_for(client.refresh_key(request.headers[name], sent_at), left)
     except asyncio.TimeoutError:
         error = deadline_error(request, state, state.attempt, refused.error)
         error.message += "; it ran out waiting for the api_key function to give a new key"
