@@ -580,11 +580,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         # Read-only: every plain GET sends it, uncopied.
         old, view = self._base_headers, MappingProxyType(headers)
         self._base_headers = view
-        transport = self._core.transport
-        if self._owns_core and isinstance(transport, AiohttpTransport):
-            # On the session, not on each call; after a rotation, the session's copy is replaced.
-            if old is None:
-                transport.use_default_headers(view)
-            else:
-                transport.replace_default_headers(old, view)
+        if self._owns_core and isinstance(self._core.transport, AiohttpTransport):
+            # On the session, not on each call (after a rotation, in place of the old ones).
+            self._core.transport.use_default_headers(view, replacing=old)
         return view
