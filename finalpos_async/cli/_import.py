@@ -52,7 +52,14 @@ from ._input import FAILED_ROWS_HEADER, Header, Input, InputError, Row
 from ._options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ImportOptions
 from ._plan import Identities, Plan, key_of, make_parser, validate
 from ._progress import drive
-from ._report import print_checks, print_instruction, print_summary, refuse_changed
+from ._report import (
+    print_checks,
+    print_instruction,
+    print_summary,
+    refuse_changed,
+    refuse_changed_file,
+    report_journal_failed,
+)
 from ._rows import RowError, RowParser
 from ._shard import Shard, parse_shard, shared_job_id
 from ._spec import body_arguments, lookup
@@ -277,7 +284,7 @@ async def _connected(
             console.print(_pacing(options, limiter, plan))
         state.total = plan.valid
         if source.changed():
-            _refuse_changed_file(options, console, sent=False, journaled=journal is not None)
+            refuse_changed_file(options, console, sent=False, journaled=journal is not None)
             return EXIT_FAILED
         _install_interrupt(job, console, options.drain_timeout, state)
         try:
@@ -293,68 +300,19 @@ async def _connected(
             except JournalError as exc:
                 journal_error = journal_error or exc
     if journal_error is not None:
-        return _journal_failed(journal_error, job, options, console, failed, run_header, plan)
+        report_journal_failed(journal_error, job, options, console, failed, run_header, plan)
+        return EXIT_FAILED
     # Asked before the commit, which replaces a failed-rows file being re-imported.
     changed = source.changed()
     failed.commit(run_header)
     print_summary(job, console, failed, plan, options.shard)
     if changed:
-        _refuse_changed_file(options, console, sent=True, journaled=journal is not None)
+        refuse_changed_file(options, console, sent=True, journaled=journal is not None)
         return EXIT_FAILED
     print_instruction(job, options, console, failed)
     if state.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if failed.count == 0 else EXIT_FAILED
-
-
-def _refuse_changed_file(
-    options: ImportOptions, console: Console, *, sent: bool, journaled: bool
-) -> None:
-    """The file changed after its rows were checked: say so, and the one way on."""
-    when = "while its rows were being sent" if sent else "after its rows were checked"
-    outcome = "rows read after the change may be missing" if sent else "nothing was sent"
-    console.print(f"[red]error:[/] {options.file} changed {when}: {outcome}.", soft_wrap=True)
-    if sent and not journaled:
-        console.print(
-            "Without a journal, running the import again would send every row again: import "
-            "only the rows that changed.",
-            soft_wrap=True,
-        )
-        return
-    skips = " (its journal skips the rows already done)" if sent else ""
-    console.print(
-        f"To finish: once the file stays as it is, run `{options.same_command()}`{skips}.",
-        soft_wrap=True,
-    )
-
-
-def _journal_failed(
-    error: JournalError,
-    job: BulkJob[Any],
-    options: ImportOptions,
-    console: Console,
-    failed: FailedRows,
-    header: Header,
-    plan: Plan,
-) -> int:
-    """The journal could not be written mid-run: the summary, the cause, and the one way on.
-
-    The way on is this same command: the rows whose outcome could not be journaled are still
-    `sending` in it, so that run looks them up before it sends anything. (The failed-rows file
-    may sit on the same full disk: it is written if it can be, but not relied on.)
-    """
-    try:
-        failed.commit(header)
-    except OSError:
-        failed.discard()
-    print_summary(job, console, failed, plan, options.shard)
-    console.print(f"[red]error:[/] {error}", soft_wrap=True)
-    console.print(
-        f"To finish: make the journal writable again (free space on its disk), then run "
-        f"`{options.same_command()}`",
-        soft_wrap=True,
-    )
-    return EXIT_FAILED
 
 
 def _pacing(options: ImportOptions, limiter: Limiter | None, plan: Plan) -> str:
