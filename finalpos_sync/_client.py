@@ -93,6 +93,8 @@ class FinalPOS(SyncResourcesMixin):
         pool_limit_per_host: int = POOL_LIMIT_PER_HOST,
         default_headers: Mapping[str, str] | None = None,
         sandbox: bool | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
         allow_insecure_http: bool = False,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         insecure_skip_tls_verify: bool = False,
@@ -101,6 +103,7 @@ class FinalPOS(SyncResourcesMixin):
         # First, so that this frame, the kwargs below and the factory kept for after a fork
         # hold the key masked (a failing check in the async constructor renders them all).
         api_key = conceal(api_key)
+        proxy = conceal(proxy)  # its URL may hold a password
         self._init_root(
             AsyncFinalPOS,
             {
@@ -120,6 +123,8 @@ class FinalPOS(SyncResourcesMixin):
                 "pool_limit_per_host": pool_limit_per_host,
                 "default_headers": default_headers,
                 "sandbox": sandbox,
+                "proxy": proxy,
+                "trust_env": trust_env,
                 "allow_insecure_http": allow_insecure_http,
                 "max_response_bytes": max_response_bytes,
                 "insecure_skip_tls_verify": insecure_skip_tls_verify,
