@@ -41,7 +41,7 @@ from ._request import build_request
 from ._response import RawResponse
 from ._retry import RetryBudget, RetryPolicy
 from ._retry_loop import closed_error, send_with_retries
-from ._secret import HeaderSecret, conceal
+from ._secret import HeaderSecret, conceal, conceal_url
 from ._transport import (
     AIOHTTP_VERSION,
     AiohttpTransport,
@@ -197,7 +197,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         transport: Transport | None = None,
     ) -> None:
         api_key = conceal(api_key)  # first: a failing check below must not show it in locals
-        proxy = conceal(proxy)  # its URL may hold a password
+        proxy = conceal_url(proxy)  # its URL may hold a password
         setup_logging()
         endpoint = resolve_endpoint(
             api_key,

@@ -24,7 +24,7 @@ from finalpos_async._constants import (
 from finalpos_async._limiter import Limiter
 from finalpos_async._response import RawResponse
 from finalpos_async._retry import RetryBudget, RetryPolicy
-from finalpos_async._secret import conceal
+from finalpos_async._secret import conceal, conceal_url
 from finalpos_async._transport import Transport
 from finalpos_async._types import DEFAULT_OPTIONS, NOT_GIVEN, NotGivenOr, RequestOptions
 from finalpos_sync.resources import SyncResourcesMixin
@@ -103,7 +103,7 @@ class FinalPOS(SyncResourcesMixin):
         # First, so that this frame, the kwargs below and the factory kept for after a fork
         # hold the key masked (a failing check in the async constructor renders them all).
         api_key = conceal(api_key)
-        proxy = conceal(proxy)  # its URL may hold a password
+        proxy = conceal_url(proxy)  # its URL may hold a password
         self._init_root(
             AsyncFinalPOS,
             {

@@ -25,7 +25,7 @@ from urllib.parse import SplitResult, urlsplit
 
 import yarl
 
-from .._secret import SecretURL, conceal
+from .._secret import SecretURL, conceal, conceal_url
 
 __all__ = ["PROXY_SCHEMES", "ProxyRoute", "ProxyRoutes", "resolve_proxies", "tls_from_env"]
 
@@ -182,29 +182,23 @@ def check_proxy_url(value: object, name: str, *, scheme_optional: bool = False) 
 
     `name` is what the message calls it (`proxy`, or the environment variable); a URL without
     a scheme is an `http://` one when `scheme_optional` (as curl and httpx read the variables).
-    The password is never part of a message.
+    The password is never part of a message, nor held in clear by a frame that raises.
     """
     if not isinstance(value, str):
         raise TypeError(
             f"{name} must be a proxy URL (a str such as 'http://proxy.example.com:3128'), "
             f"got {type(value).__name__}"
         )
-    text = value.strip()
-    if scheme_optional and text and "://" not in text:
-        text = "http://" + text
-    shown = SecretURL(text).mask
+    url = SecretURL(_with_scheme(value, scheme_optional))
+    shown = url.mask
     fix = _FIX_ENV.format(name=name) if scheme_optional else _FIX_ARG
-    try:
-        parts: SplitResult | None = urlsplit(text)
-        valid = parts.port != 0
-    except ValueError:
-        parts, valid = None, False
-    if parts is None or not valid:
+    problem = _problem(url.reveal())
+    if problem == "malformed":
         raise ValueError(
             f"{name} is not a valid proxy URL ({shown!r}): check the port and brackets; {fix}"
-        ) from None
-    scheme = parts.scheme.lower()
-    if scheme not in PROXY_SCHEMES:
+        )
+    if problem.startswith("scheme "):
+        scheme = problem.removeprefix("scheme ")
         extra = (
             "; for SOCKS, pass session=aiohttp.ClientSession(connector=...) with a SOCKS "
             "connector (aiohttp-socks)"
@@ -216,13 +210,41 @@ def check_proxy_url(value: object, name: str, *, scheme_optional: bool = False) 
             f"(scheme {scheme or 'missing'!r}: https:// targets are tunnelled through an "
             f"http:// proxy with CONNECT, so the API traffic stays encrypted){extra}; {fix}"
         )
-    if not parts.hostname:
+    if problem == "no host":
         raise ValueError(f"{name} has no host: {shown!r}; {fix}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
+    if problem == "not an origin":
         raise ValueError(
             f"{name} must be only scheme, host and port (no path or query): {shown!r}; {fix}"
         )
-    return SecretURL(SplitResult(scheme, parts.netloc, "", "", "").geturl())
+    return SecretURL(_origin(url.reveal()))
+
+
+def _with_scheme(value: str, scheme_optional: bool) -> str:
+    text = str.strip(value)
+    return "http://" + text if scheme_optional and text and "://" not in text else text
+
+
+def _problem(url: str) -> str:
+    """What is wrong with a proxy URL ("" for nothing); never its text."""
+    try:
+        parts = urlsplit(url)
+        if parts.port == 0:
+            return "malformed"
+    except ValueError:
+        return "malformed"
+    scheme = parts.scheme.lower() if "://" in url else ""
+    if scheme not in PROXY_SCHEMES:
+        return f"scheme {scheme}"
+    if not parts.hostname:
+        return "no host"
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return "not an origin"
+    return ""
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return SplitResult(parts.scheme.lower(), parts.netloc, "", "", "").geturl()
 
 
 _FIX_ARG = (
@@ -235,41 +257,41 @@ _FIX_ENV = (
 )
 
 
-def resolve_proxies(
-    proxy: object, *, trust_env: bool, environ: Mapping[str, str] | None = None
-) -> ProxyRoutes | None:
-    """The client's proxy routes (None: every request goes direct)."""
-    proxy = conceal(proxy)
+def resolve_proxies(proxy: object, *, trust_env: bool) -> ProxyRoutes | None:
+    """The client's proxy routes (None: every request goes direct).
+
+    `os.environ` is read in place, never bound to a local: a traceback with locals would render
+    all of it.
+    """
+    proxy = conceal_url(proxy)
     if proxy is not None:
         url = check_proxy_url(proxy, "proxy")
         return ProxyRoutes(explicit=ProxyRoute(url, "proxy="))
     if not trust_env:
         return None
-    env = os.environ if environ is None else environ
     # As urllib does: in a CGI script, HTTP_PROXY may be a request's `Proxy:` header.
-    cgi = "REQUEST_METHOD" in env
+    cgi = "REQUEST_METHOD" in os.environ
     by_scheme: dict[str, ProxyRoute] = {}
     for scheme, names in _ENV_NAMES.items():
         for name in names:
             if cgi and name == "HTTP_PROXY":
                 continue
-            value = env.get(name, "").strip()
+            value = conceal_url(os.environ.get(name, "").strip())  # never held in clear
             if value:
-                url = check_proxy_url(conceal(value), name, scheme_optional=True)
+                url = check_proxy_url(value, name, scheme_optional=True)
                 by_scheme[scheme] = ProxyRoute(url, name)
                 break
     if not by_scheme:
         return None
-    no_proxy = next((env[n] for n in _NO_PROXY_NAMES if env.get(n, "").strip()), "")
+    no_proxy = next((os.environ[n] for n in _NO_PROXY_NAMES if os.environ.get(n, "").strip()), "")
     entries = tuple(e.strip().lower() for e in no_proxy.split(",") if e.strip())
     return ProxyRoutes(by_scheme=by_scheme, no_proxy=entries)
 
 
-def tls_from_env(environ: Mapping[str, str] | None = None) -> ssl.SSLContext | None:
+def tls_from_env() -> ssl.SSLContext | None:
     """A verifying TLS context from `SSL_CERT_FILE`/`SSL_CERT_DIR` (None when neither is set)."""
-    env = os.environ if environ is None else environ
-    cafile = env.get("SSL_CERT_FILE", "").strip() or None
-    capath = env.get("SSL_CERT_DIR", "").strip() or None
+    cafile = os.environ.get("SSL_CERT_FILE", "").strip() or None
+    capath = os.environ.get("SSL_CERT_DIR", "").strip() or None
     if cafile is None and capath is None:
         return None
     if cafile is not None and not os.path.isfile(cafile):

@@ -22,12 +22,13 @@ from .._constants import (
     BULK_CONCURRENCY,
     BULK_DRAIN_TIMEOUT,
     IMPORT_MAX_FIELD_BYTES,
+    PROXY_ENV,
     REDIS_URL_ENV,
 )
 from .._exceptions import FinalPOSError
 from .._method_info import MethodInfo
 from .._redis_limit import DEFAULT_REDIS_KEY
-from .._secret import conceal
+from .._secret import SecretURL, conceal
 from .._version import __version__
 from ._calls import call_one, list_arguments, print_json
 from ._connect import Settings, connect, shared_rate_url
@@ -90,6 +91,11 @@ def _secret(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     return conceal(value) if value else value
 
 
+def _secret_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A URL that may hold a password, as a `SecretURL` (it renders with `***`) from here on."""
+    return SecretURL(value) if value else value
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--api-key",
@@ -108,6 +114,20 @@ def _secret(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option(
     "--timeout", type=click.FloatRange(0, min_open=True), help="Read timeout per attempt (s)."
 )
+@click.option(
+    "--proxy",
+    envvar=PROXY_ENV,
+    show_envvar=True,
+    callback=_secret_url,
+    help="http://[user:password@]host[:port] proxy for every request to the API (default: "
+    "HTTP_PROXY/HTTPS_PROXY, NO_PROXY).",
+)
+@click.option(
+    "--trust-env/--no-trust-env",
+    default=True,
+    show_default=True,
+    help="Honour HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY and SSL_CERT_FILE.",
+)
 @click.version_option(__version__, prog_name="finalpos")
 @click.pass_context
 def cli(
@@ -117,6 +137,8 @@ def cli(
     sandbox_db: Path | None,
     max_retries: int | None,
     timeout: float | None,
+    proxy: str | None,
+    trust_env: bool,
 ) -> None:
     """Final POS from the command line: bulk import, export, get and delete, local sandbox."""
     ctx.obj = Settings(
@@ -125,6 +147,8 @@ def cli(
         sandbox_db=sandbox_db,
         max_retries=max_retries,
         timeout=timeout,
+        proxy=proxy or None,
+        trust_env=trust_env,
     )
 
 
@@ -562,11 +586,19 @@ def _command_prefix(ctx: click.Context) -> str:
         ("sandbox_db", "--sandbox-db"),
         ("max_retries", "--max-retries"),
         ("timeout", "--timeout"),
+        ("proxy", "--proxy"),
     ):
         if root.get_parameter_source(name) is not click.core.ParameterSource.COMMANDLINE:
             continue  # from the environment (or unset): the same environment applies again
-        value = "$FINALPOS_API_KEY" if name == "api_key" else str(root.params[name])
-        words += [flag, shlex.quote(value) if name != "api_key" else value]
+        value = root.params[name]
+        if name == "api_key":
+            words += [flag, "$FINALPOS_API_KEY"]
+        elif isinstance(value, SecretURL) and urlsplit(value.reveal()).password is not None:
+            words += [flag, f'"${PROXY_ENV}"']  # never the password
+        else:
+            words += [flag, shlex.quote(str(value))]
+    if root.params.get("trust_env") is False:
+        words.append("--no-trust-env")
     return " ".join(words)
 
 

@@ -19,6 +19,7 @@ from .._constants import (
     BASE_URL_ENV,
     IMPORT_BURST_SECONDS,
     IMPORT_REDIS_TIMEOUT,
+    PROXY_ENV,
     READ_TIMEOUT,
     REDIS_URL_ENV,
 )
@@ -44,6 +45,9 @@ class Settings:
     # With a rate: the Redis that shares it between processes (--redis-url) and its key.
     redis_url: str | None = attrs.field(default=None, repr=False)  # may hold a password
     redis_key: str = DEFAULT_REDIS_KEY
+    # --proxy (a `SecretURL`: it may hold a password) and --trust-env/--no-trust-env.
+    proxy: str | None = attrs.field(default=None, repr=False)
+    trust_env: bool = True
 
     def limiter(self) -> float | Limiter | None:
         """What the client's `rate_limit=` gets: a shared Redis bucket, a local rate, or None."""
@@ -144,6 +148,8 @@ async def _connect(
             max_retries=settings.max_retries,
             timeout=timeout,
             rate_limit=limiter,
+            proxy=settings.proxy,
+            trust_env=settings.trust_env,
         )
         async with client:
             url = client.base_url or ""
@@ -162,6 +168,8 @@ async def _connect(
         )
     if settings.base_url is not None:
         say(f"note: {BASE_URL_ENV}/--base-url is ignored: --sandbox-db asks for the sandbox.")
+    if settings.proxy is not None:
+        say(f"note: {PROXY_ENV}/--proxy is ignored: the embedded sandbox runs in this process.")
 
     # Imported here: the sandbox (and its spec tables) is only needed without a key.
     from ..sandbox import Sandbox
