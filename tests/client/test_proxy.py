@@ -13,12 +13,17 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import shutil
 import socket
+import ssl
+import subprocess
 import traceback
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from forward_proxy import ForwardProxy, forward_proxy
 from rich.console import Console
 from rich.traceback import Traceback
@@ -382,7 +387,7 @@ def test_a_bad_proxy_variable_names_it_and_the_way_out(
     AsyncFinalPOS("sk_test_key", trust_env=False)  # the way out
 
 
-def test_a_missing_ssl_cert_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+def test_a_missing_ssl_cert_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
     with pytest.raises(ValueError, match=r"SSL_CERT_FILE=.*missing\.pem.* is not a file"):
         AsyncFinalPOS("sk_test_key")
@@ -407,3 +412,46 @@ async def test_proxy_with_a_session_or_transport_of_ones_own_is_refused() -> Non
 def test_trust_env_must_be_a_bool() -> None:
     with pytest.raises(TypeError, match="trust_env must be a bool"):
         AsyncFinalPOS("sk_test_key", trust_env="no")  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context with a fresh self-signed certificate for 127.0.0.1, and its file."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a self-signed certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context, cert
+
+
+async def test_ssl_cert_file_is_what_tls_is_verified_against(
+    self_signed: tuple[ssl.SSLContext, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context, cert = self_signed
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.2)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context).start()
+    url = f"https://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        async with AsyncFinalPOS("sk_test_key", base_url=url) as client:
+            assert await client.request("GET", "/v1/api/customers") == {"ok": True}
+        async with AsyncFinalPOS("sk_test_key", base_url=url, trust_env=False) as client:
+            with pytest.raises(APIConnectionError, match=r"(?i)certificate"):
+                await client.request("GET", "/v1/api/customers")
+    finally:
+        await runner.cleanup()
