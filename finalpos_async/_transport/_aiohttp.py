@@ -305,11 +305,7 @@ class AiohttpTransport:
         # frames the request. The response goes from this frame's locals (which a traceback
         # with locals renders) because its repr shows the headers the server sent.
         resp = None
-        if route is not None and route.password is not None:
-            # aiohttp quotes a proxy's URL, password and all, in some of its messages.
-            error.message = mask_text(error.message, [route.password])
-            error.args = (error.message,)
-        raise error
+        raise error if route is None else _without_password(error, route)
 
     async def aclose(self) -> None:
         """Close the session if it is ours (a caller-supplied session is left open)."""
@@ -382,6 +378,15 @@ def _proxy_error(exc: BaseException, route: ProxyRoute | None) -> TransportError
     return TransportError(
         FailureKind.CONNECT, f"{where} refused to connect to the API: status {status}"
     )
+
+
+def _without_password(error: TransportError, route: ProxyRoute) -> TransportError:
+    """`error` with the proxy's password masked: aiohttp quotes a proxy's URL, password and
+    all, in some of its messages."""
+    if route.password is not None:
+        error.message = mask_text(error.message, [route.password])
+        error.args = (error.message,)
+    return error
 
 
 def _beyond_defaults(

@@ -22,16 +22,15 @@ from .._constants import (
     BULK_CONCURRENCY,
     BULK_DRAIN_TIMEOUT,
     IMPORT_MAX_FIELD_BYTES,
-    PROXY_ENV,
     REDIS_URL_ENV,
 )
 from .._exceptions import FinalPOSError
 from .._method_info import MethodInfo
 from .._redis_limit import DEFAULT_REDIS_KEY
-from .._secret import SecretURL, conceal
+from .._secret import conceal
 from .._version import __version__
 from ._calls import call_one, list_arguments, print_json
-from ._connect import Settings, connect, shared_rate_url
+from ._connect import Settings, connect, proxy_options, proxy_words, shared_rate_url
 from ._export import (
     EXPORT_CONCURRENCY,
     EXPORT_PAGE_SIZE,
@@ -91,11 +90,6 @@ def _secret(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     return conceal(value) if value else value
 
 
-def _secret_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """A URL that may hold a password, as a `SecretURL` (it renders with `***`) from here on."""
-    return SecretURL(value) if value else value
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--api-key",
@@ -114,20 +108,7 @@ def _secret_url(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option(
     "--timeout", type=click.FloatRange(0, min_open=True), help="Read timeout per attempt (s)."
 )
-@click.option(
-    "--proxy",
-    envvar=PROXY_ENV,
-    show_envvar=True,
-    callback=_secret_url,
-    help="http://[user:password@]host[:port] proxy for every request to the API (default: "
-    "HTTP_PROXY/HTTPS_PROXY, NO_PROXY).",
-)
-@click.option(
-    "--trust-env/--no-trust-env",
-    default=True,
-    show_default=True,
-    help="Honour HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY and SSL_CERT_FILE.",
-)
+@proxy_options
 @click.version_option(__version__, prog_name="finalpos")
 @click.pass_context
 def cli(
@@ -147,7 +128,7 @@ def cli(
         sandbox_db=sandbox_db,
         max_retries=max_retries,
         timeout=timeout,
-        proxy=proxy or None,
+        proxy=proxy,
         trust_env=trust_env,
     )
 
@@ -586,20 +567,12 @@ def _command_prefix(ctx: click.Context) -> str:
         ("sandbox_db", "--sandbox-db"),
         ("max_retries", "--max-retries"),
         ("timeout", "--timeout"),
-        ("proxy", "--proxy"),
     ):
         if root.get_parameter_source(name) is not click.core.ParameterSource.COMMANDLINE:
             continue  # from the environment (or unset): the same environment applies again
-        value = root.params[name]
-        if name == "api_key":
-            words += [flag, "$FINALPOS_API_KEY"]
-        elif isinstance(value, SecretURL) and urlsplit(value.reveal()).password is not None:
-            words += [flag, f'"${PROXY_ENV}"']  # never the password
-        else:
-            words += [flag, shlex.quote(str(value))]
-    if root.params.get("trust_env") is False:
-        words.append("--no-trust-env")
-    return " ".join(words)
+        value = "$FINALPOS_API_KEY" if name == "api_key" else str(root.params[name])
+        words += [flag, shlex.quote(value) if name != "api_key" else value]
+    return " ".join(words + proxy_words(root))
 
 
 def _guard(run: Any) -> int:

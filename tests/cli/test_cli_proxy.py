@@ -143,3 +143,19 @@ def test_without_a_key_the_embedded_sandbox_ignores_the_proxy_and_says_so(
     assert "--proxy is ignored: the embedded sandbox runs in this process" in text
     assert proxy.seen == []
     assert_no_credentials(text)
+
+
+def test_the_command_to_finish_an_import_repeats_the_proxy_without_its_password(
+    proxy: ForwardProxy, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = tmp_path / "c.csv"
+    source.write_text("email,firstName,lastName\nann@example.com,Ann,T\nnot-an-email,,\n")
+    result = run(
+        sandbox, "--proxy", proxy.url_with_credentials, "--no-trust-env", "import", "customers",
+        str(source),
+    )  # fmt: skip
+    assert result.exit_code == 1
+    text = " ".join(printed(result).split())
+    assert '--proxy "$FINALPOS_PROXY" --no-trust-env import customers' in text
+    assert_no_credentials(text)
+    assert [s.method for s in proxy.seen].count("POST") == 1  # the valid row
