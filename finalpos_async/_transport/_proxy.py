@@ -276,8 +276,8 @@ def resolve_proxies(proxy: object, *, trust_env: bool) -> ProxyRoutes | None:
         for name in names:
             if cgi and name == "HTTP_PROXY":
                 continue
-            value = conceal_url(os.environ.get(name, "").strip())  # never held in clear
-            if value:
+            if os.environ.get(name, "").strip():
+                value = conceal_url(os.environ[name])  # never held in clear
                 url = check_proxy_url(value, name, scheme_optional=True)
                 by_scheme[scheme] = ProxyRoute(url, name)
                 break
@@ -304,10 +304,25 @@ def tls_from_env() -> ssl.SSLContext | None:
             f"SSL_CERT_DIR={capath!r} is not a directory: point it at a directory of CA "
             "certificates, unset it, or pass trust_env=False to ignore the environment"
         )
+    # Loading a bundle costs tens of milliseconds (a system bundle holds ~150 certificates),
+    # and containers often set SSL_CERT_FILE: one context per bundle and process, shared by
+    # every client (as aiohttp shares its default one), renewed when the file changes.
+    stamp = os.stat(cafile).st_mtime_ns if cafile is not None else 0
+    key = (cafile, capath, stamp)
+    cached = _TLS_CONTEXTS.get(key)
+    if cached is not None:
+        return cached
     try:
-        return ssl.create_default_context(cafile=cafile, capath=capath)
+        context = ssl.create_default_context(cafile=cafile, capath=capath)
     except ssl.SSLError as exc:
         raise ValueError(
             f"SSL_CERT_FILE={cafile!r} holds no usable CA certificate ({exc.reason or exc}): "
             "point it at a PEM bundle, or pass trust_env=False to ignore the environment"
         ) from None
+    if len(_TLS_CONTEXTS) >= _CACHE_SIZE:
+        _TLS_CONTEXTS.clear()
+    _TLS_CONTEXTS[key] = context
+    return context
+
+
+_TLS_CONTEXTS: dict[tuple[str | None, str | None, int], ssl.SSLContext] = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import os
 import shutil
 import socket
 import ssl
@@ -28,7 +29,13 @@ from forward_proxy import ForwardProxy, forward_proxy
 from rich.console import Console
 from rich.traceback import Traceback
 
-from finalpos_async import APIConnectionError, AsyncFinalPOS, MockTransport, TransportResponse
+from finalpos_async import (
+    AiohttpTransport,
+    APIConnectionError,
+    AsyncFinalPOS,
+    MockTransport,
+    TransportResponse,
+)
 from finalpos_async.sandbox import Sandbox
 
 USER, PASSWORD = "proxyuser", "hunter2-s3cret"
@@ -455,3 +462,21 @@ async def test_ssl_cert_file_is_what_tls_is_verified_against(
                 await client.request("GET", "/v1/api/customers")
     finally:
         await runner.cleanup()
+
+
+def test_one_tls_context_per_ca_bundle_is_shared_by_every_client(
+    self_signed: tuple[ssl.SSLContext, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Loading a bundle costs tens of milliseconds: a client per request must not pay it.
+    _, cert = self_signed
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    first, second = (AsyncFinalPOS("sk_test_key").transport for _ in range(2))
+    assert isinstance(first, AiohttpTransport)
+    assert isinstance(second, AiohttpTransport)
+    assert first.tls_context is not None
+    assert second.tls_context is first.tls_context
+    cert.write_bytes(cert.read_bytes())  # a renewed bundle is read again
+    os.utime(cert, ns=(0, 10**9))
+    third = AsyncFinalPOS("sk_test_key").transport
+    assert isinstance(third, AiohttpTransport)
+    assert third.tls_context is not first.tls_context
