@@ -383,8 +383,8 @@ def _proxy_error(exc: BaseException, route: ProxyRoute | None) -> TransportError
 def _without_password(error: TransportError, route: ProxyRoute) -> TransportError:
     """`error` with the proxy's password masked: aiohttp quotes a proxy's URL, password and
     all, in some of its messages."""
-    if route.password is not None:
-        error.message = mask_text(error.message, [route.password])
+    if route.passwords:
+        error.message = mask_text(error.message, route.passwords)
         error.args = (error.message,)
     return error
 

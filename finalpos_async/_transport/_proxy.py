@@ -44,15 +44,15 @@ _CACHE_SIZE = 64
 class ProxyRoute:
     """One proxy: the URL aiohttp gets (`url`, credentials included) and how people see it."""
 
-    __slots__ = ("password", "secret", "source", "url")
+    __slots__ = ("passwords", "secret", "source", "url")
 
     def __init__(self, secret: SecretURL, source: str) -> None:
         self.secret = secret  # renders as the URL with the password as `***`
         self.source = source  # where it came from: `proxy=` or the variable's name
         self.url = yarl.URL(secret.reveal())
-        password = self.url.password
-        # The password alone, masked in any error text that might quote it.
-        self.password = conceal(password) if password else None
+        # The password alone, as written and decoded, masked in any error text quoting it.
+        forms = {self.url.raw_password or "", self.url.password or ""} - {""}
+        self.passwords = tuple(conceal(form) for form in sorted(forms, key=len, reverse=True))
 
     def __repr__(self) -> str:
         return f"<ProxyRoute {self.secret.mask} from {self.source}>"

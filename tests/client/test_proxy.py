@@ -22,6 +22,7 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp import web
@@ -480,3 +481,32 @@ def test_one_tls_context_per_ca_bundle_is_shared_by_every_client(
     third = AsyncFinalPOS("sk_test_key").transport
     assert isinstance(third, AiohttpTransport)
     assert third.tls_context is not first.tls_context
+
+
+async def test_a_percent_encoded_password_reaches_the_proxy_decoded_and_shows_in_no_form(
+    finalpos_sandbox_thread: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    password = "p@ss:w/rd#1"
+    encoded = quote(password, safe="")
+    assert finalpos_sandbox_thread.url is not None
+    with forward_proxy(finalpos_sandbox_thread.url, credentials=(USER, password)) as accepting:
+        url = f"http://{USER}:{encoded}@127.0.0.1:{accepting.port}"
+        async with AsyncFinalPOS(
+            finalpos_sandbox_thread.api_key, base_url=finalpos_sandbox_thread.url, proxy=url
+        ) as client:
+            await client.request("GET", "/v1/api/customers")
+            shown = rendered(client) + rendered(client.transport)
+        assert accepting.forwarded == 1
+        assert accepting.refused == 0
+    with forward_proxy(finalpos_sandbox_thread.url, credentials=(USER, "x")) as refusing:
+        url = f"http://{USER}:{encoded}@127.0.0.1:{refusing.port}"
+        async with AsyncFinalPOS(
+            finalpos_sandbox_thread.api_key, base_url=finalpos_sandbox_thread.url, proxy=url
+        ) as client:
+            with pytest.raises(APIConnectionError, match="407") as caught:
+                await client.request("GET", "/v1/api/customers")
+    shown += rendered(caught.value) + "\n".join(r.getMessage() for r in caplog.records)
+    assert password not in shown
+    assert encoded not in shown
+    assert f"{USER}:***@127.0.0.1" in shown
