@@ -42,7 +42,7 @@ from ._request import build_request
 from ._response import RawResponse
 from ._retry import RetryBudget, RetryPolicy
 from ._retry_loop import closed_error, send_with_retries
-from ._secret import HeaderSecret, conceal
+from ._secret import HeaderSecret, conceal, conceal_url
 from ._transport import (
     AIOHTTP_VERSION,
     AiohttpTransport,
@@ -154,6 +154,12 @@ class AsyncFinalPOS(AsyncResourcesMixin):
       raises `APITimeoutError` (kind "deadline") without sending.
     - `pool_limit`, `pool_limit_per_host`: connection pool size.
     - `session`: an `aiohttp.ClientSession` of your own; it is used as is and never closed by us.
+    - `proxy`: an `http://[user:password@]host[:port]` proxy every request goes through (https
+      targets through a CONNECT tunnel); its password renders as `***` everywhere.
+    - `trust_env` (default True, as in requests and httpx): without `proxy`, honour
+      `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` and `NO_PROXY` (loopback hosts always go direct)
+      and `SSL_CERT_FILE`/`SSL_CERT_DIR`, read once, here. With `session=` or `transport=`
+      neither applies (`proxy` with them is an error); the embedded sandbox is always direct.
     - `transport`: any `Transport` (such as `MockTransport(handler)` in tests) instead of
       the default aiohttp one; the pool settings and `session` then do not apply, and the
       client's `close()` calls its `aclose()`.
@@ -203,12 +209,15 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         default_headers: Mapping[str, str] | None = None,
         sandbox: bool | None = None,
         session: ClientSession | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
         allow_insecure_http: bool = False,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         insecure_skip_tls_verify: bool = False,
         transport: Transport | None = None,
     ) -> None:
         api_key = conceal(api_key)  # first: a failing check below must not show it in locals
+        proxy = conceal_url(proxy)  # its URL may hold a password
         setup_logging()
         endpoint = resolve_endpoint(
             api_key,
@@ -226,6 +235,8 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             session=session,
             max_response_bytes=max_response_bytes,
             insecure_skip_tls_verify=insecure_skip_tls_verify,
+            proxy=proxy,
+            trust_env=trust_env,
         )
         settings = resolve_settings(
             timeout=timeout,
@@ -240,7 +251,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             allow_insecure_http=allow_insecure_http,
         )
         self._core = _Core(
-            make_transport(pool, transport),
+            make_transport(pool, transport, direct=endpoint.embedded),
             make_budget(retry_budget),
             make_limiter(rate_limit),
             pool,

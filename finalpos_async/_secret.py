@@ -22,6 +22,7 @@ __all__ = [
     "Secret",
     "SecretURL",
     "conceal",
+    "conceal_url",
     "mask_bytes",
     "mask_text",
     "secrets_in",
@@ -143,6 +144,18 @@ def conceal(value: object) -> object:
     the caller's type check to refuse). Constructors call it first, so their own locals are
     masked in a traceback even when a later check fails."""
     return Secret(value) if type(value) is str else value
+
+
+@overload
+def conceal_url(value: str) -> SecretURL: ...
+@overload
+def conceal_url(value: _T) -> _T: ...
+def conceal_url(value: object) -> object:
+    """`value` as a `SecretURL` when it is a `str` (a URL that may hold a password, such as a
+    proxy's); anything else as it is, for the caller's type check to refuse."""
+    if isinstance(value, SecretURL) or not isinstance(value, str):
+        return value
+    return SecretURL(value.reveal() if isinstance(value, Secret) else value)
 
 
 def secrets_in(headers: Mapping[str, str]) -> list[Secret]:

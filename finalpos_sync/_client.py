@@ -25,7 +25,7 @@ from finalpos_async._key_source import KeyFunction
 from finalpos_async._limiter import Limiter
 from finalpos_async._response import RawResponse
 from finalpos_async._retry import RetryBudget, RetryPolicy
-from finalpos_async._secret import conceal
+from finalpos_async._secret import conceal, conceal_url
 from finalpos_async._transport import Transport
 from finalpos_async._types import DEFAULT_OPTIONS, NOT_GIVEN, NotGivenOr, RequestOptions
 from finalpos_sync.resources import SyncResourcesMixin
@@ -97,6 +97,8 @@ class FinalPOS(SyncResourcesMixin):
         pool_limit_per_host: int = POOL_LIMIT_PER_HOST,
         default_headers: Mapping[str, str] | None = None,
         sandbox: bool | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
         allow_insecure_http: bool = False,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         insecure_skip_tls_verify: bool = False,
@@ -105,6 +107,7 @@ class FinalPOS(SyncResourcesMixin):
         # First, so that this frame, the kwargs below and the factory kept for after a fork
         # hold the key masked (a failing check in the async constructor renders them all).
         api_key = conceal(api_key)
+        proxy = conceal_url(proxy)  # its URL may hold a password
         self._init_root(
             AsyncFinalPOS,
             {
@@ -124,6 +127,8 @@ class FinalPOS(SyncResourcesMixin):
                 "pool_limit_per_host": pool_limit_per_host,
                 "default_headers": default_headers,
                 "sandbox": sandbox,
+                "proxy": proxy,
+                "trust_env": trust_env,
                 "allow_insecure_http": allow_insecure_http,
                 "max_response_bytes": max_response_bytes,
                 "insecure_skip_tls_verify": insecure_skip_tls_verify,

@@ -5,6 +5,7 @@
 - `_aiohttp.py`: `AiohttpTransport`, the default (aiohttp's public API only).
 - `_compat.py`: the one touch of aiohttp's private internals, and why.
 - `_build.py`: the client's transport from its arguments (`make_transport`).
+- `_proxy.py`: which proxy each attempt goes through (`proxy=`, `trust_env`, `NO_PROXY`).
 - `_mock.py`: `MockTransport`, the documented testing seam.
 
 This package is the only place that imports aiohttp's client; the rest of the SDK reaches it

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import ssl
 import types
 import warnings
 from collections.abc import Mapping
@@ -24,8 +25,10 @@ import yarl
 from .._constants import DNS_CACHE_TTL, KEEPALIVE_TIMEOUT, MAX_RESPONSE_BYTES
 from .._request import Request
 from .._retry import FailureKind
+from .._secret import mask_text
 from ._compat import disable_connection_retry
 from ._protocol import TransportError, TransportResponse
+from ._proxy import ProxyRoute, ProxyRoutes
 
 __all__ = ["AIOHTTP_VERSION", "URL_SAFE", "AiohttpTransport", "ClientSession", "wire_url"]
 
@@ -98,7 +101,9 @@ class AiohttpTransport:
     `pool_timeout` getting a ready connection (the wait for a free pool slot plus connecting).
     `max_response_bytes` caps a body after decompression (a gzip bomb stops there);
     `verify_tls=False` turns certificate checks off (only ever set through the client's explicit
-    `insecure_skip_tls_verify=True`). A `session` passed in is used as is and never closed here.
+    `insecure_skip_tls_verify=True`); `tls_context`, when given, is what certificates are
+    verified with (`SSL_CERT_FILE`). `proxies` picks each attempt's proxy (`_proxy.py`; None:
+    always direct). A `session` passed in is used as is and never closed here.
 
     Headers that every request of the owning client carries are set once on the session
     (`use_default_headers`); a request whose `headers` is that very mapping passes none per call.
@@ -111,6 +116,8 @@ class AiohttpTransport:
     external_session: aiohttp.ClientSession | None = None
     max_response_bytes: int = MAX_RESPONSE_BYTES
     verify_tls: bool = True
+    proxies: ProxyRoutes | None = None  # its repr masks every password
+    tls_context: ssl.SSLContext | None = attrs.field(default=None, repr=False)
     session: aiohttp.ClientSession | None = attrs.field(default=None, init=False)
     loop: asyncio.AbstractEventLoop | None = attrs.field(default=None, init=False)
     closed: bool = attrs.field(default=False, init=False)
@@ -207,7 +214,7 @@ class AiohttpTransport:
                 keepalive_timeout=KEEPALIVE_TIMEOUT,
                 ttl_dns_cache=DNS_CACHE_TTL,
                 # True: aiohttp's default verified context; False only on explicit opt-out.
-                ssl=self.verify_tls,
+                ssl=self.tls_context if self.verify_tls and self.tls_context else self.verify_tls,
             )
             defaults = self._wanted_defaults
             session = _make_session(connector, owner=True, traced=False, headers=defaults)
@@ -265,6 +272,10 @@ class AiohttpTransport:
         if client_timeout is None:
             client_timeout = self._make_timeout(timeout, read_timeout)
         resp: aiohttp.ClientResponse | None = None
+        proxies = self.proxies
+        # Its `url` (credentials included) goes to aiohttp only: this frame's locals hold the
+        # route, whose repr masks the password.
+        route = None if proxies is None else proxies.route_for(request.url)
         self.in_flight += 1
         try:
             async with session.request(
@@ -277,7 +288,12 @@ class AiohttpTransport:
                 # A redirect would carry the API key to wherever it points: never follow one.
                 allow_redirects=False,
                 trace_request_ctx=state,
+                proxy=None if route is None else route.url,
             ) as resp:
+                if resp.status == 407 and route is not None:
+                    # An http:// target's request goes to the proxy whole: its refusal comes
+                    # back as a response, which must not pass for the API's answer.
+                    raise _ProxyRefused(407)
                 content = await _read_body(resp, self.max_response_bytes)
                 return TransportResponse(resp.status, headers=resp.headers, content=content)
         except aiohttp.ConnectionTimeoutError:
@@ -291,6 +307,8 @@ class AiohttpTransport:
                 error = TransportError(
                     FailureKind.CONNECT_TIMEOUT, f"timed out connecting ({self.connect_timeout} s)"
                 )
+        except (_ProxyRefused, *_PROXY_ERRORS) as exc:
+            error = _proxy_error(exc, route)
         except (_BodyTooLarge, aiohttp.ClientError, asyncio.TimeoutError) as exc:
             error = _transport_error(exc, read_timeout)
         finally:
@@ -304,7 +322,7 @@ class AiohttpTransport:
         # frames the request. The response goes from this frame's locals (which a traceback
         # with locals renders) because its repr shows the headers the server sent.
         resp = None
-        raise error
+        raise error if route is None else _without_password(error, route)
 
     async def aclose(self) -> None:
         """Close the session if it is ours (a caller-supplied session is left open)."""
@@ -341,6 +359,51 @@ def _make_session(
     # (see `_compat.disable_connection_retry`).
     disable_connection_retry(session)
     return session
+
+
+# What aiohttp raises when the proxy itself failed: unreachable, or it refused a CONNECT.
+_PROXY_ERRORS = (aiohttp.ClientHttpProxyError, aiohttp.ClientProxyConnectionError)
+
+
+class _ProxyRefused(Exception):
+    """The proxy answered an http:// target's request with this status itself (407)."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        super().__init__(status)
+
+
+def _proxy_error(exc: BaseException, route: ProxyRoute | None) -> TransportError:
+    """The `TransportError` for a proxy that could not be reached or refused the request."""
+    where = route.describe() if route is not None else "the proxy"
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        # Never reached: nothing was sent, and it may be back on a retry.
+        return TransportError(
+            FailureKind.CONNECT,
+            f"cannot connect to {where}: {exc.os_error.strerror or type(exc.os_error).__name__}",
+        )
+    status = exc.status if isinstance(exc, (_ProxyRefused, aiohttp.ClientHttpProxyError)) else 0
+    if status == 407:
+        # The same credentials would be refused again: never retried.
+        return TransportError(
+            FailureKind.FATAL,
+            f"{where} refused the request: 407 Proxy Authentication Required; check the user "
+            "and password in its URL (http://user:password@host:port, with any of : / @ ? # "
+            "in them percent-encoded)",
+        )
+    # The proxy would not open a tunnel to the API (403, 502, ...): the request never left.
+    return TransportError(
+        FailureKind.CONNECT, f"{where} refused to connect to the API: status {status}"
+    )
+
+
+def _without_password(error: TransportError, route: ProxyRoute) -> TransportError:
+    """`error` with the proxy's password masked: aiohttp quotes a proxy's URL, password and
+    all, in some of its messages."""
+    if route.passwords:
+        error.message = mask_text(error.message, route.passwords)
+        error.args = (error.message,)
+    return error
 
 
 def _beyond_defaults(

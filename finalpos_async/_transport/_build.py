@@ -1,4 +1,8 @@
-"""Building the client's transport: the one given, checked, or the default `AiohttpTransport`."""
+"""Building the client's transport: the one given, checked, or the default `AiohttpTransport`.
+
+The default one gets its proxy routes and TLS certificates here (`_proxy.py`: `proxy=`, and with
+`trust_env` the environment, read once, now).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from .._checks import check_bool, check_int, check_seconds
 from .._logging import logger
 from ._aiohttp import AiohttpTransport
 from ._protocol import Transport
+from ._proxy import resolve_proxies, tls_from_env
 
 __all__ = ["PoolSettings", "make_transport"]
 
@@ -24,10 +29,18 @@ class PoolSettings:
     session: aiohttp.ClientSession | None
     max_response_bytes: int
     insecure_skip_tls_verify: bool
+    # The `proxy=` argument (a `Secret` when a str: it may hold a password).
+    proxy: str | None = attrs.field(default=None, repr=False)
+    trust_env: bool = True
 
 
-def make_transport(pool: PoolSettings, transport: Transport | None) -> Transport:
-    """The client's transport: the one given, or an `AiohttpTransport` built from `pool`."""
+def make_transport(
+    pool: PoolSettings, transport: Transport | None, *, direct: bool = False
+) -> Transport:
+    """The client's transport: the one given, or an `AiohttpTransport` built from `pool`.
+
+    `direct`: the endpoint runs in this process (the embedded sandbox), so no proxy applies.
+    """
     session = pool.session
     if session is not None and not isinstance(session, aiohttp.ClientSession):
         raise TypeError(f"session must be an aiohttp.ClientSession, got {type(session).__name__}")
@@ -37,6 +50,18 @@ def make_transport(pool: PoolSettings, transport: Transport | None) -> Transport
     insecure = check_bool("insecure_skip_tls_verify", pool.insecure_skip_tls_verify)
     connect_timeout = check_seconds("connect_timeout", pool.connect_timeout)
     pool_timeout = check_seconds("pool_timeout", pool.pool_timeout)
+    trust_env = check_bool("trust_env", pool.trust_env)
+    if pool.proxy is not None and (transport is not None or session is not None):
+        given = "transport" if transport is not None else "session"
+        raise ValueError(
+            f"proxy and {given}, both passed as arguments, exclude each other: a {given} of "
+            "your own carries the requests itself; pass only proxy=, or set the proxy on it "
+            + (
+                "(aiohttp.ClientSession(proxy=...))"
+                if given == "session"
+                else "(a transport of your own decides its routes)"
+            )
+        )
     if transport is not None:
         if session is not None:
             raise ValueError("transport and session exclude each other; pass only one")
@@ -51,6 +76,12 @@ def make_transport(pool: PoolSettings, transport: Transport | None) -> Transport
             "TLS certificate verification is OFF (insecure_skip_tls_verify=True); "
             "anyone on the network path can read the API key"
         )
+    # Checked even when unused (the embedded sandbox), so that a typo fails the same everywhere.
+    proxies = resolve_proxies(pool.proxy, trust_env=trust_env and session is None)
+    tls = tls_from_env() if trust_env and session is None and not insecure else None
+    if proxies is not None and not direct:
+        for route in proxies.routes:
+            logger.debug("requests may go through %s", route.describe())
     return AiohttpTransport(
         connect_timeout=connect_timeout,
         pool_timeout=pool_timeout,
@@ -59,4 +90,6 @@ def make_transport(pool: PoolSettings, transport: Transport | None) -> Transport
         external_session=session,
         max_response_bytes=pool.max_response_bytes,
         verify_tls=not insecure,
+        proxies=None if direct else proxies,
+        tls_context=tls,
     )

@@ -30,7 +30,7 @@ from .._redis_limit import DEFAULT_REDIS_KEY
 from .._secret import conceal
 from .._version import __version__
 from ._calls import call_one, list_arguments, print_json
-from ._connect import Settings, connect, shared_rate_url
+from ._connect import Settings, connect, proxy_options, proxy_words, shared_rate_url
 from ._export import (
     EXPORT_CONCURRENCY,
     EXPORT_PAGE_SIZE,
@@ -108,6 +108,7 @@ def _secret(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option(
     "--timeout", type=click.FloatRange(0, min_open=True), help="Read timeout per attempt (s)."
 )
+@proxy_options
 @click.version_option(__version__, prog_name="finalpos")
 @click.pass_context
 def cli(
@@ -117,6 +118,8 @@ def cli(
     sandbox_db: Path | None,
     max_retries: int | None,
     timeout: float | None,
+    proxy: str | None,
+    trust_env: bool,
 ) -> None:
     """Final POS from the command line: bulk import, export, get and delete, local sandbox."""
     ctx.obj = Settings(
@@ -125,6 +128,8 @@ def cli(
         sandbox_db=sandbox_db,
         max_retries=max_retries,
         timeout=timeout,
+        proxy=proxy,
+        trust_env=trust_env,
     )
 
 
@@ -567,7 +572,7 @@ def _command_prefix(ctx: click.Context) -> str:
             continue  # from the environment (or unset): the same environment applies again
         value = "$FINALPOS_API_KEY" if name == "api_key" else str(root.params[name])
         words += [flag, shlex.quote(value) if name != "api_key" else value]
-    return " ".join(words)
+    return " ".join(words + proxy_words(root))
 
 
 def _guard(run: Any) -> int:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shlex
 import sqlite3
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -19,14 +21,18 @@ from .._constants import (
     BASE_URL_ENV,
     IMPORT_BURST_SECONDS,
     IMPORT_REDIS_TIMEOUT,
+    PROXY_ENV,
     READ_TIMEOUT,
     REDIS_URL_ENV,
 )
 from .._limiter import Limiter
 from .._rate_limit import RateLimiter
 from .._redis_limit import DEFAULT_REDIS_KEY, INSTALL_HINT, RedisRateLimiter, redact_url
+from .._secret import SecretURL
 
-__all__ = ["Connection", "Settings", "connect", "shared_rate_url"]
+__all__ = ["Connection", "Settings", "connect", "proxy_options", "proxy_words", "shared_rate_url"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 @attrs.frozen(kw_only=True)
@@ -44,6 +50,9 @@ class Settings:
     # With a rate: the Redis that shares it between processes (--redis-url) and its key.
     redis_url: str | None = attrs.field(default=None, repr=False)  # may hold a password
     redis_key: str = DEFAULT_REDIS_KEY
+    # --proxy (a `SecretURL`: it may hold a password) and --trust-env/--no-trust-env.
+    proxy: str | None = attrs.field(default=None, repr=False)
+    trust_env: bool = True
 
     def limiter(self) -> float | Limiter | None:
         """What the client's `rate_limit=` gets: a shared Redis bucket, a local rate, or None."""
@@ -73,6 +82,43 @@ class Connection:
     # What a journal is bound to: the base URL, or the sandbox's database file (its URL changes
     # with the port at every start; its file does not).
     target_id: str
+
+
+def _secret_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A URL that may hold a password, as a `SecretURL` (it renders with `***`) from here on."""
+    return SecretURL(value) if value else None
+
+
+def proxy_options(command: _F) -> _F:
+    """The root command's `--proxy` (`FINALPOS_PROXY`) and `--trust-env/--no-trust-env`."""
+    command = click.option(
+        "--trust-env/--no-trust-env",
+        default=True,
+        show_default=True,
+        help="Honour HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY and SSL_CERT_FILE.",
+    )(command)
+    return click.option(
+        "--proxy",
+        envvar=PROXY_ENV,
+        show_envvar=True,
+        callback=_secret_url,
+        help="http://[user:password@]host[:port] proxy for every request to the API "
+        "(default: HTTP_PROXY/HTTPS_PROXY, NO_PROXY).",
+    )(command)
+
+
+def proxy_words(root: click.Context) -> list[str]:
+    """The proxy options given on the command line, to repeat them (never the password)."""
+    words: list[str] = []
+    proxy = root.params.get("proxy")
+    if isinstance(proxy, SecretURL) and (
+        root.get_parameter_source("proxy") is click.core.ParameterSource.COMMANDLINE
+    ):
+        has_password = urlsplit(proxy.reveal()).password is not None
+        words += ["--proxy", f'"${PROXY_ENV}"' if has_password else shlex.quote(proxy.reveal())]
+    if root.params.get("trust_env") is False:
+        words.append("--no-trust-env")
+    return words
 
 
 def shared_rate_url(
@@ -144,6 +190,8 @@ async def _connect(
             max_retries=settings.max_retries,
             timeout=timeout,
             rate_limit=limiter,
+            proxy=settings.proxy,
+            trust_env=settings.trust_env,
         )
         async with client:
             url = client.base_url or ""
@@ -162,6 +210,8 @@ async def _connect(
         )
     if settings.base_url is not None:
         say(f"note: {BASE_URL_ENV}/--base-url is ignored: --sandbox-db asks for the sandbox.")
+    if settings.proxy is not None:
+        say(f"note: {PROXY_ENV}/--proxy is ignored: the embedded sandbox runs in this process.")
 
     # Imported here: the sandbox (and its spec tables) is only needed without a key.
     from ..sandbox import Sandbox
