@@ -15,13 +15,13 @@ import asyncio
 import collections
 import contextlib
 import csv
-import json
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import IO, Any, Protocol, TypeVar, cast
 
 from rich.console import Console
 
+from .._codec import dumps
 from .._constants import PROGRESS_LINE_INTERVAL
 from .._method_info import MethodInfo
 from .._pagination import AsyncPaginator, Page
@@ -111,8 +111,10 @@ class JsonLinesWriter:
         self._out = out
 
     def write_page(self, records: Sequence[Any]) -> None:
-        """Write the page's records, one line each."""
-        self._out.write("".join(json.dumps(to_json(r), ensure_ascii=False) + "\n" for r in records))
+        """Write the page's records, one compact line each (through the fast codec when present)."""
+        if records:
+            lines = b"\n".join([dumps(to_json(r)) for r in records])
+            self._out.write(lines.decode() + "\n")
 
     def close(self) -> None:
         """Flush the stream."""
