@@ -15,8 +15,12 @@ import asyncio
 import collections
 import contextlib
 import csv
+import os
+import secrets
+import sys
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar, cast
 
 from rich.console import Console
@@ -34,6 +38,7 @@ __all__ = [
     "EXPORT_CONCURRENCY",
     "EXPORT_PAGE_SIZE",
     "ExportWriter",
+    "open_writer",
     "pages_in_order",
     "response_item_schema",
     "run_export",
@@ -156,6 +161,33 @@ def writer_for(
     if fmt == "csv":
         return CsvWriter(out, schema)
     return JsonLinesWriter(out)
+
+
+@contextlib.contextmanager
+def open_writer(
+    fmt: str, output: Path | None, schema: Mapping[str, Any] | None
+) -> Iterator[ExportWriter]:
+    """The writer of `fmt` to stdout, or to the file `output` once the export has succeeded.
+
+    The records go to a hidden file beside `output` (same directory, so the rename cannot cross
+    file systems), which replaces `output` only when the block ends without an error: an export
+    that fails midway leaves no half-written file that looks complete (a Parquet writer closed
+    by the garbage collector writes a valid footer), and an earlier `output` stays as it was.
+    """
+    if output is None:
+        yield writer_for(fmt, sys.stdout, None, schema)
+        return
+    part = output.with_name(f".{output.name}.{secrets.token_hex(4)}.part")
+    try:
+        with part.open("x", encoding="utf-8", newline="") as out:
+            if fmt == "parquet":
+                out.close()  # pyarrow writes the file by its path
+            yield writer_for(fmt, out, str(part), schema)
+        os.replace(part, output)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            part.unlink()
+        raise
 
 
 class _Progress:
