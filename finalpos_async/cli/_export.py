@@ -30,7 +30,7 @@ from .._constants import PROGRESS_LINE_INTERVAL
 from .._method_info import MethodInfo
 from .._pagination import AsyncPaginator, Page
 from ..spec import component
-from ._calls import csv_cell, csv_columns, to_json
+from ._calls import csv_columns, csv_paths, csv_row, to_json
 
 _NO_FIELDS: Mapping[str, Any] = {}  # a record that is not an object has no columns
 
@@ -131,17 +131,20 @@ class CsvWriter:
 
     def __init__(self, out: IO[str], schema: Mapping[str, Any] | None) -> None:
         self._out = out
-        self._columns = csv_columns(schema)
+        columns = csv_columns(schema)
+        self._paths = csv_paths(columns)
         self._csv = csv.writer(out, lineterminator="\n")
-        self._csv.writerow(self._columns)
+        self._csv.writerow(columns)
 
     def write_page(self, records: Sequence[Any]) -> None:
         """Write the page's records, one row each."""
-        columns = self._columns
+        paths = self._paths
+        rows: list[list[str]] = []
         for record in records:
             item = to_json(record)
             row = cast("Mapping[str, Any]", item) if isinstance(item, dict) else _NO_FIELDS
-            self._csv.writerow([csv_cell(row, column) for column in columns])
+            rows.append(csv_row(row, paths))
+        self._csv.writerows(rows)
 
     def close(self) -> None:
         """Flush the stream."""

@@ -74,7 +74,7 @@ def test_pages_match_the_memory_store_through_deletes_inserts_and_a_reopen(
     rng = random.Random(24)
     for store in (stored, memory):
         store.insert_many("CustomerDto", _customers(0, 300))
-    for n in rng.sample(range(300), 120) + [299, 0]:
+    for n in [*rng.sample(range(300), 120), 299, 0]:
         assert stored.delete("CustomerDto", f"c{n}") == memory.delete("CustomerDto", f"c{n}")
     for store in (stored, memory):
         store.insert_many("CustomerDto", _customers(300, 340))
