@@ -19,7 +19,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar, cast
 
@@ -169,7 +169,7 @@ def writer_for(
 @contextlib.contextmanager
 def open_writer(
     fmt: str, output: Path | None, schema: Mapping[str, Any] | None
-) -> Iterator[ExportWriter]:
+) -> Generator[ExportWriter, None, None]:
     """The writer of `fmt` to stdout, or to the file `output` once the export has succeeded.
 
     The records go to a hidden file beside `output` (same directory, so the rename cannot cross

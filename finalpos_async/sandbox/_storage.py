@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -309,7 +309,7 @@ class SQLiteStorage:
 
 
 @contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+def _transaction(db: sqlite3.Connection) -> Generator[None, None, None]:
     """Statements that land together or not at all (the connection autocommits otherwise)."""
     db.execute("BEGIN")
     try:
