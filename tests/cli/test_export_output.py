@@ -86,3 +86,10 @@ def test_a_failed_export_keeps_the_previous_file_and_a_good_one_replaces_it(
     else:
         lines = target.read_text(encoding="utf-8").splitlines()
         assert len(lines) == 5 + (fmt == "csv")  # the CSV header line
+
+
+def test_the_readme_says_where_the_records_go_until_the_export_succeeds() -> None:
+    readme = Path(__file__).parents[2] / "README.md"
+    text = " ".join(readme.read_text(encoding="utf-8").split())
+    assert "the records go to a hidden `.FILE.*.part` beside FILE" in text
+    assert "leaves no half-written file and an earlier FILE as it was" in text
