@@ -35,6 +35,7 @@ from ._constants import (
 from ._endpoint import Endpoint
 from ._exceptions import ResponseValidationError
 from ._inflight import InFlight, closed_in_flight
+from ._key_source import KeyFunction
 from ._limiter import Limiter
 from ._logging import setup_logging
 from ._request import build_request
@@ -81,6 +82,8 @@ class _Core:
         "budget",
         "calls",
         "endpoint",
+        "key",
+        "key_epoch",
         "limiter",
         "loop",
         "pool_limit",
@@ -107,6 +110,19 @@ class _Core:
         self.state: ClientState = "new"
         self.loop: asyncio.AbstractEventLoop | None = None
         self.calls = InFlight()  # the calls in flight, which close() ends
+        # The latest key a refresh gave, and how many times it changed: a view whose headers
+        # were built under another epoch rebuilds them before its next call.
+        self.key: str | None = None
+        self.key_epoch = 0
+
+    async def refresh_key(self, sent: str, sent_at: float) -> str | None:
+        """After a 401 to an attempt that carried `sent`: the key to repeat it with, or `None`
+        (see `Endpoint.refresh_key`)."""
+        fresh = await self.endpoint.refresh_key(sent, sent_at)
+        if fresh is not None and fresh != self.key:
+            self.key = fresh
+            self.key_epoch += 1
+        return fresh
 
 
 class AsyncFinalPOS(AsyncResourcesMixin):
@@ -120,6 +136,9 @@ class AsyncFinalPOS(AsyncResourcesMixin):
     Configuration: arguments win over environment variables (`FINALPOS_API_KEY`,
     `FINALPOS_BASE_URL`, `FINALPOS_SANDBOX`), which win over the defaults in `_constants.py`.
 
+    - `api_key`: the key (a str), or a function, sync or async, that returns it: asked when the
+      client opens and again after a 401, and a call refused with a 401 is then repeated once
+      with the new key if it changed (the README's "Key rotation"). `with_options` takes a str.
     - `timeout`: read timeout per attempt (seconds, `None` for none); `connect_timeout` bounds
       opening a socket, `pool_timeout` getting a ready connection (waiting for a free pool slot
       plus connecting); running out of either is never a processed request, so it is retried.
@@ -162,10 +181,11 @@ class AsyncFinalPOS(AsyncResourcesMixin):
     _owns_core: bool
     _root: str  # the base URL this view sends to, set with `_base_headers` by its first call
     _base_headers: MappingProxyType[str, str] | None
+    _key_epoch: int  # the core's `key_epoch` when `_base_headers` were built
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | KeyFunction | None = None,
         *,
         base_url: str | None = None,
         timeout: float | None = READ_TIMEOUT,
@@ -228,6 +248,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         )
         self._owns_core = True
         self._base_headers = None
+        self._key_epoch = 0
         self._config = settings
 
     # ----------------------------------------------------------------------------- options
@@ -271,6 +292,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         view._config = settings
         view._owns_core = False
         view._base_headers = None
+        view._key_epoch = 0
         return view
 
     # --------------------------------------------------------------------------- properties
@@ -295,9 +317,11 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         """A one-way fingerprint of the API key (16 hex digits of a SHA-256), safe to store.
 
         It tells two keys apart without revealing either; bulk journals record it so that a
-        journal is never resumed with other credentials.
+        journal is never resumed with other credentials. With `api_key=` a function it stands
+        for "a key that rotates" rather than for one key: the same for every such client, and
+        unchanged when the key rotates, so a journal resumes across rotations.
         """
-        key = self._config.api_key or self._core.endpoint.api_key
+        key = self._config.api_key or self._core.endpoint.credentials
         return hashlib.sha256(b"finalpos-credentials:" + key.encode()).hexdigest()[:16]
 
     @property
@@ -495,7 +519,8 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         # and every await inside the call then resumes one frame less.
         loop = self._check_usable()
         base = self._base_headers
-        if base is None:  # this view's first call: the endpoint may have to start
+        if base is None or self._key_epoch != self._core.key_epoch:
+            # This view's first call (the endpoint may have to start), or the key rotated.
             return self._first_call(method, path, params, json, options)
         method = check_method(method)
         url = self._root + check_path(path)
@@ -545,6 +570,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             raise closed_in_flight(maybe_processed=False)
         cfg = self._config
         root = cfg.base_url or resolved
+        self._key_epoch = self._core.key_epoch  # read with the key, after the last await
         api_key = cfg.api_key or endpoint.api_key
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         merge_headers(headers, cfg.default_headers)
@@ -552,7 +578,9 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             merge_headers(headers, {"x-api-key": HeaderSecret(api_key)})
         self._root = root
         # Read-only: every plain GET sends it, uncopied.
-        view = self._base_headers = MappingProxyType(headers)
+        old, view = self._base_headers, MappingProxyType(headers)
+        self._base_headers = view
         if self._owns_core and isinstance(self._core.transport, AiohttpTransport):
-            self._core.transport.use_default_headers(view)  # on the session, not on each call
+            # On the session, not on each call (after a rotation, in place of the old ones).
+            self._core.transport.use_default_headers(view, replacing=old)
         return view

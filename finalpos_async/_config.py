@@ -17,6 +17,7 @@ from ._checks import check_api_key, check_headers, check_int, check_seconds
 from ._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, SANDBOX_ENV
 from ._endpoint import Endpoint, FixedEndpoint, embedded_sandbox
 from ._exceptions import FinalPOSError
+from ._key_source import KeyFunction, KeySource, RotatingEndpoint
 from ._limiter import Limiter
 from ._logging import logger
 from ._rate_limit import RateLimiter
@@ -125,7 +126,7 @@ _BASE_URL_FROM_ENV = f"base_url (from the {BASE_URL_ENV} environment variable)"
 
 
 def resolve_endpoint(
-    api_key: str | None,
+    api_key: str | KeyFunction | None,
     sandbox: bool | None,
     *,
     base_url: str | None,
@@ -135,14 +136,27 @@ def resolve_endpoint(
 ) -> Endpoint:
     """The root client's endpoint from its arguments and the environment (arguments win).
 
-    The embedded sandbox's (`resolve_sandbox` says whether) or a `FixedEndpoint`. An error about a
-    value read from the environment names its variable.
+    The embedded sandbox's (`resolve_sandbox` says whether), a `RotatingEndpoint` for a key
+    function, or a `FixedEndpoint`. An error about a value read from the environment names its
+    variable.
     """
     if resolve_sandbox(sandbox, base_url=base_url, session=session, transport=transport):
         # The sandbox has its own address and key: FINALPOS_BASE_URL/FINALPOS_API_KEY are unused.
+        if callable(api_key):
+            if sandbox:
+                raise ValueError(
+                    "api_key as a function and sandbox=True exclude each other: the embedded "
+                    "sandbox accepts one fixed key; pass api_key as a str, or leave it out"
+                )
+            # FINALPOS_SANDBOX=1 turns the app's client to the sandbox, with the sandbox's key.
+            logger.debug("%s is set: the api_key function is not used", SANDBOX_ENV)
+            return embedded_sandbox(None)
         if api_key is not None:
             check_api_key(api_key)
         return embedded_sandbox(api_key)
+    if callable(api_key):
+        source = KeySource(api_key)  # asked for the key on the first call, not here
+        return RotatingEndpoint(_base_url(base_url, allow_insecure_http), source)
     key: object
     key, key_name = (
         (api_key, "api_key")
@@ -155,15 +169,18 @@ def resolve_endpoint(
             "environment variable (or use sandbox=True for the local sandbox)"
         )
     resolved_key = check_api_key(key, name=key_name)
+    return FixedEndpoint(_base_url(base_url, allow_insecure_http), resolved_key)
+
+
+def _base_url(base_url: str | None, allow_insecure_http: bool) -> str:
+    """The API root from the argument, else `FINALPOS_BASE_URL`, else the default."""
     if base_url is not None:
-        resolved_url = normalize_base_url(base_url, allow_insecure_http=allow_insecure_http)
-    elif env_url := os.environ.get(BASE_URL_ENV):  # an empty variable counts as unset
-        resolved_url = normalize_base_url(
+        return normalize_base_url(base_url, allow_insecure_http=allow_insecure_http)
+    if env_url := os.environ.get(BASE_URL_ENV):  # an empty variable counts as unset
+        return normalize_base_url(
             env_url, allow_insecure_http=allow_insecure_http, name=_BASE_URL_FROM_ENV
         )
-    else:
-        resolved_url = normalize_base_url(DEFAULT_BASE_URL)
-    return FixedEndpoint(resolved_url, resolved_key)
+    return normalize_base_url(DEFAULT_BASE_URL)
 
 
 def resolve_settings(

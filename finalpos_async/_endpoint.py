@@ -3,6 +3,8 @@
 A client holds one endpoint, shared by its `with_options` copies and closed by its `close()`:
 
 - `FixedEndpoint`: a base URL and an API key (the arguments or the environment).
+- `finalpos_async._key_source.RotatingEndpoint`: a base URL and a key function (`api_key=` given
+  as a function), asked for the key when the client opens and after a 401.
 - `finalpos_async.sandbox.SandboxEndpoint`: the embedded sandbox, started on the first call.
 
 The client never names the sandbox (the sandbox is built on the client, not the other way
@@ -43,7 +45,13 @@ class Endpoint(Protocol):
 
     @property
     def api_key(self) -> str:
-        """The key requests carry (a `Secret`), known before `resolve()`."""
+        """The key requests carry (a `Secret`), known once `resolve()` has returned (before it
+        too, unless it comes from a key function)."""
+        ...
+
+    @property
+    def credentials(self) -> str:
+        """What `credentials_fingerprint` hashes: the key, or a fixed text for a rotating key."""
         ...
 
     @property
@@ -53,6 +61,11 @@ class Endpoint(Protocol):
 
     async def resolve(self) -> str | None:
         """The base URL, once usable; `None` when `aclose()` ran before or meanwhile."""
+        ...
+
+    async def refresh_key(self, sent: str, sent_at: float) -> str | None:
+        """After a 401 to an attempt that carried the key `sent` and started at `sent_at` (loop
+        time): the key to repeat it with, or `None` when the key has not changed."""
         ...
 
     async def aclose(self) -> None:
@@ -84,6 +97,11 @@ class FixedEndpoint:
         return self._api_key
 
     @property
+    def credentials(self) -> str:
+        """The key."""
+        return self._api_key
+
+    @property
     def embedded(self) -> bool:
         """Never: the server is someone else's."""
         return False
@@ -91,6 +109,10 @@ class FixedEndpoint:
     async def resolve(self) -> str:
         """The base URL (nothing to start)."""
         return self._base_url
+
+    async def refresh_key(self, sent: str, sent_at: float) -> str | None:
+        """Never a new key: a fixed key does not change."""
+        return None
 
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -42,13 +42,17 @@ REDIS_CONNECTIONS = 16
 
 # GCRA: KEYS[1] holds the theoretical arrival time (TAT, µs on the server clock) of the next
 # slot. ARGV: interval (µs per token), tolerance (burst * interval), max_wait (µs; -1: none),
-# floor (µs: the latest TAT this limiter was answered; 0 at first). Returns {wait in µs for a
-# reserved slot, or -1 - wait when the slot was declined; the TAT now}.
+# floor (µs: the latest TAT this limiter was answered; 0 at first), unanswered (this limiter's
+# scripts sent before this one and not yet answered). Returns {wait in µs for a reserved slot,
+# or -1 - wait when the slot was declined; the TAT now}.
 # The floor is what keeps the cap when the key is lost (FLUSHALL, an eviction, a restart without
 # persistence): callers sleeping on slots they reserved still go out, and a missing key alone
 # would read as a full bucket beside them (141 grants in a second at rate 100, burst 10). The
 # key is never below a floor in normal running (it only grows, and expires once it is in the
-# past), so the floor changes nothing then.
+# past), so the floor changes nothing then. A floor is stale by the scripts still unanswered
+# when it was sent (Redis may have granted each of them a slot past it: on a busy loop, answers
+# wait unread while new scripts go out), so a restore also skips one slot per such script; a
+# loop stalled 50 ms at a time otherwise let up to 117 through in a second at rate 100, burst 10.
 GCRA_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -56,7 +60,11 @@ local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local max_wait = tonumber(ARGV[3])
 local stored = tonumber(redis.call('GET', KEYS[1]) or 0)
-local tat = math.max(stored, tonumber(ARGV[4]), now)
+local floor = tonumber(ARGV[4])
+if stored < floor and floor > now then
+  floor = floor + tonumber(ARGV[5]) * interval
+end
+local tat = math.max(stored, floor, now)
 local new_tat = tat + interval
 local wait = math.max(new_tat - tolerance - now, 0)
 if max_wait >= 0 and wait > max_wait then
@@ -155,6 +163,7 @@ class RedisRateLimiter:
         self._acquired = 0
         # The latest TAT (server µs) any answer named: restores the bucket if the key is lost.
         self._floor = 0
+        self._unanswered = 0  # scripts sent and not yet answered: how stale the floor may be
 
     @property
     def rate(self) -> float:
@@ -222,9 +231,11 @@ class RedisRateLimiter:
         """One script run: the wait (s) for our reserved slot, or None if it was declined."""
         max_wait = -1 if timeout is None else max(0, math.floor(timeout * 1e6))
         args = [repr(self._interval_us), repr(self._interval_us * self._burst), str(max_wait)]
-        args.append(str(self._floor))
         conn = self._loop_client()
         errors: tuple[type[BaseException], ...] = (asyncio.TimeoutError, *_redis_errors())
+        with self._lock:  # one limiter may serve several loops (threads)
+            args += [str(self._floor), str(self._unanswered)]
+            self._unanswered += 1
         try:
             answer: object = await asyncio.wait_for(
                 self._run_script(conn, args), self._redis_timeout
@@ -241,6 +252,9 @@ class RedisRateLimiter:
             with self._lock:  # one limiter may serve several loops (threads)
                 self._floor = max(self._floor, tat)
             return None if value < 0 else value / 1e6
+        finally:
+            with self._lock:
+                self._unanswered -= 1
         # Raised after the `except`: redis-py's exception (and its frames, which hold the
         # connection's settings) is neither the cause nor the context of ours.
         raise error

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol, TypeVar
 
+import attrs
+
 from ._constants import REQUEST_ID_HEADERS
 from ._exceptions import (
     APIConnectionError,
@@ -34,7 +36,7 @@ from ._retry import (
     parse_retry_after,
     should_retry,
 )
-from ._secret import mask_text, secrets_in
+from ._secret import HeaderSecret, mask_text, secrets_in
 from ._transport import Transport, TransportError, TransportResponse
 
 __all__ = [
@@ -67,7 +69,15 @@ _ErrorT = TypeVar("_ErrorT", bound=FinalPOSError)
 class CallState:
     """What one logical call has learned so far, across its attempts."""
 
-    __slots__ = ("attempt", "deadline_at", "last_cost", "last_error", "maybe_processed", "start")
+    __slots__ = (
+        "attempt",
+        "deadline_at",
+        "last_cost",
+        "last_error",
+        "maybe_processed",
+        "rekeyed",
+        "start",
+    )
 
     def __init__(self, start: float, deadline: float | None) -> None:
         self.start = start
@@ -77,6 +87,7 @@ class CallState:
         self.last_error: FinalPOSError | None = None
         # Whether some attempt may have been processed: carried by the final error.
         self.maybe_processed = False
+        self.rekeyed = False  # repeated once already with a new key after a 401
 
     def marked(self, error: _ErrorT) -> _ErrorT:
         """`error` with `maybe_processed` set from every attempt of the call so far."""
@@ -99,7 +110,7 @@ class ClientParts(Protocol):
 
     `calls` are the client's calls in flight, through which `close()` ends this one with
     `ClientClosedError` (see `_inflight.py`); `limiter` gives a token per attempt; `budget`
-    bounds retries client-wide.
+    bounds retries client-wide; `refresh_key` gives the key to repeat a call with after a 401.
     """
 
     @property
@@ -113,6 +124,8 @@ class ClientParts(Protocol):
 
     @property
     def calls(self) -> InFlight: ...
+
+    async def refresh_key(self, sent: str, sent_at: float) -> str | None: ...
 
 
 async def send_with_retries(
@@ -168,6 +181,11 @@ async def send_with_retries(
                         budget.record_success(state.last_cost)
                     return raw
                 failure = status_failure(request, state, raw, policy)
+                if response.status == 401:  # repeated once if the key function gives a new key
+                    fresh = await _rekeyed(request, state, client, failure, attempt_start, clock)
+                    if fresh is not None:
+                        request = fresh
+                        continue  # at once: no backoff, no retry budget (see _rekeyed)
             delay = _next_delay(request, state, failure, policy, budget, clock())
             logger.debug(
                 "retrying %s %s in %.3f s (attempt %d failed: %s)",
@@ -217,6 +235,51 @@ async def _take_token(
         raise error from state.last_error
     if calls.closed:
         raise _closed(request, state, state.attempt - 1, sending=False) from state.last_error
+
+
+async def _rekeyed(
+    request: Request,
+    state: CallState,
+    client: ClientParts,
+    refused: Failure,
+    sent_at: float,
+    clock: Callable[[], float],
+) -> Request | None:
+    """`request` carrying a new key after its attempt (started at `sent_at`) got a 401, or
+    `None` (the key is fixed or did not change, or the call was repeated for its key already):
+    the call is then repeated once, whatever its method.
+
+    That repeat is always safe: a 401 means the server refused the request before processing it
+    (nothing was created or changed), so sending it again cannot apply it twice. It is not a
+    retry of a failure (`max_retries`, the backoff and the retry budget do not apply), but it is
+    an attempt: it takes a rate-limit token and stays within the call's deadline, as does the
+    wait for the key function (the ask goes on for the other calls sharing it).
+    """
+    name = next((name for name in request.headers if name.lower() == "x-api-key"), None)
+    if name is None or state.rekeyed:
+        return None
+    left = None if state.deadline_at is None else state.deadline_at - clock()
+    if left is not None and left <= 0:
+        return None  # no time for a repeat: the 401 stands
+    state.last_error = refused.error
+    try:
+        fresh = await asyncio.wait_for(client.refresh_key(request.headers[name], sent_at), left)
+    except asyncio.TimeoutError:
+        error = deadline_error(request, state, state.attempt, refused.error)
+        error.message += "; it ran out waiting for the api_key function to give a new key"
+        error.args = (error.message,)
+        raise error from refused.error
+    if fresh is None:
+        return None
+    state.rekeyed = True
+    logger.debug(
+        "%s %s got a 401; repeating it once with the new key from the api_key function",
+        request.method,
+        log_path(request.url),
+    )
+    headers = dict(request.headers)
+    headers[name] = HeaderSecret(fresh)
+    return attrs.evolve(request, headers=headers)
 
 
 def _closed(request: Request, state: CallState, attempts: int, *, sending: bool) -> FinalPOSError:

@@ -21,6 +21,7 @@ from finalpos_async._constants import (
     READ_TIMEOUT,
     RETRY_BUDGET_TOKENS,
 )
+from finalpos_async._key_source import KeyFunction
 from finalpos_async._limiter import Limiter
 from finalpos_async._response import RawResponse
 from finalpos_async._retry import RetryBudget, RetryPolicy
@@ -70,13 +71,16 @@ class FinalPOS(SyncResourcesMixin):
     `with_options(...)` returns a light view sharing the loop and pool; closing a view does
     nothing.
 
+    `api_key=` may be a function, sync or async, returning the key (as for `AsyncFinalPOS`): it
+    runs on the private loop's thread, so it must not call this client.
+
     There is no `session=` here (an aiohttp session belongs to the loop it was made on, and this
     client runs its own); tune the pool with `pool_limit` / `pool_limit_per_host` instead.
     """
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | KeyFunction | None = None,
         *,
         base_url: str | None = None,
         timeout: float | None = READ_TIMEOUT,
@@ -176,7 +180,9 @@ class FinalPOS(SyncResourcesMixin):
         """A one-way fingerprint of the API key (16 hex digits of a SHA-256), safe to store.
 
         It tells two keys apart without revealing either; bulk journals record it so that a
-        journal is never resumed with other credentials.
+        journal is never resumed with other credentials. With `api_key=` a function it stands
+        for "a key that rotates" rather than for one key: the same for every such client, and
+        unchanged when the key rotates, so a journal resumes across rotations.
         """
         return self.async_client.credentials_fingerprint
 

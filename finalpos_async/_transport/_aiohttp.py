@@ -160,16 +160,33 @@ class AiohttpTransport:
         """True when the session is ours to close (not handed in by the caller)."""
         return self.external_session is None
 
-    def use_default_headers(self, headers: Mapping[str, str]) -> None:
+    def use_default_headers(
+        self, headers: Mapping[str, str], *, replacing: Mapping[str, str] | None = None
+    ) -> None:
         """Set `headers` on the session once, as its default headers (the first call wins).
 
         The owning client passes its read-only base headers (the same mapping object its plain
         requests carry), so those requests pass no headers per call. A request with any other
         headers still sends exactly its own (see `send`). Takes effect only if the session does
         not exist yet, and never on a caller's `session=` (which keeps its own defaults).
+
+        `replacing`: the headers given before, which `headers` replace (the owning client's key
+        rotated), on the session too if it exists already, so that a plain call again passes no
+        headers and the session never holds a stale key. Safe between requests: aiohttp copies
+        the session's defaults when it prepares each request. Any other mapping is ignored.
         """
-        if self._wanted_defaults is None and self.session is None:
-            self._wanted_defaults = headers
+        if replacing is None:
+            if self._wanted_defaults is None and self.session is None:
+                self._wanted_defaults = headers
+            return
+        if self._wanted_defaults is not replacing:
+            return
+        self._wanted_defaults = headers
+        session = self.session
+        if session is not None and self._defaults is replacing:
+            session.headers.clear()
+            session.headers.update(headers)
+            self._defaults = headers
 
     def ensure_session(self) -> aiohttp.ClientSession:
         """The session, created on first use inside the running loop."""

@@ -50,9 +50,16 @@ from ._connect import Connection, Settings, connect
 from ._failed import FailedRows
 from ._input import FAILED_ROWS_HEADER, Header, Input, InputError, Row
 from ._options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ImportOptions
-from ._plan import Identities, Plan, key_of, make_parser, typed_problems, validate
+from ._plan import Identities, Plan, key_of, make_parser, validate
 from ._progress import drive
-from ._report import print_checks, print_instruction, print_summary, refuse_changed
+from ._report import (
+    print_checks,
+    print_instruction,
+    print_summary,
+    refuse_changed,
+    refuse_changed_file,
+    report_journal_failed,
+)
 from ._rows import RowError, RowParser
 from ._shard import Shard, parse_shard, shared_job_id
 from ._spec import body_arguments, lookup
@@ -276,6 +283,9 @@ async def _connected(
         if options.shard is not None or isinstance(limiter, RedisRateLimiter):
             console.print(_pacing(options, limiter, plan))
         state.total = plan.valid
+        if source.changed():
+            refuse_changed_file(options, console, sent=False, journaled=journal is not None)
+            return EXIT_FAILED
         _install_interrupt(job, console, options.drain_timeout, state)
         try:
             if plan.valid and await drive(job, failed, console, state.total):
@@ -290,42 +300,19 @@ async def _connected(
             except JournalError as exc:
                 journal_error = journal_error or exc
     if journal_error is not None:
-        return _journal_failed(journal_error, job, options, console, failed, run_header, plan)
+        report_journal_failed(journal_error, job, options, console, failed, run_header, plan)
+        return EXIT_FAILED
+    # Asked before the commit, which replaces a failed-rows file being re-imported.
+    changed = source.changed()
     failed.commit(run_header)
     print_summary(job, console, failed, plan, options.shard)
+    if changed:
+        refuse_changed_file(options, console, sent=True, journaled=journal is not None)
+        return EXIT_FAILED
     print_instruction(job, options, console, failed)
     if state.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if failed.count == 0 else EXIT_FAILED
-
-
-def _journal_failed(
-    error: JournalError,
-    job: BulkJob[Any],
-    options: ImportOptions,
-    console: Console,
-    failed: FailedRows,
-    header: Header,
-    plan: Plan,
-) -> int:
-    """The journal could not be written mid-run: the summary, the cause, and the one way on.
-
-    The way on is this same command: the rows whose outcome could not be journaled are still
-    `sending` in it, so that run looks them up before it sends anything. (The failed-rows file
-    may sit on the same full disk: it is written if it can be, but not relied on.)
-    """
-    try:
-        failed.commit(header)
-    except OSError:
-        failed.discard()
-    print_summary(job, console, failed, plan, options.shard)
-    console.print(f"[red]error:[/] {error}", soft_wrap=True)
-    console.print(
-        f"To finish: make the journal writable again (free space on its disk), then run "
-        f"`{options.same_command()}`",
-        soft_wrap=True,
-    )
-    return EXIT_FAILED
 
 
 def _pacing(options: ImportOptions, limiter: Limiter | None, plan: Plan) -> str:
@@ -418,14 +405,16 @@ def _good_rows(options: ImportOptions, source: Input, state: RunState) -> Iterat
     """Pass 2: the rows pass 1 accepted, as bulk items (the operation's keyword arguments)."""
     parser = make_parser(options)
     identities = Identities(parser, options.key_field)
-    op = options.operation
     shard = options.shard
     for row in source.rows():
         if isinstance(row.data, RowError) or state.held(row):
             continue
         parsed = parser.parse(row.line, row.data)
-        if parsed.body is None or typed_problems(op, row.line, parsed.body):
+        if parsed.body is None:
             continue
+        # Pass 1 ran `typed_problems` on this very row, and the typed create method runs the
+        # same checks before its request leaves: a row that fails them now (the file changed
+        # between the passes) is reported failed, naming the field, instead of checked twice.
         digest = content_digest(parsed.body)
         identity, _ = identities.of(row, parsed.body, digest)
         if identity is None or (shard is not None and not shard.owns(identity)):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO, cast
@@ -78,12 +79,23 @@ class Input:
         # The largest CSV cell or JSON Lines line read (a larger one is an invalid row).
         self.max_field_bytes = max_field_bytes
         try:
-            size = self.path.stat().st_size
+            stat = self.path.stat()
         except OSError as exc:
             raise InputError(f"{self.path}: cannot read it ({exc.strerror})") from exc
-        if size == 0:
+        if stat.st_size == 0:
             raise InputError(f"{self.path} is empty: there is nothing to import")
+        self._stamp = _stamp(stat)
         self.header = self._read_header()
+
+    def changed(self) -> bool:
+        """True when the file is no longer the one opened (written, replaced or removed since).
+
+        The file is read twice (checked, then sent), so a change between or during the reads
+        would otherwise make rows vanish without a word."""
+        try:
+            return _stamp(self.path.stat()) != self._stamp
+        except OSError:
+            return True
 
     def _open(self) -> TextIO:
         try:
@@ -236,3 +248,8 @@ def _repeats(value: object) -> tuple[str, int] | None:
     if isinstance(key, str) and isinstance(line, int) and not isinstance(line, bool):
         return key, line
     return None
+
+
+def _stamp(stat: os.stat_result) -> tuple[int, int, int, int]:
+    """What changes when a file is written or replaced: size, modification time, identity."""
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev)

@@ -7,14 +7,22 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..bulk import BulkJob
+from ..bulk import BulkJob, JournalError
 from ._failed import FailedRows
+from ._input import Header
 from ._options import ImportOptions
 from ._plan import SHOWN_ERRORS, Plan
 from ._rows import RowParser, sniff_format
 from ._shard import Shard
 
-__all__ = ["print_checks", "print_instruction", "print_summary", "refuse_changed"]
+__all__ = [
+    "print_checks",
+    "print_instruction",
+    "print_summary",
+    "refuse_changed",
+    "refuse_changed_file",
+    "report_journal_failed",
+]
 
 
 def print_checks(
@@ -45,6 +53,55 @@ def print_checks(
                 f"... the first {len(plan.shown)} problems of {plan.invalid} invalid rows "
                 f"(--validate-only writes no file; the import lists them all in {failed.path})"
             )
+
+
+def refuse_changed_file(
+    options: ImportOptions, console: Console, *, sent: bool, journaled: bool
+) -> None:
+    """The file changed after its rows were checked: say so, and the one way on."""
+    when = "while its rows were being sent" if sent else "after its rows were checked"
+    outcome = "rows read after the change may be missing" if sent else "nothing was sent"
+    console.print(f"[red]error:[/] {options.file} changed {when}: {outcome}.", soft_wrap=True)
+    if sent and not journaled:
+        console.print(
+            "Without a journal, running the import again would send every row again: import "
+            "only the rows that changed.",
+            soft_wrap=True,
+        )
+        return
+    skips = " (its journal skips the rows already done)" if sent else ""
+    console.print(
+        f"To finish: once the file stays as it is, run `{options.same_command()}`{skips}.",
+        soft_wrap=True,
+    )
+
+
+def report_journal_failed(
+    error: JournalError,
+    job: BulkJob[Any],
+    options: ImportOptions,
+    console: Console,
+    failed: FailedRows,
+    header: Header,
+    plan: Plan,
+) -> None:
+    """The journal could not be written mid-run: the summary, the cause, and the one way on.
+
+    The way on is this same command: the rows whose outcome could not be journaled are still
+    `sending` in it, so that run looks them up before it sends anything. (The failed-rows file
+    may sit on the same full disk: it is written if it can be, but not relied on.)
+    """
+    try:
+        failed.commit(header)
+    except OSError:
+        failed.discard()
+    print_summary(job, console, failed, plan, options.shard)
+    console.print(f"[red]error:[/] {error}", soft_wrap=True)
+    console.print(
+        f"To finish: make the journal writable again (free space on its disk), then run "
+        f"`{options.same_command()}`",
+        soft_wrap=True,
+    )
 
 
 def refuse_changed(plan: Plan, options: ImportOptions, console: Console) -> None:

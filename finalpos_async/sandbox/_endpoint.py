@@ -50,9 +50,18 @@ class SandboxEndpoint:
         return self._given_key or SANDBOX_API_KEY
 
     @property
+    def credentials(self) -> str:
+        """The key."""
+        return self.api_key
+
+    @property
     def embedded(self) -> bool:
         """Always: its data lives in this process and dies with it."""
         return True
+
+    async def refresh_key(self, sent: str, sent_at: float) -> str | None:
+        """Never a new key: the sandbox accepts one fixed key."""
+        return None
 
     async def resolve(self) -> str | None:
         """Start the sandbox unless it runs; its URL, or `None` once `aclose()` has run."""

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+import finalpos_async.cli._import as import_module
 from finalpos_async.cli._app import cli
 from finalpos_async.sandbox import FaultConfig, Sandbox
 
@@ -439,3 +440,58 @@ def test_a_repeated_key_stays_a_repeat_in_the_failed_file_beside_its_first_row(
         fixed = run(healthy, "import", "customers", str(failed_file))
         assert fixed.exit_code == 0, fixed.output
         assert len(stored_customers(healthy)) == 3
+
+
+TWO_ROWS = "first_name,last_name,email,metadata\nAda,L,ada@example.com,\nAlan,T,alan@example.com,\n"
+# The same rows, the second now unreadable, and a third: what a user saving the file makes of it.
+EDITED = (
+    TWO_ROWS.replace("alan@example.com,", "alan@example.com,not json") + "Bo,R,bo@example.com,\n"
+)
+
+
+def test_a_file_changed_after_its_check_sends_nothing_and_the_instruction_finishes(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file is read twice (checked, then sent). Edited in between, a row pass 1 accepted
+    # used to vanish from pass 2 with exit 0.
+    source = write_csv(tmp_path / "c.csv", TWO_ROWS)
+    checked = import_module.validate
+
+    def check_then_edit(*args: Any, **kwargs: Any) -> Any:
+        found = checked(*args, **kwargs)
+        source.write_text(EDITED.replace("not json", ""), encoding="utf-8")
+        return found
+
+    monkeypatch.setattr(import_module, "validate", check_then_edit)
+    result = run(sandbox, "import", "customers", str(source))
+    assert result.exit_code == 1
+    assert "changed after its rows were checked: nothing was sent" in result.stderr
+    assert stored_customers(sandbox) == []
+    monkeypatch.undo()
+    for _ in range(2):  # the instruction is safe to follow more than once
+        again = run(None, *instruction(result, sandbox))
+        assert again.exit_code == 0, again.output
+    emails = sorted(c["email"] for c in stored_customers(sandbox))
+    assert emails == ["ada@example.com", "alan@example.com", "bo@example.com"]
+
+
+def test_a_file_changed_while_sending_is_reported_and_the_instruction_finishes(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = write_csv(tmp_path / "c.csv", TWO_ROWS)
+    sending = import_module.drive
+
+    async def send_then_edit(*args: Any, **kwargs: Any) -> Any:
+        source.write_text(EDITED, encoding="utf-8")
+        return await sending(*args, **kwargs)
+
+    monkeypatch.setattr(import_module, "drive", send_then_edit)
+    result = run(sandbox, "import", "customers", str(source))
+    assert result.exit_code == 1
+    assert "changed while its rows were being sent" in result.stderr
+    monkeypatch.undo()
+    source.write_text(EDITED.replace("not json", ""), encoding="utf-8")  # the user mends it
+    again = run(None, *instruction(result, sandbox))
+    assert again.exit_code == 0, again.output
+    emails = sorted(c["email"] for c in stored_customers(sandbox))
+    assert emails == ["ada@example.com", "alan@example.com", "bo@example.com"]

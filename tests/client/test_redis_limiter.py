@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import subprocess
 import sys
 import time
@@ -112,6 +113,35 @@ class Slots:
 JITTER = 3
 
 
+class LoopLag:
+    """The longest the event loop was late to wake a 5 ms sleeper while it ran.
+
+    A grant's due time is taken when its answer is processed, so a loop that stalls (a loaded
+    machine) makes due times late by up to the stall, and a window may then hold that many
+    seconds' worth of grants more: `margin(rate)` is that many, added to `JITTER`."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _watch(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.005)
+            self.worst = max(self.worst, time.monotonic() - before - 0.005)
+
+    def __enter__(self) -> LoopLag:
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+    def margin(self, rate: float) -> int:
+        return JITTER + math.ceil(rate * self.worst)
+
+
 @pytest.mark.parametrize("loss", ["FLUSHALL", "DEL"])
 async def test_the_cap_holds_when_the_key_is_lost(redis_servers: StartRedis, loss: str) -> None:
     # 50 callers each hold a reserved slot; the key then goes (FLUSHALL, or DEL as an eviction
@@ -130,11 +160,12 @@ async def test_the_cap_holds_when_the_key_is_lost(redis_servers: StartRedis, los
                 words = ("FLUSHALL",) if loss == "FLUSHALL" else ("DEL", "lost")
                 assert server.command(*words).startswith((b"+OK", b":1"))
 
-    await asyncio.gather(*(caller() for _ in range(50)))
+    with LoopLag() as lag:
+        await asyncio.gather(*(caller() for _ in range(50)))
     await limiter.aclose()
-    assert slots.busiest_second() <= rate + burst + JITTER
+    assert slots.busiest_second() <= rate + burst + lag.margin(rate), lag.worst
     span = max(slots.times) - min(slots.times)
-    assert len(slots.times) <= rate * span + burst + JITTER
+    assert len(slots.times) <= rate * span + burst + lag.margin(rate), lag.worst
 
 
 async def test_limiters_that_lose_the_key_keep_the_bound_the_readme_states(
@@ -158,12 +189,14 @@ async def test_limiters_that_lose_the_key_keep_the_bound_the_readme_states(
         assert time.monotonic() < deadline
         await asyncio.sleep(0.001)
     assert server.command("DEL", "two").startswith(b":1")
-    await asyncio.gather(*b_callers, *(slots.take(a) for _ in range(60)))
+    with LoopLag() as lag:
+        await asyncio.gather(*b_callers, *(slots.take(a) for _ in range(60)))
     await a.aclose()
     await b.aclose()
     # Measured on a quiet machine: 103 of 105 (the overlap is real). How much of it shows
     # depends on how fast A's callers reach Redis after the loss, so only the bound is asserted.
-    assert slots.busiest_second() <= rate + burst + burst + waiting + JITTER
+    bound = rate + burst + burst + waiting + lag.margin(rate)
+    assert slots.busiest_second() <= bound, lag.worst
 
 
 async def test_one_round_trip_reserves_and_the_wait_is_local(redis_servers: StartRedis) -> None:
