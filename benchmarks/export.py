@@ -5,11 +5,14 @@
 
 A sandbox process serves a SQLite file seeded with N customers (one created through the API,
 the rest copies of its stored form with their own id and e-mail, written through the sandbox's
-public `storage`). Each repetition runs, in turn, a raw listing (aiohttp + orjson, the same page
-size and pages in flight, in order, one JSON line per record to a file) and `finalpos export
-customers` to JSON Lines, CSV and Parquet, each as a process of its own so that start-up is
-counted for both. The figure is wall time (the sandbox serves both the same way) and the
-process's CPU time; the ratio is against the raw listing's median wall time.
+public `storage` in one transaction with `insert_many`). Each repetition runs, in turn, a raw
+listing (aiohttp + orjson, the same page size and pages in flight, in order, one JSON line per
+record to a file) and `finalpos export customers` to JSON Lines, CSV and Parquet, each as a
+process of its own so that start-up is counted for both. The figure is wall time (the sandbox
+serves both the same way) and the process's CPU time; the ratio is against the raw listing's
+median wall time. Before the runs, one page is timed at skip 0 and at the last full page (the
+sandbox finds either through an index, so they should cost about the same), and the load average
+is printed before and after (the machine may be shared: compare ratios within one run).
 """
 
 from __future__ import annotations
@@ -80,10 +83,33 @@ def seed(db: Path, count: int) -> None:
             created = json.load(answer)
         template = sandbox.storage.get("CustomerDto", created["id"])
         assert template is not None
-        for n in range(1, count):
-            record_id = uuid.uuid4().hex[:24]
-            record = {**template, "id": record_id, "email": f"c{n}@example.com"}
-            sandbox.storage.insert("CustomerDto", record_id, record)
+        ids = (uuid.uuid4().hex[:24] for _ in range(1, count))
+        sandbox.storage.insert_many(
+            "CustomerDto",
+            (
+                (record_id, {**template, "id": record_id, "email": f"c{n}@example.com"})
+                for n, record_id in enumerate(ids, start=1)
+            ),
+        )
+
+
+def page_seconds(url: str, key: str, skip: int, size: int, tries: int = 5) -> float:
+    """The fastest of `tries` requests for one page at `skip`, in seconds."""
+    request = urllib.request.Request(
+        f"{url}/v1/api/customers?skip={skip}&limit={size}", headers={"x-api-key": key}
+    )
+    best = float("inf")
+    for _ in range(tries):
+        started = time.perf_counter()
+        with urllib.request.urlopen(request) as answer:
+            answer.read()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def load() -> str:
+    """The 1, 5 and 15 minute load averages."""
+    return "/".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def timed(args: list[str]) -> tuple[float, float]:
@@ -120,6 +146,14 @@ def main() -> None:
         proc, url = start_sandbox("--db", str(db))
         key = "sk_sandbox_finalpos"
         try:
+            last = max(0, options.records - options.page_size)
+            first_page = page_seconds(url, key, 0, options.page_size)
+            last_page = page_seconds(url, key, last, options.page_size)
+            print(
+                f"one page of {options.page_size} (fastest of 5): {first_page * 1000:.0f} ms at "
+                f"skip 0, {last_page * 1000:.0f} ms at skip {last:,}"
+            )
+            load_before = load()
             cli = [sys.executable, "-m", "finalpos_async.cli", "--api-key", key, "--base-url", url]
             size, conc = str(options.page_size), str(options.concurrency)
             cells = {
@@ -155,6 +189,7 @@ def main() -> None:
                     wall, cpu = timed(args)
                     walls[name].append(wall)
                     cpus[name].append(cpu)
+            load_after = load()
             assert count_lines(work / "raw.jsonl") == options.records
             assert count_lines(work / "out.jsonl") == options.records
             assert count_lines(work / "out.csv") == options.records + 1
@@ -163,7 +198,8 @@ def main() -> None:
     floor = statistics.median(walls["raw aiohttp + orjson (jsonl)"])
     print(
         f"\n{options.records:,} customers, page size {options.page_size}, "
-        f"{options.concurrency} pages in flight, {options.reps} interleaved repetitions\n"
+        f"{options.concurrency} pages in flight, {options.reps} interleaved repetitions, "
+        f"load average {load_before} before, {load_after} after, {os.cpu_count()} CPUs\n"
     )
     print("| | wall s (median, min..max) | CPU s (median) | wall / raw |")
     print("|---|---:|---:|---:|")

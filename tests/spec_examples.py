@@ -91,3 +91,23 @@ def operation_examples() -> list[tuple[str, str, Any]]:
                     name = schema["$ref"].rsplit("/", 1)[1]
                     out.append((f"{op['operationId']} {where}", name, example))
     return out
+
+
+def full_example(schema: dict[str, Any]) -> Any:
+    """An example with every documented field: objects and arrays built from their sub-schemas.
+
+    `example_of` takes an object's own example, which may leave out optional nested fields (a
+    refund line's example has no `taxes`); this one fills every property that has an example.
+    """
+    target = resolve(schema)
+    if target.get("properties"):
+        out = {}
+        for name, prop in target["properties"].items():
+            value = full_example(prop)
+            if value is not None:
+                out[name] = value
+        return out or schema.get("example")
+    if target.get("type") == "array":
+        item = full_example(target.get("items", {}))
+        return schema.get("example") if item is None else [item]
+    return schema.get("example", target.get("example"))

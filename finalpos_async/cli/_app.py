@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shlex
 import sqlite3
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
@@ -34,9 +33,9 @@ from ._connect import Settings, connect, proxy_options, proxy_words, shared_rate
 from ._export import (
     EXPORT_CONCURRENCY,
     EXPORT_PAGE_SIZE,
+    open_writer,
     response_item_schema,
     run_export,
-    writer_for,
 )
 from ._import import run_import
 from ._options import ImportOptions
@@ -403,11 +402,7 @@ def export_command(
             method: Any = getattr(getattr(conn.client, op.resource), op.name)
             paginator = method(**arguments, limit=page_size, max_items=limit)
             schema = response_item_schema(op)
-            with contextlib.ExitStack() as files:
-                out: IO[str] | None = sys.stdout
-                if output is not None and fmt != "parquet":
-                    out = files.enter_context(output.open("w", encoding="utf-8", newline=""))
-                writer = writer_for(fmt, out, None if output is None else str(output), schema)
+            with open_writer(fmt, output, schema) as writer:
                 count = await run_export(
                     paginator, writer, concurrency=concurrency, console=console, noun=res.name
                 )

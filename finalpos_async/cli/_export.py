@@ -15,18 +15,22 @@ import asyncio
 import collections
 import contextlib
 import csv
-import json
+import os
+import secrets
+import sys
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
+from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar, cast
 
 from rich.console import Console
 
+from .._codec import dumps
 from .._constants import PROGRESS_LINE_INTERVAL
 from .._method_info import MethodInfo
 from .._pagination import AsyncPaginator, Page
 from ..spec import component
-from ._calls import csv_cell, csv_columns, to_json
+from ._calls import csv_columns, csv_paths, csv_row, to_json
 
 _NO_FIELDS: Mapping[str, Any] = {}  # a record that is not an object has no columns
 
@@ -34,6 +38,7 @@ __all__ = [
     "EXPORT_CONCURRENCY",
     "EXPORT_PAGE_SIZE",
     "ExportWriter",
+    "open_writer",
     "pages_in_order",
     "response_item_schema",
     "run_export",
@@ -111,8 +116,10 @@ class JsonLinesWriter:
         self._out = out
 
     def write_page(self, records: Sequence[Any]) -> None:
-        """Write the page's records, one line each."""
-        self._out.write("".join(json.dumps(to_json(r), ensure_ascii=False) + "\n" for r in records))
+        """Write the page's records, one compact line each (through the fast codec when present)."""
+        if records:
+            lines = b"\n".join([dumps(to_json(r)) for r in records])
+            self._out.write(lines.decode() + "\n")
 
     def close(self) -> None:
         """Flush the stream."""
@@ -124,17 +131,20 @@ class CsvWriter:
 
     def __init__(self, out: IO[str], schema: Mapping[str, Any] | None) -> None:
         self._out = out
-        self._columns = csv_columns(schema)
+        columns = csv_columns(schema)
+        self._paths = csv_paths(columns)
         self._csv = csv.writer(out, lineterminator="\n")
-        self._csv.writerow(self._columns)
+        self._csv.writerow(columns)
 
     def write_page(self, records: Sequence[Any]) -> None:
         """Write the page's records, one row each."""
-        columns = self._columns
+        paths = self._paths
+        rows: list[list[str]] = []
         for record in records:
             item = to_json(record)
             row = cast("Mapping[str, Any]", item) if isinstance(item, dict) else _NO_FIELDS
-            self._csv.writerow([csv_cell(row, column) for column in columns])
+            rows.append(csv_row(row, paths))
+        self._csv.writerows(rows)
 
     def close(self) -> None:
         """Flush the stream."""
@@ -154,6 +164,33 @@ def writer_for(
     if fmt == "csv":
         return CsvWriter(out, schema)
     return JsonLinesWriter(out)
+
+
+@contextlib.contextmanager
+def open_writer(
+    fmt: str, output: Path | None, schema: Mapping[str, Any] | None
+) -> Generator[ExportWriter, None, None]:
+    """The writer of `fmt` to stdout, or to the file `output` once the export has succeeded.
+
+    The records go to a hidden file beside `output` (same directory, so the rename cannot cross
+    file systems), which replaces `output` only when the block ends without an error: an export
+    that fails midway leaves no half-written file that looks complete (a Parquet writer closed
+    by the garbage collector writes a valid footer), and an earlier `output` stays as it was.
+    """
+    if output is None:
+        yield writer_for(fmt, sys.stdout, None, schema)
+        return
+    part = output.with_name(f".{output.name}.{secrets.token_hex(4)}.part")
+    try:
+        with part.open("x", encoding="utf-8", newline="") as out:
+            if fmt == "parquet":
+                out.close()  # pyarrow writes the file by its path
+            yield writer_for(fmt, out, str(part), schema)
+        os.replace(part, output)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            part.unlink()
+        raise
 
 
 class _Progress:

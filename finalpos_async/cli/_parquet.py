@@ -169,16 +169,22 @@ class ParquetWriter:
 
     def write_page(self, records: Sequence[Any]) -> None:
         """Buffer one page; a full row group is written out."""
-        columns = list(zip(self._columns, self._values, strict=True))
-        whole = self._columns[0].name == RECORD and len(self._columns) == 1
-        for record in records:
-            item = to_json(record)
-            if whole:  # no documented fields: each record as its JSON text
-                self._values[0].append(_json_text(item))
-                continue
-            row = cast("Mapping[str, Any]", item) if isinstance(item, dict) else _NO_FIELDS
-            for column, values in columns:
-                values.append(column.convert(row.get(column.name)))
+        items = [to_json(record) for record in records]
+        if self._columns[0].name == RECORD and len(self._columns) == 1:
+            # no documented fields: each record as its JSON text
+            self._values[0].extend([_json_text(item) for item in items])
+        else:
+            rows: list[Mapping[str, Any]] = [
+                cast("Mapping[str, Any]", item) if isinstance(item, dict) else _NO_FIELDS
+                for item in items
+            ]
+            # column by column: one comprehension per column, no call for a value kept as is
+            for column, values in zip(self._columns, self._values, strict=True):
+                name, convert = column.name, column.convert
+                if convert is _same:
+                    values.extend([row.get(name) for row in rows])
+                else:
+                    values.extend([convert(row.get(name)) for row in rows])
         self._rows += len(records)
         if self._rows >= ROW_GROUP_ROWS:
             self._flush()

@@ -4,13 +4,19 @@ Both stores keep records per collection in creation order (lists answer in that 
 counter per auto-generated sequence (outlet `sequenceNumber`) and the idempotency replays.
 The SQLite store uses the standard library's `sqlite3` synchronously on the event loop: each
 statement is a local call well under a millisecond, so a thread hop would cost more than it saves.
+
+A page of the SQLite store costs the same at any `skip`: every record has a position in its
+collection (0, 1, 2, ... in creation order, never reused) and a deleted record leaves its position
+in a table of gaps, so the record at `skip` is found from the gaps before it and read through the
+(collection, pos) index, instead of OFFSET stepping over `skip` records.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterable
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import attrs
@@ -40,6 +46,9 @@ class Storage(Protocol):
 
     def insert(self, collection: str, record_id: str, record: Record) -> None:
         """Store a new record at the end of its collection."""
+
+    def insert_many(self, collection: str, records: Iterable[tuple[str, Record]]) -> None:
+        """Store (id, record) pairs at the end of their collection, in order, all at once."""
 
     def get(self, collection: str, record_id: str) -> Record | None:
         """The record, or None."""
@@ -85,6 +94,10 @@ class MemoryStorage:
     def insert(self, collection: str, record_id: str, record: Record) -> None:
         """Store a new record at the end of its collection."""
         self._collections.setdefault(collection, {})[record_id] = record
+
+    def insert_many(self, collection: str, records: Iterable[tuple[str, Record]]) -> None:
+        """Store (id, record) pairs at the end of their collection, in order."""
+        self._collections.setdefault(collection, {}).update(records)
 
     def get(self, collection: str, record_id: str) -> Record | None:
         """The record, or None."""
@@ -137,8 +150,14 @@ CREATE TABLE IF NOT EXISTS records (
     collection TEXT NOT NULL,
     id TEXT NOT NULL,
     data TEXT NOT NULL,
+    pos INTEGER NOT NULL,
     UNIQUE (collection, id)
 );
+CREATE TABLE IF NOT EXISTS gaps (
+    collection TEXT NOT NULL,
+    pos INTEGER NOT NULL,
+    PRIMARY KEY (collection, pos)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY,
@@ -148,6 +167,20 @@ CREATE TABLE IF NOT EXISTS idempotency (
     created REAL NOT NULL
 );
 """
+_POSITION_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS records_position ON records (collection, pos)"
+
+# One statement, so a record never gets a position without being stored: the next position is one
+# past the largest one used, by a record or by a gap (positions of deleted records are not reused).
+_INSERT = """
+INSERT INTO records (collection, id, data, pos) VALUES (?1, ?2, ?3, (
+    SELECT COALESCE(MAX(used), -1) + 1 FROM (
+        SELECT MAX(pos) AS used FROM records WHERE collection = ?1
+        UNION ALL SELECT MAX(pos) FROM gaps WHERE collection = ?1
+    )
+))
+"""
+# What `list` asks for: the (collection, pos) index gives the first record and the ones after it.
+_LIST = "SELECT data FROM records WHERE collection = ? AND pos >= ? ORDER BY pos LIMIT ?"
 
 
 class SQLiteStorage:
@@ -160,13 +193,24 @@ class SQLiteStorage:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        _add_positions(self._db)
+        self._db.execute(_POSITION_INDEX)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The open connection, for inspection (query plans, progress handlers); do not write."""
+        return self._db
 
     def insert(self, collection: str, record_id: str, record: Record) -> None:
         """Store a new record at the end of its collection."""
-        self._db.execute(
-            "INSERT INTO records (collection, id, data) VALUES (?, ?, ?)",
-            (collection, record_id, _json.dumps(record).decode()),
-        )
+        self._db.execute(_INSERT, (collection, record_id, _json.dumps(record).decode()))
+
+    def insert_many(self, collection: str, records: Iterable[tuple[str, Record]]) -> None:
+        """Store (id, record) pairs at the end of their collection in one transaction."""
+        with _transaction(self._db):
+            self._db.executemany(
+                _INSERT, ((collection, i, _json.dumps(r).decode()) for i, r in records)
+            )
 
     def get(self, collection: str, record_id: str) -> Record | None:
         """The record, or None."""
@@ -184,9 +228,16 @@ class SQLiteStorage:
 
     def delete(self, collection: str, record_id: str) -> bool:
         """Remove a record; False if it did not exist."""
-        cursor = self._db.execute(
-            "DELETE FROM records WHERE collection = ? AND id = ?", (collection, record_id)
-        )
+        with _transaction(self._db):
+            # the position stays taken (a gap), so later positions keep their place in `list`
+            self._db.execute(
+                "INSERT INTO gaps (collection, pos) "
+                "SELECT collection, pos FROM records WHERE collection = ? AND id = ?",
+                (collection, record_id),
+            )
+            cursor = self._db.execute(
+                "DELETE FROM records WHERE collection = ? AND id = ?", (collection, record_id)
+            )
         return cursor.rowcount > 0
 
     def list(
@@ -194,17 +245,30 @@ class SQLiteStorage:
     ) -> list[Record]:
         """Records in creation order; filters run in Python (the data column is JSON text)."""
         if where is None:
+            start = self._position(collection, skip)
             rows = self._db.execute(
-                "SELECT data FROM records WHERE collection = ? ORDER BY seq LIMIT ? OFFSET ?",
-                (collection, -1 if limit is None else limit, skip),
+                _LIST, (collection, start, -1 if limit is None else limit)
             ).fetchall()
             return [_record(row[0]) for row in rows]
         rows = self._db.execute(
-            "SELECT data FROM records WHERE collection = ? ORDER BY seq", (collection,)
+            "SELECT data FROM records WHERE collection = ? ORDER BY pos", (collection,)
         ).fetchall()
         matching = [r for r in (_record(row[0]) for row in rows) if where(r)]
         end = None if limit is None else skip + limit
         return matching[skip:end]
+
+    def _position(self, collection: str, skip: int) -> int:
+        """The position of the record `skip` records into the collection (past its end: beyond)."""
+        gaps = self._db.execute(
+            "SELECT pos FROM gaps WHERE collection = ? ORDER BY pos", (collection,)
+        )
+        # a gap at or before the candidate position is a record fewer before it: one further on
+        position = skip
+        for (gap,) in gaps:
+            if gap > position:
+                break
+            position += 1
+        return position
 
     def next_sequence(self, name: str) -> int:
         """The next value of a named counter, kept in the file."""
@@ -236,12 +300,40 @@ class SQLiteStorage:
     def clear(self) -> None:
         """Forget everything in the file."""
         self._db.executescript(
-            "DELETE FROM records; DELETE FROM counters; DELETE FROM idempotency;"
+            "DELETE FROM records; DELETE FROM gaps; DELETE FROM counters; DELETE FROM idempotency;"
         )
 
     def close(self) -> None:
         """Close the connection (the file stays)."""
         self._db.close()
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Generator[None, None, None]:
+    """Statements that land together or not at all (the connection autocommits otherwise)."""
+    db.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _add_positions(db: sqlite3.Connection) -> None:
+    """Give the records of a file written before positions existed theirs, in creation order."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(records)")}
+    if "pos" in columns:
+        return
+    with _transaction(db):
+        db.execute("ALTER TABLE records ADD COLUMN pos INTEGER")
+        counts: dict[str, int] = {}
+        updates: list[tuple[int, int]] = []
+        for seq, collection in db.execute("SELECT seq, collection FROM records ORDER BY seq"):
+            position = counts.get(collection, 0)
+            counts[collection] = position + 1
+            updates.append((position, seq))
+        db.executemany("UPDATE records SET pos = ? WHERE seq = ?", updates)
 
 
 def _record(text: str) -> Record:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import typing
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
+import attrs
 import pytest
 from fastapi import FastAPI
+from spec_examples import SCHEMAS, full_example
 
+import finalpos_async
 from finalpos_async import AsyncFinalPOS, Customer, FieldError, Model, Product
+from finalpos_async.operations import OPERATIONS, MethodInfo
 from finalpos_async.sandbox import Sandbox
 
 
@@ -55,50 +60,94 @@ def test_a_wrong_value_set_by_hand_is_named_by_to_dict() -> None:
         product.to_dict()
 
 
-@pytest.fixture
-async def seeded() -> AsyncIterator[dict[str, list[Any]]]:
-    """One record of every resource the sandbox can create, as the typed client returns it."""
+# Creates first (the others need their ids), deletes last.
+_KIND_ORDER = {"create": 0, "retrieve": 1, "update": 2, "list": 3, "delete": 4}
+_MODEL_OPERATIONS = sorted(
+    (op for op in OPERATIONS if op.response_model is not None),
+    key=lambda op: _KIND_ORDER[op.kind],
+)
+
+
+def _body_example(op: MethodInfo) -> dict[str, Any]:
+    """A request body for `op` with every field the spec gives an example for."""
+    assert op.body_schema is not None
+    example = full_example(SCHEMAS[op.body_schema])
+    assert isinstance(example, dict)
+    return cast("dict[str, Any]", example)
+
+
+def _nested_models(value: object) -> Iterator[Model]:
+    """Every model inside `value` (itself included), depth first."""
+    if isinstance(value, Model):
+        yield value
+        for field in attrs.fields(type(value)):
+            yield from _nested_models(getattr(value, field.name))
+    elif isinstance(value, (list, tuple)):
+        for item in cast("list[object]", value):
+            yield from _nested_models(item)
+
+
+def _model_classes(cls: type[Model]) -> set[type[Model]]:
+    """`cls` and every model class its fields can hold, from the annotations."""
+    found = {cls}
+    pending = list(typing.get_type_hints(cls).values())
+    while pending:
+        hint = pending.pop()
+        if isinstance(hint, type) and issubclass(hint, Model) and hint not in found:
+            found |= _model_classes(hint)
+        pending += typing.get_args(hint)
+    return found
+
+
+async def _call(client: AsyncFinalPOS, op: MethodInfo, ids: dict[str, str]) -> list[Any]:
+    """Call `op` with the spec's example (and the id created for its collection); the answers."""
+    method: Any = getattr(getattr(client, op.resource), op.name)
+    args = [ids[op.collection]] if op.path_params else []
+    if op.kind == "list":
+        return [record async for record in method()]
+    kwargs: dict[str, Any] = {}
+    if op.body_fields:
+        example = _body_example(op)
+        kwargs = {
+            f.python_name: example[f.wire_name] for f in op.body_fields if f.wire_name in example
+        }
+    answer = await method(*args, **kwargs)
+    if op.kind == "create":
+        # `id` or `_id` (as the schema names it), a string or an ObjectId `{"$oid": ...}`
+        wire = answer.to_dict()
+        created = wire.get("id", wire.get("_id"))
+        ids[op.collection] = created["$oid"] if isinstance(created, dict) else created
+    return [answer]
+
+
+async def test_every_model_the_sandbox_returns_comes_back_equal_through_its_wire_form() -> None:
+    """Every operation of the spec with a response model, driven against the sandbox."""
+    covered: set[type[Model]] = set()
+    calls = 0
     async with (
         Sandbox() as sandbox,
         AsyncFinalPOS(api_key=sandbox.api_key, base_url=sandbox.url) as client,
     ):
-        await client.customers.create(
-            email="ada@example.com",
-            first_name="Ada",
-            last_name="Lovelace",
-            total_spent=Decimal("12.30"),
-            billing={"city": "London"},
-            tags=["a", "b"],
-        )
-        await client.categories.create(name="Drinks", description="Hot and cold")
-        await client.outlets.create(
-            name="Main street",
-            address="1 Main street",
-            city="Porto",
-            state="Porto",
-            country="PT",
-            post_code="4000-001",
-            phone="+351 22 000 0000",
-        )
-        answers: dict[str, list[Any]] = {}
-        for name in ("customers", "categories", "outlets"):
-            answers[name] = [record async for record in getattr(client, name).list()]
-        yield answers
-
-
-async def test_every_answer_comes_back_equal_through_its_wire_form(
-    seeded: dict[str, list[Any]],
-) -> None:
-    checked = 0
-    for records in seeded.values():
-        for record in records:
-            assert isinstance(record, Model)
-            again = type(record).from_dict(record.to_dict())
-            assert again == record
-            assert again.extra == record.extra
-            assert type(record).from_dict(json.loads(record.to_json())) == record
-            checked += 1
-    assert checked == 3
+        ids: dict[str, str] = {}
+        for op in _MODEL_OPERATIONS:
+            answers = await _call(client, op, ids)
+            assert answers, f"{op.resource}.{op.name} answered nothing"
+            calls += 1
+            for record in answers:
+                assert type(record).__name__ == op.response_model
+                for model in _nested_models(record):
+                    again = type(model).from_dict(model.to_dict())
+                    assert again == model, (op.resource, op.name, type(model).__name__)
+                    assert again.extra == model.extra
+                    assert type(model).from_dict(json.loads(model.to_json())) == model
+                    covered.add(type(model))
+    assert calls == len(_MODEL_OPERATIONS)
+    responses = {getattr(finalpos_async, op.response_model) for op in _MODEL_OPERATIONS}
+    assert len({c for c in covered if c in responses}) == len(responses)
+    # and every model class a response can hold was filled by some answer (nested ones too)
+    reachable = set().union(*(_model_classes(c) for c in responses))
+    assert {c.__name__ for c in reachable - covered} == set()
+    assert covered == reachable
 
 
 def test_a_fastapi_handler_returns_a_model_as_its_dict() -> None:
