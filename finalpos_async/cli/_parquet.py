@@ -19,8 +19,6 @@ from typing import Any, cast
 
 import attrs
 
-from ._calls import to_json
-
 try:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -169,7 +167,7 @@ class ParquetWriter:
 
     def write_page(self, records: Sequence[Any]) -> None:
         """Buffer one page; a full row group is written out."""
-        items = [to_json(record) for record in records]
+        items = records
         if self._columns[0].name == RECORD and len(self._columns) == 1:
             # no documented fields: each record as its JSON text
             self._values[0].extend([_json_text(item) for item in items])

@@ -14,7 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
 
-from finalpos_async import AsyncFinalPOS, MockTransport, Request, TransportResponse
+from finalpos_async import (
+    AsyncFinalPOS,
+    MockTransport,
+    Request,
+    ResponseValidationError,
+    TransportResponse,
+)
 from finalpos_async.cli._app import cli
 from finalpos_async.cli._export import EXPORT_PAGE_SIZE, pages_in_order
 from finalpos_async.cli._parquet import arrow_schema
@@ -60,9 +66,12 @@ def seed(sb: Sandbox, tmp_path: Path, count: int) -> None:
 class Collection:
     """A list endpoint of `size` records behind a MockTransport, counting each skip asked for."""
 
-    def __init__(self, size: int, *, fail_at: int | None = None) -> None:
+    def __init__(
+        self, size: int, *, fail_at: int | None = None, unfit_at: int | None = None
+    ) -> None:
         self.size = size
         self.fail_at = fail_at
+        self.unfit_at = unfit_at  # the record whose email is a number
         self.skips: list[int] = []
         self.in_flight = 0
         self.most_in_flight = 0
@@ -81,6 +90,9 @@ class Collection:
             {"id": f"c{n}", "firstName": "F", "lastName": "L", "email": f"{n}@x.io"}
             for n in range(skip, min(skip + limit, self.size))
         ]
+        for row in rows:
+            if row["id"] == f"c{self.unfit_at}":
+                row["email"] = 5
         return TransportResponse(200, json=rows)
 
 
@@ -90,7 +102,7 @@ async def walk(collection: Collection, **list_args: Any) -> list[str]:
         paginator = client.customers.list(**list_args)
         ids = []
         async for page in pages_in_order(paginator, concurrency=4):
-            ids += [c.id for c in page]
+            ids += [c["id"] for c in page]
         return ids
 
 
@@ -188,3 +200,11 @@ def test_a_decimal_that_does_not_fit_parquet_stops_the_export_naming_its_field(
     assert not target.exists()  # no file that looks complete (pyarrow would close it with a footer)
     lines = run(sandbox, "export", "customers").stdout.splitlines()
     assert json.loads(lines[0])["totalSpent"] == "1.0000000000000000001"  # JSON Lines keeps it
+
+
+async def test_a_record_that_does_not_fit_its_model_stops_the_walk_naming_the_field() -> None:
+    # Records are written as the API sent them, but each page is checked first, as a typed
+    # call's answer is: a record the model refuses is never written.
+    with pytest.raises(ResponseValidationError) as caught:
+        await walk(Collection(5000, unfit_at=2005))
+    assert "email" in str(caught.value)
