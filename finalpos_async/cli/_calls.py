@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from .._client import AsyncFinalPOS
+from .._codec import dumps
 from .._method_info import MethodInfo
 from .._model import Model
 from ._spec import MethodError
@@ -102,7 +103,7 @@ def csv_row(item: Mapping[str, Any], paths: Sequence[tuple[str, tuple[str, ...]]
 def _below(value: Any, parts: tuple[str, ...]) -> Any:
     """The value under the keys `parts` of `value` (None when a level is missing)."""
     for part in parts:
-        if value is None or not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):  # decoded JSON: a dict
             return None
         value = cast("Mapping[str, Any]", value).get(part)
     return value
@@ -117,7 +118,7 @@ def _cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (list, dict)):
         # JSON text: `finalpos import` reads a cell starting with "[" or "{" back as JSON.
-        return json.dumps(cast("list[Any] | dict[str, Any]", value), ensure_ascii=False)
+        return dumps(value).decode()
     return str(value)
 
 
