@@ -11,26 +11,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner, Result
+from cli_run import run
+from click.testing import CliRunner
 
 from finalpos_async.cli._app import cli
 from finalpos_async.sandbox import Sandbox
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox().run_in_thread() as sb:
-        yield sb
-
-
-def run(sb: Sandbox, *args: str) -> Result:
-    return CliRunner().invoke(
-        cli, ["--api-key", sb.api_key, "--base-url", sb.url, *args], catch_exceptions=False
-    )
 
 
 def seed(sb: Sandbox, tmp_path: Path, count: int) -> None:

@@ -6,30 +6,17 @@ import json
 import re
 import shlex
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_run import run
+from click.testing import Result
 
 import finalpos_async.cli._import as import_module
-from finalpos_async.cli._app import cli
 from finalpos_async.sandbox import FaultConfig, Sandbox
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "customers.csv"
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox().run_in_thread() as sb:
-        yield sb
-
-
-def run(sb: Sandbox | None, *args: str) -> Result:
-    """Run `finalpos [--api-key K --base-url U] ARGS` in-process; output captured."""
-    prefix = ["--api-key", sb.api_key, "--base-url", sb.url] if sb is not None else []
-    return CliRunner().invoke(cli, [*prefix, *args], catch_exceptions=False)
 
 
 def stored(sb: Sandbox, path: str = "/v1/api/customers") -> list[dict[str, Any]]:

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_run import run
+from click.testing import CliRunner
 
 from finalpos_async import AsyncFinalPOS
 from finalpos_async.cli._app import cli
 from finalpos_async.cli._spec import find_resource, load_resources
 from finalpos_async.resources.customers import AsyncCustomers
 from finalpos_async.sandbox import Sandbox
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox().run_in_thread() as sb:
-        yield sb
-
-
-def run(sb: Sandbox, *args: str) -> Result:
-    return CliRunner().invoke(
-        cli, ["--api-key", sb.api_key, "--base-url", sb.url, *args], catch_exceptions=False
-    )
 
 
 async def test_every_cli_resource_and_method_is_the_clients() -> None:

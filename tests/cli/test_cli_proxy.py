@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_run import run
 from click.testing import CliRunner, Result
 from forward_proxy import ForwardProxy, forward_proxy
 from sandbox_proc import write_customers_csv
@@ -28,23 +29,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox().run_in_thread() as sb:
-        yield sb
-
-
-@pytest.fixture
 def proxy(sandbox: Sandbox) -> Iterator[ForwardProxy]:
     assert sandbox.url is not None
     with forward_proxy(sandbox.url, credentials=(USER, PASSWORD)) as running:
         yield running
-
-
-def run(sb: Sandbox, *args: str, env: dict[str, str] | None = None) -> Result:
-    """`finalpos --api-key K --base-url U ARGS`, in-process."""
-    assert sb.url is not None
-    prefix = ["--api-key", sb.api_key, "--base-url", sb.url]
-    return CliRunner().invoke(cli, [*prefix, *args], env=env, catch_exceptions=False)
 
 
 def printed(result: Result) -> str:

@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,6 @@ StartRedis = Any  # the `redis_servers` fixture
 # The tests marked e2e (pyproject.toml) run CLI processes against a sandbox and redis-server;
 # .ci/run runs them on Python 3.11 with the newest dependencies only. The partition's own tests
 # (the pinned hash above all) run on every Python.
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox().run_in_thread() as sb:
-        yield sb
 
 
 def target(sb: Sandbox) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +11,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner, Result
+from cli_run import run
+from click.testing import CliRunner
 
 from finalpos_async import (
     AsyncFinalPOS,
@@ -26,18 +26,6 @@ from finalpos_async.cli._export import EXPORT_PAGE_SIZE, pages_in_order
 from finalpos_async.cli._parquet import arrow_schema
 from finalpos_async.sandbox import Sandbox
 from finalpos_async.spec import component
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox().run_in_thread() as sb:
-        yield sb
-
-
-def run(sb: Sandbox, *args: str) -> Result:
-    return CliRunner().invoke(
-        cli, ["--api-key", sb.api_key, "--base-url", sb.url, *args], catch_exceptions=False
-    )
 
 
 def seed(sb: Sandbox, tmp_path: Path, count: int) -> None:

@@ -14,30 +14,17 @@ import json
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_run import run
 from sandbox_proc import ROOT
 
 from finalpos_async._constants import IMPORT_MAX_FIELD_BYTES
 from finalpos_async.cli import _bounded
-from finalpos_async.cli._app import cli
 from finalpos_async.cli._rows import RowError, read_records
 from finalpos_async.sandbox import Sandbox
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox().run_in_thread() as sb:
-        yield sb
-
-
-def run(sb: Sandbox, *args: str) -> Result:
-    prefix = ["--api-key", sb.api_key, "--base-url", sb.url]
-    return CliRunner().invoke(cli, [*prefix, *args], catch_exceptions=False)
 
 
 def stored_emails(sb: Sandbox) -> dict[str, dict[str, Any]]:
