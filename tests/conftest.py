@@ -277,6 +277,14 @@ async def scripted_server() -> AsyncIterator[ScriptedServer]:
 
 
 @pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    """An in-memory sandbox server in a thread (127.0.0.1, a free port), stopped after the test:
+    what the CLI's tests run `finalpos` against (see tests/cli/cli_run.py)."""
+    with Sandbox().run_in_thread() as sb:
+        yield sb
+
+
+@pytest.fixture
 async def http(finalpos_sandbox: Sandbox) -> AsyncIterator[aiohttp.ClientSession]:
     """Raw HTTP to the `finalpos_sandbox` plugin fixture, with its API key on every request."""
     async with aiohttp.ClientSession(

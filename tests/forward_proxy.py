@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import aiohttp
 import attrs
+import pytest
 from aiohttp import web
 
 DEADLINE = 30.0  # the longest a start or stop may take
@@ -167,3 +168,17 @@ def forward_proxy(
         loop.call_soon_threadsafe(stop.set)
         thread.join(DEADLINE)
         assert not thread.is_alive(), "the test proxy did not stop"
+
+
+# What sends requests through a proxy (or changes TLS) when the machine running the tests sets it.
+PROXY_ENV_NAMES = (
+    *("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"),
+    *("http_proxy", "https_proxy", "all_proxy", "no_proxy"),
+    *("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUEST_METHOD", "FINALPOS_PROXY"),
+)
+
+
+def clear_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy variable of the machine running the tests leaks into one."""
+    for name in PROXY_ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cli_run import run
 from click.testing import CliRunner, Result
-from forward_proxy import ForwardProxy, forward_proxy
+from forward_proxy import ForwardProxy, clear_proxy_environment, forward_proxy
 from sandbox_proc import write_customers_csv
 
 from finalpos_async.cli._app import cli
@@ -23,9 +23,7 @@ TOKEN = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "FINALPOS_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+    clear_proxy_environment(monkeypatch)
 
 
 @pytest.fixture

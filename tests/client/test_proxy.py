@@ -14,10 +14,8 @@ import base64
 import io
 import logging
 import os
-import shutil
 import socket
 import ssl
-import subprocess
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +24,10 @@ from urllib.parse import quote
 
 import pytest
 from aiohttp import web
-from forward_proxy import ForwardProxy, forward_proxy
+from forward_proxy import ForwardProxy, clear_proxy_environment, forward_proxy
 from rich.console import Console
 from rich.traceback import Traceback
+from self_signed import self_signed_tls
 
 from finalpos_async import (
     AiohttpTransport,
@@ -42,26 +41,11 @@ from finalpos_async.sandbox import Sandbox
 USER, PASSWORD = "proxyuser", "hunter2-s3cret"
 TOKEN = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()  # what goes on the wire
 FAKE_HOST = "api.finalpos.test"
-PROXY_ENV_NAMES = (
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "REQUEST_METHOD",
-)
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No proxy variable of the machine running the tests leaks in."""
-    for name in PROXY_ENV_NAMES:
-        monkeypatch.delenv(name, raising=False)
+    clear_proxy_environment(monkeypatch)
 
 
 @pytest.fixture
@@ -425,19 +409,7 @@ def test_trust_env_must_be_a_bool() -> None:
 @pytest.fixture
 def self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
     """A server TLS context with a fresh self-signed certificate for 127.0.0.1, and its file."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("needs the openssl command to make a self-signed certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context, cert
+    return self_signed_tls(tmp_path)
 
 
 async def test_ssl_cert_file_is_what_tls_is_verified_against(

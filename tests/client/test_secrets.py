@@ -16,9 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 import pickle
-import shutil
 import ssl
-import subprocess
 import traceback
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -36,6 +34,7 @@ from conftest import (
     ok,
     status,
 )
+from self_signed import self_signed_tls
 
 from finalpos_async import AsyncFinalPOS, FinalPOSError, _logging
 from finalpos_async._exceptions import (
@@ -319,19 +318,7 @@ def test_tls_verification_is_on_by_default_and_the_opt_out_is_explicit() -> None
 @pytest.fixture
 def self_signed(tmp_path: Path) -> ssl.SSLContext:
     """A server TLS context with a fresh self-signed certificate for 127.0.0.1."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("needs the openssl command to make a self-signed certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context
+    return self_signed_tls(tmp_path)[0]
 
 
 @pytest.fixture

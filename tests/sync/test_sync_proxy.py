@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from forward_proxy import ForwardProxy, forward_proxy
+from forward_proxy import ForwardProxy, clear_proxy_environment, forward_proxy
 
 from finalpos_async.sandbox import Sandbox
 from finalpos_sync import APIConnectionError, FinalPOS
@@ -23,9 +23,7 @@ FAKE_HOST = "api.finalpos.test"
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "SSL_CERT_FILE"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+    clear_proxy_environment(monkeypatch)
 
 
 @pytest.fixture
