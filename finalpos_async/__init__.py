@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     )
     from ._field_error import FieldError
     from ._limiter import Limiter
+    from ._middleware import CallNext, Middleware
     from ._model import Model
     from ._pagination import AsyncPaginator, Page
     from ._rate_limit import RateLimiter
@@ -128,6 +129,7 @@ __all__ = [
     "Attachment",
     "AuthenticationError",
     "BadRequestError",
+    "CallNext",
     "Category",
     "ClientClosedError",
     "ConflictError",
@@ -158,6 +160,7 @@ __all__ = [
     "Inventory",
     "Limiter",
     "Metadata",
+    "Middleware",
     "MockTransport",
     "Model",
     "NotFoundError",
@@ -270,6 +273,8 @@ _LAZY_MODULES: dict[str, str] = {
     "FailureKind": "_retry",
     "Page": "_pagination",
     "Limiter": "_limiter",
+    "CallNext": "_middleware",
+    "Middleware": "_middleware",
     "RateLimiter": "_rate_limit",
     "RedisRateLimiter": "_redis_limit",
     "RawResponse": "_response",

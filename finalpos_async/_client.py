@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import platform
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -38,10 +38,11 @@ from ._inflight import InFlight, closed_in_flight
 from ._key_source import KeyFunction
 from ._limiter import Limiter
 from ._logging import setup_logging
+from ._middleware import Middleware
 from ._request import build_request
 from ._response import RawResponse
 from ._retry import RetryBudget, RetryPolicy
-from ._retry_loop import closed_error, send_with_retries
+from ._retry_loop import ClientParts, closed_error, send_with_retries, with_middleware
 from ._secret import HeaderSecret, conceal, conceal_url
 from ._transport import (
     AIOHTTP_VERSION,
@@ -91,6 +92,7 @@ class _Core:
         "state",
         "transport",
     )
+    middleware = None  # the client's middleware are in its `_parts` (`with_middleware`)
 
     def __init__(
         self,
@@ -163,6 +165,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
     - `transport`: any `Transport` (such as `MockTransport(handler)` in tests) instead of
       the default aiohttp one; the pool settings and `session` then do not apply, and the
       client's `close()` calls its `aclose()`.
+    - `middleware`: async callables run around every HTTP attempt (`finalpos_async.Middleware`).
     - `sandbox=True` (or `FINALPOS_SANDBOX=1`): start the embedded sandbox server on the first
       request and talk to it; it stops on `close()`.
     - `allow_insecure_http=True`: allow `http://` to a non-local host (the key travels in clear).
@@ -185,6 +188,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
     _core: _Core
     _config: ClientSettings
     _owns_core: bool
+    _parts: ClientParts  # what this view's calls are sent with: `_core`, or its own middleware
     _root: str  # the base URL this view sends to, set with `_base_headers` by its first call
     _base_headers: MappingProxyType[str, str] | None
     _key_epoch: int  # the core's `key_epoch` when `_base_headers` were built
@@ -215,6 +219,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         insecure_skip_tls_verify: bool = False,
         transport: Transport | None = None,
+        middleware: Sequence[Middleware] | None = None,
     ) -> None:
         api_key = conceal(api_key)  # first: a failing check below must not show it in locals
         proxy = conceal_url(proxy)  # its URL may hold a password
@@ -257,6 +262,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             pool,
             endpoint,
         )
+        self._parts = with_middleware(self._core, middleware)
         self._owns_core = True
         self._base_headers = None
         self._key_epoch = 0
@@ -276,12 +282,13 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         backoff_cap: float | None = None,
         retry_after_cap: float | None = None,
         default_headers: Mapping[str, str] | None = None,
+        middleware: Sequence[Middleware] | None = None,
     ) -> _ClientT:
         """A light copy with other settings that shares this client's pool, budget and sandbox.
 
         The copy never owns or closes the pool (its `close()` does nothing); close the original.
         Making one is cheap: nothing is registered anywhere, so discarded copies are simply freed.
-        `default_headers` are merged over this client's.
+        `default_headers` are merged over this client's; `middleware` replaces its middleware.
         """
         api_key = conceal(api_key)
         settings = self._config.evolve(
@@ -304,6 +311,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         view._owns_core = False
         view._base_headers = None
         view._key_epoch = 0
+        view._parts = with_middleware(self._parts, middleware)
         return view
 
     # --------------------------------------------------------------------------- properties
@@ -382,6 +390,11 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         from .bulk import BulkRunner  # lazily: sqlite3 and the engine only when bulk is used
 
         return BulkRunner(self)
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """What every HTTP attempt of this client (or view) runs through, outermost first."""
+        return () if (chain := self._parts.middleware) is None else chain.middleware
 
     @property
     def transport(self) -> Transport:
@@ -539,7 +552,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         request = build_request(
             method, url, base, cfg.call, params=params, json=json, options=options
         )
-        return send_with_retries(request, self._core, cfg.policy, loop.time)
+        return send_with_retries(request, self._parts, cfg.policy, loop.time)
 
     async def _first_call(
         self,

@@ -66,7 +66,8 @@ class Request:
 
     Built by keyword only. Setting a field raises `attrs.exceptions.FrozenInstanceError`;
     `headers` is a read-only view (`types.MappingProxyType`), so changing it raises
-    `TypeError`; `attrs.evolve(request, url=...)` makes a changed copy. The API key in
+    `TypeError`; `attrs.evolve(request, url=...)` makes a changed copy, and
+    `request.with_headers({...})` one with headers added (what a middleware sends). The API key in
     `headers` is a `HeaderSecret`: the request, its headers and the key render masked
     (`'sk_…3f9a'`) in a `repr`, a log line or a traceback's locals.
     """
@@ -91,6 +92,17 @@ class Request:
     def params(self) -> dict[str, str]:
         """The query as a dict (the last value wins for a repeated name)."""
         return dict(self.query)
+
+    def with_headers(self, headers: Mapping[str, str]) -> Request:
+        """A copy with `headers` set over this request's (a name in another case replaces it).
+
+        What a middleware uses to add a header to an attempt. The headers are checked as
+        `extra_headers` are (a bad name or value, or a framing header, raises naming it), and
+        a credential among them is kept masked like the API key.
+        """
+        merged = dict(self.headers)
+        merge_headers(merged, check_headers("with_headers", headers))
+        return attrs.evolve(self, headers=merged)
 
 
 class CallSettings(NamedTuple):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import attrs
@@ -26,6 +26,7 @@ from ._exceptions import (
 from ._inflight import InFlight, closed_in_flight
 from ._limiter import Limiter
 from ._logging import logger
+from ._middleware import Middleware, MiddlewareChain, make_chain
 from ._request import Request
 from ._response import RawResponse
 from ._retry import (
@@ -43,6 +44,7 @@ __all__ = [
     "CallState",
     "ClientParts",
     "Failure",
+    "WithMiddleware",
     "attempt_timeout",
     "closed_error",
     "connection_error",
@@ -52,6 +54,7 @@ __all__ = [
     "status_failure",
     "to_raw",
     "transport_failure",
+    "with_middleware",
 ]
 
 # A timer firing up to this close to the deadline counts as the deadline (timer granularity).
@@ -110,7 +113,8 @@ class ClientParts(Protocol):
 
     `calls` are the client's calls in flight, through which `close()` ends this one with
     `ClientClosedError` (see `_inflight.py`); `limiter` gives a token per attempt; `budget`
-    bounds retries client-wide; `refresh_key` gives the key to repeat a call with after a 401.
+    bounds retries client-wide; `refresh_key` gives the key to repeat a call with after a 401;
+    `middleware` (`None`: none) wraps every attempt.
     """
 
     @property
@@ -127,6 +131,32 @@ class ClientParts(Protocol):
 
     async def refresh_key(self, sent: str, sent_at: float) -> str | None: ...
 
+    @property
+    def middleware(self) -> MiddlewareChain | None: ...
+
+
+def with_middleware(parts: ClientParts, middleware: Sequence[Middleware] | None) -> ClientParts:
+    """`parts` sending through `middleware` (checked); `None` keeps those of `parts`."""
+    return parts if middleware is None else WithMiddleware(parts, make_chain(middleware))
+
+
+class WithMiddleware:
+    """`parts` with other middleware (a client's or a view's own `middleware=`)."""
+
+    __slots__ = ("_parts", "budget", "calls", "limiter", "middleware", "transport")
+
+    def __init__(self, parts: ClientParts, middleware: MiddlewareChain | None) -> None:
+        self._parts = parts
+        self.transport = parts.transport
+        self.budget = parts.budget
+        self.limiter = parts.limiter
+        self.calls = parts.calls
+        self.middleware = middleware
+
+    async def refresh_key(self, sent: str, sent_at: float) -> str | None:
+        """The client's own (the key is shared by every view)."""
+        return await self._parts.refresh_key(sent, sent_at)
+
 
 async def send_with_retries(
     request: Request, client: ClientParts, policy: RetryPolicy, clock: Callable[[], float]
@@ -135,11 +165,12 @@ async def send_with_retries(
 
     `clock` is the loop's monotonic time. (Four arguments by position: this runs on every call.)
     """
-    transport, budget, limiter, calls = (
+    transport, budget, limiter, calls, chain = (
         client.transport,
         client.budget,
         client.limiter,
         client.calls,
+        client.middleware,
     )
     start = clock()
     state = CallState(start, request.deadline)
@@ -163,7 +194,10 @@ async def send_with_retries(
             sending = True
             started += 1
             try:
-                response = await transport.send(request, timeout=timeout)
+                if chain is None:
+                    response = await transport.send(request, timeout=timeout)
+                else:  # what a middleware raises is handled as the transport's own
+                    response = await chain.send(request, transport, timeout, state.attempt, clock)
             except TransportError as exc:
                 sending = False
                 now = clock()

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     )
     from finalpos_async._field_error import FieldError
     from finalpos_async._limiter import Limiter
+    from finalpos_async._middleware import CallNext, Middleware
     from finalpos_async._model import Model
     from finalpos_async._pagination import Page
     from finalpos_async._rate_limit import RateLimiter
@@ -66,6 +67,7 @@ __all__ = [
     "AiohttpTransport",
     "AuthenticationError",
     "BadRequestError",
+    "CallNext",
     "ClientClosedError",
     "ConflictError",
     "FailureKind",
@@ -75,6 +77,7 @@ __all__ = [
     "HeaderSecret",
     "InternalServerError",
     "Limiter",
+    "Middleware",
     "MockTransport",
     "Model",
     "NotFoundError",
@@ -113,6 +116,7 @@ _LAZY = {
     "AiohttpTransport": "finalpos_async._transport",
     "AuthenticationError": "finalpos_async._exceptions",
     "BadRequestError": "finalpos_async._exceptions",
+    "CallNext": "finalpos_async._middleware",
     "ClientClosedError": "finalpos_async._exceptions",
     "ConflictError": "finalpos_async._exceptions",
     "FailureKind": "finalpos_async._retry",
@@ -121,6 +125,7 @@ _LAZY = {
     "HeaderSecret": "finalpos_async._secret",
     "InternalServerError": "finalpos_async._exceptions",
     "Limiter": "finalpos_async._limiter",
+    "Middleware": "finalpos_async._middleware",
     "MockTransport": "finalpos_async._transport",
     "Model": "finalpos_async._model",
     "NOT_GIVEN": "finalpos_async._types",

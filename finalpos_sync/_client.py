@@ -7,7 +7,7 @@ from the generated `SyncResourcesMixin`, the lifecycle from `BaseSyncClient`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from finalpos_async._client import AsyncFinalPOS, ClientState
@@ -23,6 +23,7 @@ from finalpos_async._constants import (
 )
 from finalpos_async._key_source import KeyFunction
 from finalpos_async._limiter import Limiter
+from finalpos_async._middleware import Middleware
 from finalpos_async._response import RawResponse
 from finalpos_async._retry import RetryBudget, RetryPolicy
 from finalpos_async._secret import conceal, conceal_url
@@ -76,6 +77,10 @@ class FinalPOS(SyncResourcesMixin):
 
     There is no `session=` here (an aiohttp session belongs to the loop it was made on, and this
     client runs its own); tune the pool with `pool_limit` / `pool_limit_per_host` instead.
+
+    `middleware=[...]` takes the same async callables as `AsyncFinalPOS`: they run on the
+    private loop thread, around every attempt, so they must not block (no `time.sleep`, no
+    sync I/O). A plain `def` is refused with a `TypeError`: it could not await `call_next`.
     """
 
     def __init__(
@@ -103,6 +108,7 @@ class FinalPOS(SyncResourcesMixin):
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         insecure_skip_tls_verify: bool = False,
         transport: Transport | None = None,
+        middleware: Sequence[Middleware] | None = None,
     ) -> None:
         # First, so that this frame, the kwargs below and the factory kept for after a fork
         # hold the key masked (a failing check in the async constructor renders them all).
@@ -133,6 +139,7 @@ class FinalPOS(SyncResourcesMixin):
                 "max_response_bytes": max_response_bytes,
                 "insecure_skip_tls_verify": insecure_skip_tls_verify,
                 "transport": transport,
+                "middleware": middleware,
             },
         )
 
@@ -148,12 +155,13 @@ class FinalPOS(SyncResourcesMixin):
         backoff_cap: float | None = None,
         retry_after_cap: float | None = None,
         default_headers: Mapping[str, str] | None = None,
+        middleware: Sequence[Middleware] | None = None,
     ) -> _ClientT:
         """A light copy with other settings that shares this client's pool, budget and sandbox.
 
         The copy never owns or closes the pool (its `close()` does nothing); close the original.
         Making one is cheap: nothing is registered anywhere, so discarded copies are simply freed.
-        `default_headers` are merged over this client's.
+        `default_headers` are merged over this client's; `middleware` replaces its middleware.
         """
         api_key = conceal(api_key)  # the closure below keeps it: masked, like in the async twin
         return self._view(
@@ -167,6 +175,7 @@ class FinalPOS(SyncResourcesMixin):
                 backoff_cap=backoff_cap,
                 retry_after_cap=retry_after_cap,
                 default_headers=default_headers,
+                middleware=middleware,
             )
         )
 
@@ -238,6 +247,14 @@ class FinalPOS(SyncResourcesMixin):
         from finalpos_sync._bulk import SyncBulkRunner
 
         return SyncBulkRunner(self, self._run, lambda c: c.bulk)
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """What every HTTP attempt of this client (or view) runs through, outermost first.
+
+        Async callables, as for `AsyncFinalPOS`: they run on this client's private event loop.
+        """
+        return self.async_client.middleware
 
     @property
     def transport(self) -> Transport:
