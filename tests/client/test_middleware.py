@@ -10,6 +10,8 @@ propagates unchanged and is never retried.
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -364,3 +366,35 @@ async def test_a_middleware_sees_a_lost_connection_raised_through_call_next(
         raw = await client.send("GET", PATH)
     assert lost == [FailureKind.DISCONNECTED]
     assert raw.attempts == 2
+
+
+# ----------------------------------------------------------------------------- README
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _middleware_section() -> str:
+    text = README.read_text(encoding="utf-8")
+    match = re.search(r"^## Middleware.*?(?=^## )", text, re.M | re.S)
+    assert match is not None, "README has no Middleware section"
+    return match.group(0)
+
+
+def test_the_readme_middleware_program_runs_as_written() -> None:
+    section = _middleware_section()
+    blocks = re.findall(r"^```python\n(.*?)^```$", section, re.M | re.S)
+    assert len(blocks) == 1
+    assert "X-Attempt" in blocks[0]
+    assert "class Timing" in blocks[0]
+    # Its own asserts check the two attempts' headers and timings (and a 503 backoff: < 0.5 s).
+    exec(compile(blocks[0], "README.md (Middleware)", "exec"), {"__name__": "readme_middleware"})
+
+
+def test_the_readme_states_the_rules_these_tests_hold() -> None:
+    words = " ".join(_middleware_section().split())
+    assert "Each runs once per HTTP attempt, inside the retry loop" in words
+    assert "any other exception reaches the caller unchanged, is not wrapped and is never" in words
+    assert "a `with_options` view runs its client's middleware" in words
+    assert "`with_options(middleware=[...])` replaces them" in words
+    assert "runs them on its private event-loop thread" in words
+    assert "A plain `def` is refused with a `TypeError`" in words

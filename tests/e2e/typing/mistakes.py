@@ -5,7 +5,7 @@ each reports exactly the lines tagged `# expect-error`, and nothing else. Each m
 one line, so every message it causes lands on its tagged line. Never run: it would fail.
 """
 
-from finalpos_async import AsyncFinalPOS, raw_twin
+from finalpos_async import AsyncFinalPOS, CallNext, Request, TransportResponse, raw_twin
 from finalpos_sync import FinalPOS
 from finalpos_sync import raw_twin as sync_raw_twin
 
@@ -36,6 +36,21 @@ async def async_mistakes(client: AsyncFinalPOS) -> None:
     await raw_twin(client.customers.retrieve)(id=42)  # expect-error
     # ...and answers a RawResponse, whose model is behind `.parse()`.
     print((await raw_twin(client.customers.retrieve)("c_1")).email)  # expect-error
+
+
+def plain_middleware(request: Request, call_next: CallNext) -> TransportResponse:
+    return TransportResponse(200)
+
+
+async def header_middleware(request: Request, call_next: CallNext) -> TransportResponse:
+    return await call_next(request)
+
+
+def middleware_mistakes() -> None:
+    # A middleware is async: a plain `def` cannot await `call_next`.
+    AsyncFinalPOS("sk", middleware=[plain_middleware])  # expect-error
+    # A list of middleware, even of one.
+    FinalPOS("sk", middleware=header_middleware)  # expect-error
 
 
 def sync_mistakes(client: FinalPOS) -> None:
