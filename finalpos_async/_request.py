@@ -100,9 +100,14 @@ class Request:
         `extra_headers` are (a bad name or value, or a framing header, raises naming it), and
         a credential among them is kept masked like the API key.
         """
-        merged = dict(self.headers)
-        merge_headers(merged, check_headers("with_headers", headers))
-        return attrs.evolve(self, headers=merged)
+        extra = check_headers("with_headers", headers)
+        current = self.headers
+        # The converter made it a view: its own copy is much faster than dict(view).
+        merged = current.copy() if isinstance(current, MappingProxyType) else dict(current)
+        merge_headers(merged, extra)
+        # Every field as it is but `headers` (already a read-only view): what `attrs.evolve`
+        # builds, without its field-by-field introspection (this runs on every attempt).
+        return _new_request({**vars(self), "headers": MappingProxyType(merged)})
 
 
 class CallSettings(NamedTuple):

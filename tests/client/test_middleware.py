@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+import attrs
 import pytest
 from conftest import RESET, ScriptedServer, ScriptedTransport, ok, status
 
@@ -283,6 +285,9 @@ def test_with_headers_checks_replaces_by_name_and_keeps_credentials_masked() -> 
         "Authorization": "Bearer t0k3n",
     }
     assert isinstance(changed.headers["Authorization"], HeaderSecret)
+    # Built without attrs' introspection, it equals what attrs.evolve builds, field by field.
+    assert changed == attrs.evolve(request, headers=dict(changed.headers))
+    assert isinstance(changed.headers, MappingProxyType)
     assert "t0k3n" not in repr(changed)
     assert "0123456789" not in repr(changed)
     assert request.headers["Accept"] == "a/b"  # the original is unchanged
