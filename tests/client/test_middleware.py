@@ -345,6 +345,25 @@ async def test_a_bulk_runs_requests_pass_through_the_middleware() -> None:
     assert sorted(r.headers["X-Attempt"] for r in transport.requests) == ["1", "1", "1", "2"]
 
 
+async def test_a_call_repeated_with_a_rotated_key_passes_through_the_middleware_again() -> None:
+    keys = iter(["sk_live_rotation_OLD_key_Aa11Bb22", "sk_live_rotation_NEW_key_Cc33Dd44"])
+
+    def handler(request: Request) -> TransportResponse:
+        if request.headers["x-api-key"] != "sk_live_rotation_NEW_key_Cc33Dd44":
+            return TransportResponse(401, json={"statusCode": 401, "message": "Invalid API key"})
+        return TransportResponse(200, json={"ok": True})
+
+    counter = Counter()
+    transport = MockTransport(handler)
+    async with AsyncFinalPOS(
+        lambda: next(keys), transport=transport, middleware=[counter, attempt_header]
+    ) as client:
+        assert await client.request("GET", PATH) == {"ok": True}
+    assert counter.attempts == [1, 2]  # the 401, then its repeat with the new key
+    assert counter.statuses == [401, 200]
+    assert [r.headers["X-Attempt"] for r in transport.requests] == ["1", "2"]
+
+
 async def test_without_middleware_the_client_has_none(scripted: ScriptedTransport) -> None:
     scripted.play(ok())
     async with scripted.client() as client:
