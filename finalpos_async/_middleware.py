@@ -59,7 +59,10 @@ class Middleware(Protocol):
 
 
 class _Next:
-    """The `call_next` handed to middleware number `index - 1` of one attempt."""
+    """Calling it runs middleware number `index` of one attempt (past the last: the transport).
+
+    The chain's entry has `index` 0; the `call_next` handed to middleware `i` has `i + 1`.
+    """
 
     __slots__ = ("_chain", "_clock", "_deadline_at", "_index", "_transport", "attempt")
 
