@@ -38,11 +38,11 @@ from ._inflight import InFlight, closed_in_flight
 from ._key_source import KeyFunction
 from ._limiter import Limiter
 from ._logging import setup_logging
-from ._middleware import Middleware
+from ._middleware import Middleware, MiddlewareChain
 from ._request import build_request
 from ._response import RawResponse
 from ._retry import RetryBudget, RetryPolicy
-from ._retry_loop import ClientParts, closed_error, send_with_retries, with_middleware
+from ._retry_loop import closed_error, send_with_retries, with_middleware
 from ._secret import HeaderSecret, conceal, conceal_url
 from ._transport import (
     AIOHTTP_VERSION,
@@ -87,12 +87,12 @@ class _Core:
         "key_epoch",
         "limiter",
         "loop",
+        "middleware",
         "pool_limit",
         "pool_limit_per_host",
         "state",
         "transport",
     )
-    middleware = None  # the client's middleware are in its `_parts` (`with_middleware`)
 
     def __init__(
         self,
@@ -112,6 +112,7 @@ class _Core:
         self.state: ClientState = "new"
         self.loop: asyncio.AbstractEventLoop | None = None
         self.calls = InFlight()  # the calls in flight, which close() ends
+        self.middleware: MiddlewareChain | None = None  # a client's own are in its `_parts`
         # The latest key a refresh gave, and how many times it changed: a view whose headers
         # were built under another epoch rebuilds them before its next call.
         self.key: str | None = None
@@ -188,7 +189,6 @@ class AsyncFinalPOS(AsyncResourcesMixin):
     _core: _Core
     _config: ClientSettings
     _owns_core: bool
-    _parts: ClientParts  # what this view's calls are sent with: `_core`, or its own middleware
     _root: str  # the base URL this view sends to, set with `_base_headers` by its first call
     _base_headers: MappingProxyType[str, str] | None
     _key_epoch: int  # the core's `key_epoch` when `_base_headers` were built
