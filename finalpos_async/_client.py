@@ -11,7 +11,7 @@ import hashlib
 import platform
 from collections.abc import Awaitable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._checks import check_method, check_path, merge_headers
 from ._config import (
@@ -32,13 +32,13 @@ from ._constants import (
     READ_TIMEOUT,
     RETRY_BUDGET_TOKENS,
 )
-from ._endpoint import Endpoint
+from ._core import ClientCore, ClientState
 from ._exceptions import ResponseValidationError
-from ._inflight import InFlight, closed_in_flight
+from ._inflight import closed_in_flight
 from ._key_source import KeyFunction
 from ._limiter import Limiter
 from ._logging import setup_logging
-from ._middleware import Middleware, MiddlewareChain
+from ._middleware import Middleware
 from ._request import build_request
 from ._response import RawResponse
 from ._retry import RetryBudget, RetryPolicy
@@ -63,69 +63,11 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncFinalPOS", "ClientState"]
 
-ClientState = Literal["new", "open", "closed"]
-"""`new`: no connection yet; `open`: the pool exists, bound to one loop; `closed`: for good."""
-
 _ClientT = TypeVar("_ClientT", bound="AsyncFinalPOS")
 
 USER_AGENT = (
     f"finalpos-python/{__version__} python/{platform.python_version()} aiohttp/{AIOHTTP_VERSION}"
 )
-
-
-class _Core:
-    """What a client and all its `with_options` views share: transport, budget, endpoint, state.
-
-    Only the client that created it closes it.
-    """
-
-    __slots__ = (
-        "budget",
-        "calls",
-        "endpoint",
-        "key",
-        "key_epoch",
-        "limiter",
-        "loop",
-        "middleware",
-        "pool_limit",
-        "pool_limit_per_host",
-        "state",
-        "transport",
-    )
-
-    def __init__(
-        self,
-        transport: Transport,
-        budget: RetryBudget | None,
-        limiter: Limiter | None,
-        pool: PoolSettings,
-        endpoint: Endpoint,
-    ) -> None:
-        self.transport = transport
-        self.endpoint = endpoint
-        self.budget = budget
-        # One token per HTTP attempt, shared by every with_options view (and bulk run).
-        self.limiter = limiter
-        self.pool_limit = pool.pool_limit
-        self.pool_limit_per_host = pool.pool_limit_per_host
-        self.state: ClientState = "new"
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.calls = InFlight()  # the calls in flight, which close() ends
-        self.middleware: MiddlewareChain | None = None  # a client's own are in its `_parts`
-        # The latest key a refresh gave, and how many times it changed: a view whose headers
-        # were built under another epoch rebuilds them before its next call.
-        self.key: str | None = None
-        self.key_epoch = 0
-
-    async def refresh_key(self, sent: str, sent_at: float) -> str | None:
-        """After a 401 to an attempt that carried `sent`: the key to repeat it with, or `None`
-        (see `Endpoint.refresh_key`)."""
-        fresh = await self.endpoint.refresh_key(sent, sent_at)
-        if fresh is not None and fresh != self.key:
-            self.key = fresh
-            self.key_epoch += 1
-        return fresh
 
 
 class AsyncFinalPOS(AsyncResourcesMixin):
@@ -186,7 +128,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
     `RuntimeError` saying so.
     """
 
-    _core: _Core
+    _core: ClientCore
     _config: ClientSettings
     _owns_core: bool
     _root: str  # the base URL this view sends to, set with `_base_headers` by its first call
@@ -255,7 +197,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             default_headers=default_headers,
             allow_insecure_http=allow_insecure_http,
         )
-        self._core = _Core(
+        self._core = ClientCore(
             make_transport(pool, transport, direct=endpoint.embedded),
             make_budget(retry_budget),
             make_limiter(rate_limit),
