@@ -222,7 +222,7 @@ async def test_time_a_middleware_spends_counts_against_the_deadline(
 # ------------------------------------------------------------------------- bad input
 
 
-async def _sync_mw(request: Request, call_next: CallNext) -> TransportResponse:
+async def _passthrough(request: Request, call_next: CallNext) -> TransportResponse:
     return await call_next(request)
 
 
@@ -233,9 +233,9 @@ def _plain(request: Request, call_next: CallNext) -> TransportResponse:
 @pytest.mark.parametrize(
     ("middleware", "message"),
     [
-        (_sync_mw, r"must be a list .*middleware=\[mw\]"),
+        (_passthrough, r"must be a list .*middleware=\[mw\]"),
         ([_plain], r"middleware\[0\] \(_plain\) is a plain function; .*async def"),
-        ([_sync_mw, "log"], r"middleware\[1\] must be an async callable .*got str"),
+        ([_passthrough, "log"], r"middleware\[1\] must be an async callable .*got str"),
     ],
 )
 def test_bad_middleware_is_refused_at_construction(middleware: Any, message: str) -> None:
