@@ -198,7 +198,12 @@ class AsyncFinalPOS(AsyncResourcesMixin):
             allow_insecure_http=allow_insecure_http,
         )
         self._core = ClientCore(
-            make_transport(pool, transport, direct=endpoint.embedded),
+            make_transport(
+                pool,
+                transport,
+                direct=endpoint.embedded,
+                plain_http=(endpoint.base_url or "").startswith("http://"),
+            ),
             make_budget(retry_budget),
             make_limiter(rate_limit),
             pool,

@@ -35,11 +35,17 @@ class PoolSettings:
 
 
 def make_transport(
-    pool: PoolSettings, transport: Transport | None, *, direct: bool = False
+    pool: PoolSettings,
+    transport: Transport | None,
+    *,
+    direct: bool = False,
+    plain_http: bool = False,
 ) -> Transport:
     """The client's transport: the one given, or an `AiohttpTransport` built from `pool`.
 
     `direct`: the endpoint runs in this process (the embedded sandbox), so no proxy applies.
+    `plain_http`: the API is reached over http://, so `SSL_CERT_FILE`'s bundle is not loaded
+    (tens of milliseconds of CPU that every `finalpos` command against a local server paid).
     """
     session = pool.session
     if session is not None and not isinstance(session, aiohttp.ClientSession):
@@ -78,7 +84,8 @@ def make_transport(
         )
     # Checked even when unused (the embedded sandbox), so that a typo fails the same everywhere.
     proxies = resolve_proxies(pool.proxy, trust_env=trust_env and session is None)
-    tls = tls_from_env() if trust_env and session is None and not insecure else None
+    wants_tls = trust_env and session is None and not insecure and not (direct or plain_http)
+    tls = tls_from_env() if wants_tls else None
     if proxies is not None and not direct:
         for route in proxies.routes:
             logger.debug("requests may go through %s", route.describe())
