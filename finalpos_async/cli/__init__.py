@@ -20,7 +20,7 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `finalpos` console script."""
     try:
-        from . import _import
+        from . import _heap
         from ._app import cli
     except ImportError as exc:  # click or rich missing: say which extra brings them
         if exc.name in ("click", "rich"):
@@ -30,5 +30,5 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
             sys.exit(1)
         raise
-    _import.freeze_after_start_up = True  # this process is the command's own
+    _heap.own_process = True  # this process is the command's own
     cli.main(args=list(argv) if argv is not None else None, prog_name="finalpos")

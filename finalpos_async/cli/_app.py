@@ -37,6 +37,7 @@ from ._export import (
     response_item_schema,
     run_export,
 )
+from ._heap import tune_for_bulk_work
 from ._import import run_import
 from ._options import ImportOptions
 from ._rows import sniff_format
@@ -409,6 +410,7 @@ def export_command(
             console.print(f"{count} {res.name} exported.")
         return 0
 
+    tune_for_bulk_work()
     sys.exit(_guard(lambda: asyncio.run(main())))
 
 

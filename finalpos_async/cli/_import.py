@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -48,6 +47,7 @@ from ..bulk import (
 )
 from ._connect import Connection, Settings, connect
 from ._failed import FailedRows
+from ._heap import tune_for_bulk_work
 from ._input import FAILED_ROWS_HEADER, Header, Input, InputError, Row
 from ._options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ImportOptions
 from ._plan import Identities, Plan, key_of, make_parser, validate
@@ -68,14 +68,8 @@ __all__ = [
     "FAILED_ROWS_HEADER",
     "ImportOptions",
     "InputError",
-    "freeze_after_start_up",
     "run_import",
 ]
-
-freeze_after_start_up = False
-"""Set by `finalpos` (`cli.main`) when the process is the command's own: `gc.freeze()` once
-start-up is over. Never when the command runs inside another program (its tests, say): the
-library does not freeze its caller's heap."""
 
 
 def run_import(options: ImportOptions, settings: Settings, console: Console) -> int:
@@ -102,13 +96,7 @@ def run_import(options: ImportOptions, settings: Settings, console: Console) -> 
     if options.validate_only:
         return _validate_only(options, source, console)
     failed = FailedRows(_failed_path(options, header))
-    if freeze_after_start_up:
-        # Start-up is over: what is alive now (modules, the spec, the parser's tables) lives as
-        # long as the process, so the collector stops walking it on every full collection.
-        gc.freeze()
-        # Each row allocates a few hundred objects, nearly all freed by reference counting: the
-        # youngest generation is collected every 10,000 allocations, not every 700.
-        gc.set_threshold(10_000, 10, 10)
+    tune_for_bulk_work()
     try:
         return asyncio.run(_import(options, source, settings, console, failed))
     finally:
