@@ -172,10 +172,10 @@ _POSITION_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS records_position ON records
 # One statement, so a record never gets a position without being stored: the next position is one
 # past the largest one used, by a record or by a gap (positions of deleted records are not reused).
 _INSERT = """
-INSERT INTO records (collection, id, data, pos) VALUES (?1, ?2, ?3, (
+INSERT INTO records (collection, id, data, pos) VALUES (:collection, :id, :data, (
     SELECT COALESCE(MAX(used), -1) + 1 FROM (
-        SELECT MAX(pos) AS used FROM records WHERE collection = ?1
-        UNION ALL SELECT MAX(pos) FROM gaps WHERE collection = ?1
+        SELECT MAX(pos) AS used FROM records WHERE collection = :collection
+        UNION ALL SELECT MAX(pos) FROM gaps WHERE collection = :collection
     )
 ))
 """
@@ -203,13 +203,18 @@ class SQLiteStorage:
 
     def insert(self, collection: str, record_id: str, record: Record) -> None:
         """Store a new record at the end of its collection."""
-        self._db.execute(_INSERT, (collection, record_id, _json.dumps(record).decode()))
+        data = _json.dumps(record).decode()
+        self._db.execute(_INSERT, {"collection": collection, "id": record_id, "data": data})
 
     def insert_many(self, collection: str, records: Iterable[tuple[str, Record]]) -> None:
         """Store (id, record) pairs at the end of their collection in one transaction."""
         with _transaction(self._db):
             self._db.executemany(
-                _INSERT, ((collection, i, _json.dumps(r).decode()) for i, r in records)
+                _INSERT,
+                (
+                    {"collection": collection, "id": i, "data": _json.dumps(r).decode()}
+                    for i, r in records
+                ),
             )
 
     def get(self, collection: str, record_id: str) -> Record | None:
