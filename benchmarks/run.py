@@ -259,7 +259,8 @@ def render(data: Mapping[str, Any]) -> str:
         f"- when: {meta['started']} UTC, {meta['duration_s']:.0f} s; command: `{meta['command']}`",
         f"- machine: {meta['cpus']} CPUs ({meta['machine']}), Python {meta['python']}, "
         f"load average before/after {meta['load_before']} → {meta['load_after']}",
-        f"- server: {meta['server']} at 127.0.0.1, separate process",
+        f"- server: {meta['server']} at 127.0.0.1, separate process; "
+        f"{meta.get('placement', 'not pinned')}",
         f"- repetitions per cell: {meta['reps']}, each cell in a fresh interpreter, "
         "rounds interleaved in a shuffled order",
         f"- peer generator: {meta['peer']}",
@@ -280,6 +281,24 @@ def render(data: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _cpu_split(pin: bool) -> tuple[set[int], set[int]] | None:
+    """(server CPUs, client CPUs) when pinning is asked for and possible, else None.
+
+    Unpinned on a 2-core machine, the scheduler moves the sync facade's two threads and the
+    server between cores from one cell to the next, and a wake-up across cores costs several
+    times one on the same core: the sync retrieve's CPU per call jumped between 117 and 296 us
+    within one run. Pinning the server to one CPU and every client process to the others makes
+    the figures measure the client's code instead of where the scheduler put it.
+    """
+    affinity = getattr(os, "sched_getaffinity", None)
+    if not pin or affinity is None:
+        return None
+    cpus = sorted(affinity(0))
+    if len(cpus) < 2:
+        return None
+    return {cpus[0]}, set(cpus[1:])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the exit code (0 unless the harness itself broke)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -293,6 +312,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-bulk", action="store_true", help="skip the bulk benchmark")
     parser.add_argument(
         "--output", type=Path, default=None, help="markdown file (default results/latest.md)"
+    )
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="let the scheduler place server and clients (default: server on one CPU, clients on "
+        "the others, when there are two or more)",
     )
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
@@ -318,6 +343,13 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": _loadavg(),
         "reps": reps,
     }
+    split = _cpu_split(not args.no_pin)
+    all_cpus = os.sched_getaffinity(0) if split else set()
+    meta["placement"] = (
+        f"server pinned to CPU {sorted(split[0])}, client processes to CPU {sorted(split[1])}"
+        if split
+        else "not pinned (the scheduler places server and clients)"
+    )
     with tempfile.TemporaryDirectory(prefix="finalpos-bench-") as tmp:
         peer = peer_client.generate(SPEC, Path(tmp))
         csv: Path | None = None
@@ -330,11 +362,17 @@ def main(argv: list[str] | None = None) -> int:
             else f"not generated: {peer.reason}"
         )
         log(f"peer client: {meta['peer']}")
+        if split:
+            os.sched_setaffinity(0, split[0])  # the server's processes inherit this
         with server.run_server(args.server) as srv:
+            if split:
+                os.sched_setaffinity(0, split[1])  # and every client process this
             meta["server"] = srv.kind
-            log(f"server: {srv.kind} at {srv.url}")
+            log(f"server: {srv.kind} at {srv.url}; {meta['placement']}")
             peer_path = str(peer.path) if peer.path else None
             cells = run_cells(variants, srv.url, peer_path, mode, reps, log, csv)
+        if split:
+            os.sched_setaffinity(0, all_cpus)
     imports = {} if args.no_imports else measure_imports(IMPORT_SAMPLES[mode], IMPORT_MODULES[mode])
     if not args.no_imports:
         log(
