@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._checks import check_method, check_path, merge_headers
+from ._checks import check_method, check_path, check_seconds, merge_headers
 from ._config import (
     ClientSettings,
     make_budget,
@@ -33,7 +33,7 @@ from ._constants import (
     RETRY_BUDGET_TOKENS,
 )
 from ._core import ClientCore, ClientState
-from ._exceptions import ResponseValidationError
+from ._exceptions import APITimeoutError, ResponseValidationError
 from ._inflight import closed_in_flight
 from ._key_source import KeyFunction
 from ._limiter import Limiter
@@ -52,7 +52,7 @@ from ._transport import (
     Transport,
     make_transport,
 )
-from ._types import DEFAULT_OPTIONS, NOT_GIVEN, NotGivenOr, RequestOptions
+from ._types import DEFAULT_OPTIONS, NOT_GIVEN, NotGiven, NotGivenOr, RequestOptions
 from ._version import __version__
 from .resources import AsyncResourcesMixin
 
@@ -485,6 +485,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         options: RequestOptions = DEFAULT_OPTIONS,
+        called_at: float | None = None,
     ) -> Awaitable[RawResponse[Any]]:
         # `send` without a coroutine of its own: the resources await what it returns at once,
         # and every await inside the call then resumes one frame less.
@@ -492,14 +493,14 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         base = self._base_headers
         if base is None or self._key_epoch != self._core.key_epoch:
             # This view's first call (the endpoint may have to start), or the key rotated.
-            return self._first_call(method, path, params, json, options)
+            return self._first_call(method, path, params, json, options, called_at)
         method = check_method(method)
         url = self._root + check_path(path)
         cfg = self._config
         request = build_request(
             method, url, base, cfg.call, params=params, json=json, options=options
         )
-        return send_with_retries(request, self._parts, cfg.policy, loop.time)
+        return send_with_retries(request, self._parts, cfg.policy, loop.time, called_at)
 
     async def _first_call(
         self,
@@ -508,9 +509,29 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         params: Mapping[str, Any] | None,
         json: Any,
         options: RequestOptions,
+        called_at: float | None,
     ) -> RawResponse[Any]:
-        await self._open_view()
-        return await self._call(method, path, params=params, json=json, options=options)
+        if called_at is None:
+            called_at = asyncio.get_running_loop().time()
+        deadline = self._config.call.deadline
+        if options is not DEFAULT_OPTIONS and not isinstance(options.deadline, NotGiven):
+            deadline = check_seconds("deadline", options.deadline)
+        try:
+            await self._open_view(within=deadline)
+        except asyncio.TimeoutError:
+            if self._core.endpoint.embedded:  # not a wait the deadline bounds (see Endpoint)
+                raise
+            raise APITimeoutError(
+                f"the call's deadline of {deadline:g} s ran out waiting for the api_key "
+                "function's first key, so nothing was sent; make the function answer (or raise) "
+                "sooner, or give the call a longer deadline",
+                kind="deadline",
+                method=method,
+                url=conceal_url(self._config.base_url or self._core.endpoint.base_url or "") + path,
+            ) from None
+        return await self._call(
+            method, path, params=params, json=json, options=options, called_at=called_at
+        )
 
     # -------------------------------------------------------------------------- helpers
 
@@ -534,9 +555,10 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         core.state = "open"
         return loop
 
-    async def _open_view(self) -> MappingProxyType[str, str]:
+    async def _open_view(self, within: float | None = None) -> MappingProxyType[str, str]:
         endpoint = self._core.endpoint
-        resolved = await endpoint.resolve()  # an endpoint that runs a server starts it here
+        # An endpoint that runs a server starts it here; a key function gives its first key.
+        resolved = await endpoint.resolve(within)
         if resolved is None or self._core.state == "closed":  # close() ran while it started
             raise closed_in_flight(maybe_processed=False)
         cfg = self._config

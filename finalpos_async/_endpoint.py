@@ -59,8 +59,12 @@ class Endpoint(Protocol):
         """True for a server the endpoint runs itself: its data dies with it."""
         ...
 
-    async def resolve(self) -> str | None:
-        """The base URL, once usable; `None` when `aclose()` ran before or meanwhile."""
+    async def resolve(self, within: float | None = None) -> str | None:
+        """The base URL, once usable; `None` when `aclose()` ran before or meanwhile.
+
+        `within`: the seconds the caller may wait on the user's code (a key function), after
+        which it raises `TimeoutError`; starting what the endpoint runs itself is not bounded.
+        """
         ...
 
     async def refresh_key(self, sent: str, sent_at: float) -> str | None:
@@ -106,8 +110,8 @@ class FixedEndpoint:
         """Never: the server is someone else's."""
         return False
 
-    async def resolve(self) -> str:
-        """The base URL (nothing to start)."""
+    async def resolve(self, within: float | None = None) -> str:
+        """The base URL (nothing to start, nothing to wait for)."""
         return self._base_url
 
     async def refresh_key(self, sent: str, sent_at: float) -> str | None:

@@ -177,9 +177,10 @@ class RotatingEndpoint:
         """Never: the server is someone else's."""
         return False
 
-    async def resolve(self) -> str:
-        """The base URL, once the function has given the first key."""
-        await self._source.current()
+    async def resolve(self, within: float | None = None) -> str:
+        """The base URL, once the function has given the first key; `TimeoutError` after
+        `within` seconds without it (the ask goes on for the calls that come next)."""
+        await asyncio.wait_for(self._source.current(), within)
         return self._base_url
 
     async def refresh_key(self, sent: str, sent_at: float) -> str | None:

@@ -159,21 +159,22 @@ class WithMiddleware:
 
 
 async def send_with_retries(
-    request: Request, client: ClientParts, policy: RetryPolicy, clock: Callable[[], float]
+    request: Request,
+    client: ClientParts,
+    policy: RetryPolicy,
+    clock: Callable[[], float],
+    called_at: float | None = None,
 ) -> RawResponse[Any]:
     """Send `request` (retrying as `policy` allows) and return the 2xx response, or raise.
 
-    `clock` is the loop's monotonic time. (Four arguments by position: this runs on every call.)
+    `clock` is the loop's monotonic time; the deadline counts from `called_at` when the call
+    waited for something before (a key function's first key), else from now. (Arguments by
+    position: this runs on every call.)
     """
-    transport, budget, limiter, calls, chain = (
-        client.transport,
-        client.budget,
-        client.limiter,
-        client.calls,
-        client.middleware,
-    )
+    transport, budget, limiter = client.transport, client.budget, client.limiter
+    calls, chain = client.calls, client.middleware
     start = clock()
-    state = CallState(start, request.deadline)
+    state = CallState(start if called_at is None else called_at, request.deadline)
     task = calls.enter()
     sending = False  # an attempt is in the transport: its request may have been sent
     started = 0  # attempts handed to the transport

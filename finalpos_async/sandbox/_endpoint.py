@@ -63,8 +63,12 @@ class SandboxEndpoint:
         """Never a new key: the sandbox accepts one fixed key."""
         return None
 
-    async def resolve(self) -> str | None:
-        """Start the sandbox unless it runs; its URL, or `None` once `aclose()` has run."""
+    async def resolve(self, within: float | None = None) -> str | None:
+        """Start the sandbox unless it runs; its URL, or `None` once `aclose()` has run.
+
+        `within` is not applied: starting a local server is bounded by its own code, and
+        cancelling it halfway would leave a port open.
+        """
         if self._sandbox is not None:
             return self.base_url
         async with self._lock:

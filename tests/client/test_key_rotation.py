@@ -253,6 +253,47 @@ async def test_waiting_for_a_new_key_stays_within_the_calls_deadline() -> None:
     assert server.keys == [OLD, OLD]  # nothing sent while it waited
 
 
+async def test_waiting_for_the_first_key_stays_within_the_calls_deadline() -> None:
+    server, answer = KeyServer(valid=OLD), asyncio.Event()
+    asked = [0]
+
+    async def slow_to_start() -> str:
+        asked[0] += 1
+        await answer.wait()  # a secrets manager that does not answer (yet)
+        return OLD
+
+    async with server.client(slow_to_start) as client:
+        with pytest.raises(APITimeoutError) as caught:
+            await asyncio.wait_for(client.request("GET", "/one", deadline=0.2), DEADLINE)
+        assert caught.value.kind == "deadline"
+        assert "api_key function's first key" in caught.value.message
+        assert caught.value.url == URL + "/one"
+        assert server.keys == []  # nothing was sent
+        # The ask went on: once it answers, the next call uses its key without asking again.
+        answer.set()
+        assert await client.request("GET", "/two") == {"ok": True}
+    assert server.keys == [OLD]
+    assert asked == [1]
+
+
+async def test_the_wait_for_the_first_key_counts_against_the_deadline() -> None:
+    # 0.2 s for the first key, then a server that takes 0.2 s: 0.4 s in all, past a 0.3 s
+    # deadline (each wait alone would fit in it).
+    async def slow_key() -> str:
+        await asyncio.sleep(0.2)
+        return OLD
+
+    async def slow_server(request: Request) -> TransportResponse:
+        await asyncio.sleep(0.2)
+        return TransportResponse(200, json={"ok": True})
+
+    server = KeyServer(valid=OLD)
+    async with server.client(slow_key, transport=MockTransport(slow_server)) as client:
+        with pytest.raises(APITimeoutError) as caught:
+            await client.request("GET", "/one", deadline=0.3)
+    assert caught.value.kind in {"deadline", "read"}
+
+
 # ------------------------------------------------------------------ the sync client
 
 
