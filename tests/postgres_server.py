@@ -33,7 +33,9 @@ def postgres_bin() -> Path | None:
     """The newest installed `/usr/lib/postgresql/*/bin` holding initdb and pg_ctl, or None."""
     found = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+        key=lambda p: (
+            int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0
+        ),
     )
     for initdb in reversed(found):
         bin_dir = Path(initdb).parent
