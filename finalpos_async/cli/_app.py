@@ -39,7 +39,7 @@ from ._export import (
 )
 from ._heap import tune_for_bulk_work
 from ._import import run_import
-from ._options import ImportOptions
+from ._options import ImportOptions, journal_spec
 from ._rows import sniff_format
 from ._shard import Shard, parse_shard
 from ._spec import MethodError, Resource, load_resources, lookup
@@ -185,8 +185,10 @@ def cli(
 )
 @click.option(
     "--journal",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="SQLite journal to resume from (default FILE.journal when the data is kept).",
+    metavar="PATH|URL",
+    help="Journal to resume from: a SQLite file (default FILE.journal when the data is kept) or "
+    "a PostgreSQL database, postgresql://user@host/db (pip install 'finalpos[postgres]'; the "
+    "password from PGPASSWORD or ~/.pgpass).",
 )
 @click.option("--no-journal", is_flag=True, help="Do not keep a journal.")
 @click.option(
@@ -255,7 +257,7 @@ def import_command(
     redis_url: str | None,
     redis_key: str,
     shard_text: str | None,
-    journal: Path | None,
+    journal: str | None,
     no_journal: bool,
     rotated_key: bool,
     key_field: str | None,
@@ -308,7 +310,7 @@ def import_command(
         concurrency=concurrency,
         rate=rate,
         burst=burst,
-        journal=journal,
+        journal=journal_spec(journal),
         no_journal=no_journal,
         rotated_key=rotated_key,
         key_field=key_field,
