@@ -44,11 +44,13 @@ from ._journal import (
     JournalLockedError,
     job_id_for,
 )
+from ._name_filter import NameFilter
 from ._postgres_text import (
     COUNT_SEEN,
     CREATE_LOCK,
     ENTRY_FIELDS,
     INSTALL_HINT,
+    NEW_NAMES_BATCH,
     SCHEMA_VERSION,
     SEEN,
     TABLES,
@@ -106,6 +108,13 @@ class PostgresJournal:
         self._flushed = False
         # What `count_seen` just read under a name, until the next commit: (name, entry).
         self._counted: tuple[str, JournalEntry | None] | None = None
+        # The names this run met (`count_seen`): a fixed-size filter, and those met once and
+        # not yet written to the session's table (at most NEW_NAMES_BATCH).
+        self._names = NameFilter()
+        self._new_names: list[str] = []
+        # This run committed a record under a name `count_seen` had not met (a caller's own
+        # `record`, a `digest#n` repeat): a name met for the first time may have one then.
+        self._uncounted_writes = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -259,6 +268,9 @@ class PostgresJournal:
                     (chosen, *(getattr(binding, name) for name in BINDING_FIELDS)),
                 )
             conn.execute("TRUNCATE pg_temp.finalpos_seen")  # a new run counts from nothing
+            self._names.clear()
+            self._new_names.clear()
+            self._uncounted_writes = False
         except self._psycopg_error() as exc:
             raise postgres_error(exc, self.path, self._password, "write") from None
         self._binding = binding
@@ -355,11 +367,7 @@ class PostgresJournal:
             return None
         if self._counted is not None and self._counted[0] == key:
             return self._counted[1]
-        rows = self._rows(
-            f"SELECT {ENTRY_FIELDS} FROM finalpos_journal_items WHERE job_id = %s AND key = %s",
-            (self._job, key),
-        )
-        return _entry(key, rows[0]) if rows else None
+        return self._read_entry(key)
 
     def created_ids(self, limit: int) -> list[str]:
         """Up to `limit` ids of records this job says were created, the most recent first."""
@@ -388,7 +396,23 @@ class PostgresJournal:
     def count_seen(self, name: str) -> int:
         """How often this run named an item `name` before (0 the first time), counted in a
         temporary table of the session (memory does not grow with the input); `bind` starts a
-        new count. The same round trip reads the job's record under `name` for `lookup`."""
+        new count.
+
+        A name the run's `NameFilter` has certainly not met is counted without a round trip
+        (written to the table with the next batch of such names), and when the job held no
+        records before this run (and this run wrote none under a name it had not counted),
+        nothing can be recorded under it: `lookup` right after answers without one too.
+        Otherwise one statement counts it and reads its record for `lookup`.
+        """
+        if not self._names.add(name):
+            self._new_names.append(name)
+            if len(self._new_names) >= NEW_NAMES_BATCH:
+                self._write_new_names()
+            # Nothing recorded before this run, nor by it under a name it did not count first.
+            fresh = not (self._had_items or self._uncounted_writes)
+            self._counted = (name, None) if fresh else None
+            return 0
+        self._write_new_names()  # the table must hold every name met before this one
         conn = self._connection()
         try:
             row = conn.execute(COUNT_SEEN, {"name": name, "job": self._job}).fetchone()
@@ -397,6 +421,26 @@ class PostgresJournal:
         assert row is not None
         self._counted = (name, None if row[1] is None else _entry(name, row[1:]))
         return int(row[0])
+
+    def _write_new_names(self) -> None:
+        if not self._new_names:
+            return
+        conn = self._connection()
+        try:
+            conn.execute(
+                "INSERT INTO pg_temp.finalpos_seen (name, n) SELECT unnest(%s::text[]), 0",
+                (self._new_names,),
+            )
+        except self._psycopg_error() as exc:
+            raise postgres_error(exc, self.path, self._password, "write") from None
+        self._new_names.clear()
+
+    def _read_entry(self, key: str) -> JournalEntry | None:
+        rows = self._rows(
+            f"SELECT {ENTRY_FIELDS} FROM finalpos_journal_items WHERE job_id = %s AND key = %s",
+            (self._job, key),
+        )
+        return _entry(key, rows[0]) if rows else None
 
     def record_intents(self, intents: Iterable[Intent]) -> None:
         """Commit that these items are about to be sent, durably, before any of them is.
@@ -471,6 +515,11 @@ class PostgresJournal:
             )
         conn = self._connection()
         self._counted = None  # what `count_seen` read may change now
+        if not self._uncounted_writes:
+            names = self._names
+            self._uncounted_writes = any(
+                key not in names for batch in (outcomes, withdrawn, intents) for key in batch
+            )
         try:
             with conn.transaction():
                 if outcomes:

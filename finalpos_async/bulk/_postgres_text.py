@@ -22,6 +22,7 @@ __all__ = [
     "CREATE_LOCK",
     "ENTRY_FIELDS",
     "INSTALL_HINT",
+    "NEW_NAMES_BATCH",
     "SCHEMA_VERSION",
     "SEEN",
     "TABLES",
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 INSTALL_HINT = "pip install 'finalpos[postgres]'"
+# Names met once are written to the session's count table this many at a time (one statement).
+NEW_NAMES_BATCH = 1000
 _SCHEMES = ("postgresql://", "postgres://")
 SCHEMA_VERSION = "1"
 

@@ -8,6 +8,7 @@ runs against a private cluster (`postgres_cluster` in conftest.py), each test in
 
 from __future__ import annotations
 
+import collections
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -303,3 +304,32 @@ def test_created_records_are_listed_newest_first_and_counted_by_content(stores: 
         journal.bind(BINDING)
         assert journal.has_items()
         assert journal.created_ids(1) == ["ab"]
+
+
+def test_counts_match_a_counter_over_many_names_with_repeats(stores: Stores) -> None:
+    names = [f"name-{n % 1000}" for n in range(0, 7000, 3)] + [f"x{n}" for n in range(1500)]
+    before: collections.Counter[str] = collections.Counter()
+    expected = []
+    for name in names:
+        expected.append(before[name])
+        before[name] += 1
+    with stores.make() as journal:
+        journal.bind(BINDING)
+        assert [journal.count_seen(name) for name in names] == expected
+        assert max(expected) == 2  # repeats were counted, not only first mentions
+
+
+def test_a_record_written_before_its_name_is_counted_is_found(stores: Stores) -> None:
+    # `finalpos import` of a failed-rows file records the user's answers (`"exists": true`)
+    # before the engine names those rows: the first count of such a name must still find it.
+    with stores.make(batch_size=1) as journal:
+        journal.bind(BINDING)
+        journal.count_seen("a")
+        journal.record_intents([Intent("a", "d", "ia")])
+        journal.record("b", "succeeded", digest="d", idempotency_key="ib", created_id="cb")
+        assert journal.count_seen("b") == 0
+        entry = journal.lookup("b")
+        assert entry is not None
+        assert (entry.status, entry.created_id) == ("succeeded", "cb")
+        assert journal.count_seen("c") == 0
+        assert journal.lookup("c") is None
