@@ -521,7 +521,9 @@ class PostgresJournal:
                 key not in names for batch in (outcomes, withdrawn, intents) for key in batch
             )
         try:
-            with conn.transaction():
+            # One round trip: BEGIN, the statements and COMMIT go out together (pipeline mode),
+            # and the commit's answer (the server has it on disk) is awaited before returning.
+            with conn.pipeline(), conn.transaction():
                 if outcomes:
                     conn.execute(UPSERT, _columns(self._job, outcomes))
                 if withdrawn:

@@ -333,3 +333,23 @@ def test_a_record_written_before_its_name_is_counted_is_found(stores: Stores) ->
         assert (entry.status, entry.created_id) == ("succeeded", "cb")
         assert journal.count_seen("c") == 0
         assert journal.lookup("c") is None
+
+
+def test_the_readme_says_how_to_put_the_journal_on_postgres_and_what_it_keeps() -> None:
+    readme = Path(__file__).parents[2] / "README.md"
+    text = " ".join(readme.read_text(encoding="utf-8").split())
+    section = text.split("### The journal on PostgreSQL", 1)[1].split("## Sandbox", 1)[0]
+    for words in (
+        "pip install 'finalpos[postgres]'",
+        "--journal postgresql://importer@db.internal/finalpos",
+        'journal="postgresql://importer@db.internal/finalpos"',
+        "starts with `postgresql://` or `postgres://` opens a `PostgresJournal`",
+        "committed (with `synchronous_commit` on, so on the server's disk) before any of those "
+        "requests leaves",
+        "Many jobs in one database",
+        "One writer per job",
+        "`JournalLockedError` naming the job",
+        "names the URL without its password",
+        "PGPASSWORD",
+    ):
+        assert words in section, words
