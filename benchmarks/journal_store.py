@@ -104,7 +104,7 @@ def _fresh_schema(url: str) -> str:
 
     name = f"bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}")  # pyright: ignore[reportArgumentType]
+        conn.execute(f"CREATE SCHEMA {name}")  # pyright: ignore[reportArgumentType]  # a generated name
     return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{name}"
 
 

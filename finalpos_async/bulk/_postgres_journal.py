@@ -342,7 +342,7 @@ class PostgresJournal:
     def _rows(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         conn = self._connection()
         try:
-            return conn.execute(sql, args).fetchall()  # pyright: ignore[reportArgumentType]
+            return conn.execute(sql, args).fetchall()  # pyright: ignore[reportArgumentType]  # our SQL, from constants
         except self._psycopg_error() as exc:
             raise postgres_error(exc, self.path, self._password, "read") from None
 
