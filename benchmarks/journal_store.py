@@ -199,6 +199,11 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         url = opts.url or stack.enter_context(postgres_cluster())
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-journal-")))
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            version = conn.execute("SHOW server_version").fetchone()
+        server = f"PostgreSQL {version[0] if version else '?'}"
         for rep in range(opts.reps):
             samples["SQLite"].append(measure(Journal(scratch / f"j{rep}.db"), opts.rows))
             store = PostgresJournal(_fresh_schema(url))
@@ -214,7 +219,7 @@ def main() -> None:
         "",
         f"`python benchmarks/journal_store.py{' --quick' if opts.quick else ''}` on "
         f"{platform.node() or 'this machine'} ({os.cpu_count()} cores), Python "
-        f"{platform.python_version()}; PostgreSQL {'at --url' if opts.url else 'local, 127.0.0.1'}"
+        f"{platform.python_version()}; {server} {'at --url' if opts.url else 'local, 127.0.0.1'}"
         ", default durability (fsync, synchronous_commit on); SQLite synchronous=FULL, WAL.",
         "Write path: `record_intents` per 64-row window + `record` per row + `flush`; intake: "
         "`count_seen` + `lookup` per row in a new job; resume intake: the same in a re-run "
