@@ -191,6 +191,8 @@ class PostgresJournal:
             self._job = None
             self._binding = None
             self._counted = None
+            self._names.clear()  # the session's count table went with its connection
+            self._new_names.clear()
 
     def __enter__(self) -> PostgresJournal:
         return self.open()

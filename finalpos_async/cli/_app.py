@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import attrs
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from .._constants import (
     API_KEY_ENV,
@@ -586,10 +587,12 @@ def _guard(run: Any) -> int:
         os.close(devnull)
         return 141  # 128 + SIGPIPE, what a shell reports for a command killed by it
     except FinalPOSError as exc:
-        _console().print(f"[red]error:[/] {exc}", soft_wrap=True)
+        # escape: a message's own brackets (`pip install 'finalpos[postgres]'`, an IPv6 host)
+        # are text, not rich markup.
+        _console().print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return 1
     except (ValueError, TypeError, OSError, sqlite3.Error) as exc:
-        _console().print(f"[red]error:[/] {exc}", soft_wrap=True)
+        _console().print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         _console().print("[yellow]interrupted[/]")
