@@ -198,7 +198,8 @@ class Intent:
 
 
 class JournalStore(Protocol):
-    """What the bulk engine needs of a journal (`Journal` keeps one in a SQLite file).
+    """What the bulk engine needs of a journal (`Journal` keeps one in a SQLite file,
+    `PostgresJournal` in a PostgreSQL database).
 
     Not thread-safe: one event loop uses it. Every method may raise `JournalError`.
     """

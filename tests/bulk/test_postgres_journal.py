@@ -21,6 +21,8 @@ from finalpos_async.bulk import (
     JournalWriteError,
     PostgresJournal,
 )
+from finalpos_async.sandbox import Sandbox
+from finalpos_sync import FinalPOS
 
 BINDING = JournalBinding(
     target="https://api.example", credentials="fp-one", operation="customers.create", identity="c"
@@ -186,3 +188,16 @@ def test_without_psycopg_the_error_names_the_extra(monkeypatch: pytest.MonkeyPat
         PostgresJournal("postgresql://u:secret@db.example/jobs").open()
     assert "pip install 'finalpos[postgres]'" in str(caught.value)
     assert "secret" not in str(caught.value)
+
+
+def test_the_sync_client_takes_the_same_url(postgres_url: str) -> None:
+    with Sandbox().run_in_thread() as sb, FinalPOS(api_key=sb.api_key, base_url=sb.url) as client:
+        first = client.bulk.run(
+            client.customers.create, people(20), journal=postgres_url, key="email"
+        ).wait()
+        second = client.bulk.run(
+            client.customers.create, people(25), journal=postgres_url, key="email"
+        ).wait()
+        stored = [c.email for c in client.customers.list()]
+    assert (first.succeeded, second.skipped, second.succeeded) == (20, 20, 5)
+    assert sorted(stored) == sorted(p["email"] for p in people(25))
