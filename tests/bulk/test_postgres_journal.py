@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from typing import Any
 
 import psycopg
@@ -201,3 +202,29 @@ def test_the_sync_client_takes_the_same_url(postgres_url: str) -> None:
         stored = [c.email for c in client.customers.list()]
     assert (first.succeeded, second.skipped, second.succeeded) == (20, 20, 5)
     assert sorted(stored) == sorted(p["email"] for p in people(25))
+
+
+def test_workers_starting_at_once_on_an_empty_database_make_the_tables_once(
+    postgres_url: str,
+) -> None:
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+    jobs: list[str] = []
+
+    def worker(n: int) -> None:
+        try:
+            start.wait(timeout=30)
+            with PostgresJournal(postgres_url) as journal:
+                jobs.append(journal.bind(BINDING, job_id=f"job-{n}"))
+                journal.record(f"k{n}", "succeeded", digest="d", idempotency_key=f"i{n}")
+        except BaseException as exc:  # reported below, with the others
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sorted(jobs) == [f"job-{n}" for n in range(4)]
+    assert items_per_job(postgres_url) == {f"job-{n}": {"succeeded": 1} for n in range(4)}
