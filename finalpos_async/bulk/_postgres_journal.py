@@ -108,9 +108,10 @@ class PostgresJournal:
         self._flushed = False
         # What `count_seen` just read under a name, until the next commit: (name, entry).
         self._counted: tuple[str, JournalEntry | None] | None = None
-        # The names this run met (`count_seen`): a fixed-size filter, and those met once and
-        # not yet written to the session's table (at most NEW_NAMES_BATCH).
-        self._names = NameFilter()
+        # The names this run met (`count_seen`): a fixed-size filter (made on first use: a store
+        # made only to be named costs nothing), and those met once and not yet written to the
+        # session's table (at most NEW_NAMES_BATCH).
+        self._names: NameFilter | None = None
         self._new_names: list[str] = []
         # This run committed a record under a name `count_seen` had not met (a caller's own
         # `record`, a `digest#n` repeat): a name met for the first time may have one then.
@@ -191,7 +192,7 @@ class PostgresJournal:
             self._job = None
             self._binding = None
             self._counted = None
-            self._names.clear()  # the session's count table went with its connection
+            self._names = None  # the session's count table went with its connection
             self._new_names.clear()
 
     def __enter__(self) -> PostgresJournal:
@@ -270,7 +271,7 @@ class PostgresJournal:
                     (chosen, *(getattr(binding, name) for name in BINDING_FIELDS)),
                 )
             conn.execute("TRUNCATE pg_temp.finalpos_seen")  # a new run counts from nothing
-            self._names.clear()
+            self._names = None
             self._new_names.clear()
             self._uncounted_writes = False
         except self._psycopg_error() as exc:
@@ -406,6 +407,8 @@ class PostgresJournal:
         nothing can be recorded under it: `lookup` right after answers without one too.
         Otherwise one statement counts it and reads its record for `lookup`.
         """
+        if self._names is None:
+            self._names = NameFilter()
         if not self._names.add(name):
             self._new_names.append(name)
             if len(self._new_names) >= NEW_NAMES_BATCH:
@@ -518,8 +521,8 @@ class PostgresJournal:
         conn = self._connection()
         self._counted = None  # what `count_seen` read may change now
         if not self._uncounted_writes:
-            names = self._names
-            self._uncounted_writes = any(
+            names = self._names  # None: no name counted yet, so none of these keys was
+            self._uncounted_writes = names is None or any(
                 key not in names for batch in (outcomes, withdrawn, intents) for key in batch
             )
         try:
