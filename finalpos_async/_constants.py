@@ -87,6 +87,9 @@ PROGRESS_LINE_INTERVAL = 5.0
 # The bulk journal commits every JOURNAL_BATCH_SIZE records or JOURNAL_FLUSH_INTERVAL seconds.
 JOURNAL_BATCH_SIZE = 500
 JOURNAL_FLUSH_INTERVAL = 1.0
+# A PostgreSQL journal (`journal="postgresql://..."`) waits this long (seconds) to connect, unless
+# its URL sets connect_timeout: an unreachable server is an error, not a hang.
+JOURNAL_CONNECT_TIMEOUT = 10
 
 # close() ends the calls in flight, then waits this long at most for them to unwind (release
 # their connections) before it closes the pool.

@@ -14,6 +14,8 @@ them once; a few end-to-end tests elsewhere are marked one by one.
 - `http`: a raw aiohttp session to the `finalpos_sandbox` plugin fixture;
 - `open_fds`/`settle_fds` (fd counts, polled with a deadline) and `all_customers` (every page);
 - `redis_servers`: real redis-servers on free ports (`tests/redis_server.py`);
+- `postgres_cluster` (one private PostgreSQL cluster per test process, `tests/postgres_server.py`)
+  and `postgres_url` (a URL whose tables live in a fresh schema of it);
 - `checked_out` (attempts still holding a pooled connection), `aiohttp_transport`,
   `live_connections` (server-side open connections) and `backoff_waits` (the logged waits).
 """
@@ -38,6 +40,7 @@ import attrs
 import pytest
 import yarl
 from aiohttp import web
+from postgres_server import PostgresServer, postgres_bin
 from redis_server import RedisServer, redis_available
 
 from finalpos_async import (
@@ -423,3 +426,38 @@ def redis_servers(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+def _missing(reason: str) -> None:
+    """A test needing what is missing: fails under `CI=true` (.ci/run installs it), else skips."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresServer]:
+    """A private PostgreSQL cluster (initdb + pg_ctl from the Debian package) on a free port,
+    started once per test process and stopped at its end, or when the session fails.
+
+    Without the binaries or psycopg the test fails under `CI=true` and is skipped elsewhere.
+    """
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        _missing("PostgreSQL is not installed (apt-get install postgresql)")
+    try:
+        import psycopg  # noqa: F401 - only whether the `postgres` extra is installed
+    except ImportError:
+        _missing("psycopg is not installed (pip install 'finalpos[postgres]')")
+    assert bin_dir is not None
+    server = PostgresServer(bin_dir)
+    try:  # stopped (pg_ctl stop -m immediate) even when start() fails halfway or a test crashes
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresServer) -> str:
+    """A URL (with its password) of the private cluster whose tables go to a new schema."""
+    return postgres_cluster.url(postgres_cluster.schema())

@@ -4,7 +4,8 @@
         report = await client.bulk.run(client.customers.create, rows, journal="import.journal")
 
 See `BulkRunner.run` for the options, `BulkJob` for consuming results as they finish,
-`Journal` for resuming after a crash and `RateLimiter` for a shared requests-per-second cap.
+`Journal` (a SQLite file) or `PostgresJournal` (a PostgreSQL database, `journal="postgresql://..."`)
+for resuming after a crash and `RateLimiter` for a shared requests-per-second cap.
 """
 
 from ._items import ContentIdentities, Items, KeySpec, content_digest, idempotency_key_for
@@ -23,10 +24,12 @@ from ._journal import (
 )
 from ._limiter import RateLimiter
 from ._lookup import TargetChangedError
+from ._postgres_journal import PostgresJournal
 from ._results import BulkReport, ItemResult, ItemStatus
 from ._runner import BulkOperation, BulkRunner
 from ._runner import BulkOperation as Operation  # deprecated: the former name of BulkOperation
 from ._sqlite_journal import Journal
+from ._stores import journal_store
 from ._target_copy import Lister, check_lookup
 
 __all__ = [
@@ -51,10 +54,12 @@ __all__ = [
     "KeySpec",
     "Lister",
     "Operation",
+    "PostgresJournal",
     "RateLimiter",
     "TargetChangedError",
     "check_lookup",
     "content_digest",
     "idempotency_key_for",
     "job_id_for",
+    "journal_store",
 ]

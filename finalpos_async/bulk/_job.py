@@ -55,7 +55,7 @@ from ._limiter import Limiter
 from ._lookup import TargetSearch, spot_check
 from ._outcome import FatalWatch, Pending, not_processed, result_of, send_item
 from ._results import BulkReport, ItemResult, ItemStatus, describe_error
-from ._sqlite_journal import Journal
+from ._stores import journal_store
 from ._target import Binding, operation_name
 from ._target_copy import Lister, TargetCopy
 
@@ -104,8 +104,10 @@ class BulkJob(Generic[_T]):
         self._concurrency = concurrency
         self._limiter = limiter
         self._client_limiter = client_limiter
-        self._journal = Journal(journal) if isinstance(journal, (str, os.PathLike)) else journal
-        # A journal opened here from a path is this job's to close; a store is the caller's.
+        self._journal = (
+            journal_store(journal) if isinstance(journal, (str, os.PathLike)) else journal
+        )
+        # A journal opened here from a path or URL is this job's to close; a store is the caller's.
         self._owns_journal = isinstance(journal, (str, os.PathLike))
         self._content = content
         self._job_id = job_id

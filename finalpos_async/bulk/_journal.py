@@ -14,7 +14,9 @@ idempotency key, is derived from what the job is (`job_id_for`), not from the fi
 lost journal still sends the same keys.
 
 `JournalStore` is the interface the engine uses; `Journal` (`_sqlite_journal`) keeps it in a
-SQLite file. Every storage failure is a `JournalError` naming the file and the fix.
+SQLite file, `PostgresJournal` (`_postgres_journal`) in a PostgreSQL database, many jobs side by
+side; `journal_store` (`_stores`) picks one from a `journal=` value. Every storage failure is a
+`JournalError` naming the file (or the URL, without its password) and the fix.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ SENDING = "sending"
 
 
 class JournalError(FinalPOSError):
-    """A journal cannot be used as asked (see the subclasses); `path` names the file."""
+    """A journal cannot be used as asked (see the subclasses); `path` names the file (or the
+    database URL, without its password)."""
 
     def __init__(self, message: str, *, path: str = "") -> None:
         super().__init__(message)
@@ -195,7 +198,8 @@ class Intent:
 
 
 class JournalStore(Protocol):
-    """What the bulk engine needs of a journal (`Journal` keeps one in a SQLite file).
+    """What the bulk engine needs of a journal (`Journal` keeps one in a SQLite file,
+    `PostgresJournal` in a PostgreSQL database).
 
     Not thread-safe: one event loop uses it. Every method may raise `JournalError`.
     """

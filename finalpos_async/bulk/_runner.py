@@ -83,11 +83,12 @@ class BulkRunner:
           limiter (`RateLimiter`, `RedisRateLimiter`) shared with other runs. The
           client's own `rate_limit` takes a token per HTTP attempt (retries included); with
           both, the stricter one sets the pace.
-        - `journal`: a SQLite file (or a `Journal`, any `JournalStore`) recording every intent and
-          outcome, bound to this target
-          (the client's base URL or `target`), credentials, operation and identity rule (else
-          `JournalMismatchError`, before any request). A re-run skips items that were created
-          and sends the others under the same keys.
+        - `journal`: a SQLite file, or a PostgreSQL database (`"postgresql://user@host/db"`:
+          many jobs in one database, each under its job id; the `postgres` extra), or any
+          `JournalStore` (`journal_store` says which a string names), recording every intent
+          and outcome, bound to this target (the client's base URL or `target`), credentials,
+          operation and identity rule (else `JournalMismatchError`, before any request). A
+          re-run skips items that were created and sends the others under the same keys.
         - `key`: an item's identity across runs: a field name such as `"email"`, or a function
           of the item; unique. By default, its content (identical items told apart by their
           order): added items are imported, an edited item counts as new. With a `key`, an item

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import attrs
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from .._constants import (
     API_KEY_ENV,
@@ -39,7 +40,7 @@ from ._export import (
 )
 from ._heap import tune_for_bulk_work
 from ._import import run_import
-from ._options import ImportOptions
+from ._options import ImportOptions, journal_spec
 from ._rows import sniff_format
 from ._shard import Shard, parse_shard
 from ._spec import MethodError, Resource, load_resources, lookup
@@ -185,8 +186,10 @@ def cli(
 )
 @click.option(
     "--journal",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="SQLite journal to resume from (default FILE.journal when the data is kept).",
+    metavar="PATH|URL",
+    help="Journal to resume from: a SQLite file (default FILE.journal when the data is kept) or "
+    "a PostgreSQL database, postgresql://user@host/db (pip install 'finalpos[postgres]'; the "
+    "password from PGPASSWORD or ~/.pgpass).",
 )
 @click.option("--no-journal", is_flag=True, help="Do not keep a journal.")
 @click.option(
@@ -255,7 +258,7 @@ def import_command(
     redis_url: str | None,
     redis_key: str,
     shard_text: str | None,
-    journal: Path | None,
+    journal: str | None,
     no_journal: bool,
     rotated_key: bool,
     key_field: str | None,
@@ -308,7 +311,7 @@ def import_command(
         concurrency=concurrency,
         rate=rate,
         burst=burst,
-        journal=journal,
+        journal=journal_spec(journal),
         no_journal=no_journal,
         rotated_key=rotated_key,
         key_field=key_field,
@@ -584,10 +587,12 @@ def _guard(run: Any) -> int:
         os.close(devnull)
         return 141  # 128 + SIGPIPE, what a shell reports for a command killed by it
     except FinalPOSError as exc:
-        _console().print(f"[red]error:[/] {exc}", soft_wrap=True)
+        # escape: a message's own brackets (`pip install 'finalpos[postgres]'`, an IPv6 host)
+        # are text, not rich markup.
+        _console().print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return 1
     except (ValueError, TypeError, OSError, sqlite3.Error) as exc:
-        _console().print(f"[red]error:[/] {exc}", soft_wrap=True)
+        _console().print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         _console().print("[yellow]interrupted[/]")

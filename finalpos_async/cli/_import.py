@@ -38,18 +38,26 @@ from .._resource import raw_twin
 from ..bulk import (
     BulkJob,
     ItemStatus,
-    Journal,
     JournalDamagedError,
     JournalError,
     JournalMismatchError,
+    JournalStore,
     Lister,
     content_digest,
+    journal_store,
 )
 from ._connect import Connection, Settings, connect
 from ._failed import FailedRows
 from ._heap import tune_for_bulk_work
 from ._input import FAILED_ROWS_HEADER, Header, Input, InputError, Row
-from ._options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ImportOptions
+from ._options import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    ImportOptions,
+    journal_spec,
+    shown,
+)
 from ._plan import Identities, Plan, key_of, make_parser, validate
 from ._progress import drive
 from ._report import (
@@ -190,7 +198,7 @@ class RunState:
     # A failed-rows file with no journal to ask: its unknown-outcome rows are not resent
     # blindly (only with --resend-unknown), they go back to the failed-rows file.
     hold_unknown: bool
-    journal: Journal | None = None
+    journal: JournalStore | None = None
     total: int = 0
     interrupted: bool = False
     confirmed: int = 0  # unknown rows the user said are in the target
@@ -236,7 +244,7 @@ async def _connected(
     header = source.header
     journal_path = _journal_path(options, header, conn)
     journal_error: JournalError | None = None
-    journal = Journal(journal_path) if journal_path is not None else None
+    journal = journal_store(journal_path) if journal_path is not None else None
     job_id = header.job_id if header is not None else None
     if job_id is None and options.shard is not None:
         op = options.operation.qualified_name
@@ -252,7 +260,7 @@ async def _connected(
         run_header = Header(
             resource=options.name,
             source=str(options.file if header is None else header.source),
-            journal=str(journal_path.absolute()) if journal_path is not None else None,
+            journal=_recorded(journal_path),
             job_id=job.job_id or job_id or "",
             key=options.key_field,
             target=conn.target,
@@ -266,7 +274,7 @@ async def _connected(
         if status is not None:
             return status
         if journal is not None:
-            console.print(f"Journal: {journal_path}")
+            console.print(f"Journal: {shown(journal_path or '')}")
         limiter = conn.client.rate_limiter
         if options.shard is not None or isinstance(limiter, RedisRateLimiter):
             console.print(_pacing(options, limiter, plan))
@@ -324,11 +332,10 @@ def _open_journal(job: BulkJob[Any], options: ImportOptions) -> None:
         if exc.differs == ("credentials",):
             advice = (
                 f"If the key was rotated, run `{options.same_command('--rotated-key')}`; if "
-                f"it is another account, give it its own journal (--journal "
-                f"{_free_journal_name(options.file)})."
+                f"it is another account, give it its own journal ({_own_journal(options)})."
             )
         else:
-            advice = f"(for example --journal {_free_journal_name(options.file)})."
+            advice = f"(for example {_own_journal(options)})."
         raise JournalMismatchError(
             f"{exc} {advice}",
             path=exc.path,
@@ -342,6 +349,12 @@ def _open_journal(job: BulkJob[Any], options: ImportOptions) -> None:
             f"{exc}. To go on, run `{options.same_command('--journal', str(fresh))}`",
             path=exc.path,
         ) from None
+
+
+def _own_journal(options: ImportOptions) -> str:
+    """How to give this import a journal of its own (a PostgreSQL one: another database)."""
+    fresh = f"--journal {_free_journal_name(options.file)}"
+    return f"{fresh}, or another database" if isinstance(options.journal, str) else fresh
 
 
 def _refusal(
@@ -368,17 +381,28 @@ def _refusal(
     return None
 
 
-def _journal_path(options: ImportOptions, header: Header | None, conn: Connection) -> Path | None:
+def _journal_path(
+    options: ImportOptions, header: Header | None, conn: Connection
+) -> Path | str | None:
+    """The SQLite file or the PostgreSQL URL (a `str`) this import journals into, if any."""
     if options.no_journal:
         return None
     if options.journal is not None:
         return options.journal
     if header is not None:
         # A failed-rows file continues the job that wrote it: the same journal.
-        return Path(header.journal) if header.journal else None
+        return journal_spec(header.journal) if header.journal else None
     if not conn.persistent:
         return None  # an in-memory sandbox dies with this command: nothing to resume
     return options.file.with_name(f"{options.file.name}{_shard_tag(options)}.journal")
+
+
+def _recorded(journal: Path | str | None) -> str | None:
+    """The journal as a failed-rows file records it: an absolute path, or the URL without its
+    password (the run that imports that file reads it from PGPASSWORD or ~/.pgpass)."""
+    if journal is None:
+        return None
+    return shown(journal) if isinstance(journal, str) else str(journal.absolute())
 
 
 def _free_journal_name(file: Path) -> Path:
@@ -460,7 +484,7 @@ def _lister(conn: Connection, op: MethodInfo | None) -> Lister | None:
 def _job(
     options: ImportOptions,
     conn: Connection,
-    journal: Journal | None,
+    journal: JournalStore | None,
     job_id: str | None,
     rows: Iterator[dict[str, Any]],
 ) -> BulkJob[Any]:

@@ -10,14 +10,29 @@ import attrs
 from .._constants import IMPORT_MAX_FIELD_BYTES
 from .._method_info import MethodInfo
 from .._redis_limit import DEFAULT_REDIS_KEY
+from ..bulk import PostgresJournal, journal_store
 from ._shard import Shard
 from ._spec import Resource
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "ImportOptions"]
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "ImportOptions", "journal_spec", "shown"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+
+
+def journal_spec(text: str | None) -> Path | str | None:
+    """--journal as given: a PostgreSQL URL stays a `str` (a `Path` would fold its `//`), any
+    other value is the path of a SQLite file."""
+    if text is None or isinstance(journal_store(text), PostgresJournal):
+        return text
+    return Path(text)
+
+
+def shown(journal: Path | str) -> str:
+    """A journal as printed and recorded: a URL without its password (libpq reads it from
+    PGPASSWORD or ~/.pgpass), a path as it is."""
+    return journal_store(journal).path  # not opened: only named
 
 
 @attrs.frozen(kw_only=True)
@@ -30,7 +45,8 @@ class ImportOptions:
     concurrency: int
     rate: float | None
     burst: float | None = None  # of --rate (default: a tenth of a second's worth, at least 1)
-    journal: Path | None
+    # A SQLite file, or a PostgreSQL URL (a `str`: see `journal_spec`); repr: no password.
+    journal: Path | str | None = attrs.field(repr=False)
     no_journal: bool
     # --rotated-key: the journal was written with another API key of the same account.
     rotated_key: bool = False
@@ -66,7 +82,7 @@ class ImportOptions:
         if self.failed_file is not None:
             words += ["--failed-file", shlex.quote(str(self.failed_file))]
         if self.journal is not None and "--journal" not in extra:
-            words += ["--journal", shlex.quote(str(self.journal))]
+            words += ["--journal", shlex.quote(shown(self.journal))]
         if self.no_journal:
             words.append("--no-journal")
         if self.rotated_key and "--rotated-key" not in extra:

@@ -15,7 +15,7 @@ import attrs
 from .. import types
 from .._converter import FieldError, unstructure_params
 from .._method_info import MethodInfo
-from ..bulk import ContentIdentities, ItemStatus, Journal, JournalEntry, content_digest
+from ..bulk import ContentIdentities, ItemStatus, JournalEntry, JournalStore, content_digest
 from ..spec import component
 from ._failed import FailedRows
 from ._input import Input, InputError, Row
@@ -194,7 +194,7 @@ class _Check:
 
     options: ImportOptions
     parser: RowParser
-    journal: Journal | None
+    journal: JournalStore | None
     held: Callable[[Row], bool]  # an unknown-outcome row held back (`_import.RunState.held`)
     continuing: bool  # the input is a failed-rows file: all its rows are its shard's
     plan: Plan = attrs.field(factory=Plan)
@@ -288,7 +288,7 @@ def validate(
     options: ImportOptions,
     rows: Iterator[Row],
     failed: FailedRows,
-    journal: Journal | None,
+    journal: JournalStore | None,
     held: Callable[[Row], bool],
     *,
     continuing: bool = False,

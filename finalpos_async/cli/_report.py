@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..bulk import BulkJob, JournalError
@@ -96,7 +97,7 @@ def report_journal_failed(
     except OSError:
         failed.discard()
     print_summary(job, console, failed, plan, options.shard)
-    console.print(f"[red]error:[/] {error}", soft_wrap=True)
+    console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
     console.print(
         f"To finish: make the journal writable again (free space on its disk), then run "
         f"`{options.same_command()}`",
