@@ -90,7 +90,7 @@ async def walk(collection: Collection, **list_args: Any) -> list[str]:
         paginator = client.customers.list(**list_args)
         ids = []
         async for page in pages_in_order(paginator, concurrency=4):
-            ids += [c["id"] for c in page]
+            ids += [c["id"] for c in page.records]
         return ids
 
 
