@@ -39,7 +39,7 @@ from .._method_info import MethodInfo
 from .._pagination import AsyncPaginator, Page
 from ..spec import component
 from ._calls import csv_columns
-from ._csv_rows import csv_row_builder
+from ._csv_rows import csv_page_text
 
 __all__ = [
     "EXPORT_CONCURRENCY",
@@ -197,13 +197,12 @@ class CsvWriter:
     def __init__(self, out: IO[str], schema: Mapping[str, Any] | None) -> None:
         self._out = out
         columns = csv_columns(schema)
-        self._rows = csv_row_builder(columns, schema)
-        self._csv = csv.writer(out, lineterminator="\n")
-        self._csv.writerow(columns)
+        self._page_text = csv_page_text(columns)
+        csv.writer(out, lineterminator="\n").writerow(columns)
 
     def write_page(self, page: ExportPage) -> None:
         """Write the page's records, one row each."""
-        self._csv.writerows(self._rows(page.records))
+        self._out.write(self._page_text(page.records))
 
     def close(self) -> None:
         """Flush the stream."""
