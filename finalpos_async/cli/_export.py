@@ -8,12 +8,13 @@ walk, and the requests sent past it (at most `concurrency - 1`, each answered wi
 page) are the price of not waiting. Every request goes through the client, so `--rate` and the
 retry rules hold for each of them.
 
-Each page is checked as a typed call's answer is (its models are built: a record that does not
-fit its model stops the export naming the field), and then the records are written as the API
-sent them: turning every model back into wire JSON (`to_dict`) would cost more CPU than the
-check itself, for the same values. A writer may offer a fast path (`ExportWriter.fast_path`:
-Parquet's, which checks and types a page in pyarrow at once, see `_arrow_page`): a page it takes
-skips the model check, one it does not take gets the model check as usual.
+Each page is checked as a typed call's answer is, by the models' compiled checks without
+building the models (`check_list`: a record that does not fit its model stops the export with
+the error a typed call gives, naming the record and field), and then the records are written as
+the API sent them: building models only to turn them back into wire JSON (`to_dict`) would
+cost more CPU than the check itself, for the same values. A writer may offer a fast path
+(`ExportWriter.fast_path`: Parquet's, which checks and types a page in pyarrow at once, see
+`_arrow_page`): a page it takes skips the model check, one it does not take gets it as usual.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from rich.console import Console
 
 from .._codec import dumps
 from .._constants import PROGRESS_LINE_INTERVAL
+from .._converter import FieldError, check_list
 from .._method_info import MethodInfo
 from .._pagination import AsyncPaginator, Page
 from ..spec import component
@@ -92,11 +94,17 @@ async def _checked_page(
     """The page at `skip`, checked, and its records as the API sent them."""
     raw = await paginator.fetch_raw_page(skip)
     records = raw.json()
-    if fast is not None and records.__class__ is list:
-        limit = _limit_at(paginator, skip)
-        if len(records) <= limit and (converted := fast(records)) is not None:
+    limit = _limit_at(paginator, skip)
+    if records.__class__ is list and len(records) <= limit:
+        if fast is not None and (converted := fast(records)) is not None:
             # every record is a dict that would pass the model check (see `FastPath`)
             return Page(records, skip=skip, limit=limit), ExportPage(records, converted)
+        try:
+            check_list(records, paginator.item)  # the models' checks, no models built
+        except FieldError:
+            pass  # `parse` below raises the error that names the record and field
+        else:
+            return Page(records, skip=skip, limit=limit), ExportPage(records)
     return raw.parse(), ExportPage(records)
 
 
