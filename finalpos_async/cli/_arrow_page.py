@@ -62,22 +62,19 @@ _KNOWN_KEYS = frozenset(
     }
 )
 
-ArrayCheck = Callable[[pa.Array], bool]  # True when the values are all acceptable
+ArrayCheck = Callable[[Any], bool]  # on a `pa.Array`  # True when the values are all acceptable
 
 
 class _Unsupported(Exception):
     """A schema node the fast path does not handle."""
 
 
-def _no_nulls(array: pa.Array) -> bool:
-    return array.null_count == 0
-
-
 def _matches(pattern: str) -> ArrayCheck:
-    def check(array: pa.Array) -> bool:
+    def check(array: Any) -> bool:
         if array.null_count == len(array):
             return True
-        mismatch = pc.invert(pc.match_substring_regex(array, pattern))
+        matches = cast("Any", pc.match_substring_regex(array, pattern))
+        mismatch = cast("Any", pc.invert(matches))
         return pc.any(mismatch).as_py() is not True
 
     return check
@@ -106,8 +103,8 @@ def _node_checks(node: Mapping[str, Any], nested: bool) -> list[ArrayCheck]:
         item = cast("Mapping[str, Any]", node.get("items") or {})
         item_checks = _node_checks(item, nested=True)
 
-        def check_items(array: pa.Array) -> bool:
-            values = cast("pa.ListArray", array).flatten()
+        def check_items(array: Any) -> bool:
+            values = array.flatten()
             # a null item is refused by the models (a list of str, of objects)
             return values.null_count == 0 and all(check(values) for check in item_checks)
 
@@ -120,13 +117,15 @@ def _node_checks(node: Mapping[str, Any], nested: bool) -> list[ArrayCheck]:
             for name, prop in properties.items()
         ]
 
-        def check_fields(array: pa.Array) -> bool:
-            struct = cast("pa.StructArray", array)
-            valid = struct.is_valid()
+        def check_fields(array: Any) -> bool:
+            struct = array
+            valid: Any = struct.is_valid()
             for name, checks, needed in fields:
-                child = struct.field(name)
-                if needed and pc.any(pc.and_(child.is_null(), valid)).as_py():
-                    return False
+                child: Any = struct.field(name)
+                if needed:
+                    missing = cast("Any", pc.and_(child.is_null(), valid))
+                    if pc.any(missing).as_py():
+                        return False
                 if not all(check(child) for check in checks):
                     return False
             return True
@@ -135,15 +134,23 @@ def _node_checks(node: Mapping[str, Any], nested: bool) -> list[ArrayCheck]:
     raise _Unsupported
 
 
+def _any(value: object) -> Any:
+    return value  # pyarrow's stubs leave nested types' members untyped
+
+
+def _fields(container: object) -> list[Any]:
+    """The fields of a struct type or a schema."""
+    return list(_any(container))
+
+
 def _loose_type(dtype: pa.DataType) -> pa.DataType:
     """`dtype` with timestamps and decimals as strings: the type a page is first read into."""
     if dtype in (TIMESTAMP, DECIMAL):
         return pa.string()
     if pa.types.is_list(dtype):
-        return pa.list_(_loose_type(cast("pa.ListType", dtype).value_type))
+        return pa.list_(_loose_type(_any(dtype).value_type))
     if pa.types.is_struct(dtype):
-        struct = cast("pa.StructType", dtype)
-        return pa.struct([pa.field(f.name, _loose_type(f.type)) for f in struct])
+        return pa.struct([pa.field(f.name, _loose_type(f.type)) for f in _fields(dtype)])
     return dtype
 
 
@@ -192,7 +199,9 @@ class ArrowPages:
             raise ValueError("a record schema the fast path does not handle") from None
         self.schema: pa.Schema = arrow_schema(schema)
         """The schema of the batches `convert` returns (the Parquet file's)."""
-        self._loose = pa.schema([pa.field(f.name, _loose_type(f.type)) for f in self.schema])
+        self._loose = pa.schema(
+            [pa.field(f.name, _loose_type(f.type)) for f in _fields(self.schema)]
+        )
 
     @classmethod
     def for_schema(cls, schema: Mapping[str, Any] | None) -> ArrowPages | None:
@@ -214,11 +223,14 @@ class ArrowPages:
         except (pa.ArrowException, TypeError, ValueError, OverflowError):
             return None
         for index, (name, needed, checks, python_check) in enumerate(self._columns):
-            column = batch.column(index)
+            column = cast("Any", batch.column(index))
             if needed and column.null_count:
                 return None
             if python_check is not None and not python_check([row.get(name) for row in rows]):
                 return None
             if not all(check(column) for check in checks):
                 return None
-        return batch.cast(self.schema)
+        try:
+            return batch.cast(self.schema)  # a date that does not exist (February 30th) fails here
+        except pa.ArrowException:
+            return None

@@ -81,7 +81,7 @@ def _cells(column: list[Any], count: int) -> list[str]:
     kinds = set(map(type, column))
     if kinds <= _STR:
         return column
-    if kinds == _NONE:
+    if kinds <= _NONE:
         return [""] * count
     if kinds <= _STR_OR_NONE:
         return [value if value is not None else "" for value in column]

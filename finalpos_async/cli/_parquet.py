@@ -205,7 +205,7 @@ class ParquetWriter:
             pa.array(column_values, type=column.type)  # pyright: ignore[reportUnknownMemberType]  # stubs: `mask` part untyped
             for column, column_values in zip(self._columns, values, strict=True)
         ]
-        return pa.RecordBatch.from_arrays(arrays, schema=self._schema)
+        return pa.RecordBatch.from_arrays(arrays, schema=self._schema)  # pyright: ignore[reportUnknownMemberType]  # stubs: `Array` untyped
 
     def _flush(self) -> None:
         if self._rows:
