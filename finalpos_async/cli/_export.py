@@ -31,7 +31,6 @@ from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
 
-import attrs
 from rich.console import Console
 
 from .._codec import dumps
@@ -42,6 +41,7 @@ from .._pagination import AsyncPaginator, Page
 from ..spec import component
 from ._calls import csv_columns
 from ._csv_rows import csv_page_text
+from ._export_page import ExportPage, FastPath
 
 __all__ = [
     "EXPORT_CONCURRENCY",
@@ -64,20 +64,6 @@ EXPORT_PAGE_SIZE = 1000
 # Pages in flight at once: enough to hide a round trip behind the writing of a page, few enough
 # to stay polite without a --rate.
 EXPORT_CONCURRENCY = 4
-
-
-FastPath = Callable[[list[Any]], Any]
-"""A writer's own check of a page's records: its form of the page (an Arrow batch, say) when
-every record would pass the model check, else None (the model check then runs)."""
-
-
-@attrs.frozen
-class ExportPage:
-    """One checked page: its records as the API sent them, and the fast path's form of them
-    (None when the page went through the model check)."""
-
-    records: list[Any]
-    fast: Any = None
 
 
 def _limit_at(paginator: AsyncPaginator[Any], skip: int) -> int:

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import attrs
 
-from ._export import ExportPage, FastPath
+from ._export_page import ExportPage, FastPath
 
 try:
     import pyarrow as pa
