@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._codec import dumps
+from .._codec import dumps_decoded
 from ._calls import csv_cell, csv_paths
 
 __all__ = ["PageText", "csv_page_text"]
@@ -88,6 +88,7 @@ def _cells(column: list[Any], count: int) -> list[str]:
     if kinds <= _BOOL_OR_NONE:
         return list(map(_BOOL_CELLS.__getitem__, column))
     if kinds <= _JSON_OR_NONE:  # JSON text, as `csv_cell` writes it
+        dumps = dumps_decoded  # the records come from `loads`
         return [dumps(value).decode() if value is not None else "" for value in column]
     return [csv_cell(value) for value in column]
 

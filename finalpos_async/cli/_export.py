@@ -33,7 +33,7 @@ from typing import IO, Any, Protocol, TypeVar
 
 from rich.console import Console
 
-from .._codec import dumps
+from .._codec import dumps_decoded
 from .._constants import PROGRESS_LINE_INTERVAL
 from .._converter import FieldError, check_list
 from .._method_info import MethodInfo
@@ -170,6 +170,7 @@ class JsonLinesWriter:
         """Write the page's records, one compact line each (through the fast codec when present)."""
         records = page.records
         if records:
+            dumps = dumps_decoded  # the records come from `loads`
             lines = b"\n".join([dumps(record) for record in records]) + b"\n"
             if self._bytes is not None:
                 self._bytes.write(lines)
