@@ -16,6 +16,7 @@ from spec_examples import full_example
 from test_export import Collection
 
 from finalpos_async import AsyncFinalPOS, MockTransport, ResponseValidationError, types
+from finalpos_async._codec import dumps, dumps_decoded, loads
 from finalpos_async._converter import FieldError, check_list
 from finalpos_async.cli._arrow_page import ArrowPages
 from finalpos_async.cli._calls import csv_columns, csv_paths, csv_row
@@ -216,3 +217,9 @@ def test_json_lines_are_the_same_through_a_text_or_a_binary_stream() -> None:
         writer.close()
     assert binary.getvalue().decode() == text.getvalue()
     assert text.getvalue().count("\n") == 2
+
+
+def test_records_are_written_back_as_dumps_would_write_them() -> None:
+    body = b'[{"id":"a","n":null,"s":"\\u00e9\\u2028","x":[1.5,{"y":null}]},{"id":"b"}]'
+    for record in loads(body):
+        assert dumps_decoded(record) == dumps(record)
