@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from itertools import repeat
 from typing import Any, cast
 
 import pyarrow as pa
@@ -154,25 +155,34 @@ def _loose_type(dtype: pa.DataType) -> pa.DataType:
     return dtype
 
 
-def _python_check(kind: object) -> Callable[[list[Any]], bool] | None:
+def _kinds(rows: list[dict[str, Any]], name: str) -> set[type]:
+    """The classes of the values of `name` in `rows` (a missing one counts as None)."""
+    return set(map(type, map(dict.get, rows, repeat(name))))
+
+
+PythonCheck = Callable[[list[dict[str, Any]], str], bool]
+
+
+def _python_check(kind: object) -> PythonCheck | None:
     """What a top-level column of `kind` needs checked on its Python values (Arrow converts
     `1.5` to the integer 1, `True` to the number 1.0, and a string to a list of characters)."""
     if kind == "integer":
-        return lambda values: {v.__class__ for v in values} <= {int, _NONE}
+        return lambda rows, name: _kinds(rows, name) <= {int, _NONE}
 
     if kind == "number":
 
-        def numbers(values: list[Any]) -> bool:
-            classes = {v.__class__ for v in values}
+        def numbers(rows: list[dict[str, Any]], name: str) -> bool:
+            classes = _kinds(rows, name)
             if not classes <= {int, float, _NONE}:
                 return False
+            values = [row.get(name) for row in rows]
             return float not in classes or all(
                 math.isfinite(v) for v in values if v.__class__ is float
             )
 
         return numbers
     if kind == "array":
-        return lambda values: {v.__class__ for v in values} <= {list, _NONE}
+        return lambda rows, name: _kinds(rows, name) <= {list, _NONE}
     return None
 
 
@@ -226,7 +236,7 @@ class ArrowPages:
             column = cast("Any", batch.column(index))
             if needed and column.null_count:
                 return None
-            if python_check is not None and not python_check([row.get(name) for row in rows]):
+            if python_check is not None and not python_check(rows, name):
                 return None
             if not all(check(column) for check in checks):
                 return None
