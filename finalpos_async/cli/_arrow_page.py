@@ -63,7 +63,7 @@ _KNOWN_KEYS = frozenset(
     }
 )
 
-ArrayCheck = Callable[[Any], bool]  # on a `pa.Array`  # True when the values are all acceptable
+ArrayCheck = Callable[[Any], bool]  # on a `pa.Array`: True when its values are all acceptable
 
 
 class _Unsupported(Exception):
@@ -118,10 +118,10 @@ def _node_checks(node: Mapping[str, Any], nested: bool) -> list[ArrayCheck]:
             for name, prop in properties.items()
         ]
 
-        def check_fields(array: Any) -> bool:
-            struct = array
+        def check_fields(struct: Any) -> bool:
             valid: Any = struct.is_valid()
             for name, checks, needed in fields:
+                # (under a null object the fields read as empty: a date-time there is refused)
                 child: Any = struct.field(name)
                 if needed:
                     missing = cast("Any", pc.and_(child.is_null(), valid))
