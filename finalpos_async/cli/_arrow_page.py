@@ -155,9 +155,12 @@ def _loose_type(dtype: pa.DataType) -> pa.DataType:
     return dtype
 
 
+_GET: Callable[[dict[str, Any], str], Any] = dict[str, Any].get
+
+
 def _kinds(rows: list[dict[str, Any]], name: str) -> set[type]:
     """The classes of the values of `name` in `rows` (a missing one counts as None)."""
-    return set(map(type, map(dict.get, rows, repeat(name))))
+    return set(map(type, map(_GET, rows, repeat(name))))
 
 
 PythonCheck = Callable[[list[dict[str, Any]], str], bool]
@@ -175,7 +178,7 @@ def _python_check(kind: object) -> PythonCheck | None:
             classes = _kinds(rows, name)
             if not classes <= {int, float, _NONE}:
                 return False
-            values = [row.get(name) for row in rows]
+            values: list[Any] = [row.get(name) for row in rows]
             return float not in classes or all(
                 math.isfinite(v) for v in values if v.__class__ is float
             )
