@@ -165,6 +165,8 @@ class JsonLinesWriter:
         # The lines are UTF-8 bytes from the codec: written to the binary stream under `out`
         # when it has one (files, stdout), not decoded to text only to be encoded again.
         self._bytes: IO[bytes] | None = getattr(out, "buffer", None)
+        if self._bytes is not None:
+            out.flush()  # text written to `out` before goes first
 
     def write_page(self, page: ExportPage) -> None:
         """Write the page's records, one compact line each (through the fast codec when present)."""
