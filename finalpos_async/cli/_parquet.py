@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any, cast
@@ -172,6 +173,9 @@ class ParquetWriter:
         self._file = pq.ParquetWriter(path, self._schema)
         self._batches: list[pa.RecordBatch] = []
         self._rows = 0
+        # One thread, no more: its row group is written while the next one fills.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="finalpos-parquet")
+        self._writing: Future[None] | None = None
         self.fast_path = fast_path
         """The fast path's `convert` (typed as `arrow_schema(schema)`), or None."""
 
@@ -210,11 +214,25 @@ class ParquetWriter:
     def _flush(self) -> None:
         if self._rows:
             table = pa.Table.from_batches(self._batches, schema=self._schema)
-            self._file.write_table(table, row_group_size=self._rows)
-            self._batches.clear()
+            self._batches = []
             self._rows = 0
+            self._wait()
+            # pyarrow encodes and compresses a row group without holding the GIL: on a thread
+            # of its own, that overlaps the next pages' checks (one row group in flight).
+            self._writing = self._pool.submit(
+                self._file.write_table, table, row_group_size=table.num_rows
+            )
+
+    def _wait(self) -> None:
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()  # a failed write raises here
 
     def close(self) -> None:
         """Write the last row group and the file's footer."""
-        self._flush()
-        self._file.close()
+        try:
+            self._flush()
+            self._wait()
+            self._file.close()
+        finally:
+            self._pool.shutdown()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from test_export import Collection
 from finalpos_async import AsyncFinalPOS, MockTransport, ResponseValidationError, types
 from finalpos_async._codec import dumps, dumps_decoded, loads
 from finalpos_async._converter import FieldError, check_list
+from finalpos_async.cli import _parquet
 from finalpos_async.cli._arrow_page import ArrowPages
 from finalpos_async.cli._calls import csv_columns, csv_paths, csv_row
 from finalpos_async.cli._csv_rows import csv_page_text
@@ -124,6 +126,19 @@ def test_parquet_is_the_same_file_by_the_fast_path_and_by_the_models(tmp_path: P
     assert fast_table.num_rows == 45
     created = fast_table.column("createdAt")[0].as_py()
     assert created.isoformat() == "2026-01-01T15:30:00+00:00"  # -05:30 read as its UTC instant
+
+
+def test_parquet_row_groups_are_written_in_order_on_a_thread_that_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_parquet, "ROW_GROUP_ROWS", 3)  # a row group every page or so
+    pages = [[customer(n) for n in range(start, start + 2)] for start in range(0, 20, 2)]
+    write_parquet(tmp_path / "groups.parquet", pages, fast=True)
+    assert not [t for t in threading.enumerate() if t.name.startswith("finalpos-parquet")]
+    file = pq.ParquetFile(tmp_path / "groups.parquet")
+    assert file.metadata.num_row_groups == 5  # 4 rows each: two pages, then the flush
+    ids = file.read().column("id").to_pylist()
+    assert ids == [f"c{n}" for n in range(20)]
 
 
 async def test_a_record_the_fast_path_refuses_stops_the_export_naming_it() -> None:
