@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json as _json
 import math
+from collections.abc import Callable
 from typing import Any, Final, cast
 
-__all__ = ["BACKEND", "dumps", "loads"]
+__all__ = ["BACKEND", "dumps", "dumps_decoded", "loads"]
 
 try:
     import orjson as _orjson
@@ -88,3 +89,9 @@ else:  # pragma: no cover - exercised only without the `speedups` extra
     def loads(data: bytes | str) -> Any:
         """Decode JSON from `bytes` or `str`."""
         return _stdlib_loads(data)
+
+
+dumps_decoded: Final[Callable[[Any], bytes]] = _orjson.dumps if _orjson is not None else dumps
+"""`dumps` for a value `loads` decoded (a record written back as it came, by `finalpos export`):
+orjson refuses NaN and infinity when decoding, so there is none to look for in what it decoded;
+with the stdlib back end, which decodes them, this is `dumps` and refuses them."""

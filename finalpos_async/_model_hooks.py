@@ -42,7 +42,15 @@ from ._wire_values import (
     parse_decimal,
 )
 
-__all__ = ["Leaf", "converter", "is_model", "leaf_for", "model_fields", "wire_name"]
+__all__ = [
+    "Leaf",
+    "check_hook",
+    "converter",
+    "is_model",
+    "leaf_for",
+    "model_fields",
+    "wire_name",
+]
 
 _CAMEL_BOUNDARY = re.compile(r"_([a-z0-9])")
 
@@ -92,7 +100,9 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def leaf_for(tp: Any) -> Leaf:
+def leaf_for(tp: Any, *, checking: bool = False) -> Leaf:
+    """How to read and write `tp`; with `checking`, nested models are only checked, not built
+    (their `parse` is `check_hook`'s, which returns None)."""
     if tp is str:
         return Leaf(check_str, check_str, str)
     if tp is bool:
@@ -110,7 +120,7 @@ def leaf_for(tp: Any) -> Leaf:
         return Leaf(check_object, check_object, dict)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
-        item = leaf_for(item_tp)
+        item = leaf_for(item_tp, checking=checking)
         parse_list = check_str_list if item_tp is str else list_of(item.parse, dumping=False)
         return Leaf(
             parse_list,
@@ -122,7 +132,11 @@ def leaf_for(tp: Any) -> Leaf:
         model = tp
         # Resolved now (compiling the nested model's hooks first), so a call costs no dispatch.
         # Our compiled hooks take the type argument as optional, so they are called with one.
-        parse = typing.cast("Callable[[Any], Any]", converter.get_structure_hook(model))
+        parse = (
+            check_hook(model)
+            if checking
+            else typing.cast("Callable[[Any], Any]", converter.get_structure_hook(model))
+        )
         unstructure_model = converter.get_unstructure_hook(model)
 
         def dump(value: Any) -> Any:
@@ -200,12 +214,58 @@ def _make_structure_hook(cls: type) -> Callable[[Any, Any], Any]:
     return typing.cast("Callable[[Any, Any], Any]", fn)
 
 
+def _make_check_hook(cls: type) -> Callable[[Any], None]:
+    """Compile `check(data) -> None`: the structure hook's tests and errors, building nothing.
+
+    The same lines as `_make_structure_hook`'s (each value is read and converted the same way,
+    nested models are checked by their own check hook) without the object, its slots and its
+    `extra`: a record passes it exactly when `structure` would build it.
+    """
+    fields = model_fields(cls)
+    ns: dict[str, Any] = {
+        "FieldError": FieldError,
+        "Missing": MissingFieldError,
+        "fromisoformat": datetime.fromisoformat,
+        "utc": timezone.utc,
+        "Decimal": Decimal,
+    }
+    lines = [
+        f"def check_{cls.__name__}(data, _type=None):",
+        "    if data.__class__ is not dict:",
+        f"        raise FieldError({cls.__name__!r} + ' object', data)",
+        "    get = data.get",
+    ]
+    for i, (field, wire, tp, optional) in enumerate(fields):
+        lines += _structure_field(i, field, wire, tp, optional, ns, checking=True)
+    lines.append("    return None")
+    return typing.cast("Callable[[Any], None]", _compile(f"check_{cls.__name__}", lines, ns))
+
+
+_CHECK_HOOKS: dict[type, Callable[[Any], None]] = {}
+
+
+def check_hook(cls: type) -> Callable[[Any], None]:
+    """The compiled check of the model `cls` (see `_make_check_hook`), built on first use."""
+    hook = _CHECK_HOOKS.get(cls)
+    if hook is None:
+        hook = _CHECK_HOOKS[cls] = _make_check_hook(cls)
+    return hook
+
+
 def _structure_field(
-    i: int, field: attrs.Attribute[Any], wire: str, tp: Any, optional: bool, ns: dict[str, Any]
+    i: int,
+    field: attrs.Attribute[Any],
+    wire: str,
+    tp: Any,
+    optional: bool,
+    ns: dict[str, Any],
+    *,
+    checking: bool = False,
 ) -> list[str]:
-    """The structure hook's lines for field number `i` (its helpers go into `ns`)."""
+    """The structure hook's lines for field number `i` (its helpers go into `ns`); with
+    `checking`, the check hook's (the value is not kept)."""
     lines: list[str] = []
-    leaf = leaf_for(tp)
+    leaf = leaf_for(tp, checking=checking)
     ns[f"p{i}"] = leaf.parse
     ns[f"x{i}"] = leaf.exact
     if field.default is attrs.NOTHING and not optional:
@@ -232,7 +292,8 @@ def _structure_field(
         lines += ["        " + line for line in convert]
     else:
         lines += ["    " + line for line in convert]
-    lines.append(f"    obj.{field.name} = v")
+    if not checking:
+        lines.append(f"    obj.{field.name} = v")
     return lines
 
 

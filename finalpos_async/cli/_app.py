@@ -39,7 +39,6 @@ from ._export import (
     run_export,
 )
 from ._heap import tune_for_bulk_work
-from ._import import run_import
 from ._options import ImportOptions, journal_spec
 from ._rows import sniff_format
 from ._shard import Shard, parse_shard
@@ -328,6 +327,8 @@ def import_command(
         redis_url=redis_url,
         redis_key=redis_key,
     )
+    from ._import import run_import  # the import engine: loaded by the command that runs it
+
     sys.exit(_guard(lambda: run_import(options, settings, _console())))
 
 

@@ -18,6 +18,7 @@ from ._spec import MethodError
 
 __all__ = [
     "call_one",
+    "csv_cell",
     "csv_columns",
     "csv_paths",
     "csv_row",
@@ -83,7 +84,7 @@ def csv_paths(columns: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
 
 def csv_row(item: Mapping[str, Any], paths: Sequence[tuple[str, tuple[str, ...]]]) -> list[str]:
     """The cells of one record for the columns `paths` (see `csv_paths`)."""
-    # The hot loop of a CSV export (one pass per cell): a top-level field costs one dict lookup.
+    # One record at a time; `finalpos export` builds its rows a column at a time (`_csv_rows`).
     row: list[str] = []
     append = row.append
     get = item.get
@@ -96,7 +97,7 @@ def csv_row(item: Mapping[str, Any], paths: Sequence[tuple[str, tuple[str, ...]]
         elif type(value) is str:
             append(value)
         else:
-            append(_cell(value))
+            append(csv_cell(value))
     return row
 
 
@@ -109,7 +110,8 @@ def _below(value: Any, parts: tuple[str, ...]) -> Any:
     return value
 
 
-def _cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """The CSV cell of one value as the API sent it (JSON text for a list or an object)."""
     if value is None:
         return ""
     if type(value) is str:

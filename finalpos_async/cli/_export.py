@@ -8,10 +8,13 @@ walk, and the requests sent past it (at most `concurrency - 1`, each answered wi
 page) are the price of not waiting. Every request goes through the client, so `--rate` and the
 retry rules hold for each of them.
 
-Each page is checked as a typed call's answer is (its models are built: a record that does not
-fit its model stops the export naming the field), and then the records are written as the API
-sent them: turning every model back into wire JSON (`to_dict`) would cost more CPU than the
-check itself, for the same values.
+Each page is checked as a typed call's answer is, by the models' compiled checks without
+building the models (`check_list`: a record that does not fit its model stops the export with
+the error a typed call gives, naming the record and field), and then the records are written as
+the API sent them: building models only to turn them back into wire JSON (`to_dict`) would
+cost more CPU than the check itself, for the same values. A writer may offer a fast path
+(`ExportWriter.fast_path`: Parquet's, which checks and types a page in pyarrow at once, see
+`_arrow_page`): a page it takes skips the model check, one it does not take gets it as usual.
 """
 
 from __future__ import annotations
@@ -24,25 +27,28 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from pathlib import Path
-from typing import IO, Any, Protocol, TypeVar, cast
+from typing import IO, Any, Protocol, TypeVar
 
 from rich.console import Console
 
-from .._codec import dumps
+from .._codec import dumps_decoded
 from .._constants import PROGRESS_LINE_INTERVAL
+from .._converter import FieldError, check_list
 from .._method_info import MethodInfo
 from .._pagination import AsyncPaginator, Page
 from ..spec import component
-from ._calls import csv_columns, csv_paths, csv_row
-
-_NO_FIELDS: Mapping[str, Any] = {}  # a record that is not an object has no columns
+from ._calls import csv_columns
+from ._csv_rows import csv_page_text
+from ._export_page import ExportPage, FastPath
 
 __all__ = [
     "EXPORT_CONCURRENCY",
     "EXPORT_PAGE_SIZE",
+    "ExportPage",
     "ExportWriter",
+    "FastPath",
     "open_writer",
     "pages_in_order",
     "response_item_schema",
@@ -60,17 +66,39 @@ EXPORT_PAGE_SIZE = 1000
 EXPORT_CONCURRENCY = 4
 
 
-async def _checked_records(paginator: AsyncPaginator[_T], skip: int) -> tuple[Page[_T], Any]:
-    """The page at `skip`, checked (its models built), and its records as the API sent them."""
+def _limit_at(paginator: AsyncPaginator[Any], skip: int) -> int:
+    # The `limit` the paginator asks for at `skip` (the last page of a `max_items` asks for less).
+    cap = paginator.max_items
+    if cap is None:
+        return paginator.limit
+    return max(1, min(paginator.limit, cap - (skip - paginator.skip)))
+
+
+async def _checked_page(
+    paginator: AsyncPaginator[_T], skip: int, fast: FastPath | None
+) -> tuple[Page[Any], ExportPage]:
+    """The page at `skip`, checked, and its records as the API sent them."""
     raw = await paginator.fetch_raw_page(skip)
-    return raw.parse(), raw.json()
+    records = raw.json()
+    limit = _limit_at(paginator, skip)
+    if records.__class__ is list and len(records) <= limit:
+        if fast is not None and (converted := fast(records)) is not None:
+            # every record is a dict that would pass the model check (see `FastPath`)
+            return Page(records, skip=skip, limit=limit), ExportPage(records, converted)
+        try:
+            check_list(records, paginator.item)  # the models' checks, no models built
+        except FieldError:
+            pass  # `parse` below raises the error that names the record and field
+        else:
+            return Page(records, skip=skip, limit=limit), ExportPage(records)
+    return raw.parse(), ExportPage(records)
 
 
 async def pages_in_order(
-    paginator: AsyncPaginator[_T], *, concurrency: int
-) -> AsyncGenerator[Sequence[Any], None]:
-    """The records of every page of `paginator` (as sent, each page checked), in order, with up
-    to `concurrency` requests in flight.
+    paginator: AsyncPaginator[_T], *, concurrency: int, fast: FastPath | None = None
+) -> AsyncGenerator[ExportPage, None]:
+    """Every page of `paginator` (records as sent, each page checked), in order, with up to
+    `concurrency` requests in flight; `fast` is a writer's fast path (see `FastPath`).
 
     Pages still in flight when the walk ends (or the consumer stops, or a page fails) are
     cancelled and awaited before this generator finishes.
@@ -80,19 +108,19 @@ async def pages_in_order(
     start = paginator.skip
     cap = paginator.max_items
     next_skip: int | None = walk.next_skip
-    pending: collections.deque[asyncio.Task[tuple[Page[_T], Any]]] = collections.deque()
+    pending: collections.deque[asyncio.Task[tuple[Page[Any], ExportPage]]] = collections.deque()
     try:
         while walk.next_skip is not None:
             while len(pending) < concurrency and next_skip is not None:
-                pending.append(asyncio.ensure_future(_checked_records(paginator, next_skip)))
+                pending.append(asyncio.ensure_future(_checked_page(paginator, next_skip, fast)))
                 next_skip += step
                 if cap is not None and next_skip - start >= cap:
                     next_skip = None
-            page, records = await pending.popleft()
+            page, export_page = await pending.popleft()
             walk.advance(page)  # the paginator's own checks: a repeated page, the end
             del page  # its models: not held while the records are written
-            yield records
-            del records  # not held while the next page is awaited
+            yield export_page
+            del export_page  # not held while the next page is awaited
     finally:
         for task in pending:
             task.cancel()
@@ -113,8 +141,13 @@ def response_item_schema(op: MethodInfo) -> Mapping[str, Any] | None:
 class ExportWriter(Protocol):
     """Where exported records go: one call per page, then `close()` once."""
 
-    def write_page(self, records: Sequence[Any]) -> None:
-        """Write one page of records as the API sent them (decoded JSON, checked)."""
+    @property
+    def fast_path(self) -> FastPath | None:
+        """The writer's own check and conversion of a page, if it has one (see `FastPath`)."""
+        ...
+
+    def write_page(self, page: ExportPage) -> None:
+        """Write one checked page (its records as the API sent them, decoded JSON)."""
         ...
 
     def close(self) -> None:
@@ -125,38 +158,48 @@ class ExportWriter(Protocol):
 class JsonLinesWriter:
     """One JSON object per line, every field the API sent (unknown ones included)."""
 
+    fast_path: FastPath | None = None
+
     def __init__(self, out: IO[str]) -> None:
         self._out = out
+        # The lines are UTF-8 bytes from the codec: written to the binary stream under `out`
+        # when it has one (files, stdout), not decoded to text only to be encoded again.
+        self._bytes: IO[bytes] | None = getattr(out, "buffer", None)
+        if self._bytes is not None:
+            out.flush()  # text written to `out` before goes first
 
-    def write_page(self, records: Sequence[Any]) -> None:
+    def write_page(self, page: ExportPage) -> None:
         """Write the page's records, one compact line each (through the fast codec when present)."""
+        records = page.records
         if records:
-            lines = b"\n".join([dumps(record) for record in records])
-            self._out.write(lines.decode() + "\n")
+            dumps = dumps_decoded  # the records come from `loads`
+            lines = b"\n".join([dumps(record) for record in records]) + b"\n"
+            if self._bytes is not None:
+                self._bytes.write(lines)
+            else:
+                self._out.write(lines.decode())
 
     def close(self) -> None:
         """Flush the stream."""
+        if self._bytes is not None:
+            self._bytes.flush()
         self._out.flush()
 
 
 class CsvWriter:
     """One column per field of the spec (nested objects flattened: `billing.city`)."""
 
+    fast_path: FastPath | None = None
+
     def __init__(self, out: IO[str], schema: Mapping[str, Any] | None) -> None:
         self._out = out
         columns = csv_columns(schema)
-        self._paths = csv_paths(columns)
-        self._csv = csv.writer(out, lineterminator="\n")
-        self._csv.writerow(columns)
+        self._page_text = csv_page_text(columns)
+        csv.writer(out, lineterminator="\n").writerow(columns)
 
-    def write_page(self, records: Sequence[Any]) -> None:
+    def write_page(self, page: ExportPage) -> None:
         """Write the page's records, one row each."""
-        paths = self._paths
-        rows: list[list[str]] = []
-        for record in records:
-            row = cast("Mapping[str, Any]", record) if isinstance(record, dict) else _NO_FIELDS
-            rows.append(csv_row(row, paths))
-        self._csv.writerows(rows)
+        self._out.write(self._page_text(page.records))
 
     def close(self) -> None:
         """Flush the stream."""
@@ -168,10 +211,13 @@ def writer_for(
 ) -> ExportWriter:
     """The writer of format `fmt` ("jsonl", "csv" or "parquet") to `out` or the file `path`."""
     if fmt == "parquet":
-        from ._parquet import ParquetWriter  # pyarrow is an optional extra: loaded only here
+        # pyarrow is an optional extra: loaded only here
+        from ._arrow_page import ArrowPages
+        from ._parquet import ParquetWriter
 
         assert path is not None  # the command refuses parquet to stdout before this
-        return ParquetWriter(path, schema)
+        fast = ArrowPages.for_schema(schema)
+        return ParquetWriter(path, schema, None if fast is None else fast.convert)
     assert out is not None
     if fmt == "csv":
         return CsvWriter(out, schema)
@@ -244,9 +290,10 @@ async def run_export(
         if console.is_terminal:
             live = stack.enter_context(console.status(progress.line()))
             status = live.update
-        async with contextlib.aclosing(pages_in_order(paginator, concurrency=concurrency)) as pages:
-            async for records in pages:
-                writer.write_page(records)
-                progress.add(len(records), status)
+        pages = pages_in_order(paginator, concurrency=concurrency, fast=writer.fast_path)
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                writer.write_page(page)
+                progress.add(len(page.records), status)
         writer.close()
     return progress.count

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any, cast
 
 import attrs
+
+from ._export_page import ExportPage, FastPath
 
 try:
     import pyarrow as pa
@@ -156,49 +159,80 @@ def arrow_schema(schema: Mapping[str, Any] | None) -> pa.Schema:
 
 
 class ParquetWriter:
-    """Records of one schema into a Parquet file, `ROW_GROUP_ROWS` rows per row group."""
+    """Records of one schema into a Parquet file, `ROW_GROUP_ROWS` rows per row group.
 
-    def __init__(self, path: str, schema: Mapping[str, Any] | None) -> None:
+    A page the fast path took (`ExportPage.fast`, a batch from `_arrow_page.ArrowPages`) is
+    written as it is; any other page is converted here, value by value.
+    """
+
+    def __init__(
+        self, path: str, schema: Mapping[str, Any] | None, fast_path: FastPath | None = None
+    ) -> None:
         self._columns = arrow_columns(schema)
         self._schema = pa.schema([pa.field(c.name, c.type) for c in self._columns])
         self._file = pq.ParquetWriter(path, self._schema)
-        self._values: list[list[Any]] = [[] for _ in self._columns]
+        self._batches: list[pa.RecordBatch] = []
         self._rows = 0
+        # One thread, no more: its row group is written while the next one fills.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="finalpos-parquet")
+        self._writing: Future[None] | None = None
+        self.fast_path = fast_path
+        """The fast path's `convert` (typed as `arrow_schema(schema)`), or None."""
 
-    def write_page(self, records: Sequence[Any]) -> None:
+    def write_page(self, page: ExportPage) -> None:
         """Buffer one page; a full row group is written out."""
-        items = records
+        batch = cast("pa.RecordBatch | None", page.fast)
+        if batch is None:
+            batch = self._convert(page.records)
+        self._batches.append(batch)
+        self._rows += batch.num_rows
+        if self._rows >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _convert(self, items: Sequence[Any]) -> pa.RecordBatch:
         if self._columns[0].name == RECORD and len(self._columns) == 1:
             # no documented fields: each record as its JSON text
-            self._values[0].extend([_json_text(item) for item in items])
+            values = [[_json_text(item) for item in items]]
         else:
             rows: list[Mapping[str, Any]] = [
                 cast("Mapping[str, Any]", item) if isinstance(item, dict) else _NO_FIELDS
                 for item in items
             ]
             # column by column: one comprehension per column, no call for a value kept as is
-            for column, values in zip(self._columns, self._values, strict=True):
-                name, convert = column.name, column.convert
-                if convert is _same:
-                    values.extend([row.get(name) for row in rows])
-                else:
-                    values.extend([convert(row.get(name)) for row in rows])
-        self._rows += len(records)
-        if self._rows >= ROW_GROUP_ROWS:
-            self._flush()
+            values = [
+                [row.get(column.name) for row in rows]
+                if column.convert is _same
+                else [column.convert(row.get(column.name)) for row in rows]
+                for column in self._columns
+            ]
+        arrays = [
+            pa.array(column_values, type=column.type)  # pyright: ignore[reportUnknownMemberType]  # stubs: `mask` part untyped
+            for column, column_values in zip(self._columns, values, strict=True)
+        ]
+        return pa.RecordBatch.from_arrays(arrays, schema=self._schema)  # pyright: ignore[reportUnknownMemberType]  # stubs: `Array` untyped
 
     def _flush(self) -> None:
         if self._rows:
-            arrays = [
-                pa.array(values, type=column.type)  # pyright: ignore[reportUnknownMemberType]  # stubs: `mask` part untyped
-                for column, values in zip(self._columns, self._values, strict=True)
-            ]
-            self._file.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
-            for values in self._values:
-                values.clear()
+            table = pa.Table.from_batches(self._batches, schema=self._schema)
+            self._batches = []
             self._rows = 0
+            self._wait()
+            # pyarrow encodes and compresses a row group without holding the GIL: on a thread
+            # of its own, that overlaps the next pages' checks (one row group in flight).
+            self._writing = self._pool.submit(
+                self._file.write_table, table, row_group_size=table.num_rows
+            )
+
+    def _wait(self) -> None:
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()  # a failed write raises here
 
     def close(self) -> None:
         """Write the last row group and the file's footer."""
-        self._flush()
-        self._file.close()
+        try:
+            self._flush()
+            self._wait()
+            self._file.close()
+        finally:
+            self._pool.shutdown()

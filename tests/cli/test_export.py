@@ -90,7 +90,7 @@ async def walk(collection: Collection, **list_args: Any) -> list[str]:
         paginator = client.customers.list(**list_args)
         ids = []
         async for page in pages_in_order(paginator, concurrency=4):
-            ids += [c["id"] for c in page]
+            ids += [c["id"] for c in page.records]
         return ids
 
 
@@ -196,3 +196,4 @@ async def test_a_record_that_does_not_fit_its_model_stops_the_walk_naming_the_fi
     with pytest.raises(ResponseValidationError) as caught:
         await walk(Collection(5000, unfit_at=2005))
     assert "email" in str(caught.value)
+    assert caught.value.field_path == "[5].email"  # the record within its page, and the field
