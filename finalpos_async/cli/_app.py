@@ -41,7 +41,7 @@ from ._export import (
 from ._heap import tune_for_bulk_work
 from ._options import ImportOptions, journal_spec
 from ._rows import sniff_format
-from ._shard import Shard, parse_shard
+from ._shard import Shard, shard_option
 from ._spec import MethodError, Resource, load_resources, lookup
 
 __all__ = ["cli"]
@@ -178,8 +178,8 @@ def cli(
 )
 @click.option(
     "--shard",
-    "shard_text",
     metavar="K/N",
+    callback=shard_option,
     help="Import only the rows of shard K of N (by identity; stable across machines); each "
     "shard has its own journal and failed-rows file.",
 )
@@ -256,7 +256,7 @@ def import_command(
     burst: float | None,
     redis_url: str | None,
     redis_key: str,
-    shard_text: str | None,
+    shard: Shard | None,
     journal: str | None,
     no_journal: bool,
     rotated_key: bool,
@@ -296,12 +296,6 @@ def import_command(
     ctx = click.get_current_context()
     from_line = ctx.get_parameter_source("redis_url") is click.core.ParameterSource.COMMANDLINE
     redis_url = shared_rate_url(redis_url, rate, from_command_line=from_line, say=_console().print)
-    shard: Shard | None = None
-    if shard_text is not None:
-        try:
-            shard = parse_shard(shard_text)
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
     options = ImportOptions(
         resource=res,
         method=op.name,

@@ -18,8 +18,9 @@ import hashlib
 import re
 
 import attrs
+import click
 
-__all__ = ["Shard", "parse_shard", "shard_of", "shared_job_id"]
+__all__ = ["Shard", "parse_shard", "shard_of", "shard_option", "shared_job_id"]
 
 _FORM = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 
@@ -54,6 +55,14 @@ class Shard:
     def file_tag(self) -> str:
         """`shard-2-of-4`: part of the default journal and failed-rows file names."""
         return f"shard-{self.index}-of-{self.count}"
+
+
+def shard_option(_ctx: click.Context, _param: click.Parameter, text: str | None) -> Shard | None:
+    """The `--shard` option's click callback: its `Shard`, or None when not given."""
+    try:
+        return None if text is None else parse_shard(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def parse_shard(text: str) -> Shard:
