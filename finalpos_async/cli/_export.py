@@ -154,6 +154,10 @@ class ExportWriter(Protocol):
         """Flush what is buffered (a Parquet row group, the stream)."""
         ...
 
+    def discard(self) -> None:
+        """The export failed: release what the writer holds (a file, a thread), raising nothing."""
+        ...
+
 
 class JsonLinesWriter:
     """One JSON object per line, every field the API sent (unknown ones included)."""
@@ -185,6 +189,9 @@ class JsonLinesWriter:
             self._bytes.flush()
         self._out.flush()
 
+    def discard(self) -> None:
+        """Nothing to release: the stream is its opener's."""
+
 
 class CsvWriter:
     """One column per field of the spec (nested objects flattened: `billing.city`)."""
@@ -204,6 +211,9 @@ class CsvWriter:
     def close(self) -> None:
         """Flush the stream."""
         self._out.flush()
+
+    def discard(self) -> None:
+        """Nothing to release: the stream is its opener's."""
 
 
 def writer_for(
@@ -243,7 +253,12 @@ def open_writer(
         with part.open("x", encoding="utf-8", newline="") as out:
             if fmt == "parquet":
                 out.close()  # pyarrow writes the file by its path
-            yield writer_for(fmt, out, str(part), schema)
+            writer = writer_for(fmt, out, str(part), schema)
+            try:
+                yield writer
+            except BaseException:
+                writer.discard()  # its file closed before it is removed, its thread ended
+                raise
         os.replace(part, output)
     except BaseException:
         with contextlib.suppress(OSError):

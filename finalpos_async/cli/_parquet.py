@@ -11,6 +11,7 @@ as in CSV; JSON Lines keeps them. Rows are buffered into row groups of `ROW_GROU
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -236,3 +237,18 @@ class ParquetWriter:
             self._file.close()
         finally:
             self._pool.shutdown()
+
+    def discard(self) -> None:
+        """The export failed: end the writing thread and close the file, raising nothing.
+
+        Its caller removes the file, so what is buffered is dropped; a write in flight is
+        waited for (pyarrow cannot stop one halfway), and a file left open could not be
+        removed on Windows.
+        """
+        self._batches = []
+        self._rows = 0
+        with contextlib.suppress(Exception):
+            self._wait()
+        with contextlib.suppress(Exception):
+            self._file.close()
+        self._pool.shutdown()

@@ -23,7 +23,7 @@ from finalpos_async.cli import _parquet
 from finalpos_async.cli._arrow_page import ArrowPages
 from finalpos_async.cli._calls import csv_columns, csv_paths, csv_row
 from finalpos_async.cli._csv_rows import csv_page_text
-from finalpos_async.cli._export import ExportPage, JsonLinesWriter, pages_in_order
+from finalpos_async.cli._export import ExportPage, JsonLinesWriter, open_writer, pages_in_order
 from finalpos_async.cli._parquet import ParquetWriter
 from finalpos_async.operations import OPERATIONS
 from finalpos_async.spec import component
@@ -139,6 +139,25 @@ def test_parquet_row_groups_are_written_in_order_on_a_thread_that_ends(
     assert file.metadata.num_row_groups == 5  # 4 rows each: two pages, then the flush
     ids = file.read().column("id").to_pylist()
     assert ids == [f"c{n}" for n in range(20)]
+
+
+def test_a_failed_parquet_export_ends_its_thread_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A failure after row groups went to the writing thread: the thread ends and the file is
+    # closed before it is removed (an open file cannot be removed on Windows), at once rather
+    # than whenever the garbage collector gets to the writer.
+    monkeypatch.setattr(_parquet, "ROW_GROUP_ROWS", 3)
+    output = tmp_path / "out.parquet"
+    with (  # noqa: PT012 - the failure comes after pages were written
+        pytest.raises(RuntimeError, match="the listing broke"),
+        open_writer("parquet", output, CUSTOMER) as writer,
+    ):
+        for start in range(0, 12, 2):
+            writer.write_page(ExportPage([customer(start), customer(start + 1)], None))
+        raise RuntimeError("the listing broke")
+    assert not [t for t in threading.enumerate() if t.name.startswith("finalpos-parquet")]
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its hidden part file
 
 
 async def test_a_record_the_fast_path_refuses_stops_the_export_naming_it() -> None:
