@@ -4,7 +4,7 @@ The model check (`check_list`) walks a page record by record and field by field 
 `ColumnCheck` asks the same questions of whole columns, mostly in C: the set of a column's
 classes (one `map(type, ...)` pass), then, only for the leaves that need it, the values
 (`datetime.fromisoformat` and `Decimal` mapped over the column's strings, `math.isfinite` over
-its floats). The columns are the ones the CSV writer reads for its cells (`Columns`), so a page
+its floats). The columns are the ones the CSV writer reads for its cells (`PageColumns`), so a page
 is walked once for both.
 
 It is stricter than the model check, never looser: it accepts a column only in the forms that
@@ -24,18 +24,17 @@ import typing
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any
 
 from .._model_hooks import is_model, model_fields
 
-__all__ = ["ColumnCheck", "Columns"]
-
-Columns = Callable[[tuple[str, ...]], list[Any]]
-"""A page's values by key path (`("billing", "city")`): a missing key, or a level that is not
-an object, reads as None."""
+__all__ = ["ColumnCheck", "PageColumns"]
 
 _NONE = type(None)
+_DICT = frozenset({dict})
+_EMPTY: dict[str, Any] = {}
+_GET: Callable[[dict[str, Any], str], Any] = dict[str, Any].get
 _fromisoformat = datetime.fromisoformat
 _drain = collections.deque[Any](maxlen=0).extend  # runs an iterator through, keeping nothing
 
@@ -113,13 +112,13 @@ class ColumnCheck:
         except TypeError:
             return None
 
-    def __call__(self, columns: Columns, prefix: tuple[str, ...] = ()) -> bool:
+    def __call__(self, columns: PageColumns, prefix: tuple[str, ...] = ()) -> bool:
         """True when the objects at `prefix` (the records, for `()`) all pass the model check;
-        `columns` reads the page, None where an object at `prefix` is None (see `Columns`)."""
+        `columns` reads the page."""
         for wire, nullable, kinds, check, below in self._fields:
             path = (*prefix, wire)
-            values = columns(path)
-            classes = set(map(type, values))
+            values = columns.values(path)
+            classes = set(columns.kinds(path))
             if _NONE in classes:
                 if not nullable:
                     return False
@@ -174,23 +173,64 @@ def _items(item: Any, lists: list[Any]) -> bool:
     how, tp = below
     if how == "list":
         return _items(tp, values)
-    return _model(tp)(_columns_of(values))
+    return _model(tp)(PageColumns(values))
 
 
-def _columns_of(records: list[dict[str, Any]]) -> Columns:
-    """`Columns` over a list of dicts (the items of a list of objects)."""
-    found: dict[tuple[str, ...], list[Any]] = {}
+class PageColumns:
+    """A page of records (dicts) read a column at a time: the values at a key path
+    (`("billing", "city")`; a missing key, or a level that is not an object, reads as None) and
+    their classes, each worked out once per page."""
 
-    def columns(path: tuple[str, ...]) -> list[Any]:
-        known = found.get(path)
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        """`records`: the page, every record a dict."""
+        self._records = records
+        self._count = len(records)
+        self._values: dict[tuple[str, ...], list[Any]] = {}
+        self._kinds: dict[tuple[str, ...], set[type]] = {}
+        self._objects: dict[tuple[str, ...], list[Any]] = {}  # a parent's values, all dicts
+
+    def values(self, path: tuple[str, ...]) -> list[Any]:
+        """The values at `path`, one per record."""
+        known = self._values.get(path)
         if known is not None:
             return known
+        key = path[-1]
         if len(path) == 1:
-            result = [record.get(path[0]) for record in records]
+            # `map` over the unbound `dict.get`: the loop runs in C
+            result = list(map(_GET, self._records, repeat(key)))
         else:
-            key = path[-1]
-            result = [p.get(key) if p.__class__ is dict else None for p in columns(path[:-1])]
-        found[path] = result
+            objects = self._objects_at(path[:-1])
+            result = objects if objects is None else list(map(_GET, objects, repeat(key)))
+            if result is None:
+                result = [None] * self._count
+        self._values[path] = result
         return result
 
-    return columns
+    def kinds(self, path: tuple[str, ...]) -> set[type]:
+        """The classes of the values at `path`."""
+        known = self._kinds.get(path)
+        if known is None:
+            values = self.values(path)
+            if values.count(None) == self._count:
+                known = {_NONE}
+            else:
+                known = set(map(type, values))
+            self._kinds[path] = known
+        return known
+
+    def _objects_at(self, path: tuple[str, ...]) -> list[dict[str, Any]] | None:
+        """The values at `path` with anything but an object read as an empty one (None when
+        there is no object there in the whole page)."""
+        if path in self._objects:
+            return self._objects[path]
+        kinds = self.kinds(path)
+        values = self.values(path)
+        objects: list[Any] | None
+        if dict not in kinds:
+            objects = None
+        elif kinds == _DICT:
+            objects = values
+        else:
+            objects = [v if v.__class__ is dict else _EMPTY for v in values]
+        self._objects[path] = objects
+        return objects

@@ -25,7 +25,7 @@ from typing import Any
 
 from .._codec import dumps_decoded
 from ._calls import csv_cell, csv_paths
-from ._csv_check import ColumnCheck, Columns
+from ._csv_check import ColumnCheck, PageColumns
 
 __all__ = ["CsvPages", "PageText", "csv_page_text"]
 
@@ -77,9 +77,8 @@ def _quoted(cells: list[str]) -> list[str]:
     ]
 
 
-def _cells(column: list[Any], count: int) -> list[str]:
-    """The column's values as the text of their cells."""
-    kinds = set(map(type, column))
+def _cells(column: list[Any], kinds: set[type], count: int) -> list[str]:
+    """The column's values (of the classes `kinds`) as the text of their cells."""
     if kinds <= _STR:
         return column
     if kinds <= _NONE:
@@ -92,30 +91,6 @@ def _cells(column: list[Any], count: int) -> list[str]:
         dumps = dumps_decoded  # the records come from `loads`
         return [dumps(value).decode() if value is not None else "" for value in column]
     return [csv_cell(value) for value in column]
-
-
-def _page_columns(records: Sequence[dict[str, Any]], count: int) -> Columns:
-    """The page's values by key path, each column gathered once (a nested object's values are
-    looked up once for all of its columns)."""
-    found: dict[tuple[str, ...], list[Any]] = {}
-
-    def values(path: tuple[str, ...]) -> list[Any]:
-        known = found.get(path)
-        if known is not None:
-            return known
-        key = path[-1]
-        if len(path) == 1:
-            result = [record.get(key) for record in records]
-        else:
-            parents = values(path[:-1])
-            if parents.count(None) == count:  # the object is absent from the whole page
-                result = parents
-            else:
-                result = [p.get(key) if p.__class__ is dict else None for p in parents]
-        found[path] = result
-        return result
-
-    return values
 
 
 class CsvPages:
@@ -134,7 +109,7 @@ class CsvPages:
             return ""
         if not set(map(type, records)) <= {dict}:
             records = [record if record.__class__ is dict else {} for record in records]
-        return self._lines(_page_columns(records, count), count)
+        return self._lines(PageColumns(records), count)
 
     def checked_text(self, records: list[Any]) -> str | None:
         """The page's lines when every record would pass the model check (`ColumnCheck`, on
@@ -146,13 +121,13 @@ class CsvPages:
         count = len(records)
         if not count:
             return ""
-        columns = _page_columns(records, count)
+        columns = PageColumns(records)
         if not check(columns):
             return None
         return self._lines(columns, count)
 
-    def _lines(self, values: Columns, count: int) -> str:
-        cells = [_cells(values(path), count) for path in self._paths]
+    def _lines(self, columns: PageColumns, count: int) -> str:
+        cells = [_cells(columns.values(path), columns.kinds(path), count) for path in self._paths]
         if len(cells) > 1:  # one column is left to csv, which writes its empty cell as ""
             with contextlib.suppress(_LeftToCsv):
                 quoted = [_quoted(column) for column in cells]
