@@ -11,9 +11,9 @@ It is stricter than the model check, never looser: it accepts a column only in t
 the compiled check hooks accept without a second look (a `str` for a string, a `bool`, an
 `int` or a finite `float` for a number, a date-time string `fromisoformat` parses, a finite
 decimal string, a `dict` for an object, a `list` of such for an array, nested models field by
-field), and a required field must hold a value. Anything else, a `None` object with a required
-field below it included, makes it answer False: the page then goes through `check_list`, which
-names the record and field, or accepts it.
+field), and a required field must hold a value (a money amount sent as a JSON number, which
+the models take, is among what it leaves to them). Anything else makes it answer False: the
+page then goes through `check_list`, which names the record and field, or accepts it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import collections
 import math
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from itertools import chain, repeat
@@ -98,8 +98,7 @@ class ColumnCheck:
     def __init__(self, model: type) -> None:
         """Raises `TypeError` for a model with a field type the check does not know."""
         self._fields = [
-            (wire, optional, *_leaf(tp))
-            for _field, wire, tp, optional in model_fields(model)
+            (wire, optional, *_leaf(tp)) for _field, wire, tp, optional in model_fields(model)
         ]
 
     @classmethod
@@ -139,7 +138,10 @@ class ColumnCheck:
             if below is not None:
                 how, tp = below
                 if how == "model":
-                    if not _model(tp)(columns, path):
+                    # the page's own columns below `path` when every object is there (shared
+                    # with the cells), else a page of the objects that are
+                    nested = columns if present is values else PageColumns(present)
+                    if not _model(tp)(nested, path if present is values else ()):
                         return False
                 elif not _items(tp, present):
                     return False
@@ -181,13 +183,13 @@ class PageColumns:
     (`("billing", "city")`; a missing key, or a level that is not an object, reads as None) and
     their classes, each worked out once per page."""
 
-    def __init__(self, records: list[dict[str, Any]]) -> None:
+    def __init__(self, records: Sequence[dict[str, Any]]) -> None:
         """`records`: the page, every record a dict."""
         self._records = records
         self._count = len(records)
         self._values: dict[tuple[str, ...], list[Any]] = {}
         self._kinds: dict[tuple[str, ...], set[type]] = {}
-        self._objects: dict[tuple[str, ...], list[Any]] = {}  # a parent's values, all dicts
+        self._objects: dict[tuple[str, ...], list[Any] | None] = {}  # see `_objects_at`
 
     def values(self, path: tuple[str, ...]) -> list[Any]:
         """The values at `path`, one per record."""
@@ -200,9 +202,10 @@ class PageColumns:
             result = list(map(_GET, self._records, repeat(key)))
         else:
             objects = self._objects_at(path[:-1])
-            result = objects if objects is None else list(map(_GET, objects, repeat(key)))
-            if result is None:
+            if objects is None:
                 result = [None] * self._count
+            else:
+                result = list(map(_GET, objects, repeat(key)))
         self._values[path] = result
         return result
 
@@ -211,10 +214,9 @@ class PageColumns:
         known = self._kinds.get(path)
         if known is None:
             values = self.values(path)
-            if values.count(None) == self._count:
-                known = {_NONE}
-            else:
-                known = set(map(type, values))
+            # a column with no value at all (an optional field nobody sent) needs no type pass
+            none = values.count(None) == self._count
+            known = {_NONE} if none else set(map(type, values))
             self._kinds[path] = known
         return known
 
@@ -228,7 +230,7 @@ class PageColumns:
         objects: list[Any] | None
         if dict not in kinds:
             objects = None
-        elif kinds == _DICT:
+        elif kinds <= _DICT:
             objects = values
         else:
             objects = [v if v.__class__ is dict else _EMPTY for v in values]
