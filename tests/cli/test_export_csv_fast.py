@@ -232,3 +232,12 @@ def test_a_malformed_record_stops_a_csv_export_naming_its_field(
     assert result.exit_code == 1
     assert "[3].lastAction" in result.output
     assert not target.exists()
+
+
+def test_the_readme_says_how_the_csv_export_is_checked_and_which_formats_meet_the_goal() -> None:
+    readme = Path(__file__).parents[2] / "README.md"
+    text = " ".join(readme.read_text(encoding="utf-8").split())
+    assert "checked against the model column by column" in text
+    assert "stricter than the models', never looser" in text
+    assert "the file is byte for byte what it would be without it" in text
+    assert "**met for JSON Lines and CSV and missed for Parquet**" in text
