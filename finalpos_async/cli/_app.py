@@ -401,7 +401,7 @@ def export_command(
             method: Any = getattr(getattr(conn.client, op.resource), op.name)
             paginator = method(**arguments, limit=page_size, max_items=limit)
             schema = response_item_schema(op)
-            with open_writer(fmt, output, schema) as writer:
+            with open_writer(fmt, output, schema, paginator.item) as writer:
                 count = await run_export(
                     paginator, writer, concurrency=concurrency, console=console, noun=res.name
                 )

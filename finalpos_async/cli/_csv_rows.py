@@ -25,8 +25,9 @@ from typing import Any
 
 from .._codec import dumps_decoded
 from ._calls import csv_cell, csv_paths
+from ._csv_check import ColumnCheck, PageColumns
 
-__all__ = ["PageText", "csv_page_text"]
+__all__ = ["CsvPages", "PageText", "csv_page_text"]
 
 _STR = frozenset({str})
 _STR_OR_NONE = frozenset({str, type(None)})
@@ -76,9 +77,8 @@ def _quoted(cells: list[str]) -> list[str]:
     ]
 
 
-def _cells(column: list[Any], count: int) -> list[str]:
-    """The column's values as the text of their cells."""
-    kinds = set(map(type, column))
+def _cells(column: list[Any], kinds: set[type], count: int) -> list[str]:
+    """The column's values (of the classes `kinds`) as the text of their cells."""
     if kinds <= _STR:
         return column
     if kinds <= _NONE:
@@ -93,41 +93,42 @@ def _cells(column: list[Any], count: int) -> list[str]:
     return [csv_cell(value) for value in column]
 
 
-def csv_page_text(columns: Sequence[str]) -> PageText:
-    """A function from a page of decoded records to its CSV lines (each ending in a newline).
+class CsvPages:
+    """The CSV lines of pages of records, for the columns `csv_columns(schema)` (each line
+    ending in a newline; a record that is not an object gives a row of empty cells)."""
 
-    `columns` are `csv_columns(schema)`; a record that is not an object gives a row of empty
-    cells.
-    """
-    paths = [(head, *rest) for head, rest in csv_paths(columns)]
-    commas = len(paths) - 1
+    def __init__(self, columns: Sequence[str], model: type | None = None) -> None:
+        """`model` (the records' model class) enables `checked_text`."""
+        self._paths = [(head, *rest) for head, rest in csv_paths(columns)]
+        self._check = ColumnCheck.for_model(model)
 
-    def page_text(records: Sequence[Any]) -> str:
+    def text(self, records: Sequence[Any]) -> str:
+        """The page's lines (the records are taken as already checked)."""
         count = len(records)
         if not count:
             return ""
         if not set(map(type, records)) <= {dict}:
             records = [record if record.__class__ is dict else {} for record in records]
-        found: dict[tuple[str, ...], list[Any]] = {}
+        return self._lines(PageColumns(records), count)
 
-        def values(path: tuple[str, ...]) -> list[Any]:
-            known = found.get(path)
-            if known is not None:
-                return known
-            key = path[-1]
-            if len(path) == 1:
-                result = [record.get(key) for record in records]
-            else:
-                parents = values(path[:-1])
-                if parents.count(None) == count:  # the object is absent from the whole page
-                    result = parents
-                else:
-                    result = [p.get(key) if p.__class__ is dict else None for p in parents]
-            found[path] = result
-            return result
+    def checked_text(self, records: list[Any]) -> str | None:
+        """The page's lines when every record would pass the model check (`ColumnCheck`, on
+        the same columns the cells are read from), else None: the page then goes through the
+        model check and `text`. None too when no model was given."""
+        check = self._check
+        if check is None or not set(map(type, records)) <= {dict}:
+            return None
+        count = len(records)
+        if not count:
+            return ""
+        columns = PageColumns(records)
+        if not check(columns):
+            return None
+        return self._lines(columns, count)
 
-        cells = [_cells(values(path), count) for path in paths]
-        if commas:  # one column is left to csv, which writes its empty cell as ""
+    def _lines(self, columns: PageColumns, count: int) -> str:
+        cells = [_cells(columns.values(path), columns.kinds(path), count) for path in self._paths]
+        if len(cells) > 1:  # one column is left to csv, which writes its empty cell as ""
             with contextlib.suppress(_LeftToCsv):
                 quoted = [_quoted(column) for column in cells]
                 return "\n".join(map(",".join, zip(*quoted, strict=True))) + "\n"
@@ -135,4 +136,11 @@ def csv_page_text(columns: Sequence[str]) -> PageText:
         csv.writer(out, lineterminator="\n").writerows(zip(*cells, strict=True))
         return out.getvalue()
 
-    return page_text
+
+def csv_page_text(columns: Sequence[str]) -> PageText:
+    """A function from a page of decoded records to its CSV lines (`CsvPages.text`).
+
+    `columns` are `csv_columns(schema)`; a record that is not an object gives a row of empty
+    cells.
+    """
+    return CsvPages(columns).text

@@ -14,7 +14,8 @@ the error a typed call gives, naming the record and field), and then the records
 the API sent them: building models only to turn them back into wire JSON (`to_dict`) would
 cost more CPU than the check itself, for the same values. A writer may offer a fast path
 (`ExportWriter.fast_path`: Parquet's, which checks and types a page in pyarrow at once, see
-`_arrow_page`): a page it takes skips the model check, one it does not take gets it as usual.
+`_arrow_page`; CSV's, which checks a page column by column while it reads the cells, see
+`_csv_check`): a page it takes skips the model check, one it does not take gets it as usual.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from .._method_info import MethodInfo
 from .._pagination import AsyncPaginator, Page
 from ..spec import component
 from ._calls import csv_columns
-from ._csv_rows import csv_page_text
+from ._csv_rows import CsvPages
 from ._export_page import ExportPage, FastPath
 
 __all__ = [
@@ -194,19 +195,25 @@ class JsonLinesWriter:
 
 
 class CsvWriter:
-    """One column per field of the spec (nested objects flattened: `billing.city`)."""
+    """One column per field of the spec (nested objects flattened: `billing.city`).
 
-    fast_path: FastPath | None = None
+    With the records' model, its fast path (`CsvPages.checked_text`) checks a page column by
+    column and gives its lines in the same walk.
+    """
 
-    def __init__(self, out: IO[str], schema: Mapping[str, Any] | None) -> None:
+    def __init__(
+        self, out: IO[str], schema: Mapping[str, Any] | None, item: type | None = None
+    ) -> None:
         self._out = out
         columns = csv_columns(schema)
-        self._page_text = csv_page_text(columns)
+        self._pages = CsvPages(columns, item)
+        self.fast_path: FastPath | None = self._pages.checked_text if item is not None else None
         csv.writer(out, lineterminator="\n").writerow(columns)
 
     def write_page(self, page: ExportPage) -> None:
         """Write the page's records, one row each."""
-        self._out.write(self._page_text(page.records))
+        text = page.fast if page.fast.__class__ is str else self._pages.text(page.records)
+        self._out.write(text)
 
     def close(self) -> None:
         """Flush the stream."""
@@ -217,9 +224,14 @@ class CsvWriter:
 
 
 def writer_for(
-    fmt: str, out: IO[str] | None, path: str | None, schema: Mapping[str, Any] | None
+    fmt: str,
+    out: IO[str] | None,
+    path: str | None,
+    schema: Mapping[str, Any] | None,
+    item: type | None = None,
 ) -> ExportWriter:
-    """The writer of format `fmt` ("jsonl", "csv" or "parquet") to `out` or the file `path`."""
+    """The writer of format `fmt` ("jsonl", "csv" or "parquet") to `out` or the file `path`;
+    `item` is the records' model class (the CSV writer's fast path checks against it)."""
     if fmt == "parquet":
         # pyarrow is an optional extra: loaded only here
         from ._arrow_page import ArrowPages
@@ -230,13 +242,13 @@ def writer_for(
         return ParquetWriter(path, schema, None if fast is None else fast.convert)
     assert out is not None
     if fmt == "csv":
-        return CsvWriter(out, schema)
+        return CsvWriter(out, schema, item)
     return JsonLinesWriter(out)
 
 
 @contextlib.contextmanager
 def open_writer(
-    fmt: str, output: Path | None, schema: Mapping[str, Any] | None
+    fmt: str, output: Path | None, schema: Mapping[str, Any] | None, item: type | None = None
 ) -> Generator[ExportWriter, None, None]:
     """The writer of `fmt` to stdout, or to the file `output` once the export has succeeded.
 
@@ -246,14 +258,14 @@ def open_writer(
     by the garbage collector writes a valid footer), and an earlier `output` stays as it was.
     """
     if output is None:
-        yield writer_for(fmt, sys.stdout, None, schema)
+        yield writer_for(fmt, sys.stdout, None, schema, item)
         return
     part = output.with_name(f".{output.name}.{secrets.token_hex(4)}.part")
     try:
         with part.open("x", encoding="utf-8", newline="") as out:
             if fmt == "parquet":
                 out.close()  # pyarrow writes the file by its path
-            writer = writer_for(fmt, out, str(part), schema)
+            writer = writer_for(fmt, out, str(part), schema, item)
             try:
                 yield writer
             except BaseException:

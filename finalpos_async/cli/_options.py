@@ -10,7 +10,6 @@ import attrs
 from .._constants import IMPORT_MAX_FIELD_BYTES
 from .._method_info import MethodInfo
 from .._redis_limit import DEFAULT_REDIS_KEY
-from ..bulk import PostgresJournal, journal_store
 from ._shard import Shard
 from ._spec import Resource
 
@@ -24,6 +23,8 @@ EXIT_INTERRUPTED = 130
 def journal_spec(text: str | None) -> Path | str | None:
     """--journal as given: a PostgreSQL URL stays a `str` (a `Path` would fold its `//`), any
     other value is the path of a SQLite file."""
+    from ..bulk import PostgresJournal, journal_store  # the bulk engine: not loaded for export
+
     if text is None or isinstance(journal_store(text), PostgresJournal):
         return text
     return Path(text)
@@ -32,6 +33,8 @@ def journal_spec(text: str | None) -> Path | str | None:
 def shown(journal: Path | str) -> str:
     """A journal as printed and recorded: a URL without its password (libpq reads it from
     PGPASSWORD or ~/.pgpass), a path as it is."""
+    from ..bulk import journal_store
+
     return journal_store(journal).path  # not opened: only named
 
 
