@@ -149,6 +149,18 @@ class JournalBinding:
         """For messages: `customers.create into URL (API key 3fa2c1d0…)`."""
         return f"{self.operation} into {self.target} (API key {self.credentials[:8]}…)"
 
+    def differences(
+        self, other: JournalBinding, *, rotated_credentials: bool = False
+    ) -> tuple[str, ...]:
+        """The fields in which `other` differs from this binding, in `BINDING_FIELDS` order;
+        `rotated_credentials` lets other credentials pass (the API key was rotated)."""
+        return tuple(
+            name
+            for name in BINDING_FIELDS
+            if getattr(self, name) != getattr(other, name)
+            and not (name == "credentials" and rotated_credentials)
+        )
+
 
 def job_id_for(binding: JournalBinding) -> str:
     """The job id of a run that names none: what the job is (target, operation, identity rule).

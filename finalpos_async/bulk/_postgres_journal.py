@@ -254,12 +254,7 @@ class PostgresJournal:
             )
             self._had_items = self._job_has_items(conn)
             if recorded is not None and recorded != binding and self._had_items:
-                differs = tuple(
-                    name
-                    for name in BINDING_FIELDS
-                    if getattr(recorded, name) != getattr(binding, name)
-                    and not (name == "credentials" and rotated_credentials)
-                )
+                differs = recorded.differences(binding, rotated_credentials=rotated_credentials)
                 if differs:
                     raise mismatch_error(self.path, chosen, recorded, binding, differs)
             if recorded != binding:

@@ -331,12 +331,7 @@ class Journal:
             # for its credentials): there is nothing to protect, so the file follows this run.
             recorded = None
         if recorded is not None:
-            differs = tuple(
-                name
-                for name in BINDING_FIELDS
-                if getattr(recorded, name) != getattr(binding, name)
-                and not (name == "credentials" and rotated_credentials)
-            )
+            differs = recorded.differences(binding, rotated_credentials=rotated_credentials)
             if job_id is not None and job_id != self.job_id:
                 differs += ("job_id",)
             if differs:
