@@ -12,6 +12,8 @@ import copy
 from collections.abc import Iterator
 from typing import Any
 
+from finalpos_async._converter import FieldError, check_list
+
 ODD_VALUES: list[Any] = [
     None,
     0,
@@ -88,3 +90,12 @@ def mutations(record: dict[str, Any]) -> Iterator[tuple[str, Any]]:
         yield f"{where} removed", _changed(record, path, None, remove=True)
         for value in ODD_VALUES:
             yield f"{where}={value!r}", _changed(record, path, value, remove=False)
+
+
+def model_accepts(page: list[Any], cls: type) -> bool:
+    """Whether the models' check takes `page` as a list of `cls` (what the fast paths match)."""
+    try:
+        check_list(page, cls)
+    except FieldError:
+        return False
+    return True

@@ -28,14 +28,15 @@ from finalpos_async.sandbox import Sandbox
 from finalpos_async.spec import component
 
 
-def seed(sb: Sandbox, tmp_path: Path, count: int) -> None:
+def seed(sb: Sandbox, tmp_path: Path, count: int, *, first_name: str = "S") -> None:
+    """`count` customers created in `sb` one at a time, `s{n}@example.com` in order."""
     source = tmp_path / "seed.jsonl"
     source.write_text(
         "".join(
             json.dumps(
                 {
                     "email": f"s{n}@example.com",
-                    "firstName": "S",
+                    "firstName": first_name,
                     "lastName": str(n),
                     "billing": {"city": "Porto"},
                     "tags": ["a", f"t{n}"],

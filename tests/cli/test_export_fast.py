@@ -12,13 +12,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from record_mutations import ODD_VALUES, mutations
+from record_mutations import ODD_VALUES, model_accepts, mutations
 from spec_examples import full_example
 from test_export import Collection
 
 from finalpos_async import AsyncFinalPOS, MockTransport, ResponseValidationError, types
 from finalpos_async._codec import dumps, dumps_decoded, loads
-from finalpos_async._converter import FieldError, check_list
 from finalpos_async.cli import _parquet
 from finalpos_async.cli._arrow_page import ArrowPages
 from finalpos_async.cli._calls import csv_columns, csv_paths, csv_row
@@ -39,14 +38,6 @@ FAST_LISTS = [
     and op.response_model
     and ArrowPages.for_schema(component(op.response_schema)) is not None
 ]
-
-
-def model_accepts(page: list[Any], cls: type) -> bool:
-    try:
-        check_list(page, cls)
-    except FieldError:
-        return False
-    return True
 
 
 def test_the_fast_path_covers_the_customers_and_other_lists() -> None:
