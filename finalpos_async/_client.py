@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._checks import check_method, check_path, check_seconds, merge_headers
+from ._checks import check_method, check_path, merge_headers
 from ._config import (
     ClientSettings,
     make_budget,
@@ -39,7 +39,7 @@ from ._key_source import KeyFunction
 from ._limiter import Limiter
 from ._logging import setup_logging
 from ._middleware import Middleware
-from ._request import build_request
+from ._request import build_request, call_deadline
 from ._response import RawResponse
 from ._retry import RetryBudget, RetryPolicy
 from ._retry_loop import closed_error, send_with_retries, with_middleware
@@ -52,7 +52,7 @@ from ._transport import (
     Transport,
     make_transport,
 )
-from ._types import DEFAULT_OPTIONS, NOT_GIVEN, NotGiven, NotGivenOr, RequestOptions
+from ._types import DEFAULT_OPTIONS, NOT_GIVEN, NotGivenOr, RequestOptions
 from ._version import __version__
 from .resources import AsyncResourcesMixin
 
@@ -513,9 +513,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
     ) -> RawResponse[Any]:
         if called_at is None:
             called_at = asyncio.get_running_loop().time()
-        deadline = self._config.call.deadline
-        if options is not DEFAULT_OPTIONS and not isinstance(options.deadline, NotGiven):
-            deadline = check_seconds("deadline", options.deadline)
+        deadline = call_deadline(self._config.call.deadline, options)
         try:
             await self._open_view(within=deadline)
         except asyncio.TimeoutError:

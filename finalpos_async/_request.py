@@ -33,6 +33,7 @@ __all__ = [
     "CallSettings",
     "Request",
     "build_request",
+    "call_deadline",
     "encode_body",
     "flatten_params",
     "new_idempotency_key",
@@ -118,6 +119,13 @@ class CallSettings(NamedTuple):
     max_retries: int
 
 
+def call_deadline(default: float | None, options: RequestOptions) -> float | None:
+    """The deadline a call runs under: its `deadline` option, else `default` (the client's)."""
+    if options is DEFAULT_OPTIONS or isinstance(options.deadline, NotGiven):
+        return default
+    return check_seconds("deadline", options.deadline)
+
+
 def build_request(
     method: str,
     url: str,
@@ -136,8 +144,7 @@ def build_request(
     if options is not DEFAULT_OPTIONS:  # the shared default overrides nothing
         if not isinstance(options.timeout, NotGiven):
             timeout = check_seconds("timeout", options.timeout)
-        if not isinstance(options.deadline, NotGiven):
-            deadline = check_seconds("deadline", options.deadline)
+        deadline = call_deadline(deadline, options)
         if not isinstance(options.max_retries, NotGiven):
             max_retries = check_int("max_retries", options.max_retries, minimum=0)
         if options.retry_unsafe is not None:
