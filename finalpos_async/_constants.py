@@ -90,6 +90,11 @@ JOURNAL_FLUSH_INTERVAL = 1.0
 # A PostgreSQL journal (`journal="postgresql://..."`) waits this long (seconds) to connect, unless
 # its URL sets connect_timeout: an unreachable server is an error, not a hang.
 JOURNAL_CONNECT_TIMEOUT = 10
+# Leased chunks (`bulk._leases`): seconds a claim or renewal holds a chunk (renewed every third
+# of it; a killed worker's chunk is taken over at most this long after its last renewal), and
+# the chunks a `--worker` job is split into unless --chunks says otherwise.
+DEFAULT_LEASE = 30.0
+WORKER_CHUNKS = 16
 
 # close() ends the calls in flight, then waits this long at most for them to unwind (release
 # their connections) before it closes the pool.

@@ -5,7 +5,8 @@
 
 See `BulkRunner.run` for the options, `BulkJob` for consuming results as they finish,
 `Journal` (a SQLite file) or `PostgresJournal` (a PostgreSQL database, `journal="postgresql://..."`)
-for resuming after a crash and `RateLimiter` for a shared requests-per-second cap.
+for resuming after a crash, `RateLimiter` for a shared requests-per-second cap, and
+`ChunkBoard`/`keep_lease` for many workers sharing one job through a PostgreSQL journal.
 """
 
 from ._items import ContentIdentities, Items, KeySpec, content_digest, idempotency_key_for
@@ -22,6 +23,17 @@ from ._journal import (
     JournalWriteError,
     job_id_for,
 )
+from ._lease_keeper import LeaseHolder, keep_lease
+from ._leases import (
+    ChunkBoard,
+    ChunkStatus,
+    Lease,
+    LeaseLostError,
+    Work,
+    WorkStatus,
+    chunk_of,
+    worker_name,
+)
 from ._limiter import RateLimiter
 from ._lookup import TargetChangedError
 from ._postgres_journal import PostgresJournal
@@ -37,6 +49,8 @@ __all__ = [
     "BulkOperation",
     "BulkReport",
     "BulkRunner",
+    "ChunkBoard",
+    "ChunkStatus",
     "ContentIdentities",
     "Intent",
     "ItemResult",
@@ -52,14 +66,22 @@ __all__ = [
     "JournalStore",
     "JournalWriteError",
     "KeySpec",
+    "Lease",
+    "LeaseHolder",
+    "LeaseLostError",
     "Lister",
     "Operation",
     "PostgresJournal",
     "RateLimiter",
     "TargetChangedError",
+    "Work",
+    "WorkStatus",
     "check_lookup",
+    "chunk_of",
     "content_digest",
     "idempotency_key_for",
     "job_id_for",
     "journal_store",
+    "keep_lease",
+    "worker_name",
 ]

@@ -44,11 +44,13 @@ from ._journal import (
     JournalLockedError,
     job_id_for,
 )
+from ._leases import Lease, LeaseLostError
 from ._name_filter import NameFilter
 from ._postgres_text import (
     COUNT_SEEN,
     CREATE_LOCK,
     ENTRY_FIELDS,
+    FENCED_UPSERT,
     INSTALL_HINT,
     NEW_NAMES_BATCH,
     SCHEMA_VERSION,
@@ -81,6 +83,11 @@ class PostgresJournal:
     Its tables are created on first use. `bind` picks the job (the given job id, else the one
     this store is bound to, else `job_id_for(binding)`), takes its writer lock, and ties it to
     the binding. Not thread-safe: use it from one event loop (the bulk engine does).
+
+    With a `lease` (a chunk of the job, see `ChunkBoard`), it is one of the job's many writers:
+    it takes the job's lock shared (a run without a lease takes it alone, so the two never mix),
+    and commits intents only while the lease holds (`LeaseLostError` otherwise: nothing of that
+    window may be sent).
     """
 
     def __init__(
@@ -89,6 +96,7 @@ class PostgresJournal:
         *,
         batch_size: int = JOURNAL_BATCH_SIZE,
         flush_interval: float = JOURNAL_FLUSH_INTERVAL,
+        lease: Lease | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
@@ -99,6 +107,7 @@ class PostgresJournal:
         self._password = urlsplit(url).password or ""
         self._batch_size = batch_size
         self._flush_interval = flush_interval
+        self._lease = lease
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._job: str | None = None
         self._binding: JournalBinding | None = None
@@ -280,9 +289,11 @@ class PostgresJournal:
         self.flush()
         try:
             if self._job is not None:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(self._job),))
+                unlock = "pg_advisory_unlock_shared" if self._lease else "pg_advisory_unlock"
+                conn.execute(f"SELECT {unlock}(%s)", (lock_key(self._job),))
                 self._job = self._binding = None
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(job),)).fetchone()
+            take = "pg_try_advisory_lock_shared" if self._lease else "pg_try_advisory_lock"
+            row = conn.execute(f"SELECT {take}(%s)", (lock_key(job),)).fetchone()
             holder = None if row and row[0] else self._holder(conn, job)
         except self._psycopg_error() as exc:
             raise postgres_error(exc, self.path, self._password, "lock") from None
@@ -520,6 +531,7 @@ class PostgresJournal:
             self._uncounted_writes = names is None or any(
                 key not in names for batch in (outcomes, withdrawn, intents) for key in batch
             )
+        written = None
         try:
             # One round trip: BEGIN, the statements and COMMIT go out together (pipeline mode),
             # and the commit's answer (the server has it on disk) is awaited before returning.
@@ -529,10 +541,26 @@ class PostgresJournal:
                 if withdrawn:
                     conn.execute(WITHDRAW, {"job": self._job, "k": withdrawn})
                 if intents:
-                    conn.execute(UPSERT, _columns(self._job, intents))
+                    sql, args = self._intents(self._job, intents)
+                    written = conn.execute(sql, args)  # pyright: ignore[reportArgumentType]  # our SQL, from constants
         except self._psycopg_error() as exc:
             raise postgres_error(exc, self.path, self._password, "write") from None
         self._flushed = True
+        if written is not None and self._lease is not None and written.rowcount != len(intents):
+            raise LeaseLostError(
+                f"{self._lease.label} in journal {self.path!r} is no longer this worker's (its "
+                "lease ran out or is about to): its rows are not sent from here",
+                path=self.path,
+            )
+
+    def _intents(self, job: str, intents: Mapping[str, _Outcome]) -> tuple[str, dict[str, Any]]:
+        """The statement that writes `intents`: fenced by the lease, if there is one."""
+        args = _columns(job, intents)
+        lease = self._lease
+        if lease is None:
+            return UPSERT, args
+        fence = {"work": lease.work_id, "chunk": lease.chunk, "token": lease.token}
+        return FENCED_UPSERT, {**args, **fence, "margin": lease.margin}
 
     def counts(self) -> dict[str, int]:
         """How many keys the job holds per status (committed and buffered)."""

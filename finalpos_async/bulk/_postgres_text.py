@@ -21,6 +21,7 @@ __all__ = [
     "COUNT_SEEN",
     "CREATE_LOCK",
     "ENTRY_FIELDS",
+    "FENCED_UPSERT",
     "INSTALL_HINT",
     "NEW_NAMES_BATCH",
     "SCHEMA_VERSION",
@@ -74,12 +75,14 @@ ON CONFLICT (name) DO NOTHING
 # take this transaction lock creates them, the other finds them made.
 CREATE_LOCK = 0x66696E616C706F73  # "finalpos"
 
-UPSERT = """
+_INSERT = """
 INSERT INTO finalpos_journal_items AS items (job_id, key, status, digest, created_id,
     idempotency_key, attempts, error, runs, updated_at)
 SELECT %(job)s, k, s, d, c, i, a, e, 1, u
 FROM unnest(%(k)s::text[], %(s)s::text[], %(d)s::text[], %(c)s::text[], %(i)s::text[],
             %(a)s::integer[], %(e)s::text[], %(u)s::double precision[]) AS t(k, s, d, c, i, a, e, u)
+"""
+_ON_CONFLICT = """
 ON CONFLICT (job_id, key) DO UPDATE SET
     status = excluded.status,
     digest = excluded.digest,
@@ -95,6 +98,18 @@ ON CONFLICT (job_id, key) DO UPDATE SET
     runs = items.runs + (excluded.status <> 'sending')::integer,
     updated_at = excluded.updated_at
 """
+UPSERT = _INSERT + _ON_CONFLICT
+# Intents of a leased chunk: written only while its lease is this token's with at least
+# `margin` seconds left (the chunk's row locked against a takeover until the commit); the
+# statement then writes no row at all.
+FENCED_UPSERT = (
+    "WITH fence AS (SELECT 1 FROM finalpos_work_chunks WHERE work_id = %(work)s AND chunk = "
+    "%(chunk)s AND token = %(token)s AND state = 'leased' AND lease_until > now() + "
+    "make_interval(secs => %(margin)s) FOR SHARE)"
+    + _INSERT
+    + "WHERE EXISTS (SELECT 1 FROM fence)"
+    + _ON_CONFLICT
+)
 WITHDRAW = (
     "DELETE FROM finalpos_journal_items WHERE job_id = %(job)s AND key = ANY(%(k)s::text[]) "
     f"AND status = '{SENDING}'"

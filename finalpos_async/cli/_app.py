@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shlex
 import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import attrs
 import click
@@ -21,8 +19,10 @@ from .._constants import (
     BASE_URL_ENV,
     BULK_CONCURRENCY,
     BULK_DRAIN_TIMEOUT,
+    DEFAULT_LEASE,
     IMPORT_MAX_FIELD_BYTES,
     REDIS_URL_ENV,
+    WORKER_CHUNKS,
 )
 from .._exceptions import FinalPOSError
 from .._method_info import MethodInfo
@@ -30,7 +30,7 @@ from .._redis_limit import DEFAULT_REDIS_KEY
 from .._secret import conceal
 from .._version import __version__
 from ._calls import call_one, list_arguments, print_json
-from ._connect import Settings, connect, proxy_options, proxy_words, shared_rate_url
+from ._connect import Settings, connect, proxy_options, shared_rate_url
 from ._export import (
     EXPORT_CONCURRENCY,
     EXPORT_PAGE_SIZE,
@@ -39,12 +39,15 @@ from ._export import (
     run_export,
 )
 from ._heap import tune_for_bulk_work
-from ._options import ImportOptions, journal_spec
+from ._options import ImportOptions, journal_spec, worker_problem
+from ._rerun import command_prefix, rerun_flags
 from ._rows import sniff_format
 from ._shard import Shard, shard_option
 from ._spec import MethodError, Resource, load_resources, lookup
 
 __all__ = ["cli"]
+
+COMMANDLINE = click.core.ParameterSource.COMMANDLINE
 
 
 def _console() -> Console:
@@ -184,6 +187,28 @@ def cli(
     "shard has its own journal and failed-rows file.",
 )
 @click.option(
+    "--worker",
+    is_flag=True,
+    help="Be one more worker of this file's job: take its chunks by lease from the PostgreSQL "
+    "--journal, with any number of other workers (started anywhere, at any time).",
+)
+@click.option(
+    "--chunks",
+    type=click.IntRange(1, 100_000),
+    default=WORKER_CHUNKS,
+    show_default=True,
+    help="With --worker: the chunks a new job's rows are split into (by identity).",
+)
+@click.option(
+    "--lease",
+    "lease_seconds",
+    type=click.FloatRange(3),
+    default=DEFAULT_LEASE,
+    show_default=True,
+    help="With --worker: seconds a chunk's lease lasts (renewed every third); a killed "
+    "worker's chunk is taken over once it runs out.",
+)
+@click.option(
     "--journal",
     metavar="PATH|URL",
     help="Journal to resume from: a SQLite file (default FILE.journal when the data is kept) or "
@@ -257,6 +282,9 @@ def import_command(
     redis_url: str | None,
     redis_key: str,
     shard: Shard | None,
+    worker: bool,
+    chunks: int,
+    lease_seconds: float,
     journal: str | None,
     no_journal: bool,
     rotated_key: bool,
@@ -292,8 +320,12 @@ def import_command(
         raise click.UsageError("--journal and --no-journal exclude each other")
     if burst is not None and rate is None:
         raise click.UsageError("--burst is the burst of --rate: give --rate too")
-    res, op = _operation(resource, "import")
     ctx = click.get_current_context()
+    given = {n for n in ("chunks", "lease_seconds") if ctx.get_parameter_source(n) is COMMANDLINE}
+    problem = worker_problem(worker, journal, shard, validate_only, given)
+    if problem is not None:
+        raise click.UsageError(problem)
+    res, op = _operation(resource, "import")
     from_line = ctx.get_parameter_source("redis_url") is click.core.ParameterSource.COMMANDLINE
     redis_url = shared_rate_url(redis_url, rate, from_command_line=from_line, say=_console().print)
     options = ImportOptions(
@@ -315,11 +347,14 @@ def import_command(
         max_field_bytes=max_field_bytes,
         keep_whitespace=keep_whitespace,
         resend_unknown=resend_unknown,
-        command_prefix=_command_prefix(ctx),
-        rerun_flags=_rerun_flags(ctx),
+        command_prefix=command_prefix(ctx),
+        rerun_flags=rerun_flags(ctx),
         shard=shard,
         redis_url=redis_url,
         redis_key=redis_key,
+        worker=worker,
+        chunks=chunks,
+        lease_seconds=lease_seconds,
     )
     from ._import import run_import  # the import engine: loaded by the command that runs it
 
@@ -518,56 +553,6 @@ def sandbox_command(
         access_log=not quiet,
         honour_idempotency=not ignore_idempotency,
     )
-
-
-def _rerun_flags(ctx: click.Context) -> str:
-    """The import's own options given on the command line that a follow-up run should repeat.
-
-    Not --encoding (a failed-rows file is UTF-8), --key, --journal, --failed-file, --shard (its
-    header and its path carry them) or --format (the instruction adds it when needed). A
-    --redis-url with a password is named by its environment variable, never printed.
-    """
-    words: list[str] = []
-    for name, flag in (
-        ("concurrency", "--concurrency"),
-        ("rate", "--rate"),
-        ("burst", "--burst"),
-        ("redis_url", "--redis-url"),
-        ("redis_key", "--redis-key"),
-        ("drain_timeout", "--drain-timeout"),
-        ("max_field_bytes", "--max-field-bytes"),
-    ):
-        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
-            value = str(ctx.params[name])
-            if name == "redis_url" and urlsplit(value).password is not None:
-                words += [flag, f'"${REDIS_URL_ENV}"']
-            else:
-                words += [flag, shlex.quote(value)]
-    if ctx.params.get("resend_unknown"):
-        words.append("--resend-unknown")
-    if ctx.params.get("keep_whitespace"):
-        # A failed-rows file of a CSV import holds its cells as read: they are trimmed again
-        # when it is imported, unless the flag is repeated (else their identity would change).
-        words.append("--keep-whitespace")
-    return " ".join(words)
-
-
-def _command_prefix(ctx: click.Context) -> str:
-    """`finalpos` and the global options given on the command line (the key never shown)."""
-    root = ctx.find_root()
-    words = ["finalpos"]
-    for name, flag in (
-        ("api_key", "--api-key"),
-        ("base_url", "--base-url"),
-        ("sandbox_db", "--sandbox-db"),
-        ("max_retries", "--max-retries"),
-        ("timeout", "--timeout"),
-    ):
-        if root.get_parameter_source(name) is not click.core.ParameterSource.COMMANDLINE:
-            continue  # from the environment (or unset): the same environment applies again
-        value = "$FINALPOS_API_KEY" if name == "api_key" else str(root.params[name])
-        words += [flag, shlex.quote(value) if name != "api_key" else value]
-    return " ".join(words + proxy_words(root))
 
 
 def _guard(run: Any) -> int:

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import signal
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,7 @@ import attrs
 from rich.console import Console
 
 from .._limiter import Limiter
-from .._method_info import MethodInfo
-from .._model import Model
 from .._redis_limit import RedisRateLimiter
-from .._resource import raw_twin
 from ..bulk import (
     BulkJob,
     ItemStatus,
@@ -42,13 +39,15 @@ from ..bulk import (
     JournalError,
     JournalMismatchError,
     JournalStore,
-    Lister,
+    PostgresJournal,
+    Work,
     content_digest,
     journal_store,
 )
 from ._connect import Connection, Settings, connect
 from ._failed import FailedRows
 from ._heap import tune_for_bulk_work
+from ._import_job import bulk_job
 from ._input import FAILED_ROWS_HEADER, Header, Input, InputError, Row
 from ._options import (
     EXIT_FAILED,
@@ -58,7 +57,7 @@ from ._options import (
     journal_spec,
     shown,
 )
-from ._plan import Identities, Plan, key_of, make_parser, validate
+from ._plan import Identities, Plan, make_parser, validate
 from ._progress import drive
 from ._report import (
     print_checks,
@@ -68,9 +67,10 @@ from ._report import (
     refuse_changed_file,
     report_journal_failed,
 )
-from ._rows import RowError, RowParser
+from ._rows import RowError
 from ._shard import Shard, parse_shard, shared_job_id
-from ._spec import body_arguments, lookup
+from ._spec import lookup
+from ._worker import ChunkRun, describe, run_worker
 
 __all__ = [
     "FAILED_ROWS_HEADER",
@@ -101,6 +101,11 @@ def run_import(options: ImportOptions, settings: Settings, console: Console) -> 
                 f"import it with the same --key (or without --key)"
             )
     options = attrs.evolve(options, key_field=key_field, shard=_shard_of_run(options, header))
+    if options.worker and header is not None:
+        raise InputError(
+            f"{options.file} is a failed-rows file: import it without --worker (it continues "
+            "the job it names, once its workers are done)"
+        )
     if options.validate_only:
         return _validate_only(options, source, console)
     failed = FailedRows(_failed_path(options, header))
@@ -184,11 +189,29 @@ async def _import(
     )
     try:
         async with connect(settings, console.print) as conn:
+            if options.worker:
+                return await _work(options, source, conn, console)
             return await _connected(options, source, conn, console, failed)
     finally:
         # Only now: a Ctrl-C while the summary is written is one more press, not a crash
         # that would lose the failed-rows file and the instruction.
         _remove_interrupt()
+
+
+async def _work(options: ImportOptions, source: Input, conn: Connection, console: Console) -> int:
+    """--worker: import the job's chunks this process can lease, until all are done."""
+    op = options.operation.qualified_name
+    job_id = shared_job_id(conn.target_id, op, options.key_field, options.file.name)
+    work = Work(work_id=job_id, chunks=options.chunks, description=describe(options, conn.target))
+
+    async def import_chunk(chunk_options: ImportOptions, run: ChunkRun) -> int:
+        failed = FailedRows(_failed_path(chunk_options, None))
+        try:
+            return await _connected(chunk_options, source, conn, console, failed, run)
+        finally:
+            failed.discard()
+
+    return await run_worker(options, work, console, import_chunk)
 
 
 @attrs.define
@@ -240,32 +263,29 @@ async def _connected(
     conn: Connection,
     console: Console,
     failed: FailedRows,
+    chunk: ChunkRun | None = None,
 ) -> int:
     header = source.header
     journal_path = _journal_path(options, header, conn)
     journal_error: JournalError | None = None
-    journal = journal_store(journal_path) if journal_path is not None else None
+    journal = _store(journal_path, chunk)
     job_id = header.job_id if header is not None else None
-    if job_id is None and options.shard is not None:
+    if job_id is None and (options.shard is not None or isinstance(journal, PostgresJournal)):
+        # One id for every process of this file's import: shards, workers, plain runs on
+        # PostgreSQL (which take the job's lock alone, so they never mix with its workers).
         op = options.operation.qualified_name
         job_id = shared_job_id(conn.target_id, op, options.key_field, options.file.name)
     if journal is None and job_id is None:
         job_id = uuid.uuid4().hex
     state = RunState(hold_unknown=journal is None and not options.resend_unknown, journal=journal)
     state.rows = _good_rows(options, source, state)  # lazy: starts when the job pulls
-    job = _job(options, conn, journal, job_id, state.rows)
+    job = bulk_job(options, conn, journal, job_id, state.rows)
+    if chunk is not None:
+        chunk.holder.on_lost(lambda: job.stop(drain_timeout=0))  # nothing in flight past it
     try:
         _open_journal(job, options)
         assert job.job_id is not None or journal is None
-        run_header = Header(
-            resource=options.name,
-            source=str(options.file if header is None else header.source),
-            journal=_recorded(journal_path),
-            job_id=job.job_id or job_id or "",
-            key=options.key_field,
-            target=conn.target,
-            shard=options.shard.label if options.shard is not None else None,
-        )
+        run_header = _run_header(options, header, journal_path, job.job_id or job_id, conn)
         plan, parser = validate(
             options, source.rows(), failed, journal, state.held, continuing=header is not None
         )
@@ -295,6 +315,10 @@ async def _connected(
                 journal.close()
             except JournalError as exc:
                 journal_error = journal_error or exc
+    if chunk is not None:
+        if chunk.holder.lost is not None:
+            return EXIT_FAILED  # the chunk's new owner writes its failed-rows file, not this run
+        chunk.outcomes.update(_outcomes(job, plan, failed))
     if journal_error is not None:
         report_journal_failed(journal_error, job, options, console, failed, run_header, plan)
         return EXIT_FAILED
@@ -311,13 +335,59 @@ async def _connected(
     return EXIT_OK if failed.count == 0 else EXIT_FAILED
 
 
+def _store(journal: Path | str | None, chunk: ChunkRun | None) -> JournalStore | None:
+    """The journal store: a leased chunk's is fenced by its lease."""
+    if journal is None:
+        return None
+    if chunk is not None:
+        return PostgresJournal(str(journal), lease=chunk.holder.lease)
+    return journal_store(journal)
+
+
+def _run_header(
+    options: ImportOptions,
+    header: Header | None,
+    journal: Path | str | None,
+    job_id: str | None,
+    conn: Connection,
+) -> Header:
+    """The failed-rows file's header: what importing that file continues. A leased chunk's
+    names no shard: its rows are the job's, continued by a run without --worker."""
+    shard = options.shard
+    return Header(
+        resource=options.name,
+        source=str(options.file if header is None else header.source),
+        journal=_recorded(journal),
+        job_id=job_id or "",
+        key=options.key_field,
+        target=conn.target,
+        shard=shard.label if shard is not None and not shard.leased else None,
+    )
+
+
+def _outcomes(job: BulkJob[Any], plan: Plan, failed: FailedRows) -> dict[str, int]:
+    """A chunk's rows per outcome, for its record on the board."""
+    report = job.report
+    return {
+        "rows": plan.valid + plan.invalid + plan.held_unknown,
+        "invalid": plan.invalid,
+        "created": report.succeeded - report.found,
+        "found": report.found,
+        "skipped": report.skipped,
+        "failed": failed.outcomes["failed"],
+        "unknown": report.unknown + plan.held_unknown,
+        "not_sent": failed.outcomes["not sent"],
+    }
+
+
 def _pacing(options: ImportOptions, limiter: Limiter | None, plan: Plan) -> str:
     """Which rows this process sends and under which cap (for the shard's operator)."""
     parts: list[str] = []
     if options.shard is not None:
+        noun = options.shard.noun
         parts.append(
-            f"Shard {options.shard.label}: {plan.valid} rows to send here, {plan.other_shards} "
-            "left to the other shards"
+            f"{noun.capitalize()} {options.shard.label}: {plan.valid} rows to send here, "
+            f"{plan.other_shards} in the other {noun}s"
         )
     if isinstance(limiter, RedisRateLimiter):
         parts.append(f"rate {limiter.rate:g}/s shared through {limiter!r}")
@@ -368,8 +438,8 @@ def _refusal(
     if plan.valid == 0 and plan.invalid == 0 and plan.held_unknown == 0:
         if plan.other_shards and options.shard is not None:
             console.print(
-                f"None of the {plan.other_shards} rows of {options.file} is shard "
-                f"{options.shard.label}'s: nothing to import here."
+                f"None of the {plan.other_shards} rows of {options.file} is "
+                f"{options.shard.noun} {options.shard.label}'s: nothing to import here."
             )
             return EXIT_OK
         if continuing:
@@ -435,97 +505,6 @@ def _good_rows(options: ImportOptions, source: Input, state: RunState) -> Iterat
             continue
         # The digest goes with the row: the engine takes it instead of hashing the body again.
         yield {"body": parsed.body, "row": row, "row_key": identity, "row_digest": digest}
-
-
-def _creator(conn: Connection, op: MethodInfo) -> Callable[..., Awaitable[Any]]:
-    """The bulk operation: one row through the typed create method's raw twin.
-
-    The raw twin answers the `RawResponse`, so the engine counts every row's HTTP attempts
-    (retries included) and parses it into the model.
-    """
-    method: Callable[..., Awaitable[Any]] = raw_twin(
-        getattr(getattr(conn.client, op.resource), op.name)
-    )
-
-    async def create(
-        *,
-        body: dict[str, Any],
-        row: Row,
-        row_key: str,
-        row_digest: str,
-        idempotency_key: str,
-        retry_unsafe: bool | None = None,
-    ) -> Any:
-        # `retry_unsafe` comes from the engine (False unless --resend-unknown): passed on.
-        kwargs, extra = body_arguments(op, body)
-        return await method(
-            **kwargs,
-            extra_body=extra or None,
-            idempotency_key=idempotency_key,
-            retry_unsafe=retry_unsafe,
-        )
-
-    return create
-
-
-def _lister(conn: Connection, op: MethodInfo | None) -> Lister | None:
-    """The records in the target, as wire JSON (a --key is read by its column name)."""
-    if op is None or any(p.required for p in op.query_params):
-        return None
-    method: Callable[..., Any] = getattr(getattr(conn.client, op.resource), op.name)
-
-    async def records(*, skip: int = 0) -> AsyncIterator[Mapping[str, Any]]:
-        async for record in method(limit=1000, skip=skip):
-            yield record.to_dict() if isinstance(record, Model) else record
-
-    return records
-
-
-def _job(
-    options: ImportOptions,
-    conn: Connection,
-    journal: JournalStore | None,
-    job_id: str | None,
-    rows: Iterator[dict[str, Any]],
-) -> BulkJob[Any]:
-    op = options.operation
-    key_field = options.key_field
-    # With --key, a row whose answer was lost is found by its key; without, by its fields.
-    lookup_records = _lister(conn, options.resource.related(op, "list"))
-    lookup_key: Callable[[Any], str | None] | None = None
-    if key_field is not None and lookup_records is not None:
-        parser: RowParser = make_parser(options)
-
-        def key_of_record(record: Any) -> str | None:
-            return key_of(parser, record, key_field)
-
-        lookup_key = key_of_record
-    retrieve_op = options.resource.related(op, "retrieve")
-    retrieve: Callable[[str], Awaitable[Any]] | None = None
-    if retrieve_op is not None:
-        retrieve = getattr(getattr(conn.client, retrieve_op.resource), retrieve_op.name)
-    return conn.client.bulk.run(
-        _creator(conn, op),
-        rows,
-        concurrency=options.concurrency,
-        journal=journal,
-        key="row_key",
-        content="body",
-        digest="row_digest",
-        job_id=job_id,
-        drain_timeout=options.drain_timeout,
-        lookup=lookup_records,
-        lookup_key=lookup_key,
-        lookup_by="key" if key_field else "content",
-        retrieve=retrieve,
-        # The embedded sandbox replays by Idempotency-Key: resending is safe there.
-        resend_unknown=options.resend_unknown or conn.embedded,
-        target=conn.target_id,
-        # A journal is one shard's: --journal of another shard is refused, not mixed in.
-        operation_name=f"{op.qualified_name} key={key_field or 'content'}"
-        + (f" shard={options.shard.label}" if options.shard is not None else ""),
-        rotated_credentials=options.rotated_key,
-    )
 
 
 def _write_not_started(source: Input, failed: FailedRows, state: RunState) -> None:

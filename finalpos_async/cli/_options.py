@@ -7,13 +7,21 @@ from pathlib import Path
 
 import attrs
 
-from .._constants import IMPORT_MAX_FIELD_BYTES
+from .._constants import DEFAULT_LEASE, IMPORT_MAX_FIELD_BYTES, WORKER_CHUNKS
 from .._method_info import MethodInfo
 from .._redis_limit import DEFAULT_REDIS_KEY
 from ._shard import Shard
 from ._spec import Resource
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "ImportOptions", "journal_spec", "shown"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "ImportOptions",
+    "journal_spec",
+    "shown",
+    "worker_problem",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -28,6 +36,33 @@ def journal_spec(text: str | None) -> Path | str | None:
     if text is None or isinstance(journal_store(text), PostgresJournal):
         return text
     return Path(text)
+
+
+def worker_problem(
+    worker: bool, journal: str | None, shard: Shard | None, validate_only: bool, given: set[str]
+) -> str | None:
+    """What is wrong with --worker and its options as given (`given`: the options named on the
+    command line among `chunks`, `lease_seconds`), or None."""
+    if not worker:
+        for name, flag in (("chunks", "--chunks"), ("lease_seconds", "--lease")):
+            if name in given:
+                return f"{flag} is for --worker: add --worker, or drop {flag}"
+        if shard is not None and isinstance(journal_spec(journal), str):
+            return (
+                "--shard splits an import over journals of their own; with a shared PostgreSQL "
+                "--journal, run each process with --worker instead of --shard"
+            )
+        return None
+    if not isinstance(journal_spec(journal), str):
+        return (
+            "--worker shares the job through a PostgreSQL journal: give --journal "
+            "postgresql://user@host/db (the same for every worker)"
+        )
+    if shard is not None:
+        return "--worker and --shard exclude each other: drop --shard"
+    if validate_only:
+        return "--worker and --validate-only exclude each other: drop --worker"
+    return None
 
 
 def shown(journal: Path | str) -> str:
@@ -74,13 +109,20 @@ class ImportOptions:
     # --redis-url/--redis-key: share --rate with every process naming them (repr: no password).
     redis_url: str | None = attrs.field(default=None, repr=False)
     redis_key: str = DEFAULT_REDIS_KEY
+    # --worker: this process is one more worker of the job, taking its chunks by lease from the
+    # PostgreSQL journal (`_worker`); --chunks splits a new job, --lease is each lease's length.
+    worker: bool = False
+    chunks: int = WORKER_CHUNKS
+    lease_seconds: float = DEFAULT_LEASE
 
     def same_command(self, *extra: str) -> str:
         """This import as a command to run again (the API key masked), plus `extra` words."""
         words = [self.command_prefix, "import", self.name, shlex.quote(str(self.file))]
         if self.key_field is not None:
             words += ["--key", shlex.quote(self.key_field)]
-        if self.shard is not None:
+        if self.worker:
+            words.append("--worker")
+        elif self.shard is not None:
             words += ["--shard", self.shard.label]
         if self.failed_file is not None:
             words += ["--failed-file", shlex.quote(str(self.failed_file))]

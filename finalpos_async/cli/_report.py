@@ -133,14 +133,14 @@ def print_summary(
 ) -> None:
     """The counts of the run, its top failure reasons and why it stopped early."""
     report = job.report
-    title = "Import summary" + (f" (shard {shard.label})" if shard is not None else "")
+    title = "Import summary" + (f" ({shard.noun} {shard.label})" if shard is not None else "")
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
     mine = plan.valid + plan.invalid + plan.held_unknown
     if shard is not None:
-        table.add_row("rows of this shard", str(mine))
-        table.add_row("rows of the other shards (skipped)", str(plan.other_shards))
+        table.add_row(f"rows of this {shard.noun}", str(mine))
+        table.add_row(f"rows of the other {shard.noun}s (skipped)", str(plan.other_shards))
     else:
         table.add_row("rows read", str(mine))
     table.add_row("invalid (not sent)", str(plan.invalid))

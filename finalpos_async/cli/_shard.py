@@ -26,17 +26,21 @@ _FORM = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 
 
 def shard_of(identity: str, count: int) -> int:
-    """The shard (1 to `count`) that imports the row with this identity."""
-    digest = hashlib.sha256(identity.encode()).digest()
-    return 1 + int.from_bytes(digest[:8], "big") % count
+    """The shard (1 to `count`) that imports the row with this identity (the rule of a
+    worker's leased chunks too, `bulk.chunk_of`)."""
+    from ..bulk import chunk_of  # loaded here: `finalpos export` does not load the bulk engine
+
+    return chunk_of(identity, count)
 
 
 @attrs.frozen
 class Shard:
-    """Shard `index` of `count` (both counted from 1, as the command line says them)."""
+    """Shard `index` of `count` (both counted from 1, as the command line says them); with
+    `leased`, a chunk a worker leased (`--worker`): one of many parts of one job and journal."""
 
     index: int
     count: int
+    leased: bool = False
 
     def owns(self, identity: str) -> bool:
         """The row with this identity is this shard's to import."""
@@ -52,9 +56,15 @@ class Shard:
         return f"{self.index}/{self.count}"
 
     @property
+    def noun(self) -> str:
+        """`shard`, or `chunk` for a leased one."""
+        return "chunk" if self.leased else "shard"
+
+    @property
     def file_tag(self) -> str:
-        """`shard-2-of-4`: part of the default journal and failed-rows file names."""
-        return f"shard-{self.index}-of-{self.count}"
+        """`shard-2-of-4` (`chunk-2-of-4`): part of the default journal and failed-rows file
+        names."""
+        return f"{self.noun}-{self.index}-of-{self.count}"
 
 
 def shard_option(_ctx: click.Context, _param: click.Parameter, text: str | None) -> Shard | None:

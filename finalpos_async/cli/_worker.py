@@ -1,0 +1,137 @@
+"""`finalpos import ... --journal postgresql://... --worker`: this process as one more worker
+of a job whose chunks any number of workers take by lease (`bulk.ChunkBoard`).
+
+The job is the file's (its id is the one `--shard` uses: target, create method, --key and the
+file's name, so every worker of it agrees); the first worker splits it into --chunks chunks.
+A worker claims a chunk, imports that chunk's rows exactly as `--shard K/N` would (its own
+failed-rows file, `FILE.chunk-K-of-N.failed.jsonl`), with the lease renewed meanwhile and the
+journal fenced by it, then marks it done and claims the next. A chunk whose worker died is
+claimed again once its lease runs out; the worker that takes it over looks up the rows sent
+under the old lease before sending anything. When no chunk is left to claim, the worker waits
+for those other workers still hold (to take one over if its lease runs out) and ends when
+every chunk is done: exit status 0 when every row of the job is in the target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import attrs
+from rich.console import Console
+
+from ..bulk import ChunkBoard, LeaseHolder, LeaseLostError, Work, keep_lease
+from ._options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ImportOptions, shown
+from ._shard import Shard
+
+__all__ = ["WAIT_POLL", "ChunkRun", "ImportChunk", "describe", "run_worker"]
+
+WAIT_POLL = 2.0  # seconds between looks at the chunks other workers hold, at most
+# The outcomes a chunk records that mean a row is not in the target.
+_NOT_IN_TARGET = ("invalid", "failed", "unknown", "not_sent")
+
+
+@attrs.define
+class ChunkRun:
+    """One chunk's import: its lease (renewed by `keep_lease`) and, once it ran, its rows per
+    outcome (`rows`, `invalid`, `created`, `found`, `skipped`, `failed`, `unknown`,
+    `not_sent`), which the import fills in."""
+
+    holder: LeaseHolder
+    outcomes: dict[str, int] = attrs.field(factory=lambda: dict[str, int]())
+
+
+ImportChunk = Callable[[ImportOptions, ChunkRun], Awaitable[int]]
+"""Imports the rows of `options.shard` (a leased chunk) under `run`'s lease; the exit status."""
+
+
+async def run_worker(
+    options: ImportOptions, work: Work, console: Console, import_chunk: ImportChunk
+) -> int:
+    """Work on `work` until every chunk is done (see the module); the exit status."""
+    assert isinstance(options.journal, str)  # the command refuses --worker without a URL
+    board = ChunkBoard(options.journal)
+    try:
+        await asyncio.to_thread(board.open)
+        work = await asyncio.to_thread(board.publish, work)
+        console.print(
+            f"Worker {board.owner} on job {work.work_id[:12]} ({work.chunks} chunks) in "
+            f"{shown(options.journal)}."
+        )
+        while True:
+            lease = await asyncio.to_thread(
+                board.claim, work_ids=[work.work_id], seconds=options.lease_seconds
+            )
+            if lease is None:
+                if await _wait_or_end(board, work, console):
+                    break
+                continue
+            shard = Shard(lease.chunk, lease.chunks, leased=True)
+            taken = " (taken over: its rows sent before are looked up first)"
+            console.print(f"Chunk {shard.label}{taken if lease.taken_over else ''}:")
+            async with keep_lease(board, lease) as holder:
+                run = ChunkRun(holder)
+                try:
+                    status = await import_chunk(attrs.evolve(options, shard=shard), run)
+                except BaseException:
+                    await asyncio.to_thread(board.release, holder.lease)  # taken again at once
+                    raise
+            if holder.lost is not None:
+                console.print(f"[yellow]Chunk {shard.label} was lost:[/] {holder.lost}")
+                continue
+            if status == EXIT_INTERRUPTED:
+                await asyncio.to_thread(board.release, holder.lease)
+                return EXIT_INTERRUPTED
+            try:
+                await asyncio.to_thread(board.finish, holder.lease, run.outcomes)
+            except LeaseLostError as exc:
+                console.print(f"[yellow]Chunk {shard.label}:[/] {exc}")
+        return _job_summary(board, work, console)
+    finally:
+        board.close()
+
+
+async def _wait_or_end(board: ChunkBoard, work: Work, console: Console) -> bool:
+    """No chunk to claim: True when every chunk is done, else wait a while (False)."""
+    status = await asyncio.to_thread(board.status, work.work_id)
+    if status.done:
+        return True
+    held = [c for c in status.chunks if c.state == "leased"]
+    left = status.next_expiry()
+    console.print(
+        f"{len(held)} chunk{'s' if len(held) != 1 else ''} held by other workers; waiting "
+        f"for them to finish (or for a lease to run out{f', in {left:.0f} s' if left else ''})."
+    )
+    await asyncio.sleep(min(WAIT_POLL, max(0.1, left or WAIT_POLL)))
+    return False
+
+
+def _job_summary(board: ChunkBoard, work: Work, console: Console) -> int:
+    status = board.status(work.work_id)
+    outcomes = status.outcomes()
+    missing = sum(outcomes.get(name, 0) for name in _NOT_IN_TARGET)
+    console.print(
+        f"Job {work.work_id[:12]}: all {work.chunks} chunks done; "
+        + ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in sorted(outcomes.items()))
+        + "."
+    )
+    if missing:
+        console.print(
+            f"{missing} rows are not in the target: see the chunks' failed-rows files "
+            "(FILE.chunk-K-of-N.failed.jsonl)."
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def describe(options: ImportOptions, target: str) -> dict[str, object]:
+    """What a job's workers share about it (recorded with the job; no secrets)."""
+    return {
+        "command": "finalpos import",
+        "resource": options.name,
+        "method": options.operation.name,
+        "file": str(options.file.absolute()),
+        "format": options.fmt,
+        "key": options.key_field,
+        "target": target,
+    }

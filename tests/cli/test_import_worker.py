@@ -1,0 +1,86 @@
+"""`finalpos import ... --worker`: its options, one worker taking every chunk of a job, and a
+chunk's failed rows imported (after the fix) without --worker, continuing the same job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cli_run import run
+from postgres_server import PASSWORD
+
+from finalpos_async.sandbox import Sandbox
+
+
+def write_csv(path: Path, rows: int, bad: int | None = None) -> None:
+    lines = ["email,firstName,lastName"]
+    for n in range(rows):
+        lines.append(f"{'' if n == bad else f'c{n}@example.com'},C,{n}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["--worker"], "give --journal postgresql://user@host/db"),
+        (["--worker", "--journal", "a.journal"], "give --journal postgresql://"),
+        (["--chunks", "4"], "--chunks is for --worker: add --worker, or drop --chunks"),
+        (["--lease", "10"], "--lease is for --worker"),
+        (
+            ["--shard", "1/2", "--journal", "postgresql://u@db/x"],
+            "run each process with --worker instead of --shard",
+        ),
+        (
+            ["--worker", "--shard", "1/2", "--journal", "postgresql://u@db/x"],
+            "--worker and --shard exclude each other",
+        ),
+        (
+            ["--worker", "--validate-only", "--journal", "postgresql://u@db/x"],
+            "--worker and --validate-only exclude each other",
+        ),
+    ],
+)
+def test_worker_options_are_checked_before_anything_runs(
+    tmp_path: Path, words: list[str], message: str
+) -> None:
+    source = tmp_path / "customers.csv"
+    write_csv(source, 2)
+    with Sandbox().run_in_thread() as sb:
+        result = run(sb, "import", "customers", str(source), *words)
+        assert sb.storage is not None
+        assert sb.storage.list("CustomerDto", 0, None) == []
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+
+
+def test_one_worker_imports_every_chunk_and_its_failed_rows_continue_the_job(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    source = tmp_path / "customers.csv"
+    write_csv(source, 40, bad=7)
+    with Sandbox().run_in_thread() as sb:
+        worker = ["--key", "email", "--journal", postgres_url, "--worker", "--chunks", "3"]
+        first = run(sb, "import", "customers", str(source), *worker)
+        failed = list(tmp_path.glob("customers.csv.chunk-*-of-3.failed.jsonl"))
+        assert len(failed) == 1  # the chunk of the bad row
+        header, row = (json.loads(line) for line in failed[0].read_text().splitlines())
+        assert header.get("shard") is None
+        assert PASSWORD not in failed[0].read_text()
+        row["row"]["email"] = "c7@example.com"  # the fix: the missing key given
+        failed[0].write_text(json.dumps(header) + "\n" + json.dumps(row) + "\n")
+        fixed = run(sb, "import", "customers", str(failed[0]), env={"PGPASSWORD": PASSWORD})
+        again = run(sb, "import", "customers", str(source), *worker)  # a worker joining late
+        assert sb.storage is not None
+        emails = sorted(r["email"] for r in sb.storage.list("CustomerDto", 0, None))
+    text = " ".join(first.output.split())
+    assert first.exit_code == 1, first.output  # one row is not in the target
+    assert "all 3 chunks done" in text
+    assert "1 invalid" in text
+    assert "39 created" in text
+    assert "FILE.chunk-K-of-N.failed.jsonl" in text
+    assert fixed.exit_code == 0, fixed.output
+    assert emails == sorted(f"c{n}@example.com" for n in range(40))
+    assert again.exit_code == 1  # the job is done: nothing claimed, the same summary
+    assert "all 3 chunks done" in " ".join(again.output.split())
+    assert "Chunk 1/3:" not in again.output
