@@ -46,7 +46,7 @@ def _keys(api_key: str | None, api_keys: Sequence[str] | None) -> tuple[str, ...
         raise ValueError("give api_key or api_keys, not both (api_keys' first is the api_key)")
     if isinstance(api_keys, str):
         raise ValueError("api_keys must be a list of keys, not a string (or use api_key=)")
-    keys = (api_key,) if api_key is not None else (SANDBOX_API_KEY,)
+    keys: tuple[str, ...] = (api_key,) if api_key is not None else (SANDBOX_API_KEY,)
     if api_keys is not None:
         keys = tuple(api_keys)
     for key in keys:
