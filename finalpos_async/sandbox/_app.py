@@ -29,6 +29,7 @@ from ._accounts import Account, Accounts, key_fingerprint
 from ._answers import fault_response, json_response, misfit, reset_connection
 from ._errors import SandboxHTTPError, error_body
 from ._faults import MISFIT, SCRIPT_HEADER, Fault, FaultInjector
+from ._filters import FieldsEqual
 from ._idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, Idempotency, fingerprint
 from ._request_log import RequestLog
 from ._routes import Route, RouteParam, RouteTable
@@ -186,12 +187,6 @@ def _record_id(op: Route, match_info: Mapping[str, str]) -> str:
     """
     value = match_info.get(op.id_param or "id", "")
     return value.lower() if _OBJECT_ID.match(value) else value
-
-
-def _matches(field: Any, wanted: str) -> bool:
-    if isinstance(field, dict):  # ObjectId wrappers: {"$oid": "..."}
-        return cast("dict[str, Any]", field).get("$oid") == wanted
-    return field == wanted or str(field) == wanted
 
 
 # --------------------------------------------------------------------------- records
@@ -368,12 +363,9 @@ def _find_all(state: SandboxState, op: Route, request: web.Request, raw: bytes) 
     # a negative limit counts like its absolute value (MongoDB again)
     limit = min(abs(int(query.get("limit", 0))), _MAX_PAGE) or None
     filters = {k: str(v) for k, v in query.items() if k not in _PAGING}
-
-    def where(record: dict[str, Any]) -> bool:
-        return all(_matches(record.get(k), v) for k, v in filters.items())
-
     collection = _account(state, request).collection(op.collection)
-    records = state.storage.list(collection, skip, limit, where if filters else None)
+    where = FieldsEqual.of(filters) if filters else None
+    records = state.storage.list(collection, skip, limit, where)
     return op.success_status, records
 
 
