@@ -13,6 +13,7 @@ import pytest
 from finalpos_async import AsyncFinalPOS
 from finalpos_async.sandbox import Sandbox, main
 from finalpos_async.sandbox._faults import FaultConfig, FaultInjector
+from finalpos_async.sandbox._request_log import RequestLog
 from finalpos_async.sandbox._routes import build_route_table
 from finalpos_async.sandbox._validation import default_for
 from finalpos_async.spec import load_spec
@@ -171,3 +172,17 @@ async def test_the_request_log_has_a_line_per_request_as_soon_as_it_is_answered(
     text = log.read_text()
     for secret in (KEY_A, KEY_B, "sk_wrong"):
         assert secret not in text
+
+
+def test_the_readme_says_how_to_run_tenants_and_read_the_request_log(tmp_path: Path) -> None:
+    text = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
+    assert "**Several tenants.** `Sandbox(api_keys=[" in text
+    assert "`--api-key sk_a --api-key sk_b`" in text
+    assert "the rate limit is a token bucket per API key" in text
+    assert "`request_log=` / `--request-log FILE` appends one JSON line per request" in text
+    # every field the log writes is one the README names
+    log = RequestLog(tmp_path / "log.jsonl")
+    log.write(at=1.0, fingerprint="f", method="GET", path="/", status=200)
+    log.close()
+    for field in json.loads((tmp_path / "log.jsonl").read_text()):
+        assert f'"{field}":' in text, field
