@@ -49,8 +49,9 @@ def _keys(api_key: str | None, api_keys: Sequence[str] | None) -> tuple[str, ...
     keys: tuple[str, ...] = (api_key,) if api_key is not None else (SANDBOX_API_KEY,)
     if api_keys is not None:
         keys = tuple(api_keys)
-    for key in keys:
-        if not isinstance(key, str) or not key.strip():  # pyright: ignore[reportUnnecessaryIsInstance]
+    given: tuple[object, ...] = keys  # as given: callers without a type checker pass anything
+    for key in given:
+        if not isinstance(key, str) or not key.strip():
             raise ValueError("api_key must be a non-empty string")
     if not keys:
         raise ValueError("api_keys must hold at least one key")
