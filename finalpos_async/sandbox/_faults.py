@@ -6,7 +6,8 @@ All of it is off by default. Three independent mechanisms:
   the same *script key* takes the next step; after the last step the script starts over. A client
   retrying one logical call re-sends the same headers, so its attempts see 503, 503, then success.
   The script key is the ``x-sandbox-fault-key`` header if given, else the ``Idempotency-Key``, else
-  the method and path. Steps: ``ok``; an HTTP status (``503``; ``503:2`` adds ``Retry-After: 2``;
+  the method and path, within the request's API key (two tenants' scripts never share a
+  position). Steps: ``ok``; an HTTP status (``503``; ``503:2`` adds ``Retry-After: 2``;
   ``429`` always carries ``Retry-After``); ``reset`` (the connection is dropped without an answer);
   ``delay`` or ``delay:SECONDS`` (the answer is held back, then given normally). A step with
   ``-after`` (``reset-after``, ``503-after``) lets the request take effect first and then loses
@@ -271,5 +272,5 @@ class FaultInjector:
         script = headers.get(SCRIPT_HEADER)
         if script:
             key = headers.get(SCRIPT_KEY_HEADER) or headers.get("Idempotency-Key") or ""
-            return self.scripted(script, key or f"{method} {path}")
+            return self.scripted(script, f"{tenant}\n{key or f'{method} {path}'}")
         return self.rate_limited(tenant) or self.random_fault()

@@ -67,6 +67,16 @@ async def test_each_key_is_limited_on_its_own() -> None:
     assert a_again == 429
 
 
+async def test_a_fault_script_advances_per_key() -> None:
+    script = {"x-sandbox-fault": "503,ok", "Idempotency-Key": "same"}
+    async with (
+        Sandbox(api_keys=[KEY_A, KEY_B]) as sandbox,
+        aiohttp.ClientSession(sandbox.url, headers=script) as session,
+    ):
+        seen = [await _status(session, key) for key in (KEY_A, KEY_B, KEY_A, KEY_B)]
+    assert seen == [503, 503, 200, 200]
+
+
 async def test_one_key_keeps_the_one_bucket_it_always_had() -> None:
     async with (
         Sandbox(api_key=KEY_A, faults=SLOW_LIMIT) as sandbox,
