@@ -1,10 +1,11 @@
 """The aiohttp application: one middleware for the cross-cutting parts, generic handlers per kind.
 
-Request path: route miss (404 in the API's shape) → injected fault (if any) → `x-api-key` check →
-the operation's generic handler (create / find_one / update / delete / find_all), wrapped by the
-`Idempotency-Key` replay for writes (skipped when `honour_idempotency` is off). Handlers never see
-per-operation code: everything they need (parameters, body schema, entity schema, collection)
-comes from `_routes.Route`.
+Request path: route miss (404 in the API's shape) → injected fault (if any; the rate limit is
+the key's own) → `x-api-key` check → the operation's generic handler (create / find_one / update /
+delete / find_all) on the key's account (`_accounts`), wrapped by the `Idempotency-Key` replay for
+writes (skipped when `honour_idempotency` is off) → the request log's line (if one is kept).
+Handlers never see per-operation code: everything they need (parameters, body schema, entity
+schema, collection) comes from `_routes.Route`.
 """
 
 from __future__ import annotations
