@@ -59,6 +59,8 @@ class SandboxProcess:
     api_key: str
     process: asyncio.subprocess.Process
     db: Path | None
+    api_keys: tuple[str, ...] = ()
+    """Every key it takes (`api_key` is the first), each its own account."""
 
 
 def _child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -74,14 +76,18 @@ async def sandbox_process(
     ignore_idempotency: bool = False,
     api_key: str | None = None,
     port: int = 0,
+    api_keys: tuple[str, ...] = (),
+    request_log: Path | None = None,
 ) -> AsyncIterator[SandboxProcess]:
     """Start a sandbox process (on a free port unless `port`); SIGTERM it (kill after 10 s) on exit.
 
     The arguments are those of ``python -m finalpos_async.sandbox``. The key goes through the
     environment, not the command line, and is always set, so an inherited
-    ``FINALPOS_SANDBOX_API_KEY`` cannot change it.
+    ``FINALPOS_SANDBOX_API_KEY`` cannot change it; `api_keys` (several accounts) go there too,
+    separated by commas.
     """
-    key = api_key or SANDBOX_API_KEY
+    keys = api_keys or (api_key or SANDBOX_API_KEY,)
+    key = keys[0]
     args = ["-m", "finalpos_async.sandbox", "--port", str(port), "--quiet"]
     if db is not None:
         args += ["--db", str(db)]
@@ -91,6 +97,8 @@ async def sandbox_process(
         args += ["--seed", str(seed)]
     if ignore_idempotency:
         args.append("--ignore-idempotency")
+    if request_log is not None:
+        args += ["--request-log", str(request_log)]
     # stderr to a file, not a pipe: nobody reads it while the test runs, and a full pipe would
     # block the server; it is shown if the sandbox fails to start
     with tempfile.TemporaryFile() as stderr:
@@ -100,11 +108,11 @@ async def sandbox_process(
             stdin=subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr,
-            env=_child_env({"FINALPOS_SANDBOX_API_KEY": key}),
+            env=_child_env({"FINALPOS_SANDBOX_API_KEY": ",".join(keys)}),
         )
         try:
             url = await _announced_url(proc, stderr)
-            yield SandboxProcess(url=url, api_key=key, process=proc, db=db)
+            yield SandboxProcess(url=url, api_key=key, process=proc, db=db, api_keys=keys)
         finally:
             await _stop(proc)
 

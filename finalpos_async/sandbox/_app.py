@@ -1,24 +1,21 @@
 """The aiohttp application: one middleware for the cross-cutting parts, generic handlers per kind.
 
-Request path: route miss (404 in the API's shape) → injected fault (if any) → `x-api-key` check →
-the operation's generic handler (create / find_one / update / delete / find_all), wrapped by the
-`Idempotency-Key` replay for writes (skipped when `honour_idempotency` is off). Handlers never see
-per-operation code: everything they need (parameters, body schema, entity schema, collection)
-comes from `_routes.Route`.
+Request path: route miss (404 in the API's shape) → injected fault (if any; the rate limit is
+the key's own) → `x-api-key` check → the operation's generic handler (create / find_one / update /
+delete / find_all) on the key's account (`_accounts`), wrapped by the `Idempotency-Key` replay for
+writes (skipped when `honour_idempotency` is off) → the request log's line (if one is kept).
+Handlers never see per-operation code: everything they need (parameters, body schema, entity
+schema, collection) comes from `_routes.Route`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
-import math
 import os
 import re
 import secrets
-import socket
-import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
@@ -29,9 +26,13 @@ from aiohttp import web
 
 from ..spec import nullable
 from . import _json
+from ._accounts import Account, Accounts, key_fingerprint
+from ._answers import fault_response, json_response, misfit, reset_connection
 from ._errors import SandboxHTTPError, error_body
 from ._faults import MISFIT, SCRIPT_HEADER, Fault, FaultInjector
+from ._filters import FieldsEqual
 from ._idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, Idempotency, fingerprint
+from ._request_log import RequestLog
 from ._routes import Route, RouteParam, RouteTable
 from ._storage import Storage
 from ._validation import fill_required, validate_body, validate_stored_fields
@@ -68,11 +69,11 @@ class SandboxState:
     routes: RouteTable
     storage: Storage
     faults: FaultInjector
-    api_keys: frozenset[str]
-    company_id: str
+    accounts: Accounts
     max_body_size: int
     # False: `Idempotency-Key` is ignored, to test clients against a server that does not honour it
     honour_idempotency: bool = True
+    request_log: RequestLog | None = None
     idempotency: Idempotency = attrs.field(init=False)
     _last_millis: int = 0
     _object_counter: int = attrs.field(factory=lambda: int.from_bytes(os.urandom(3), "big"))
@@ -104,50 +105,19 @@ class SandboxState:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}+00:00"
 
 
-def company_id_for(api_key: str) -> str:
-    """A stable 24-hex company id derived from the key (the key itself is never shown)."""
-    return hashlib.sha256(b"finalpos-sandbox-company:" + api_key.encode()).hexdigest()[:24]
-
-
 # --------------------------------------------------------------------------- responses
 
 
-def _json_response(
-    status: int, payload: Payload, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        body=_json.dumps(payload),
-        status=status,
-        content_type="application/json",
-        headers=headers,
-    )
-
-
 def _error_response(exc: SandboxHTTPError) -> web.Response:
-    return _json_response(exc.status, error_body(exc.status, exc.message), exc.headers)
+    return json_response(exc.status, error_body(exc.status, exc.message), exc.headers)
 
 
-def _retry_after_headers(seconds: float) -> dict[str, str]:
-    """`Retry-After` in whole seconds (all the header allows), rounded up; a fractional wait
-    also goes out exactly as `retry-after-ms`, which clients that know it (ours) prefer."""
-    headers = {"Retry-After": str(math.ceil(seconds))}
-    if not float(seconds).is_integer():
-        headers["retry-after-ms"] = f"{seconds * 1000:.0f}"
-    return headers
-
-
-def _reset_connection(request: web.Request) -> None:
-    """Drop the client's connection with a TCP reset, without any answer."""
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        # SO_LINGER with a zero timeout makes close() send RST instead of FIN; where the option
-        # has another layout (Windows), a plain abort still drops the connection without answer
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
+def _account(state: SandboxState, request: web.Request) -> Account:
+    """The account of the request's key (checked before any handler runs)."""
+    account = state.accounts.get(request.headers.get(API_KEY_HEADER))
+    if account is None:  # unreachable past `_serve`, which answers 401 first
+        raise SandboxHTTPError(401, "Invalid API key.")
+    return account
 
 
 # --------------------------------------------------------------------------- parameters
@@ -220,12 +190,6 @@ def _record_id(op: Route, match_info: Mapping[str, str]) -> str:
     return value.lower() if _OBJECT_ID.match(value) else value
 
 
-def _matches(field: Any, wanted: str) -> bool:
-    if isinstance(field, dict):  # ObjectId wrappers: {"$oid": "..."}
-        return cast("dict[str, Any]", field).get("$oid") == wanted
-    return field == wanted or str(field) == wanted
-
-
 # --------------------------------------------------------------------------- records
 
 
@@ -236,12 +200,17 @@ def _is_object_id_schema(schema: Mapping[str, Any] | None) -> bool:
 
 
 def _system_fields(
-    state: SandboxState, entity: Mapping[str, Any] | None, record_id: str
+    state: SandboxState, account: Account, entity: Mapping[str, Any] | None, record_id: str
 ) -> dict[str, Any]:
     properties: Mapping[str, Any] = (entity or {}).get("properties") or {}
     now = state.now()
     if not properties:  # an undocumented entity: the fields every documented one has
-        return {"id": record_id, "createdAt": now, "updatedAt": now, "companyId": state.company_id}
+        return {
+            "id": record_id,
+            "createdAt": now,
+            "updatedAt": now,
+            "companyId": account.company_id,
+        }
 
     def shaped(name: str, value: str) -> Any:
         return {"$oid": value} if _is_object_id_schema(properties.get(name)) else value
@@ -253,11 +222,13 @@ def _system_fields(
         if name in properties:
             fields[name] = now
     if "companyId" in properties:
-        fields["companyId"] = shaped("companyId", state.company_id)
+        fields["companyId"] = shaped("companyId", account.company_id)
     return fields
 
 
-def _derive(state: SandboxState, op: Route, record: dict[str, Any], *, creating: bool) -> None:
+def _derive(
+    state: SandboxState, op: Route, collection: str, record: dict[str, Any], *, creating: bool
+) -> None:
     """Fill the fields the spec documents as derived.
 
     - a property whose description says it sets `fromFinal` (customer/order `externalId`) makes
@@ -284,7 +255,7 @@ def _derive(state: SandboxState, op: Route, record: dict[str, Any], *, creating:
                 "generated" in str(sub.get("description", "")).lower()
                 and name not in op.create_fields
             ):
-                value = state.storage.next_sequence(f"{op.collection}.{name}")
+                value = state.storage.next_sequence(f"{collection}.{name}")
                 record[name] = str(value) if sub.get("type") == "string" else value
 
 
@@ -334,20 +305,22 @@ def _not_found(record_id: str) -> SandboxHTTPError:
 def _create(state: SandboxState, op: Route, request: web.Request, raw: bytes) -> Outcome:
     _query(op, request.query)
     body = _parse_body(op, raw)
+    account = _account(state, request)
+    collection = account.collection(op.collection)
     record_id = state.new_id()
-    record = _system_fields(state, op.entity_schema, record_id)
+    record = _system_fields(state, account, op.entity_schema, record_id)
     record.update((k, v) for k, v in body.items() if k not in SERVER_FIELDS)
-    _derive(state, op, record, creating=True)
+    _derive(state, op, collection, record, creating=True)
     if op.entity_schema is not None:
         fill_required(record, op.entity_schema)
-    state.storage.insert(op.collection, record_id, record)
+    state.storage.insert(collection, record_id, record)
     return op.success_status, record
 
 
 def _find_one(state: SandboxState, op: Route, request: web.Request, raw: bytes) -> Outcome:
     record_id = _record_id(op, request.match_info)
     _query(op, request.query)
-    record = state.storage.get(op.collection, record_id)
+    record = state.storage.get(_account(state, request).collection(op.collection), record_id)
     if record is None:
         raise _not_found(record_id)
     return op.success_status, record
@@ -357,7 +330,8 @@ def _update(state: SandboxState, op: Route, request: web.Request, raw: bytes) ->
     record_id = _record_id(op, request.match_info)
     _query(op, request.query)
     body = _parse_body(op, raw)
-    existing = state.storage.get(op.collection, record_id)
+    collection = _account(state, request).collection(op.collection)
+    existing = state.storage.get(collection, record_id)
     if existing is None:
         raise _not_found(record_id)
     record = dict(existing)
@@ -366,15 +340,15 @@ def _update(state: SandboxState, op: Route, request: web.Request, raw: bytes) ->
         record.pop(key, None)
     if "updatedAt" in record or "createdAt" in record:
         record["updatedAt"] = state.now()
-    _derive(state, op, record, creating=False)
-    state.storage.replace(op.collection, record_id, record)
+    _derive(state, op, collection, record, creating=False)
+    state.storage.replace(collection, record_id, record)
     return op.success_status, record
 
 
 def _delete(state: SandboxState, op: Route, request: web.Request, raw: bytes) -> Outcome:
     record_id = _record_id(op, request.match_info)
     _query(op, request.query)
-    if not state.storage.delete(op.collection, record_id):
+    if not state.storage.delete(_account(state, request).collection(op.collection), record_id):
         raise _not_found(record_id)
     return op.success_status, {
         "statusCode": op.success_status,
@@ -390,11 +364,9 @@ def _find_all(state: SandboxState, op: Route, request: web.Request, raw: bytes) 
     # a negative limit counts like its absolute value (MongoDB again)
     limit = min(abs(int(query.get("limit", 0))), _MAX_PAGE) or None
     filters = {k: str(v) for k, v in query.items() if k not in _PAGING}
-
-    def where(record: dict[str, Any]) -> bool:
-        return all(_matches(record.get(k), v) for k, v in filters.items())
-
-    records = state.storage.list(op.collection, skip, limit, where if filters else None)
+    collection = _account(state, request).collection(op.collection)
+    where = FieldsEqual.of(filters) if filters else None
+    records = state.storage.list(collection, skip, limit, where)
     return op.success_status, records
 
 
@@ -452,27 +424,24 @@ def _handler(
 # --------------------------------------------------------------------------- middleware
 
 
-def _fault_response(fault: Fault) -> web.Response:
-    headers = {} if fault.retry_after is None else _retry_after_headers(fault.retry_after)
-    return _json_response(
-        fault.status,
-        error_body(fault.status, f"Sandbox fault injected: HTTP {fault.status}."),
-        headers,
-    )
-
-
 def _middleware(state: SandboxState) -> Any:
     @web.middleware
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        arrived = time.time()
         try:
             response = await _dispatch(state, request, handler)
         except ConnectionError:
             # The client went away while its body was read: one line, not aiohttp's traceback
             # of an "error handling request" (a disconnect is the client's doing, not an error).
             _log_disconnect(request, "before its request was read (not processed)")
+            _log_request(state, request, arrived, CLIENT_CLOSED)
             return web.Response(status=CLIENT_CLOSED)  # for the access log; nobody reads it
+        except asyncio.CancelledError:  # a reset fault: no answer was sent
+            _log_request(state, request, arrived, 0)
+            raise
+        _log_request(state, request, arrived, response.status)
         transport = request.transport
         if transport is None or transport.is_closing():
             _log_disconnect(request, f"before its answer ({response.status}) was sent")
@@ -483,6 +452,25 @@ def _middleware(state: SandboxState) -> Any:
         return response
 
     return middleware
+
+
+def _log_request(state: SandboxState, request: web.Request, arrived: float, status: int) -> None:
+    """The request's line in the request log, if the sandbox keeps one (never the key itself)."""
+    if state.request_log is None:
+        return
+    key = request.headers.get(API_KEY_HEADER)
+    account = state.accounts.get(key)
+    if account is not None:
+        fingerprint: str | None = account.fingerprint
+    else:  # a refused key is fingerprinted too: a test may count its 401s
+        fingerprint = key_fingerprint(key) if key else None
+    state.request_log.write(
+        at=arrived,
+        fingerprint=fingerprint,
+        method=request.method,
+        path=request.path,
+        status=status,
+    )
 
 
 def _log_disconnect(request: web.Request, when: str) -> None:
@@ -503,20 +491,22 @@ async def _dispatch(
 ) -> web.StreamResponse:
     if request.match_info.http_exception is not None:
         # NestJS answers an unknown route (or method) with 404 "Cannot GET /path"
-        return _json_response(404, error_body(404, f"Cannot {request.method} {request.path}"))
+        return json_response(404, error_body(404, f"Cannot {request.method} {request.path}"))
     fault: Fault | None = None
     if state.faults.config.enabled or SCRIPT_HEADER in request.headers:
         try:
-            fault = state.faults.for_request(request.method, request.path, request.headers)
+            key = request.headers.get(API_KEY_HEADER, "")
+            tenant = key if key in state.accounts else ""  # keys refused share one bucket
+            fault = state.faults.for_request(request.method, request.path, request.headers, tenant)
         except ValueError as exc:
-            return _json_response(400, error_body(400, str(exc)))
+            return json_response(400, error_body(400, str(exc)))
     if fault is None:
         return await _serve(state, request, handler)
     if fault.after:
         # the request takes effect, then its answer is lost: what a retry must not duplicate
         response = await _serve(state, request, handler)
         if fault.kind == MISFIT:
-            return _misfit(response) if request.method in _WRITES else response
+            return misfit(response) if request.method in _WRITES else response
         if fault.kind == "delay":
             await asyncio.sleep(fault.delay)
             return response
@@ -524,32 +514,9 @@ async def _dispatch(
         await asyncio.sleep(fault.delay)
         return await _serve(state, request, handler)
     if fault.kind == "reset":
-        _reset_connection(request)
+        reset_connection(request)
         raise asyncio.CancelledError  # nothing more can be sent on this connection
-    return _fault_response(fault)
-
-
-def _misfit(response: web.StreamResponse) -> web.StreamResponse:
-    """The answer of a write that took effect, minus the record's id: a 2xx that does not fit.
-
-    Only a 2xx JSON object is changed (its status kept: 201 for a create); an error, a list or
-    an empty body is given as it was.
-    """
-    if not 200 <= response.status < 300 or not isinstance(response, web.Response):
-        return response
-    raw = response.body
-    if not isinstance(raw, bytes):
-        return response
-    try:
-        payload = _json.loads(raw)
-    except ValueError:
-        return response
-    if not isinstance(payload, dict):
-        return response
-    fields = {k: v for k, v in cast("dict[str, Any]", payload).items() if k not in ("id", "_id")}
-    dropped = ("content-type", "content-length")  # set anew for the new body
-    headers = {k: v for k, v in response.headers.items() if k.lower() not in dropped}
-    return _json_response(response.status, fields, headers)
+    return fault_response(fault)
 
 
 async def _serve(
@@ -559,15 +526,15 @@ async def _serve(
 ) -> web.StreamResponse:
     key = request.headers.get(API_KEY_HEADER)
     if not key:
-        return _json_response(
+        return json_response(
             401, error_body(401, "Missing API key: send it in the x-api-key header.")
         )
-    if key not in state.api_keys:
-        return _json_response(401, error_body(401, "Invalid API key."))
+    if key not in state.accounts:
+        return json_response(401, error_body(401, "Invalid API key."))
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
-        return _json_response(
+        return json_response(
             413,
             error_body(
                 413, f"Request body is larger than the limit of {state.max_body_size} bytes."

@@ -6,7 +6,8 @@ All of it is off by default. Three independent mechanisms:
   the same *script key* takes the next step; after the last step the script starts over. A client
   retrying one logical call re-sends the same headers, so its attempts see 503, 503, then success.
   The script key is the ``x-sandbox-fault-key`` header if given, else the ``Idempotency-Key``, else
-  the method and path. Steps: ``ok``; an HTTP status (``503``; ``503:2`` adds ``Retry-After: 2``;
+  the method and path, within the request's API key (two tenants' scripts never share a
+  position). Steps: ``ok``; an HTTP status (``503``; ``503:2`` adds ``Retry-After: 2``;
   ``429`` always carries ``Retry-After``); ``reset`` (the connection is dropped without an answer);
   ``delay`` or ``delay:SECONDS`` (the answer is held back, then given normally). A step with
   ``-after`` (``reset-after``, ``503-after``) lets the request take effect first and then loses
@@ -18,9 +19,10 @@ All of it is off by default. Three independent mechanisms:
   script fails with probability `rate`, the kind drawn from `kinds` (any step but ``ok``:
   ``misfit`` too), from a `random.Random(seed)`, so the same seed and the same requests give the
   same outcomes.
-- **Rate limit** (``rate_limit=50`` requests per second, ``burst`` tokens): a token bucket over all
-  requests; an empty bucket answers 429 with a ``Retry-After`` of the time until the next token,
-  at least ``retry_after``.
+- **Rate limit** (``rate_limit=50`` requests per second, ``burst`` tokens): a token bucket per API
+  key, as an API limits each tenant on its own (with one key, one bucket over all requests;
+  requests without an accepted key share one more); an empty bucket answers 429 with a
+  ``Retry-After`` of the time until the next token, at least ``retry_after``.
 
 Delays and Retry-After values are configurable (and may be fractions of a second) so client
 test suites stay fast: a fractional wait goes out as ``retry-after-ms`` (exact) next to a
@@ -65,8 +67,8 @@ class FaultConfig:
     - `delay`: seconds a "delay" fault holds the answer (set it past the client's timeout).
     - `retry_after`: the Retry-After (seconds, may be fractional) of scripted and drawn 429s, and
       the least one the rate limit answers (it answers the time until its next token if longer).
-    - `rate_limit`: requests per second allowed before 429; None for no limit.
-    - `burst`: bucket size of the rate limit (defaults to `rate_limit`, at least 1).
+    - `rate_limit`: requests per second allowed per API key before 429; None for no limit.
+    - `burst`: bucket size of each key's rate limit (defaults to `rate_limit`, at least 1).
     - `seed`: seed of the fault-rate random generator (None: a fresh random seed).
     """
 
@@ -198,8 +200,9 @@ class FaultInjector:
         self.config = config
         self._random = random.Random(config.seed)
         self._positions: OrderedDict[tuple[str, str], int] = OrderedDict()
-        self._tokens = float(self._bucket_size())
-        self._refilled = time.monotonic()
+        # tenant -> (tokens, when last refilled); the tenants are the accepted keys and "" (the
+        # requests without one), so the map stays as small as the sandbox's list of keys
+        self._buckets: dict[str, tuple[float, float]] = {}
 
     def _bucket_size(self) -> int:
         if self.config.rate_limit is None:
@@ -216,21 +219,24 @@ class FaultInjector:
             self._positions.popitem(last=False)
         return steps[position]
 
-    def rate_limited(self) -> Fault | None:
-        """A 429 fault when the token bucket is empty, else None (and a token is spent)."""
+    def rate_limited(self, tenant: str = "") -> Fault | None:
+        """A 429 fault when `tenant`'s token bucket is empty, else None (and a token is spent).
+
+        `tenant` names the bucket: the API key the request carries, if the sandbox accepts it.
+        """
         limit = self.config.rate_limit
         if limit is None:
             return None
         now = time.monotonic()
-        self._tokens = min(
-            float(self._bucket_size()), self._tokens + (now - self._refilled) * limit
-        )
-        self._refilled = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        size = float(self._bucket_size())
+        tokens, refilled = self._buckets.get(tenant, (size, now))
+        tokens = min(size, tokens + (now - refilled) * limit)
+        if tokens >= 1.0:
+            self._buckets[tenant] = (tokens - 1.0, now)
             return None
+        self._buckets[tenant] = (tokens, now)
         # an honest Retry-After: when the next token is due, but never below the configured value
-        due = math.ceil((1.0 - self._tokens) / limit * 1000) / 1000
+        due = math.ceil((1.0 - tokens) / limit * 1000) / 1000
         return Fault("status", status=429, retry_after=max(self.config.retry_after, due))
 
     def random_fault(self) -> Fault | None:
@@ -258,10 +264,13 @@ class FaultInjector:
             after=after,
         )
 
-    def for_request(self, method: str, path: str, headers: Mapping[str, str]) -> Fault | None:
-        """The fault for one request: its script if it has one, else rate limit, else the rate."""
+    def for_request(
+        self, method: str, path: str, headers: Mapping[str, str], tenant: str = ""
+    ) -> Fault | None:
+        """The fault for one request: its script if it has one, else `tenant`'s rate limit, else
+        the rate."""
         script = headers.get(SCRIPT_HEADER)
         if script:
             key = headers.get(SCRIPT_KEY_HEADER) or headers.get("Idempotency-Key") or ""
-            return self.scripted(script, key or f"{method} {path}")
-        return self.rate_limited() or self.random_fault()
+            return self.scripted(script, f"{tenant}\n{key or f'{method} {path}'}")
+        return self.rate_limited(tenant) or self.random_fault()

@@ -24,8 +24,10 @@ from .._constants import (
 from .._method_info import MethodInfo
 from ..operations import OPERATIONS
 from ..spec import load_spec
-from ._app import SandboxState, build_app, company_id_for
+from ._accounts import Accounts
+from ._app import SandboxState, build_app
 from ._faults import FaultConfig, FaultInjector, parse_faults
+from ._request_log import RequestLog
 from ._routes import RouteTable, build_route_table
 from ._storage import Storage, open_storage
 
@@ -36,6 +38,33 @@ __all__ = ["Sandbox"]
 def _route_table(spec_path: str | None, operations: tuple[MethodInfo, ...]) -> RouteTable:
     # parsing the spec takes a few milliseconds; fixtures start many sandboxes per run
     return build_route_table(load_spec(spec_path), operations)
+
+
+def _keys(api_key: str | None, api_keys: Sequence[str] | None) -> tuple[str, ...]:
+    """The accepted keys, checked: `api_key` or `api_keys`, else the default key."""
+    if api_key is not None and api_keys is not None:
+        raise ValueError("give api_key or api_keys, not both (api_keys' first is the api_key)")
+    if isinstance(api_keys, str):
+        raise ValueError("api_keys must be a list of keys, not a string (or use api_key=)")
+    keys: tuple[str, ...] = (api_key,) if api_key is not None else (SANDBOX_API_KEY,)
+    if api_keys is not None:
+        keys = tuple(api_keys)
+    given: tuple[object, ...] = keys  # as given: callers without a type checker pass anything
+    for key in given:
+        if not isinstance(key, str) or not key.strip():
+            raise ValueError("api_key must be a non-empty string")
+    if not keys:
+        raise ValueError("api_keys must hold at least one key")
+    if len(set(keys)) != len(keys):
+        raise ValueError("api_keys: a key is given twice; give each key once")
+    return keys
+
+
+def _release(state: SandboxState) -> None:
+    """Close what a started sandbox opened: its store and its request log."""
+    state.storage.close()
+    if state.request_log is not None:
+        state.request_log.close()
 
 
 class Sandbox:
@@ -50,6 +79,9 @@ class Sandbox:
         host: interface to bind; 127.0.0.1 unless you mean to expose it.
         port: TCP port; 0 (the default) picks a free one, see `port` and `url` after start.
         api_key: the key the sandbox accepts (`x-api-key`); default `sk_sandbox_finalpos`.
+        api_keys: several keys instead of `api_key` (not both), each an account of its own, as
+            tenants of the API are: one key's records are invisible to another, and the rate
+            limit of `faults` applies to each key on its own. `api_key` is the first.
         db: a SQLite file to keep the data in (a restart on the same file loses nothing);
             None keeps everything in memory.
         faults: a `FaultConfig` or its command-line text (``"rate=0.1,kinds=503+reset"``);
@@ -64,6 +96,9 @@ class Sandbox:
         honour_idempotency: False ignores `Idempotency-Key` (every POST is processed as new: no
             replay, no 409 for a reused key), to prove a client never duplicates records even
             against a server that does not honour the header.
+        request_log: a file to append one JSON line per request to (time, key fingerprint,
+            method, path, status; see `finalpos_async.sandbox._request_log`), for tests that
+            watch the sandbox from outside its process.
     """
 
     def __init__(
@@ -72,6 +107,7 @@ class Sandbox:
         host: str = SANDBOX_HOST,
         port: int = 0,
         api_key: str | None = None,
+        api_keys: Sequence[str] | None = None,
         db: str | os.PathLike[str] | None = None,
         faults: FaultConfig | str | None = None,
         seed: int | None = None,
@@ -80,9 +116,9 @@ class Sandbox:
         max_body_size: int = SANDBOX_MAX_BODY_SIZE,
         access_log: bool = False,
         honour_idempotency: bool = True,
+        request_log: str | os.PathLike[str] | None = None,
     ) -> None:
-        if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
-            raise ValueError("api_key must be a non-empty string")
+        keys = _keys(api_key, api_keys)
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {port!r}")
         if isinstance(faults, str):
@@ -91,13 +127,15 @@ class Sandbox:
         if seed is not None:
             config = attrs.evolve(config, seed=seed)
         self.host = host
-        self.api_key: str = api_key or SANDBOX_API_KEY
+        self.api_keys: tuple[str, ...] = keys
+        self.api_key: str = keys[0]
         self.db = None if db is None else os.fspath(db)
         self.faults = config
         self.spec = None if spec is None else os.fspath(spec)
         self.operations = tuple(operations)
         self.max_body_size = max_body_size
         self.access_log = access_log
+        self.request_log = None if request_log is None else os.fspath(request_log)
         self._honour_idempotency = bool(honour_idempotency)
         self._requested_port = port
         self._port: int | None = None
@@ -154,10 +192,10 @@ class Sandbox:
             routes=routes,
             storage=storage,
             faults=FaultInjector(self.faults),
-            api_keys=frozenset({self.api_key}),
-            company_id=company_id_for(self.api_key),
+            accounts=Accounts(self.api_keys),
             max_body_size=self.max_body_size,
             honour_idempotency=self._honour_idempotency,
+            request_log=None if self.request_log is None else RequestLog(self.request_log),
         )
         app = build_app(state)
         runner_kwargs: dict[str, Any] = {} if self.access_log else {"access_log": None}
@@ -170,7 +208,7 @@ class Sandbox:
             await site.start()
         except BaseException:
             await runner.cleanup()
-            storage.close()
+            _release(state)
             raise
         address = runner.addresses[0]
         self._port = int(address[1])
@@ -187,7 +225,7 @@ class Sandbox:
         if runner is not None:
             await runner.cleanup()
         if state is not None:
-            state.storage.close()
+            _release(state)
 
     async def __aenter__(self) -> Sandbox:
         return await self.start()

@@ -8,7 +8,9 @@ statement is a local call well under a millisecond, so a thread hop would cost m
 A page of the SQLite store costs the same at any `skip`: every record has a position in its
 collection (0, 1, 2, ... in creation order, never reused) and a deleted record leaves its position
 in a table of gaps, so the record at `skip` is found from the gaps before it and read through the
-(collection, pos) index, instead of OFFSET stepping over `skip` records.
+(collection, pos) index, instead of OFFSET stepping over `skip` records. A filtered page
+(`_filters.FieldsEqual`) reads only the rows whose stored field has the wanted value, through an
+expression index on that field that the first such list builds.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Protocol
 import attrs
 
 from . import _json
+from ._filters import FieldsEqual
 
 __all__ = ["MemoryStorage", "SQLiteStorage", "Storage", "StoredResponse", "open_storage"]
 
@@ -195,6 +198,7 @@ class SQLiteStorage:
         self._db.executescript(_SCHEMA)
         _add_positions(self._db)
         self._db.execute(_POSITION_INDEX)
+        self._indexed: set[str] = set()  # the filter indexes known to exist
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -248,19 +252,42 @@ class SQLiteStorage:
     def list(
         self, collection: str, skip: int, limit: int | None, where: Predicate | None = None
     ) -> list[Record]:
-        """Records in creation order; filters run in Python (the data column is JSON text)."""
+        """Records in creation order; a `FieldsEqual` filter reads only the rows it may match,
+        any other predicate reads the whole collection (and runs in Python)."""
         if where is None:
             start = self._position(collection, skip)
             rows = self._db.execute(
                 _LIST, (collection, start, -1 if limit is None else limit)
             ).fetchall()
             return [_record(row[0]) for row in rows]
-        rows = self._db.execute(
-            "SELECT data FROM records WHERE collection = ? ORDER BY pos", (collection,)
-        ).fetchall()
-        matching = [r for r in (_record(row[0]) for row in rows) if where(r)]
-        end = None if limit is None else skip + limit
-        return matching[skip:end]
+        condition = where.sql() if isinstance(where, FieldsEqual) else None
+        sql = "SELECT data FROM records WHERE collection = ?"
+        params: tuple[str, ...] = (collection,)
+        if condition is not None:
+            for statement in condition.indexes:
+                if statement not in self._indexed:
+                    self._db.execute(statement)
+                    self._indexed.add(statement)
+            if condition.index is not None:
+                sql = f"SELECT data FROM records INDEXED BY {condition.index} WHERE collection = ?"
+            sql += f" AND {condition.where}"
+            params += condition.params
+        matching: list[Record] = []
+        if limit == 0:
+            return matching
+        # the rule itself decides (the SQL condition lets a few non-matching rows through);
+        # `skip` and `limit` count the records it keeps
+        for (text,) in self._db.execute(sql + " ORDER BY pos", params):
+            record = _record(text)
+            if not where(record):
+                continue
+            if skip > 0:
+                skip -= 1
+                continue
+            matching.append(record)
+            if limit is not None and len(matching) >= limit:
+                break
+        return matching
 
     def _position(self, collection: str, skip: int) -> int:
         """The position of the record `skip` records into the collection (past its end: beyond)."""
