@@ -7,7 +7,6 @@ A call is built into a `Request` value (`_request.py`) and sent by the retry loo
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import platform
 from collections.abc import Awaitable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
@@ -43,7 +42,7 @@ from ._request import build_request, call_deadline
 from ._response import RawResponse
 from ._retry import RetryBudget, RetryPolicy
 from ._retry_loop import closed_error, send_with_retries, with_middleware
-from ._secret import HeaderSecret, conceal, conceal_url
+from ._secret import HeaderSecret, conceal, conceal_url, fingerprint
 from ._transport import (
     AIOHTTP_VERSION,
     AiohttpTransport,
@@ -287,8 +286,7 @@ class AsyncFinalPOS(AsyncResourcesMixin):
         for "a key that rotates" rather than for one key: the same for every such client, and
         unchanged when the key rotates, so a journal resumes across rotations.
         """
-        key = self._config.api_key or self._core.endpoint.credentials
-        return hashlib.sha256(b"finalpos-credentials:" + key.encode()).hexdigest()[:16]
+        return fingerprint(self._config.api_key or self._core.endpoint.credentials)
 
     @property
     def is_embedded_sandbox(self) -> bool:

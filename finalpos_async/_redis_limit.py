@@ -32,11 +32,25 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-__all__ = ["DEFAULT_REDIS_KEY", "RateLimiterUnavailable", "RedisRateLimiter", "redact_url"]
+__all__ = [
+    "DEFAULT_REDIS_KEY",
+    "RateLimiterUnavailable",
+    "RedisRateLimiter",
+    "redact_url",
+    "tenant_key",
+]
 
 DEFAULT_REDIS_KEY = "finalpos:rate-limit"
 
 INSTALL_HINT = "pip install 'finalpos[redis]'"
+
+
+def tenant_key(credentials_fingerprint: str) -> str:
+    """The Redis key of one API key's own shared cap: `DEFAULT_REDIS_KEY:<fingerprint>` (the
+    client's `credentials_fingerprint`, never the key), so tenants never share a bucket."""
+    return f"{DEFAULT_REDIS_KEY}:{credentials_fingerprint}"
+
+
 # Connections per event loop to Redis (see `_redis_from_url`).
 REDIS_CONNECTIONS = 16
 

@@ -13,6 +13,7 @@ An error built from a server's answer masks the secrets that were sent with the 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn, TypeVar, overload
 from urllib.parse import SplitResult, urlsplit, urlunsplit
@@ -23,6 +24,7 @@ __all__ = [
     "SecretURL",
     "conceal",
     "conceal_url",
+    "fingerprint",
     "mask_bytes",
     "mask_text",
     "secrets_in",
@@ -156,6 +158,12 @@ def conceal_url(value: object) -> object:
     if isinstance(value, SecretURL) or not isinstance(value, str):
         return value
     return SecretURL(value.reveal() if isinstance(value, Secret) else value)
+
+
+def fingerprint(api_key: str) -> str:
+    """A one-way fingerprint of an API key (16 hex digits of a SHA-256): tells two keys apart
+    without revealing either, so it may be stored, logged and used as a name."""
+    return hashlib.sha256(b"finalpos-credentials:" + api_key.encode()).hexdigest()[:16]
 
 
 def secrets_in(headers: Mapping[str, str]) -> list[Secret]:

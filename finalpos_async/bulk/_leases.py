@@ -109,8 +109,8 @@ WHERE work_id = %(id)s AND chunk = %(chunk)s AND token = %(token)s AND state = '
     AND lease_until > now()
 """
 _FINISH = """
-UPDATE finalpos_work_chunks SET state = 'done', done_at = now(), owner = NULL,
-    lease_until = NULL, outcomes = %(outcomes)s::jsonb
+UPDATE finalpos_work_chunks SET state = 'done', done_at = now(), lease_until = NULL,
+    outcomes = %(outcomes)s::jsonb
 WHERE work_id = %(id)s AND chunk = %(chunk)s AND token = %(token)s AND state = 'leased'
 """
 _RELEASE = """
@@ -198,7 +198,8 @@ class Lease:
 
 @attrs.frozen(kw_only=True)
 class ChunkStatus:
-    """One chunk as `ChunkBoard.status` reads it; `lease_left` is negative once expired."""
+    """One chunk as `ChunkBoard.status` reads it: `owner` is the worker that holds it (or
+    finished it); `lease_left` is negative once expired."""
 
     chunk: int
     state: str

@@ -39,6 +39,7 @@ from ._export import (
     run_export,
 )
 from ._heap import tune_for_bulk_work
+from ._jobs import jobs_command
 from ._options import ImportOptions, journal_spec, worker_problem
 from ._rerun import command_prefix, rerun_flags
 from ._rows import sniff_format
@@ -359,6 +360,9 @@ def import_command(
     from ._import import run_import  # the import engine: loaded by the command that runs it
 
     sys.exit(_guard(lambda: run_import(options, settings, _console())))
+
+
+cli.add_command(jobs_command)
 
 
 @cli.command("export")

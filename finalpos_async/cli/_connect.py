@@ -27,8 +27,8 @@ from .._constants import (
 )
 from .._limiter import Limiter
 from .._rate_limit import RateLimiter
-from .._redis_limit import DEFAULT_REDIS_KEY, INSTALL_HINT, RedisRateLimiter, redact_url
-from .._secret import SecretURL
+from .._redis_limit import DEFAULT_REDIS_KEY, INSTALL_HINT, RedisRateLimiter, redact_url, tenant_key
+from .._secret import SecretURL, fingerprint
 
 __all__ = ["Connection", "Settings", "connect", "proxy_options", "proxy_words", "shared_rate_url"]
 
@@ -62,11 +62,14 @@ class Settings:
         burst = self.rate_burst or max(1.0, rate * IMPORT_BURST_SECONDS)
         if self.redis_url is None:
             return RateLimiter(rate, burst=burst)
+        key = self.redis_key
+        if key == DEFAULT_REDIS_KEY and self.api_key:
+            key = tenant_key(fingerprint(self.api_key))  # each API key its own cap
         return RedisRateLimiter(
             self.redis_url,
             rate=rate,
             burst=burst,
-            key=self.redis_key,
+            key=key,
             redis_timeout=IMPORT_REDIS_TIMEOUT,
         )
 

@@ -71,6 +71,10 @@ def test_one_worker_imports_every_chunk_and_its_failed_rows_continue_the_job(
         failed[0].write_text(json.dumps(header) + "\n" + json.dumps(row) + "\n")
         fixed = run(sb, "import", "customers", str(failed[0]), env={"PGPASSWORD": PASSWORD})
         again = run(sb, "import", "customers", str(source), *worker)  # a worker joining late
+        jobs = run(None, "jobs", "--journal", postgres_url)
+        job_id = json.loads(failed[0].read_text().splitlines()[0])["job_id"]
+        chunks = run(None, "jobs", job_id[:8], "--journal", postgres_url)
+        unknown = run(None, "jobs", "feedbeef", "--journal", postgres_url)
         assert sb.storage is not None
         emails = sorted(r["email"] for r in sb.storage.list("CustomerDto", 0, None))
     text = " ".join(first.output.split())
@@ -84,3 +88,44 @@ def test_one_worker_imports_every_chunk_and_its_failed_rows_continue_the_job(
     assert again.exit_code == 1  # the job is done: nothing claimed, the same summary
     assert "all 3 chunks done" in " ".join(again.output.split())
     assert "Chunk 1/3:" not in again.output
+    listing = " ".join(jobs.output.split())
+    assert jobs.exit_code == 0, jobs.output
+    assert job_id[:12] in listing
+    assert "3 done" in listing
+    assert "39 created" in listing
+    assert PASSWORD not in jobs.output
+    assert chunks.exit_code == 0, chunks.output
+    assert f"Job {job_id}: 3 done" in chunks.output
+    assert [line.split("│")[2].strip() for line in chunks.output.splitlines() if "/3 " in line] == [
+        "done"
+    ] * 3
+    assert unknown.exit_code == 2
+    assert "no job in" in unknown.output
+    assert "start with 'feedbeef'" in unknown.output
+
+
+def test_a_shared_cap_is_each_api_key_s_own_unless_a_redis_key_is_given() -> None:
+    from finalpos_async._redis_limit import DEFAULT_REDIS_KEY, RedisRateLimiter
+    from finalpos_async.cli._connect import Settings
+
+    def key_of(api_key: str, redis_key: str = DEFAULT_REDIS_KEY) -> str:
+        settings = Settings(
+            api_key=api_key,
+            base_url=None,
+            sandbox_db=None,
+            max_retries=None,
+            timeout=None,
+            rate_limit=50,
+            redis_url="redis://127.0.0.1:1/0",
+            redis_key=redis_key,
+        )
+        limiter = settings.limiter()
+        assert isinstance(limiter, RedisRateLimiter)
+        return repr(limiter)
+
+    one, two = key_of("sk_tenant_one_secret"), key_of("sk_tenant_two_secret")
+    assert one != two
+    assert f"key='{DEFAULT_REDIS_KEY}:" in one
+    assert "sk_tenant_one_secret" not in one
+    assert key_of("sk_tenant_one_secret") == one  # every process of a tenant shares it
+    assert "key='shared'" in key_of("sk_tenant_one_secret", "shared")
