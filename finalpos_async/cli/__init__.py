@@ -7,14 +7,19 @@
     finalpos sandbox --port 8000
 
 Global options `--api-key` / `FINALPOS_API_KEY` and `--base-url` / `FINALPOS_BASE_URL`.
+`import_file` runs `finalpos import` as a Python call (for task runners: Celery, Airflow, ...).
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from ._import_call import import_file
+
+__all__ = ["import_file", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -32,3 +37,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise
     _heap.own_process = True  # this process is the command's own
     cli.main(args=list(argv) if argv is not None else None, prog_name="finalpos")
+
+
+def __getattr__(name: str) -> object:
+    # `import_file` loads the import engine: only when it is asked for.
+    if name == "import_file":
+        from ._import_call import import_file
+
+        return import_file
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

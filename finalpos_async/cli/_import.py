@@ -202,7 +202,10 @@ async def _work(options: ImportOptions, source: Input, conn: Connection, console
     """--worker: import the job's chunks this process can lease, until all are done."""
     op = options.operation.qualified_name
     job_id = shared_job_id(conn.target_id, op, options.key_field, options.file.name)
-    work = Work(work_id=job_id, chunks=options.chunks, description=describe(options, conn.target))
+    description = describe(options, conn.target)
+    work = Work(
+        work_id=job_id, chunks=options.chunks, tenant=options.tenant, description=description
+    )
 
     async def import_chunk(chunk_options: ImportOptions, run: ChunkRun) -> int:
         failed = FailedRows(_failed_path(chunk_options, None))
@@ -302,7 +305,8 @@ async def _connected(
         if source.changed():
             refuse_changed_file(options, console, sent=False, journaled=journal is not None)
             return EXIT_FAILED
-        _install_interrupt(job, console, options.drain_timeout, state)
+        if options.handle_signals:
+            _install_interrupt(job, console, options.drain_timeout, state)
         try:
             if plan.valid and await drive(job, failed, console, state.total):
                 state.interrupted = True

@@ -114,6 +114,9 @@ class ImportOptions:
     worker: bool = False
     chunks: int = WORKER_CHUNKS
     lease_seconds: float = DEFAULT_LEASE
+    tenant: str = ""  # whose job it is, as `finalpos jobs` shows it (a name, never a key)
+    # Ctrl-C and SIGTERM stop the run gracefully: a terminal's; a task runner keeps its own.
+    handle_signals: bool = True
 
     def same_command(self, *extra: str) -> str:
         """This import as a command to run again (the API key masked), plus `extra` words."""
