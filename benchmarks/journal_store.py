@@ -30,22 +30,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import os
 import platform
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _postgres_process import fresh_schema, postgres_cluster  # noqa: E402
 
 from finalpos_async.bulk import (  # noqa: E402 - after the path is set
     Intent,
@@ -59,53 +56,6 @@ WINDOW = 64  # BULK_INTENT_WINDOW
 BINDING = JournalBinding(
     target="https://api.example", credentials="fp", operation="customers.create", identity="c"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def postgres_cluster() -> Generator[str, None, None]:
-    """A throwaway cluster with default durability until the block exits; yields a URL."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if not found:
-        raise SystemExit("PostgreSQL is not installed (apt-get install postgresql), or give --url")
-    bin_dir = Path(found[-1]).parent
-    user = "nobody" if os.geteuid() == 0 else None
-    directory = Path(tempfile.mkdtemp(prefix="bench-pg-"))
-    data = directory / "data"
-    port = _free_port()
-
-    def run(*args: str) -> None:
-        subprocess.run(args, user=user, cwd=directory, check=True, capture_output=True)
-
-    try:
-        if user is not None:
-            shutil.chown(directory, user)
-        run(str(bin_dir / "initdb"), "-D", str(data), "-U", "bench", "--auth=trust", "--no-sync")
-        options = (
-            f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={directory}"
-        )
-        run(str(bin_dir / "pg_ctl"), "start", "-D", str(data), "-w", "-o", options, "-l",
-            str(directory / "log"))  # fmt: skip
-        yield f"postgresql://bench@127.0.0.1:{port}/postgres"
-    finally:
-        with contextlib.suppress(subprocess.CalledProcessError, FileNotFoundError):
-            run(str(bin_dir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast")
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def _fresh_schema(url: str) -> str:
-    import psycopg
-
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}")  # pyright: ignore[reportArgumentType]  # a generated name
-    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{name}"
 
 
 def _backend_cpu(store: JournalStore, url: str | None) -> Callable[[], float | None]:
@@ -206,7 +156,7 @@ def main() -> None:
         server = f"PostgreSQL {version[0] if version else '?'}"
         for rep in range(opts.reps):
             samples["SQLite"].append(measure(Journal(scratch / f"j{rep}.db"), opts.rows))
-            store = PostgresJournal(_fresh_schema(url))
+            store = PostgresJournal(fresh_schema(url))
             samples["PostgreSQL"].append(measure(store, opts.rows, None if opts.url else url))
             print(f"repetition {rep + 1}/{opts.reps} done", file=sys.stderr)
     columns = [

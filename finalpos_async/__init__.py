@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ._model import Model
     from ._pagination import AsyncPaginator, Page
     from ._rate_limit import RateLimiter
-    from ._redis_limit import RedisRateLimiter
+    from ._redis_limit import RedisRateLimiter, tenant_key
     from ._request import Request
     from ._resource import raw_twin
     from ._response import RawResponse
@@ -221,6 +221,7 @@ __all__ = [
     "__version__",
     "encode_path_param",
     "raw_twin",
+    "tenant_key",
 ]
 
 
@@ -287,6 +288,7 @@ _LAZY_MODULES: dict[str, str] = {
     "RequestOptions": "_types",
     "encode_path_param": "_urls",
     "raw_twin": "_resource",
+    "tenant_key": "_redis_limit",
 }
 
 

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from finalpos_async._model import Model
     from finalpos_async._pagination import Page
     from finalpos_async._rate_limit import RateLimiter
-    from finalpos_async._redis_limit import RedisRateLimiter
+    from finalpos_async._redis_limit import RedisRateLimiter, tenant_key
     from finalpos_async._request import Request
     from finalpos_async._response import RawResponse
     from finalpos_async._retry import FailureKind, RetryBudget, RetryPolicy
@@ -103,6 +103,7 @@ __all__ = [
     "__version__",
     "encode_path_param",
     "raw_twin",
+    "tenant_key",
 ]
 __all__ += types.__all__
 
@@ -151,6 +152,7 @@ _LAZY = {
     "UnprocessableEntityError": "finalpos_async._exceptions",
     "encode_path_param": "finalpos_async._urls",
     "raw_twin": "finalpos_sync._resource",
+    "tenant_key": "finalpos_async._redis_limit",
 }
 
 

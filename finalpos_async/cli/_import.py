@@ -209,8 +209,10 @@ async def _work(options: ImportOptions, source: Input, conn: Connection, console
 
     async def import_chunk(chunk_options: ImportOptions, run: ChunkRun) -> int:
         failed = FailedRows(_failed_path(chunk_options, None))
+        # Every HTTP attempt of the chunk checks its lease first (`LeaseHolder.guard`).
+        guarded = attrs.evolve(conn, client=conn.client.with_options(middleware=[run.holder.guard]))
         try:
-            return await _connected(chunk_options, source, conn, console, failed, run)
+            return await _connected(chunk_options, source, guarded, console, failed, run)
         finally:
             failed.discard()
 

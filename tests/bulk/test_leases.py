@@ -226,3 +226,33 @@ async def test_a_lease_that_cannot_be_renewed_stops_the_work_before_it_runs_out(
             assert time.monotonic() < lease.expires
         assert holder.lost is not None
         assert "could not be renewed in time" in holder.lost
+
+
+async def test_a_busy_event_loop_keeps_its_lease_and_a_lost_one_sends_nothing(
+    postgres_url: str,
+) -> None:
+    with ChunkBoard(postgres_url) as board, ChunkBoard(postgres_url) as thief:
+        board.publish(Work(work_id="job", chunks=1))
+        lease = board.claim(seconds=3, margin=1)
+        assert lease is not None
+        async with keep_lease(board, lease) as holder:
+            time.sleep(4)  # the loop checks a large file: longer than the whole lease  # noqa: ASYNC251
+            assert holder.lost is None
+            assert holder.sendable
+            assert thief.claim(seconds=30) is None  # renewed meanwhile by its own thread
+            expire(postgres_url, "job", 1)
+            assert thief.claim(seconds=30) is not None
+            deadline = time.monotonic() + 10
+            while holder.lost is None:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            assert not holder.sendable
+            sent: list[object] = []
+
+            async def transport(request: object) -> object:
+                sent.append(request)
+                return object()
+
+            with pytest.raises(LeaseLostError, match="not sent from here"):
+                await holder.guard(object(), transport)  # type: ignore[arg-type]  # a stand-in
+            assert sent == []
