@@ -39,6 +39,7 @@ from ..bulk import (
     JournalError,
     JournalMismatchError,
     JournalStore,
+    LeaseLostError,
     PostgresJournal,
     Work,
     content_digest,
@@ -200,6 +201,12 @@ async def _import(
 
 async def _work(options: ImportOptions, source: Input, conn: Connection, console: Console) -> int:
     """--worker: import the job's chunks this process can lease, until all are done."""
+    if conn.embedded:
+        raise InputError(
+            "--worker shares a job between processes, and an embedded sandbox lives in this "
+            "one: give --api-key and --base-url (a sandbox of its own: python -m "
+            "finalpos_async.sandbox --db FILE)"
+        )
     op = options.operation.qualified_name
     job_id = shared_job_id(conn.target_id, op, options.key_field, options.file.name)
     description = describe(options, conn.target)
@@ -321,13 +328,15 @@ async def _connected(
                 journal.close()
             except JournalError as exc:
                 journal_error = journal_error or exc
-    if chunk is not None:
-        if chunk.holder.lost is not None:
-            return EXIT_FAILED  # the chunk's new owner writes its failed-rows file, not this run
-        chunk.outcomes.update(_outcomes(job, plan, failed))
+    if chunk is not None and _chunk_ended(chunk, journal_error):
+        return EXIT_FAILED  # the chunk's new owner writes its failed-rows file, not this run
     if journal_error is not None:
         report_journal_failed(journal_error, job, options, console, failed, run_header, plan)
+        if chunk is not None:
+            raise journal_error  # the chunk is not done: the worker gives it back and stops
         return EXIT_FAILED
+    if chunk is not None:
+        chunk.outcomes.update(_outcomes(job, plan, failed))
     # Asked before the commit, which replaces a failed-rows file being re-imported.
     changed = source.changed()
     failed.commit(run_header)
@@ -369,6 +378,14 @@ def _run_header(
         target=conn.target,
         shard=shard.label if shard is not None and not shard.leased else None,
     )
+
+
+def _chunk_ended(chunk: ChunkRun, journal_error: JournalError | None) -> bool:
+    """The chunk's lease was lost (the journal's fence may say so first): it is another
+    worker's now."""
+    if isinstance(journal_error, LeaseLostError):
+        chunk.holder.lose(str(journal_error))
+    return chunk.holder.lost is not None
 
 
 def _outcomes(job: BulkJob[Any], plan: Plan, failed: FailedRows) -> dict[str, int]:

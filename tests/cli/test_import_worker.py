@@ -129,3 +129,15 @@ def test_a_shared_cap_is_each_api_key_s_own_unless_a_redis_key_is_given() -> Non
     assert "sk_tenant_one_secret" not in one
     assert key_of("sk_tenant_one_secret") == one  # every process of a tenant shares it
     assert "key='shared'" in key_of("sk_tenant_one_secret", "shared")
+
+
+def test_a_worker_needs_an_api_every_worker_can_reach(tmp_path: Path) -> None:
+    source = tmp_path / "customers.csv"
+    write_csv(source, 2)
+    result = run(
+        None, "import", "customers", str(source), "--worker", "--journal", "postgresql://u@db/x"
+    )
+    assert result.exit_code == 1
+    assert "an embedded sandbox lives in this one: give --api-key and --base-url" in " ".join(
+        result.output.split()
+    )
