@@ -58,12 +58,13 @@ async def run_worker(
             f"Worker {board.owner} on job {work.work_id[:12]} ({work.chunks} chunks) in "
             f"{shown(options.journal)}."
         )
+        said: set[str] = set()  # the waiting messages printed (each once)
         while True:
             lease = await asyncio.to_thread(
                 board.claim, work_ids=[work.work_id], seconds=options.lease_seconds
             )
             if lease is None:
-                if await _wait_or_end(board, work, console):
+                if await _wait_or_end(board, work, console, said):
                     break
                 continue
             shard = Shard(lease.chunk, lease.chunks, leased=True)
@@ -91,17 +92,20 @@ async def run_worker(
         board.close()
 
 
-async def _wait_or_end(board: ChunkBoard, work: Work, console: Console) -> bool:
-    """No chunk to claim: True when every chunk is done, else wait a while (False)."""
+async def _wait_or_end(board: ChunkBoard, work: Work, console: Console, said: set[str]) -> bool:
+    """No chunk to claim: True when every chunk is done, else wait a while (False). The
+    chunks waited for are named once each (`said`)."""
     status = await asyncio.to_thread(board.status, work.work_id)
     if status.done:
         return True
-    held = [c for c in status.chunks if c.state == "leased"]
+    held = ", ".join(f"{c.chunk}/{work.chunks}" for c in status.chunks if c.state == "leased")
+    if held not in said:
+        said.add(held)
+        console.print(
+            f"Waiting for chunks {held}, held by other workers, to be done (one whose lease "
+            "runs out is taken over here)."
+        )
     left = status.next_expiry()
-    console.print(
-        f"{len(held)} chunk{'s' if len(held) != 1 else ''} held by other workers; waiting "
-        f"for them to finish (or for a lease to run out{f', in {left:.0f} s' if left else ''})."
-    )
     await asyncio.sleep(min(WAIT_POLL, max(0.1, left or WAIT_POLL)))
     return False
 
