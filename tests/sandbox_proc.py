@@ -184,6 +184,21 @@ def duplicates(items: list[dict[str, Any]], field: str = "email") -> dict[str, i
     return {value: n for value, n in counts.items() if n > 1}
 
 
+def cli_command(api_key: str, url: str, *args: str) -> list[str]:
+    """``python -m finalpos_async.cli --api-key KEY --base-url URL ARGS``, as a subprocess's
+    argument list."""
+    return [
+        sys.executable,
+        "-m",
+        "finalpos_async.cli",
+        "--api-key",
+        api_key,
+        "--base-url",
+        url,
+        *args,
+    ]
+
+
 def run_cli(
     *args: str, env: Mapping[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import all_customers
+from sandbox_proc import cli_command
 
 from finalpos_async import AsyncFinalPOS
 from finalpos_async.sandbox import Sandbox
@@ -58,20 +59,15 @@ async def test_import_killed_midway_resumes_with_exact_count_and_no_duplicates(
     journal = tmp_path / "import.journal"
     loop = asyncio.get_running_loop()
     async with Sandbox() as sandbox:
-        command = [
-            sys.executable,
-            "-m",
-            "finalpos_async.cli",
-            "--api-key",
+        command = cli_command(
             sandbox.api_key,
-            "--base-url",
             sandbox.url,
             "import",
             "customers",
             str(source),
             "--journal",
             str(journal),
-        ]
+        )
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         # Slowed by a rate limit so that "midway" lasts long enough to be caught.
         first = await asyncio.create_subprocess_exec(

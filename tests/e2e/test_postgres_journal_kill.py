@@ -12,7 +12,14 @@ from pathlib import Path
 import psycopg
 import pytest
 from postgres_server import PASSWORD, PostgresServer
-from sandbox_proc import ROOT, duplicates, records, sandbox_process, write_customers_csv
+from sandbox_proc import (
+    ROOT,
+    cli_command,
+    duplicates,
+    records,
+    sandbox_process,
+    write_customers_csv,
+)
 
 # e2e (the tests/e2e folder): the CLI in subprocesses against a sandbox process, run once in CI.
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
@@ -44,20 +51,15 @@ async def test_an_import_killed_midway_resumes_from_postgres_exactly_once(
     write_customers_csv(source, names)
     loop = asyncio.get_running_loop()
     async with sandbox_process(ignore_idempotency=True) as sandbox:
-        command = [
-            sys.executable,
-            "-m",
-            "finalpos_async.cli",
-            "--api-key",
+        command = cli_command(
             sandbox.api_key,
-            "--base-url",
             sandbox.url,
             "import",
             "customers",
             str(source),
             "--key",
             "email",
-        ]
+        )
         env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
         env.pop("PGPASSWORD", None)
         with (tmp_path / "first.out").open("wb") as out:

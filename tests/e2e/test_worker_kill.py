@@ -15,7 +15,14 @@ from pathlib import Path
 import psycopg
 import pytest
 from postgres_server import PostgresServer
-from sandbox_proc import ROOT, duplicates, records, sandbox_process, write_customers_csv
+from sandbox_proc import (
+    ROOT,
+    cli_command,
+    duplicates,
+    records,
+    sandbox_process,
+    write_customers_csv,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 
@@ -56,13 +63,8 @@ async def test_a_killed_worker_s_chunk_is_taken_over_exactly_once(
     write_customers_csv(source, names)
     loop = asyncio.get_running_loop()
     async with sandbox_process(ignore_idempotency=True) as sandbox:
-        command = [
-            sys.executable,
-            "-m",
-            "finalpos_async.cli",
-            "--api-key",
+        command = cli_command(
             sandbox.api_key,
-            "--base-url",
             sandbox.url,
             "import",
             "customers",
@@ -78,7 +80,7 @@ async def test_a_killed_worker_s_chunk_is_taken_over_exactly_once(
             "4",
             "--rate",
             "150",  # each worker's own cap: "midway" lasts a few seconds
-        ]
+        )
         env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
 
         async def worker(name: str) -> asyncio.subprocess.Process:
