@@ -117,6 +117,18 @@ _RELEASE = """
 UPDATE finalpos_work_chunks SET state = 'open', owner = NULL, lease_until = NULL
 WHERE work_id = %(id)s AND chunk = %(chunk)s AND token = %(token)s AND state = 'leased'
 """
+# Only a job whose chunks are all done, in one statement (two workers may try at once).
+_REOPEN = """
+WITH job AS (
+    UPDATE finalpos_work_jobs SET description = %(description)s::jsonb
+    WHERE work_id = %(id)s AND NOT EXISTS (
+        SELECT 1 FROM finalpos_work_chunks WHERE work_id = %(id)s AND state <> 'done')
+    RETURNING work_id
+)
+UPDATE finalpos_work_chunks c SET state = 'open', owner = NULL, lease_until = NULL,
+    outcomes = NULL, started_at = NULL, done_at = NULL
+FROM job WHERE c.work_id = job.work_id
+"""
 _CHUNKS = """
 SELECT chunk, state, owner, EXTRACT(EPOCH FROM lease_until - now()), claims,
     EXTRACT(EPOCH FROM started_at), EXTRACT(EPOCH FROM done_at), outcomes
@@ -341,6 +353,17 @@ class ChunkBoard:
                 path=self.path,
             )
         return recorded
+
+    def reopen(self, work: Work) -> bool:
+        """Open every chunk of a job that is done again, now described as `work` says (its
+        input changed: rows added since are imported, those imported before are skipped by the
+        journal); False (nothing changed) when a chunk is not done."""
+        reopened = self._run(
+            _REOPEN,
+            {"id": work.work_id, "description": json.dumps(dict(work.description))},
+            "write",
+        ).rowcount
+        return bool(reopened)
 
     def claim(
         self,

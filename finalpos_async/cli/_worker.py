@@ -15,12 +15,14 @@ every chunk is done: exit status 0 when every row of the job is in the target.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 
 import attrs
 from rich.console import Console
 
 from ..bulk import ChunkBoard, LeaseHolder, LeaseLostError, Work, keep_lease
+from ._input import InputError
 from ._options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ImportOptions, shown
 from ._shard import Shard
 
@@ -53,7 +55,7 @@ async def run_worker(
     board = ChunkBoard(options.journal)
     try:
         await asyncio.to_thread(board.open)
-        work = await asyncio.to_thread(board.publish, work)
+        work = await _same_input(board, work, console)
         console.print(
             f"Worker {board.owner} on job {work.work_id[:12]} ({work.chunks} chunks) in "
             f"{shown(options.journal)}."
@@ -80,9 +82,11 @@ async def run_worker(
             if holder.lost is not None:
                 console.print(f"[yellow]Chunk {shard.label} was lost:[/] {holder.lost}")
                 continue
-            if status == EXIT_INTERRUPTED:
+            if status == EXIT_INTERRUPTED or (status != EXIT_OK and not run.outcomes):
+                # Stopped, or refused before sending (a row changed since it was imported, the
+                # file changed): not done. Given back for a run that can finish it.
                 await asyncio.to_thread(board.release, holder.lease)
-                return EXIT_INTERRUPTED
+                return status
             try:
                 await asyncio.to_thread(board.finish, holder.lease, run.outcomes)
             except LeaseLostError as exc:
@@ -90,6 +94,34 @@ async def run_worker(
         return _job_summary(board, work, console)
     finally:
         board.close()
+
+
+async def _same_input(board: ChunkBoard, work: Work, console: Console) -> Work:
+    """The job as recorded, once this worker reads the same input as its other workers.
+
+    A job that is done, whose file changed since (rows added, say), is opened again: the rows
+    imported before are skipped by the journal. One still running with another file is refused:
+    its chunks would not hold this file's rows.
+    """
+    recorded = await asyncio.to_thread(board.publish, work)
+    mine = work.description.get("digest")
+    if recorded.description.get("digest") == mine:
+        return recorded
+    if await asyncio.to_thread(board.reopen, work):
+        console.print(
+            f"{work.description.get('file')} changed since its job was done: every chunk is open "
+            "again (the rows imported before are skipped)."
+        )
+        return work
+    recorded = await asyncio.to_thread(board.publish, work)  # reopened by another worker?
+    if recorded.description.get("digest") == mine:
+        return recorded
+    raise InputError(
+        f"{work.description.get('file')} is not the file the other workers of job "
+        f"{work.work_id[:12]} read (its SHA-256 starts {str(mine)[:12]}, theirs "
+        f"{str(recorded.description.get('digest'))[:12]}): give every worker the same file, "
+        "or let the job finish and run again (a changed file's new rows are imported then)"
+    )
 
 
 async def _wait_or_end(board: ChunkBoard, work: Work, console: Console, said: set[str]) -> bool:
@@ -129,8 +161,14 @@ def _job_summary(board: ChunkBoard, work: Work, console: Console) -> int:
 
 
 def describe(options: ImportOptions, target: str) -> dict[str, object]:
-    """What a job's workers share about it (recorded with the job; no secrets)."""
+    """What a job's workers share about it (recorded with the job; no secrets), with the
+    SHA-256 of the file (`digest`): every worker must read the same rows."""
+    digest = hashlib.sha256()
+    with options.file.open("rb") as data:
+        for block in iter(lambda: data.read(1 << 20), b""):
+            digest.update(block)
     return {
+        "digest": digest.hexdigest(),
         "command": "finalpos import",
         "resource": options.name,
         "method": options.operation.name,

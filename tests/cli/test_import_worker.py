@@ -141,3 +141,67 @@ def test_a_worker_needs_an_api_every_worker_can_reach(tmp_path: Path) -> None:
     assert "an embedded sandbox lives in this one: give --api-key and --base-url" in " ".join(
         result.output.split()
     )
+
+
+def test_a_job_done_whose_file_grew_is_opened_again_and_only_new_rows_are_sent(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    source = tmp_path / "customers.csv"
+    write_csv(source, 10)
+    worker = ["--key", "email", "--journal", postgres_url, "--worker", "--chunks", "2"]
+    with Sandbox().run_in_thread() as sb:
+        first = run(sb, "import", "customers", str(source), *worker)
+        write_csv(source, 14)  # four rows added
+        second = run(sb, "import", "customers", str(source), *worker)
+        assert sb.storage is not None
+        emails = sorted(r["email"] for r in sb.storage.list("CustomerDto", 0, None))
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    text = " ".join(second.output.split())
+    assert "changed since its job was done: every chunk is open again" in text
+    assert "4 created" in text
+    assert "10 skipped" in text
+    assert emails == sorted(f"c{n}@example.com" for n in range(14))
+
+
+def test_a_worker_with_another_file_than_the_running_job_s_is_refused(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    from finalpos_async.bulk import ChunkBoard, Work
+    from finalpos_async.cli._shard import shared_job_id
+
+    source = tmp_path / "customers.csv"
+    write_csv(source, 4)
+    with Sandbox().run_in_thread() as sb, ChunkBoard(postgres_url) as board:
+        assert sb.url is not None
+        job = shared_job_id(sb.url, "customers.create", "email", source.name)
+        board.publish(Work(work_id=job, chunks=2, description={"digest": "0badc0ffee" * 6}))
+        assert board.claim(seconds=30) is not None  # another worker is at it
+        result = run(
+            sb, "import", "customers", str(source), "--key", "email",
+            "--journal", postgres_url, "--worker", "--chunks", "2",
+        )  # fmt: skip
+        assert sb.storage is not None
+        assert sb.storage.list("CustomerDto", 0, None) == []
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "is not the file the other workers of job" in text
+    assert "theirs 0badc0ffee0b" in text
+
+
+def test_a_chunk_refused_before_sending_is_given_back_not_done(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    source = tmp_path / "customers.csv"
+    write_csv(source, 6)
+    worker = ["--key", "email", "--journal", postgres_url, "--worker", "--chunks", "1"]
+    with Sandbox().run_in_thread() as sb:
+        assert run(sb, "import", "customers", str(source), *worker).exit_code == 0
+        source.write_text(source.read_text().replace("c3@example.com,C,3", "c3@example.com,X,3"))
+        changed = run(sb, "import", "customers", str(source), *worker)
+        status = run(None, "jobs", "--journal", postgres_url)
+    assert changed.exit_code == 1, changed.output
+    assert "row(s) changed since they were imported (nothing was sent)" in " ".join(
+        changed.output.split()
+    )
+    assert "1 open" in " ".join(status.output.split())  # given back, not done
