@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +33,7 @@ from celery import Celery, shared_task
 from celery.result import AsyncResult
 
 from ._constants import API_KEY_ENV, DEFAULT_LEASE, REDIS_URL_ENV, WORKER_CHUNKS
+from ._middleware import Middleware
 from ._secret import redact_url
 from .cli import import_file
 
@@ -43,6 +44,7 @@ __all__ = [
     "enqueue_import",
     "import_worker",
     "use_api_keys",
+    "use_middleware",
 ]
 
 TASK_NAME = "finalpos.import_worker"
@@ -61,12 +63,20 @@ _JOB_FIELDS = (
     "journal",
 )
 _lookup: Callable[[str], str] | None = None
+_middleware: tuple[Middleware, ...] = ()
 
 
 def use_api_keys(lookup: Callable[[str], str] | None) -> None:
     """Get each tenant's API key from `lookup(tenant)` (None: from the environment again)."""
     global _lookup
     _lookup = lookup
+
+
+def use_middleware(middleware: Sequence[Middleware]) -> None:
+    """Run `middleware` around every HTTP attempt of this worker's imports (metrics, a header
+    per attempt; see `finalpos_async.Middleware`)."""
+    global _middleware
+    _middleware = tuple(middleware)
 
 
 def api_key_for(tenant: str) -> str:
@@ -112,6 +122,7 @@ def import_worker(job: dict[str, Any]) -> int:
         rate=job.get("rate"),
         burst=job.get("burst"),
         redis_url=os.environ.get(REDIS_URL_ENV),
+        middleware=_middleware,
     )
 
 

@@ -26,6 +26,7 @@ from .._constants import (
     REDIS_URL_ENV,
 )
 from .._limiter import Limiter
+from .._middleware import Middleware
 from .._rate_limit import RateLimiter
 from .._redis_limit import DEFAULT_REDIS_KEY, INSTALL_HINT, RedisRateLimiter, redact_url, tenant_key
 from .._secret import SecretURL, fingerprint
@@ -53,6 +54,8 @@ class Settings:
     # --proxy (a `SecretURL`: it may hold a password) and --trust-env/--no-trust-env.
     proxy: str | None = attrs.field(default=None, repr=False)
     trust_env: bool = True
+    # Around every HTTP attempt (`import_file(middleware=...)`; the command line has none).
+    middleware: tuple[Middleware, ...] = ()
 
     def limiter(self) -> float | Limiter | None:
         """What the client's `rate_limit=` gets: a shared Redis bucket, a local rate, or None."""
@@ -195,6 +198,7 @@ async def _connect(
             rate_limit=limiter,
             proxy=settings.proxy,
             trust_env=settings.trust_env,
+            middleware=settings.middleware,
         )
         async with client:
             url = client.base_url or ""

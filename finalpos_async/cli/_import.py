@@ -217,7 +217,8 @@ async def _work(options: ImportOptions, source: Input, conn: Connection, console
     async def import_chunk(chunk_options: ImportOptions, run: ChunkRun) -> int:
         failed = FailedRows(_failed_path(chunk_options, None))
         # Every HTTP attempt of the chunk checks its lease first (`LeaseHolder.guard`).
-        guarded = attrs.evolve(conn, client=conn.client.with_options(middleware=[run.holder.guard]))
+        middleware = [*conn.client.middleware, run.holder.guard]
+        guarded = attrs.evolve(conn, client=conn.client.with_options(middleware=middleware))
         try:
             return await _connected(chunk_options, source, guarded, console, failed, run)
         finally:

@@ -5,12 +5,14 @@ without the signal handlers a terminal needs (the runner keeps its own)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console
 
 from .._constants import BULK_CONCURRENCY, BULK_DRAIN_TIMEOUT, DEFAULT_LEASE, WORKER_CHUNKS
+from .._middleware import Middleware
 from .._redis_limit import DEFAULT_REDIS_KEY
 from ._connect import Settings
 from ._import import run_import
@@ -41,13 +43,15 @@ def import_file(
     redis_key: str = DEFAULT_REDIS_KEY,
     fmt: str = "auto",
     output: TextIO | None = None,
+    middleware: Sequence[Middleware] = (),
 ) -> int:
     """Import `file` into `resource` as `finalpos import RESOURCE FILE` does; returns its exit
     status (0: every row is in the target). The arguments are the command's options
     (`worker=True` is `--worker`: this call is one more worker of the file's job, taking chunks
     by lease from the PostgreSQL `journal` until every chunk is done). What the command prints
-    goes to `output` (default stderr). Raises `ValueError` for options that do not go together,
-    and the command's errors (`FinalPOSError`, `OSError`) as they are.
+    goes to `output` (default stderr); `middleware` runs around every HTTP attempt. Raises
+    `ValueError` for options that do not go together, and the command's errors
+    (`FinalPOSError`, `OSError`) as they are.
     """
     path = Path(file)
     spec = None if journal is None else os.fspath(journal)
@@ -86,7 +90,12 @@ def import_file(
         handle_signals=False,
     )
     settings = Settings(
-        api_key=api_key, base_url=base_url, sandbox_db=None, max_retries=None, timeout=None
+        api_key=api_key,
+        base_url=base_url,
+        sandbox_db=None,
+        max_retries=None,
+        timeout=None,
+        middleware=tuple(middleware),
     )
     console = Console(file=output, stderr=output is None, soft_wrap=True)
     return run_import(options, settings, console)
