@@ -39,8 +39,6 @@ from ._export import (
     run_export,
 )
 from ._heap import tune_for_bulk_work
-from ._options import ImportOptions, journal_spec
-from ._rows import sniff_format
 from ._shard import Shard, shard_option
 from ._spec import MethodError, Resource, load_resources, lookup
 
@@ -296,6 +294,11 @@ def import_command(
     ctx = click.get_current_context()
     from_line = ctx.get_parameter_source("redis_url") is click.core.ParameterSource.COMMANDLINE
     redis_url = shared_rate_url(redis_url, rate, from_command_line=from_line, say=_console().print)
+    # the import's own modules (the row parser, its options): loaded by the command that runs it
+    from ._import import run_import
+    from ._options import ImportOptions, journal_spec
+    from ._rows import sniff_format
+
     options = ImportOptions(
         resource=res,
         method=op.name,
@@ -321,8 +324,6 @@ def import_command(
         redis_url=redis_url,
         redis_key=redis_key,
     )
-    from ._import import run_import  # the import engine: loaded by the command that runs it
-
     sys.exit(_guard(lambda: run_import(options, settings, _console())))
 
 

@@ -63,10 +63,12 @@ def test_the_fast_path_never_takes_a_page_the_models_refuse(op: Any) -> None:
     assert batch.schema == fast.schema
     taken = 0
     for where, record in mutations(example):
-        page = [example, record]
-        if fast.convert(page) is not None:
-            taken += 1
-            assert model_accepts(page, cls), f"{op.qualified_name}: fast path took {where}"
+        # with the record alone, a field set to null or removed is a column of nulls only,
+        # which the column checks pass over
+        for page in ([example, record], [record]):
+            if fast.convert(page) is not None:
+                taken += 1
+                assert model_accepts(page, cls), f"{op.qualified_name}: fast path took {where}"
     assert taken  # some changes are fine (a field removed, another valid value)
 
 
