@@ -40,9 +40,7 @@ from ._export import (
 )
 from ._heap import tune_for_bulk_work
 from ._jobs import jobs_command
-from ._options import ImportOptions, journal_spec, worker_problem
 from ._rerun import command_prefix, rerun_flags
-from ._rows import sniff_format
 from ._shard import Shard, shard_option
 from ._spec import MethodError, Resource, load_resources, lookup
 
@@ -321,6 +319,11 @@ def import_command(
         raise click.UsageError("--journal and --no-journal exclude each other")
     if burst is not None and rate is None:
         raise click.UsageError("--burst is the burst of --rate: give --rate too")
+    # the import's own modules (the row parser, its options): loaded by the command that runs it
+    from ._import import run_import
+    from ._options import ImportOptions, journal_spec, worker_problem
+    from ._rows import sniff_format
+
     ctx = click.get_current_context()
     given = {n for n in ("chunks", "lease_seconds") if ctx.get_parameter_source(n) is COMMANDLINE}
     problem = worker_problem(worker, journal, shard, validate_only, given)
@@ -357,8 +360,6 @@ def import_command(
         chunks=chunks,
         lease_seconds=lease_seconds,
     )
-    from ._import import run_import  # the import engine: loaded by the command that runs it
-
     sys.exit(_guard(lambda: run_import(options, settings, _console())))
 
 

@@ -4,12 +4,13 @@ For a record schema built only of what the models check by type (strings, `date-
 `decimal` strings, booleans, integers, numbers, arrays and objects with properties),
 `ArrowPages.convert` turns a page of decoded records into an Arrow record batch typed as
 `--format parquet` writes it (`arrow_schema`). Arrow refuses a value of the wrong JSON type;
-what it would let through is checked on the columns: a string given for an array, a float for
-an integer, a null item in an array, a missing required field, and a date-time or decimal
-string outside the forms every supported Python parses (RFC 3339 with seconds and an offset;
-at most 20 digits before the point and 18 after). So the fast path is stricter than the model
-check, never looser: a page it does not take (`None`) goes through the model check, which
-names the record and field, or accepts the page, which is then written the slow way.
+what it would let through is checked (on the columns, or on the Python values' classes): a
+string given for an array, a string or a list for an object, a float for an integer, a null item
+in an array, a missing required field, and a date-time or decimal string outside the forms every
+supported Python parses (RFC 3339 with seconds and an offset; at most 20 digits before the point
+and 18 after). So the fast path is stricter than the model check, never looser: a page it does
+not take (`None`) goes through the model check, which names the record and field, or accepts
+the page, which is then written the slow way.
 
 A schema with anything else (enums, `oneOf`, open objects, arrays inside objects or arrays of
 arrays, integers below the top level) gets no fast path (`ArrowPages.for_schema` is None).
@@ -76,8 +77,8 @@ def _matches(pattern: str) -> ArrayCheck:
         if array.null_count == len(array):
             return True
         matches = cast("Any", pc.match_substring_regex(array, pattern))
-        mismatch = cast("Any", pc.invert(matches))
-        return pc.any(mismatch).as_py() is not True
+        mismatches: int = matches.false_count  # (a null value gives a null, not a False)
+        return mismatches == 0
 
     return check
 
@@ -106,6 +107,8 @@ def _node_checks(node: Mapping[str, Any], nested: bool) -> list[ArrayCheck]:
         item_checks = _node_checks(item, nested=True)
 
         def check_items(array: Any) -> bool:
+            if array.null_count == len(array):
+                return True  # no list at all: nothing in them to check
             values = array.flatten()
             # a null item is refused by the models (a list of str, of objects)
             return values.null_count == 0 and all(check(values) for check in item_checks)
@@ -120,6 +123,8 @@ def _node_checks(node: Mapping[str, Any], nested: bool) -> list[ArrayCheck]:
         ]
 
         def check_fields(struct: Any) -> bool:
+            if struct.null_count == len(struct):
+                return True  # no object at all: nothing in them to check
             valid: Any = struct.is_valid()
             for name, checks, needed in fields:
                 # (under a null object the fields read as empty: a date-time there is refused)
@@ -165,11 +170,41 @@ def _kinds(rows: list[dict[str, Any]], name: str) -> set[type]:
 
 
 PythonCheck = Callable[[list[dict[str, Any]], str], bool]
+ValueCheck = Callable[[Any], bool]
 
 
-def _python_check(kind: object) -> PythonCheck | None:
-    """What a top-level column of `kind` needs checked on its Python values (Arrow converts
-    `1.5` to the integer 1, `True` to the number 1.0, and a string to a list of characters)."""
+def _dicts(node: Mapping[str, Any]) -> ValueCheck | None:
+    """A check that every object in a value (not None) of `node` is a dict; None when `node`
+    holds no object. (pyarrow also reads a sequence as an object: `""` or `[]` as one with no
+    fields, `[["city", "x"]]` as `{"city": "x"}`, when it comes before any dict.)"""
+    kind = node.get("type")
+    if kind == "array":
+        item = _dicts(cast("Mapping[str, Any]", node.get("items") or {}))
+        if item is None:
+            return None
+        return lambda value: all(v is None or item(v) for v in value)
+    properties = cast("Mapping[str, Any]", node.get("properties") or {})
+    if kind != "object" or not properties:
+        return None
+    inner = _inner_dicts(properties)
+    if not inner:
+        return lambda value: value.__class__ is dict
+    return lambda value: (
+        value.__class__ is dict
+        and all((v := value.get(name)) is None or check(v) for name, check in inner)
+    )
+
+
+def _inner_dicts(properties: Mapping[str, Any]) -> list[tuple[str, ValueCheck]]:
+    """The `_dicts` checks of the properties of an object that hold objects."""
+    return [(name, check) for name, prop in properties.items() if (check := _dicts(prop))]
+
+
+def _python_check(node: Mapping[str, Any]) -> PythonCheck | None:
+    """What a top-level column of `node` needs checked on its Python values (Arrow converts
+    `1.5` to the integer 1, `True` to the number 1.0, a string to a list of characters, and a
+    sequence to an object, see `_dicts`)."""
+    kind = node.get("type")
     if kind == "integer":
         return lambda rows, name: _kinds(rows, name) <= {int, _NONE}
 
@@ -185,9 +220,24 @@ def _python_check(kind: object) -> PythonCheck | None:
             )
 
         return numbers
+    objects = _dicts(node)
     if kind == "array":
-        return lambda rows, name: _kinds(rows, name) <= {list, _NONE}
-    return None
+        outer: set[type] = {list, _NONE}
+    elif objects is not None:
+        outer = {dict, _NONE}
+        if not _inner_dicts(cast("Mapping[str, Any]", node["properties"])):
+            objects = None  # no object inside: the class of each value is all there is to check
+    else:
+        return None
+
+    def values(rows: list[dict[str, Any]], name: str) -> bool:
+        if not _kinds(rows, name) <= outer:
+            return False
+        return objects is None or all(
+            objects(value) for value in map(_GET, rows, repeat(name)) if value is not None
+        )
+
+    return values
 
 
 class ArrowPages:
@@ -205,7 +255,7 @@ class ArrowPages:
                     name,
                     name in required,
                     _node_checks(prop, nested=False),
-                    _python_check(prop.get("type")),
+                    _python_check(prop),
                 )
                 for name, prop in properties.items()
             ]
@@ -213,9 +263,18 @@ class ArrowPages:
             raise ValueError("a record schema the fast path does not handle") from None
         self.schema: pa.Schema = arrow_schema(schema)
         """The schema of the batches `convert` returns (the Parquet file's)."""
-        self._loose = pa.schema(
-            [pa.field(f.name, _loose_type(f.type)) for f in _fields(self.schema)]
-        )
+        read: list[pa.Field[Any]] = [
+            pa.field(f.name, _loose_type(f.type)) for f in _fields(self.schema)
+        ]
+        self._record = pa.struct(read)
+        """The type a page is first read into: one struct per record (see `_loose_type`)."""
+        # The columns `convert` casts (those with a timestamp or a decimal in them); the others
+        # are already typed as written, and casting the whole batch would visit them too.
+        self._casts = [
+            (index, typed.type)
+            for index, (typed, loose) in enumerate(zip(_fields(self.schema), read, strict=True))
+            if typed.type != loose.type
+        ]
 
     @classmethod
     def for_schema(cls, schema: Mapping[str, Any] | None) -> ArrowPages | None:
@@ -233,18 +292,27 @@ class ArrowPages:
             return None
         rows = cast("list[dict[str, Any]]", records)
         try:
-            batch = pa.RecordBatch.from_pylist(rows, schema=self._loose)
+            # the page as one array of structs: each record's fields looked up in C++, where
+            # `RecordBatch.from_pylist` first gathers each column into a Python list
+            whole: Any = pa.array(rows, type=self._record)  # pyright: ignore[reportUnknownMemberType]  # stubs: `mask` part untyped
         except (pa.ArrowException, TypeError, ValueError, OverflowError):
             return None
+        batch = pa.RecordBatch.from_struct_array(whole)
         for index, (name, needed, checks, python_check) in enumerate(self._columns):
             column = cast("Any", batch.column(index))
-            if needed and column.null_count:
+            nulls = column.null_count
+            if needed and nulls:
                 return None
-            if python_check is not None and not python_check(rows, name):
+            # (a column of nulls only held None or nothing: Arrow turns no other value to null)
+            if python_check is not None and nulls < len(rows) and not python_check(rows, name):
                 return None
             if not all(check(column) for check in checks):
                 return None
+        columns: list[Any] = cast("Any", batch).columns
         try:
-            return batch.cast(self.schema)  # a date that does not exist (February 30th) fails here
+            for index, dtype in self._casts:
+                # a date that does not exist (February 30th) fails here
+                columns[index] = columns[index].cast(dtype)
         except pa.ArrowException:
             return None
+        return pa.RecordBatch.from_arrays(columns, schema=self.schema)  # pyright: ignore[reportUnknownMemberType]  # stubs: `Array` untyped

@@ -14,8 +14,6 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ._options import shown
-
 if TYPE_CHECKING:
     from ..bulk import ChunkBoard, WorkStatus
 
@@ -38,6 +36,7 @@ _OUTCOMES = ("created", "found", "skipped", "invalid", "failed", "unknown", "not
 def jobs_command(job: str | None, journal: str) -> None:
     """Show the jobs that `finalpos import --worker` processes share, or one JOB's chunks."""
     from ..bulk import ChunkBoard  # the bulk engine: loaded by the commands that use it
+    from ._options import shown
 
     console = Console(soft_wrap=True)
     with ChunkBoard(journal) as board:
