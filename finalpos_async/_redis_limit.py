@@ -53,6 +53,11 @@ def tenant_key(credentials_fingerprint: str) -> str:
 
 # Connections per event loop to Redis (see `_redis_from_url`).
 REDIS_CONNECTIONS = 16
+# A slot is used if this process wakes up for it at most max(MIN_LATE_LIMIT, half the burst's
+# worth of time) late, and given up for a new one at most MAX_MISSED_SLOTS times in a row (a
+# process starved of CPU for good still sends, late).
+MIN_LATE_LIMIT = 0.005
+MAX_MISSED_SLOTS = 3
 
 # GCRA: KEYS[1] holds the theoretical arrival time (TAT, µs on the server clock) of the next
 # slot. ARGV: interval (µs per token), tolerance (burst * interval), max_wait (µs; -1: none),
@@ -178,6 +183,9 @@ class RedisRateLimiter:
         # The latest TAT (server µs) any answer named: restores the bucket if the key is lost.
         self._floor = 0
         self._unanswered = 0  # scripts sent and not yet answered: how stale the floor may be
+        # A slot woken up for later than this is not used (see `acquire`).
+        self._late_limit = max(MIN_LATE_LIMIT, self._burst / self._rate / 2)
+        self._missed = 0
 
     @property
     def rate(self) -> float:
@@ -200,6 +208,11 @@ class RedisRateLimiter:
         return self._acquired
 
     @property
+    def missed(self) -> int:
+        """Slots this process woke up for too late and gave up for new ones (see `acquire`)."""
+        return self._missed
+
+    @property
     def using_fallback(self) -> bool:
         """True while Redis is down and the local fallback bucket paces this process."""
         return self._down_until is not None
@@ -210,12 +223,29 @@ class RedisRateLimiter:
         One Redis round trip. Returns False at once (no token taken, no sleep) when the slot
         is further away than `timeout` seconds; raises `RateLimiterUnavailable` when Redis
         fails and no `fallback_share` was given.
+
+        A slot this process wakes up for too late (its event loop was busy past it, by more
+        than half the burst's worth of time) is not used: the calls whose slots passed during
+        the stall would all go out at once, a burst the shared cap never granted. A new slot
+        is reserved instead, up to `MAX_MISSED_SLOTS` times in a row.
         """
+        started = time.monotonic()
+        left = timeout
+        for _ in range(MAX_MISSED_SLOTS):
+            late = await self._acquire_slot(left)
+            if late is None or late <= self._late_limit:
+                return late is not None
+            self._missed += 1
+            left = None if timeout is None else timeout - (time.monotonic() - started)
+        return await self._acquire_slot(left) is not None
+
+    async def _acquire_slot(self, timeout: float | None) -> float | None:
+        """One reservation: None when declined, else how late (s) this process woke for it."""
         if timeout is not None and timeout < 0:
-            return False  # as the local bucket: no slot is that close (and no round trip)
+            return None  # as the local bucket: no slot is that close (and no round trip)
         down_until = self._down_until
         if down_until is not None and self._fallback is not None and time.monotonic() < down_until:
-            return await self._fallback_acquire(timeout)
+            return 0.0 if await self._fallback_acquire(timeout) else None
         start = time.monotonic()
         try:
             wait = await self._reserve(timeout)
@@ -223,23 +253,25 @@ class RedisRateLimiter:
             if self._fallback is None:
                 raise
             self._note_down()
-            return await self._fallback_acquire(
+            granted = await self._fallback_acquire(
                 None if timeout is None else timeout - (time.monotonic() - start)
             )
+            return 0.0 if granted else None
         if self._down_until is not None:
             self._down_until = None
             logger.warning("Redis rate limiter at %s is back; sharing its cap again", self._where)
         if wait is None:
-            return False
+            return None
         left = None if timeout is None else timeout - (time.monotonic() - start)
         if wait > 0 and left is not None and wait > left:
             # The round trip ate the margin: the reserved slot is given up (one slot of the
             # shared cap unused: the safe side; a refund would cost a second round trip).
-            return False
+            return None
         self._acquired += 1
         if wait > 0:
             await self._sleep(wait)
-        return True
+        # The slot's moment, at the latest `start + wait` here (Redis answered after `start`).
+        return max(0.0, time.monotonic() - (start + wait))
 
     async def _reserve(self, timeout: float | None) -> float | None:
         """One script run: the wait (s) for our reserved slot, or None if it was declined."""
