@@ -7,11 +7,10 @@ Idempotency-Key and limits each API key's requests per second.
   new, empty directories. Every row is created once; no second holds more HTTP attempts (429s
   included) than the sandbox's rate + burst; the job ends within 1.15 x rows / rate.
 
-(Two tenants in one pool: test_celery_tenants.py.) This file runs with the cores to itself in CI
-(.ci/run's ALONE). The busiest second counts the HTTP attempts the workers sent (each stamped by a
-middleware right after the shared cap granted it, `celery_app.py`): when the sandbox gets to a
-request also depends on its own scheduling (on 2 shared cores a stalled sandbox took in 44
-requests within 50 ms), which is printed beside it.
+(Two tenants in one pool: test_celery_tenants.py.) The busiest second counts the HTTP attempts
+the workers sent (each stamped by a middleware right after the shared cap granted it,
+`celery_app.py`): when the sandbox gets to a request also depends on its own scheduling (on 2
+shared cores a stalled sandbox took in 44 requests within 50 ms), which is printed beside it.
 """
 
 from __future__ import annotations
