@@ -97,7 +97,9 @@ async def keep_lease(board: ChunkBoard, lease: Lease) -> AsyncGenerator[LeaseHol
         done.set()
         watchdog.cancel()
         await asyncio.gather(watchdog, return_exceptions=True)
-        await asyncio.to_thread(thread.join)
+        # Bounded: a renewal stuck on a database that does not answer must not hold the worker
+        # (the thread is a daemon; its lease runs out by itself).
+        await asyncio.to_thread(thread.join, lease.seconds)
 
 
 async def _watch(holder: LeaseHolder) -> None:
