@@ -55,20 +55,14 @@ from finalpos_async import (
 from finalpos_async.sandbox import Sandbox
 
 E2E_DIR = Path(__file__).parent / "e2e"
-# Modules that take minutes whatever the machine (rows paced by a rate limit): collected first,
-# so that pytest-xdist (`--dist loadscope`, modules in collection order) starts them at once on
-# separate workers and the rest of the suite fills in around them.
-PACED_FIRST = ("test_celery_workers.py", "test_celery_tenants.py")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m "not e2e"` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test under `tests/e2e/` as `e2e`: the folder is the marker. The paced
-    modules go first (`PACED_FIRST`)."""
+    """Mark every test under `tests/e2e/` as `e2e`: the folder is the marker."""
     for item in items:
         if E2E_DIR in item.path.parents:
             item.add_marker(pytest.mark.e2e)
-    items.sort(key=lambda item: item.path.name not in PACED_FIRST)  # stable: the rest in order
 
 
 @pytest.fixture(autouse=True)
