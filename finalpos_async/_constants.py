@@ -47,6 +47,11 @@ BULK_CONCURRENCY = 16
 # Rate limiter (`rate_limit=` on the client or a bulk run): the token bucket holds this many
 # seconds' worth of requests (at least one), so a quiet client may burst that much at once.
 RATE_LIMIT_BURST_SECONDS = 1.0
+# Rate limiters (local and Redis): a slot is used if the caller wakes up for it at most
+# max(MIN_LATE_LIMIT, half the burst's worth of time) late, and given up for a new one at most
+# MAX_MISSED_SLOTS times in a row (a process starved of CPU for good still sends, late).
+MIN_LATE_LIMIT = 0.005
+MAX_MISSED_SLOTS = 3
 # `finalpos import --rate`'s default burst, in seconds of the rate (at least 1 request): a steady
 # import gains nothing from bursts, while a bucket that refills during a stall and then releases
 # a second's worth at once meets a smaller API burst with a storm of 429s whose equal

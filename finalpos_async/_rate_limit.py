@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 
-from ._constants import RATE_LIMIT_BURST_SECONDS
+from ._constants import MAX_MISSED_SLOTS, MIN_LATE_LIMIT, RATE_LIMIT_BURST_SECONDS
 
 __all__ = ["RateLimiter"]
 
@@ -64,6 +64,9 @@ class RateLimiter:
         self._tokens = self._burst
         self._updated = clock()
         self._acquired = 0
+        # A slot woken up for later than this is not used (see `acquire`).
+        self._late_limit = max(MIN_LATE_LIMIT, self._burst / self._rate / 2)
+        self._missed = 0
 
     @property
     def rate(self) -> float:
@@ -86,6 +89,11 @@ class RateLimiter:
     def acquired(self) -> int:
         """Tokens handed out so far (each one an attempt the limiter let through)."""
         return self._acquired
+
+    @property
+    def missed(self) -> int:
+        """Slots a caller woke up for too late and gave up for new ones (see `acquire`)."""
+        return self._missed
 
     def _refill(self) -> None:
         now = self._clock()
@@ -113,13 +121,32 @@ class RateLimiter:
         Returns True once the token is ours; False at once (no token taken, no sleep) when the
         wait would exceed `timeout` seconds. If the sleep is cancelled the token stays spent:
         the limiter errs on the slow side.
+
+        A slot the caller wakes up for too late (its event loop was busy past it, by more than
+        half the burst's worth of time) is not used: the callers whose slots passed during the
+        stall would all go out at once, a burst the bucket never granted. A new token is
+        reserved instead, up to `MAX_MISSED_SLOTS` times in a row.
         """
+        started = self._clock()
+        left = timeout
+        for _ in range(MAX_MISSED_SLOTS):
+            late = await self._take(left)
+            if late is None or late <= self._late_limit:
+                return late is not None
+            self._missed += 1
+            left = None if timeout is None else timeout - (self._clock() - started)
+        return await self._take(left) is not None
+
+    async def _take(self, timeout: float | None) -> float | None:
+        """One token: None when declined, else how late (s) the caller woke up for its slot."""
         wait = self.reserve(max_wait=timeout)
         if wait is None:
-            return False
-        if wait > 0:
-            await self._sleep(wait)
-        return True
+            return None
+        if wait <= 0:
+            return 0.0
+        slot = self._clock() + wait
+        await self._sleep(wait)
+        return max(0.0, self._clock() - slot)
 
     def __repr__(self) -> str:
         # A constructor that raised leaves `self` in a traceback's locals, half built.

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qsl, urlsplit
 
+from ._constants import MAX_MISSED_SLOTS, MIN_LATE_LIMIT
 from ._exceptions import RateLimiterUnavailable
 from ._logging import logger
 from ._rate_limit import RateLimiter
@@ -53,11 +54,6 @@ def tenant_key(credentials_fingerprint: str) -> str:
 
 # Connections per event loop to Redis (see `_redis_from_url`).
 REDIS_CONNECTIONS = 16
-# A slot is used if this process wakes up for it at most max(MIN_LATE_LIMIT, half the burst's
-# worth of time) late, and given up for a new one at most MAX_MISSED_SLOTS times in a row (a
-# process starved of CPU for good still sends, late).
-MIN_LATE_LIMIT = 0.005
-MAX_MISSED_SLOTS = 3
 
 # GCRA: KEYS[1] holds the theoretical arrival time (TAT, µs on the server clock) of the next
 # slot. ARGV: interval (µs per token), tolerance (burst * interval), max_wait (µs; -1: none),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from finalpos_async import (
     Request,
     TransportResponse,
 )
-from finalpos_async._constants import RATE_LIMIT_BURST_SECONDS
+from finalpos_async._constants import MAX_MISSED_SLOTS, RATE_LIMIT_BURST_SECONDS
 from finalpos_async.bulk import ItemStatus, Journal
 from finalpos_sync import FinalPOS
 
@@ -305,3 +306,47 @@ async def test_one_late_limiter_answer_delays_one_row_and_the_run_still_finishes
     assert statuses == {ItemStatus.SUCCEEDED: 20}
     assert job.report.stop_reason is None
     assert len(transport.requests) == 20
+
+
+async def test_slots_that_passed_while_the_loop_was_busy_are_not_spent_at_once() -> None:
+    # 60 callers hold reserved tokens 10 ms apart; the loop is then busy for 0.3 s, past 30 of
+    # them. Sent as they wake, those 30 would go out together: a burst the bucket never granted.
+    # A slot woken up for too late is given up and a new token reserved (as RedisRateLimiter).
+    rate, burst, callers = 100, 5, 60
+    limiter = RateLimiter(rate, burst=burst)
+    sent: list[float] = []
+
+    async def caller() -> None:
+        assert await limiter.acquire(timeout=30)
+        sent.append(time.monotonic())
+
+    tasks = [asyncio.create_task(caller()) for _ in range(callers)]
+    await asyncio.sleep(0)  # every caller has reserved its token and sleeps on it
+    assert limiter.acquired == callers
+    time.sleep(0.3)  # the loop is busy (a large file checked inline, say)  # noqa: ASYNC251
+    await asyncio.gather(*tasks)
+    times, first, busiest = sorted(sent), 0, 0
+    for last, moment in enumerate(times):
+        while times[first] <= moment - 0.1:
+            first += 1
+        busiest = max(busiest, last - first + 1)
+    # any 0.1 s: rate * 0.1 + burst, + what the late limit (half the burst) allows, + 2
+    assert busiest <= rate * 0.1 + burst + math.ceil(burst / 2) + 2, busiest
+    assert limiter.missed >= 20
+
+
+async def test_a_caller_woken_up_late_every_time_still_gets_its_token() -> None:
+    # A process starved of CPU for good still sends: after MAX_MISSED_SLOTS late wake-ups the
+    # next slot is used however late.
+    fake = FakeTime()
+
+    async def late_sleep(seconds: float) -> None:
+        fake.sleeps.append(round(seconds, 6))
+        fake.now += seconds + 0.06  # always woken up past the late limit (0.05 s here)
+
+    bucket = RateLimiter(10, burst=1, clock=fake.clock, sleep=late_sleep)
+    assert await bucket.acquire()  # the burst token: no wait
+    assert await bucket.acquire()
+    assert bucket.missed == MAX_MISSED_SLOTS
+    # the first slot, then each new one (the bucket earned 0.6 of a token while it overslept)
+    assert fake.sleeps == [0.1] + [0.04] * MAX_MISSED_SLOTS
