@@ -37,8 +37,7 @@ import attrs
 from .._constants import DEFAULT_LEASE
 from ._journal import JournalError
 from ._postgres_text import (
-    INSTALL_HINT,
-    connect_defaults,
+    connect,
     is_postgres_url,
     postgres_error,
     public_url,
@@ -276,30 +275,8 @@ class ChunkBoard:
 
     def open(self) -> ChunkBoard:
         """Connect and create the tables if missing (idempotent); returns self."""
-        if self._conn is not None:
-            return self
-        try:
-            import psycopg
-        except ImportError:
-            raise JournalError(
-                f"journal {self.path!r}: leased chunks need psycopg 3: {INSTALL_HINT}",
-                path=self.path,
-            ) from None
-        try:
-            conn = psycopg.connect(self._url, autocommit=True, **connect_defaults(self._url))
-        except psycopg.Error as exc:
-            raise self._error(exc, "connect to") from None
-        try:
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
-                for statement in filter(str.strip, TABLES.split(";")):
-                    conn.execute(statement)  # pyright: ignore[reportArgumentType]  # a constant
-        except BaseException as exc:
-            conn.close()
-            if isinstance(exc, psycopg.Error):
-                raise self._error(exc, "open") from None
-            raise
-        self._conn = conn
+        if self._conn is None:
+            self._conn = connect(self._url, _create_tables)
         return self
 
     def close(self) -> None:
@@ -476,6 +453,13 @@ class ChunkBoard:
 
     def __repr__(self) -> str:
         return f"ChunkBoard({self.path!r}, owner={self.owner!r})"
+
+
+def _create_tables(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
+        for statement in filter(str.strip, TABLES.split(";")):
+            conn.execute(statement)  # pyright: ignore[reportArgumentType]  # a constant
 
 
 def _chunk_status(row: tuple[Any, ...]) -> ChunkStatus:

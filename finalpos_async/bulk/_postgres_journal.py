@@ -51,14 +51,13 @@ from ._postgres_text import (
     CREATE_LOCK,
     ENTRY_FIELDS,
     FENCED_UPSERT,
-    INSTALL_HINT,
     NEW_NAMES_BATCH,
     SCHEMA_VERSION,
     SEEN,
     TABLES,
     UPSERT,
     WITHDRAW,
-    connect_defaults,
+    connect,
     is_postgres_url,
     lock_key,
     mismatch_error,
@@ -134,32 +133,8 @@ class PostgresJournal:
         Raises `JournalWriteError` when the database cannot be reached or written,
         `JournalDamagedError` when its journal tables are not a finalpos journal's.
         """
-        if self._conn is not None:
-            return self
-        try:
-            import psycopg  # the `postgres` extra: only a PostgreSQL journal needs it
-        except ImportError:
-            raise JournalError(
-                f"journal {self.path!r} is a PostgreSQL database, which needs psycopg 3: "
-                f"{INSTALL_HINT}",
-                path=self.path,
-            ) from None
-        try:
-            conn = psycopg.connect(
-                self._url,
-                autocommit=True,
-                **connect_defaults(self._url),
-            )
-        except psycopg.Error as exc:
-            raise postgres_error(exc, self.path, self._password, "connect to") from None
-        try:
-            self._prepare(conn)
-        except BaseException as exc:
-            conn.close()
-            if isinstance(exc, psycopg.Error):
-                raise postgres_error(exc, self.path, self._password, "open") from None
-            raise
-        self._conn = conn
+        if self._conn is None:
+            self._conn = connect(self._url, self._prepare)
         return self
 
     def _prepare(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:

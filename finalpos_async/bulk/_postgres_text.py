@@ -1,10 +1,11 @@
-"""The PostgreSQL journal's tables and statements, its URLs, and its errors' words (for
-`_postgres_journal`)."""
+"""The PostgreSQL journal's tables and statements, its URLs, its connections and its errors'
+words (for `_postgres_journal` and `_leases`)."""
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from .._constants import JOURNAL_CONNECT_TIMEOUT
@@ -16,6 +17,9 @@ from ._journal import (
     JournalMismatchError,
     JournalWriteError,
 )
+
+if TYPE_CHECKING:
+    import psycopg
 
 __all__ = [
     "COUNT_SEEN",
@@ -29,6 +33,7 @@ __all__ = [
     "TABLES",
     "UPSERT",
     "WITHDRAW",
+    "connect",
     "connect_defaults",
     "is_postgres_url",
     "lock_key",
@@ -244,3 +249,33 @@ def connect_defaults(url: str) -> dict[str, Any]:
     if "application_name" not in given:
         defaults["application_name"] = "finalpos journal"
     return defaults
+
+
+def connect(
+    url: str, prepare: Callable[[psycopg.Connection[tuple[Any, ...]]], None]
+) -> psycopg.Connection[tuple[Any, ...]]:
+    """An autocommit connection to the database at `url` (`connect_defaults`), `prepare`d
+    (tables made, settings checked) before it is returned, or closed. Every failure is a
+    `JournalError` naming the URL without its password, and the fix (the extra to install, the
+    server to check)."""
+    path = public_url(url)
+    try:
+        import psycopg  # the `postgres` extra: only a PostgreSQL journal needs it
+    except ImportError:
+        raise JournalError(
+            f"journal {path!r} is a PostgreSQL database, which needs psycopg 3: {INSTALL_HINT}",
+            path=path,
+        ) from None
+    password = urlsplit(url).password or ""
+    try:
+        conn = psycopg.connect(url, autocommit=True, **connect_defaults(url))
+    except psycopg.Error as exc:
+        raise postgres_error(exc, path, password, "connect to") from None
+    try:
+        prepare(conn)
+    except BaseException as exc:
+        conn.close()
+        if isinstance(exc, psycopg.Error):
+            raise postgres_error(exc, path, password, "open") from None
+        raise
+    return conn

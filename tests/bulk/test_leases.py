@@ -6,6 +6,7 @@ chunk."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import Counter
 
@@ -256,3 +257,17 @@ async def test_a_busy_event_loop_keeps_its_lease_and_a_lost_one_sends_nothing(
             with pytest.raises(LeaseLostError, match="not sent from here"):
                 await holder.guard(object(), transport)  # type: ignore[arg-type]  # a stand-in
             assert sent == []
+
+
+def test_without_psycopg_the_board_and_the_journal_name_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # `import psycopg` raises ImportError
+    url = "postgresql://user:s3cret@db.example:5432/jobs"
+    for store in (ChunkBoard(url), PostgresJournal(url)):
+        with pytest.raises(
+            JournalError, match=r"needs psycopg 3: pip install 'finalpos\[postgres\]'"
+        ) as caught:
+            store.open()
+        assert "s3cret" not in str(caught.value)
+        assert caught.value.path == "postgresql://user@db.example:5432/jobs"
