@@ -16,7 +16,31 @@ from collections.abc import Awaitable, Callable
 
 from ._constants import MAX_MISSED_SLOTS, MIN_LATE_LIMIT, RATE_LIMIT_BURST_SECONDS
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimiter", "take_on_time"]
+
+TakeSlot = Callable[[float | None], Awaitable[float | None]]
+"""One slot within a timeout (s): None when declined, else how late (s) its caller woke up."""
+
+
+async def take_on_time(
+    take: TakeSlot,
+    timeout: float | None,
+    late_limit: float,
+    clock: Callable[[], float],
+    on_miss: Callable[[], None],
+) -> bool:
+    """`take` slots until one is used on time (at most `late_limit` late), giving up at most
+    `MAX_MISSED_SLOTS` of them (`on_miss` for each) and using the next whatever its delay;
+    within `timeout` in all. True once a slot is used, False when one is declined."""
+    started = clock()
+    left = timeout
+    for _ in range(MAX_MISSED_SLOTS):
+        late = await take(left)
+        if late is None or late <= late_limit:
+            return late is not None
+        on_miss()
+        left = None if timeout is None else timeout - (clock() - started)
+    return await take(left) is not None
 
 
 class RateLimiter:
@@ -127,15 +151,10 @@ class RateLimiter:
         stall would all go out at once, a burst the bucket never granted. A new token is
         reserved instead, up to `MAX_MISSED_SLOTS` times in a row.
         """
-        started = self._clock()
-        left = timeout
-        for _ in range(MAX_MISSED_SLOTS):
-            late = await self._take(left)
-            if late is None or late <= self._late_limit:
-                return late is not None
-            self._missed += 1
-            left = None if timeout is None else timeout - (self._clock() - started)
-        return await self._take(left) is not None
+        return await take_on_time(self._take, timeout, self._late_limit, self._clock, self._miss)
+
+    def _miss(self) -> None:
+        self._missed += 1
 
     async def _take(self, timeout: float | None) -> float | None:
         """One token: None when declined, else how late (s) the caller woke up for its slot."""

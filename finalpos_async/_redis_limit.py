@@ -23,10 +23,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qsl, urlsplit
 
-from ._constants import MAX_MISSED_SLOTS, MIN_LATE_LIMIT
+from ._constants import MIN_LATE_LIMIT
 from ._exceptions import RateLimiterUnavailable
 from ._logging import logger
-from ._rate_limit import RateLimiter
+from ._rate_limit import RateLimiter, take_on_time
 from ._secret import Secret, SecretURL, mask_text, redact_url
 
 if TYPE_CHECKING:
@@ -225,15 +225,12 @@ class RedisRateLimiter:
         the stall would all go out at once, a burst the shared cap never granted. A new slot
         is reserved instead, up to `MAX_MISSED_SLOTS` times in a row.
         """
-        started = time.monotonic()
-        left = timeout
-        for _ in range(MAX_MISSED_SLOTS):
-            late = await self._acquire_slot(left)
-            if late is None or late <= self._late_limit:
-                return late is not None
-            self._missed += 1
-            left = None if timeout is None else timeout - (time.monotonic() - started)
-        return await self._acquire_slot(left) is not None
+        return await take_on_time(
+            self._acquire_slot, timeout, self._late_limit, time.monotonic, self._miss
+        )
+
+    def _miss(self) -> None:
+        self._missed += 1
 
     async def _acquire_slot(self, timeout: float | None) -> float | None:
         """One reservation: None when declined, else how late (s) this process woke for it."""
