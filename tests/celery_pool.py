@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 from sandbox_proc import ROOT
 
-__all__ = ["Pool", "chunks", "created_rows", "done", "environment", "pool"]
+__all__ = ["Pool", "chunks", "done", "environment", "pool"]
 
 HERE = Path(__file__).parent / "e2e"
 # One process per worker (solo pool: a SIGKILL ends the worker and its task at once).
@@ -71,16 +71,6 @@ async def pool(root: Path, env: dict[str, str]) -> AsyncIterator[Pool]:
         yield workers
     finally:
         workers.stop()
-
-
-def created_rows(url: str) -> int:
-    with psycopg.connect(url) as conn:
-        if conn.execute("SELECT to_regclass('finalpos_journal_items')").fetchone() == (None,):
-            return 0
-        row = conn.execute(
-            "SELECT COUNT(*) FROM finalpos_journal_items WHERE status = 'succeeded'"
-        ).fetchone()
-    return int(row[0]) if row else 0
 
 
 def chunks(url: str, file: Path) -> list[tuple[str, int]]:

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from redis_server import free_port
 
-__all__ = ["PASSWORD", "PostgresServer", "postgres_bin"]
+__all__ = ["PASSWORD", "PostgresServer", "created_rows", "postgres_bin"]
 
 PASSWORD = "s3cret-pg-pass"
 USER = "finalpos"
@@ -139,3 +139,16 @@ class PostgresServer:
             self._run(str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.data), "-m", "immediate")
             self.started = False
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def created_rows(url: str) -> int:
+    """Rows the journal at `url` has committed as created (0 before its tables exist)."""
+    import psycopg  # the `postgres` extra: only the tests that start a cluster need it
+
+    with psycopg.connect(url) as conn:
+        if conn.execute("SELECT to_regclass('finalpos_journal_items')").fetchone() == (None,):
+            return 0
+        row = conn.execute(
+            "SELECT COUNT(*) FROM finalpos_journal_items WHERE status = 'succeeded'"
+        ).fetchone()
+    return int(row[0]) if row else 0

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from celery_pool import created_rows, done, environment, pool
-from postgres_server import PostgresServer
+from celery_pool import done, environment, pool
+from postgres_server import PostgresServer, created_rows
 from redis_server import RedisServer
 from sandbox_proc import duplicates, records, sandbox_process, write_customers_csv
 

@@ -9,9 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
-import psycopg
 import pytest
-from postgres_server import PASSWORD, PostgresServer
+from postgres_server import PASSWORD, PostgresServer, created_rows
 from sandbox_proc import (
     ROOT,
     cli_command,
@@ -26,18 +25,6 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSI
 
 ROWS = 1500
 KILL_AFTER = 300  # rows committed as created before the kill: well inside the run
-
-
-def committed(url: str) -> int:
-    """Rows the running import has committed as created (0 before its tables exist)."""
-    with psycopg.connect(url) as conn:
-        found = conn.execute("SELECT to_regclass('finalpos_journal_items')").fetchone()
-        if found is None or found[0] is None:
-            return 0
-        row = conn.execute(
-            "SELECT COUNT(*) FROM finalpos_journal_items WHERE status = 'succeeded'"
-        ).fetchone()
-    return int(row[0]) if row else 0
 
 
 async def test_an_import_killed_midway_resumes_from_postgres_exactly_once(
@@ -77,13 +64,13 @@ async def test_an_import_killed_midway_resumes_from_postgres_exactly_once(
                 env=env,
             )
             deadline = loop.time() + 60
-            while committed(url) < KILL_AFTER:
+            while created_rows(url) < KILL_AFTER:
                 assert first.returncode is None, "the import ended before it could be killed"
                 assert loop.time() < deadline, "the import made no progress"
                 await asyncio.sleep(0.05)
             first.send_signal(signal.SIGKILL)
             assert await first.wait() == -signal.SIGKILL
-        done_before = committed(url)
+        done_before = created_rows(url)
         created_before = len(await records(sandbox.url, sandbox.api_key))
         assert KILL_AFTER <= done_before < ROWS
         # Rows created after the journal's last commit (and rows in flight) are the dangerous
@@ -106,7 +93,7 @@ async def test_an_import_killed_midway_resumes_from_postgres_exactly_once(
         stored = await records(sandbox.url, sandbox.api_key)
     assert duplicates(stored) == {}
     assert sorted(c["email"] for c in stored) == sorted(f"{n}@example.com" for n in names)
-    assert committed(url) == ROWS
+    assert created_rows(url) == ROWS
     # The killed run took its password from the URL, the resumed one from PGPASSWORD: neither
     # printed it (the journal is named by its URL without the password).
     assert PASSWORD not in text
