@@ -4,7 +4,8 @@ For a record schema built only of what the models check by type (strings, `date-
 `decimal` strings, booleans, integers, numbers, arrays and objects with properties),
 `ArrowPages.convert` turns a page of decoded records into an Arrow record batch typed as
 `--format parquet` writes it (`arrow_schema`). Arrow refuses a value of the wrong JSON type;
-what it would let through is checked (on the columns, or on the Python values' classes): a
+what it would let through is checked (on the columns, or on the Python values' classes where
+the columns cannot rule it out, see `_dicts_proof`): a
 string given for an array, a string or a list for an object, a float for an integer, a null item
 in an array, a missing required field, and a date-time or decimal string outside the forms every
 supported Python parses (RFC 3339 with seconds and an offset; at most 20 digits before the point
@@ -240,6 +241,55 @@ def _python_check(node: Mapping[str, Any]) -> PythonCheck | None:
     return values
 
 
+def _dicts_proof(node: Mapping[str, Any]) -> ArrayCheck | None:
+    """A check on the Arrow array of `node` that, when True, shows that every object in it was
+    read from a dict, so that `_python_check` would pass without looking at the values; None
+    when `node` holds no object or array (nothing for Arrow to show).
+
+    pyarrow reads `""` and `[]` as an object with no field set, and a string as a list of its
+    characters (`""` as an empty list); it refuses every other JSON value that is not a dict
+    (for an object) or a list (for an array). So an object column whose rows all have some
+    field set, or a list column with no empty list and no item of one character, holds none
+    of them.
+    """
+    kind = node.get("type")
+    if kind == "array":
+        item = cast("Mapping[str, Any]", node.get("items") or {})
+        item_kind = item.get("type")
+        items_proof = _dicts_proof(item) if item_kind == "object" else None
+        if item_kind == "object" and items_proof is None:
+            return None
+
+        def lists(array: Any) -> bool:
+            lengths = cast("Any", pc.list_value_length(array))
+            shortest = pc.min(lengths).as_py()
+            if shortest is not None and shortest < 1:
+                return False  # an empty list may have been `""`
+            values = array.flatten()
+            if item_kind == "string":
+                # (no string value at all: every list is null)
+                item_lengths = cast("Any", pc.utf8_length(values))
+                chars = pc.min(item_lengths).as_py()
+                return bool(chars is None or chars >= 2)
+            return items_proof is None or items_proof(values)
+
+        return lists
+    properties = cast("Mapping[str, Any]", node.get("properties") or {})
+    if kind != "object" or not properties:
+        return None
+    names = list(properties)
+    inner = [(name, proof) for name, prop in properties.items() if (proof := _dicts_proof(prop))]
+
+    def objects(struct: Any) -> bool:
+        # A row read from `""` or `[]` has no field set; a field set in every row rules it out.
+        # (Under a null object pyarrow gives each field an empty value, not a null.)
+        if not any(struct.field(name).null_count == 0 for name in names):
+            return False
+        return all(proof(struct.field(name)) for name, proof in inner)
+
+    return objects
+
+
 class ArrowPages:
     """Converts pages of one record schema to Arrow record batches, checked (see the module)."""
 
@@ -256,6 +306,7 @@ class ArrowPages:
                     name in required,
                     _node_checks(prop, nested=False),
                     _python_check(prop),
+                    _dicts_proof(prop),
                 )
                 for name, prop in properties.items()
             ]
@@ -298,21 +349,30 @@ class ArrowPages:
         except (pa.ArrowException, TypeError, ValueError, OverflowError):
             return None
         batch = pa.RecordBatch.from_struct_array(whole)
-        for index, (name, needed, checks, python_check) in enumerate(self._columns):
+        for index, (name, needed, checks, python_check, proof) in enumerate(self._columns):
             column = cast("Any", batch.column(index))
             nulls = column.null_count
             if needed and nulls:
                 return None
             # (a column of nulls only held None or nothing: Arrow turns no other value to null)
-            if python_check is not None and nulls < len(rows) and not python_check(rows, name):
+            if (
+                python_check is not None
+                and nulls < len(rows)
+                and not (proof is not None and proof(column))
+                and not python_check(rows, name)
+            ):
                 return None
             if not all(check(column) for check in checks):
                 return None
         columns: list[Any] = cast("Any", batch).columns
         try:
             for index, dtype in self._casts:
-                # a date that does not exist (February 30th) fails here
-                columns[index] = columns[index].cast(dtype)
+                column = columns[index]
+                if column.null_count == len(column):
+                    columns[index] = pa.nulls(len(column), dtype)  # no cast to make
+                else:
+                    # a date that does not exist (February 30th) fails here
+                    columns[index] = column.cast(dtype)
         except pa.ArrowException:
             return None
         return pa.RecordBatch.from_arrays(columns, schema=self.schema)  # pyright: ignore[reportUnknownMemberType]  # stubs: `Array` untyped

@@ -19,7 +19,7 @@ from test_export import Collection
 from finalpos_async import AsyncFinalPOS, MockTransport, ResponseValidationError, types
 from finalpos_async._codec import dumps, dumps_decoded, loads
 from finalpos_async.cli import _parquet
-from finalpos_async.cli._arrow_page import ArrowPages
+from finalpos_async.cli._arrow_page import ArrowPages, _dicts_proof
 from finalpos_async.cli._calls import csv_columns, csv_paths, csv_row
 from finalpos_async.cli._csv_rows import csv_page_text
 from finalpos_async.cli._export import ExportPage, JsonLinesWriter, open_writer, pages_in_order
@@ -262,3 +262,26 @@ def test_records_are_written_back_as_dumps_would_write_them() -> None:
     body = b'[{"id":"a","n":null,"s":"\\u00e9\\u2028","x":[1.5,{"y":null}]},{"id":"b"}]'
     for record in loads(body):
         assert dumps_decoded(record) == dumps(record)
+
+
+def test_arrow_shows_most_pages_need_no_look_at_the_python_values() -> None:
+    # The Python class checks are skipped where the Arrow arrays rule out `""`, `[]` and strings
+    # read as lists (`_dicts_proof`); where they cannot, the Python check still decides.
+    properties = CUSTOMER["properties"]
+    tags, billing = _dicts_proof(properties["tags"]), _dicts_proof(properties["billing"])
+    assert tags is not None
+    assert billing is not None
+    assert _dicts_proof(properties["email"]) is None  # no object, no list: nothing to show
+    schema = ArrowPages(CUSTOMER).schema
+    list_type, address = schema.field("tags").type, schema.field("billing").type
+    assert tags(pa.array([["vip", "seed"], None], type=list_type))
+    assert not tags(pa.array([["vip"], []], type=list_type))  # `[]` may have been `""`
+    assert not tags(pa.array([["vip"], ["a"]], type=list_type))  # `["a"]` may have been `"a"`
+    assert billing(pa.array([{"city": "London"}, None], type=address))
+    assert not billing(pa.array(["", None], type=address))
+    assert not billing(pa.array([{}], type=address))  # no field set: `{}`, `""` or `[]`
+    # and the pages themselves: taken either way, refused where the value was a string
+    fast = ArrowPages(CUSTOMER)
+    assert fast.convert([customer(0, tags=["a"]), customer(1, tags=[])]) is not None
+    assert fast.convert([customer(0, tags=["vip"]), customer(1, tags="ab")]) is None
+    assert fast.convert([customer(0, tags="")]) is None
