@@ -3,13 +3,11 @@
 For a record schema built only of what the models check by type (strings, `date-time` and
 `decimal` strings, booleans, integers, numbers, arrays and objects with properties),
 `ArrowPages.convert` turns a page of decoded records into an Arrow record batch typed as
-`--format parquet` writes it (`arrow_schema`), in two steps: `read` (per page, with the checks
-that need the Python values) and `finish` (the checks on the columns and the casts, which
-`ParquetWriter` runs for a whole row group at once, on its writing thread). Arrow refuses a
-value of the wrong JSON type; what it would let through is checked (on the columns, or on the
-Python values' classes where the columns cannot rule it out, see `_dicts_proof`): a string
-given for an array, a string or a list for an object, a float for an integer, a null item in an
-array, a missing required field, and a date-time or decimal string outside the forms every
+`--format parquet` writes it (`arrow_schema`). Arrow refuses a value of the wrong JSON type;
+what it would let through is checked (on the columns, or on the Python values' classes where
+the columns cannot rule it out, see `_dicts_proof`): a
+string given for an array, a string or a list for an object, a float for an integer, a null item
+in an array, a missing required field, and a date-time or decimal string outside the forms every
 supported Python parses (RFC 3339 with seconds and an offset; at most 20 digits before the point
 and 18 after). So the fast path is stricter than the model check, never looser: a page it does
 not take (`None`) goes through the model check, which names the record and field, or accepts
@@ -315,7 +313,7 @@ class ArrowPages:
         except _Unsupported:
             raise ValueError("a record schema the fast path does not handle") from None
         self.schema: pa.Schema = arrow_schema(schema)
-        """The schema of the batches `convert` and `finish` return (the Parquet file's)."""
+        """The schema of the batches `convert` returns (the Parquet file's)."""
         read: list[pa.Field[Any]] = [
             pa.field(f.name, _loose_type(f.type)) for f in _fields(self.schema)
         ]
@@ -341,13 +339,6 @@ class ArrowPages:
 
     def convert(self, records: Sequence[Any]) -> pa.RecordBatch | None:
         """The page as a typed batch, or None when a record might not pass the model check."""
-        loose = self.read(records)
-        return None if loose is None else self.finish([loose])
-
-    def read(self, records: Sequence[Any]) -> pa.RecordBatch | None:
-        """The page as a batch of `finish`'s input (date-times and decimals still strings), with
-        every check that needs the Python values done; None when a record might not pass the
-        model check."""
         if not set(map(type, records)) <= _DICT:  # the classes in one pass in C
             return None
         rows = cast("list[dict[str, Any]]", records)
@@ -358,7 +349,7 @@ class ArrowPages:
         except (pa.ArrowException, TypeError, ValueError, OverflowError):
             return None
         batch = pa.RecordBatch.from_struct_array(whole)
-        for index, (name, needed, _, python_check, proof) in enumerate(self._columns):
+        for index, (name, needed, checks, python_check, proof) in enumerate(self._columns):
             column = cast("Any", batch.column(index))
             nulls = column.null_count
             if needed and nulls:
@@ -371,26 +362,9 @@ class ArrowPages:
                 and not python_check(rows, name)
             ):
                 return None
-        return batch
-
-    def finish(self, pages: Sequence[pa.RecordBatch]) -> pa.RecordBatch | None:
-        """`read`'s batches of consecutive pages as one typed batch, or None when a value in
-        them might not pass the model check (then look at each page alone).
-
-        Only pyarrow's C++ runs here, mostly without the GIL, and a few calls cover many pages:
-        `ParquetWriter` finishes a row group at once, on its writing thread.
-        """
-        batch: Any = pages[0]
-        if len(pages) > 1:
-            # one chunk per column, so that each check and cast is one call (and one compiled
-            # pattern) for all of the pages
-            whole = pa.Table.from_batches(pages).combine_chunks()
-            batch = whole.to_batches()[0] if whole.num_rows else batch
-        for index, (_, _, checks, _, _) in enumerate(self._columns):
-            column = batch.column(index)
             if not all(check(column) for check in checks):
                 return None
-        columns: list[Any] = batch.columns
+        columns: list[Any] = cast("Any", batch).columns
         try:
             for index, dtype in self._casts:
                 column = columns[index]

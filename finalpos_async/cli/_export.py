@@ -13,10 +13,9 @@ building the models (`check_list`: a record that does not fit its model stops th
 the error a typed call gives, naming the record and field), and then the records are written as
 the API sent them: building models only to turn them back into wire JSON (`to_dict`) would
 cost more CPU than the check itself, for the same values. A writer may offer a fast path
-(`ExportWriter.fast_path`: Parquet's, which reads a page into Arrow and ends its checks a row
-group at a time, see `_arrow_page`; CSV's, which checks a page column by column while it reads
-the cells, see `_csv_check`): a page it takes skips the model check, one it does not take gets it
-as usual (Parquet's pages keep `ExportPage.recheck` until their row group's checks are done).
+(`ExportWriter.fast_path`: Parquet's, which checks and types a page in pyarrow at once, see
+`_arrow_page`; CSV's, which checks a page column by column while it reads the cells, see
+`_csv_check`): a page it takes skips the model check, one it does not take gets it as usual.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ import asyncio
 import collections
 import contextlib
 import csv
-import functools
 import os
 import secrets
 import sys
@@ -41,7 +39,6 @@ from .._constants import PROGRESS_LINE_INTERVAL
 from .._converter import FieldError, check_list
 from .._method_info import MethodInfo
 from .._pagination import AsyncPaginator, Page
-from .._response import RawResponse
 from ..spec import component
 from ._calls import csv_columns
 from ._csv_rows import CsvPages
@@ -83,15 +80,12 @@ async def _checked_page(
 ) -> tuple[Page[Any], ExportPage]:
     """The page at `skip`, checked, and its records as the API sent them."""
     raw = await paginator.fetch_raw_page(skip)
-    # `decode`, not the cached `json()`: the response may be held for a recheck (below), and
-    # then it holds its body only, not the records decoded from it as well.
-    records = raw.decode()
+    records = raw.json()
     limit = _limit_at(paginator, skip)
     if records.__class__ is list and len(records) <= limit:
         if fast is not None and (converted := fast(records)) is not None:
             # every record is a dict that would pass the model check (see `FastPath`)
-            recheck = functools.partial(_model_checked, raw, paginator.item)
-            return Page(records, skip=skip, limit=limit), ExportPage(records, converted, recheck)
+            return Page(records, skip=skip, limit=limit), ExportPage(records, converted)
         try:
             check_list(records, paginator.item)  # the models' checks, no models built
         except FieldError:
@@ -99,16 +93,6 @@ async def _checked_page(
         else:
             return Page(records, skip=skip, limit=limit), ExportPage(records)
     return raw.parse(), ExportPage(records)
-
-
-def _model_checked(raw: RawResponse[Page[Any]], item: type) -> list[Any]:
-    """The page's records decoded again and checked by the models (`ExportPage.recheck`)."""
-    records: list[Any] = raw.decode()
-    try:
-        check_list(records, item)
-    except FieldError:
-        raw.parse()  # raises the error that names the record and field
-    return records
 
 
 async def pages_in_order(
@@ -254,7 +238,8 @@ def writer_for(
         from ._parquet import ParquetWriter
 
         assert path is not None  # the command refuses parquet to stdout before this
-        return ParquetWriter(path, schema, ArrowPages.for_schema(schema))
+        fast = ArrowPages.for_schema(schema)
+        return ParquetWriter(path, schema, None if fast is None else fast.convert)
     assert out is not None
     if fmt == "csv":
         return CsvWriter(out, schema, item)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from decimal import Context, Decimal, InvalidOperation
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import attrs
 
@@ -31,15 +31,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 _NO_FIELDS: Mapping[str, Any] = {}  # a record that is not an object has no columns
 
-__all__ = [
-    "RECORD",
-    "ROW_GROUP_ROWS",
-    "Column",
-    "FastPages",
-    "ParquetWriter",
-    "arrow_columns",
-    "arrow_schema",
-]
+__all__ = ["RECORD", "ROW_GROUP_ROWS", "Column", "ParquetWriter", "arrow_columns", "arrow_schema"]
 
 ROW_GROUP_ROWS = 64_000
 RECORD = "record"  # the one column of a schema with no documented fields
@@ -167,42 +159,15 @@ def arrow_schema(schema: Mapping[str, Any] | None) -> pa.Schema:
     return pa.schema([pa.field(c.name, c.type) for c in arrow_columns(schema)])
 
 
-class FastPages(Protocol):
-    """The fast path in two steps (`_arrow_page.ArrowPages`): each page read into Arrow, then
-    the pages of a row group finished together (typed as `arrow_schema`; None when a value in
-    them might not pass the model check)."""
-
-    def read(self, records: list[Any]) -> pa.RecordBatch | None:
-        """One page's records, read (None when a record might not pass the model check)."""
-        ...
-
-    def finish(self, pages: Sequence[pa.RecordBatch]) -> pa.RecordBatch | None:
-        """Read pages, in order, as one typed batch (None when a value might not pass)."""
-        ...
-
-
-@attrs.frozen
-class _Part:
-    """One page of a row group: a typed batch, or the fast path's batch still to finish (with
-    its page's `recheck`)."""
-
-    batch: pa.RecordBatch
-    recheck: Callable[[], list[Any]] | None = None
-
-
 class ParquetWriter:
     """Records of one schema into a Parquet file, `ROW_GROUP_ROWS` rows per row group.
 
-    A page the fast path read (`ExportPage.fast`, a batch from `ArrowPages.read`) is finished
-    with its row group (`ArrowPages.finish`: its last checks and casts, in a few calls for the
-    whole group) on the writing thread, beside the next pages' reading; any other page is
-    converted here, value by value. When the group's finish refuses a value, its pages are
-    finished one by one, and a page refused alone is checked by the models (`recheck`), which
-    either raise the error naming the record and field or take the page, then converted here.
+    A page the fast path took (`ExportPage.fast`, a batch from `_arrow_page.ArrowPages`) is
+    written as it is; any other page is converted here, value by value.
     """
 
     def __init__(
-        self, path: str, schema: Mapping[str, Any] | None, arrow: FastPages | None = None
+        self, path: str, schema: Mapping[str, Any] | None, fast_path: FastPath | None = None
     ) -> None:
         self._columns = arrow_columns(schema)
         self._schema = pa.schema([pa.field(c.name, c.type) for c in self._columns])
@@ -210,27 +175,21 @@ class ParquetWriter:
         # each, for which pyarrow builds a dictionary only to give it up; without them the
         # writer's CPU for 200,000 customers fell 0.17 -> 0.13 s and the file grew 4 %.
         self._file = pq.ParquetWriter(path, self._schema, use_dictionary=False)
-        self._arrow = arrow
-        self._group: list[_Part] = []
+        self._batches: list[pa.RecordBatch] = []
         self._rows = 0
-        # One thread, no more: its row group is finished and written while the next one fills.
+        # One thread, no more: its row group is written while the next one fills.
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="finalpos-parquet")
-        self._writing: Future[list[_Part] | None] | None = None
-        self.fast_path: FastPath | None = None if arrow is None else arrow.read
-        """The fast path's first step (`ArrowPages.read`), or None."""
+        self._writing: Future[None] | None = None
+        self.fast_path = fast_path
+        """The fast path's `convert` (typed as `arrow_schema(schema)`), or None."""
 
     def write_page(self, page: ExportPage) -> None:
-        """Buffer one page; a full row group is finished and written out."""
+        """Buffer one page; a full row group is written out."""
         batch = cast("pa.RecordBatch | None", page.fast)
         if batch is None:
-            part = _Part(self._convert(page.records))
-        else:
-            # (a page built without a recheck keeps its records until its group is written)
-            records = page.records
-            recheck = page.recheck or (lambda: records)
-            part = _Part(batch, recheck)
-        self._group.append(part)
-        self._rows += part.batch.num_rows
+            batch = self._convert(page.records)
+        self._batches.append(batch)
+        self._rows += batch.num_rows
         if self._rows >= ROW_GROUP_ROWS:
             self._flush()
 
@@ -257,54 +216,21 @@ class ParquetWriter:
         return pa.RecordBatch.from_arrays(arrays, schema=self._schema)  # pyright: ignore[reportUnknownMemberType]  # stubs: `Array` untyped
 
     def _flush(self) -> None:
-        if self._group:
-            group, self._group = self._group, []
+        if self._rows:
+            table = pa.Table.from_batches(self._batches, schema=self._schema)
+            self._batches = []
             self._rows = 0
             self._wait()
-            # pyarrow checks, casts, encodes and compresses without holding the GIL, mostly:
-            # on a thread of its own, that overlaps the next pages' reading.
-            self._writing = self._pool.submit(self._finish_and_write, group)
-
-    def _finish_and_write(self, group: list[_Part]) -> list[_Part] | None:
-        """Write `group` as one row group; the group back, unwritten, when its fast pages'
-        finish refuses a value in them."""
-        loose = [part.batch for part in group if part.recheck is not None]
-        finished = None
-        if loose:
-            assert self._arrow is not None  # (only the fast path's pages have a recheck)
-            finished = self._arrow.finish(loose)
-            if finished is None:
-                return group
-        batches: list[pa.RecordBatch] = []
-        offset = 0
-        for part in group:
-            if part.recheck is None:
-                batches.append(part.batch)
-            else:
-                assert finished is not None
-                batches.append(finished.slice(offset, part.batch.num_rows))
-                offset += part.batch.num_rows
-        table = pa.Table.from_batches(batches, schema=self._schema)
-        self._file.write_table(table, row_group_size=table.num_rows)
-        return None
+            # pyarrow encodes and compresses a row group without holding the GIL: on a thread
+            # of its own, that overlaps the next pages' checks (one row group in flight).
+            self._writing = self._pool.submit(
+                self._file.write_table, table, row_group_size=table.num_rows
+            )
 
     def _wait(self) -> None:
         writing, self._writing = self._writing, None
-        if writing is None:
-            return
-        refused = writing.result()  # a failed write raises here
-        if refused is not None:
-            # Some value in the group needs a closer look: each page alone, then the models.
-            self._finish_and_write([self._alone(part) for part in refused])
-
-    def _alone(self, part: _Part) -> _Part:
-        if part.recheck is None:
-            return part
-        assert self._arrow is not None
-        finished = self._arrow.finish([part.batch])
-        if finished is not None:
-            return _Part(finished)
-        return _Part(self._convert(part.recheck()))  # the models raise for a record unfit
+        if writing is not None:
+            writing.result()  # a failed write raises here
 
     def close(self) -> None:
         """Write the last row group and the file's footer."""
@@ -322,7 +248,7 @@ class ParquetWriter:
         waited for (pyarrow cannot stop one halfway), and a file left open could not be
         removed on Windows.
         """
-        self._group = []
+        self._batches = []
         self._rows = 0
         with contextlib.suppress(Exception):
             self._wait()
