@@ -2,6 +2,7 @@
 
     python benchmarks/export.py                   # 200,000 customers, 5 interleaved repetitions
     python benchmarks/export.py --records 20000 --reps 1
+    python benchmarks/export.py --latency 0.02    # every answer held back 20 ms, as by a network
 
 A sandbox process serves a SQLite file seeded with N customers (one created through the API,
 the rest copies of its stored form with their own id and e-mail, written through the sandbox's
@@ -13,6 +14,10 @@ serves both the same way) and the process's CPU time; the ratio is against the r
 median wall time. Before the runs, one page is timed at skip 0 and at the last full page (the
 sandbox finds either through an index, so they should cost about the same), and the load average
 is printed before and after (the machine may be shared: compare ratios within one run).
+
+`--latency S` has the sandbox hold every answer back S seconds (its `delay` fault on every
+request), as an API across a network would: the pages in flight then overlap that wait with the
+client's CPU, and the ratios show what is left of the local figures against a real API.
 
 The checkout's bytecode is compiled first (`compileall`), as pip compiles an installed package's
 and as aiohttp's and orjson's here are: otherwise, under PYTHONDONTWRITEBYTECODE (or in a
@@ -152,6 +157,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--page-size", type=int, default=PAGE_SIZE)
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each answer")
     options = parser.parse_args()
     compileall.compile_dir(ROOT / "finalpos_async", quiet=1)  # see the module docstring
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,7 +166,8 @@ def main() -> None:
         started = time.perf_counter()
         seed(db, options.records)
         print(f"seeded {options.records:,} customers in {time.perf_counter() - started:.1f} s")
-        proc, url = start_sandbox("--db", str(db))
+        faults = ["--faults", f"rate=1,kinds=delay,delay={options.latency}"]
+        proc, url = start_sandbox("--db", str(db), *(faults if options.latency else []))
         key = "sk_sandbox_finalpos"
         try:
             last = max(0, options.records - options.page_size)
@@ -219,6 +226,7 @@ def main() -> None:
     print(
         f"\n{options.records:,} customers, page size {options.page_size}, "
         f"{options.concurrency} pages in flight, {options.reps} interleaved repetitions, "
+        f"{f'{options.latency * 1000:g} ms added to each answer, ' if options.latency else ''}"
         f"load average {load_before} before, {load_after} after, {os.cpu_count()} CPUs\n"
     )
     print("| | wall s (median, min..max) | CPU s (median) | sandbox CPU s | wall / raw |")
