@@ -5,13 +5,13 @@ For a record schema built only of what the models check by type (strings, `date-
 `ArrowPages.convert` turns a page of decoded records into an Arrow record batch typed as
 `--format parquet` writes it (`arrow_schema`). Arrow refuses a value of the wrong JSON type;
 what it would let through is checked (on the columns, or on the Python values' classes where
-the columns cannot rule it out, see `_dicts_proof`): a
-string given for an array, a string or a list for an object, a float for an integer, a null item
-in an array, a missing required field, and a date-time or decimal string outside the forms every
-supported Python parses (RFC 3339 with seconds and an offset; at most 20 digits before the point
-and 18 after). So the fast path is stricter than the model check, never looser: a page it does
-not take (`None`) goes through the model check, which names the record and field, or accepts
-the page, which is then written the slow way.
+the columns cannot rule it out, see `_dicts_proof`): a string given for an array, a string or a
+list for an object, a float for an integer, a null item in an array, a missing required field,
+and a date-time or decimal string outside the forms every supported Python parses (RFC 3339
+with seconds and an offset; at most 20 digits before the point and 18 after). So the fast path
+is stricter than the model check, never looser: a page it does not take (`None`) goes through
+the model check, which names the record and field, or accepts the page, which is then written
+the slow way.
 
 A schema with anything else (enums, `oneOf`, open objects, arrays inside objects or arrays of
 arrays, integers below the top level) gets no fast path (`ArrowPages.for_schema` is None).
