@@ -219,7 +219,8 @@ def main() -> None:
                 order = list(cells.items())
                 random.Random(rep).shuffle(order)  # no cell always follows the same one
                 for name, args in order:
-                    os.sync()  # the previous cell's file is written back before, not during
+                    if hasattr(os, "sync"):  # (Unix) the previous cell's file is written
+                        os.sync()  # back before this cell, not during it
                     before = process_cpu(proc.pid)
                     wall, cpu = timed(args)
                     served[name].append(process_cpu(proc.pid) - before)
