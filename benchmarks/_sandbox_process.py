@@ -1,4 +1,5 @@
-"""Helpers the bulk benchmarks share: a sandbox in a process of its own, and this process's RSS.
+"""Helpers the bulk benchmarks share: a sandbox in a process of its own, this process's RSS, and
+another process's CPU time.
 
 `benchmarks/` is not a package: the scripts run as `python benchmarks/X.py`, so this module sits
 on `sys.path` beside them and is imported as `_sandbox_process`.
@@ -6,6 +7,7 @@ on `sys.path` beside them and is imported as `_sandbox_process`.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -26,6 +28,12 @@ def rss_mib() -> float:
     except OSError:
         pass
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (Linux /proc: `OSError` elsewhere)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stop_process(proc: subprocess.Popen[Any]) -> None:

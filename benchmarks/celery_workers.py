@@ -37,7 +37,7 @@ from pathlib import Path
 
 from _postgres_process import fresh_schema, postgres_cluster
 from _redis_process import redis_server
-from _sandbox_process import ROOT, start_sandbox, stop_process
+from _sandbox_process import ROOT, cpu_seconds, start_sandbox, stop_process
 
 from finalpos_async.bulk import ChunkBoard, Intent, JournalBinding, PostgresJournal, Work
 
@@ -56,11 +56,6 @@ def write_rows(path: Path, rows: int) -> None:
         writer = csv.writer(out)
         writer.writerow(["email", "firstName", "lastName"])
         writer.writerows([f"b{n}@example.com", "B", str(n)] for n in range(rows))
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def done(journal: str) -> tuple[int, int]:

@@ -46,7 +46,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from _sandbox_process import ROOT, start_sandbox, stop_process
+from _sandbox_process import ROOT, cpu_seconds, start_sandbox, stop_process
 
 from finalpos_async.sandbox import Sandbox
 
@@ -143,13 +143,11 @@ def timed(args: list[str]) -> tuple[float, float]:
 
 
 def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of process `pid` so far (Linux /proc; NaN elsewhere)."""
+    """`cpu_seconds(pid)`, or NaN where there is no /proc to read it from (not Linux)."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
+        return cpu_seconds(pid)
     except OSError:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def count_lines(path: Path) -> int:
